@@ -1,0 +1,228 @@
+"""The Domain contract: what a physics domain plugs into the generic engine.
+
+A domain is data, not a class hierarchy: a :class:`Domain` record of plain
+functions and small objects. The engine (trainer, generator, evaluator, CLI)
+only ever looks domains up by name with :func:`get_domain`; it never imports a
+domain module directly. Users register their own with :func:`register_domain`.
+
+Conventions every domain follows
+--------------------------------
+* Samples in *physical units* are numpy/torch arrays ``x`` of shape
+  ``(N, *sample_shape)`` as a :class:`~physgan.io.layout.Layout` reads them;
+  conditions ``c`` are ``(N, k)`` float arrays in physical units, columns named.
+* A :class:`Transform` maps physical samples to *model space* (what G outputs
+  and D reads) and back; it is fitted on training data and its statistics are
+  saved in the run (``state_dict`` must be JSON-serialisable).
+* ``build_generator(spec)`` returns an ``nn.Module`` ``G(z, c) -> y`` with ``y``
+  of shape ``(B, *transform.model_shape)``, ``c`` the *normalised* conditions
+  ``(B, k)``, and a method ``latent_shape(scale=1) -> tuple`` giving the shape of
+  one latent ``z`` (scale > 1 asks fully convolutional generators for a larger
+  output, e.g. bigger N-body boxes or microstructure volumes).
+* ``build_critic(spec)`` returns an ``nn.Module`` ``D(y, c) -> (B,)`` scores; no
+  batch norm (it breaks the per-sample gradient penalty).
+* ``features(x, c, attrs)`` returns per-sample high-level features (physical
+  units) as ``{name: (N,) array}``: the inputs of the generic metrics (FPD/KPD,
+  separation power, classifier AUC on high-level features).
+* ``physics_metrics(real, fake, attrs)`` with ``real = (x, c)``,
+  ``fake = (x, c)`` returns ``{name: float}``; ``score(metrics)`` turns them into
+  one number, lower is better, for best-checkpoint selection.
+* ``plots(real, fake, attrs, outdir)`` writes PNG figures and returns
+  ``[(title, path), ...]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from physgan.errors import ConfigError
+
+__all__ = [
+    "ModelSpec",
+    "Transform",
+    "IdentityTransform",
+    "Domain",
+    "register_domain",
+    "get_domain",
+    "domains",
+]
+
+
+@dataclass
+class ModelSpec:
+    """Everything a model factory needs to build G and D.
+
+    Attributes
+    ----------
+    sample_shape : tuple of int
+        Shape of one sample in model space (``Transform.model_shape``).
+    n_cond : int
+        Number of conditions (0 for unconditional data).
+    condition_names : list of str
+        Their names, in column order.
+    z_dim : int
+        Latent size (channels of the latent grid for conv generators).
+    width : int
+        Base width (hidden units / channels).
+    depth : int
+        Number of hidden layers / blocks (a hint; factories may derive it).
+    embed_dim : int
+        Size of the condition embedding.
+    options : dict
+        Domain-specific model options from the config (``model.options``).
+    attrs : dict
+        The data file's attributes (geometry, box size, ...).
+    """
+
+    sample_shape: tuple[int, ...]
+    n_cond: int
+    condition_names: list[str]
+    z_dim: int = 64
+    width: int = 64
+    depth: int = 3
+    embed_dim: int = 32
+    options: dict[str, Any] = field(default_factory=dict)
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+
+class Transform:
+    """Invertible map between physical samples and model space.
+
+    Subclasses override ``fit``, ``forward``, ``inverse`` and keep their fitted
+    statistics in ``self.stats`` (a JSON-serialisable dict) so that
+    ``state_dict`` / ``load_state_dict`` work unchanged.
+    """
+
+    name = "identity"
+
+    def __init__(self, **options: Any):
+        self.options = dict(options)
+        self.stats: dict[str, Any] = {}
+
+    def fit(self, x: np.ndarray, attrs: dict[str, Any] | None = None) -> Transform:
+        """Compute statistics from (a sample of) physical training data."""
+        return self
+
+    def model_shape(self, sample_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Shape of one sample in model space."""
+        return tuple(sample_shape)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Physical units -> model space."""
+        return x
+
+    def inverse(self, y: torch.Tensor) -> torch.Tensor:
+        """Model space -> physical units."""
+        return y
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "options": self.options, "stats": self.stats}
+
+    def load_state_dict(self, state: dict[str, Any]) -> Transform:
+        self.options = dict(state.get("options", {}))
+        self.stats = dict(state.get("stats", {}))
+        return self
+
+
+class IdentityTransform(Transform):
+    """Standardise by one global mean and standard deviation (fitted)."""
+
+    name = "standardise"
+
+    def fit(self, x: np.ndarray, attrs: dict[str, Any] | None = None) -> Transform:
+        self.stats = {"mean": float(np.mean(x)), "std": float(np.std(x) + 1e-12)}
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.stats["mean"]) / self.stats["std"]
+
+    def inverse(self, y: torch.Tensor) -> torch.Tensor:
+        return y * self.stats["std"] + self.stats["mean"]
+
+
+Real = tuple[np.ndarray, np.ndarray]
+
+
+@dataclass
+class Domain:
+    """A physics domain plugged into the engine. See the module docstring.
+
+    Attributes
+    ----------
+    name : str
+        Registry name (``array``, ``calo``, ``nbody``, ``micro``, or yours).
+    description : str
+        One line for ``--help``.
+    layouts : list of str
+        Names of the file layouts this domain reads; the first is the default
+        for writing new files.
+    make_transform : callable
+        ``(options: dict) -> Transform`` (unfitted).
+    build_generator, build_critic : callable
+        ``(ModelSpec) -> nn.Module``.
+    condition_scales : dict
+        Per condition name ``"log"`` or ``"linear"`` (default) before
+        standardisation, e.g. ``{"energy": "log"}``.
+    features, physics_metrics, score, plots : callable, optional
+        See the module docstring.
+    presets : dict
+        Named config overrides, e.g. ``{"quick": {...}, "gpu": {...}}``; the
+        preset called ``"default"`` is applied when the user names none.
+    add_make_arguments, make : callable, optional
+        ``data make <domain>``: add argparse options; run the simulator.
+    add_import_arguments, import_ : callable, optional
+        ``data import <domain>``: add options; convert foreign files.
+    quickstart : dict
+        Arguments of the quickstart (``make`` namespace defaults, preset name).
+    detect : callable, optional
+        ``(header) -> bool``: whether a file (already opened through a layout)
+        belongs to this domain, for ``evaluate`` without ``--domain``.
+    """
+
+    name: str
+    description: str
+    layouts: list[str]
+    make_transform: Callable[[dict[str, Any]], Transform]
+    build_generator: Callable[[ModelSpec], torch.nn.Module]
+    build_critic: Callable[[ModelSpec], torch.nn.Module]
+    condition_scales: dict[str, str] = field(default_factory=dict)
+    features: Callable[[np.ndarray, np.ndarray, dict], dict[str, np.ndarray]] | None = None
+    physics_metrics: Callable[[Real, Real, dict], dict[str, float]] | None = None
+    score: Callable[[dict[str, float]], float] | None = None
+    plots: Callable[[Real, Real, dict, Any], list[tuple[str, Any]]] | None = None
+    presets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    add_make_arguments: Callable[[argparse.ArgumentParser], None] | None = None
+    make: Callable[[argparse.Namespace], Any] | None = None
+    add_import_arguments: Callable[[argparse.ArgumentParser], None] | None = None
+    import_: Callable[[argparse.Namespace], Any] | None = None
+    quickstart: dict[str, Any] = field(default_factory=dict)
+    detect: Callable[[Any], bool] | None = None
+
+
+_DOMAINS: dict[str, Domain] = {}
+
+
+def register_domain(domain: Domain) -> Domain:
+    """Add (or replace) a domain in the registry and return it."""
+    _DOMAINS[domain.name] = domain
+    return domain
+
+
+def domains() -> dict[str, Domain]:
+    """All registered domains by name."""
+    import physgan.domains  # noqa: F401  (registers the built-in domains)
+
+    return dict(_DOMAINS)
+
+
+def get_domain(name: str) -> Domain:
+    """The registered domain called ``name`` (clear error otherwise)."""
+    known = domains()
+    if name not in known:
+        raise ConfigError(f"unknown domain '{name}'; known domains: {', '.join(sorted(known))}")
+    return known[name]

@@ -1,0 +1,99 @@
+"""Atomic file output: write to a temporary file beside the target, fsync, rename.
+
+A reader never sees a half-written file: either the old file (or none) or the
+complete new one. Interrupted writes leave only ``.<name>.tmp-*`` files, which
+:func:`sweep_temporaries` removes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+from physgan.errors import OutputExistsError, PhysganError
+
+__all__ = ["atomic_output", "fsync_directory", "sweep_temporaries", "check_writable"]
+
+TMP_MARK = ".tmp-"
+
+
+def fsync_directory(directory: str | os.PathLike) -> None:
+    """Flush a directory entry to disk so a rename inside it survives a crash."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+def check_writable(path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Refuse an existing output unless ``overwrite``; make its parent directory.
+
+    Returns the path as a :class:`~pathlib.Path`.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise OutputExistsError(f"{path}: exists already; pass --overwrite (overwrite=True) to replace it")
+    if path.is_dir():
+        raise OutputExistsError(f"{path}: is a directory, expected a file path")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise PhysganError(f"{path.parent}: cannot create output directory: {err.strerror}") from err
+    return path
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary path; on success, fsync it and rename it onto ``path``.
+
+    On any exception the temporary file is removed and ``path`` is untouched.
+
+    Examples
+    --------
+    >>> with atomic_output("out.h5", overwrite=True) as tmp:  # doctest: +SKIP
+    ...     write_everything(tmp)
+    """
+    path = check_writable(path, overwrite)
+    tmp = path.with_name(f".{path.name}{TMP_MARK}{uuid.uuid4().hex[:8]}")
+    try:
+        yield tmp
+        if not tmp.exists():
+            raise PhysganError(f"{path}: nothing was written")
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        if path.exists():
+            with contextlib.suppress(OSError):
+                os.chmod(tmp, path.stat().st_mode & 0o777)
+        os.replace(tmp, path)
+        fsync_directory(path.parent)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise PhysganError(f"{path}: could not write: {err.strerror or err}") from err
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def sweep_temporaries(directory: str | os.PathLike) -> list[Path]:
+    """Remove temporary files left by interrupted atomic writes in ``directory``."""
+    removed = []
+    directory = Path(directory)
+    if not directory.is_dir():
+        return removed
+    for p in directory.iterdir():
+        if p.name.startswith(".") and TMP_MARK in p.name and p.is_file():
+            with contextlib.suppress(OSError):
+                p.unlink()
+                removed.append(p)
+    return removed
