@@ -11,8 +11,12 @@ Conventions every domain follows
   ``(N, *sample_shape)`` as a :class:`~physgan.io.layout.Layout` reads them;
   conditions ``c`` are ``(N, k)`` float arrays in physical units, columns named.
 * A :class:`Transform` maps physical samples to *model space* (what G outputs
-  and D reads) and back; it is fitted on training data and its statistics are
-  saved in the run (``state_dict`` must be JSON-serialisable).
+  and D reads) and back, given the batch's physical conditions (so a calorimeter
+  transform can divide by the incident energy); it is fitted on training data
+  and its statistics are saved in the run (``state_dict`` must be
+  JSON-serialisable). ``make_transform(options)`` builds it unfitted.
+* Files carry ``attrs['domain'] = <name>`` (written by ``data make``/``generate``)
+  so ``evaluate`` can pick the domain without ``--domain``.
 * ``build_generator(spec)`` returns an ``nn.Module`` ``G(z, c) -> y`` with ``y``
   of shape ``(B, *transform.model_shape)``, ``c`` the *normalised* conditions
   ``(B, k)``, and a method ``latent_shape(scale=1) -> tuple`` giving the shape of
@@ -104,20 +108,20 @@ class Transform:
         self.options = dict(options)
         self.stats: dict[str, Any] = {}
 
-    def fit(self, x: np.ndarray, attrs: dict[str, Any] | None = None) -> Transform:
-        """Compute statistics from (a sample of) physical training data."""
+    def fit(self, x: np.ndarray, c: np.ndarray | None = None, attrs: dict[str, Any] | None = None) -> Transform:
+        """Compute statistics from (a sample of) physical training data ``x`` with conditions ``c``."""
         return self
 
     def model_shape(self, sample_shape: tuple[int, ...]) -> tuple[int, ...]:
         """Shape of one sample in model space."""
         return tuple(sample_shape)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Physical units -> model space."""
+    def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        """Physical units -> model space. ``c``: the physical conditions (B, k) of the batch."""
         return x
 
-    def inverse(self, y: torch.Tensor) -> torch.Tensor:
-        """Model space -> physical units."""
+    def inverse(self, y: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        """Model space -> physical units. ``c``: the physical conditions (B, k) of the batch."""
         return y
 
     def state_dict(self) -> dict[str, Any]:
@@ -134,14 +138,14 @@ class IdentityTransform(Transform):
 
     name = "standardise"
 
-    def fit(self, x: np.ndarray, attrs: dict[str, Any] | None = None) -> Transform:
+    def fit(self, x: np.ndarray, c: np.ndarray | None = None, attrs: dict[str, Any] | None = None) -> Transform:
         self.stats = {"mean": float(np.mean(x)), "std": float(np.std(x) + 1e-12)}
         return self
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         return (x - self.stats["mean"]) / self.stats["std"]
 
-    def inverse(self, y: torch.Tensor) -> torch.Tensor:
+    def inverse(self, y: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         return y * self.stats["std"] + self.stats["mean"]
 
 

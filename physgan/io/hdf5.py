@@ -148,11 +148,16 @@ def check_values(path: str, header: Header, layout: Layout, start: int, x: np.nd
         raise DataError(path, f"non-finite sample value {x[tuple(bad)]}", dataset=_sample_ds(header), index=start + int(bad[0]))
     if c.size and not np.isfinite(c).all():
         row, col = np.argwhere(~np.isfinite(c))[0]
-        raise DataError(path, f"non-finite condition value {c[row, col]}", dataset=header.condition_names[col], index=start + int(row))
+        raise DataError(
+            path, f"non-finite condition value {c[row, col]}", dataset=header.condition_names[col], index=start + int(row)
+        )
     if header.non_negative and x.size and (x < 0).any():
         bad = np.argwhere(x < 0)[0]
         raise DataError(
-            path, f"negative value {x[tuple(bad)]:.6g} where values must be >= 0", dataset=_sample_ds(header), index=start + int(bad[0])
+            path,
+            f"negative value {x[tuple(bad)]:.6g} where values must be >= 0",
+            dataset=_sample_ds(header),
+            index=start + int(bad[0]),
         )
     layout.check_block(path, header, start, x, c)
 

@@ -285,7 +285,9 @@ class ArrayLayout(Layout):
             order = _attr_list(node.attrs.get("order")) or sorted(node.keys())
             for name in order:
                 if name not in node or not isinstance(node[name], h5py.Dataset):
-                    raise DataError(path, f"condition '{name}' named in 'order' is missing", dataset=f"{self.conditions_key}/{name}")
+                    raise DataError(
+                        path, f"condition '{name}' named in 'order' is missing", dataset=f"{self.conditions_key}/{name}"
+                    )
                 out.append((name, node[name], None))
             return out
         if node.ndim == 1:
@@ -294,7 +296,9 @@ class ArrayLayout(Layout):
             raise DataError(path, f"conditions must be (N,) or (N, k), got shape {node.shape}", dataset=self.conditions_key)
         names = _attr_list(node.attrs.get("names")) or [f"c{i}" for i in range(node.shape[1])]
         if len(names) != node.shape[1]:
-            raise DataError(path, f"attribute 'names' has {len(names)} entries for {node.shape[1]} columns", dataset=self.conditions_key)
+            raise DataError(
+                path, f"attribute 'names' has {len(names)} entries for {node.shape[1]} columns", dataset=self.conditions_key
+            )
         return [(nm, node, i) for i, nm in enumerate(names)]
 
     def describe(self, f: h5py.File) -> Header:
@@ -305,7 +309,9 @@ class ArrayLayout(Layout):
         if not isinstance(ds, h5py.Dataset):
             raise DataError(path, "expected a dataset, found a group", dataset=self.samples_key)
         if ds.ndim < 2:
-            raise DataError(path, f"samples must have shape (N, ...) with at least one feature axis, got {ds.shape}", dataset=self.samples_key)
+            raise DataError(
+                path, f"samples must have shape (N, ...) with at least one feature axis, got {ds.shape}", dataset=self.samples_key
+            )
         if not (np.issubdtype(ds.dtype, np.floating) or np.issubdtype(ds.dtype, np.integer) or ds.dtype == bool):
             raise DataError(path, f"samples must be numeric, got dtype {ds.dtype}", dataset=self.samples_key)
         n = int(ds.shape[0])

@@ -1,0 +1,264 @@
+"""Command line: argument parsing only; every command calls the library.
+
+physgan data make calo --out data/calo.h5 --n 100000
+physgan data info data/calo.h5
+physgan train calo --data data/calo.h5 --run runs/calo-001
+physgan generate runs/calo-001 --n 1000000 --cond energy=10:100 --out fake.h5
+physgan evaluate --real data/heldout.h5 --fake fake.h5 --report report/
+physgan quickstart [calo|nbody|micro|array]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+
+import physgan
+from physgan.errors import PhysganError
+
+__all__ = ["main", "build_parser"]
+
+
+def _optional(module: str):
+    """A module written by a part of physgan that may not be installed/landed."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as err:
+        if err.name == module:
+            return None
+        raise
+
+
+def _add_train_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", help="domain preset (e.g. quick, gpu)")
+    p.add_argument("--recipe", help="hyper-parameter recipe: gulrajani2017 (default), progan, arjovsky2017, goodfellow2014")
+    p.add_argument("--config", help="YAML config file (sections data, model, train)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override a config value (repeatable)",
+    )
+    p.add_argument("--steps", type=int, help="generator steps (train.steps)")
+    p.add_argument("--batch-size", type=int, help="batch size per process (train.batch_size)")
+    p.add_argument("--loss", help="wgan-gp (default) | wgan-clip | minimax | nonsaturating (train.loss)")
+    p.add_argument("--device", help="auto | cpu | cuda (train.device)")
+    p.add_argument("--seed", type=int, help="random seed (train.seed)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def _train_overrides(args) -> list[str]:
+    out = list(args.overrides)
+    for flag, key in (
+        ("steps", "train.steps"),
+        ("batch_size", "train.batch_size"),
+        ("loss", "train.loss"),
+        ("device", "train.device"),
+        ("seed", "train.seed"),
+    ):
+        v = getattr(args, flag, None)
+        if v is not None:
+            out.append(f"{key}={v}")
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from physgan.domains.base import domains
+
+    doms = domains()
+    parser = argparse.ArgumentParser(prog="physgan", description="Conditional WGAN-GP surrogates for scientific simulations.")
+    parser.add_argument("--version", action="version", version=f"physgan {physgan.__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    # ---- data ----
+    p_data = sub.add_parser("data", help="make, import, inspect and download datasets")
+    dsub = p_data.add_subparsers(dest="data_command", required=True)
+    p_make = dsub.add_parser("make", help="simulate a training dataset with a built-in simulator")
+    msub = p_make.add_subparsers(dest="domain", required=True)
+    for name, dom in doms.items():
+        if dom.make is not None and dom.add_make_arguments is not None:
+            dom.add_make_arguments(msub.add_parser(name, help=dom.description))
+    p_imp = dsub.add_parser("import", help="convert foreign files (particle snapshots, TIFF stacks) to physgan HDF5")
+    isub = p_imp.add_subparsers(dest="domain", required=True)
+    for name, dom in doms.items():
+        if dom.import_ is not None and dom.add_import_arguments is not None:
+            dom.add_import_arguments(isub.add_parser(name, help=dom.description))
+    p_info = dsub.add_parser("info", help="schema, conditions and ranges, statistics and problems of a file")
+    p_info.add_argument("file")
+    p_info.add_argument("--layout", help="force a layout instead of detecting it")
+    download = _optional("physgan.io.download")
+    if download is not None:
+        download.add_arguments(dsub.add_parser("download", help="download a public dataset from its card (datasets/)"))
+
+    # ---- train ----
+    p_train = sub.add_parser("train", help="train a surrogate on an HDF5 file")
+    p_train.add_argument("domain", choices=sorted(doms), help="physics domain (array: any fixed-shape samples)")
+    p_train.add_argument("--data", required=True, help="training HDF5 file")
+    p_train.add_argument(
+        "--run",
+        "--run-dir",
+        dest="run",
+        required=True,
+        help="run directory (checkpoints, logs, config); under torchrun write --run-dir (torchrun mistakes --run for its --run-path)",
+    )
+    p_train.add_argument("--resume", help="'auto' (latest checkpoint in --run) or a checkpoint path")
+    p_train.add_argument("--layout", help="force the file layout")
+    _add_train_options(p_train)
+
+    # ---- generate ----
+    p_gen = sub.add_parser("generate", help="generate samples from a trained run into an HDF5 file")
+    p_gen.add_argument("run", help="run directory")
+    p_gen.add_argument("--n", type=int, required=True, help="number of samples")
+    p_gen.add_argument(
+        "--cond",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE|LO:HI|LO:HI:log",
+        help="condition value or range (repeatable); unspecified: uniform over the training range",
+    )
+    p_gen.add_argument("--out", required=True, help="output HDF5 file (same layout as the training data)")
+    p_gen.add_argument("--seed", type=int, default=0)
+    p_gen.add_argument("--batch-size", type=int, default=4096)
+    p_gen.add_argument("--checkpoint", default="best", help="best (default), last, or a file in checkpoints/")
+    p_gen.add_argument("--device", default="auto")
+    p_gen.add_argument("--compression", choices=["gzip", "lzf"], default=None)
+    p_gen.add_argument(
+        "--latent-scale", type=int, default=1, help="larger fields/volumes from a larger latent grid (conv domains)"
+    )
+    p_gen.add_argument(
+        "--allow-extrapolation", action="store_true", help="allow conditions outside the training range (with a warning)"
+    )
+    p_gen.add_argument("--overwrite", action="store_true")
+    p_gen.add_argument("--quiet", action="store_true")
+
+    # ---- evaluate ----
+    evaluate = _optional("physgan.evaluate")
+    if evaluate is not None:
+        evaluate.add_arguments(sub.add_parser("evaluate", help="metrics and an HTML report comparing real and generated files"))
+
+    # ---- quickstart ----
+    p_q = sub.add_parser("quickstart", help="make a small dataset, train a few minutes on CPU, generate, evaluate, report")
+    qs = [n for n, d in doms.items() if d.quickstart]
+    p_q.add_argument("domain", nargs="?", default="calo" if "calo" in qs else "array", choices=qs)
+    p_q.add_argument("--dir", default="quickstart", help="output folder (data, run, generated file, report)")
+    p_q.add_argument("--steps", type=int, help="override the preset's training steps")
+    p_q.add_argument("--n", type=int, help="override the dataset size")
+    p_q.add_argument("--device", default="auto")
+    p_q.add_argument("--overwrite", action="store_true", help="start again in an existing --dir")
+    p_q.add_argument("--quiet", action="store_true")
+    return parser
+
+
+def cmd_data(args) -> int:
+    from physgan.domains.base import get_domain
+
+    if args.data_command == "make":
+        path = get_domain(args.domain).make(args)
+        print(f"wrote {path}")
+        return 0
+    if args.data_command == "import":
+        path = get_domain(args.domain).import_(args)
+        print(f"wrote {path}")
+        return 0
+    if args.data_command == "info":
+        from physgan.io.info import format_info, inspect_file
+
+        info = inspect_file(args.file, args.layout)
+        print(format_info(info))
+        return 1 if info.problems else 0
+    if args.data_command == "download":
+        return importlib.import_module("physgan.io.download").main(args)
+    raise AssertionError(args.data_command)
+
+
+def cmd_train(args) -> int:
+    from physgan.config import resolve_config
+    from physgan.train.loop import train
+
+    overrides = [*_train_overrides(args), f"data.path={args.data}"]
+    if args.layout:
+        overrides.append(f"data.layout={args.layout}")
+    cfg = resolve_config(args.domain, args.preset, args.config, overrides, args.recipe)
+    result = train(cfg, args.run, resume=args.resume, progress=not args.quiet)
+    if result.stopped_by:
+        print(
+            f"stopped by {result.stopped_by} at step {result.step}; continue with: physgan train ... --run {args.run} --resume auto"
+        )
+    else:
+        print(
+            f"trained {result.step} steps; run in {args.run}"
+            + (f" (best validation score {result.best_score:.4g})" if result.best_score is not None else "")
+        )
+    return 0
+
+
+def cmd_generate(args) -> int:
+    from physgan.run import load_run, parse_condition
+
+    run = load_run(args.run, checkpoint=args.checkpoint, device=args.device)
+    cond = dict(parse_condition(c) for c in args.cond)
+    if args.n < 1:
+        raise PhysganError("--n must be >= 1")
+    path = run.generate(
+        args.out,
+        args.n,
+        cond,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        overwrite=args.overwrite,
+        compression=args.compression,
+        progress=not args.quiet,
+        allow_extrapolation=args.allow_extrapolation,
+        latent_scale=args.latent_scale,
+    )
+    print(f"wrote {args.n} samples to {path}")
+    return 0
+
+
+def cmd_quickstart(args) -> int:
+    from physgan.quickstart import quickstart
+
+    report = quickstart(
+        args.domain,
+        Path(args.dir),
+        steps=args.steps,
+        n=args.n,
+        device=args.device,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+    )
+    print(f"quickstart done: open {report}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``physgan`` command; returns the exit code."""
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if args.command == "data":
+            return cmd_data(args)
+        if args.command == "train":
+            return cmd_train(args)
+        if args.command == "generate":
+            return cmd_generate(args)
+        if args.command == "evaluate":
+            return importlib.import_module("physgan.evaluate").main(args)
+        if args.command == "quickstart":
+            return cmd_quickstart(args)
+        parser.error(f"unknown command {args.command}")
+    except PhysganError as err:
+        print(f"physgan: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("physgan: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,410 @@
+"""Configuration: dataclasses, named recipes and presets, YAML, overrides, validation.
+
+Resolution order (later wins)::
+
+    dataclass defaults -> recipe (train.recipe, e.g. gulrajani2017)
+    -> domain preset (e.g. calo 'quick') -> YAML file (--config) -> CLI overrides
+
+The resolved config is saved as ``config.yaml`` in every run directory and in
+every checkpoint.
+
+Examples
+--------
+>>> cfg = resolve_config(domain="array", overrides=["train.steps=200", "train.batch_size=32"])
+>>> cfg.train.lr_d
+0.0001
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from physgan.errors import ConfigError
+
+__all__ = [
+    "DataConfig",
+    "ModelConfig",
+    "TrainConfig",
+    "Config",
+    "RECIPES",
+    "resolve_config",
+    "config_from_dict",
+    "config_to_dict",
+    "load_config",
+    "save_config",
+    "apply_overrides",
+]
+
+
+@dataclass
+class DataConfig:
+    path: str = ""  # training HDF5 file
+    layout: str | None = None  # None: detect from the file
+    val_fraction: float = 0.05  # held-out share for validation during training
+    val_size: int = 2000  # at most this many held-out samples are scored each validation
+    in_memory: str = "auto"  # auto | yes | no: load the training set onto the device or stream it
+    memory_limit_gb: float = 4.0  # 'auto' streams above this many GB of float32 samples
+    block_rows: int = 0  # streaming block size in rows (0: a whole number of chunks, ~4096 rows)
+    shuffle_blocks: int = 8  # streaming: blocks mixed in one shuffle buffer
+    workers: int = 0  # streaming: DataLoader worker processes (each opens the file itself)
+    transform: dict[str, Any] = field(default_factory=dict)  # options of the domain's transform
+
+
+@dataclass
+class ModelConfig:
+    z_dim: int = 64  # latent size (channels of the latent grid for conv generators)
+    width: int = 64  # base width (hidden units or channels)
+    depth: int = 3  # hidden layers / blocks
+    embed_dim: int = 32  # condition embedding size
+    options: dict[str, Any] = field(default_factory=dict)  # domain-specific model options
+
+
+@dataclass
+class TrainConfig:
+    recipe: str = "gulrajani2017"  # named hyper-parameter recipe (see RECIPES)
+    loss: str = "wgan-gp"  # wgan-gp | wgan-clip | minimax | nonsaturating
+    steps: int = 2000  # generator steps
+    batch_size: int = 64  # per process
+    n_critic: int = 5  # critic steps per generator step
+    optimizer: str = "adam"  # adam | rmsprop
+    lr_g: float = 1e-4
+    lr_d: float = 1e-4
+    betas: tuple[float, float] = (0.0, 0.9)
+    gp_lambda: float = 10.0  # gradient-penalty weight (wgan-gp)
+    drift: float = 0.0  # ProGAN drift term eps_drift * E[D(x)^2]
+    clip: float = 0.01  # weight clipping bound (wgan-clip)
+    ema_beta: float = 0.999  # EMA of generator weights (used for sampling)
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16
+    compile: bool = False  # torch.compile the generator (CUDA)
+    log_every: int = 50  # status line / stats every this many generator steps
+    val_every: int = 500  # validation metrics every this many steps (0: never)
+    ckpt_every: int = 500  # checkpoint every this many steps
+    keep_snapshots: int = 3  # numbered snapshots kept besides last.pt and best.pt
+    max_rollbacks: int = 3  # divergence: roll back this many times before giving up
+    lr_decay_on_rollback: float = 0.5  # learning rates are multiplied by this on each rollback
+    deterministic: bool = False  # torch.use_deterministic_algorithms
+
+
+@dataclass
+class Config:
+    domain: str = "array"
+    preset: str | None = None  # the domain preset applied (None: the domain's 'default' if any)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def validate(self) -> Config:
+        """Check every value; raise :class:`ConfigError` with a readable message."""
+        t, d, m = self.train, self.data, self.model
+        problems = []
+
+        def need(cond: bool, msg: str) -> None:
+            if not cond:
+                problems.append(msg)
+
+        need(t.steps >= 0, f"train.steps must be >= 0 (got {t.steps})")
+        need(t.batch_size >= 1, f"train.batch_size must be >= 1 (got {t.batch_size})")
+        need(
+            t.n_critic >= 1,
+            f"train.n_critic must be >= 1: the critic needs at least one step per generator step (got {t.n_critic})",
+        )
+        need(t.lr_g > 0 and t.lr_d > 0, f"learning rates must be positive (lr_g={t.lr_g}, lr_d={t.lr_d})")
+        need(len(t.betas) == 2 and all(0 <= b < 1 for b in t.betas), f"train.betas must be two numbers in [0, 1) (got {t.betas})")
+        need(t.gp_lambda >= 0, f"train.gp_lambda must be >= 0 (got {t.gp_lambda})")
+        need(t.clip > 0, f"train.clip must be > 0 (got {t.clip})")
+        need(0 <= t.ema_beta < 1, f"train.ema_beta must be in [0, 1) (got {t.ema_beta})")
+        need(t.drift >= 0, f"train.drift must be >= 0 (got {t.drift})")
+        need(t.loss in LOSSES, f"train.loss '{t.loss}' is unknown; choose one of {', '.join(LOSSES)}")
+        need(t.optimizer in ("adam", "rmsprop"), f"train.optimizer must be 'adam' or 'rmsprop' (got '{t.optimizer}')")
+        need(t.precision in ("auto", "fp32", "bf16"), f"train.precision must be auto, fp32 or bf16 (got '{t.precision}')")
+        need(
+            t.device == "auto" or t.device == "cpu" or t.device.startswith("cuda"),
+            f"train.device must be auto, cpu or cuda[:N] (got '{t.device}')",
+        )
+        need(
+            t.log_every >= 1 and t.ckpt_every >= 1 and t.val_every >= 0,
+            "train.log_every and train.ckpt_every must be >= 1, train.val_every >= 0",
+        )
+        need(t.keep_snapshots >= 0 and t.max_rollbacks >= 0, "train.keep_snapshots and train.max_rollbacks must be >= 0")
+        need(0 < t.lr_decay_on_rollback <= 1, f"train.lr_decay_on_rollback must be in (0, 1] (got {t.lr_decay_on_rollback})")
+        need(0 <= d.val_fraction < 1, f"data.val_fraction must be in [0, 1) (got {d.val_fraction})")
+        need(d.val_size >= 0, f"data.val_size must be >= 0 (got {d.val_size})")
+        need(d.in_memory in ("auto", "yes", "no"), f"data.in_memory must be auto, yes or no (got '{d.in_memory}')")
+        need(
+            d.memory_limit_gb > 0 and d.block_rows >= 0 and d.shuffle_blocks >= 1 and d.workers >= 0,
+            "data streaming options out of range",
+        )
+        need(
+            m.z_dim >= 1 and m.width >= 1 and m.depth >= 1 and m.embed_dim >= 1,
+            "model sizes (z_dim, width, depth, embed_dim) must be >= 1",
+        )
+        if t.loss == "wgan-gp" and t.gp_lambda == 0:
+            problems.append(
+                "train.gp_lambda = 0 with loss wgan-gp leaves the critic unconstrained; use loss wgan-clip or gp_lambda > 0"
+            )
+        if problems:
+            raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
+        return self
+
+
+LOSSES = ("wgan-gp", "wgan-clip", "minimax", "nonsaturating")
+
+#: Named hyper-parameter recipes: keep them whole rather than mixing them.
+RECIPES: dict[str, dict[str, Any]] = {
+    # Gulrajani et al. 2017, Algorithm 1 (the default)
+    "gulrajani2017": {
+        "loss": "wgan-gp",
+        "gp_lambda": 10.0,
+        "n_critic": 5,
+        "optimizer": "adam",
+        "lr_g": 1e-4,
+        "lr_d": 1e-4,
+        "betas": (0.0, 0.9),
+    },
+    # Karras et al. 2018 (progressive GANs): WGAN-GP with drift, one critic step, faster Adam
+    "progan": {
+        "loss": "wgan-gp",
+        "gp_lambda": 10.0,
+        "drift": 1e-3,
+        "n_critic": 1,
+        "optimizer": "adam",
+        "lr_g": 1e-3,
+        "lr_d": 1e-3,
+        "betas": (0.0, 0.99),
+    },
+    # Arjovsky et al. 2017: weight clipping, RMSProp
+    "arjovsky2017": {"loss": "wgan-clip", "clip": 0.01, "n_critic": 5, "optimizer": "rmsprop", "lr_g": 5e-5, "lr_d": 5e-5},
+    # Goodfellow et al. 2014 with the non-saturating generator loss, DCGAN-style Adam
+    "goodfellow2014": {
+        "loss": "nonsaturating",
+        "n_critic": 1,
+        "optimizer": "adam",
+        "lr_g": 2e-4,
+        "lr_d": 2e-4,
+        "betas": (0.5, 0.999),
+    },
+}
+
+_SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+
+
+def config_to_dict(cfg: Config) -> dict[str, Any]:
+    """Plain nested dict (tuples as lists) for YAML and checkpoints."""
+    out = dataclasses.asdict(cfg)
+    out["train"]["betas"] = list(cfg.train.betas)
+    return out
+
+
+def _check_type(section: str, key: str, value: Any, default: Any) -> Any:
+    where = f"{section}.{key}" if section else key
+    if default is None or value is None:
+        return value
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+            return value.lower() in ("true", "yes", "1")
+        raise ConfigError(f"{where} must be true or false (got {value!r})")
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise ConfigError(f"{where} must be an integer (got {value!r})")
+        try:
+            f = float(value)
+        except ValueError:
+            raise ConfigError(f"{where} must be an integer (got {value!r})") from None
+        if f != int(f):
+            raise ConfigError(f"{where} must be an integer (got {value!r})")
+        return int(f)
+    if isinstance(default, float):
+        if isinstance(value, bool):
+            raise ConfigError(f"{where} must be a number (got {value!r})")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where} must be a number (got {value!r})") from None
+    if isinstance(default, tuple):
+        if isinstance(value, str):
+            value = [v for v in value.strip("()[] ").split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)) or len(value) != len(default):
+            raise ConfigError(f"{where} must be a list of {len(default)} numbers (got {value!r})")
+        try:
+            return tuple(float(v) for v in value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where} must be a list of {len(default)} numbers (got {value!r})") from None
+    if isinstance(default, str):
+        if isinstance(value, bool):  # YAML reads yes/no as booleans
+            return "yes" if value else "no"
+        if not isinstance(value, (str, int, float)):
+            raise ConfigError(f"{where} must be a string (got {value!r})")
+        return str(value)
+    if isinstance(default, dict):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} must be a mapping (got {value!r})")
+        return dict(value)
+    return value
+
+
+def _merge_section(obj: Any, section: str, values: dict[str, Any]) -> None:
+    names = {f.name: f for f in dataclasses.fields(obj)}
+    for key, value in values.items():
+        if key not in names:
+            close = difflib.get_close_matches(key, names, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(names)}"
+            raise ConfigError(f"unknown config key '{section}.{key}'{hint}")
+        default = getattr(obj, key)
+        if isinstance(default, dict) and isinstance(value, dict):
+            merged = dict(default)
+            merged.update(value)
+            setattr(obj, key, merged)
+        else:
+            setattr(obj, key, _check_type(section, key, value, default if default is not None else None))
+
+
+def merge_dict(cfg: Config, values: dict[str, Any] | None) -> Config:
+    """Merge a nested dict into ``cfg`` in place (unknown keys and bad types are errors)."""
+    if not values:
+        return cfg
+    if not isinstance(values, dict):
+        raise ConfigError(f"config must be a mapping of sections, got {type(values).__name__}")
+    for key, value in values.items():
+        if key in _SECTIONS:
+            if not isinstance(value, dict):
+                raise ConfigError(f"config section '{key}' must be a mapping (got {value!r})")
+            _merge_section(getattr(cfg, key), key, value)
+        elif key in ("domain", "preset"):
+            setattr(cfg, key, None if value is None else str(value))
+        else:
+            close = difflib.get_close_matches(key, [*_SECTIONS, "domain", "preset"], n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise ConfigError(f"unknown config section '{key}'{hint}")
+    return cfg
+
+
+def config_from_dict(values: dict[str, Any]) -> Config:
+    """Build a config from a (resolved) nested dict, e.g. one read from a run."""
+    return merge_dict(Config(), values)
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_overrides(cfg: Config, overrides: list[str] | None) -> Config:
+    """Apply ``section.key=value`` strings (values parsed as YAML scalars/lists)."""
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"override '{item}' must look like section.key=value, e.g. train.steps=500")
+        key, text = item.split("=", 1)
+        parts = key.strip().split(".")
+        value = _parse_value(text)
+        nested: dict[str, Any] = {}
+        cur = nested
+        for p in parts[:-1]:
+            cur = cur.setdefault(p, {})
+        cur[parts[-1]] = value
+        if len(parts) == 1 and parts[0] not in ("domain", "preset"):
+            raise ConfigError(f"override '{item}' needs a section, e.g. train.{parts[0]}=...")
+        merge_dict(cfg, nested)
+    return cfg
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Read a YAML config file into a nested dict (clear errors)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read config file: {err.strerror}") from err
+    try:
+        values = yaml.safe_load(text) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: a config file must be a mapping of sections (data, model, train)")
+    return values
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    """Write the resolved config as YAML, atomically."""
+    from physgan.io.atomic import atomic_output
+
+    with atomic_output(path, overwrite=True) as tmp:
+        Path(tmp).write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+
+
+def resolve_config(
+    domain: str = "array",
+    preset: str | None = None,
+    config_file: str | Path | None = None,
+    overrides: list[str] | None = None,
+    recipe: str | None = None,
+) -> Config:
+    """Resolve defaults, recipe, domain preset, YAML file and overrides; validate.
+
+    Parameters
+    ----------
+    domain : str
+        Registered domain name.
+    preset : str, optional
+        A preset of the domain (``quick``, ``gpu``...); default: the domain's
+        ``default`` preset if it has one.
+    config_file : path, optional
+        YAML with sections ``data``, ``model``, ``train``.
+    overrides : list of str
+        ``section.key=value`` items (CLI ``--set``).
+    recipe : str, optional
+        Named recipe (``gulrajani2017``, ``progan``, ``arjovsky2017``, ``goodfellow2014``).
+
+    Returns
+    -------
+    Config
+        Validated configuration.
+    """
+    from physgan.domains.base import get_domain
+
+    dom = get_domain(domain)
+    cfg = Config(domain=domain)
+    file_values = load_config(config_file) if config_file else {}
+    # the recipe may come from the file or the CLI; it sets a whole group of defaults first
+    recipe = (
+        recipe
+        or (file_values.get("train", {}) or {}).get("recipe")
+        or _override_value(overrides, "train.recipe")
+        or "gulrajani2017"
+    )
+    if recipe not in RECIPES:
+        raise ConfigError(f"unknown recipe '{recipe}'; known: {', '.join(RECIPES)}")
+    cfg.train.recipe = recipe
+    merge_dict(cfg, {"train": RECIPES[recipe]})
+    preset = preset or file_values.get("preset") or _override_value(overrides, "preset")
+    if preset is None and "default" in dom.presets:
+        preset = "default"
+    if preset is not None:
+        if preset not in dom.presets:
+            known = ", ".join(dom.presets) or "(none)"
+            raise ConfigError(f"domain '{domain}' has no preset '{preset}'; its presets: {known}")
+        merge_dict(cfg, dom.presets[preset])
+        cfg.preset = preset
+    file_values = {k: v for k, v in file_values.items() if k != "domain"}
+    merge_dict(cfg, file_values)
+    apply_overrides(cfg, overrides)
+    cfg.domain = domain
+    return cfg.validate()
+
+
+def _override_value(overrides: list[str] | None, key: str) -> Any:
+    for item in overrides or []:
+        if item.split("=", 1)[0].strip() == key:
+            return _parse_value(item.split("=", 1)[1])
+    return None

@@ -1,0 +1,371 @@
+"""Trained runs for analysis: load, sample, generate files; and a fit/sample facade.
+
+Examples
+--------
+>>> import physgan
+>>> run = physgan.load_run("runs/calo-001")                       # doctest: +SKIP
+>>> x = run.sample(n=1000, cond={"energy": 50.0}, seed=0)          # doctest: +SKIP
+>>> x = run.sample(n=1000, cond={"energy": (10.0, 100.0)}, seed=0) # uniform in [10, 100]
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import physgan
+from physgan.config import Config, resolve_config
+from physgan.domains.base import ModelSpec, get_domain
+from physgan.errors import CheckpointError, ConfigError
+from physgan.train.checkpoint import latest_checkpoint, load_checkpoint
+from physgan.train.conditions import ConditionNormaliser
+
+__all__ = ["Run", "load_run", "parse_condition", "Surrogate"]
+
+CondSpec = float | tuple[float, float] | np.ndarray
+
+
+def parse_condition(text: str) -> tuple[str, CondSpec]:
+    """``name=value`` or ``name=lo:hi`` (uniform) or ``name=lo:hi:log`` (log-uniform)."""
+    if "=" not in text:
+        raise ConfigError(f"condition '{text}' must look like name=value or name=lo:hi")
+    name, val = text.split("=", 1)
+    parts = val.split(":")
+    try:
+        if len(parts) == 1:
+            return name.strip(), float(parts[0])
+        if len(parts) == 2:
+            return name.strip(), (float(parts[0]), float(parts[1]))
+        if len(parts) == 3 and parts[2] == "log":
+            return name.strip(), (float(parts[0]), float(parts[1]), "log")
+    except ValueError:
+        pass
+    raise ConfigError(f"condition '{text}': value must be a number, lo:hi or lo:hi:log")
+
+
+class Run:
+    """A trained run: EMA generator, transform and condition normalisation.
+
+    Use :func:`load_run`. Attributes: ``domain`` (name), ``condition_names``,
+    ``condition_units``, ``condition_range`` ({name: (min, max)} seen in training),
+    ``sample_shape``, ``info`` (run.json), ``config``, ``step``.
+    """
+
+    def __init__(self, run_dir: Path, state: dict[str, Any], device: torch.device):
+        self.run_dir = Path(run_dir)
+        self.info: dict[str, Any] = state["run"]
+        self.config: Config = Config()
+        from physgan.config import config_from_dict
+
+        self.config = config_from_dict(state["config"])
+        self.step = int(state["step"])
+        self.domain_name = self.info["domain"]
+        self.domain = get_domain(self.domain_name)
+        self.device = device
+        self.transform = self.domain.make_transform(state["transform"].get("options", {}))
+        self.transform.load_state_dict(state["transform"])
+        self.normaliser = ConditionNormaliser.from_state(state["conditions"])
+        spec = ModelSpec(
+            sample_shape=tuple(self.info["model_shape"]),
+            n_cond=len(self.info["condition_names"]),
+            condition_names=list(self.info["condition_names"]),
+            z_dim=self.config.model.z_dim,
+            width=self.config.model.width,
+            depth=self.config.model.depth,
+            embed_dim=self.config.model.embed_dim,
+            options={**self.config.model.options, "condition_stats": state["conditions"]},
+            attrs=self.info.get("attrs", {}),
+        )
+        self.G = self.domain.build_generator(spec)
+        self.G.load_state_dict(state["G_ema"])
+        self.G.to(device).eval().requires_grad_(False)
+
+    @property
+    def condition_names(self) -> list[str]:
+        return list(self.info["condition_names"])
+
+    @property
+    def condition_units(self) -> list[str]:
+        return list(self.info["condition_units"])
+
+    @property
+    def condition_range(self) -> dict[str, tuple[float, float]]:
+        n = self.normaliser
+        return {name: (n.min[j], n.max[j]) for j, name in enumerate(n.names)}
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        return tuple(self.info["sample_shape"])
+
+    def __repr__(self) -> str:
+        rng = ", ".join(
+            f"{k} in [{lo:.4g}, {hi:.4g}] {u}" for (k, (lo, hi)), u in zip(self.condition_range.items(), self.condition_units)
+        )
+        return f"Run('{self.run_dir}', domain={self.domain_name}, step={self.step}, sample_shape={self.sample_shape}, {rng})"
+
+    def conditions(
+        self, n: int, cond: Mapping[str, Any] | None = None, seed: int | None = 0, allow_extrapolation: bool = False
+    ) -> np.ndarray:
+        """Physical conditions ``(n, k)`` from a spec per name (value, (lo, hi), or array).
+
+        Conditions not given are drawn uniformly over their training range.
+        Values outside the training range raise :class:`ConfigError` unless
+        ``allow_extrapolation`` (then a warning).
+        """
+        cond = dict(cond or {})
+        unknown = set(cond) - set(self.condition_names)
+        if unknown:
+            raise ConfigError(f"unknown condition(s) {sorted(unknown)}; this run is conditioned on {self.condition_names}")
+        rng = np.random.default_rng(seed)
+        cols = []
+        for j, name in enumerate(self.condition_names):
+            lo_tr, hi_tr = self.normaliser.min[j], self.normaliser.max[j]
+            spec = cond.get(name, (lo_tr, hi_tr))
+            if isinstance(spec, tuple):
+                lo, hi = float(spec[0]), float(spec[1])
+                if len(spec) == 3 and spec[2] == "log":
+                    if lo <= 0:
+                        raise ConfigError(f"condition {name}: log-uniform range needs lo > 0")
+                    col = np.exp(rng.uniform(np.log(lo), np.log(hi), n))
+                else:
+                    col = rng.uniform(lo, hi, n)
+                vals = np.array([lo, hi])
+            else:
+                col = np.broadcast_to(np.asarray(spec, dtype=np.float64), (n,)).copy()
+                vals = col
+            tol = 1e-6 * max(abs(lo_tr), abs(hi_tr), 1.0)
+            if vals.min() < lo_tr - tol or vals.max() > hi_tr + tol:
+                msg = (
+                    f"condition {name} = [{vals.min():.6g}, {vals.max():.6g}] is outside the training range "
+                    f"[{lo_tr:.6g}, {hi_tr:.6g}]"
+                )
+                if not allow_extrapolation:
+                    raise ConfigError(msg + "; refusing to extrapolate (pass --allow-extrapolation / allow_extrapolation=True)")
+                warnings.warn(msg + "; extrapolating", stacklevel=2)
+            cols.append(col)
+        return np.stack(cols, 1).astype(np.float32) if cols else np.zeros((n, 0), np.float32)
+
+    @torch.no_grad()
+    def sample(
+        self,
+        n: int,
+        cond: Mapping[str, Any] | np.ndarray | None = None,
+        seed: int | None = 0,
+        batch_size: int = 4096,
+        latent_scale: int = 1,
+        return_conditions: bool = False,
+        allow_extrapolation: bool = False,
+        as_tensor: bool = False,
+    ):
+        """Generate ``n`` samples in physical units.
+
+        Parameters
+        ----------
+        n : int
+            Number of samples.
+        cond : dict or array, optional
+            ``{name: value | (lo, hi) | array}`` or an ``(n, k)`` array of physical
+            conditions. Missing names: uniform over the training range.
+        seed : int
+            Seed of latents and drawn conditions (same seed, same samples).
+        batch_size : int
+            Samples per generator call.
+        latent_scale : int
+            >1 asks fully convolutional generators for larger samples.
+        return_conditions : bool
+            Also return the ``(n, k)`` conditions.
+        as_tensor : bool
+            Return a torch tensor on the run's device instead of numpy.
+
+        Returns
+        -------
+        x : ndarray ``(n, *sample_shape)`` (and ``c`` if requested)
+        """
+        if isinstance(cond, np.ndarray):
+            c_all = np.asarray(cond, dtype=np.float32).reshape(n, -1)
+        else:
+            c_all = self.conditions(n, cond, seed, allow_extrapolation)
+        out = [x for x, _ in self.iter_batches(c_all, seed, batch_size, latent_scale, as_tensor=as_tensor)]
+        x = torch.cat(out) if as_tensor else np.concatenate(out) if out else np.zeros((0, *self.sample_shape), np.float32)
+        return (x, c_all) if return_conditions else x
+
+    @torch.no_grad()
+    def iter_batches(
+        self, c_all: np.ndarray, seed: int | None, batch_size: int = 4096, latent_scale: int = 1, as_tensor: bool = False
+    ):
+        """Yield ``(x, c)`` batches for the physical conditions ``c_all`` (streaming)."""
+        gen = torch.Generator(device=self.device)
+        gen.manual_seed(int(seed) if seed is not None else int(time.time_ns() % 2**62))
+        use_bf16 = self.device.type == "cuda" and self.config.train.precision != "fp32"
+        for s in range(0, len(c_all), batch_size):
+            c = torch.as_tensor(c_all[s : s + batch_size], device=self.device)
+            z = torch.randn((len(c), *self.G.latent_shape(latent_scale)), device=self.device, generator=gen)
+            with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                y = self.G(z, self.normaliser(c))
+            x = self.transform.inverse(y.float(), c)
+            yield (x if as_tensor else x.cpu().numpy()), c_all[s : s + batch_size]
+
+    def generate(
+        self,
+        path: str | Path,
+        n: int,
+        cond: Mapping[str, Any] | np.ndarray | None = None,
+        seed: int | None = 0,
+        batch_size: int = 4096,
+        overwrite: bool = False,
+        compression: str | None = None,
+        progress: bool = True,
+        allow_extrapolation: bool = False,
+        latent_scale: int = 1,
+    ) -> Path:
+        """Write ``n`` generated samples (with conditions) to ``path`` in the training file's layout.
+
+        Streams in batches into a temporary file renamed into place only when
+        complete; refuses to overwrite unless ``overwrite``.
+        """
+        from physgan.io.hdf5 import SampleWriter
+        from physgan.io.layout import Header, default_chunk_rows
+
+        if isinstance(cond, np.ndarray):
+            c_all = np.asarray(cond, dtype=np.float32).reshape(n, -1)
+            cond = {}
+        else:
+            c_all = self.conditions(n, cond, seed, allow_extrapolation)
+        shape = self.sample_shape if latent_scale == 1 else None
+        if shape is None:  # larger fields: learn the shape from one sample
+            shape = tuple(next(self.iter_batches(c_all[:1], seed, 1, latent_scale))[0].shape[1:])
+        attrs = dict(self.info.get("attrs", {}))
+        attrs.update(
+            {
+                "domain": self.domain_name,
+                "generated_by": f"physgan {physgan.__version__}",
+                "run": str(self.run_dir.resolve()),
+                "run_step": self.step,
+                "seed": -1 if seed is None else int(seed),
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "conditions_requested": json.dumps(
+                    {k: (list(v) if isinstance(v, tuple) else v) for k, v in (cond or {}).items()}
+                ),
+            }
+        )
+        header = Header(
+            n=n,
+            sample_shape=shape,
+            condition_names=self.condition_names,
+            condition_units=self.condition_units,
+            attrs=attrs,
+            chunk_rows=min(default_chunk_rows(shape), max(batch_size, 1)),
+            sample_units=self.info.get("sample_units", ""),
+            non_negative=bool(self.info.get("non_negative", False)),
+            dtype=self.info.get("sample_dtype", "float32"),
+        )
+        bar = _progress(n, progress)
+        with SampleWriter(path, self.info["layout"], header, overwrite=overwrite, compression=compression) as w:
+            for x, c in self.iter_batches(c_all, seed, batch_size, latent_scale):
+                w.append(x, c)
+                bar(len(x))
+        bar(None)
+        return Path(path)
+
+
+def _progress(total: int, enabled: bool):
+    """Return ``update(k)``: tqdm on a terminal, a line per ~10 % otherwise; ``update(None)`` closes."""
+    if not enabled:
+        return lambda k: None
+    if sys.stderr.isatty():
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, unit="samples", dynamic_ncols=True)
+
+        def update(k):
+            bar.close() if k is None else bar.update(k)
+
+        return update
+    state = {"done": 0, "next": 0.1, "t0": time.time()}
+
+    def update_plain(k):
+        if k is None:
+            return
+        state["done"] += k
+        frac = state["done"] / max(total, 1)
+        if frac >= state["next"] or state["done"] == total:
+            rate = state["done"] / max(time.time() - state["t0"], 1e-9)
+            print(f"{state['done']}/{total} samples ({100 * frac:.0f} %, {rate:.4g}/s)", file=sys.stderr, flush=True)
+            state["next"] = math.floor(frac * 10 + 1) / 10
+
+    return update_plain
+
+
+def load_run(path: str | Path, checkpoint: str = "best", device: str = "auto") -> Run:
+    """Load a trained run for sampling.
+
+    Parameters
+    ----------
+    path : path
+        Run directory (or a checkpoint file).
+    checkpoint : str
+        ``best`` (falls back to ``last``), ``last``, or a file name in checkpoints/.
+    device : str
+        ``auto``, ``cpu`` or ``cuda``.
+    """
+    from physgan.train.loop import resolve_device
+
+    path = Path(path)
+    if path.is_file():
+        ck, run_dir = path, path.parent.parent
+    else:
+        if not path.is_dir():
+            raise CheckpointError(f"{path}: run directory does not exist")
+        ckdir = path / "checkpoints"
+        names = {"best": ["best.pt", "last.pt"], "last": ["last.pt"]}.get(checkpoint, [checkpoint])
+        ck = next((ckdir / n for n in names if (ckdir / n).is_file()), None) or latest_checkpoint(path)
+        if ck is None:
+            raise CheckpointError(f"{path}: no checkpoint found in {ckdir} (has the run been trained?)")
+        run_dir = path
+    dev = resolve_device(device)
+    return Run(run_dir, load_checkpoint(ck, map_location="cpu"), dev)
+
+
+class Surrogate:
+    """scikit-learn-style facade: ``Surrogate("calo").fit("calo.h5").sample(...)``.
+
+    Parameters
+    ----------
+    domain : str
+        Registered domain name.
+    run_dir : path, optional
+        Where the run is written (default ``runs/<domain>-<time>``).
+    preset : str, optional
+        Domain preset (``quick``, ...).
+    **settings
+        Config overrides as ``section__key=value``, e.g. ``train__steps=500``.
+    """
+
+    def __init__(self, domain: str = "array", run_dir: str | Path | None = None, preset: str | None = None, **settings: Any):
+        self.domain = domain
+        self.run_dir = Path(run_dir) if run_dir else Path("runs") / f"{domain}-{time.strftime('%Y%m%d-%H%M%S')}"
+        self.preset = preset
+        self.overrides = [f"{k.replace('__', '.')}={v}" for k, v in settings.items()]
+        self.run: Run | None = None
+
+    def fit(self, data: str | Path, resume: str | None = None, progress: bool = True) -> Surrogate:
+        from physgan.train.loop import train
+
+        cfg = resolve_config(self.domain, self.preset, overrides=[*self.overrides, f"data.path={data}"])
+        train(cfg, self.run_dir, resume=resume, progress=progress)
+        self.run = load_run(self.run_dir)
+        return self
+
+    def sample(self, n: int, cond=None, seed: int | None = 0, **kw):
+        if self.run is None:
+            raise CheckpointError("Surrogate.sample before fit(); or use physgan.load_run(run_dir)")
+        return self.run.sample(n, cond, seed, **kw)

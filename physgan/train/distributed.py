@@ -1,0 +1,99 @@
+"""Process-group set-up from torchrun or Slurm variables.
+
+Launch commands::
+
+    # one process (CPU or one GPU)
+    physgan train calo --data calo.h5 --run runs/calo
+    # two processes on one node (gloo on CPU, nccl on GPU)
+    torchrun --standalone --nproc-per-node 2 -m physgan train calo --data calo.h5 --run-dir runs/calo
+    # Slurm: srun torchrun ... (see README), or plain srun: SLURM_PROCID/SLURM_NTASKS are read
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+__all__ = ["DistInfo", "init_distributed", "cleanup_distributed", "barrier", "all_reduce_mean"]
+
+
+@dataclass
+class DistInfo:
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def _env_int(*names: str, default: int) -> int:
+    for n in names:
+        if n in os.environ:
+            return int(os.environ[n])
+    return default
+
+
+def init_distributed(device_type: str) -> DistInfo:
+    """Start the process group when launched by torchrun (or srun); no-op otherwise."""
+    world = _env_int("WORLD_SIZE", default=1)
+    if world == 1 and "SLURM_NTASKS" in os.environ and "MASTER_ADDR" in os.environ:
+        world = int(os.environ["SLURM_NTASKS"])
+    if world <= 1:
+        return DistInfo()
+    rank = _env_int("RANK", "SLURM_PROCID", default=0)
+    local_rank = _env_int("LOCAL_RANK", "SLURM_LOCALID", default=0)
+    os.environ.setdefault("RANK", str(rank))
+    os.environ.setdefault("WORLD_SIZE", str(world))
+    if not dist.is_initialized():
+        backend = "nccl" if device_type == "cuda" else "gloo"
+        if device_type == "cuda":
+            torch.cuda.set_device(local_rank)
+        dist.init_process_group(backend=backend)
+    return DistInfo(rank=rank, local_rank=local_rank, world_size=world)
+
+
+def cleanup_distributed() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier(info: DistInfo) -> None:
+    if info.enabled:
+        dist.barrier()
+
+
+def all_reduce_mean(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    """Mean of a tensor over ranks (returns the input unchanged on one process)."""
+    if not info.enabled:
+        return t
+    t = t.clone()
+    dist.all_reduce(t)
+    return t / info.world_size
+
+
+@torch.no_grad()
+def check_consistency(module: torch.nn.Module, info: DistInfo) -> float:
+    """Max absolute difference of ``module``'s parameters between this rank and rank 0.
+
+    Raises RuntimeError when ranks disagree (they must stay bit-identical under DDP).
+    """
+    if not info.enabled:
+        return 0.0
+    flat = torch.cat([p.detach().reshape(-1).float() for p in module.parameters()])
+    ref = flat.clone()
+    dist.broadcast(ref, src=0)
+    diff = (flat - ref).abs().max()
+    worst = diff.clone()
+    dist.all_reduce(worst, op=dist.ReduceOp.MAX)
+    if float(worst) != 0.0:
+        raise RuntimeError(f"DDP ranks diverged: parameters differ by up to {float(worst):.3g} between ranks")
+    return float(worst)

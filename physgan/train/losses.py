@@ -1,0 +1,231 @@
+"""Adversarial objectives: the Wasserstein loss with gradient penalty and the classics.
+
+An objective turns critic outputs into losses for one training phase:
+
+* ``critic_loss(D, real, fake, c, generator)`` -> (loss, stats)
+* ``generator_loss(D, fake, c)`` -> (loss, stats)
+* ``after_critic_step(D)``: e.g. weight clipping
+
+The trainer knows nothing about the formulas. Conditions ``c`` are those of the
+real batch; the fakes were generated with the same ``c``, so every interpolate
+of the gradient penalty lies inside one conditional slice.
+
+References
+----------
+.. [1] I. Gulrajani et al., "Improved Training of Wasserstein GANs", NeurIPS 2017,
+   arXiv:1704.00028 (Algorithm 1: lambda = 10, n_critic = 5, Adam 1e-4, (0, 0.9)).
+.. [2] M. Arjovsky, S. Chintala, L. Bottou, "Wasserstein GAN", ICML 2017,
+   arXiv:1701.07875 (weight clipping, RMSProp 5e-5, c = 0.01).
+.. [3] I. Goodfellow et al., "Generative Adversarial Nets", NeurIPS 2014
+   (minimax and non-saturating generator losses).
+.. [4] T. Karras et al., "Progressive Growing of GANs", ICLR 2018 (drift term).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    "interpolate",
+    "gradient_norms",
+    "gradient_penalty",
+    "Objective",
+    "WassersteinGP",
+    "WassersteinClip",
+    "Minimax",
+    "NonSaturating",
+    "make_objective",
+]
+
+Critic = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def interpolate(real: torch.Tensor, fake: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Random points on the lines between real and fake samples.
+
+    ``x_hat = eps * real + (1 - eps) * fake`` with one ``eps ~ U[0, 1]`` per
+    sample (shape ``(B, 1, ..., 1)``), broadcast over the sample's elements.
+    The fakes are detached, so no gradient of the penalty reaches the generator.
+    The result is a leaf that requires grad.
+    """
+    eps_shape = (real.shape[0],) + (1,) * (real.ndim - 1)
+    eps = torch.rand(eps_shape, device=real.device, dtype=real.dtype, generator=generator)
+    return (eps * real.detach() + (1 - eps) * fake.detach()).requires_grad_(True)
+
+
+def gradient_norms(grad: torch.Tensor) -> torch.Tensor:
+    """Per-sample L2 norms over all non-batch dimensions, in float32.
+
+    The small constant inside the square root keeps the norm differentiable
+    where the gradient vanishes.
+    """
+    return torch.sqrt(grad.float().flatten(1).pow(2).sum(dim=1) + 1e-12)
+
+
+def gradient_penalty(
+    critic: Critic, real: torch.Tensor, fake: torch.Tensor, cond: torch.Tensor, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """WGAN-GP penalty ``E[(||grad_x D(x_hat, c)|| - 1)^2]``.
+
+    Parameters
+    ----------
+    critic : callable
+        ``D(x, c) -> (B,)``.
+    real, fake : Tensor
+        Batches of the same shape; ``fake`` generated with conditions ``cond``.
+    cond : Tensor
+        The real batch's (normalised) conditions, passed to the critic unchanged.
+    generator : torch.Generator, optional
+        Source of the interpolation weights.
+
+    Returns
+    -------
+    penalty : Tensor
+        Scalar mean penalty (float32).
+    norms : Tensor
+        Per-sample gradient norms (detached), for diagnostics.
+    """
+    x_hat = interpolate(real, fake, generator)
+    out = critic(x_hat, cond)
+    (grad,) = torch.autograd.grad(out.sum(), x_hat, create_graph=True)
+    norms = gradient_norms(grad)
+    return (norms - 1.0).pow(2).mean(), norms.detach()
+
+
+class Objective:
+    """Base class: Wasserstein-style critic and generator losses."""
+
+    name = "base"
+    #: whether the critic output is a logit (classic GANs) or a score (WGAN)
+    logits = False
+
+    def critic_loss(self, D: Critic, real, fake, cond, generator=None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        raise NotImplementedError  # pragma: no cover
+
+    def generator_loss(self, D: Critic, fake, cond) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        raise NotImplementedError  # pragma: no cover
+
+    def after_critic_step(self, D: nn.Module) -> dict[str, float]:
+        """Called after each critic optimiser step (weight clipping lives here)."""
+        return {}
+
+
+class WassersteinGP(Objective):
+    """Wasserstein loss with gradient penalty (default), optional ProGAN drift.
+
+    Critic loss: ``E[D(fake)] - E[D(real)] + lambda * GP + drift * E[D(real)^2]``.
+    Real, fake and interpolates go through the critic in one forward pass (the
+    critic has no batch-coupled layers, so this equals three passes), and the
+    Wasserstein terms and the penalty share one backward, which keeps
+    DistributedDataParallel's gradient reduction correct.
+    """
+
+    name = "wgan-gp"
+
+    def __init__(self, gp_lambda: float = 10.0, drift: float = 0.0):
+        self.gp_lambda = gp_lambda
+        self.drift = drift
+
+    def critic_loss(self, D, real, fake, cond, generator=None):
+        b = real.shape[0]
+        fake = fake.detach()
+        x_hat = interpolate(real, fake, generator)
+        out = D(torch.cat([real, fake, x_hat]), torch.cat([cond, cond, cond])).float()
+        d_real, d_fake, d_hat = out[:b], out[b : 2 * b], out[2 * b :]
+        (grad,) = torch.autograd.grad(d_hat.sum(), x_hat, create_graph=True)
+        norms = gradient_norms(grad)
+        gp = (norms - 1.0).pow(2).mean()
+        w_dist = d_real.mean() - d_fake.mean()
+        loss = -w_dist + self.gp_lambda * gp
+        if self.drift:
+            loss = loss + self.drift * d_real.pow(2).mean()
+        stats = {"Loss/D": loss.detach(), "Loss/W": w_dist.detach(), "Loss/GP": gp.detach(), "Grad/x_norm": norms.mean().detach()}
+        return loss, stats
+
+    def generator_loss(self, D, fake, cond):
+        loss = -D(fake, cond).float().mean()
+        return loss, {"Loss/G": loss.detach()}
+
+
+class WassersteinClip(WassersteinGP):
+    """Original WGAN: Wasserstein loss, critic weights clipped to ``[-c, c]``."""
+
+    name = "wgan-clip"
+
+    def __init__(self, clip: float = 0.01):
+        super().__init__(gp_lambda=0.0)
+        self.clip = clip
+
+    def critic_loss(self, D, real, fake, cond, generator=None):
+        b = real.shape[0]
+        out = D(torch.cat([real, fake.detach()]), torch.cat([cond, cond])).float()
+        w_dist = out[:b].mean() - out[b:].mean()
+        loss = -w_dist
+        return loss, {"Loss/D": loss.detach(), "Loss/W": w_dist.detach()}
+
+    @torch.no_grad()
+    def after_critic_step(self, D: nn.Module) -> dict[str, float]:
+        n_clipped, n_total = 0, 0
+        for p in D.parameters():
+            n_clipped += int((p.abs() >= self.clip).sum())
+            n_total += p.numel()
+            p.clamp_(-self.clip, self.clip)
+        return {"Clip/fraction": n_clipped / max(n_total, 1)}
+
+
+class Minimax(Objective):
+    """Goodfellow's value function with a logit critic (log-sigmoid forms).
+
+    Critic maximises ``E[log D(x)] + E[log(1 - D(G(z)))]``; the generator
+    minimises ``E[log(1 - D(G(z)))]`` (saturates when D wins).
+    """
+
+    name = "minimax"
+    logits = True
+
+    def critic_loss(self, D, real, fake, cond, generator=None):
+        b = real.shape[0]
+        out = D(torch.cat([real, fake.detach()]), torch.cat([cond, cond])).float()
+        d_real, d_fake = out[:b], out[b:]
+        # -log sigmoid(d_real) - log(1 - sigmoid(d_fake)) = softplus(-d_real) + softplus(d_fake)
+        loss = F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
+        stats = {
+            "Loss/D": loss.detach(),
+            "D/real": torch.sigmoid(d_real).mean().detach(),
+            "D/fake": torch.sigmoid(d_fake).mean().detach(),
+        }
+        return loss, stats
+
+    def generator_loss(self, D, fake, cond):
+        # minimise log(1 - sigmoid(d)) = -softplus(d)
+        loss = -F.softplus(D(fake, cond).float()).mean()
+        return loss, {"Loss/G": loss.detach()}
+
+
+class NonSaturating(Minimax):
+    """Same critic as :class:`Minimax`; the generator maximises ``E[log D(G(z))]``."""
+
+    name = "nonsaturating"
+
+    def generator_loss(self, D, fake, cond):
+        loss = F.softplus(-D(fake, cond).float()).mean()
+        return loss, {"Loss/G": loss.detach()}
+
+
+def make_objective(name: str, gp_lambda: float = 10.0, drift: float = 0.0, clip: float = 0.01) -> Objective:
+    """Objective by config name (``wgan-gp``, ``wgan-clip``, ``minimax``, ``nonsaturating``)."""
+    if name == "wgan-gp":
+        return WassersteinGP(gp_lambda, drift)
+    if name == "wgan-clip":
+        return WassersteinClip(clip)
+    if name == "minimax":
+        return Minimax()
+    if name == "nonsaturating":
+        return NonSaturating()
+    from physgan.errors import ConfigError
+
+    raise ConfigError(f"unknown loss '{name}'")

@@ -1,0 +1,261 @@
+"""The trainer end to end on tiny data: run files, exact resume, preemption, divergence, safety."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from physgan.config import resolve_config
+from physgan.errors import CheckpointError
+from physgan.io.hdf5 import write_samples
+from physgan.sim.toy import gaussian_blobs, sample_modes
+from physgan.train import loop
+from physgan.train.checkpoint import load_checkpoint
+from physgan.train.loop import TrainingDiverged, train
+
+TINY = [
+    "model.width=16",
+    "model.depth=2",
+    "model.z_dim=8",
+    "model.embed_dim=8",
+    "train.batch_size=16",
+    "train.n_critic=2",
+    "train.log_every=2",
+    "data.val_size=64",
+]
+
+
+@pytest.fixture(scope="module")
+def ring_file(tmp_path_factory):
+    x, c = sample_modes(400, "ring", radius_range=(1.5, 2.5), seed=0)
+    path = tmp_path_factory.mktemp("data") / "ring.h5"
+    write_samples(path, x, c, ["radius"], "array", attrs={"domain": "array"})
+    return path
+
+
+def _cfg(path, *extra):
+    return resolve_config("array", overrides=[f"data.path={path}", *TINY, *extra])
+
+
+def test_run_directory_contents(ring_file, tmp_path):
+    res = train(_cfg(ring_file, "train.steps=4", "train.val_every=2", "train.ckpt_every=2"), tmp_path / "run", progress=False)
+    run = tmp_path / "run"
+    assert res.step == 4 and res.best_score is not None
+    assert {p.name for p in (run / "checkpoints").iterdir()} == {"last.pt", "best.pt", "step-0000002.pt", "step-0000004.pt"}
+    lines = [json.loads(s) for s in (run / "stats.jsonl").read_text().splitlines()]
+    assert any("Loss/GP" in rec for rec in lines) and any("Val/score" in rec for rec in lines)
+    info = json.loads((run / "run.json").read_text())
+    assert info["condition_names"] == ["radius"] and info["layout"] == "array"
+    state = load_checkpoint(run / "checkpoints" / "last.pt")
+    for key in (
+        "G",
+        "D",
+        "G_ema",
+        "opt_g",
+        "opt_d",
+        "sampler",
+        "zgen",
+        "rng",
+        "step",
+        "config",
+        "transform",
+        "conditions",
+        "physgan_version",
+    ):
+        assert key in state
+
+
+def test_resume_is_bit_identical(ring_file, tmp_path):
+    n = 3
+    common = ["train.val_every=3", "train.ckpt_every=3"]
+    train(_cfg(ring_file, f"train.steps={2 * n}", *common), tmp_path / "straight", progress=False)
+    train(_cfg(ring_file, f"train.steps={n}", *common), tmp_path / "split", progress=False)
+    train(_cfg(ring_file, f"train.steps={2 * n}", *common), tmp_path / "split", resume="auto", progress=False)
+    a = load_checkpoint(tmp_path / "straight" / "checkpoints" / "last.pt")
+    b = load_checkpoint(tmp_path / "split" / "checkpoints" / "last.pt")
+    assert a["step"] == b["step"] == 2 * n
+    for net in ("G", "D", "G_ema"):
+        for k in a[net]:
+            assert torch.equal(a[net][k], b[net][k]), f"{net}.{k} differs after resume"
+    assert torch.equal(a["zgen"], b["zgen"])
+
+
+def test_refuses_to_mix_runs(ring_file, tmp_path):
+    train(_cfg(ring_file, "train.steps=2"), tmp_path / "run", progress=False)
+    with pytest.raises(CheckpointError, match="--resume auto"):
+        train(_cfg(ring_file, "train.steps=2"), tmp_path / "run", progress=False)
+    with pytest.raises(CheckpointError, match="different configuration: 'model'"):
+        train(_cfg(ring_file, "train.steps=4", "model.width=32"), tmp_path / "run", resume="auto", progress=False)
+
+
+def test_streaming_path_trains(ring_file, tmp_path):
+    res = train(
+        _cfg(ring_file, "train.steps=3", "data.in_memory=no", "data.block_rows=64", "data.shuffle_blocks=2"),
+        tmp_path / "s",
+        progress=False,
+    )
+    assert res.step == 3
+
+
+def test_conv_path_on_images(tmp_path):
+    x, c = gaussian_blobs(64, size=12, seed=0)
+    write_samples(tmp_path / "img.h5", x, c, ["width"], "array")
+    cfg = resolve_config(
+        "array",
+        overrides=[
+            f"data.path={tmp_path / 'img.h5'}",
+            "model.width=16",
+            "model.depth=2",
+            "model.z_dim=8",
+            "train.batch_size=8",
+            "train.n_critic=1",
+            "train.steps=2",
+            "train.val_every=2",
+        ],
+    )
+    res = train(cfg, tmp_path / "run", progress=False)
+    assert res.step == 2 and np.isfinite(res.best_score)
+
+
+class _FlakyObjective:
+    """Wraps an objective and returns NaN losses for calls in [start, stop)."""
+
+    def __init__(self, inner, start, stop):
+        self.inner, self.start, self.stop, self.calls = inner, start, stop, 0
+        self.name = inner.name
+
+    def critic_loss(self, *a, **k):
+        loss, st = self.inner.critic_loss(*a, **k)
+        self.calls += 1
+        if self.start <= self.calls < self.stop:
+            loss = loss * float("nan")
+        return loss, st
+
+    def generator_loss(self, *a, **k):
+        return self.inner.generator_loss(*a, **k)
+
+    def after_critic_step(self, D):
+        return {}
+
+
+def test_divergence_rolls_back_then_recovers(ring_file, tmp_path, monkeypatch):
+    real = loop.make_objective
+    monkeypatch.setattr(loop, "make_objective", lambda *a: _FlakyObjective(real(*a), start=9, stop=10))
+    res = train(_cfg(ring_file, "train.steps=8", "train.ckpt_every=2", "train.val_every=0"), tmp_path / "run", progress=False)
+    assert res.rollbacks == 1 and res.step == 8
+    log = (tmp_path / "run" / "log.txt").read_text()
+    assert "divergence detected: rolled back" in log
+    state = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+    assert all(torch.isfinite(v).all() for v in state["G"].values())
+
+
+def test_divergence_gives_up_after_max_rollbacks(ring_file, tmp_path, monkeypatch):
+    real = loop.make_objective
+    monkeypatch.setattr(loop, "make_objective", lambda *a: _FlakyObjective(real(*a), start=9, stop=10**9))
+    with pytest.raises(TrainingDiverged, match="diverged"):
+        train(
+            _cfg(ring_file, "train.steps=30", "train.ckpt_every=2", "train.val_every=0", "train.max_rollbacks=2"),
+            tmp_path / "run",
+            progress=False,
+        )
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ("touch PWNED",))
+
+
+def test_malicious_checkpoint_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    bad = tmp_path / "evil.pt"
+    with open(bad, "wb") as fh:
+        pickle.dump({"G": _Evil()}, fh)
+    with pytest.raises(CheckpointError, match="refused to load"):
+        load_checkpoint(bad)
+    assert not (tmp_path / "PWNED").exists()
+    torch.save({"payload": _Evil()}, tmp_path / "evil2.pt")
+    with pytest.raises(CheckpointError, match="refused"):
+        load_checkpoint(tmp_path / "evil2.pt")
+    assert not (tmp_path / "PWNED").exists()
+    (tmp_path / "trunc.pt").write_bytes(b"PK\x03\x04garbage")
+    with pytest.raises(CheckpointError, match="not a readable physgan checkpoint"):
+        load_checkpoint(tmp_path / "trunc.pt")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR1])
+def test_preemption_signal_checkpoints_and_exits_cleanly(ring_file, tmp_path, sig):
+    run = tmp_path / "run"
+    cmd = [
+        sys.executable,
+        "-m",
+        "physgan",
+        "train",
+        "array",
+        "--data",
+        str(ring_file),
+        "--run",
+        str(run),
+        "--steps",
+        "100000",
+        *[f"--set={o}" for o in TINY],
+        "--set=train.val_every=0",
+        "--set=train.ckpt_every=100000",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while not (run / "stats.jsonl").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.stdout.read()
+    t0 = time.time()
+    proc.send_signal(sig)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    assert time.time() - t0 < 30
+    assert "received: checkpoint written" in out
+    state = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert 0 < state["step"] < 100000
+    res = train(_cfg(ring_file, f"train.steps={state['step'] + 2}"), run, resume="auto", progress=False)
+    assert res.step == state["step"] + 2
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_keep_identical_parameters(ring_file, tmp_path):
+    run = tmp_path / "ddp"
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "physgan",
+        "train",
+        "array",
+        "--data",
+        str(ring_file),
+        "--run-dir",
+        str(run),
+        "--steps",
+        "4",
+        "--quiet",
+        *[f"--set={o}" for o in TINY],
+        "--set=train.ckpt_every=2",
+        "--set=train.val_every=2",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    log = (run / "log.txt").read_text()
+    assert "parameters identical across 2 ranks" in log
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 4
