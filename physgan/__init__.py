@@ -21,7 +21,7 @@ def __getattr__(name: str):
 
         return getattr(_run, name)
     if name == "evaluate":
-        from physgan.evaluate import evaluate
+        from physgan.evaluation import evaluate
 
         return evaluate
     raise AttributeError(f"module 'physgan' has no attribute '{name}'")

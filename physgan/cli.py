@@ -136,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_gen.add_argument("--quiet", action="store_true")
 
     # ---- evaluate ----
-    evaluate = _optional("physgan.evaluate")
+    evaluate = _optional("physgan.evaluation")
     if evaluate is not None:
         evaluate.add_arguments(sub.add_parser("evaluate", help="metrics and an HTML report comparing real and generated files"))
 
@@ -247,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "generate":
             return cmd_generate(args)
         if args.command == "evaluate":
-            return importlib.import_module("physgan.evaluate").main(args)
+            return importlib.import_module("physgan.evaluation").main(args)
         if args.command == "quickstart":
             return cmd_quickstart(args)
         parser.error(f"unknown command {args.command}")

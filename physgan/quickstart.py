@@ -98,9 +98,9 @@ def quickstart(
 
     report_dir = directory / "report"
     try:
-        from physgan.evaluate import evaluate
+        from physgan.evaluation import evaluate
     except ModuleNotFoundError:
-        say("physgan.evaluate is not available: skipping the report")
+        say("physgan.evaluation is not available: skipping the report")
         return fake_file
     say("evaluating generated vs held-out samples; writing the report")
     ev = evaluate(str(held_file), str(fake_file), domain=domain, train=str(train_file), seed=0)

@@ -119,3 +119,20 @@ def test_data_make_and_info_exit_codes(tmp_path, capsys):
     write_samples(tmp_path / "nan.h5", x, np.ones((10, 1)), ["e"], "array")
     assert main(["data", "info", str(tmp_path / "nan.h5")]) == 1
     assert "first at index 3" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_cli_end_to_end_train_resume_generate_read_back(tmp_path, capsys):
+    """The user's journey from the command line on tiny data."""
+    data, run, fake = tmp_path / "ring.h5", tmp_path / "run", tmp_path / "fake.h5"
+    assert main(["data", "make", "array", "--toy", "ring", "--n", "300", "--out", str(data)]) == 0
+    sets = [f"--set={o}" for o in TINY]
+    assert main(["train", "array", "--data", str(data), "--run", str(run), "--steps", "2", "--quiet", *sets]) == 0
+    assert main(["train", "array", "--data", str(data), "--run", str(run), "--steps", "4", "--quiet", "--resume", "auto", *sets]) == 0
+    assert "trained 4 steps" in capsys.readouterr().out
+    assert main(["generate", str(run), "--n", "500", "--cond", "radius=2.0", "--out", str(fake), "--quiet"]) == 0
+    assert main(["data", "info", str(fake)]) == 0
+    out = capsys.readouterr().out
+    assert "500 x (2,)" in out and "radius" in out
+    x, c = read_all(fake)
+    assert x.shape == (500, 2) and np.allclose(c, 2.0)

@@ -104,21 +104,6 @@ def build_critic(spec: ModelSpec) -> torch.nn.Module:
     )
 
 
-def separation_power(a: np.ndarray, b: np.ndarray, bins: int = 30) -> float:
-    """S = 1/2 sum (h1 - h2)^2 / (h1 + h2) on unit-sum histograms binned on ``a``'s range."""
-    lo, hi = np.nanpercentile(a, [0.5, 99.5]) if len(a) else (0.0, 1.0)
-    if not hi > lo:
-        lo, hi = lo - 0.5, hi + 0.5
-    edges = np.linspace(lo, hi, bins + 1)
-    h1, _ = np.histogram(np.clip(a, lo, hi), edges)
-    h2, _ = np.histogram(np.clip(b, lo, hi), edges)
-    h1 = h1 / max(h1.sum(), 1)
-    h2 = h2 / max(h2.sum(), 1)
-    s = h1 + h2
-    m = s > 0
-    return float(0.5 * ((h1[m] - h2[m]) ** 2 / s[m]).sum())
-
-
 def array_features(x: np.ndarray, c: np.ndarray, attrs: dict[str, Any]) -> dict[str, np.ndarray]:
     """Generic per-sample features: mean, std, min, max (and up to 8 raw features for vectors)."""
     flat = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
@@ -130,8 +115,12 @@ def array_features(x: np.ndarray, c: np.ndarray, attrs: dict[str, Any]) -> dict[
 
 def array_metrics(real, fake, attrs: dict[str, Any]) -> dict[str, float]:
     """Validation metrics: separation power of the generic features, mean/std errors."""
+    from physgan.metrics.separation import separation_power_samples
+
     fr, ff = array_features(real[0], real[1], attrs), array_features(fake[0], fake[1], attrs)
-    out = {f"sep/{k}": separation_power(fr[k], ff[k]) for k in fr}
+    names = list(fr)
+    seps = separation_power_samples(np.stack([fr[k] for k in names], 1), np.stack([ff[k] for k in names], 1), names=names)
+    out = {f"sep/{k}": v for k, v in seps.items()}
     rf, ff_ = real[0].reshape(len(real[0]), -1), fake[0].reshape(len(fake[0]), -1)
     scale = rf.std(0).mean() + 1e-12
     out["mean_abs_error"] = float(np.abs(rf.mean(0) - ff_.mean(0)).mean() / scale)

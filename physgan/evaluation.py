@@ -1,0 +1,934 @@
+"""``physgan evaluate``: compare generated samples with real ones, every number with its error and noise floor.
+
+Python::
+
+    ev = physgan.evaluate("heldout.h5", "fake.h5", train="train.h5")
+    ev.summary()            # rows: metric, value ± error, noise floor, verdict
+    ev.plot()               # matplotlib figures (inline in Jupyter)
+    ev.to_html("report/")   # metrics.json + PNG figures + index.html (atomic)
+
+CLI::
+
+    physgan evaluate --real R.h5 --fake F.h5 [--train T.h5] [--real2 R2.h5] --report DIR \\
+        [--domain NAME] [--fail-on 'auc_low>0.9' ...] [--n-boot K] [--seed S] [--device auto|cpu|cuda] \\
+        [--max-samples N] [--overwrite]
+
+What is computed
+----------------
+1. The domain (``--domain``, else ``attrs['domain']`` of the real then the fake
+   file, else ``array``) gives per-sample high-level ``features`` (else generic
+   ones: per-sample mean, std, min, max and the first 3 principal components of
+   the flattened sample, the basis fitted on the real set) and ``physics_metrics``.
+2. On the feature matrix (features + conditions, log10 for conditions the
+   domain marks ``log``): FPD, KPD (jetnet definitions), PRDC (k = 5),
+   classifier AUC / JSD ("high"), per-feature W1 and separation power.
+3. On the low-level samples (flattened; ``log1p(x / s)`` with ``s`` the median
+   positive real value when the data are non-negative with a dynamic range
+   above 100; a seeded Gaussian random projection to 1024 dimensions above 4096
+   dimensions; conditions appended): classifier AUC / JSD ("low") and, when
+   ``train`` is given, the memorisation check.
+4. Every number gets an error (bootstrap, half-sampling or the metric's own,
+   see :mod:`physgan.metrics.bootstrap`) and a noise floor: the same metric
+   between two independent real sets (``real`` vs ``real2``, else two disjoint
+   random halves of ``real``).
+
+``metrics.json`` schema (``Evaluation.to_dict()``, version ``physgan.evaluation/1``)
+-------------------------------------------------------------------------------------
+::
+
+    schema        "physgan.evaluation/1"
+    domain        str                      domain used
+    created       str                      ISO-8601 UTC time
+    physgan_version, torch_version  str
+    inputs        {real, fake, train, real2: str | null}   file paths or "<array>"
+    n             {real, fake, train, real2: int | null}   samples used
+    floor_source  "real2" | "real halves"
+    seed, n_boot  int;   device  str
+    features      [str]                    names of the high-level feature columns
+    thresholds    [{metric, op, value, violated}]
+    passed        bool                     no threshold violated
+    timings_s     {step: seconds}
+    metrics       {name: {value, error, floor, floor_error: float | null,
+                          group: "generic" | "per_feature" | "memorisation" | "physics",
+                          better: "lower" | "higher" | "unknown",
+                          verdict: str, description: str}}
+
+Metric names: ``fpd``, ``kpd``, ``precision``, ``recall``, ``density``,
+``coverage``, ``auc_high``, ``jsd_high``, ``auc_low``, ``jsd_low``,
+``w1_norm_mean`` and ``separation_mean`` (means over features; W1 in units of
+the real standard deviation), ``w1/<feature>``, ``separation/<feature>``,
+``memorisation/ratio``, ``memorisation/copy_fraction``,
+``memorisation/exact_copy_fraction`` (with ``train``), ``physics/<name>``.
+Non-finite numbers are written as ``null``.
+
+Verdicts: ``FAIL (<rule>)`` / ``pass (<rule>)`` when a threshold names the
+metric; otherwise ``at floor`` when the metric is within 2 σ of its noise floor
+(σ² = error² + floor_error²) or on the good side of it, else
+``above floor (Nσ)`` / ``below floor (Nσ)`` (for higher-is-better metrics) /
+``differs from floor (Nσ)`` (direction unknown).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import html
+import json
+import math
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from physgan.errors import ConfigError, DataError, OutputExistsError, PhysganError
+from physgan.metrics import (
+    classifier_test,
+    fpd,
+    kpd,
+    memorisation,
+    prdc,
+    separation_power_samples,
+    wasserstein_1d,
+    with_floor,
+)
+from physgan.metrics._common import make_rng, resolve_device
+from physgan.metrics.separation import auto_edges
+
+__all__ = ["Evaluation", "MetricEntry", "SampleSet", "evaluate", "load_samples", "parse_threshold", "add_arguments", "main"]
+
+SCHEMA_VERSION = "physgan.evaluation/1"
+MAX_LOW_DIM = 4096
+PROJECTED_DIM = 1024
+N_PCA = 3
+
+_DESCRIPTIONS = {
+    "fpd": "Fréchet physics distance on high-level features (jetnet, N→∞)",
+    "kpd": "kernel physics distance (unbiased cubic-kernel MMD²)",
+    "precision": "fraction of fakes inside the real k-NN manifold (k=5)",
+    "recall": "fraction of reals inside the fake k-NN manifold (k=5)",
+    "density": "k-NN density of fakes around reals (≈1 ideal)",
+    "coverage": "fraction of reals with a fake within their k-NN radius",
+    "auc_high": "classifier AUC on high-level features (0.5 ideal)",
+    "jsd_high": "classifier JSD score on high-level features (0 ideal)",
+    "auc_low": "classifier AUC on low-level samples (0.5 ideal)",
+    "jsd_low": "classifier JSD score on low-level samples (0 ideal)",
+    "w1_norm_mean": "mean 1-D W1 over features, in real standard deviations",
+    "separation_mean": "mean separation power over features",
+    "memorisation/ratio": "median NN-distance to train: fake / held-out real (≈1 ideal, ≪1 copies)",
+    "memorisation/copy_fraction": "fakes closer to train than 1 % of held-out reals (≈0.01 ideal)",
+    "memorisation/exact_copy_fraction": "fakes that are exact training copies",
+}
+_HIGHER_BETTER = {"precision", "recall", "coverage"}
+
+
+# ---------------------------------------------------------------------------------------------
+# data
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class SampleSet:
+    """Samples in physical units with their conditions and file attributes."""
+
+    x: np.ndarray
+    c: np.ndarray
+    attrs: dict[str, Any] = field(default_factory=dict)
+    condition_names: list[str] = field(default_factory=list)
+    label: str = "<array>"
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+
+def load_samples(obj: Any, label: str = "samples", max_samples: int | None = None, seed: int = 0) -> SampleSet:
+    """Read a path, a :class:`~physgan.io.hdf5.SampleSource`, an ``(x, c[, attrs])`` tuple or an array.
+
+    ``max_samples`` keeps a random subset (rows spread over the whole file, read
+    block by block, so sorted files are not truncated to one condition range).
+    """
+    from physgan.io.hdf5 import SampleSource, open_source
+
+    if isinstance(obj, SampleSet):
+        s = obj
+    elif isinstance(obj, (str, os.PathLike, SampleSource)):
+        src = obj if isinstance(obj, SampleSource) else open_source(obj)
+        n = len(src)
+        keep = None
+        if max_samples is not None and n > max_samples:
+            keep = np.zeros(n, dtype=bool)
+            keep[make_rng(seed).choice(n, size=max_samples, replace=False)] = True
+        xs, cs = [], []
+        for start, x, c in src.blocks():
+            if keep is not None:
+                m = keep[start : start + len(x)]
+                x, c = x[m], c[m]
+            xs.append(x)
+            cs.append(c)
+        return SampleSet(np.concatenate(xs), np.concatenate(cs), dict(src.header.attrs), list(src.condition_names), src.path)
+    elif isinstance(obj, (tuple, list)):
+        if len(obj) not in (2, 3):
+            raise ConfigError(f"{label}: expected (x, c) or (x, c, attrs), got a sequence of {len(obj)}")
+        x = _numpy(obj[0])
+        c = _numpy(obj[1]) if obj[1] is not None else np.zeros((len(x), 0), np.float32)
+        attrs = dict(obj[2]) if len(obj) == 3 and obj[2] is not None else {}
+        c = c.reshape(len(c), -1) if c.size else np.zeros((len(x), 0), np.float32)
+        names = list(attrs.get("condition_names", [f"c{i}" for i in range(c.shape[1])]))
+        s = SampleSet(x, c, attrs, names, "<array>")
+    else:
+        x = _numpy(obj)
+        s = SampleSet(x, np.zeros((len(x), 0), np.float32), {}, [], "<array>")
+    if len(s.c) != len(s.x):
+        raise ConfigError(f"{label}: {len(s.x)} samples but {len(s.c)} condition rows")
+    if not np.isfinite(s.x).all():
+        raise ConfigError(f"{label}: samples hold NaN/Inf (first at sample {int(np.argwhere(~np.isfinite(s.x))[0][0])})")
+    if max_samples is not None and len(s) > max_samples:
+        idx = np.sort(make_rng(seed).choice(len(s), size=max_samples, replace=False))
+        s = SampleSet(s.x[idx], s.c[idx], s.attrs, s.condition_names, s.label)
+    return s
+
+
+def _numpy(a: Any) -> np.ndarray:
+    if isinstance(a, torch.Tensor):
+        a = a.detach().cpu().numpy()
+    a = np.asarray(a, dtype=np.float32)
+    if a.ndim == 0:
+        raise ConfigError("samples must be an array with a sample axis")
+    return a
+
+
+def _check_compatible(real: SampleSet, other: SampleSet, what: str) -> None:
+    if real.x.shape[1:] != other.x.shape[1:]:
+        raise DataError(other.label, f"{what} samples have shape {other.x.shape[1:]}, the real ones {real.x.shape[1:]}")
+    if real.c.shape[1] != other.c.shape[1]:
+        raise DataError(other.label, f"{what} has {other.c.shape[1]} conditions {other.condition_names}, real has {real.condition_names}")
+
+
+# ---------------------------------------------------------------------------------------------
+# representations
+# ---------------------------------------------------------------------------------------------
+class _GenericFeatures:
+    """Per-sample mean, std, min, max and the first principal components (basis from the real set)."""
+
+    def __init__(self, real_x: np.ndarray, n_pca: int = N_PCA, seed: int = 0):
+        flat = real_x.reshape(len(real_x), -1).astype(np.float64)
+        sub = flat[make_rng(seed).permutation(len(flat))[:2000]]
+        self.mu = sub.mean(0)
+        k = min(n_pca, flat.shape[1] - 1, len(sub) - 1) if flat.shape[1] > 1 else 0
+        if k > 0:
+            _, _, vt = np.linalg.svd(sub - self.mu, full_matrices=False)
+            self.basis = vt[:k].T
+        else:
+            self.basis = np.zeros((flat.shape[1], 0))
+
+    def __call__(self, x: np.ndarray, c: np.ndarray, attrs: dict) -> dict[str, np.ndarray]:
+        flat = x.reshape(len(x), -1).astype(np.float64)
+        out = {"mean": flat.mean(1), "std": flat.std(1), "min": flat.min(1), "max": flat.max(1)}
+        proj = (flat - self.mu) @ self.basis
+        for i in range(proj.shape[1]):
+            out[f"pc{i + 1}"] = proj[:, i]
+        return out
+
+
+def _condition_columns(s: SampleSet, scales: dict[str, str]) -> dict[str, np.ndarray]:
+    cols = {}
+    for j, name in enumerate(s.condition_names[: s.c.shape[1]]):
+        v = s.c[:, j].astype(np.float64)
+        if scales.get(name) == "log" and (v > 0).all():
+            cols[f"log10_{name}"] = np.log10(v)
+        else:
+            cols[name] = v
+    return cols
+
+
+class _LowLevel:
+    """Flatten, optionally log-scale and randomly project samples; append scaled conditions."""
+
+    def __init__(self, real: SampleSet, scales: dict[str, str], seed: int, device: torch.device):
+        flat = real.x.reshape(len(real), -1)
+        pos = flat[flat > 0]
+        self.log_scale = None
+        if flat.size and (flat >= 0).all() and pos.size:
+            med = float(np.median(pos[: 10**6]))
+            if med > 0 and float(pos.max()) / med > 100:
+                self.log_scale = med
+        self.scales = scales
+        self.proj = None
+        self.device = device
+        if flat.shape[1] > MAX_LOW_DIM:
+            g = torch.Generator().manual_seed(int(seed))
+            self.proj = torch.randn(flat.shape[1], PROJECTED_DIM, generator=g) / math.sqrt(PROJECTED_DIM)
+
+    def __call__(self, s: SampleSet) -> np.ndarray:
+        flat = s.x.reshape(len(s), -1).astype(np.float32)
+        if self.log_scale is not None:
+            flat = np.log1p(np.clip(flat, 0, None) / self.log_scale)
+        if self.proj is not None:
+            p = self.proj.to(self.device)
+            out = [(torch.as_tensor(flat[i : i + 4096], device=self.device) @ p).cpu().numpy() for i in range(0, len(flat), 4096)]
+            flat = np.concatenate(out)
+        conds = _condition_columns(s, self.scales)
+        if conds:
+            flat = np.concatenate([flat, np.stack(list(conds.values()), 1).astype(np.float32)], axis=1)
+        return flat.astype(np.float32, copy=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# results
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class MetricEntry:
+    """One reported number."""
+
+    name: str
+    value: float
+    error: float = math.nan
+    floor: float = math.nan
+    floor_error: float = math.nan
+    group: str = "generic"
+    better: str = "lower"
+    description: str = ""
+    verdict: str = ""
+
+    def sigma(self) -> float:
+        e = [v for v in (self.error, self.floor_error) if math.isfinite(v)]
+        return math.sqrt(sum(v * v for v in e)) if e else 0.0
+
+
+_RULE = re.compile(r"^\s*([A-Za-z0-9_./:\-]+?)\s*(>=|<=|>|<)\s*([-+0-9.eE]+|nan|inf)\s*$")
+
+
+def parse_threshold(rule: str) -> tuple[str, str, float]:
+    """Parse ``'metric>value'`` (also ``>=``, ``<``, ``<=``) into ``(metric, op, value)``.
+
+    The rule states the *failure* condition: ``auc_low>0.9`` fails when the AUC exceeds 0.9.
+    """
+    m = _RULE.match(str(rule))
+    if not m:
+        raise ConfigError(f"--fail-on '{rule}': expected METRIC>VALUE, METRIC>=VALUE, METRIC<VALUE or METRIC<=VALUE")
+    return m.group(1), m.group(2), float(m.group(3))
+
+
+def _violates(value: float, op: str, bound: float) -> bool:
+    if not math.isfinite(value):
+        return True  # a metric that could not be computed never passes a threshold
+    return {">": value > bound, ">=": value >= bound, "<": value < bound, "<=": value <= bound}[op]
+
+
+def _fmt(v: float, e: float | None = None) -> str:
+    if v is None or not math.isfinite(v):
+        return "n/a"
+    s = f"{v:.4g}"
+    if e is not None and math.isfinite(e):
+        s += f" ± {e:.2g}"
+    return s
+
+
+def _clean(v: Any) -> Any:
+    if isinstance(v, float):
+        return v if math.isfinite(v) else None
+    if isinstance(v, dict):
+        return {k: _clean(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_clean(x) for x in v]
+    if isinstance(v, (np.floating, np.integer)):
+        return _clean(v.item())
+    return v
+
+
+class Evaluation:
+    """Result of :func:`evaluate`: metrics with errors, noise floors and verdicts; report writers."""
+
+    def __init__(self, domain: str, metrics: dict[str, MetricEntry], info: dict[str, Any], thresholds: list[tuple[str, str, float]]):
+        self.domain = domain
+        self.metrics = metrics
+        self.info = info
+        self.thresholds = list(thresholds)
+        self.feature_names: list[str] = list(info.get("features", []))
+        self._real: SampleSet | None = None
+        self._fake: SampleSet | None = None
+        self._feat_real: dict[str, np.ndarray] = {}
+        self._feat_fake: dict[str, np.ndarray] = {}
+        self._domain_obj: Any = None
+        self._apply_verdicts()
+
+    # -- verdicts ----------------------------------------------------------------------------
+    def _apply_verdicts(self) -> None:
+        rules = {}
+        for name, op, bound in self.thresholds:
+            rules.setdefault(name, []).append((op, bound))
+        for m in self.metrics.values():
+            if m.name in rules:
+                bad = [f"{m.name}{op}{b:g}" for op, b in rules[m.name] if _violates(m.value, op, b)]
+                m.verdict = f"FAIL ({', '.join(bad)})" if bad else "pass (" + ", ".join(f"{m.name}{o}{b:g}" for o, b in rules[m.name]) + ")"
+                continue
+            if not (math.isfinite(m.value) and math.isfinite(m.floor)):
+                m.verdict = "no floor" if math.isfinite(m.value) else "n/a"
+                continue
+            sig = m.sigma()
+            diff = m.value - m.floor
+            if m.better == "higher":
+                diff = -diff
+            elif m.better == "unknown":
+                diff = abs(diff)
+            n_sig = diff / sig if sig > 0 else (math.inf if diff > 0 else 0.0)
+            if diff <= 0 or n_sig <= 2:
+                m.verdict = "at floor"
+            else:
+                word = {"lower": "above floor", "higher": "below floor", "unknown": "differs from floor"}[m.better]
+                m.verdict = f"{word} ({n_sig:.0f}σ)" if math.isfinite(n_sig) else word
+
+    def failures(self) -> list[str]:
+        """Human-readable threshold violations (empty when all pass)."""
+        out = []
+        for name, op, bound in self.thresholds:
+            m = self.metrics.get(name)
+            if m is not None and _violates(m.value, op, bound):
+                out.append(f"{name} = {_fmt(m.value, m.error)} violates --fail-on '{name}{op}{bound:g}'")
+        return out
+
+    def unknown_threshold_metrics(self) -> list[str]:
+        return [name for name, _, _ in self.thresholds if name not in self.metrics]
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures()
+
+    # -- outputs -----------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict; schema in the module docstring."""
+        return _clean(
+            {
+                "schema": SCHEMA_VERSION,
+                **{k: v for k, v in self.info.items() if k not in ("features",)},
+                "domain": self.domain,
+                "features": self.feature_names,
+                "thresholds": [
+                    {"metric": n, "op": o, "value": b, "violated": n in self.metrics and _violates(self.metrics[n].value, o, b)}
+                    for n, o, b in self.thresholds
+                ],
+                "passed": self.passed,
+                "metrics": {
+                    m.name: {
+                        "value": m.value,
+                        "error": m.error,
+                        "floor": m.floor,
+                        "floor_error": m.floor_error,
+                        "group": m.group,
+                        "better": m.better,
+                        "verdict": m.verdict,
+                        "description": m.description,
+                    }
+                    for m in self.metrics.values()
+                },
+            }
+        )
+
+    def summary(self, per_feature: bool = False) -> list[dict[str, str]]:
+        """Table rows ``{metric, value, floor, verdict}`` (strings); per-feature rows only if asked."""
+        rows = []
+        for m in self.metrics.values():
+            if m.group == "per_feature" and not per_feature:
+                continue
+            rows.append({"metric": m.name, "value": _fmt(m.value, m.error), "floor": _fmt(m.floor, m.floor_error), "verdict": m.verdict})
+        return rows
+
+    def format_summary(self, per_feature: bool = False) -> str:
+        """The summary as an aligned text table."""
+        rows = self.summary(per_feature)
+        head = {"metric": "metric", "value": "value ± error", "floor": "noise floor", "verdict": "verdict"}
+        widths = {k: max(len(head[k]), *(len(r[k]) for r in rows)) if rows else len(head[k]) for k in head}
+        lines = ["  ".join(head[k].ljust(widths[k]) for k in head), "  ".join("-" * widths[k] for k in head)]
+        lines += ["  ".join(r[k].ljust(widths[k]) for k in head) for r in rows]
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return (
+            f"Evaluation(domain={self.domain!r}, n_real={self.info['n']['real']}, n_fake={self.info['n']['fake']})\n"
+            + self.format_summary()
+        )
+
+    def _repr_html_(self) -> str:
+        return _summary_table_html(self.summary())
+
+    def plot(self, max_per_figure: int = 12) -> list:
+        """Figures: marginal histograms real vs fake with ratio panels, then the domain's plots."""
+        figs = _marginal_figures(self._feat_real, self._feat_fake, max_per_figure)
+        if self._domain_obj is not None and self._domain_obj.plots is not None and self._real is not None:
+            import matplotlib.image as mpimg
+            import matplotlib.pyplot as plt
+
+            with tempfile.TemporaryDirectory() as tmp:
+                for title, path in self._domain_plots(Path(tmp)):
+                    img = mpimg.imread(str(path))
+                    fig, ax = plt.subplots(figsize=(img.shape[1] / 100, img.shape[0] / 100), dpi=100)
+                    ax.imshow(img)
+                    ax.set_axis_off()
+                    ax.set_title(title)
+                    plt.close(fig)
+                    figs.append(fig)
+        return figs
+
+    def _domain_plots(self, outdir: Path) -> list[tuple[str, Path]]:
+        outdir.mkdir(parents=True, exist_ok=True)
+        real, fake = (self._real.x, self._real.c), (self._fake.x, self._fake.c)
+        out = self._domain_obj.plots(real, fake, self._real.attrs, outdir) or []
+        return [(str(t), Path(p)) for t, p in out]
+
+    def to_html(self, report_dir: str | os.PathLike, overwrite: bool = False) -> Path:
+        """Write ``metrics.json``, PNG figures and a self-contained ``index.html`` into ``report_dir``.
+
+        The directory is built beside the target under a temporary name and
+        renamed into place when complete; an existing directory is replaced
+        only with ``overwrite``.
+        """
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        target = Path(report_dir)
+        if target.exists() and not overwrite:
+            raise OutputExistsError(f"{target}: exists already; pass --overwrite (overwrite=True) to replace it")
+        if target.exists() and not target.is_dir():
+            raise OutputExistsError(f"{target}: is a file, expected a report directory")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
+        tmp.mkdir()
+        try:
+            (tmp / "metrics.json").write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False))
+            generic = []
+            for i, fig in enumerate(_marginal_figures(self._feat_real, self._feat_fake)):
+                p = tmp / f"marginals_{i + 1}.png"
+                fig.savefig(p, dpi=90)
+                generic.append((f"Marginal distributions ({i + 1})", p))
+            domain_figs = []
+            if self._domain_obj is not None and self._domain_obj.plots is not None and self._real is not None:
+                ddir = tmp / "domain"
+                for title, p in self._domain_plots(ddir):
+                    if p.parent.resolve() != ddir.resolve():
+                        dest = ddir / p.name
+                        shutil.copyfile(p, dest)
+                        p = dest
+                    domain_figs.append((title, p))
+            (tmp / "index.html").write_text(self._html(generic, domain_figs), encoding="utf-8")
+            for p in tmp.rglob("*"):
+                if p.is_file():
+                    with open(p, "rb") as fh:
+                        os.fsync(fh.fileno())
+            old = None
+            if target.exists():
+                old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
+                os.replace(target, old)
+            os.replace(tmp, target)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+            from physgan.io.atomic import fsync_directory
+
+            fsync_directory(target.parent)
+        except OSError as err:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise PhysganError(f"{target}: could not write the report: {err}") from err
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return target
+
+    def _html(self, generic: list[tuple[str, Path]], domain_figs: list[tuple[str, Path]]) -> str:
+        esc = html.escape
+        info = self.info
+        n = info["n"]
+        meta = [
+            ("domain", self.domain),
+            ("real", f"{info['inputs']['real']} ({n['real']} samples)"),
+            ("generated", f"{info['inputs']['fake']} ({n['fake']} samples)"),
+            ("training set", f"{info['inputs']['train']} ({n['train']} samples)" if n["train"] else "not given"),
+            ("noise floor from", info["floor_source"]),
+            ("bootstrap rounds / seed / device", f"{info['n_boot']} / {info['seed']} / {info['device']}"),
+            ("result", "PASS" if self.passed else "FAIL: " + "; ".join(self.failures())),
+        ]
+
+        def img(title: str, path: Path) -> str:
+            data = base64.b64encode(path.read_bytes()).decode()
+            src = f"data:image/png;base64,{data}"
+            return f'<figure><img alt="{esc(title)}" src="{src}"><figcaption>{esc(title)}</figcaption></figure>'
+
+        parts = [
+            "<!DOCTYPE html><html><head><meta charset='utf-8'>",
+            f"<title>physgan evaluation: {esc(self.domain)}</title>",
+            "<style>body{font-family:sans-serif;max-width:1200px;margin:auto}table{border-collapse:collapse}"
+            "td,th{border:1px solid #bbb;padding:3px 8px;text-align:left}th{background:#eee}"
+            ".fail{background:#fbb}.pass{background:#cfc}.above{background:#fe9}img{max-width:100%}</style></head><body>",
+            f"<h1>physgan evaluation ({esc(self.domain)})</h1>",
+            "<table>" + "".join(f"<tr><th>{esc(k)}</th><td>{esc(str(v))}</td></tr>" for k, v in meta) + "</table>",
+            "<h2>Summary</h2>",
+            _summary_table_html(self.summary()),
+            "<h2>Per-feature metrics</h2>",
+            _summary_table_html([r for r in self.summary(per_feature=True) if self.metrics[r["metric"]].group == "per_feature"]),
+            "<p>Full numbers: <a href='metrics.json'>metrics.json</a>.</p>",
+        ]
+        if domain_figs:
+            parts.append(f"<h2>Domain figures ({esc(self.domain)})</h2>")
+            parts += [img(t, p) for t, p in domain_figs]
+        if generic:
+            parts.append("<h2>Marginal distributions of the high-level features</h2>")
+            parts += [img(t, p) for t, p in generic]
+        parts.append("</body></html>")
+        return "\n".join(parts)
+
+
+def _summary_table_html(rows: list[dict[str, str]]) -> str:
+    def cls(verdict: str) -> str:
+        if verdict.startswith("FAIL"):
+            return " class='fail'"
+        if verdict.startswith(("pass", "at floor")):
+            return " class='pass'"
+        if verdict.startswith(("above", "below", "differs")):
+            return " class='above'"
+        return ""
+
+    head = "<tr><th>metric</th><th>value ± error</th><th>noise floor</th><th>verdict</th></tr>"
+    body = "".join(
+        f"<tr{cls(r['verdict'])}><td>{html.escape(r['metric'])}</td><td>{html.escape(r['value'])}</td>"
+        f"<td>{html.escape(r['floor'])}</td><td>{html.escape(r['verdict'])}</td></tr>"
+        for r in rows
+    )
+    return f"<table class='summary'>{head}{body}</table>"
+
+
+def _marginal_figures(real: dict[str, np.ndarray], fake: dict[str, np.ndarray], max_per_figure: int = 12) -> list:
+    """Histogram per feature (real filled, fake line) with a fake/real ratio panel below."""
+    import matplotlib.pyplot as plt
+
+    names = [n for n in real if n in fake]
+    figs = []
+    for start in range(0, len(names), max_per_figure):
+        chunk = names[start : start + max_per_figure]
+        ncol = min(4, len(chunk))
+        nrow = math.ceil(len(chunk) / ncol)
+        fig = plt.figure(figsize=(3.4 * ncol, 3.6 * nrow))
+        grid = fig.add_gridspec(2 * nrow, ncol, height_ratios=[3, 1] * nrow, hspace=0.05 + 0.35 * (nrow > 1))
+        for k, name in enumerate(chunk):
+            r, f = np.asarray(real[name], np.float64), np.asarray(fake[name], np.float64)
+            edges = auto_edges(r, max_bins=50)[1:-1]
+            if len(edges) < 2:
+                edges = np.array([r.min() - 0.5, r.max() + 0.5])
+            hr, _ = np.histogram(r, edges)
+            hf, _ = np.histogram(f, edges)
+            wr, wf = hr / max(len(r), 1), hf / max(len(f), 1)
+            row, col = divmod(k, ncol)
+            ax = fig.add_subplot(grid[2 * row, col])
+            axr = fig.add_subplot(grid[2 * row + 1, col], sharex=ax)
+            ax.stairs(wr, edges, fill=True, alpha=0.4, label="real")
+            ax.stairs(wf, edges, lw=1.5, label="generated")
+            ax.set_title(name, fontsize=9)
+            ax.tick_params(labelbottom=False, labelsize=7)
+            if k == 0:
+                ax.legend(fontsize=7)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratio = np.where(hr > 0, wf / wr, np.nan)
+                err = np.where((hr > 0) & (hf > 0), ratio * np.sqrt(1 / np.maximum(hf, 1) + 1 / np.maximum(hr, 1)), np.nan)
+            centres = (edges[1:] + edges[:-1]) / 2
+            axr.errorbar(centres, ratio, yerr=err, fmt=".", ms=2, lw=0.6)
+            axr.axhline(1.0, color="k", lw=0.6)
+            axr.set_ylim(0.5, 1.5)
+            axr.set_ylabel("gen/real", fontsize=7)
+            axr.tick_params(labelsize=7)
+        fig.subplots_adjust(left=0.06, right=0.98, top=0.95, bottom=0.06, wspace=0.3)
+        plt.close(fig)
+        figs.append(fig)
+    return figs
+
+
+# ---------------------------------------------------------------------------------------------
+# evaluate
+# ---------------------------------------------------------------------------------------------
+def _resolve_domain(name: str | None, real: SampleSet, fake: SampleSet):
+    from physgan.domains.base import get_domain
+
+    for cand in (name, real.attrs.get("domain"), fake.attrs.get("domain")):
+        if cand:
+            return str(cand), get_domain(str(cand))
+    try:
+        return "array", get_domain("array")
+    except ConfigError:  # the generic domain is not registered (yet): generic features only
+        return "array", None
+
+
+def _add(results: dict[str, MetricEntry], res, names: dict[str, str], group: str, better: dict[str, str] | None = None) -> None:
+    """Store FloorResults ``res`` (dict by key) under report names ``names[key]``."""
+    for key, report_name in names.items():
+        if key not in res:
+            continue
+        r = res[key]
+        b = (better or {}).get(report_name, "higher" if report_name in _HIGHER_BETTER else "lower")
+        results[report_name] = MetricEntry(
+            report_name, r.value, r.error, r.floor, r.floor_error, group, b, _DESCRIPTIONS.get(report_name, "")
+        )
+
+
+def evaluate(
+    real: Any,
+    fake: Any,
+    domain: str | None = None,
+    train: Any = None,
+    real2: Any = None,
+    seed: int = 0,
+    device: str | torch.device = "auto",
+    n_boot: int = 10,
+    thresholds: list[str] | dict[str, str] | list[tuple[str, str, float]] | None = None,
+    max_samples: int | None = None,
+    options: dict[str, dict[str, Any]] | None = None,
+) -> Evaluation:
+    """Evaluate generated samples against real ones (every number with error and noise floor).
+
+    Parameters
+    ----------
+    real, fake : path, SampleSource, (x, c) or (x, c, attrs) tuple, or array
+        Held-out real samples and generated samples, in physical units.
+    domain : str, optional
+        Domain name; else ``attrs['domain']`` of the real (then fake) file, else ``'array'``.
+    train : optional
+        The training samples, for the memorisation check.
+    real2 : optional
+        A second independent real sample for the noise floor (else halves of ``real``).
+    seed : int
+        Seeds subsets, splits, bootstrap and the classifiers.
+    device : {'auto', 'cpu', 'cuda'} or torch.device
+    n_boot : int
+        Bootstrap / half-sampling rounds.
+    thresholds : list of str, dict, or list of tuples, optional
+        Failure rules ``'metric>value'`` (or ``{metric: '>value'}``, or ``(metric, op, value)``).
+    max_samples : int, optional
+        Random subset cap per input set.
+    options : dict, optional
+        Per-metric keyword overrides: ``{'fpd': {...}, 'kpd': {...}, 'prdc': {...},
+        'classifier': {...}, 'memorisation': {...}, 'features': {'n_pca': 3}}``. The classifier
+        uses at most 100 000 samples per class unless ``{'classifier': {'max_samples': ...}}``.
+
+    Returns
+    -------
+    Evaluation
+    """
+    t_start = time.perf_counter()
+    timings: dict[str, float] = {}
+    rules = _normalise_thresholds(thresholds)
+    options = {k: dict(v) for k, v in (options or {}).items()}
+    dev = resolve_device(device)
+    if n_boot < 2:
+        raise ConfigError(f"n_boot must be >= 2, got {n_boot}")
+    r = load_samples(real, "real", max_samples, seed)
+    f = load_samples(fake, "fake", max_samples, seed + 1)
+    _check_compatible(r, f, "generated")
+    r2 = load_samples(real2, "real2", max_samples, seed + 2) if real2 is not None else None
+    t = load_samples(train, "train", max_samples, seed + 3) if train is not None else None
+    for other, what in ((r2, "second real"), (t, "training")):
+        if other is not None:
+            _check_compatible(r, other, what)
+    if len(r) < 20 or len(f) < 20:
+        raise ConfigError(f"evaluate needs at least 20 real and 20 generated samples, got {len(r)} and {len(f)}")
+    if not r.condition_names and f.condition_names:
+        r.condition_names = f.condition_names
+    timings["load"] = time.perf_counter() - t_start
+
+    name, dom = _resolve_domain(domain, r, f)
+    scales = dict(dom.condition_scales) if dom is not None else {}
+    attrs = {**f.attrs, **r.attrs}
+    feat_fn = dom.features if dom is not None and dom.features is not None else None
+    if feat_fn is None:
+        feat_fn = _GenericFeatures(r.x, **options.get("features", {}), seed=seed)
+
+    def features(s: SampleSet) -> dict[str, np.ndarray]:
+        out = {k: np.asarray(v, dtype=np.float64).reshape(len(s)) for k, v in feat_fn(s.x, s.c, attrs).items()}
+        return out
+
+    def feature_matrix(feats: dict[str, np.ndarray], s: SampleSet) -> np.ndarray:
+        cols = list(feats.values()) + list(_condition_columns(s, scales).values())
+        return np.stack(cols, axis=1)
+
+    t0 = time.perf_counter()
+    fr, ff = features(r), features(f)
+    bad = [k for k, v in {**fr, **ff}.items() if not np.isfinite(v).all()]
+    if bad:
+        raise DataError(r.label, f"domain '{name}' features are not finite: {bad}")
+    hl_names = list(fr) + list(_condition_columns(r, scales))
+    hr, hf = feature_matrix(fr, r), feature_matrix(ff, f)
+    hr2 = feature_matrix(features(r2), r2) if r2 is not None else None
+    low = _LowLevel(r, scales, seed, dev)
+    lr, lf = low(r), low(f)
+    lr2 = low(r2) if r2 is not None else None
+    timings["features"] = time.perf_counter() - t0
+
+    results: dict[str, MetricEntry] = {}
+    common = {"n_boot": n_boot, "seed": seed}
+
+    def run(step: str, metric, a, b, a2, method: str):
+        t1 = time.perf_counter()
+        res = with_floor(metric, a, b, a2, method=method, **common)
+        timings[step] = time.perf_counter() - t1
+        return res
+
+    opt = options.get
+    res = run("fpd", partial(fpd, seed=seed, device=dev, **opt("fpd", {})), hr, hf, hr2, "intrinsic")
+    _add(results, res, {"fpd": "fpd"}, "generic")
+    res = run("kpd", partial(kpd, seed=seed, device=dev, **opt("kpd", {})), hr, hf, hr2, "intrinsic")
+    _add(results, res, {"kpd": "kpd"}, "generic")
+    res = run("prdc", partial(prdc, seed=seed, device=dev, **opt("prdc", {})), hr, hf, hr2, "half")
+    _add(results, res, {k: k for k in ("precision", "recall", "density", "coverage")}, "generic")
+    cls = partial(classifier_test, seed=seed, device=dev, **{"max_samples": 100_000, **opt("classifier", {})})
+    res = run("classifier_high", cls, hr, hf, hr2, "intrinsic")
+    _add(results, res, {"auc": "auc_high", "jsd": "jsd_high"}, "generic")
+    res = run("classifier_low", cls, lr, lf, lr2, "intrinsic")
+    _add(results, res, {"auc": "auc_low", "jsd": "jsd_low"}, "generic")
+
+    def marginals(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
+        w = wasserstein_1d(a, b, names=hl_names)
+        wn = wasserstein_1d(a, b, names=hl_names, normalise=True)
+        s = separation_power_samples(a, b, names=hl_names, edges=edges)
+        out = {f"w1/{k}": v for k, v in w.items()}
+        out.update({f"separation/{k}": v for k, v in s.items()})
+        out["w1_norm_mean"] = float(np.mean(list(wn.values())))
+        out["separation_mean"] = float(np.mean(list(s.values())))
+        return out
+
+    edges = {k: auto_edges(hr[:, j]) for j, k in enumerate(hl_names)}  # fixed binning from the full real set
+    res = run("marginals", marginals, hr, hf, hr2, "bootstrap")
+    _add(results, res, {"w1_norm_mean": "w1_norm_mean", "separation_mean": "separation_mean"}, "generic")
+    _add(results, res, {k: k for k in res if k.startswith(("w1/", "separation/"))}, "per_feature")
+
+    if t is not None:
+        lt = low(t)
+        mem = partial(_memorisation_swap, train=lt, seed=seed, device=dev, **opt("memorisation", {}))
+        res = run("memorisation", mem, lr, lf, lr2, "half")
+        names = {k: f"memorisation/{k}" for k in ("ratio", "copy_fraction", "exact_copy_fraction")}
+        _add(results, res, names, "memorisation", {"memorisation/ratio": "higher"})
+
+    if dom is not None and dom.physics_metrics is not None:
+        pm = partial(_physics, fn=dom.physics_metrics, attrs=attrs)
+        real_t = (r.x, r.c)
+        fake_t = (f.x, f.c)
+        real2_t = (r2.x, r2.c) if r2 is not None else None
+        res = run("physics", pm, real_t, fake_t, real2_t, "bootstrap")
+        if not isinstance(res, dict):
+            res = {"value": res}
+        _add(results, res, {k: f"physics/{k}" for k in res}, "physics", {f"physics/{k}": "unknown" for k in res})
+
+    timings["total"] = time.perf_counter() - t_start
+    import physgan
+
+    info = {
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "physgan_version": getattr(physgan, "__version__", "unknown"),
+        "torch_version": torch.__version__,
+        "inputs": {
+            "real": r.label,
+            "fake": f.label,
+            "train": t.label if t is not None else None,
+            "real2": r2.label if r2 is not None else None,
+        },
+        "n": {
+            "real": len(r),
+            "fake": len(f),
+            "train": len(t) if t is not None else None,
+            "real2": len(r2) if r2 is not None else None,
+        },
+        "floor_source": "real2" if r2 is not None else "real halves",
+        "seed": int(seed),
+        "n_boot": int(n_boot),
+        "device": str(dev),
+        "features": hl_names,
+        "timings_s": {k: round(v, 3) for k, v in timings.items()},
+    }
+    ev = Evaluation(name, results, info, rules)
+    ev._real, ev._fake, ev._domain_obj = r, f, dom
+    ev._feat_real = dict(zip(hl_names, hr.T))
+    ev._feat_fake = dict(zip(hl_names, hf.T))
+    return ev
+
+
+def _memorisation_swap(heldout, fake, *, train, **kw) -> dict[str, float]:
+    """``with_floor`` calls metric(real, fake): real plays the held-out set."""
+    return memorisation(train, fake, heldout, **kw)
+
+
+def _physics(real, fake, *, fn, attrs) -> dict[str, float]:
+    out = fn(tuple(real), tuple(fake), attrs)
+    return {str(k): float(v) for k, v in out.items()}
+
+
+def _normalise_thresholds(thresholds) -> list[tuple[str, str, float]]:
+    if thresholds is None:
+        return []
+    if isinstance(thresholds, str):
+        thresholds = [thresholds]
+    if isinstance(thresholds, dict):
+        return [parse_threshold(f"{k}{v}") for k, v in thresholds.items()]
+    out = []
+    for t in thresholds:
+        if isinstance(t, (tuple, list)) and len(t) == 3:
+            if t[1] not in (">", ">=", "<", "<="):
+                raise ConfigError(f"threshold {t}: operator must be one of > >= < <=")
+            out.append((str(t[0]), str(t[1]), float(t[2])))
+        else:
+            out.append(parse_threshold(t))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI hooks
+# ---------------------------------------------------------------------------------------------
+def add_arguments(parser) -> None:
+    """Add the ``physgan evaluate`` options to an argparse parser."""
+    parser.add_argument("--real", required=True, help="held-out real samples (HDF5)")
+    parser.add_argument("--fake", required=True, help="generated samples (HDF5)")
+    parser.add_argument("--train", default=None, help="training samples, for the memorisation check")
+    parser.add_argument("--real2", default=None, help="second independent real sample for the noise floor (default: halves of --real)")
+    parser.add_argument("--report", default=None, help="report directory (metrics.json, figures, index.html)")
+    parser.add_argument("--domain", default=None, help="domain name (default: the files' 'domain' attribute, else 'array')")
+    parser.add_argument(
+        "--fail-on",
+        action="append",
+        default=[],
+        metavar="RULE",
+        help="exit with status 1 if a rule holds, e.g. 'auc_low>0.9' or 'coverage<0.5' (repeatable)",
+    )
+    parser.add_argument("--n-boot", type=int, default=10, help="bootstrap rounds (default 10)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--max-samples", type=int, default=None, help="random subset cap per input file")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing report directory")
+
+
+def main(args) -> int:
+    """Run ``physgan evaluate``: print the summary, write the report; 1 if a --fail-on rule holds."""
+    rules = _normalise_thresholds(list(args.fail_on or []))
+    if args.report and Path(args.report).exists() and not args.overwrite:
+        raise OutputExistsError(f"{args.report}: exists already; pass --overwrite to replace it")
+    ev = evaluate(
+        args.real,
+        args.fake,
+        domain=args.domain,
+        train=args.train,
+        real2=args.real2,
+        seed=args.seed,
+        device=args.device,
+        n_boot=args.n_boot,
+        thresholds=rules,
+        max_samples=args.max_samples,
+    )
+    print(ev.format_summary())
+    if args.report:
+        path = ev.to_html(args.report, overwrite=args.overwrite)
+        print(f"report written to {path}/index.html")
+    unknown = ev.unknown_threshold_metrics()
+    if unknown:
+        raise ConfigError(f"--fail-on names unknown metric(s) {unknown}; known: {', '.join(ev.metrics)}")
+    fails = ev.failures()
+    for line in fails:
+        print(f"FAIL: {line}", file=sys.stderr)
+    return 1 if fails else 0

@@ -1,0 +1,112 @@
+"""Shared helpers of the generic metrics: device choice, input checks, chunked distances.
+
+Private to :mod:`physgan.metrics`; nothing here is a metric.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+from physgan.errors import ConfigError
+
+__all__ = ["resolve_device", "as_matrix", "make_rng", "normalise_pair", "distance_tiles", "knn_radius", "default_dtype"]
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """``'auto'``/None -> CUDA when available, else CPU; anything else as given."""
+    if device is None or (isinstance(device, str) and device == "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device '{device}' requested but CUDA is not available; use --device cpu or auto")
+    return dev
+
+
+def default_dtype(device: torch.device) -> torch.dtype:
+    """float64 on CPU (exact enough to flag copies), float32 on accelerators (fast)."""
+    return torch.float64 if device.type == "cpu" else torch.float32
+
+
+def as_matrix(x, name: str = "x", min_rows: int = 2) -> np.ndarray:
+    """Return ``x`` as a finite float64 ``(N, d)`` array (1-D input becomes one column).
+
+    Raises
+    ------
+    ConfigError
+        If ``x`` has fewer than ``min_rows`` rows or holds NaN/Inf.
+    """
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
+    a = np.asarray(x, dtype=np.float64)
+    if a.ndim == 1:
+        a = a[:, None]
+    elif a.ndim > 2:
+        a = a.reshape(len(a), -1)
+    if a.ndim != 2 or a.shape[0] < min_rows:
+        raise ConfigError(f"{name}: need at least {min_rows} samples of shape (N, d), got shape {np.shape(x)}")
+    if not np.isfinite(a).all():
+        row = int(np.argwhere(~np.isfinite(a))[0][0])
+        raise ConfigError(f"{name}: non-finite value in sample {row}")
+    return a
+
+
+def make_rng(seed: int | np.random.Generator | None) -> np.random.Generator:
+    """A numpy Generator from an int seed (or the generator itself)."""
+    if isinstance(seed, np.random.Generator):
+        return seed
+    return np.random.default_rng(0 if seed is None else int(seed))
+
+
+def normalise_pair(real: np.ndarray, fake: np.ndarray, mode: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """Scale both samples with statistics of ``real`` only.
+
+    ``'max'``: divide each feature by max |real| (jetnet's convention for FPD/KPD);
+    ``'std'``: subtract the real mean and divide by the real standard deviation;
+    None/``'none'``: unchanged. Constant features are left unscaled.
+    """
+    if real.shape[1] != fake.shape[1]:
+        raise ConfigError(f"real has {real.shape[1]} features, fake has {fake.shape[1]}")
+    if mode in (None, "none", False):
+        return real, fake
+    if mode == "max":
+        scale = np.max(np.abs(real), axis=0)
+        scale = np.where(scale > 0, scale, 1.0)
+        return real / scale, fake / scale
+    if mode == "std":
+        mu = real.mean(axis=0)
+        sd = real.std(axis=0)
+        sd = np.where(sd > 0, sd, 1.0)
+        return (real - mu) / sd, (fake - mu) / sd
+    raise ConfigError(f"unknown normalisation '{mode}'; use 'max', 'std' or None")
+
+
+def distance_tiles(x: torch.Tensor, y: torch.Tensor, block: int = 4096) -> Iterator[tuple[int, int, torch.Tensor]]:
+    """Yield ``(i0, j0, D)`` with ``D[a, b] = ||x[i0 + a] - y[j0 + b]||`` (Euclidean), tile by tile.
+
+    Memory is bounded by ``block**2`` entries whatever ``len(x)`` and ``len(y)``:
+    no N x N matrix is ever formed.
+    """
+    y2 = (y * y).sum(1)
+    for i0 in range(0, len(x), block):
+        xb = x[i0 : i0 + block]
+        x2 = (xb * xb).sum(1, keepdim=True)
+        for j0 in range(0, len(y), block):
+            yb = y[j0 : j0 + block]
+            d2 = x2 + y2[j0 : j0 + block][None, :] - 2.0 * (xb @ yb.T)
+            yield i0, j0, d2.clamp_min_(0.0).sqrt_()
+
+
+def knn_radius(x: torch.Tensor, k: int, block: int = 4096) -> torch.Tensor:
+    """Distance of each row of ``x`` to its k-th nearest *other* row (chunked)."""
+    if k >= len(x):
+        raise ConfigError(f"k-NN with k={k} needs more than {k} samples, got {len(x)}")
+    best = torch.full((len(x), k + 1), float("inf"), dtype=x.dtype, device=x.device)
+    for i0, _j0, d in distance_tiles(x, x, block):
+        rows = slice(i0, i0 + len(d))
+        merged = torch.cat([best[rows], d], dim=1)
+        best[rows] = torch.topk(merged, k + 1, dim=1, largest=False).values
+    # column 0 is the point itself (distance 0); the k-th other neighbour is column k
+    return best[:, k]
