@@ -1,0 +1,314 @@
+"""Physics-structured generator and critic for calorimeter showers (conditional WGAN-GP).
+
+Generator ``G(z, c)`` (``c``: normalised conditions) builds a shower in three explicit steps:
+
+1. the **energy response** ``r = E_sum / E_inc`` (a sigmoid onto ``response_range``, default [0.5, 1.5] as the
+   CaloChallenge's E_tot/E_inc histogram; initialised at 1), where ``E_sum`` is the sum of all cells and
+   extras (hadron showers may need a lower bound near 0);
+2. the **fractions** ``f_g`` of that energy per layer group (softmax over groups);
+3. a **normalised pattern** ``q_g`` per group (softmax over its cells, then sparsified, see below),
+
+so a cell holds ``u = r f_g q_g`` of the incident energy and the layer sums equal ``r f_g`` by
+construction. A group is a layer's cells; with one extra per layer (CaloGAN's overflow) the extra joins
+its layer's group, otherwise all extras form one more group. ``G`` returns model space, i.e. exactly
+:func:`~physgan.domains.calo.transform.fractions_to_model` of ``u``: the same map as
+:class:`~physgan.domains.calo.transform.CaloTransform` (same ``eps``: pass the same ``model.options``
+to ``make_transform`` and to the model), so the physical structure needs no condition statistics.
+
+Sparsity: real showers have many exactly empty cells (CaloGAN occupancy 45 / 79 / 28 %). The pattern
+is a *shifted softmax* with a learned, per-shower threshold: ``p = softmax(a)``,
+``tau = s * max(p)`` with ``s = 0.99 sigmoid(h)`` predicted per group and shower, ``g = relu(p - tau)``,
+``q = g / sum(g)``. Cells under the threshold are exact zeros (``y = -1`` exactly), the hottest cell
+always survives (``s <= 0.99``) so ``sum(g) > 0`` and the renormalisation keeps the layer sums exact, and
+everything is differentiable almost everywhere (gradients reach ``a`` and ``h`` through the surviving
+cells; no straight-through estimator is needed). It is the sparsemax idea with a learned cut. A fixed
+cut at the readout threshold would need the incident energy in MeV inside G, which G does not see.
+
+Critic ``D(y, c)``: an MLP on the model-space cells, beside an MLP on differentiable physics features
+computed in torch from ``y`` (log layer energies and total response, per-layer centres of energy and
+widths in x, y (and r for cylindrical layers), soft per-layer occupancy, shower depth), joined and
+scored by a projection head with the condition embedding (Miyato & Koyama). No batch norm; optional
+layer norm. All operations are twice differentiable (widths use ``sqrt(var + 1e-6)``).
+
+References
+----------
+.. [1] I. Gulrajani et al., "Improved Training of Wasserstein GANs", NeurIPS 2017, arXiv:1704.00028.
+.. [2] T. Miyato and M. Koyama, "cGANs with Projection Discriminator", ICLR 2018, arXiv:1802.05637.
+.. [3] A. Martins and R. Astudillo, "From Softmax to Sparsemax", ICML 2016, arXiv:1602.02068.
+.. [4] C. Krause, D. Shih, "CaloFlow", arXiv:2106.05285 (layer energies first, then normalised showers).
+.. [5] M. Paganini et al., "CaloGAN", arXiv:1712.10321.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from physgan.domains.base import ModelSpec
+from physgan.domains.calo.features import resolve_geometry
+from physgan.domains.calo.geometry import CaloGeometry
+from physgan.domains.calo.transform import DEFAULT_EPS, fractions_to_model, model_to_fractions
+from physgan.errors import ConfigError
+from physgan.nn.conditioning import ConditionEmbedding, FiLM, ProjectionHead
+
+__all__ = ["CaloGenerator", "CaloCritic", "build_generator", "build_critic", "layer_groups", "geometry_for_spec"]
+
+
+#: Largest relative cut ``s`` of the sparse pattern (< 1 keeps the hottest cell and the sums finite).
+S_MAX = 0.99
+
+
+def geometry_for_spec(spec: ModelSpec) -> CaloGeometry:
+    """The geometry of a model spec: from ``spec.attrs`` or, failing that, from the sample length."""
+    n = int(np.prod(spec.sample_shape))
+    geom = resolve_geometry(spec.attrs if spec.attrs else None, n)
+    if geom.n_features != n:
+        raise ConfigError(f"calo model: geometry '{geom.name}' has {geom.n_features} features but samples have {n}")
+    return geom
+
+
+def layer_groups(geom: CaloGeometry) -> list[np.ndarray]:
+    """Flat indices of each energy group: a layer's cells (+ its extra when there is one extra per layer).
+
+    Parameters
+    ----------
+    geom : CaloGeometry
+
+    Returns
+    -------
+    list of numpy.ndarray
+        int64 index arrays into the flat sample, covering every entry exactly once.
+    """
+    groups = []
+    per_layer_extra = geom.n_extra == geom.n_layers
+    for i in range(geom.n_layers):
+        sl = geom.layer_slice(i)
+        idx = np.arange(sl.start, sl.stop)
+        if per_layer_extra:
+            idx = np.append(idx, geom.n_cells + i)
+        groups.append(idx.astype(np.int64))
+    if geom.n_extra and not per_layer_extra:
+        groups.append(np.arange(geom.n_cells, geom.n_features, dtype=np.int64))
+    return groups
+
+
+def _opt(spec: ModelSpec, key: str, default: Any) -> Any:
+    return (spec.options or {}).get(key, default)
+
+
+class CaloGenerator(nn.Module):
+    """``G(z, c) -> y`` (model space) with explicit response, layer fractions and sparse patterns.
+
+    Parameters
+    ----------
+    spec : ModelSpec
+        ``z_dim``, ``width``, ``depth`` (hidden layers of the shared trunk, >= 1), ``embed_dim``;
+        ``options``: ``eps`` (log offset, as the transform), ``sparsify`` (default True),
+        ``layer_hidden`` (a private hidden layer per group; default: when there are <= 8 groups),
+        ``response_range`` (bounds of E_sum / E_inc, default (0.5, 1.5)), ``threshold_init`` (initial relative
+        cut ``s``, default 1e-3), ``pattern_scale_mm`` (initial pattern
+        ``softmax(-r / scale)``: a core on the shower axis, default 20 mm).
+    """
+
+    def __init__(self, spec: ModelSpec):
+        super().__init__()
+        geom = geometry_for_spec(spec)
+        self.geometry_name = geom.name
+        self.z_dim, self.n_features = int(spec.z_dim), geom.n_features
+        self.eps = float(_opt(spec, "eps", DEFAULT_EPS))
+        self.sparsify = bool(_opt(spec, "sparsify", True))
+        width, depth = int(spec.width), max(1, int(spec.depth))
+        self.embed = ConditionEmbedding(spec.n_cond, spec.embed_dim)
+        self.inp = nn.Linear(self.z_dim + spec.embed_dim, width)
+        self.blocks = nn.ModuleList(nn.Linear(width, width) for _ in range(depth - 1))
+        self.films = nn.ModuleList(FiLM(spec.embed_dim, width) for _ in range(depth))
+        self.act = nn.LeakyReLU(0.2)
+        groups = layer_groups(geom)
+        self.n_groups = len(groups)
+        self.group_sizes = [len(g) for g in groups]
+        # groups of cells get a threshold; a pure-extras group (not per layer) does not
+        self.group_sparse = [bool(self.sparsify and (g < geom.n_cells).any()) for g in groups]
+        order = np.concatenate(groups)
+        inv = np.empty_like(order)
+        inv[order] = np.arange(len(order))
+        self.register_buffer("unpermute", torch.as_tensor(inv, dtype=torch.long), persistent=False)
+        self.response = nn.Linear(width, 1)
+        self.fractions = nn.Linear(width, self.n_groups)
+        for head in (self.response, self.fractions):
+            nn.init.normal_(head.weight, std=0.01)
+            nn.init.zeros_(head.bias)
+        lo, hi = (float(v) for v in _opt(spec, "response_range", (0.5, 1.5)))
+        if not 0 <= lo < 1 < hi:
+            raise ConfigError(f"calo model: response_range must satisfy 0 <= lo < 1 < hi, got ({lo}, {hi})")
+        self.response_lo, self.response_span = lo, hi - lo
+        nn.init.constant_(self.response.bias, math.log((1 - lo) / (hi - 1)))  # response starts at 1
+        layer_hidden = _opt(spec, "layer_hidden", self.n_groups <= 8)
+        self.layer_hidden = nn.ModuleList(
+            nn.Sequential(nn.Linear(width, width), nn.LeakyReLU(0.2)) if layer_hidden else nn.Identity()
+            for _ in groups
+        )
+        self.patterns = nn.ModuleList(nn.Linear(width, n) for n in self.group_sizes)
+        # physics prior: start from a shower core on the axis, log-pattern -r / scale (extras well below the cells)
+        scale_mm = float(_opt(spec, "pattern_scale_mm", 20.0))
+        r_flat = np.concatenate([np.asarray(lay.r_mm, dtype=np.float64) for lay in geom.layers])
+        with torch.no_grad():
+            for head, idx in zip(self.patterns, groups):
+                head.weight.mul_(0.1)
+                is_cell = idx < geom.n_cells
+                bias = np.zeros(len(idx))
+                bias[is_cell] = -r_flat[idx[is_cell]] / scale_mm
+                bias[~is_cell] = (bias[is_cell].min() if is_cell.any() else 0.0) - 2.0
+                head.bias.copy_(torch.as_tensor(bias, dtype=torch.float32))
+        s0 = float(_opt(spec, "threshold_init", 1e-3))
+        if not 0 < s0 < S_MAX:
+            raise ConfigError(f"calo model: threshold_init must lie in (0, {S_MAX}), got {s0}")
+        self.thresholds = nn.Linear(width, self.n_groups)
+        nn.init.normal_(self.thresholds.weight, std=0.01)
+        nn.init.constant_(self.thresholds.bias, math.log(s0 / (S_MAX - s0)))
+
+    def latent_shape(self, scale: int = 1) -> tuple[int, ...]:
+        """Shape of one latent vector: ``(z_dim,)`` (an MLP cannot grow its output, so ``scale`` must be 1)."""
+        if int(scale) != 1:
+            raise ConfigError("the calorimeter generator has a fixed geometry: latent scale must be 1")
+        return (self.z_dim,)
+
+    def physics(self, z: torch.Tensor, c: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The structured shower before the model-space map.
+
+        Parameters
+        ----------
+        z : torch.Tensor
+            (B, z_dim) latents.
+        c : torch.Tensor
+            (B, n_cond) normalised conditions.
+
+        Returns
+        -------
+        dict
+            ``u`` (B, n_features) cell energies / E_inc in flat order; ``response`` (B,);
+            ``fractions`` (B, n_groups); ``group_energy`` (B, n_groups) = response * fractions.
+        """
+        e = self.embed(c)
+        h = self.act(self.films[0](self.inp(torch.cat([z, e], dim=1)), e))
+        for block, film in zip(self.blocks, self.films[1:]):
+            h = self.act(film(block(h), e)) + h
+        response = (self.response_lo + self.response_span * torch.sigmoid(self.response(h))).squeeze(1)
+        fractions = torch.softmax(self.fractions(h), dim=1)
+        group_energy = response[:, None] * fractions
+        s = S_MAX * torch.sigmoid(self.thresholds(h))  # < 1: the hottest cell always survives
+        parts = []
+        for k, (hid, head) in enumerate(zip(self.layer_hidden, self.patterns)):
+            p = torch.softmax(head(hid(h)), dim=1)
+            if self.group_sparse[k]:
+                tau = s[:, k : k + 1] * p.max(dim=1, keepdim=True).values
+                g = torch.relu(p - tau)
+                p = g / g.sum(dim=1, keepdim=True)
+            parts.append(p * group_energy[:, k : k + 1])
+        u = torch.cat(parts, dim=1)[:, self.unpermute]
+        return {"u": u, "response": response, "fractions": fractions, "group_energy": group_energy}
+
+    def forward(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """Model-space showers ``(B, n_features)``: ``fractions_to_model(u)``."""
+        return fractions_to_model(self.physics(z, c)["u"], self.eps)
+
+
+class CaloCritic(nn.Module):
+    """``D(y, c) -> (B,)``: MLP on model-space cells + MLP on differentiable physics features, projection head.
+
+    Parameters
+    ----------
+    spec : ModelSpec
+        ``width``, ``depth`` (hidden layers of the cell MLP), ``embed_dim``; ``options``: ``eps``,
+        ``critic_norm`` ('none' default, or 'layer'), ``occupancy_sharpness`` (default 10).
+    """
+
+    def __init__(self, spec: ModelSpec):
+        super().__init__()
+        geom = geometry_for_spec(spec)
+        self.eps = float(_opt(spec, "eps", DEFAULT_EPS))
+        self.kappa = float(_opt(spec, "occupancy_sharpness", 10.0))
+        norm = str(_opt(spec, "critic_norm", "none"))
+        if norm not in ("none", "layer"):
+            raise ConfigError(f"calo critic: critic_norm must be 'none' or 'layer', got '{norm}'")
+        width, depth = int(spec.width), max(1, int(spec.depth))
+        self.n_layers = geom.n_layers
+        n_f = geom.n_features
+        member = np.zeros((n_f, geom.n_layers), dtype=np.float64)  # cell -> layer indicator
+        cols_1, cols_2, col_layer = [], [], []
+        for i, lay in enumerate(geom.layers):
+            sl = geom.layer_slice(i)
+            member[sl, i] = 1.0
+            axes = []
+            if geom.kind == "cartesian" or lay.n_alpha > 1:
+                axes += [lay.x_mm, lay.y_mm]
+            if geom.kind == "cylindrical":
+                axes += [lay.r_mm]
+            for coord in axes:
+                coord = np.asarray(coord, dtype=np.float64)
+                coord = coord / (float(np.abs(coord).max()) or 1.0)
+                c1 = np.zeros(n_f)
+                c1[sl] = coord
+                cols_1.append(c1)
+                cols_2.append(c1 * c1)
+                col_layer.append(i)
+        f32 = torch.float32
+        self.register_buffer("member", torch.as_tensor(member, dtype=f32), persistent=False)
+        self.register_buffer("n_per_layer", torch.as_tensor(member.sum(axis=0), dtype=f32), persistent=False)
+        self.register_buffer("moment_1", torch.as_tensor(np.stack(cols_1, axis=1), dtype=f32), persistent=False)
+        self.register_buffer("moment_2", torch.as_tensor(np.stack(cols_2, axis=1), dtype=f32), persistent=False)
+        self.register_buffer("col_layer", torch.as_tensor(col_layer, dtype=torch.long), persistent=False)
+        n_phys = 2 + 2 * self.n_layers + 2 * len(col_layer)
+        self.n_phys = n_phys
+
+        def mlp(n_in: int, n_hidden: int, n_layers: int) -> nn.Sequential:
+            mods: list[nn.Module] = []
+            for k in range(n_layers):
+                mods.append(nn.Linear(n_in if k == 0 else n_hidden, n_hidden))
+                if norm == "layer":
+                    mods.append(nn.LayerNorm(n_hidden))
+                mods.append(nn.LeakyReLU(0.2))
+            return nn.Sequential(*mods)
+
+        self.cell_net = mlp(geom.n_features, width, depth)
+        self.phys_net = mlp(n_phys, width, 2)
+        self.joint = mlp(2 * width, width, 1)
+        self.embed = ConditionEmbedding(spec.n_cond, spec.embed_dim)
+        self.head = ProjectionHead(width, spec.embed_dim)
+
+    def physics_features(self, y: torch.Tensor) -> torch.Tensor:
+        """Differentiable physics features ``(B, n_phys)`` of model-space showers (dimensionless, O(1)).
+
+        Columns: 10 log(sum u) (response), shower depth, then per layer ``log(E_l/E_inc + 1e-6) / 4`` and soft
+        occupancy ``mean(tanh(k (y + 1)))``, then per layer and axis the centre of energy and
+        ``sqrt(var + 1e-6)`` in units of the layer's largest cell-centre coordinate.
+        """
+        u = model_to_fractions(y, self.eps, snap=False).clamp(min=0)
+        e_layers = u @ self.member  # (B, L) energy per layer / E_inc
+        total = e_layers.sum(dim=1, keepdim=True)
+        pos = torch.arange(self.n_layers, dtype=y.dtype, device=y.device)
+        depth = (e_layers @ pos)[:, None] / (total + 1e-7) / max(1, self.n_layers - 1)
+        occupancy = torch.tanh(self.kappa * (y + 1.0)) @ self.member / self.n_per_layer
+        el = e_layers[:, self.col_layer] + 1e-7
+        mean = (u @ self.moment_1) / el
+        var = (u @ self.moment_2) / el - mean * mean
+        width = torch.sqrt(var.clamp(min=0) + 1e-6)
+        return torch.cat([10.0 * torch.log(total + 1e-6), depth, torch.log(e_layers + 1e-6) / 4.0, occupancy, mean, width], dim=1)
+
+    def forward(self, y: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """Critic scores ``(B,)`` for model-space showers ``y`` with normalised conditions ``c``."""
+        h = torch.cat([self.cell_net(y), self.phys_net(self.physics_features(y))], dim=1)
+        return self.head(self.joint(h), self.embed(c))
+
+
+def build_generator(spec: ModelSpec) -> CaloGenerator:
+    """Factory for the engine: :class:`CaloGenerator` from a :class:`~physgan.domains.base.ModelSpec`."""
+    return CaloGenerator(spec)
+
+
+def build_critic(spec: ModelSpec) -> CaloCritic:
+    """Factory for the engine: :class:`CaloCritic` from a :class:`~physgan.domains.base.ModelSpec`."""
+    return CaloCritic(spec)

@@ -1,0 +1,116 @@
+"""Separation powers, response/resolution metrics, score and plots of the calorimeter domain."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from physgan.domains.calo.geometry import calochallenge_geometry, calogan_geometry
+from physgan.domains.calo.metrics import physics_metrics, real_binning, score, separation_power
+from physgan.domains.calo.plots import plots
+
+CALOGAN = calogan_geometry()
+
+
+def toy_showers(n: int, seed: int, scale: float = 1.0, geom=CALOGAN) -> tuple[np.ndarray, np.ndarray]:
+    """Toy showers: Gaussian lateral profile around the axis, energy-dependent layer split, random cell dropout."""
+    rng = np.random.default_rng(seed)
+    e_gev = rng.uniform(1, 100, n) if geom.energy_units == "GeV" else rng.uniform(1000, 100000, n) / 1000
+    frac = np.stack([0.35 - 0.05 * np.log10(e_gev), 0.64 + 0.05 * np.log10(e_gev), np.full(n, 0.01)], 1)
+    frac = frac[:, : geom.n_layers] if geom.n_layers <= 3 else np.full((n, geom.n_layers), 1 / geom.n_layers)
+    frac = frac / frac.sum(1, keepdims=True)
+    response = scale * rng.normal(0.99, 0.01, n)
+    x = np.zeros((n, geom.n_features))
+    for i, lay in enumerate(geom.layers):
+        sigma = rng.uniform(15, 35, (n, 1))
+        w = np.exp(-0.5 * (lay.x_mm[None] ** 2 + lay.y_mm[None] ** 2) / sigma**2) * rng.gamma(2.0, 0.5, (n, lay.n_cells))
+        w *= rng.random((n, lay.n_cells)) < 0.7
+        w[:, np.argmin(lay.x_mm**2 + lay.y_mm**2)] += 1e-3
+        w /= w.sum(1, keepdims=True)
+        x[:, geom.layer_slice(i)] = w * (frac[:, i] * response * e_gev * 1000)[:, None]
+    c = (e_gev if geom.energy_units == "GeV" else e_gev * 1000)[:, None]
+    return x.astype(np.float32), c.astype(np.float32)
+
+
+def test_separation_power_known_answers():
+    assert separation_power([1, 2, 3], [2, 4, 6]) == 0.0
+    assert separation_power([1, 0], [0, 5]) == pytest.approx(1.0)
+    assert separation_power([1, 0], [1, 1]) == pytest.approx(0.5 * (0.25 / 1.5 + 0.25 / 0.5))
+    assert np.isnan(separation_power([0, 0], [1, 1]))
+
+
+def test_binning_is_fixed_by_real_data_and_fakes_outside_count_in_edge_bins():
+    real = np.linspace(0.0, 1.0, 101)
+    edges, floor = real_binning(real, 10)
+    assert floor is None and edges[0] == 0.0 and edges[-1] == 1.0 and len(edges) == 11
+    log_edges, floor = real_binning(np.array([0.0, 10.0, 1000.0]), 4, log=True)
+    assert floor == 5.0 and log_edges[0] == pytest.approx(np.log10(5.0)) and log_edges[-1] == pytest.approx(3.0)
+    x, c = toy_showers(300, seed=1)
+    far = x * 3.0  # E_tot / E_inc ~ 3: beyond the real range, all clipped into the last bin
+    m = physics_metrics((x, c), (far, c), CALOGAN.to_attrs())
+    r = x.astype(np.float64).sum(1) / (c[:, 0] * 1000.0)
+    edges, _ = real_binning(r)
+    h1 = np.histogram(r, edges)[0] / len(r)
+    expected = 0.5 * (h1[:-1].sum() + (h1[-1] - 1) ** 2 / (h1[-1] + 1))  # fake: unit mass in the last bin
+    assert m["sep/e_tot_over_e_inc"] == pytest.approx(expected) and expected > 0.95
+
+
+def test_identical_samples_give_zero_and_shifted_energy_is_detected():
+    real = toy_showers(2000, seed=0)
+    m0 = physics_metrics(real, real, CALOGAN.to_attrs())
+    seps = {k: v for k, v in m0.items() if "sep/" in k}
+    assert seps and all(v == 0.0 for v in seps.values())
+    assert m0["response_rel_diff"] == 0.0 and m0["resolution_ratio"] == 1.0
+    assert score(m0) == 0.0
+    assert {"ebin0/sep/e_tot_over_e_inc", "ebin3/sep/e_layer_1", "ebin2/response_fake", "sep/voxel_energy"} <= set(m0)
+    assert m0["ebin0/e_inc_lo_mev"] == pytest.approx(float(real[1].min()) * 1000)
+
+    other = toy_showers(2000, seed=1)  # an independent sample of the same process: small S (noise floor)
+    m1 = physics_metrics(real, other, CALOGAN.to_attrs())
+    shifted = toy_showers(2000, seed=1, scale=1.05)  # 5 % too much energy
+    m2 = physics_metrics(real, shifted, CALOGAN.to_attrs())
+    assert m1["sep/e_tot_over_e_inc"] < 0.05
+    assert m2["sep/e_tot_over_e_inc"] > 0.8
+    assert m2["response_rel_diff"] == pytest.approx(0.05, abs=0.002)
+    assert abs(m1["response_rel_diff"]) < 0.002
+    assert score(m2) > 5 * score(m1)
+    # centroids/widths do not depend on the energy scale, only on the shape
+    assert m2["sep/width_x_1"] < 0.05
+
+
+def test_score_skips_nan_and_is_inf_when_empty():
+    metrics = {"sep/e_tot_over_e_inc": 0.2, "sep/e_layer_0": float("nan"), "sep/e_layer_1": 0.4, "sep/ec_x_0": 9.0}
+    assert score(metrics) == pytest.approx(0.3)
+    assert score({"sep/ec_x_0": 0.1}) == float("inf")
+
+
+def test_metrics_are_fast_for_10k_showers():
+    real, fake = toy_showers(10000, seed=2), toy_showers(10000, seed=3)
+    t0 = time.perf_counter()
+    m = physics_metrics(real, fake, CALOGAN.to_attrs())
+    elapsed = time.perf_counter() - t0
+    assert np.isfinite(score(m))
+    assert elapsed < 5.0, f"physics_metrics took {elapsed:.2f} s for 10k CaloGAN showers (target < 1 s on an idle core)"
+
+
+def test_cylindrical_geometry_metrics_and_plots(tmp_path):
+    geom = calochallenge_geometry("ds1-photons")
+    real, fake = toy_showers(400, seed=4, geom=geom), toy_showers(400, seed=5, geom=geom)
+    m = physics_metrics(real, fake, geom.to_attrs())
+    assert "sep/ec_r_0" in m and "sep/width_r_4" in m and np.isfinite(score(m))
+    figs = plots(real, fake, geom.to_attrs(), tmp_path / "cyl")
+    assert len(figs) >= 4
+    for title, path in figs:
+        assert title and path.exists() and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_calogan_plots(tmp_path):
+    real, fake = toy_showers(300, seed=6), toy_showers(300, seed=7, scale=1.02)
+    figs = plots(real, fake, CALOGAN.to_attrs(), tmp_path)
+    names = sorted(p.name for _, p in figs)
+    assert "calo_average_shower.png" in names and "calo_response.png" in names and "calo_voxel_spectrum.png" in names
+    assert sum(n.startswith("calo_features") for n in names) == 2  # 24 features, 12 per page
+    again = plots(real, fake, CALOGAN.to_attrs(), tmp_path)  # re-plotting into the same folder replaces the files
+    assert [p for _, p in again] == [p for _, p in figs]

@@ -1,0 +1,199 @@
+"""Physics-structured calorimeter generator/critic and the calorimeter transform."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from physgan.domains.base import ModelSpec, get_domain
+from physgan.domains.calo.geometry import calochallenge_geometry, calogan_geometry
+from physgan.domains.calo.model import build_critic, build_generator, layer_groups
+from physgan.domains.calo.transform import CaloTransform, fractions_to_model
+
+CALOGAN = calogan_geometry()
+
+
+def _spec(geom, **options) -> ModelSpec:
+    return ModelSpec(sample_shape=(geom.n_features,), n_cond=1, condition_names=["energy"], z_dim=8, width=24, depth=2,
+                     embed_dim=8, options=options, attrs=geom.to_attrs())
+
+
+def _sparse_generator(geom, seed=0, **options):
+    torch.manual_seed(seed)
+    g = build_generator(_spec(geom, threshold_init=0.3, **options))
+    with torch.no_grad():  # make the patterns non-uniform, as after training
+        for head in g.patterns:
+            head.weight.normal_(0, 0.5)
+            head.bias.normal_(0, 2.0)
+    return g
+
+
+@pytest.mark.parametrize("geom", [CALOGAN, calochallenge_geometry("ds1-photons")], ids=["calogan", "ds1"])
+def test_generator_shapes_nonnegative_exact_zeros_and_sums(geom):
+    g = _sparse_generator(geom)
+    gen = torch.Generator().manual_seed(1)
+    z = torch.randn(16, *g.latent_shape(), generator=gen)
+    c = torch.randn(16, 1, generator=gen)
+    out = g.physics(z, c)
+    u, y = out["u"], g(z, c)
+    assert y.shape == (16, geom.n_features) and u.shape == y.shape
+    assert (u >= 0).all()
+    zeros = u == 0
+    assert zeros.any() and (~zeros).any()
+    assert torch.equal(y[zeros], torch.full_like(y[zeros], -1.0))  # exact zero <-> model space exactly -1
+    assert (y[~zeros] > -1).all()
+    # the groups' sums equal the predicted energies, and all of them the predicted response
+    for k, idx in enumerate(layer_groups(geom)):
+        torch.testing.assert_close(u[:, idx].sum(1), out["group_energy"][:, k], rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(u.sum(1), out["response"], rtol=1e-5, atol=1e-7)
+    # every layer keeps its hottest cell, so no layer is emptied by the threshold
+    for i in range(geom.n_layers):
+        assert (u[:, geom.layer_slice(i)].amax(1) > 0).all()
+
+
+def test_calogan_overflow_belongs_to_its_layer_group():
+    groups = layer_groups(CALOGAN)
+    assert len(groups) == 3
+    assert [CALOGAN.n_cells + i in groups[i] for i in range(3)] == [True] * 3
+    assert sorted(np.concatenate(groups).tolist()) == list(range(CALOGAN.n_features))
+    assert len(layer_groups(calochallenge_geometry("ds1-pions"))) == 7
+
+
+def test_generator_output_matches_transform_and_inverts_to_consistent_energies():
+    g = _sparse_generator(CALOGAN, seed=3)
+    t = CaloTransform().fit(np.ones((4, CALOGAN.n_features)), np.full((4, 1), 10.0), CALOGAN.to_attrs())
+    gen = torch.Generator().manual_seed(2)
+    z, c_norm = torch.randn(8, 8, generator=gen), torch.randn(8, 1, generator=gen)
+    e_gev = torch.linspace(1, 100, 8)[:, None]
+    with torch.no_grad():
+        out = g.physics(z, c_norm)
+        x = t.inverse(g(z, c_norm), e_gev)  # MeV
+    torch.testing.assert_close(x.sum(1), out["response"] * e_gev[:, 0] * 1000, rtol=1e-4, atol=1e-3)
+    assert torch.equal(x == 0, out["u"] == 0)
+
+
+def test_gradients_reach_every_generator_parameter():
+    g = _sparse_generator(CALOGAN, seed=4)
+    gen = torch.Generator().manual_seed(5)
+    z, c = torch.randn(32, 8, generator=gen), torch.randn(32, 1, generator=gen)
+    w = torch.randn(CALOGAN.n_features, generator=gen)
+    (g(z, c) * w).sum().backward()
+    for name, p in g.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+        assert p.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize("geom", [CALOGAN, calochallenge_geometry("ds1-photons")], ids=["calogan", "ds1"])
+def test_critic_double_backward_and_no_batch_norm(geom):
+    torch.manual_seed(0)
+    d = build_critic(_spec(geom, critic_norm="layer"))
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in d.modules())
+    g = _sparse_generator(geom)
+    gen = torch.Generator().manual_seed(6)
+    c = torch.randn(8, 1, generator=gen)
+    with torch.no_grad():
+        fake = g(torch.randn(8, 8, generator=gen), c)
+    real = fractions_to_model(torch.rand(8, geom.n_features, generator=gen) * 0.01 * (torch.rand(8, geom.n_features) > 0.5))
+    eps = torch.rand(8, 1, generator=gen)
+    x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)
+    scores = d(x_hat, c)
+    assert scores.shape == (8,)
+    (grad,) = torch.autograd.grad(scores.sum(), x_hat, create_graph=True)
+    penalty = ((grad.norm(dim=1) - 1) ** 2).mean()
+    (penalty + d(real, c).mean()).backward()
+    for name, p in d.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+    assert sum(float(p.grad.abs().sum()) for p in d.parameters()) > 0
+    feats = d.physics_features(real)
+    assert feats.shape == (8, d.n_phys) and torch.isfinite(feats).all()
+
+
+def test_critic_physics_features_see_layer_energy_and_centroid():
+    d = build_critic(_spec(CALOGAN))
+    u = torch.zeros(1, CALOGAN.n_features)
+    k = CALOGAN.layer_slice(1).start + 11  # layer 1, row 0, last column: x = -220 mm, y = +220 mm
+    u[0, k] = 0.5
+    f = d.physics_features(fractions_to_model(u))[0]
+    n = CALOGAN.n_layers
+    assert f[0].item() == pytest.approx(10 * np.log(0.5 + 1e-6), rel=1e-4)  # response
+    assert f[1].item() == pytest.approx(0.5, rel=1e-4)  # depth (layer 1 of 0..2, scaled by 2)
+    assert f[2 + 1].item() == pytest.approx(np.log(0.5 + 1e-6) / 4, rel=1e-4)  # log layer-1 energy
+    assert f[2 + n + 1].item() == pytest.approx(np.tanh(10 * 2.0) / 144, rel=1e-3)  # soft occupancy: one cell of 144
+    means = f[2 + 2 * n : 2 + 2 * n + 6]
+    assert means[2].item() == pytest.approx(-220 / 220, rel=1e-4) and means[3].item() == pytest.approx(220 / 220, rel=1e-4)
+
+
+def test_transform_round_trip_exact_zeros_and_json_state():
+    rng = np.random.default_rng(0)
+    x = rng.exponential(50.0, size=(20, CALOGAN.n_features)) * (rng.random((20, CALOGAN.n_features)) < 0.4)
+    c = rng.uniform(1, 100, size=(20, 1))
+    t = CaloTransform().fit(x, c, CALOGAN.to_attrs())
+    state = json.loads(json.dumps(t.state_dict()))
+    t2 = CaloTransform().load_state_dict(state)
+    xt, ct = torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(c, dtype=torch.float32)
+    y = t2.forward(xt, ct)
+    assert y.min() >= -1.0 and y.max() <= 1.0
+    back = t2.inverse(y, ct)
+    assert torch.equal(back == 0, xt == 0)
+    torch.testing.assert_close(back, xt, rtol=2e-5, atol=1e-6)
+    # MeV geometry: the same relative values give the same model space
+    ds1 = calochallenge_geometry("ds1-photons")
+    tm = CaloTransform().fit(np.zeros((1, ds1.n_features)), np.ones((1, 1)), ds1.to_attrs())
+    assert tm.stats["energy_units"] == "MeV" and t.stats["energy_units"] == "GeV"
+    y1 = tm.forward(torch.full((1, ds1.n_features), 500.0), torch.tensor([[1000.0]]))
+    torch.testing.assert_close(y1, fractions_to_model(torch.full((1, ds1.n_features), 0.5)))
+
+
+def test_domain_record_is_complete():
+    dom = get_domain("calo")
+    assert dom.layouts == ["calogan", "calochallenge"] and dom.condition_scales == {"energy": "log"}
+    for field in ("make_transform", "build_generator", "build_critic", "features", "physics_metrics", "score", "plots", "detect"):
+        assert callable(getattr(dom, field)), field
+    assert {"quick", "gpu"} <= set(dom.presets)
+    allowed = {"train", "model", "data"}
+    for preset in dom.presets.values():
+        assert set(preset) <= allowed
+    assert dom.quickstart["preset"] == "quick" and dom.quickstart["make"]["geometry"] == "calogan"
+    assert isinstance(dom.make_transform({}), CaloTransform)
+
+    class H:
+        attrs = {"domain": "calo", "geometry": "calogan"}
+
+    class A:
+        attrs = {"domain": "array"}
+
+    assert dom.detect(H()) and not dom.detect(A())
+
+
+def test_default_initialisation_is_a_sparse_core_on_the_axis():
+    torch.manual_seed(0)
+    g = build_generator(_spec(CALOGAN))
+    with torch.no_grad():
+        u = g.physics(torch.randn(4, 8), torch.zeros(4, 1))["u"]
+    lay = CALOGAN.layers[1]
+    cells = u[:, CALOGAN.layer_slice(1)]
+    assert (cells == 0).any(dim=1).all()  # outer cells are exact zeros from the start
+    hottest = lay.r_mm[cells.argmax(1).numpy()]
+    assert np.all(hottest < 40.0)  # the 4 cells around the beam axis (r = 28 mm)
+    assert torch.allclose(u.sum(1), torch.ones(4), atol=0.05)  # response starts at 1
+
+
+def test_response_stays_in_its_range_and_bad_options_fail():
+    from physgan.errors import ConfigError
+
+    torch.manual_seed(1)
+    g = build_generator(_spec(CALOGAN, response_range=[0.8, 1.2]))
+    z, c = torch.randn(16, 8), torch.randn(16, 1)
+    with torch.no_grad():
+        assert torch.allclose(g.physics(z, c)["response"], torch.ones(16), atol=0.01)  # starts at 1
+        for bias, bound in ((100.0, 1.2), (-100.0, 0.8)):  # saturate the head: the response sits on its bound
+            g.response.bias.fill_(bias)
+            torch.testing.assert_close(g.physics(z, c)["response"], torch.full((16,), bound))
+    for bad in ({"response_range": [1.0, 2.0]}, {"threshold_init": 1.0}, {"critic_norm": "batch"}):
+        with pytest.raises(ConfigError):
+            build_generator(_spec(CALOGAN, **bad)) if "critic_norm" not in bad else build_critic(_spec(CALOGAN, **bad))
+    with pytest.raises(ConfigError):
+        g.latent_shape(2)
