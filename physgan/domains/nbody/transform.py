@@ -1,0 +1,123 @@
+"""Invertible maps between densities (units of the mean, ``x = 1 + delta >= 0``) and model space.
+
+Two options (``kind``), both mapping into [-1, 1) so a ``tanh`` generator output fits:
+
+* ``'s'`` (default): ``s(x) = 2x/(x + a) - 1`` (Rodriguez et al. 2018), inverse
+  ``x = a (1 + s) / (1 - s)``; ``a`` is fitted as the median of the training
+  densities unless given (the research notes: about the median pixel value).
+* ``'log'``: ``u = log(x + eps)`` (log(1 + delta) softened at empty cells),
+  scaled linearly to [-1, 1] with the training range (plus a 10 % margin above).
+
+Samples gain a channel axis in model space: ``(B, *shape) -> (B, 1, *shape)``.
+
+References
+----------
+.. [1] A. C. Rodriguez et al., "Fast cosmic web simulations with generative
+   adversarial networks", Comput. Astrophys. Cosmol. 5, 4 (2018), arXiv:1801.09070.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from physgan.domains.base import Transform
+from physgan.errors import ConfigError, DataError
+
+__all__ = ["DensityTransform", "make_transform"]
+
+_S_MAX = 1.0 - 1e-4  # inverse of s clamps here: x <= a (2 - 1e-4) / 1e-4
+
+
+def _as_tensor(x) -> tuple[torch.Tensor, bool]:
+    if isinstance(x, torch.Tensor):
+        return x, False
+    return torch.as_tensor(np.asarray(x, dtype=np.float32)), True
+
+
+class DensityTransform(Transform):
+    """Density (``1 + delta``) <-> model space; see the module docstring.
+
+    Parameters
+    ----------
+    kind : {'s', 'log'}
+        The map.
+    a : float, optional
+        Scale of the ``'s'`` map (fitted as the median density if omitted).
+    eps : float
+        Softening of ``'log'`` at empty cells (units of the mean density).
+    """
+
+    name = "nbody"
+
+    def __init__(self, **options: Any):
+        super().__init__(**options)
+        kind = self.options.setdefault("kind", "s")
+        if kind not in ("s", "log"):
+            raise ConfigError(f"nbody transform kind must be 's' or 'log', got '{kind}'")
+        self.options.setdefault("eps", 1e-3)
+        if self.options.get("a") is not None and not float(self.options["a"]) > 0:
+            raise ConfigError(f"nbody transform 'a' must be > 0, got {self.options['a']}")
+
+    def fit(self, x: np.ndarray, c: np.ndarray | None = None, attrs: dict[str, Any] | None = None) -> DensityTransform:
+        x = np.asarray(x, dtype=np.float64)
+        if x.size == 0:
+            raise DataError("<training data>", "cannot fit the nbody transform on an empty sample", dataset="samples")
+        if np.nanmin(x) < 0:
+            found = float(np.nanmin(x))
+            raise DataError("<training data>", f"densities must be >= 0 (mean units), found {found:.4g}", dataset="samples")
+        if self.options["kind"] == "s":
+            a = self.options.get("a")
+            a = float(np.median(x)) if a is None else float(a)
+            if not a > 0:
+                a = float(np.mean(x)) or 1.0
+            self.stats = {"a": a}
+        else:
+            eps = float(self.options["eps"])
+            lo = float(np.log(eps))
+            umax = float(np.log(np.max(x) + eps))
+            hi = umax + 0.1 * (umax - lo)
+            self.stats = {"lo": lo, "hi": hi}
+        return self
+
+    def model_shape(self, sample_shape: tuple[int, ...]) -> tuple[int, ...]:
+        return (1, *tuple(sample_shape))
+
+    def _need_fit(self) -> None:
+        if not self.stats:
+            raise ConfigError("the nbody transform is not fitted (call fit on training densities first)")
+
+    def forward(self, x, c=None):
+        self._need_fit()
+        t, was_np = _as_tensor(x)
+        t = t.unsqueeze(1)
+        if self.options["kind"] == "s":
+            a = self.stats["a"]
+            y = 2 * t / (t + a) - 1
+        else:
+            lo, hi = self.stats["lo"], self.stats["hi"]
+            u = torch.log(t.clamp_min(0) + float(self.options["eps"]))
+            y = 2 * (u - lo) / (hi - lo) - 1
+        return y.numpy() if was_np else y
+
+    def inverse(self, y, c=None):
+        self._need_fit()
+        t, was_np = _as_tensor(y)
+        if t.ndim >= 2 and t.shape[1] == 1:
+            t = t.squeeze(1)
+        if self.options["kind"] == "s":
+            a = self.stats["a"]
+            s = t.clamp(-1.0, _S_MAX)
+            x = a * (1 + s) / (1 - s)
+        else:
+            lo, hi = self.stats["lo"], self.stats["hi"]
+            u = lo + (t + 1) * (hi - lo) / 2
+            x = (torch.exp(u) - float(self.options["eps"])).clamp_min(0)
+        return x.numpy() if was_np else x
+
+
+def make_transform(options: dict[str, Any] | None = None) -> DensityTransform:
+    """Unfitted :class:`DensityTransform` from ``options`` (``kind``, ``a``, ``eps``)."""
+    return DensityTransform(**dict(options or {}))
