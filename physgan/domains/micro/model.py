@@ -1,0 +1,276 @@
+"""Microstructure models: fully convolutional 2-D/3-D generators and SliceGAN-style critics.
+
+Generator (2-D or 3-D, :class:`MicroGenerator`): a latent grid ``(z_dim, l, l[, l])``
+goes through transposed convolutions obeying SliceGAN's uniform-information-density
+rules ``s < k``, ``k mod s == 0``, ``p >= k - s`` (k = 4, s = 2, p = 2; p = 3 on the
+last layer), so every output voxel receives the same number of kernel taps and a
+larger latent grid gives a larger volume without edge artefacts:
+``edge = 2^L (l - 2)`` for L layers, and ``latent_shape(scale)`` returns the grid
+for ``scale`` times the training size per side. GroupNorm + FiLM conditioning +
+ReLU between layers; softmax over the phase channels at the end.
+
+Critic: 2-D data use a 2-D conv critic (:class:`SliceCritic2d`; no batch norm,
+projection head). 3-D data use :class:`SliceCritic3d`: the volume is cut into all
+its slices along each of the three axes, each slice is scored by a 2-D critic (one
+shared critic when ``options['isotropic']`` (default), one per axis otherwise) and
+the scores are averaged per volume, so the engine's generic WGAN-GP, which calls
+``D(volume, c)``, trains a SliceGAN critic.
+
+References
+----------
+.. [1] S. Kench and S. J. Cooper, "Generating three-dimensional structures from a
+   two-dimensional slice with generative adversarial network-based dimensionality
+   expansion", Nature Machine Intelligence 3 (2021) 299, arXiv:2102.07708.
+.. [2] I. Gulrajani et al., "Improved Training of Wasserstein GANs", NeurIPS 2017.
+.. [3] T. Miyato and M. Koyama, "cGANs with Projection Discriminator", ICLR 2018.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from physgan.domains.base import ModelSpec
+from physgan.errors import ConfigError
+from physgan.nn.conditioning import ConditionEmbedding, FiLM, ProjectionHead
+
+__all__ = [
+    "KERNEL",
+    "STRIDE",
+    "slicegan_rules_ok",
+    "generator_plan",
+    "tap_count_map",
+    "MicroGenerator",
+    "SliceCritic2d",
+    "SliceCritic3d",
+    "build_generator",
+    "build_critic",
+]
+
+KERNEL, STRIDE, PAD, PAD_LAST = 4, 2, 2, 3
+MAX_LAYERS = 5
+
+
+def slicegan_rules_ok(k: int, s: int, p: int) -> bool:
+    """SliceGAN's rules for a transposed convolution: ``s < k``, ``k mod s = 0``, ``p >= k - s``."""
+    return s < k and k % s == 0 and p >= k - s
+
+
+def _out_size(n: int, k: int, s: int, p: int) -> int:
+    return (n - 1) * s - 2 * p + k
+
+
+def generator_plan(spatial: tuple[int, ...], n_layers: int | None = None) -> tuple[int, tuple[int, ...]]:
+    """Number of transposed-conv layers ``L`` and latent grid ``l_i`` so that ``2^L (l_i - 2) = n_i``.
+
+    Parameters
+    ----------
+    spatial : tuple of int
+        Output size per axis (voxels).
+    n_layers : int, optional
+        Force ``L`` (default: the largest ``L <= 5`` dividing every side).
+
+    Returns
+    -------
+    (L, latent spatial shape)
+    """
+    spatial = tuple(int(n) for n in spatial)
+    if n_layers is None:
+        cands = [L for L in range(MAX_LAYERS, 0, -1) if all(n % 2**L == 0 for n in spatial)]
+        if not cands:
+            raise ConfigError(f"micro generator needs even sample sides (crop to a multiple of 4, e.g. 64), got {spatial}")
+        n_layers = cands[0]
+    n_layers = int(n_layers)
+    if n_layers < 1 or any(n % 2**n_layers for n in spatial):
+        raise ConfigError(f"sample sides {spatial} are not multiples of 2^{n_layers} (n_layers = {n_layers})")
+    return n_layers, tuple(n // 2**n_layers + 2 for n in spatial)
+
+
+def _geometry(n_layers: int) -> list[tuple[int, int, int]]:
+    return [(KERNEL, STRIDE, PAD)] * (n_layers - 1) + [(KERNEL, STRIDE, PAD_LAST)]
+
+
+def tap_count_map(geometry: list[tuple[int, int, int]], latent: tuple[int, ...]) -> torch.Tensor:
+    """Number of kernel-tap paths from the latent grid to each output voxel.
+
+    Propagates ones through single-channel transposed convolutions of the given
+    ``(k, s, p)`` geometry with all-one kernels. With SliceGAN's rules the map is
+    constant (uniform information density); otherwise the border voxels receive
+    fewer contributions (the edge artefacts of DCGAN-style generators).
+    """
+    nd = len(latent)
+    conv = {2: F.conv_transpose2d, 3: F.conv_transpose3d}[nd]
+    h = torch.ones((1, 1, *latent), dtype=torch.float64)
+    for k, s, p in geometry:
+        h = conv(h, torch.ones((1, 1) + (k,) * nd, dtype=torch.float64), stride=s, padding=p)
+    return h[0, 0]
+
+
+class MicroGenerator(nn.Module):
+    """Fully convolutional conditional generator ``G(z, c) -> (B, P, [d,] h, w)`` softmax phases.
+
+    Parameters
+    ----------
+    spec : ModelSpec
+        ``sample_shape = (n_phases, *spatial)``; ``z_dim`` latent channels; ``width``
+        channels of the last hidden layer (doubling towards the latent, capped by
+        ``options['max_channels']``, default 512); ``options['n_layers']`` forces L.
+    """
+
+    def __init__(self, spec: ModelSpec):
+        super().__init__()
+        n_phases, *spatial = spec.sample_shape
+        if len(spatial) not in (2, 3):
+            raise ConfigError(f"micro models need 2-D or 3-D samples, got sample shape {spec.sample_shape}")
+        opts = spec.options or {}
+        self.dim = len(spatial)
+        self.n_layers, self.latent_spatial = generator_plan(tuple(spatial), opts.get("n_layers"))
+        self.z_dim = int(spec.z_dim)
+        self.geometry = _geometry(self.n_layers)
+        for k, s, p in self.geometry:
+            if not slicegan_rules_ok(k, s, p):  # pragma: no cover - constants satisfy them
+                raise ConfigError(f"transposed conv (k={k}, s={s}, p={p}) breaks SliceGAN's rules")
+        cap = int(opts.get("max_channels", 512))
+        hidden = [min(int(spec.width) * 2 ** (self.n_layers - 2 - j), cap) for j in range(self.n_layers - 1)]
+        chans = [self.z_dim, *hidden, int(n_phases)]
+        ConvT = nn.ConvTranspose3d if self.dim == 3 else nn.ConvTranspose2d
+        self.embed = ConditionEmbedding(spec.n_cond, spec.embed_dim)
+        self.convs = nn.ModuleList(
+            ConvT(chans[i], chans[i + 1], k, stride=s, padding=p, bias=False) for i, (k, s, p) in enumerate(self.geometry)
+        )
+        self.norms = nn.ModuleList(nn.GroupNorm(math.gcd(8, c), c) for c in hidden)
+        self.films = nn.ModuleList(FiLM(spec.embed_dim, c) for c in hidden)
+
+    def latent_shape(self, scale: int = 1) -> tuple[int, ...]:
+        """Shape of one latent: ``(z_dim, *l)`` with ``l = scale (l_1 - 2) + 2`` for ``scale`` x the training size."""
+        if int(scale) != scale or scale < 1:
+            raise ConfigError(f"micro generator scale must be a positive integer, got {scale}")
+        return (self.z_dim, *[int(scale) * (n - 2) + 2 for n in self.latent_spatial])
+
+    def forward(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        e = self.embed(c)
+        h = z
+        for i, conv in enumerate(self.convs):
+            h = conv(h)
+            if i < len(self.norms):
+                h = F.relu(self.films[i](self.norms[i](h), e))
+        return torch.softmax(h, dim=1)
+
+
+class SliceCritic2d(nn.Module):
+    """2-D conditional critic ``D(img (B, P, h, w), c) -> (B,)``; no batch norm.
+
+    Conv(k=4, s=2, p=1) + LeakyReLU(0.2) blocks halve the image down to about 4x4
+    (at most ``options['critic_layers']``, default 5), adaptive average pooling to
+    4x4, a linear layer to features phi and the projection head
+    ``psi(phi) + <V e(c), phi>``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        spatial: tuple[int, int],
+        n_cond: int,
+        width: int,
+        embed_dim: int,
+        max_layers: int = 5,
+        max_channels: int = 512,
+    ):
+        super().__init__()
+        n_down = max(1, min(max_layers, int(math.floor(math.log2(max(min(spatial), 2) / 4))) if min(spatial) >= 8 else 1))
+        layers: list[nn.Module] = []
+        ch = in_channels
+        for j in range(n_down):
+            out = min(width * 2**j, max_channels)
+            layers += [nn.Conv2d(ch, out, 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
+            ch = out
+        self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d((4, 4)), nn.Flatten())
+        feat = min(8 * width, max_channels)
+        self.to_phi = nn.Sequential(nn.Linear(ch * 16, feat), nn.LeakyReLU(0.2))
+        self.embed = ConditionEmbedding(n_cond, embed_dim)
+        self.head = ProjectionHead(feat, embed_dim)
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        return self.head(self.to_phi(self.features(x)), self.embed(c))
+
+
+class SliceCritic3d(nn.Module):
+    """SliceGAN critic for volumes ``D(vol (B, P, d, h, w), c) -> (B,)``.
+
+    Every slice along each axis is scored by a 2-D critic (shared when ``isotropic``,
+    else one per axis); the score of a volume is the mean over its slices and axes.
+    ``slice_stride > 1`` scores every ``slice_stride``-th slice only (cheaper).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        spatial: tuple[int, int, int],
+        n_cond: int,
+        width: int,
+        embed_dim: int,
+        isotropic: bool = True,
+        slice_stride: int = 1,
+        max_layers: int = 5,
+        max_channels: int = 512,
+    ):
+        super().__init__()
+        self.isotropic = bool(isotropic)
+        self.slice_stride = max(1, int(slice_stride))
+        d, h, w = spatial
+        planes = [(h, w), (d, w), (d, h)]  # slice shapes along axes 0, 1, 2
+        n_crit = 1 if self.isotropic else 3
+        self.critics = nn.ModuleList(
+            SliceCritic2d(in_channels, planes[a], n_cond, width, embed_dim, max_layers, max_channels) for a in range(n_crit)
+        )
+
+    def slices(self, x: torch.Tensor, axis: int) -> torch.Tensor:
+        """All slices normal to spatial ``axis`` (0, 1, 2) as a 2-D batch ``(B * n, P, s1, s2)`` (volume-major)."""
+        v = x.movedim(axis + 2, 1)[:, :: self.slice_stride]
+        return v.reshape(v.shape[0] * v.shape[1], *v.shape[2:])
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        b = x.shape[0]
+        scores = []
+        for axis in range(3):
+            crit = self.critics[0 if self.isotropic else axis]
+            sl = self.slices(x, axis)
+            n = sl.shape[0] // b
+            scores.append(crit(sl, c.repeat_interleave(n, dim=0)).view(b, n).mean(dim=1))
+        return torch.stack(scores, dim=0).mean(dim=0)
+
+
+def build_generator(spec: ModelSpec) -> MicroGenerator:
+    """Domain factory: :class:`MicroGenerator` for ``spec``."""
+    return MicroGenerator(spec)
+
+
+def build_critic(spec: ModelSpec) -> nn.Module:
+    """Domain factory: :class:`SliceCritic2d` for 2-D samples, :class:`SliceCritic3d` for 3-D.
+
+    Options: ``isotropic`` (bool, default True), ``slice_stride`` (int, default 1),
+    ``critic_layers`` (default 5), ``max_channels`` (default 512).
+    """
+    n_phases, *spatial = spec.sample_shape
+    opts = spec.options or {}
+    common = dict(
+        n_cond=spec.n_cond,
+        width=int(spec.width),
+        embed_dim=int(spec.embed_dim),
+        max_layers=int(opts.get("critic_layers", 5)),
+        max_channels=int(opts.get("max_channels", 512)),
+    )
+    if len(spatial) == 2:
+        return SliceCritic2d(int(n_phases), tuple(spatial), **common)
+    if len(spatial) == 3:
+        return SliceCritic3d(
+            int(n_phases),
+            tuple(spatial),
+            isotropic=bool(opts.get("isotropic", True)),
+            slice_stride=int(opts.get("slice_stride", 1)),
+            **common,
+        )
+    raise ConfigError(f"micro models need 2-D or 3-D samples, got sample shape {spec.sample_shape}")

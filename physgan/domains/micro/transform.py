@@ -1,0 +1,58 @@
+"""Phase labels <-> one-hot channels (the model space of microstructure GANs).
+
+``forward``: labels ``(B, [d,] h, w)`` (float or int) -> one-hot ``(B, P, [d,] h, w)``
+float32. ``inverse``: per-voxel argmax over the P channels -> labels as float32.
+Generators end in a softmax over phases, as in SliceGAN (Kench & Cooper 2021).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from physgan.domains.base import Transform
+from physgan.errors import DataError
+
+__all__ = ["OneHotTransform"]
+
+
+class OneHotTransform(Transform):
+    """One-hot encoding of ``n_phases`` integer labels.
+
+    Options
+    -------
+    n_phases : int, optional
+        Fixed number of phases; otherwise ``attrs['n_phases']`` at ``fit``, or the
+        largest label + 1 in the data.
+    """
+
+    name = "onehot"
+
+    def fit(self, x: np.ndarray, c: np.ndarray | None = None, attrs: dict[str, Any] | None = None) -> Transform:
+        n = self.options.get("n_phases") or (attrs or {}).get("n_phases")
+        if n is None:
+            n = int(np.max(x)) + 1 if np.size(x) else 2
+        n = int(n)
+        if np.size(x) and (np.max(x) > n - 1 or np.min(x) < 0):
+            raise DataError("<training data>", f"labels span {np.min(x)}..{np.max(x)} but n_phases = {n}")
+        self.stats = {"n_phases": max(n, 2)}
+        return self
+
+    @property
+    def n_phases(self) -> int:
+        if "n_phases" not in self.stats:
+            raise RuntimeError("OneHotTransform is not fitted (call fit or load_state_dict)")
+        return int(self.stats["n_phases"])
+
+    def model_shape(self, sample_shape: tuple[int, ...]) -> tuple[int, ...]:
+        return (self.n_phases, *tuple(sample_shape))
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        lab = torch.as_tensor(x).round().long().clamp_(0, self.n_phases - 1)
+        onehot = torch.nn.functional.one_hot(lab, self.n_phases)  # (B, ..., P)
+        return onehot.movedim(-1, 1).to(torch.float32)
+
+    def inverse(self, y: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.as_tensor(y).argmax(dim=1).to(torch.float32)

@@ -1,0 +1,347 @@
+"""The micro domain: porespy generators, layout, TIFF import, transform, SliceGAN models, metrics, plots."""
+
+from __future__ import annotations
+
+import argparse
+import zipfile
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from physgan.domains import ModelSpec, get_domain
+from physgan.domains.micro import importer
+from physgan.domains.micro.make import add_make_arguments, make
+from physgan.domains.micro.metrics import physics_metrics, sample_features, score
+from physgan.domains.micro.model import (
+    SliceCritic3d,
+    build_critic,
+    build_generator,
+    slicegan_rules_ok,
+    tap_count_map,
+)
+from physgan.domains.micro.transform import OneHotTransform
+from physgan.errors import ConfigError, DataError, OutputExistsError
+from physgan.io.hdf5 import open_source, read_all, write_samples
+from physgan.sim.micro import MicroSpec, generate_micro, iter_micro, sample_conditions
+
+# -- generators ---------------------------------------------------------------------------------------------------------
+
+
+def test_blobs_conditions_reproduce_and_porosity_is_achieved():
+    lab1, c1, names = generate_micro("blobs", 5, (32, 32), porosity=(0.3, 0.6), blobiness=(1, 2), seed=7)
+    lab2, c2, _ = generate_micro("blobs", 5, (32, 32), porosity=(0.3, 0.6), blobiness=(1, 2), seed=7)
+    lab3, _, _ = generate_micro("blobs", 5, (32, 32), porosity=(0.3, 0.6), blobiness=(1, 2), seed=8)
+    assert names == ["porosity", "blobiness"]
+    assert lab1.dtype == np.uint8 and lab1.shape == (5, 32, 32) and set(np.unique(lab1)) <= {0, 1}
+    np.testing.assert_array_equal(lab1, lab2)
+    np.testing.assert_array_equal(c1, c2)
+    assert not np.array_equal(lab1, lab3)
+    # column 0 is the achieved pore fraction (label 0) ...
+    np.testing.assert_allclose(c1[:, 0], (lab1 == 0).reshape(5, -1).mean(1), atol=1e-6)
+    # ... which for blobs equals the target drawn from the same seed
+    target, _ = sample_conditions(MicroSpec("blobs", (32, 32), (0.3, 0.6), (1, 2)), 5, np.random.default_rng(7))
+    np.testing.assert_allclose(c1[:, 0], target[:, 0], atol=1.5 / 1024)
+    np.testing.assert_allclose(c1[:, 1], target[:, 1], rtol=1e-6)
+    assert np.all((c1[:, 1] >= 1) & (c1[:, 1] <= 2))
+
+
+def test_overlapping_spheres_conditions():
+    spec = MicroSpec("overlapping-spheres", (24, 24, 24), porosity=(0.4, 0.7), radius=(2, 4))
+    ((lab, cond),) = list(iter_micro(spec, 3, seed=1))
+    target, _ = sample_conditions(spec, 3, np.random.default_rng(1))
+    assert lab.shape == (3, 24, 24, 24)
+    np.testing.assert_allclose(cond[:, 0], target[:, 0], atol=0.03)  # porespy meets porosity to ~0.01
+    assert set(cond[:, 1].tolist()) <= {2.0, 3.0, 4.0}
+
+
+def test_bad_generator_options():
+    with pytest.raises(ConfigError):
+        MicroSpec("voronoi")
+    with pytest.raises(ConfigError):
+        MicroSpec("blobs", porosity=(0.6, 0.3))
+    with pytest.raises(ConfigError):
+        MicroSpec("blobs", shape=(64,))
+
+
+def _make_args(tmp_path, **kw):
+    p = argparse.ArgumentParser()
+    add_make_arguments(p)
+    argv = ["--out", str(tmp_path / "m.h5"), "--shape", "16,16", "--n", "6", "--seed", "3", "--porosity", "0.3:0.5"]
+    for k, v in kw.items():
+        argv += [f"--{k.replace('_', '-')}"] + ([] if v is True else [str(v)])
+    return p.parse_args(argv)
+
+
+def test_make_writes_micro_layout(tmp_path):
+    out = make(_make_args(tmp_path, block=4))
+    src = open_source(out)
+    assert src.layout.name == "micro" and len(src) == 6 and src.sample_shape == (16, 16)
+    assert src.condition_names == ["porosity", "blobiness"]
+    a = src.header.attrs
+    assert a["domain"] == "micro" and a["n_phases"] == 2 and list(a["phase_values"]) == [0, 1] and a["seed"] == 3
+    assert list(a["condition_names"]) == ["porosity", "blobiness"]  # physics_metrics finds the porosity column by name
+    assert get_domain("micro").detect(src.header)
+    x, c = read_all(src)
+    assert x.dtype == np.float32 and set(np.unique(x)) <= {0.0, 1.0}
+    with h5py.File(out) as f:
+        assert f["labels"].dtype == np.uint8
+    np.testing.assert_allclose(c[:, 0], (x == 0).reshape(6, -1).mean(1), atol=1e-6)
+    with pytest.raises(OutputExistsError):
+        make(_make_args(tmp_path))
+    make(_make_args(tmp_path, overwrite=True, seed=4))
+
+
+# -- layout -------------------------------------------------------------------------------------------------------------
+
+
+def test_layout_validation(tmp_path):
+    good = tmp_path / "g.h5"
+    write_samples(good, np.zeros((2, 4, 4)), np.zeros((2, 0)), [], layout="micro", attrs={"n_phases": 2}, dtype="uint8")
+    assert open_source(good).layout.name == "micro"
+    bad = tmp_path / "b.h5"
+    with h5py.File(bad, "w") as f:
+        f["labels"] = np.array([[[0, 1], [3, 1]]], np.uint8)
+        f.attrs["n_phases"] = 2
+    with pytest.raises(DataError, match="label 3"):
+        read_all(bad)
+    missing = tmp_path / "m.h5"
+    with h5py.File(missing, "w") as f:
+        f["labels"] = np.zeros((1, 4, 4), np.uint8)
+    with pytest.raises(DataError, match="n_phases"):
+        open_source(missing)
+    floats = tmp_path / "f.h5"
+    with h5py.File(floats, "w") as f:
+        f["labels"] = np.zeros((1, 4, 4), np.float32)
+        f.attrs["n_phases"] = 2
+    with pytest.raises(DataError, match="integers"):
+        open_source(floats)
+
+
+# -- import -------------------------------------------------------------------------------------------------------------
+
+
+def _import_args(path, out, **kw):
+    p = argparse.ArgumentParser()
+    importer.add_import_arguments(p)
+    argv = [str(path), "--out", str(out)]
+    for k, v in kw.items():
+        argv += [f"--{k.replace('_', '-')}", str(v)]
+    return p.parse_args(argv)
+
+
+def test_import_tiff_and_zip_with_phase_detection(tmp_path):
+    tifffile = pytest.importorskip("tifffile")
+    vol = np.full((20, 24, 28), 255, np.uint8)
+    vol[:, :, :7] = 0  # a quarter pore
+    tif = tmp_path / "v.tif"
+    tifffile.imwrite(tif, vol)
+    out = importer.import_(_import_args(tif, tmp_path / "v.h5", crop=8, stride=8, conditions="porosity", phase_names="pore,grain"))
+    src = open_source(out)
+    assert len(src) == 2 * 3 * 3 and src.sample_shape == (8, 8, 8)
+    assert list(src.header.attrs["phase_values"]) == [0, 255] and list(src.header.attrs["phase_names"]) == ["pore", "grain"]
+    x, c = read_all(src)
+    np.testing.assert_array_equal(x[0], (vol[:8, :8, :8] == 255).astype(np.float32))  # 0 -> 0, 255 -> 1
+    np.testing.assert_allclose(c[:, 0], (x == 0).reshape(len(x), -1).mean(1))
+    assert c[0, 0] == pytest.approx(7 / 8) and c[-1, 0] == 0.0  # first crop spans x 0..7, last x 16..23
+    # the same volume inside a zip, 2-D crops of every 10th slice with all phase fractions
+    zp = tmp_path / "v.zip"
+    with zipfile.ZipFile(zp, "w") as zf:
+        zf.write(tif, "inner/v.tif")
+    out2 = importer.import_(_import_args(zp, tmp_path / "z.h5", crop=12, stride=10, dim=2, conditions="fractions"))
+    src2 = open_source(out2)
+    assert src2.sample_shape == (12, 12) and len(src2) == 2 * 2 * 2
+    assert src2.condition_names == ["fraction_0", "fraction_1"]
+    _, c2 = read_all(src2)
+    np.testing.assert_allclose(c2.sum(1), 1.0, atol=1e-6)
+    # not segmented / too small / too many files
+    grey = tmp_path / "g.tif"
+    tifffile.imwrite(grey, np.random.default_rng(0).random((4, 16, 16)).astype(np.float32), photometric="minisblack")
+    with pytest.raises(DataError, match="not segmented"):
+        importer.import_(_import_args(grey, tmp_path / "g.h5", crop=8))
+    with pytest.raises(DataError, match="smaller than"):
+        importer.import_(_import_args(tif, tmp_path / "s.h5", crop=32))
+    with zipfile.ZipFile(tmp_path / "two.zip", "w") as zf:
+        zf.write(tif, "a.tif")
+        zf.write(tif, "b.tif")
+    with pytest.raises(DataError, match="exactly one"):
+        importer.read_image(tmp_path / "two.zip")
+
+
+@pytest.mark.shared
+def test_import_real_tiffs(shared_data, tmp_path):
+    micro = shared_data / "micro"
+    out = importer.import_(_import_args(micro / "nmc_cathode_128.tif", tmp_path / "nmc.h5", crop=64, stride=64, conditions="porosity"))
+    src = open_source(out)
+    assert len(src) == 8 and src.header.attrs["n_phases"] == 2
+    x, c = read_all(src)
+    assert abs((x == 0).mean() - 0.58) < 0.02  # README: phase 0 fraction 0.58
+    out = importer.import_(
+        _import_args(micro / "sofc_anode_2d_1024.tif", tmp_path / "sofc.h5", crop=128, stride=256, dim=2, conditions="fractions")
+    )
+    src = open_source(out)
+    assert src.header.attrs["n_phases"] == 3 and list(src.header.attrs["phase_values"]) == [0, 1, 2] and len(src) == 16
+    labels, values = importer.detect_phases(importer.read_image(micro / "berea_sandstone_400.zip"))
+    assert values == [0, 255] and labels.shape == (400, 400, 400)
+    assert (labels == 0).mean() == pytest.approx(0.1965, abs=5e-4)
+
+
+# -- transform ----------------------------------------------------------------------------------------------------------
+
+
+def test_onehot_round_trip():
+    x = np.random.default_rng(0).integers(0, 3, size=(4, 5, 6, 7)).astype(np.float32)
+    t = OneHotTransform().fit(x, None, {"n_phases": 3})
+    y = t.forward(torch.from_numpy(x))
+    assert y.shape == (4, 3, 5, 6, 7) and t.model_shape((5, 6, 7)) == (3, 5, 6, 7)
+    torch.testing.assert_close(y.sum(1), torch.ones(4, 5, 6, 7))
+    np.testing.assert_array_equal(t.inverse(y).numpy(), x)
+    t2 = OneHotTransform().load_state_dict(t.state_dict())
+    np.testing.assert_array_equal(t2.inverse(t2.forward(torch.from_numpy(x))).numpy(), x)
+    with pytest.raises(DataError):
+        OneHotTransform().fit(x, None, {"n_phases": 2})
+
+
+# -- models -------------------------------------------------------------------------------------------------------------
+
+
+def _spec(shape, n_cond=2, **options):
+    return ModelSpec(sample_shape=shape, n_cond=n_cond, condition_names=["a", "b"][:n_cond], z_dim=4, width=4, embed_dim=8, options=options)
+
+
+@pytest.mark.parametrize("shape", [(2, 32, 32), (3, 16, 16, 16), (2, 24, 24)])
+def test_generator_shapes_and_scale(shape):
+    torch.manual_seed(0)
+    g = build_generator(_spec(shape))
+    c = torch.randn(2, 2)
+    y = g(torch.randn(2, *g.latent_shape()), c)
+    assert y.shape == (2, *shape)
+    torch.testing.assert_close(y.sum(1), torch.ones(2, *shape[1:]))  # softmax over phases
+    y2 = g(torch.randn(1, *g.latent_shape(2)), c[:1])
+    assert y2.shape == (1, shape[0], *[2 * s for s in shape[1:]])
+    with pytest.raises(ConfigError):
+        g.latent_shape(1.5)
+
+
+def test_slicegan_rules_and_uniform_coverage():
+    g = build_generator(_spec((2, 64, 64, 64)))
+    assert g.n_layers == 5 and g.latent_shape() == (4, 4, 4, 4)  # SliceGAN: z (., 4, 4, 4) -> 64^3
+    assert all(slicegan_rules_ok(*geo) for geo in g.geometry)
+    assert not slicegan_rules_ok(4, 2, 1) and not slicegan_rules_ok(3, 2, 1) and not slicegan_rules_ok(2, 2, 0)
+    for scale in (1, 2):
+        taps = tap_count_map(g.geometry, tuple(g.latent_shape(scale)[1:]))
+        assert taps.shape == (64 * scale,) * 3
+        assert torch.all(taps == taps.flatten()[0])  # every voxel gets the same number of kernel taps
+    # a DCGAN-style layer (k=4, s=2, p=1) breaks the rule and starves the borders
+    dcgan = tap_count_map([(4, 2, 1)] * 3, (4, 4))
+    assert dcgan[0, 0] < dcgan[10, 10]
+    with pytest.raises(ConfigError):
+        build_generator(_spec((2, 33, 33)))
+
+
+def test_untrained_generator_has_flat_phase_profile():
+    torch.manual_seed(1)
+    g = build_generator(_spec((2, 32, 32), n_cond=0))
+    with torch.no_grad():
+        y = g(torch.randn(64, *g.latent_shape(2)), torch.zeros(64, 0))[:, 0]  # (64, 64, 64)
+    prof = y.mean(dim=(0, 2))  # mean phase-0 probability per row, 64 rows
+    # G is equivariant to shifts by 2^L = 32 output voxels (one latent cell): with uniform tap
+    # coverage the block touching the edge (rows 0..31) is statistically the interior block (32..63)
+    assert g.n_layers == 5
+    assert torch.max(torch.abs(prof[:32] - prof[32:])) < 0.02
+
+
+def _double_backward(d, x, c):
+    x = x.clone().requires_grad_(True)
+    out = d(x, c)
+    assert out.shape == (x.shape[0],)
+    (grad,) = torch.autograd.grad(out.sum(), x, create_graph=True)
+    gp = ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
+    gp.backward()
+    grads = {n: p.grad for n, p in d.named_parameters()}
+    # every weight the input gradient depends on gets a second-order gradient (biases of the
+    # last layers do not enter d out / d x, so theirs may be None)
+    convs = [n for n in grads if n.endswith("weight") and ".features." in f".{n}"]
+    assert convs and all(grads[n] is not None and grads[n].abs().sum() > 0 for n in convs)
+    assert all(torch.isfinite(g).all() for g in grads.values() if g is not None)
+
+
+def test_critics_double_backward_and_slicing():
+    torch.manual_seed(0)
+    c = torch.randn(2, 2)
+    d2 = build_critic(_spec((2, 32, 32)))
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in d2.modules())
+    _double_backward(d2, torch.rand(2, 2, 32, 32), c)
+    d3 = build_critic(_spec((3, 16, 16, 16)))
+    assert isinstance(d3, SliceCritic3d) and len(d3.critics) == 1
+    _double_backward(d3, torch.rand(2, 3, 16, 16, 16), c)
+    aniso = build_critic(_spec((3, 16, 16, 16), isotropic=False))
+    assert len(aniso.critics) == 3
+    # slicing is an exact re-indexing, and the volume score is the mean 2-D score over all 3 x 16 slices
+    x = torch.rand(2, 3, 16, 16, 16)
+    sl = d3.slices(x, 1)
+    torch.testing.assert_close(sl[16 + 5], x[1, :, :, 5, :])
+    with torch.no_grad():
+        manual = torch.stack(
+            [
+                torch.stack([d3.critics[0](x[b : b + 1].select(a + 2, i), c[b : b + 1])[0] for a in range(3) for i in range(16)]).mean()
+                for b in range(2)
+            ]
+        )
+        torch.testing.assert_close(d3(x, c), manual, rtol=1e-4, atol=1e-5)
+
+
+# -- metrics, domain, plots ---------------------------------------------------------------------------------------------
+
+
+def test_physics_metrics_and_score():
+    real, cr, names = generate_micro("blobs", 6, (32, 32), porosity=(0.4, 0.5), blobiness=(1, 1.5), seed=0)
+    same, cs, _ = generate_micro("blobs", 6, (32, 32), porosity=(0.4, 0.5), blobiness=(1, 1.5), seed=1)
+    other, co, _ = generate_micro("overlapping_spheres", 6, (32, 32), porosity=(0.7, 0.8), radius=(2, 2), seed=0)
+    attrs = {"n_phases": 2, "condition_names": names}
+    m0 = physics_metrics((real, cr), (real, cr), attrs)
+    assert m0["phase_fraction_err"] == 0 and m0["s2_max_abs_err"] == 0 and m0["chord_separation_power"] == 0
+    assert m0["condition_fraction_mae"] < 1e-6 and m0["euler_rel_diff"] == 0 and score(m0) == 0
+    m1 = physics_metrics((real, cr), (same, cs), attrs)
+    m2 = physics_metrics((real, cr), (other, co), attrs)
+    assert 0 < score(m1) < score(m2)
+    assert m2["phase_fraction_err"] > 0.2 and m2["s2_max_abs_err"] > m1["s2_max_abs_err"]
+    # fakes that miss the porosity asked for by their condition
+    shifted = cs.copy()
+    shifted[:, 0] += 0.1
+    assert physics_metrics((real, cr), (same, shifted), attrs)["condition_fraction_mae"] == pytest.approx(0.1, abs=1e-6)
+    f = sample_features(real, cr, attrs)
+    np.testing.assert_allclose(f["fraction_0"], cr[:, 0], atol=1e-6)
+    assert set(f) >= {"ssa", "euler_density", "mean_chord_axis0", "mean_chord_axis1", "s2_r1"}
+
+
+def test_domain_record_is_complete():
+    d = get_domain("micro")
+    for name in (
+        "make_transform",
+        "build_generator",
+        "build_critic",
+        "features",
+        "physics_metrics",
+        "score",
+        "plots",
+        "add_make_arguments",
+        "make",
+        "add_import_arguments",
+        "import_",
+        "detect",
+    ):
+        assert callable(getattr(d, name)), name
+    assert d.layouts == ["micro"] and "default" in d.presets and d.quickstart["make"]["generator"] == "blobs"
+    assert d.detect(type("H", (), {"attrs": {"domain": "micro"}})()) and not d.detect(type("H", (), {"attrs": {}})())
+
+
+def test_plots_write_pngs(tmp_path):
+    real, cr, names = generate_micro("blobs", 3, (16, 16, 16), seed=0)
+    fake, cf, _ = generate_micro("blobs", 3, (16, 16, 16), seed=1)
+    figs = get_domain("micro").plots((real, cr), (fake, cf), {"n_phases": 2, "tortuosity_samples": 1}, tmp_path / "fig")
+    titles = [t for t, _ in figs]
+    assert "Orthogonal slices (generated)" in titles and "Two-point correlation S2(r)" in titles
+    for _, p in figs:
+        assert p.exists() and p.read_bytes()[:4] == b"\x89PNG"
