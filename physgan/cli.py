@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from pathlib import Path
 
@@ -112,7 +113,14 @@ def build_parser() -> argparse.ArgumentParser:
     # ---- generate ----
     p_gen = sub.add_parser("generate", help="generate samples from a trained run into an HDF5 file")
     p_gen.add_argument("run", help="run directory")
-    p_gen.add_argument("--n", type=int, required=True, help="number of samples")
+    p_gen.add_argument(
+        "--n",
+        "--n-samples",
+        dest="n",
+        type=int,
+        required=True,
+        help="number of samples (under torchrun write --n-samples: torchrun mistakes --n for its own options)",
+    )
     p_gen.add_argument(
         "--cond",
         action="append",
@@ -133,6 +141,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--allow-extrapolation", action="store_true", help="allow conditions outside the training range (with a warning)"
     )
     p_gen.add_argument("--overwrite", action="store_true")
+    p_gen.add_argument(
+        "--merge",
+        action="store_true",
+        help="under torchrun: one real merged file instead of a virtual-dataset file over the per-rank shards",
+    )
     p_gen.add_argument("--quiet", action="store_true")
 
     # ---- evaluate ----
@@ -197,12 +210,34 @@ def cmd_train(args) -> int:
 
 
 def cmd_generate(args) -> int:
+    from physgan.generate_sharded import generate_sharded, world_from_env
     from physgan.run import load_run, parse_condition
 
-    run = load_run(args.run, checkpoint=args.checkpoint, device=args.device)
     cond = dict(parse_condition(c) for c in args.cond)
     if args.n < 1:
         raise PhysganError("--n must be >= 1")
+    rank, _, world = world_from_env()
+    if world > 1:  # torchrun / srun: one shard per rank, joined by rank 0
+        path = generate_sharded(
+            args.run,
+            args.out,
+            args.n,
+            cond,
+            seed=args.seed,
+            batch_size=args.batch_size,
+            checkpoint=args.checkpoint,
+            device=args.device,
+            overwrite=args.overwrite,
+            compression=args.compression,
+            progress=not args.quiet,
+            allow_extrapolation=args.allow_extrapolation,
+            latent_scale=args.latent_scale,
+            merge=args.merge,
+        )
+        if rank == 0:
+            print(f"wrote {args.n} samples from {world} ranks to {path}" + ("" if args.merge else " (virtual dataset over the shards)"))
+        return 0
+    run = load_run(args.run, checkpoint=args.checkpoint, device=args.device)
     path = run.generate(
         args.out,
         args.n,
@@ -253,6 +288,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown command {args.command}")
     except PhysganError as err:
         print(f"physgan: error: {err}", file=sys.stderr)
+        if getattr(err, "hdf5_state_broken", False) and argv is None:
+            # a write failed inside HDF5 (disk full): its library can crash while shutting down, so leave now
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(err.exit_code)
         return err.exit_code
     except KeyboardInterrupt:
         print("physgan: interrupted", file=sys.stderr)

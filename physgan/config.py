@@ -377,12 +377,9 @@ def resolve_config(
     cfg = Config(domain=domain)
     file_values = load_config(config_file) if config_file else {}
     # the recipe may come from the file or the CLI; it sets a whole group of defaults first
-    recipe = (
-        recipe
-        or (file_values.get("train", {}) or {}).get("recipe")
-        or _override_value(overrides, "train.recipe")
-        or "gulrajani2017"
-    )
+    train_section = file_values.get("train")
+    recipe_from_file = train_section.get("recipe") if isinstance(train_section, dict) else None
+    recipe = recipe or recipe_from_file or _override_value(overrides, "train.recipe") or "gulrajani2017"
     if recipe not in RECIPES:
         raise ConfigError(f"unknown recipe '{recipe}'; known: {', '.join(RECIPES)}")
     cfg.train.recipe = recipe

@@ -129,6 +129,18 @@ _DESCRIPTIONS = {
     "memorisation/exact_copy_fraction": "fakes that are exact training copies",
 }
 _HIGHER_BETTER = {"precision", "recall", "coverage"}
+#: metrics whose ideal is the real data's value itself (e.g. density ~ 1, the memorisation ratio ~ 1): judged two-sided
+_TWO_SIDED = {"density", "memorisation/ratio"}
+#: physics metric names that are distances/errors (lower is better); other physics metrics are judged two-sided
+_LOWER_SUFFIXES = ("_err", "_error", "_mae", "_diff", "separation_power", "score")
+
+
+def _physics_direction(name: str) -> str:
+    """'lower' for distance/error-like physics metrics (separation powers, errors), else 'unknown' (two-sided)."""
+    leaf = name.rsplit("/", 1)[-1]
+    if leaf.endswith(_LOWER_SUFFIXES) or leaf.startswith(("sep", "separation")) or "/sep" in name:
+        return "lower"
+    return "unknown"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -489,9 +501,6 @@ class Evaluation:
         renamed into place when complete; an existing directory is replaced
         only with ``overwrite``.
         """
-        import matplotlib
-
-        matplotlib.use("Agg", force=False)
         target = Path(report_dir)
         if target.exists() and not overwrite:
             raise OutputExistsError(f"{target}: exists already; pass --overwrite (overwrite=True) to replace it")
@@ -666,7 +675,8 @@ def _add(results: dict[str, MetricEntry], res, names: dict[str, str], group: str
         if key not in res:
             continue
         r = res[key]
-        b = (better or {}).get(report_name, "higher" if report_name in _HIGHER_BETTER else "lower")
+        default = "higher" if report_name in _HIGHER_BETTER else "unknown" if report_name in _TWO_SIDED else "lower"
+        b = (better or {}).get(report_name, default)
         results[report_name] = MetricEntry(
             report_name, r.value, r.error, r.floor, r.floor_error, group, b, _DESCRIPTIONS.get(report_name, "")
         )
@@ -816,7 +826,7 @@ def evaluate(
         res = run("physics", pm, real_t, fake_t, real2_t, "bootstrap")
         if not isinstance(res, dict):
             res = {"value": res}
-        _add(results, res, {k: f"physics/{k}" for k in res}, "physics", {f"physics/{k}": "unknown" for k in res})
+        _add(results, res, {k: f"physics/{k}" for k in res}, "physics", {f"physics/{k}": _physics_direction(k) for k in res})
 
     timings["total"] = time.perf_counter() - t_start
     import physgan

@@ -132,6 +132,8 @@ class Run:
             spec = cond.get(name, (lo_tr, hi_tr))
             if isinstance(spec, tuple):
                 lo, hi = float(spec[0]), float(spec[1])
+                if not (np.isfinite(lo) and np.isfinite(hi)) or lo > hi:
+                    raise ConfigError(f"condition {name}: range {lo:g}:{hi:g} must be finite with lo <= hi")
                 if len(spec) == 3 and spec[2] == "log":
                     if lo <= 0:
                         raise ConfigError(f"condition {name}: log-uniform range needs lo > 0")
@@ -141,6 +143,8 @@ class Run:
                 vals = np.array([lo, hi])
             else:
                 col = np.broadcast_to(np.asarray(spec, dtype=np.float64), (n,)).copy()
+                if not np.isfinite(col).all():
+                    raise ConfigError(f"condition {name}: values must be finite")
                 vals = col
             tol = 1e-6 * max(abs(lo_tr), abs(hi_tr), 1.0)
             if vals.min() < lo_tr - tol or vals.max() > hi_tr + tol:

@@ -116,17 +116,18 @@ def test_fused_critic_loss_equals_separate_terms():
     assert stats["Loss/GP"].item() == pytest.approx(gp.item(), rel=1e-5)
 
 
-def test_fused_critic_sees_same_condition_for_real_fake_interpolate():
+def test_critic_sees_same_condition_for_real_fake_interpolate():
     calls = []
 
     def critic(x, c):
-        calls.append(c)
+        calls.append((x, c))
         return x.sum(1)
 
     cond = torch.arange(4.0).unsqueeze(1)
     WassersteinGP().critic_loss(critic, torch.randn(4, 2), torch.randn(4, 2), cond)
-    (c,) = calls
-    assert torch.equal(c, torch.cat([cond, cond, cond]))
+    (x_rf, c_rf), (x_hat, c_hat) = calls
+    assert torch.equal(c_rf, torch.cat([cond, cond])) and c_hat is cond
+    assert x_hat.is_leaf and x_hat.requires_grad and x_rf.shape[0] == 8
 
 
 def test_classic_losses_at_an_undecided_critic():
@@ -148,7 +149,7 @@ def test_weight_clipping_clamps_and_reports_fraction():
         lin.bias.fill_(0.001)
     stats = WassersteinClip(clip=0.01).after_critic_step(lin)
     assert lin.weight.abs().max().item() == pytest.approx(0.01)
-    assert stats["Clip/fraction"] == pytest.approx(100 / 110)
+    assert float(stats["Clip/fraction"]) == pytest.approx(100 / 110)
 
 
 def test_make_objective_names():

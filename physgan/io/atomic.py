@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 from physgan.errors import OutputExistsError, PhysganError
 
-__all__ = ["atomic_output", "fsync_directory", "sweep_temporaries", "check_writable"]
+__all__ = ["atomic_output", "fsync_directory", "sweep_temporaries", "sweep_stale", "check_writable"]
 
 TMP_MARK = ".tmp-"
+_HOST = socket.gethostname().replace("/", "_") or "host"
 
 
 def fsync_directory(directory: str | os.PathLike) -> None:
@@ -63,7 +65,8 @@ def atomic_output(path: str | os.PathLike, overwrite: bool = False) -> Iterator[
     ...     write_everything(tmp)
     """
     path = check_writable(path, overwrite)
-    tmp = path.with_name(f".{path.name}{TMP_MARK}{uuid.uuid4().hex[:8]}")
+    sweep_stale(path)
+    tmp = path.with_name(f".{path.name}{TMP_MARK}{_HOST}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
         yield tmp
         if not tmp.exists():
@@ -93,6 +96,41 @@ def sweep_temporaries(directory: str | os.PathLike) -> list[Path]:
         return removed
     for p in directory.iterdir():
         if p.name.startswith(".") and TMP_MARK in p.name and p.is_file():
+            with contextlib.suppress(OSError):
+                p.unlink()
+                removed.append(p)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: exists, owned by someone else
+        return True
+    return True
+
+
+def sweep_stale(path: str | os.PathLike) -> list[Path]:
+    """Remove temporaries of ``path`` left by writers on this host that died (kill -9, crash, power loss).
+
+    Temporaries are named ``.<name>.tmp-<host>-<pid>-<random>``; one whose
+    process no longer runs on this host can never be completed. Temporaries of
+    live processes and of other hosts (shared filesystems) are left alone.
+    """
+    path = Path(path)
+    prefix = f".{path.name}{TMP_MARK}{_HOST}-"
+    removed = []
+    try:
+        entries = list(path.parent.iterdir())
+    except OSError:
+        return removed
+    for p in entries:
+        if not p.name.startswith(prefix):
+            continue
+        pid_text = p.name[len(prefix) :].split("-", 1)[0]
+        if pid_text.isdigit() and int(pid_text) != os.getpid() and not _alive(int(pid_text)) and p.is_file():
             with contextlib.suppress(OSError):
                 p.unlink()
                 removed.append(p)

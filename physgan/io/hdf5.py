@@ -8,7 +8,11 @@ a temporary file that is renamed into place only when complete.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
+import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +23,7 @@ import numpy as np
 from physgan.errors import DataError, PhysganError
 from physgan.io.atomic import atomic_output
 from physgan.io.layout import Header, Layout, detect_layout, get_layout
+from physgan.io.probe import probe_hdf5
 
 __all__ = ["open_h5", "SampleSource", "open_source", "read_all", "SampleWriter", "write_samples", "CHUNK_CACHE_BYTES"]
 
@@ -43,6 +48,7 @@ def open_h5(path: str | os.PathLike, mode: str = "r") -> h5py.File:
             raise DataError(path, f"cannot be read: {err}") from err
         if not is_h5:
             raise DataError(path, "is not an HDF5 file (no HDF5 signature)")
+        probe_hdf5(path)  # corrupted metadata can hang or crash HDF5: walk it in a child process first
     try:
         return h5py.File(path, mode, rdcc_nbytes=CHUNK_CACHE_BYTES, rdcc_nslots=10007)
     except OSError as err:
@@ -71,15 +77,30 @@ class SampleSource:
         try:
             if isinstance(layout, str):
                 layout = get_layout(layout)
-            self.layout: Layout = layout if layout is not None else detect_layout(f, self.path)
+            try:
+                self.layout: Layout = layout if layout is not None else detect_layout(f, self.path)
+            except DataError:
+                raise
+            except (KeyError, ValueError, TypeError, OSError, RuntimeError) as err:  # h5py on corrupted metadata
+                raise DataError(self.path, f"HDF5 structure is unreadable (corrupted?): {err}") from err
             try:
                 self.header: Header = self.layout.describe(f)
             except DataError:
                 raise
-            except (KeyError, ValueError, TypeError, OSError) as err:
+            except (KeyError, ValueError, TypeError, OSError, RuntimeError) as err:
                 raise DataError(self.path, f"does not match layout '{self.layout.name}': {err}") from err
+            flag = f.attrs.get("complete", True)
+            if isinstance(flag, (bool, np.bool_)) and not flag:
+                raise DataError(
+                    self.path,
+                    "is incomplete: its writer (physgan generate or another SampleWriter) was interrupted; "
+                    "generate it again (the attribute 'complete' is False)",
+                )
         finally:
             f.close()
+        # the domain hooks receive header.attrs: let them find the condition columns by name
+        self.header.attrs.setdefault("condition_names", list(self.header.condition_names))
+        self.header.attrs.setdefault("condition_units", list(self.header.condition_units))
         self._f: h5py.File | None = None
         self._pid: int | None = None
 
@@ -120,7 +141,7 @@ class SampleSource:
             x, c = self.layout.read_block(self._file(), self.header, start, stop)
         except DataError:
             raise
-        except (OSError, KeyError, ValueError) as err:
+        except (OSError, KeyError, ValueError, TypeError, RuntimeError) as err:
             raise DataError(self.path, f"read of rows {start}:{stop} failed (corrupted file?): {err}") from err
         if check:
             check_values(self.path, self.header, self.layout, start, x, c)
@@ -214,12 +235,34 @@ class SampleWriter:
         self._ctx = None
         self._f: h5py.File | None = None
 
+    def _check_free_space(self) -> None:
+        """Refuse up front when the (uncompressed) output cannot fit on its filesystem.
+
+        Running out of space in the middle of an HDF5 write leaves the HDF5
+        library in a state that can crash the process at exit, so a full disk
+        is best caught before the first byte.
+        """
+        if self.compression is not None:
+            return
+        h = self.header
+        itemsize = np.dtype(h.dtype or "float32").itemsize
+        need = h.n * (int(np.prod(h.sample_shape, dtype=np.int64)) * itemsize + 4 * len(h.condition_names)) + (1 << 20)
+        parent = self.path.parent if self.path.parent.exists() else Path(".")
+        free = shutil.disk_usage(parent).free
+        if need > free:
+            raise PhysganError(
+                f"{self.path}: needs about {need / 2**20:.1f} MiB but only {free / 2**20:.1f} MiB are free on that filesystem; "
+                "free space, choose another --out, or pass --compression gzip"
+            )
+
     def __enter__(self) -> SampleWriter:
+        self._check_free_space()
         self._ctx = atomic_output(self.path, overwrite=self.overwrite)
         tmp = self._ctx.__enter__()
         try:
             self._f = h5py.File(tmp, "w")
             self.layout.create(self._f, self.header, compression=self.compression)
+            self._f.attrs["complete"] = False  # set True only after the last block (never masquerades as complete)
         except BaseException as err:
             if self._f is not None:
                 self._f.close()
@@ -239,23 +282,30 @@ class SampleWriter:
             raise PhysganError(f"{self.path}: more samples written than the declared {self.header.n}")
         if tuple(x.shape[1:]) != tuple(self.header.sample_shape):
             raise PhysganError(f"{self.path}: block of shape {x.shape[1:]} does not match {self.header.sample_shape}")
-        try:
-            self.layout.write_block(self._f, self.header, self.written, x, c)
-        except OSError as err:
-            raise PhysganError(f"{self.path}: write failed: {err}") from err
+        with _quiet_unraisable() as caught:
+            try:
+                self.layout.write_block(self._f, self.header, self.written, x, c)
+            except OSError as err:
+                raise _broken(PhysganError(f"{self.path}: write failed (disk full?): {str(err).splitlines()[0]}")) from err
+        if caught:
+            first = str(caught[0].exc_value).splitlines()[0] if caught[0].exc_value is not None else "unknown"
+            raise _broken(PhysganError(f"{self.path}: write failed (disk full?): {first}"))
         self.written += len(x)
 
     def __exit__(self, exc_type, exc, tb) -> bool:
         f, self._f = self._f, None
         error: PhysganError | None = None
         if f is not None:
-            try:
-                if exc_type is None and self.written != self.header.n:
-                    error = PhysganError(f"{self.path}: only {self.written} of {self.header.n} samples were written")
-                f.attrs["complete"] = exc_type is None and error is None
-                f.close()
-            except OSError as err:
-                error = PhysganError(f"{self.path}: could not finish writing: {err}")
+            with _quiet_unraisable():  # after a failed close (disk full) h5py reports every handle it frees
+                try:
+                    if exc_type is None and self.written != self.header.n:
+                        error = PhysganError(f"{self.path}: only {self.written} of {self.header.n} samples were written")
+                    f.attrs["complete"] = exc_type is None and error is None
+                    f.close()
+                except OSError as err:
+                    error = _broken(PhysganError(f"{self.path}: could not finish writing (disk full?): {str(err).splitlines()[0]}"))
+                    f = None
+                    gc.collect()
         if exc_type is not None:
             self._ctx.__exit__(exc_type, exc, tb)  # removes the temporary; the caller re-raises
             return False
@@ -267,6 +317,28 @@ class SampleWriter:
         except PhysganError as err:
             self._ctx.__exit__(type(err), err, err.__traceback__)
             raise
+
+
+def _broken(err: PhysganError) -> PhysganError:
+    """Mark an error after which the HDF5 library may crash at interpreter exit (the CLI then exits hard)."""
+    err.hdf5_state_broken = True
+    return err
+
+
+@contextlib.contextmanager
+def _quiet_unraisable() -> Iterator[list]:
+    """Collect 'Exception ignored in' reports instead of printing them.
+
+    h5py reports a failed flush while freeing a handle (disk full) as an
+    unraisable exception; the writer turns those into one clear error.
+    """
+    caught: list = []
+    hook = sys.unraisablehook
+    sys.unraisablehook = caught.append
+    try:
+        yield caught
+    finally:
+        sys.unraisablehook = hook
 
 
 def write_samples(

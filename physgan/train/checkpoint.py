@@ -16,13 +16,14 @@ import os
 import pickle
 import random
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from physgan.errors import CheckpointError
+from physgan.errors import CheckpointError, PhysganError
 from physgan.io.atomic import atomic_output, sweep_temporaries
 
 __all__ = ["save_checkpoint", "load_checkpoint", "latest_checkpoint", "rng_state", "set_rng_state", "prune_snapshots"]
@@ -71,9 +72,25 @@ def _py_state_from_plain(s):
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
     """Write ``state`` to ``path`` atomically (temp file, fsync, rename, fsync dir)."""
     path = Path(path)
-    with atomic_output(path, overwrite=True) as tmp:
-        torch.save(state, tmp)
+    try:
+        with atomic_output(path, overwrite=True) as tmp:
+            torch.save(state, tmp)
+    except RuntimeError as err:  # torch's zip writer reports a full disk / failed write as RuntimeError
+        free = _free_bytes(path.parent)
+        hint = f" ({free / 2**20:.1f} MiB free on that filesystem)" if free is not None else ""
+        raise CheckpointError(
+            f"{path}: could not write the checkpoint{hint}; the previous checkpoint is intact: {str(err).splitlines()[0]}"
+        ) from err
+    except PhysganError as err:  # OSError from atomic_output (disk full, read-only, ...)
+        raise CheckpointError(f"{err}; the previous checkpoint is intact") from err
     return path
+
+
+def _free_bytes(directory: Path) -> int | None:
+    try:
+        return shutil.disk_usage(directory).free
+    except OSError:
+        return None
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -9,9 +9,11 @@ Launch commands::
 Order of business: devices and processes -> run directory -> data (split,
 transform, condition normalisation, sampler) -> networks and optimisers ->
 resume -> distributed wrappers -> loop (critic steps, generator step, EMA,
-stats, validation, checkpoints, preemption, divergence) -> final checkpoint.
-The loss formulas live in :mod:`physgan.train.losses`; the physics in the
-domain. SIGTERM/SIGUSR1 checkpoint and exit cleanly (exit code 0).
+stats and diagnostics, validation, checkpoints, preemption, divergence) -> final
+checkpoint. The loss formulas live in :mod:`physgan.train.losses`; the training
+diagnostics (gradient norms, mode collapse, warnings) in
+:mod:`physgan.train.diagnostics`; the physics in the domain. SIGTERM/SIGUSR1
+checkpoint and exit cleanly (exit code 0).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from physgan.train.checkpoint import (
     set_rng_state,
 )
 from physgan.train.conditions import ConditionNormaliser
+from physgan.train.diagnostics import SampleDiagnostics, TrainingMonitor, format_summary, grad_norm, summarise_stats
 from physgan.train.distributed import DistInfo, barrier, check_consistency, cleanup_distributed, init_distributed
 from physgan.train.ema import update_ema
 from physgan.train.losses import make_objective
@@ -55,6 +58,8 @@ __all__ = ["train", "TrainResult", "TrainingDiverged", "resolve_device", "build_
 _FIXED_KEYS = ("domain", "model")
 #: a penalty above this (or any non-finite loss/weight) counts as divergence
 _GP_EXPLODED = 1e4
+#: at most this many held-out samples (and this many sample elements in all) feed the per-tick sample diagnostics
+_DIAG_SAMPLES, _DIAG_ELEMENTS = 512, 2**24
 
 
 class TrainingDiverged(PhysganError):
@@ -188,8 +193,10 @@ def train(cfg: Config, run_dir: str | Path, resume: str | None = None, progress:
 
     is_main = dist_info.is_main
     if is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "checkpoints").mkdir(exist_ok=True)
+        try:
+            (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise PhysganError(f"{run_dir}: cannot create the run directory: {err.strerror or err}") from err
     barrier(dist_info)
     ckpt_path = _check_run_dir(run_dir, cfg, resume)
     ckpt = load_checkpoint(ckpt_path, map_location="cpu") if ckpt_path else None
@@ -291,6 +298,15 @@ def train(cfg: Config, run_dir: str | Path, resume: str | None = None, progress:
     step, best_score, rollbacks = 0, math.inf, 0
     history_metrics: dict[str, float] = {}
 
+    # ---- diagnostics: fixed real batch and latents (mode collapse), health warnings -------
+    sample_diag, z_diag = None, None
+    n_diag = min(_DIAG_SAMPLES, len(val[0]), max(64, _DIAG_ELEMENTS // max(1, int(np.prod(header.sample_shape)))))
+    if is_main and n_diag >= 12:
+        sample_diag = SampleDiagnostics(val[0][:n_diag], val[1][:n_diag], domain.features, header.attrs, seed=t_cfg.seed)
+        zg = torch.Generator().manual_seed(t_cfg.seed + 15485863)
+        z_diag = torch.randn((sample_diag.n_fake, *G.latent_shape(1)), generator=zg).to(device)
+    monitor = TrainingMonitor(sample_diag.thresholds if sample_diag else None, warmup_steps=t_cfg.steps // 10)
+
     def load_state(state: dict[str, Any]) -> None:
         G.load_state_dict(state["G"])
         D.load_state_dict(state["D"])
@@ -300,6 +316,7 @@ def train(cfg: Config, run_dir: str | Path, resume: str | None = None, progress:
         sampler.load_state_dict(state["sampler"])
         zgen.set_state(state["zgen"])
         set_rng_state(state["rng"])
+        monitor.load_state_dict(state.get("diagnostics", {}))
 
     if ckpt:
         load_state(ckpt)
@@ -346,6 +363,7 @@ def train(cfg: Config, run_dir: str | Path, resume: str | None = None, progress:
             "step": step,
             "best_score": best_score,
             "rollbacks": rollbacks,
+            "diagnostics": monitor.state_dict(),
             "config": config_to_dict(cfg),
             "transform": transform.state_dict(),
             "conditions": normaliser.state_dict(),
@@ -368,6 +386,17 @@ def train(cfg: Config, run_dir: str | Path, resume: str | None = None, progress:
             prune_snapshots(ckdir, t_cfg.keep_snapshots)
         if tag == "best":
             save_checkpoint(state, ckdir / "best.pt")
+
+    def write_diagnostics() -> None:
+        """diagnostics.json (summary, noise floor, warnings) and its summary in the log."""
+        if not is_main or not stats.path.is_file():
+            return
+        summary = summarise_stats(stats.path, sample_diag.state() if sample_diag else None, monitor.events)
+        from physgan.io.atomic import atomic_output
+
+        with atomic_output(run_dir / "diagnostics.json", overwrite=True) as tmp:
+            Path(tmp).write_text(json.dumps(summary, indent=2, default=str))
+        log(format_summary(summary))
 
     # ---- distributed wrappers (single process: the modules themselves) ---------------------
     G_train = DDP(G, device_ids=[device.index] if device.type == "cuda" else None) if dist_info.enabled else G
@@ -408,6 +437,7 @@ def train(cfg: Config, run_dir: str | Path, resume: str | None = None, progress:
                     loss_d, st = objective.critic_loss(D_train, real, fake.float(), c, generator=zgen)
                 opt_d.zero_grad(set_to_none=True)
                 loss_d.backward()
+                st["Grad/D_norm"] = grad_norm(D)  # on device; read at the tick
                 opt_d.step()
                 st.update({k: torch.as_tensor(v) for k, v in objective.after_critic_step(D).items()})
                 bad |= ~torch.isfinite(loss_d.detach())
@@ -421,6 +451,7 @@ def train(cfg: Config, run_dir: str | Path, resume: str | None = None, progress:
                 loss_g, st_g = objective.generator_loss(D, G_train(z, c), c)
             opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
+            st_g["Grad/G_norm"] = grad_norm(G)
             opt_g.step()
             bad |= ~torch.isfinite(loss_g.detach())
             update_ema(G_ema, G, t_cfg.ema_beta, step)
@@ -432,7 +463,7 @@ def train(cfg: Config, run_dir: str | Path, resume: str | None = None, progress:
             # ---- once per tick: divergence check, stats, status (the only host syncs) ---------
             tick = step % t_cfg.log_every == 0 or step == t_cfg.steps
             if tick:
-                if bool(bad) or not all(torch.isfinite(p).all() for p in G.parameters()):
+                if bool(bad) or not all(torch.isfinite(p).all() for net in (G, D) for p in net.parameters()):
                     rollbacks += 1
                     if rollbacks > t_cfg.max_rollbacks:
                         raise TrainingDiverged(
@@ -443,8 +474,9 @@ def train(cfg: Config, run_dir: str | Path, resume: str | None = None, progress:
                     good = latest_checkpoint(run_dir)
                     if good is None:
                         raise TrainingDiverged(f"{run_dir}: training diverged at step {step} before any checkpoint was written")
-                    load_state(load_checkpoint(good, map_location="cpu"))
-                    step = int(load_checkpoint(good)["step"])
+                    good_state = load_checkpoint(good, map_location="cpu")
+                    load_state(good_state)
+                    step = int(good_state["step"])
                     factor = t_cfg.lr_decay_on_rollback**rollbacks
                     for opt, base_lr in ((opt_g, t_cfg.lr_g), (opt_d, t_cfg.lr_d)):
                         for group in opt.param_groups:
@@ -462,6 +494,12 @@ def train(cfg: Config, run_dir: str | Path, resume: str | None = None, progress:
                 means["Timing/steps_per_s"] = acc_n / max(dt, 1e-9)
                 if device.type == "cuda":
                     means["Resources/peak_gpu_mem_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
+                if sample_diag is not None:  # diversity and coverage of the (non-EMA) generator on the fixed batch
+                    c_b = torch.as_tensor(sample_diag.cond_b, device=device)
+                    means.update(sample_diag.stats(generate_batch(G, transform, normaliser, c_b, z_diag, autocast).cpu().numpy()))
+                if is_main:
+                    for msg in monitor.check(step, means, emit=False):
+                        log(f"warning: {msg}")
                 stats.write(step, means)
                 prog.update(step, {k: v for k, v in means.items() if k.startswith("Loss/")})
                 acc, acc_n, t_tick = {}, 0, time.time()
@@ -490,11 +528,13 @@ def train(cfg: Config, run_dir: str | Path, resume: str | None = None, progress:
             if stop_now:
                 stop.requested = stop.requested or "SIGTERM"
                 checkpoint()
+                write_diagnostics()
                 log(f"{stop.requested} received: checkpoint written at step {step}; exiting (continue with --resume auto)")
                 return TrainResult(
                     run_dir, step, stop.requested, best_score if math.isfinite(best_score) else None, history_metrics, rollbacks
                 )
         checkpoint()
+        write_diagnostics()
         if dist_info.enabled:
             log(f"parameters identical across {dist_info.world_size} ranks")
         log(f"finished {step} steps; checkpoints in {run_dir / 'checkpoints'}")

@@ -13,17 +13,14 @@ import math
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.colors import LogNorm
+from matplotlib.ticker import NullFormatter
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.colors import LogNorm  # noqa: E402
-from matplotlib.ticker import NullFormatter  # noqa: E402
-
-from physgan.domains.calo.features import incident_energy_mev, resolve_geometry, shower_features, voxel_energies  # noqa: E402
-from physgan.domains.calo.metrics import real_binning  # noqa: E402
-from physgan.io.atomic import atomic_output  # noqa: E402
+from physgan.domains.calo.features import incident_energy_mev, resolve_geometry, shower_features, voxel_energies
+from physgan.domains.calo.metrics import real_binning
+from physgan.io.atomic import atomic_output
 
 __all__ = ["plots", "plot_average_showers", "plot_feature_histograms", "plot_response", "plot_voxel_spectrum"]
 

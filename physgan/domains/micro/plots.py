@@ -34,9 +34,7 @@ def _mid(im: np.ndarray, axis: int = 0) -> np.ndarray:
 
 def plot_slices(real: np.ndarray, fake: np.ndarray, path: Path, n: int = 4, n_phases: int = 2) -> Path:
     """Rows real / generated, ``n`` samples each (mid-slice along axis 0 for volumes)."""
-    import matplotlib
 
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     n = max(1, min(n, len(real), len(fake)))
@@ -55,9 +53,7 @@ def plot_slices(real: np.ndarray, fake: np.ndarray, path: Path, n: int = 4, n_ph
 
 def plot_orthogonal(vol: np.ndarray, path: Path, title: str = "generated", n_phases: int = 2) -> Path:
     """Three orthogonal mid-slices of one volume."""
-    import matplotlib
 
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(7.5, 2.8))
@@ -72,9 +68,7 @@ def plot_orthogonal(vol: np.ndarray, path: Path, title: str = "generated", n_pha
 
 def plot_s2(real: np.ndarray, fake: np.ndarray, path: Path, phase: int = 0, periodic: bool = False, voxel_size: float = 1.0) -> Path:
     """Sample-averaged S2(r) of ``phase``, real vs generated."""
-    import matplotlib
 
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     r, sr = mean_s2(real, phase, periodic=periodic)
@@ -91,9 +85,7 @@ def plot_s2(real: np.ndarray, fake: np.ndarray, path: Path, phase: int = 0, peri
 
 def plot_chords(real: np.ndarray, fake: np.ndarray, path: Path, phase: int = 0) -> Path:
     """Chord-length histograms of ``phase`` along each axis, real vs generated."""
-    import matplotlib
 
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     nd = real.ndim - 1
@@ -119,9 +111,7 @@ def tortuosity_table(
 
     Returns the figure path and ``{'real': [...], 'generated': [...]}`` (mean over samples per axis).
     """
-    import matplotlib
 
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     nd = real.ndim - 1

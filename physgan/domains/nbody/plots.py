@@ -18,9 +18,6 @@ __all__ = ["plots", "plot_slices", "plot_power_spectrum", "plot_pdf", "plot_peak
 
 
 def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
     return plt
