@@ -369,7 +369,15 @@ class Evaluation:
         self._feat_real: dict[str, np.ndarray] = {}
         self._feat_fake: dict[str, np.ndarray] = {}
         self._domain_obj: Any = None
+        self.training: dict[str, Any] | None = None  # see add_training
         self._apply_verdicts()
+
+    def add_training(self, run_dir: str | os.PathLike) -> Evaluation:
+        """Attach a run's training curves and diagnostics summary (shown in the report and metrics.json)."""
+        from physgan.report.training import read_training
+
+        self.training = read_training(run_dir)
+        return self
 
     # -- verdicts ----------------------------------------------------------------------------
     def _apply_verdicts(self) -> None:
@@ -427,6 +435,7 @@ class Evaluation:
                     for n, o, b in self.thresholds
                 ],
                 "passed": self.passed,
+                "training": None if self.training is None else {"run": self.training["run"], "diagnostics": self.training["diagnostics"]},
                 "metrics": {
                     m.name: {
                         "value": m.value,
@@ -525,6 +534,12 @@ class Evaluation:
                         shutil.copyfile(p, dest)
                         p = dest
                     domain_figs.append((title, p))
+            if self.training is not None:
+                from physgan.report.training import training_figure
+
+                p = tmp / "training.png"
+                training_figure(self.training).savefig(p, dpi=90)
+                generic.insert(0, ("Training curves", p))
             (tmp / "index.html").write_text(self._html(generic, domain_figs), encoding="utf-8")
             for p in tmp.rglob("*"):
                 if p.is_file():
@@ -581,6 +596,12 @@ class Evaluation:
             _summary_table_html([r for r in self.summary(per_feature=True) if self.metrics[r["metric"]].group == "per_feature"]),
             "<p>Full numbers: <a href='metrics.json'>metrics.json</a>.</p>",
         ]
+        if self.training is not None:
+            parts.append(f"<h2>Training ({esc(self.training['run'])})</h2>")
+            if self.training.get("summary"):
+                parts.append(f"<pre>{esc(self.training['summary'])}</pre>")
+            parts += [img(t, p) for t, p in generic if t == "Training curves"]
+            generic = [(t, p) for t, p in generic if t != "Training curves"]
         if domain_figs:
             parts.append(f"<h2>Domain figures ({esc(self.domain)})</h2>")
             parts += [img(t, p) for t, p in domain_figs]
@@ -694,6 +715,7 @@ def evaluate(
     thresholds: list[str] | dict[str, str] | list[tuple[str, str, float]] | None = None,
     max_samples: int | None = None,
     options: dict[str, dict[str, Any]] | None = None,
+    run: str | os.PathLike | None = None,
 ) -> Evaluation:
     """Evaluate generated samples against real ones (every number with error and noise floor).
 
@@ -720,6 +742,9 @@ def evaluate(
         Per-metric keyword overrides: ``{'fpd': {...}, 'kpd': {...}, 'prdc': {...},
         'classifier': {...}, 'memorisation': {...}, 'features': {'n_pca': 3}}``. The classifier
         uses at most 100 000 samples per class unless ``{'classifier': {'max_samples': ...}}``.
+    run : path, optional
+        The run directory that generated ``fake``: its training curves and diagnostics
+        (balance, gradient norms, diversity/coverage vs the noise floor, warnings) join the report.
 
     Returns
     -------
@@ -777,23 +802,23 @@ def evaluate(
     results: dict[str, MetricEntry] = {}
     common = {"n_boot": n_boot, "seed": seed}
 
-    def run(step: str, metric, a, b, a2, method: str):
+    def run_metric(step: str, metric, a, b, a2, method: str):
         t1 = time.perf_counter()
         res = with_floor(metric, a, b, a2, method=method, **common)
         timings[step] = time.perf_counter() - t1
         return res
 
     opt = options.get
-    res = run("fpd", partial(fpd, seed=seed, device=dev, **opt("fpd", {})), hr, hf, hr2, "intrinsic")
+    res = run_metric("fpd", partial(fpd, seed=seed, device=dev, **opt("fpd", {})), hr, hf, hr2, "intrinsic")
     _add(results, res, {"fpd": "fpd"}, "generic")
-    res = run("kpd", partial(kpd, seed=seed, device=dev, **opt("kpd", {})), hr, hf, hr2, "intrinsic")
+    res = run_metric("kpd", partial(kpd, seed=seed, device=dev, **opt("kpd", {})), hr, hf, hr2, "intrinsic")
     _add(results, res, {"kpd": "kpd"}, "generic")
-    res = run("prdc", partial(prdc, seed=seed, device=dev, **opt("prdc", {})), hr, hf, hr2, "half")
+    res = run_metric("prdc", partial(prdc, seed=seed, device=dev, **opt("prdc", {})), hr, hf, hr2, "half")
     _add(results, res, {k: k for k in ("precision", "recall", "density", "coverage")}, "generic")
     cls = partial(classifier_test, seed=seed, device=dev, **{"max_samples": 100_000, **opt("classifier", {})})
-    res = run("classifier_high", cls, hr, hf, hr2, "intrinsic")
+    res = run_metric("classifier_high", cls, hr, hf, hr2, "intrinsic")
     _add(results, res, {"auc": "auc_high", "jsd": "jsd_high"}, "generic")
-    res = run("classifier_low", cls, lr, lf, lr2, "intrinsic")
+    res = run_metric("classifier_low", cls, lr, lf, lr2, "intrinsic")
     _add(results, res, {"auc": "auc_low", "jsd": "jsd_low"}, "generic")
 
     def marginals(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
@@ -807,14 +832,14 @@ def evaluate(
         return out
 
     edges = {k: auto_edges(hr[:, j]) for j, k in enumerate(hl_names)}  # fixed binning from the full real set
-    res = run("marginals", marginals, hr, hf, hr2, "bootstrap")
+    res = run_metric("marginals", marginals, hr, hf, hr2, "bootstrap")
     _add(results, res, {"w1_norm_mean": "w1_norm_mean", "separation_mean": "separation_mean"}, "generic")
     _add(results, res, {k: k for k in res if k.startswith(("w1/", "separation/"))}, "per_feature")
 
     if t is not None:
         lt = low(t)
         mem = partial(_memorisation_swap, train=lt, seed=seed, device=dev, **opt("memorisation", {}))
-        res = run("memorisation", mem, lr, lf, lr2, "half")
+        res = run_metric("memorisation", mem, lr, lf, lr2, "half")
         names = {k: f"memorisation/{k}" for k in ("ratio", "copy_fraction", "exact_copy_fraction")}
         _add(results, res, names, "memorisation", {"memorisation/ratio": "higher"})
 
@@ -823,7 +848,7 @@ def evaluate(
         real_t = (r.x, r.c)
         fake_t = (f.x, f.c)
         real2_t = (r2.x, r2.c) if r2 is not None else None
-        res = run("physics", pm, real_t, fake_t, real2_t, "bootstrap")
+        res = run_metric("physics", pm, real_t, fake_t, real2_t, "bootstrap")
         if not isinstance(res, dict):
             res = {"value": res}
         _add(results, res, {k: f"physics/{k}" for k in res}, "physics", {f"physics/{k}": _physics_direction(k) for k in res})
@@ -858,6 +883,8 @@ def evaluate(
     ev._real, ev._fake, ev._domain_obj = r, f, dom
     ev._feat_real = dict(zip(hl_names, hr.T))
     ev._feat_fake = dict(zip(hl_names, hf.T))
+    if run is not None:
+        ev.add_training(run)
     return ev
 
 
@@ -900,6 +927,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--real2", default=None, help="second independent real sample for the noise floor (default: halves of --real)")
     parser.add_argument("--report", default=None, help="report directory (metrics.json, figures, index.html)")
     parser.add_argument("--domain", default=None, help="domain name (default: the files' 'domain' attribute, else 'array')")
+    parser.add_argument("--run", default=None, help="run directory of the generator: adds its training curves and diagnostics")
     parser.add_argument(
         "--fail-on",
         action="append",
@@ -930,6 +958,7 @@ def main(args) -> int:
         n_boot=args.n_boot,
         thresholds=rules,
         max_samples=args.max_samples,
+        run=args.run,
     )
     print(ev.format_summary())
     if args.report:

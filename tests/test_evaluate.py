@@ -202,3 +202,23 @@ def test_package_level_evaluate_is_the_function():
     import physgan.evaluation
 
     assert physgan.evaluate is physgan.evaluation.evaluate
+
+
+def test_report_includes_training_curves_and_diagnostics(tmp_path):
+    """``evaluate(..., run=RUN)``: the run's curves and diagnostics summary join metrics.json and index.html."""
+    from physgan.config import resolve_config
+    from physgan.sim.toy import sample_modes
+    from physgan.train.loop import train
+
+    x, c = sample_modes(300, "ring", radius_range=(1.5, 2.5), seed=0)
+    write_samples(tmp_path / "ring.h5", x, c, ["radius"], "array", attrs={"domain": "array"})
+    cfg = resolve_config("array", overrides=[f"data.path={tmp_path / 'ring.h5'}", "model.width=16", "model.depth=2", "model.z_dim=8",
+                                             "train.batch_size=16", "train.n_critic=1", "train.steps=4", "train.log_every=2"])
+    train(cfg, tmp_path / "run", progress=False)
+    ev = evaluate(tmp_path / "ring.h5", tmp_path / "ring.h5", n_boot=2, run=tmp_path / "run")
+    assert ev.training["curves"]["Loss/W"][-1][0] == 4  # the last tick's step
+    out = ev.to_html(tmp_path / "report")
+    page = (out / "index.html").read_text()
+    assert "<h2>Training" in page and "training diagnostics after 4 steps" in page
+    assert (out / "training.png").stat().st_size > 1000
+    assert json.loads((out / "metrics.json").read_text())["training"]["diagnostics"]["steps"] == 4

@@ -52,7 +52,7 @@ _TRAIN = {"n_critic": 5, "lr_g": 1e-4, "lr_d": 1e-4, "betas": [0.0, 0.9], "gp_la
 PRESETS: dict[str, dict[str, Any]] = {
     # 32^2 slabs on 2 CPU cores (timing unverified on an idle machine; see the report)
     "quick": {
-        "train": {"steps": 1500, "batch_size": 32, "val_every": 250, "ckpt_every": 500, **_TRAIN},
+        "train": {"steps": 600, "batch_size": 32, "val_every": 200, "ckpt_every": 200, **_TRAIN},
         "model": {"z_dim": 8, "width": 16, "depth": 3, "embed_dim": 16, "options": {"output": "tanh"}},
         "data": {"val_fraction": 0.1, "transform": {"kind": "s"}},
     },
