@@ -1,0 +1,1 @@
+"""Report building blocks shared by ``physgan evaluate`` and the quickstart."""
