@@ -216,32 +216,7 @@ def cmd_generate(args) -> int:
     cond = dict(parse_condition(c) for c in args.cond)
     if args.n < 1:
         raise PhysganError("--n must be >= 1")
-    rank, _, world = world_from_env()
-    if world > 1:  # torchrun / srun: one shard per rank, joined by rank 0
-        path = generate_sharded(
-            args.run,
-            args.out,
-            args.n,
-            cond,
-            seed=args.seed,
-            batch_size=args.batch_size,
-            checkpoint=args.checkpoint,
-            device=args.device,
-            overwrite=args.overwrite,
-            compression=args.compression,
-            progress=not args.quiet,
-            allow_extrapolation=args.allow_extrapolation,
-            latent_scale=args.latent_scale,
-            merge=args.merge,
-        )
-        if rank == 0:
-            print(f"wrote {args.n} samples from {world} ranks to {path}" + ("" if args.merge else " (virtual dataset over the shards)"))
-        return 0
-    run = load_run(args.run, checkpoint=args.checkpoint, device=args.device)
-    path = run.generate(
-        args.out,
-        args.n,
-        cond,
+    common = dict(
         seed=args.seed,
         batch_size=args.batch_size,
         overwrite=args.overwrite,
@@ -250,6 +225,15 @@ def cmd_generate(args) -> int:
         allow_extrapolation=args.allow_extrapolation,
         latent_scale=args.latent_scale,
     )
+    rank, _, world = world_from_env()
+    if world > 1:  # torchrun / srun: one shard per rank, joined by rank 0
+        where = dict(checkpoint=args.checkpoint, device=args.device, merge=args.merge)
+        path = generate_sharded(args.run, args.out, args.n, cond, **where, **common)
+        if rank == 0:
+            print(f"wrote {args.n} samples from {world} ranks to {path}" + ("" if args.merge else " (virtual dataset over the shards)"))
+        return 0
+    run = load_run(args.run, checkpoint=args.checkpoint, device=args.device)
+    path = run.generate(args.out, args.n, cond, **common)
     print(f"wrote {args.n} samples to {path}")
     return 0
 

@@ -193,6 +193,6 @@ def test_block_streamer_covers_each_row_once_per_epoch(tmp_path):
     st = BlockStreamer(src, starts, 16, batch_size=8, seed=0, prepare=prepare, shuffle_blocks=2)
     rows = torch.cat([st.next()[0][:, 0] for _ in range(n // 8)])
     assert sorted(rows.tolist()) == list(range(n))
-    # rows within a batch are not all from one contiguous block: shuffled across two blocks
-    first = st.next()[0][:, 0]
-    assert first.numel() == 8
+    # a batch mixes rows of the two blocks in its shuffle buffer (row value // 16 = block)
+    blocks_in_batch = {int(v) // 16 for v in st.next()[0][:, 0]}
+    assert len(blocks_in_batch) == 2
