@@ -24,10 +24,11 @@ import torch
 
 import physgan
 from physgan.config import Config, resolve_config
-from physgan.domains.base import ModelSpec, get_domain
+from physgan.domains.base import get_domain
 from physgan.errors import CheckpointError, ConfigError
 from physgan.train.checkpoint import latest_checkpoint, load_checkpoint
 from physgan.train.conditions import ConditionNormaliser
+from physgan.train.loop import model_spec
 
 __all__ = ["Run", "load_run", "parse_condition", "Surrogate"]
 
@@ -74,16 +75,13 @@ class Run:
         self.transform = self.domain.make_transform(state["transform"].get("options", {}))
         self.transform.load_state_dict(state["transform"])
         self.normaliser = ConditionNormaliser.from_state(state["conditions"])
-        spec = ModelSpec(
-            sample_shape=tuple(self.info["model_shape"]),
-            n_cond=len(self.info["condition_names"]),
-            condition_names=list(self.info["condition_names"]),
-            z_dim=self.config.model.z_dim,
-            width=self.config.model.width,
-            depth=self.config.model.depth,
-            embed_dim=self.config.model.embed_dim,
-            options={**self.config.model.options, "condition_stats": state["conditions"]},
-            attrs=self.info.get("attrs", {}),
+        spec = model_spec(
+            self.info["model_shape"],
+            self.info["condition_names"],
+            self.config.model,
+            state["conditions"],
+            self.transform.stats,
+            self.info.get("attrs", {}),
         )
         self.G = self.domain.build_generator(spec)
         self.G.load_state_dict(state["G_ema"])

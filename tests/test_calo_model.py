@@ -192,8 +192,40 @@ def test_response_stays_in_its_range_and_bad_options_fail():
         for bias, bound in ((100.0, 1.2), (-100.0, 0.8)):  # saturate the head: the response sits on its bound
             g.response.bias.fill_(bias)
             torch.testing.assert_close(g.physics(z, c)["response"], torch.full((16,), bound))
-    for bad in ({"response_range": [1.0, 2.0]}, {"threshold_init": 1.0}, {"critic_norm": "batch"}):
+    for bad in ({"response_range": [1.2, 0.8]}, {"response_range": [-0.1, 1.0]}, {"threshold_init": 1.0}, {"critic_norm": "batch"}):
         with pytest.raises(ConfigError):
             build_generator(_spec(CALOGAN, **bad)) if "critic_norm" not in bad else build_critic(_spec(CALOGAN, **bad))
     with pytest.raises(ConfigError):
         g.latent_shape(2)
+
+
+def test_generator_starts_from_the_training_data_statistics():
+    """With the fitted transform's statistics the response range, layer fractions and patterns start at the data's."""
+    rng = np.random.default_rng(0)
+    n = 400
+    e_gev = rng.uniform(1, 100, n)
+    layer_share = np.array([0.1, 0.7, 0.2])
+    x = np.zeros((n, CALOGAN.n_features))
+    for i in range(3):  # each layer: energy in one fixed cell pattern (cells 0..3 of the layer, shares 4:3:2:1)
+        sl = CALOGAN.layer_slice(i)
+        x[:, sl.start : sl.start + 4] = np.array([0.4, 0.3, 0.2, 0.1]) * layer_share[i]
+    response = 0.99 + 0.003 * rng.standard_normal(n)  # as narrow as GFlash's
+    x *= (response * e_gev * 1000.0)[:, None]
+    t = CaloTransform().fit(x.astype(np.float32), e_gev[:, None], CALOGAN.to_attrs())
+    assert t.stats["response_mean"] == pytest.approx(response.mean(), rel=1e-5)
+    torch.manual_seed(0)
+    g = build_generator(_spec(CALOGAN, data_stats=t.stats))
+    lo, hi = g.response_lo, g.response_lo + g.response_span
+    span = response.max() - response.min()
+    assert lo == pytest.approx(response.min() - span / 2, rel=1e-5) and hi == pytest.approx(response.max() + span / 2, rel=1e-5)
+    with torch.no_grad():
+        out = g.physics(torch.randn(64, 8), torch.zeros(64, 1))
+    assert torch.allclose(out["response"], torch.full((64,), float(response.mean()), dtype=torch.float32), atol=2e-3)
+    assert np.allclose(out["fractions"].mean(0).numpy(), layer_share, atol=0.02)
+    for i in range(3):  # the four populated cells carry the pattern; the never-hit cells start (nearly) empty
+        cells = out["u"][:, CALOGAN.layer_slice(i)].mean(0).numpy() / (layer_share[i] * float(response.mean()))
+        assert np.allclose(cells[:4], [0.4, 0.3, 0.2, 0.1], atol=0.03) and cells[4:].sum() < 0.05
+    # a loaded run rebuilds the same generator from the same statistics (checkpoint compatibility)
+    g2 = build_generator(_spec(CALOGAN, data_stats=json.loads(json.dumps(t.stats))))
+    g2.load_state_dict(g.state_dict())
+    assert (g2.response_lo, g2.response_span) == (g.response_lo, g.response_span)

@@ -86,18 +86,35 @@ def resolve_device(name: str) -> torch.device:
     return dev
 
 
+def model_spec(model_shape, condition_names, model_cfg, condition_state: dict, transform_stats: dict, attrs: dict) -> ModelSpec:
+    """The :class:`ModelSpec` of a run (shared by training and :func:`physgan.run.load_run`).
+
+    ``options`` carries the config's ``model.options`` plus ``condition_stats`` (the condition
+    normaliser's state) and ``data_stats`` (the fitted transform's statistics of the training data),
+    so factories may initialise from the data and rebuild identically when a run is loaded.
+    """
+    return ModelSpec(
+        sample_shape=tuple(model_shape),
+        n_cond=len(condition_names),
+        condition_names=list(condition_names),
+        z_dim=model_cfg.z_dim,
+        width=model_cfg.width,
+        depth=model_cfg.depth,
+        embed_dim=model_cfg.embed_dim,
+        options={**model_cfg.options, "condition_stats": condition_state, "data_stats": dict(transform_stats or {})},
+        attrs=attrs,
+    )
+
+
 def build_models(domain, header, transform, cfg: Config, normaliser: ConditionNormaliser):
     """G and D from the domain's factories for this data and config."""
-    spec = ModelSpec(
-        sample_shape=transform.model_shape(header.sample_shape),
-        n_cond=len(header.condition_names),
-        condition_names=list(header.condition_names),
-        z_dim=cfg.model.z_dim,
-        width=cfg.model.width,
-        depth=cfg.model.depth,
-        embed_dim=cfg.model.embed_dim,
-        options={**cfg.model.options, "condition_stats": normaliser.state_dict()},
-        attrs=header.attrs,
+    spec = model_spec(
+        transform.model_shape(header.sample_shape),
+        header.condition_names,
+        cfg.model,
+        normaliser.state_dict(),
+        transform.stats,
+        header.attrs,
     )
     return domain.build_generator(spec), domain.build_critic(spec), spec
 

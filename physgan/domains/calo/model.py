@@ -2,8 +2,9 @@
 
 Generator ``G(z, c)`` (``c``: normalised conditions) builds a shower in three explicit steps:
 
-1. the **energy response** ``r = E_sum / E_inc`` (a sigmoid onto ``response_range``, default [0.5, 1.5] as the
-   CaloChallenge's E_tot/E_inc histogram; initialised at 1), where ``E_sum`` is the sum of all cells and
+1. the **energy response** ``r = E_sum / E_inc`` (a sigmoid onto ``response_range``: by default the training
+   data's range widened by half its span each side, initialised at the data's mean; [0.5, 1.5] from 1 without
+   data statistics), where ``E_sum`` is the sum of all cells and
    extras (hadron showers may need a lower bound near 0);
 2. the **fractions** ``f_g`` of that energy per layer group (softmax over groups);
 3. a **normalised pattern** ``q_g`` per group (softmax over its cells, then sparsified, see below),
@@ -100,6 +101,28 @@ def _opt(spec: ModelSpec, key: str, default: Any) -> Any:
     return (spec.options or {}).get(key, default)
 
 
+def _response_range(spec: ModelSpec, data: dict[str, Any]) -> tuple[float, float, float]:
+    """Bounds ``(lo, hi)`` of the generator's response ``E_sum / E_inc`` and its initial value.
+
+    ``model.options.response_range`` when given; else the training data's range widened by half its
+    span on each side (so a response as narrow as GFlash's 0.3 % is resolved by the sigmoid, and
+    every observed value stays reachable), starting at the data's mean; else (0.5, 1.5) from 1.
+    """
+    if "response_range" in (spec.options or {}):
+        lo, hi = (float(v) for v in spec.options["response_range"])
+        if not 0 <= lo < hi:
+            raise ConfigError(f"calo model: response_range must satisfy 0 <= lo < hi, got ({lo}, {hi})")
+        return lo, hi, min(max(1.0, lo + 0.01 * (hi - lo)), hi - 0.01 * (hi - lo))
+    try:
+        r_min, r_max, r_mean = (float(data[k]) for k in ("response_min", "response_max", "response_mean"))
+    except (KeyError, TypeError, ValueError):
+        return 0.5, 1.5, 1.0
+    if not (math.isfinite(r_min) and math.isfinite(r_max) and 0 <= r_min <= r_mean <= r_max):
+        return 0.5, 1.5, 1.0
+    margin = max(0.5 * (r_max - r_min), 1e-3 * max(r_mean, 1e-3))
+    return max(0.0, r_min - margin), r_max + margin, r_mean
+
+
 class CaloGenerator(nn.Module):
     """``G(z, c) -> y`` (model space) with explicit response, layer fractions and sparse patterns.
 
@@ -109,7 +132,9 @@ class CaloGenerator(nn.Module):
         ``z_dim``, ``width``, ``depth`` (hidden layers of the shared trunk, >= 1), ``embed_dim``;
         ``options``: ``eps`` (log offset, as the transform), ``sparsify`` (default True),
         ``layer_hidden`` (a private hidden layer per group; default: when there are <= 8 groups),
-        ``response_range`` (bounds of E_sum / E_inc, default (0.5, 1.5)), ``threshold_init`` (initial relative
+        ``response_range`` (bounds of E_sum / E_inc; default from ``data_stats``, see :func:`_response_range`),
+        ``data_stats`` (the fitted transform's statistics, passed by the engine: response range and mean, mean
+        cell fractions, which initialise the response, the layer fractions and the patterns), ``threshold_init`` (initial relative
         cut ``s``, default 1e-3), ``pattern_scale_mm`` (initial pattern
         ``softmax(-r / scale)``: a core on the shower axis, default 20 mm).
     """
@@ -141,18 +166,25 @@ class CaloGenerator(nn.Module):
         for head in (self.response, self.fractions):
             nn.init.normal_(head.weight, std=0.01)
             nn.init.zeros_(head.bias)
-        lo, hi = (float(v) for v in _opt(spec, "response_range", (0.5, 1.5)))
-        if not 0 <= lo < 1 < hi:
-            raise ConfigError(f"calo model: response_range must satisfy 0 <= lo < 1 < hi, got ({lo}, {hi})")
+        data = dict(_opt(spec, "data_stats", None) or {})
+        lo, hi, r0 = _response_range(spec, data)
         self.response_lo, self.response_span = lo, hi - lo
-        nn.init.constant_(self.response.bias, math.log((1 - lo) / (hi - 1)))  # response starts at 1
+        nn.init.constant_(self.response.bias, math.log((r0 - lo) / (hi - r0)))  # response starts at r0
+        mean_u = np.asarray(data.get("mean_fraction", []), dtype=np.float64)
+        if mean_u.shape != (geom.n_features,) or not np.isfinite(mean_u).all() or mean_u.sum() <= 0:
+            mean_u = None
+        if mean_u is not None:  # layer fractions start at the training data's mean fractions
+            share = np.array([mean_u[g].sum() for g in groups]) / mean_u.sum()
+            with torch.no_grad():
+                self.fractions.bias.copy_(torch.as_tensor(np.log(share + 1e-6), dtype=torch.float32))
         layer_hidden = _opt(spec, "layer_hidden", self.n_groups <= 8)
         self.layer_hidden = nn.ModuleList(
             nn.Sequential(nn.Linear(width, width), nn.LeakyReLU(0.2)) if layer_hidden else nn.Identity()
             for _ in groups
         )
         self.patterns = nn.ModuleList(nn.Linear(width, n) for n in self.group_sizes)
-        # physics prior: start from a shower core on the axis, log-pattern -r / scale (extras well below the cells)
+        # start from the training data's mean pattern per group (log of the mean normalised cell energy), or,
+        # without data statistics, from a physics prior: a shower core on the axis, log-pattern -r / scale
         scale_mm = float(_opt(spec, "pattern_scale_mm", 20.0))
         r_flat = np.concatenate([np.asarray(lay.r_mm, dtype=np.float64) for lay in geom.layers])
         with torch.no_grad():
@@ -160,8 +192,13 @@ class CaloGenerator(nn.Module):
                 head.weight.mul_(0.1)
                 is_cell = idx < geom.n_cells
                 bias = np.zeros(len(idx))
-                bias[is_cell] = -r_flat[idx[is_cell]] / scale_mm
-                bias[~is_cell] = (bias[is_cell].min() if is_cell.any() else 0.0) - 2.0
+                if mean_u is not None and mean_u[idx].sum() > 0:
+                    q = mean_u[idx] / mean_u[idx].sum()
+                    n_empty = int((q == 0).sum())  # cells never hit in the data share 1e-4 of the group at the start
+                    bias = np.log(np.where(q > 0, q, 1e-4 / max(n_empty, 1)))
+                else:
+                    bias[is_cell] = -r_flat[idx[is_cell]] / scale_mm
+                    bias[~is_cell] = (bias[is_cell].min() if is_cell.any() else 0.0) - 2.0
                 head.bias.copy_(torch.as_tensor(bias, dtype=torch.float32))
         s0 = float(_opt(spec, "threshold_init", 1e-3))
         if not 0 < s0 < S_MAX:

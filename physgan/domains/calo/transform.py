@@ -138,6 +138,15 @@ class CaloTransform(Transform):
                 min_positive_fraction=float(pos.min()) if pos.size else 0.0,
                 below_eps_fraction=float(np.mean((u > 0) & (u < 0.5 * self.eps))),
             )
+            # the generator initialises its response range, layer fractions and cell patterns from these
+            r = u.sum(axis=1)
+            stats.update(
+                response_min=float(r.min()),
+                response_max=float(r.max()),
+                response_mean=float(r.mean()),
+                response_std=float(r.std()),
+                mean_fraction=u.mean(axis=0).astype(np.float32).tolist(),
+            )
         self.stats = stats
         return self
 

@@ -1,0 +1,251 @@
+"""Calorimeter benchmark (issue 3): train on simulated CaloGAN e+ showers, evaluate on independent ones.
+
+::
+
+    python -m bench.calo_benchmark                                   # 100k train, 20k eval, 20k floor, 60 min of training
+    python -m bench.calo_benchmark --n-train 20000 --n-eval 5000 --train-minutes 10   # a quicker look
+    python -m bench.calo_benchmark --device cuda --preset gpu --train-minutes 120       # on a GPU node
+
+Steps, each timed and each skipped when its output already exists in ``--workdir`` (so an
+interrupted benchmark resumes; training resumes from its last checkpoint):
+
+1. ``physgan data make calo`` (GFlash, CaloGAN geometry, e+ at 1-100 GeV log-uniform): the training
+   file (``--n-train``, seed 1), the evaluation file (``--n-eval``, seed 2) and a second independent
+   file of the same size for the noise floor (seed 3). The training file's wall time gives the
+   simulator's showers/s.
+2. ``physgan train calo --preset P`` in a subprocess with a *wall-clock* budget: after
+   ``--train-minutes`` the benchmark sends SIGTERM, which physgan answers like a preempted batch job
+   (checkpoint, exit 0). The training budget reported is steps, wall time and device.
+3. The run's own best checkpoint (selected on its validation split of the *training* file, never on
+   the evaluation file) generates one shower per evaluation condition; :func:`physgan.evaluate` then
+   reports every separation power (with its noise floor from the two independent simulator files),
+   the low- and high-level classifier AUCs, FPD and KPD, and the per-energy-bin figures. The HTML
+   report (plots: average shower per layer, feature histograms with ratio panels, response vs
+   incident energy) goes to ``<workdir>/report``.
+4. Generation speed of the trained generator to memory at batch 1, 100 and 10 000 against the GFlash
+   simulator at 1, 100 and 1000 showers per call, in the same process and thread count.
+
+The goals of the issue (separation power < 5e-3 for E_tot/E_inc and each E_layer, high-level AUC
+< 0.75) are printed next to the measured values; nothing here asserts them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench._util import env_info, load
+
+GOALS = {"sep_energy": 5e-3, "auc_high": 0.75}
+
+
+def physgan_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "physgan", *args]
+
+
+def make_file(out: Path, n: int, seed: int, threads: int) -> float | None:
+    """Simulate ``n`` showers into ``out`` (skipped if it exists); returns the wall time, or None if skipped."""
+    if out.exists():
+        return None
+    argv = ["data", "make", "calo", "--geometry", "calogan", "--particle", "e+", "--energy", "1:100"]
+    argv += ["--n", str(n), "--seed", str(seed), "--out", str(out)]
+    t0 = time.perf_counter()
+    subprocess.run(physgan_cmd(*argv), check=True, env=_env(threads), stdout=subprocess.DEVNULL)
+    return time.perf_counter() - t0
+
+
+def _env(threads: int) -> dict[str, str]:
+    env = dict(os.environ)
+    env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
+    return env
+
+
+def train(args, data: Path, run_dir: Path) -> dict[str, Any]:
+    """Train with a wall-clock budget (SIGTERM at the deadline = physgan's preemption path)."""
+    done = run_dir / "benchmark_train.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    argv = ["train", "calo", "--data", str(data), "--run", str(run_dir), "--preset", args.preset, "--steps", str(args.max_steps)]
+    argv += ["--device", args.device, "--seed", str(args.seed), "--quiet"]
+    argv += [f"--set={s}" for s in args.set]
+    if (run_dir / "checkpoints" / "last.pt").exists():
+        argv += ["--resume", "auto"]
+    log = open(run_dir.parent / "train.out", "a")
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(physgan_cmd(*argv), env=_env(args.threads), stdout=log, stderr=subprocess.STDOUT)
+    deadline = t0 + 60 * args.train_minutes
+    stopped = False
+    while proc.poll() is None:
+        if time.perf_counter() > deadline and not stopped:
+            proc.send_signal(signal.SIGTERM)
+            stopped = True
+        time.sleep(2)
+    wall = time.perf_counter() - t0
+    log.close()
+    if proc.returncode != 0:
+        raise SystemExit(f"training failed (exit {proc.returncode}); see {run_dir.parent / 'train.out'}")
+    rows = [json.loads(s) for s in (run_dir / "stats.jsonl").read_text().splitlines() if s.strip()]
+    out = {"steps": max(r["step"] for r in rows), "wall_s": wall, "stopped_by_budget": stopped, "device": args.device,
+           "preset": args.preset, "threads": args.threads}
+    done.write_text(json.dumps(out))
+    return out
+
+
+def generation_speed(run, energies: np.ndarray, threads: int, seed: int) -> list[dict[str, Any]]:
+    """Showers/s of the trained generator (to memory) and of GFlash, in this process."""
+    import torch
+
+    from physgan.domains.calo.geometry import calogan_geometry
+    from physgan.sim.gflash import simulate_showers
+
+    torch.set_num_threads(threads)
+    geom = calogan_geometry()
+    rows = []
+    for batch, reps in ((1, 200), (100, 30), (10000, 3)):
+        c = energies[:batch, None] if batch <= len(energies) else np.resize(energies, batch)[:, None]
+        run.sample(batch, c, seed=seed, batch_size=batch)  # warm-up
+        t0 = time.perf_counter()
+        for i in range(reps):
+            run.sample(batch, c, seed=seed + i, batch_size=batch)
+        rows.append({"what": "physgan G", "batch": batch, "per_s": batch * reps / (time.perf_counter() - t0)})
+    for batch, reps in ((1, 20), (100, 3), (1000, 1)):
+        e_gev = np.resize(energies, batch).astype(np.float64)  # CaloGAN files store GeV
+        simulate_showers(geom, e_gev[: min(batch, 10)], "e+", seed=seed)  # warm-up
+        t0 = time.perf_counter()
+        for i in range(reps):
+            simulate_showers(geom, e_gev, "e+", seed=seed + i)
+        rows.append({"what": "GFlash", "batch": batch, "per_s": batch * reps / (time.perf_counter() - t0)})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--n-train", type=int, default=100_000)
+    p.add_argument("--n-eval", type=int, default=20_000, help="evaluation showers (and as many for the noise floor)")
+    p.add_argument("--preset", default="quick", help="calo preset for the networks and optimiser (quick, default, gpu)")
+    p.add_argument("--train-minutes", type=float, default=60.0, help="wall-clock training budget")
+    p.add_argument("--max-steps", type=int, default=1_000_000, help="generator steps if the budget is not reached first")
+    p.add_argument("--set", action="append", default=[], help="extra config overrides, as physgan train --set")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--threads", type=int, default=1, help="CPU threads for training and timing")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workdir", default="bench/_calo_benchmark")
+    p.add_argument("--out", help="write the results as JSON here (default <workdir>/results.json)")
+    args = p.parse_args(argv)
+
+    work = Path(args.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    files = {"train": work / "train.h5", "eval": work / "eval.h5", "floor": work / "floor.h5"}
+    timing_path = work / "simulation_times.json"
+    sim_times = json.loads(timing_path.read_text()) if timing_path.exists() else {}
+    print(f"[1/4] simulating {args.n_train} training showers (GFlash)", flush=True)
+    t = make_file(files["train"], args.n_train, 1, args.threads)
+    if t is not None:
+        sim_times["train"] = {"n": args.n_train, "wall_s": t}
+        timing_path.write_text(json.dumps(sim_times))
+
+    run_dir = work / "run"
+    run_dir.parent.mkdir(exist_ok=True)
+    # the evaluation files are simulated on the other core while training runs
+    side = None
+    if not (files["eval"].exists() and files["floor"].exists()):
+        side = subprocess.Popen(
+            [sys.executable, "-c",
+             "from bench.calo_benchmark import make_file; from pathlib import Path; "
+             f"make_file(Path({str(files['eval'])!r}), {args.n_eval}, 2, 1); "
+             f"make_file(Path({str(files['floor'])!r}), {args.n_eval}, 3, 1)"],
+        )
+    print(f"[2/4] training (preset {args.preset}, {args.train_minutes:g} min budget, {args.threads} thread(s), {args.device})", flush=True)
+    budget = train(args, files["train"], run_dir)
+    if side is not None and side.wait() != 0:
+        raise SystemExit("simulating the evaluation files failed")
+
+    import torch
+
+    from physgan.evaluation import evaluate
+    from physgan.io.hdf5 import open_source, read_all
+    from physgan.run import load_run
+
+    torch.set_num_threads(max(1, os.cpu_count() or 1) if args.device == "cpu" else args.threads)
+    print("[3/4] generating and evaluating", flush=True)
+    ckpt = "best" if (run_dir / "checkpoints" / "best.pt").exists() else "last"
+    run = load_run(run_dir, checkpoint=ckpt, device=args.device)
+    src = open_source(files["eval"])
+    x_eval, c_eval = read_all(src)
+    attrs = dict(src.header.attrs)
+    src.close()
+    t0 = time.perf_counter()
+    x_fake = run.sample(len(x_eval), c_eval, seed=args.seed + 1)
+    gen_wall = time.perf_counter() - t0
+    ev = evaluate(files["eval"], (x_fake, c_eval, attrs), domain="calo", real2=files["floor"], seed=args.seed, run=run_dir)
+    ev.to_html(work / "report", overwrite=True)
+    metrics = ev.to_dict()["metrics"]
+
+    print("[4/4] generation speed", flush=True)
+    speed = generation_speed(run, c_eval[:, 0], args.threads, args.seed)
+
+    results = {
+        "env": env_info(),
+        "load": load(),
+        "n_train": args.n_train,
+        "n_eval": args.n_eval,
+        "checkpoint": ckpt,
+        "checkpoint_step": run.step,
+        "budget": budget,
+        "simulation": sim_times,
+        "generate_eval_wall_s": gen_wall,
+        "metrics": metrics,
+        "speed": speed,
+    }
+    Path(args.out or work / "results.json").write_text(json.dumps(results, indent=1))
+    print(report(results))
+    return 0
+
+
+def report(results: dict[str, Any]) -> str:
+    """Markdown tables of the benchmark's headline figures."""
+    m = results["metrics"]
+    b = results["budget"]
+
+    def val(name: str) -> str:
+        e = m.get(name)
+        if e is None or e["value"] is None:
+            return "n/a"
+        err = f" ± {e['error']:.2g}" if e.get("error") is not None else ""
+        floor = f" (floor {e['floor']:.2g})" if e.get("floor") is not None else ""
+        return f"{e['value']:.4g}{err}{floor}"
+
+    lines = [
+        f"training: {b['steps']} generator steps, {b['wall_s'] / 60:.1f} min wall, preset {b['preset']}, device {b['device']}, "
+        f"{b['threads']} thread(s); evaluated checkpoint '{results['checkpoint']}' (step {results['checkpoint_step']}); "
+        f"{results['n_train']} training / {results['n_eval']} evaluation showers",
+    ]
+    sim = results["simulation"].get("train")
+    if sim:
+        lines.append(f"GFlash: {sim['n']} showers in {sim['wall_s'] / 60:.1f} min ({sim['n'] / sim['wall_s']:.0f} showers/s)")
+    lines += ["", "| metric | value ± error (noise floor) | goal |", "|---|---|---|"]
+    sep_names = [k for k in m if k.startswith("physics/sep/") and ("e_tot" in k or "e_layer" in k) and "ebin" not in k]
+    for k in ["auc_high", "auc_low", "fpd", "kpd", *sep_names]:
+        goal = "< 0.75" if k == "auc_high" else ("< 5e-3" if k in sep_names else "")
+        lines.append(f"| {k} | {val(k)} | {goal} |")
+    others = sorted(k for k in m if k.startswith("physics/sep/") and k not in sep_names and "ebin" not in k)
+    for k in others:
+        lines.append(f"| {k} | {val(k)} | |")
+    for k in ("physics/response_real", "physics/response_fake", "physics/resolution_real", "physics/resolution_fake"):
+        lines.append(f"| {k} | {val(k)} | |")
+    lines += ["", "| generator | batch | showers/s |", "|---|---|---|"]
+    lines += [f"| {r['what']} | {r['batch']} | {r['per_s']:.4g} |" for r in results["speed"]]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
