@@ -85,6 +85,7 @@ class TrainConfig:
     precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16
     compile: bool = False  # torch.compile the generator (CUDA)
     log_every: int = 50  # status line / stats every this many generator steps
+    diag_warmup: int = -1  # no mode-collapse warnings before this step (-1: a tenth of train.steps, at most 5000)
     val_every: int = 500  # validation metrics every this many steps (0: never)
     ckpt_every: int = 500  # checkpoint every this many steps
     keep_snapshots: int = 3  # numbered snapshots kept besides last.pt and best.pt
@@ -111,6 +112,7 @@ class Config:
                 problems.append(msg)
 
         need(t.steps >= 0, f"train.steps must be >= 0 (got {t.steps})")
+        need(t.diag_warmup >= -1, f"train.diag_warmup must be >= 0, or -1 for a tenth of train.steps (got {t.diag_warmup})")
         need(t.batch_size >= 1, f"train.batch_size must be >= 1 (got {t.batch_size})")
         need(
             t.n_critic >= 1,

@@ -199,6 +199,19 @@ def test_each_objective_trains_from_the_cli_with_diagnostics(loss, ring_file, tm
         assert max(float(v.abs().max()) for v in state["D"].values()) <= 0.01 + 1e-7
 
 
+def test_collapse_warnings_wait_for_the_configured_warmup(ring_file, tmp_path):
+    """train.diag_warmup silences collapse warnings before that step; gradient checks still run and stats are logged."""
+    argv = ["train", "array", "--data", str(ring_file), "--steps", "4", "--quiet"]
+    argv += [f"--set={s}" for s in ("model.width=16", "model.depth=2", "model.z_dim=4", "model.embed_dim=4", "train.batch_size=16")]
+    argv += [f"--set={s}" for s in ("train.n_critic=1", "train.log_every=2", "data.val_fraction=0.2")]
+    for warmup, expect in (("0", True), ("100", False)):
+        run = tmp_path / f"w{warmup}"
+        assert main([*argv, "--run", str(run), f"--set=train.diag_warmup={warmup}"]) == 0
+        log = (run / "log.txt").read_text()
+        assert ("warning: step 2: diversity of generated samples" in log) is expect
+        assert "Diag/diversity" in (run / "stats.jsonl").read_text()
+
+
 # ---- the ring of 8 Gaussians ---------------------------------------------------------------------
 
 RING_SIGMA = 0.1

@@ -322,7 +322,8 @@ def train(cfg: Config, run_dir: str | Path, resume: str | None = None, progress:
         sample_diag = SampleDiagnostics(val[0][:n_diag], val[1][:n_diag], domain.features, header.attrs, seed=t_cfg.seed)
         zg = torch.Generator().manual_seed(t_cfg.seed + 15485863)
         z_diag = torch.randn((sample_diag.n_fake, *G.latent_shape(1)), generator=zg).to(device)
-    monitor = TrainingMonitor(sample_diag.thresholds if sample_diag else None, warmup_steps=t_cfg.steps // 10)
+    warmup = t_cfg.diag_warmup if t_cfg.diag_warmup >= 0 else min(t_cfg.steps // 10, 5000)
+    monitor = TrainingMonitor(sample_diag.thresholds if sample_diag else None, warmup_steps=warmup)
 
     def load_state(state: dict[str, Any]) -> None:
         G.load_state_dict(state["G"])
