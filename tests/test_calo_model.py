@@ -135,7 +135,15 @@ def test_transform_round_trip_exact_zeros_and_json_state():
     t2 = CaloTransform().load_state_dict(state)
     xt, ct = torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(c, dtype=torch.float32)
     y = t2.forward(xt, ct)
-    assert y.min() >= -1.0 and y.max() <= 1.0
+    n = CALOGAN.n_features
+    assert y.shape == (20, n + 4) and t2.model_shape((n,)) == (n + 4,)  # cells, then log response and 3 layer shares
+    assert y[:, :n].min() >= -1.0 and y[:, :n].max() <= 1.0
+    summaries = y[:, n:].double()  # standardised on the fitted data: mean 0, standard deviation 1
+    torch.testing.assert_close(summaries.mean(0), torch.zeros(4, dtype=torch.float64), atol=1e-4, rtol=0)
+    torch.testing.assert_close(summaries.std(0, unbiased=False), torch.ones(4, dtype=torch.float64), atol=1e-4, rtol=0)
+    u = xt / (ct * 1000.0)
+    raw_response = torch.log(u.sum(1) + 1e-6)
+    torch.testing.assert_close(y[:, n], (raw_response - state["stats"]["summary_mean"][0]) / state["stats"]["summary_std"][0])
     back = t2.inverse(y, ct)
     assert torch.equal(back == 0, xt == 0)
     torch.testing.assert_close(back, xt, rtol=2e-5, atol=1e-6)
@@ -144,7 +152,10 @@ def test_transform_round_trip_exact_zeros_and_json_state():
     tm = CaloTransform().fit(np.zeros((1, ds1.n_features)), np.ones((1, 1)), ds1.to_attrs())
     assert tm.stats["energy_units"] == "MeV" and t.stats["energy_units"] == "GeV"
     y1 = tm.forward(torch.full((1, ds1.n_features), 500.0), torch.tensor([[1000.0]]))
-    torch.testing.assert_close(y1, fractions_to_model(torch.full((1, ds1.n_features), 0.5)))
+    torch.testing.assert_close(y1[:, : ds1.n_features], fractions_to_model(torch.full((1, ds1.n_features), 0.5)))
+    # without summaries (and for runs fitted before them) the model space is the cells alone
+    plain = CaloTransform(summaries=False).fit(x, c, CALOGAN.to_attrs())
+    assert plain.model_shape((n,)) == (n,) and plain.forward(xt, ct).shape == (20, n)
 
 
 def test_domain_record_is_complete():
@@ -229,3 +240,32 @@ def test_generator_starts_from_the_training_data_statistics():
     g2 = build_generator(_spec(CALOGAN, data_stats=json.loads(json.dumps(t.stats))))
     g2.load_state_dict(g.state_dict())
     assert (g2.response_lo, g2.response_span) == (g.response_lo, g.response_span)
+
+
+def test_generator_appends_the_transforms_summary_coordinates():
+    """G's summary coordinates equal the transform's on G's own showers; D reads them; mismatches are refused."""
+    from physgan.errors import ConfigError
+
+    rng = np.random.default_rng(1)
+    x = rng.exponential(50.0, size=(64, CALOGAN.n_features)) * (rng.random((64, CALOGAN.n_features)) < 0.4)
+    c = rng.uniform(1, 100, size=(64, 1))
+    t = CaloTransform().fit(x, c, CALOGAN.to_attrs())
+    n = CALOGAN.n_features
+    spec = ModelSpec(sample_shape=t.model_shape((n,)), n_cond=1, condition_names=["energy"], z_dim=8, width=24, depth=2,
+                     embed_dim=8, options={"data_stats": t.stats}, attrs=CALOGAN.to_attrs())
+    torch.manual_seed(0)
+    g, d = build_generator(spec), build_critic(spec)
+    with torch.no_grad():
+        y = g(torch.randn(16, 8), torch.zeros(16, 1))
+        e = torch.full((16, 1), 20.0)
+        again = t.forward(t.inverse(y, e), e)
+    assert y.shape == (16, n + 4)
+    torch.testing.assert_close(again[:, n:], y[:, n:], atol=1e-3, rtol=0)  # consistent by construction
+    y.requires_grad_(True)
+    d(y, torch.zeros(16, 1)).sum().backward()
+    assert float(y.grad[:, n:].abs().sum()) > 0  # the critic's score depends on the summaries
+    bad = dict(t.stats, summary_mean=t.stats["summary_mean"][:2])
+    with pytest.raises(ConfigError, match="data_stats"):
+        build_generator(ModelSpec(**{**spec.__dict__, "options": {"data_stats": bad}}))
+    with pytest.raises(ConfigError, match="508"):
+        build_generator(ModelSpec(**{**spec.__dict__, "sample_shape": (n + 1,)}))

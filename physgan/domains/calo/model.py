@@ -28,7 +28,11 @@ cut at the readout threshold would need the incident energy in MeV inside G, whi
 Critic ``D(y, c)``: an MLP on the model-space cells, beside an MLP on differentiable physics features
 computed in torch from ``y`` (log layer energies and total response, per-layer centres of energy and
 widths in x, y (and r for cylindrical layers), soft per-layer occupancy, shower depth), joined and
-scored by a projection head with the condition embedding (Miyato & Koyama). No batch norm; optional
+scored by a projection head with the condition embedding (Miyato & Koyama). When the transform appends
+its standardised summary coordinates (log response and log layer shares; see
+:mod:`~physgan.domains.calo.transform`), G appends the same coordinates computed from its own cells, and D
+feeds them to its physics MLP: the gradient penalty then gives each high-level quantity a unit-scale
+direction, so a response off by a standard deviation costs as much as any other unit step. No batch norm; optional
 layer norm. All operations are twice differentiable (widths use ``sqrt(var + 1e-6)``).
 
 References
@@ -52,7 +56,13 @@ from torch import nn
 from physgan.domains.base import ModelSpec
 from physgan.domains.calo.features import resolve_geometry
 from physgan.domains.calo.geometry import CaloGeometry
-from physgan.domains.calo.transform import DEFAULT_EPS, fractions_to_model, model_to_fractions
+from physgan.domains.calo.transform import (
+    DEFAULT_EPS,
+    fractions_to_model,
+    group_member_matrix,
+    model_to_fractions,
+    summary_coordinates,
+)
 from physgan.errors import ConfigError
 from physgan.nn.conditioning import ConditionEmbedding, FiLM, ProjectionHead
 
@@ -64,12 +74,24 @@ S_MAX = 0.99
 
 
 def geometry_for_spec(spec: ModelSpec) -> CaloGeometry:
-    """The geometry of a model spec: from ``spec.attrs`` or, failing that, from the sample length."""
+    """The geometry of a model spec: from ``spec.attrs`` or, failing that, from the sample length.
+
+    The model-space length is the geometry's ``n_features``, plus ``1 + n_groups`` summary coordinates
+    when the transform was fitted with them (see :func:`n_summaries`).
+    """
     n = int(np.prod(spec.sample_shape))
     geom = resolve_geometry(spec.attrs if spec.attrs else None, n)
-    if geom.n_features != n:
-        raise ConfigError(f"calo model: geometry '{geom.name}' has {geom.n_features} features but samples have {n}")
+    if n not in (geom.n_features, geom.n_features + 1 + len(layer_groups(geom))):
+        raise ConfigError(
+            f"calo model: geometry '{geom.name}' has {geom.n_features} features "
+            f"(+{1 + len(layer_groups(geom))} summary coordinates) but samples have {n}"
+        )
     return geom
+
+
+def n_summaries(spec: ModelSpec, geom: CaloGeometry) -> int:
+    """Number of summary coordinates after the cells in model space (0 or ``1 + n_groups``)."""
+    return int(np.prod(spec.sample_shape)) - geom.n_features
 
 
 def layer_groups(geom: CaloGeometry) -> list[np.ndarray]:
@@ -155,6 +177,20 @@ class CaloGenerator(nn.Module):
         groups = layer_groups(geom)
         self.n_groups = len(groups)
         self.group_sizes = [len(g) for g in groups]
+        self.n_summaries = n_summaries(spec, geom)
+        if self.n_summaries:  # the model space appends the transform's summary coordinates (same statistics)
+            stats = dict(_opt(spec, "data_stats", None) or {})
+            if "summary_mean" not in stats or len(stats["summary_mean"]) != self.n_summaries:
+                raise ConfigError("calo model: summary coordinates in model space but no matching data_stats from the transform")
+            feature_group = np.empty(geom.n_features, dtype=np.int64)
+            for g, idx in enumerate(groups):
+                feature_group[idx] = g
+            if list(feature_group) != list(stats["feature_group"]):
+                raise ConfigError("calo model: the transform's layer groups differ from the geometry's")
+            f32 = torch.float32
+            self.register_buffer("summary_member", torch.as_tensor(group_member_matrix(feature_group, self.n_groups)), persistent=False)
+            self.register_buffer("summary_mean", torch.as_tensor(stats["summary_mean"], dtype=f32), persistent=False)
+            self.register_buffer("summary_std", torch.as_tensor(stats["summary_std"], dtype=f32), persistent=False)
         # groups of cells get a threshold; a pure-extras group (not per layer) does not
         self.group_sparse = [bool(self.sparsify and (g < geom.n_cells).any()) for g in groups]
         order = np.concatenate(groups)
@@ -249,8 +285,12 @@ class CaloGenerator(nn.Module):
         return {"u": u, "response": response, "fractions": fractions, "group_energy": group_energy}
 
     def forward(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        """Model-space showers ``(B, n_features)``: ``fractions_to_model(u)``."""
-        return fractions_to_model(self.physics(z, c)["u"], self.eps)
+        """Model-space showers ``(B, n_features [+ 1 + n_groups])``: ``fractions_to_model(u)`` [and the summaries]."""
+        u = self.physics(z, c)["u"]
+        y = fractions_to_model(u, self.eps)
+        if self.n_summaries:
+            y = torch.cat([y, summary_coordinates(u, self.summary_member, self.summary_mean, self.summary_std)], dim=1)
+        return y
 
 
 class CaloCritic(nn.Module):
@@ -298,7 +338,9 @@ class CaloCritic(nn.Module):
         self.register_buffer("moment_1", torch.as_tensor(np.stack(cols_1, axis=1), dtype=f32), persistent=False)
         self.register_buffer("moment_2", torch.as_tensor(np.stack(cols_2, axis=1), dtype=f32), persistent=False)
         self.register_buffer("col_layer", torch.as_tensor(col_layer, dtype=torch.long), persistent=False)
-        n_phys = 2 + 2 * self.n_layers + 2 * len(col_layer)
+        self.n_cells_model = geom.n_features
+        self.n_summaries = n_summaries(spec, geom)
+        n_phys = 2 + 2 * self.n_layers + 2 * len(col_layer) + self.n_summaries
         self.n_phys = n_phys
 
         def mlp(n_in: int, n_hidden: int, n_layers: int) -> nn.Sequential:
@@ -337,7 +379,9 @@ class CaloCritic(nn.Module):
 
     def forward(self, y: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """Critic scores ``(B,)`` for model-space showers ``y`` with normalised conditions ``c``."""
-        h = torch.cat([self.cell_net(y), self.phys_net(self.physics_features(y))], dim=1)
+        cells, summaries = y[:, : self.n_cells_model], y[:, self.n_cells_model :]
+        phys = torch.cat([self.physics_features(cells), summaries], dim=1)
+        h = torch.cat([self.cell_net(cells), self.phys_net(phys)], dim=1)
         return self.head(self.joint(h), self.embed(c))
 
 
