@@ -9,9 +9,12 @@ every figure. Memory: peak resident set size of a section (a thread polls ``/pro
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
+import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -33,6 +36,10 @@ __all__ = [
     "MemWatch",
     "env_info",
     "markdown_table",
+    "physgan_cmd",
+    "cpu_env",
+    "add_training_args",
+    "train_with_budget",
 ]
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -208,3 +215,95 @@ def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+# ---- trained-model benchmarks: the CLI in a subprocess with a wall-clock budget ----------------------------------
+
+
+def physgan_cmd(*args: str) -> list[str]:
+    """``python -m physgan ARGS`` with this interpreter."""
+    return [sys.executable, "-m", "physgan", *args]
+
+
+def cpu_env(threads: int) -> dict[str, str]:
+    """The environment with ``OMP_NUM_THREADS``/``MKL_NUM_THREADS`` set (torch's intra-op threads in a subprocess)."""
+    env = dict(os.environ)
+    env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
+    return env
+
+
+def add_training_args(p: argparse.ArgumentParser, preset: str = "quick", minutes: float = 60.0) -> argparse.ArgumentParser:
+    """``--preset --train-minutes --max-steps --set --device --threads --seed`` for :func:`train_with_budget`."""
+    p.add_argument("--preset", default=preset, help=f"domain preset for the networks and optimiser (default {preset})")
+    p.add_argument("--train-minutes", type=float, default=minutes, help="wall-clock training budget")
+    p.add_argument("--max-steps", type=int, default=1_000_000, help="generator steps if the budget is not reached first")
+    p.add_argument("--set", action="append", default=[], help="extra config overrides, as physgan train --set")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--threads", type=int, default=1, help="CPU threads for training and timing")
+    p.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def train_with_budget(domain: str, data: Path, run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """``physgan train DOMAIN`` in a subprocess, stopped by SIGTERM after ``args.train_minutes``.
+
+    SIGTERM is physgan's preemption path (checkpoint, exit 0), so the budget ends training the way a
+    batch scheduler would. An existing ``last.pt`` is resumed and the wall time of every session is
+    summed; ``benchmark_train.json`` in ``run_dir`` marks the step done (a rerun returns it).
+
+    Returns
+    -------
+    dict
+        ``command``, ``steps`` (from the final checkpoint, which stats may lag), ``wall_s`` (all
+        sessions), ``sessions``, ``stopped_by_budget``, ``device``, ``preset``, ``threads``, ``overrides``.
+    """
+    done = run_dir / "benchmark_train.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    argv = ["train", domain, "--data", str(data), "--run", str(run_dir), "--preset", args.preset, "--steps", str(args.max_steps)]
+    argv += ["--device", args.device, "--seed", str(args.seed), "--quiet"]
+    argv += [f"--set={s}" for s in args.set]
+    if (run_dir / "checkpoints" / "last.pt").exists():
+        argv += ["--resume", "auto"]
+    log_path = run_dir.parent / "train.out"
+    t0 = time.perf_counter()
+    stopped = False
+    with open(log_path, "a") as log:
+        log.write("$ physgan " + " ".join(argv) + "\n")
+        log.flush()
+        proc = subprocess.Popen(physgan_cmd(*argv), env=cpu_env(args.threads), stdout=log, stderr=subprocess.STDOUT)
+        deadline = t0 + 60 * args.train_minutes
+        while proc.poll() is None:
+            if time.perf_counter() > deadline and not stopped:
+                proc.send_signal(signal.SIGTERM)
+                stopped = True
+            time.sleep(1)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"training failed (exit {proc.returncode}); see {log_path}")
+    sessions = run_dir / "benchmark_train_sessions.jsonl"
+    with open(sessions, "a") as fh:
+        fh.write(json.dumps({"wall_s": wall, "stopped_by_budget": stopped}) + "\n")
+    walls = [json.loads(s)["wall_s"] for s in sessions.read_text().splitlines() if s.strip()]
+    from physgan.train.checkpoint import latest_checkpoint, load_checkpoint
+
+    stats = run_dir / "stats.jsonl"
+    rows = [json.loads(s) for s in stats.read_text().splitlines() if s.strip()] if stats.exists() else []
+    last = latest_checkpoint(run_dir)
+    steps = max([r.get("step", 0) for r in rows] + ([int(load_checkpoint(last)["step"])] if last is not None else [0]))
+    out = {
+        "command": "physgan " + " ".join(argv),
+        "steps": steps,
+        "wall_s": sum(walls),
+        "sessions": len(walls),
+        "stopped_by_budget": stopped,
+        "device": args.device,
+        "preset": args.preset,
+        "threads": args.threads,
+        "overrides": list(args.set),
+    }
+    tmp = done.with_suffix(".tmp")
+    tmp.write_text(json.dumps(out))
+    os.replace(tmp, done)
+    return out

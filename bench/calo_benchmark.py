@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -43,13 +42,9 @@ from typing import Any
 
 import numpy as np
 
-from bench._util import env_info, load
+from bench._util import add_training_args, cpu_env, env_info, load, physgan_cmd, train_with_budget
 
 GOALS = {"sep_energy": 5e-3, "auc_high": 0.75}
-
-
-def physgan_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "physgan", *args]
 
 
 def make_file(out: Path, n: int, seed: int, threads: int) -> float | None:
@@ -59,45 +54,8 @@ def make_file(out: Path, n: int, seed: int, threads: int) -> float | None:
     argv = ["data", "make", "calo", "--geometry", "calogan", "--particle", "e+", "--energy", "1:100"]
     argv += ["--n", str(n), "--seed", str(seed), "--out", str(out)]
     t0 = time.perf_counter()
-    subprocess.run(physgan_cmd(*argv), check=True, env=_env(threads), stdout=subprocess.DEVNULL)
+    subprocess.run(physgan_cmd(*argv), check=True, env=cpu_env(threads), stdout=subprocess.DEVNULL)
     return time.perf_counter() - t0
-
-
-def _env(threads: int) -> dict[str, str]:
-    env = dict(os.environ)
-    env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
-    return env
-
-
-def train(args, data: Path, run_dir: Path) -> dict[str, Any]:
-    """Train with a wall-clock budget (SIGTERM at the deadline = physgan's preemption path)."""
-    done = run_dir / "benchmark_train.json"
-    if done.exists():
-        return json.loads(done.read_text())
-    argv = ["train", "calo", "--data", str(data), "--run", str(run_dir), "--preset", args.preset, "--steps", str(args.max_steps)]
-    argv += ["--device", args.device, "--seed", str(args.seed), "--quiet"]
-    argv += [f"--set={s}" for s in args.set]
-    if (run_dir / "checkpoints" / "last.pt").exists():
-        argv += ["--resume", "auto"]
-    log = open(run_dir.parent / "train.out", "a")
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(physgan_cmd(*argv), env=_env(args.threads), stdout=log, stderr=subprocess.STDOUT)
-    deadline = t0 + 60 * args.train_minutes
-    stopped = False
-    while proc.poll() is None:
-        if time.perf_counter() > deadline and not stopped:
-            proc.send_signal(signal.SIGTERM)
-            stopped = True
-        time.sleep(2)
-    wall = time.perf_counter() - t0
-    log.close()
-    if proc.returncode != 0:
-        raise SystemExit(f"training failed (exit {proc.returncode}); see {run_dir.parent / 'train.out'}")
-    rows = [json.loads(s) for s in (run_dir / "stats.jsonl").read_text().splitlines() if s.strip()]
-    out = {"steps": max(r["step"] for r in rows), "wall_s": wall, "stopped_by_budget": stopped, "device": args.device,
-           "preset": args.preset, "threads": args.threads}
-    done.write_text(json.dumps(out))
-    return out
 
 
 def generation_speed(run, energies: np.ndarray, threads: int, seed: int) -> list[dict[str, Any]]:
@@ -131,13 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n-train", type=int, default=100_000)
     p.add_argument("--n-eval", type=int, default=20_000, help="evaluation showers (and as many for the noise floor)")
-    p.add_argument("--preset", default="quick", help="calo preset for the networks and optimiser (quick, default, gpu)")
-    p.add_argument("--train-minutes", type=float, default=60.0, help="wall-clock training budget")
-    p.add_argument("--max-steps", type=int, default=1_000_000, help="generator steps if the budget is not reached first")
-    p.add_argument("--set", action="append", default=[], help="extra config overrides, as physgan train --set")
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    p.add_argument("--threads", type=int, default=1, help="CPU threads for training and timing")
-    p.add_argument("--seed", type=int, default=0)
+    add_training_args(p)
     p.add_argument("--workdir", default="bench/_calo_benchmark")
     p.add_argument("--out", help="write the results as JSON here (default <workdir>/results.json)")
     args = p.parse_args(argv)
@@ -159,13 +111,16 @@ def main(argv: list[str] | None = None) -> int:
     side = None
     if not (files["eval"].exists() and files["floor"].exists()):
         side = subprocess.Popen(
-            [sys.executable, "-c",
-             "from bench.calo_benchmark import make_file; from pathlib import Path; "
-             f"make_file(Path({str(files['eval'])!r}), {args.n_eval}, 2, 1); "
-             f"make_file(Path({str(files['floor'])!r}), {args.n_eval}, 3, 1)"],
+            [
+                sys.executable,
+                "-c",
+                "from bench.calo_benchmark import make_file; from pathlib import Path; "
+                f"make_file(Path({str(files['eval'])!r}), {args.n_eval}, 2, 1); "
+                f"make_file(Path({str(files['floor'])!r}), {args.n_eval}, 3, 1)",
+            ],
         )
     print(f"[2/4] training (preset {args.preset}, {args.train_minutes:g} min budget, {args.threads} thread(s), {args.device})", flush=True)
-    budget = train(args, files["train"], run_dir)
+    budget = train_with_budget("calo", files["train"], run_dir, args)
     if side is not None and side.wait() != 0:
         raise SystemExit("simulating the evaluation files failed")
 

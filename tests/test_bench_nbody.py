@@ -1,0 +1,86 @@
+"""Tiny checks of the N-body benchmark's helpers (no training, no subprocess)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bench.nbody_benchmark import (
+    GOALS,
+    _check_points,
+    compare,
+    default_eval_train,
+    default_held_out,
+    merge_files,
+    parse_points,
+    parse_values,
+    verdict,
+)
+from physgan.io.hdf5 import open_source, read_all, write_samples
+
+
+def test_grid_and_held_out_points():
+    om, s8 = parse_values("0.35,0.25,0.30", "omega-m"), parse_values("0.7,0.8,0.9", "sigma8")
+    assert om == [0.25, 0.30, 0.35]
+    held = default_held_out(om, s8)
+    assert held == [(0.275, 0.75), (0.325, 0.85)]
+    grid = [(a, b) for a in om for b in s8]
+    train = default_eval_train(om, s8)
+    assert train == [(0.30, 0.8), (0.25, 0.9)] and all(p in grid for p in train)
+    _check_points(grid, train, held)  # valid: no exit
+    with pytest.raises(SystemExit, match="training cosmology"):
+        _check_points(grid, train, [(0.30, 0.8)])
+    with pytest.raises(SystemExit, match="strictly inside"):
+        _check_points(grid, train, [(0.40, 0.8)])
+    with pytest.raises(SystemExit, match="omega_m:sigma8"):
+        parse_points("0.3-0.8", "held-out")
+    assert parse_points("0.275:0.75, 0.325:0.85", "held-out") == [(0.275, 0.75), (0.325, 0.85)]
+
+
+def test_verdict_flags_floor_above_goal():
+    assert verdict(0.01, 0.02, 0.05) == "pass"
+    assert verdict(-0.06, 0.01, 0.05) == "FAIL"
+    assert verdict(0.01, 0.07, 0.05) == "pass (floor>goal)"
+    assert verdict(None, None, 0.05) == "n/a"
+
+
+def _lognormal_like(n: int, grid: int, seed: int, amp: float = 1.0) -> np.ndarray:
+    g = np.random.default_rng(seed).normal(size=(n, grid, grid)) * 0.5 * amp
+    return np.exp(g - g.var() / 2)
+
+
+def test_compare_identical_and_scaled_sets():
+    real, real2 = _lognormal_like(40, 16, 0), _lognormal_like(40, 16, 1)
+    attrs = {"box_size": 32.0}
+    same = compare(real, real.copy(), real2, attrs)
+    assert same["pk_max_dev"] == pytest.approx(0.0, abs=1e-12)
+    assert same["pdf_separation"] == pytest.approx(0.0, abs=1e-12)
+    assert same["peak_count_dev"] == pytest.approx(0.0, abs=1e-12)
+    assert same["pk_max_dev_floor"] > 0  # independent sets differ by noise
+    # a field with twice the Gaussian amplitude has ~4x the power at every k and another PDF
+    louder = compare(real, _lognormal_like(40, 16, 2, amp=2.0), real2, attrs)
+    assert louder["pk_max_dev"] > 1.0
+    assert louder["pdf_separation"] > GOALS["pdf_separation"]
+    used = np.asarray(louder["pk"]["used"])
+    k = np.asarray(louder["pk"]["k"])
+    assert used.any() and np.all(k[used] <= louder["k_nyquist"] / 2 + 1e-12)
+
+
+def test_merge_files_keeps_every_row(tmp_path):
+    parts = []
+    for i, (om, s8) in enumerate([(0.25, 0.7), (0.3, 0.8)]):
+        x = np.full((5, 4, 4), i + 1.0, np.float32)
+        c = np.tile([om, s8], (5, 1))
+        p = tmp_path / f"p{i}.h5"
+        attrs = {"domain": "nbody", "box_size": 8.0, "provenance": f'{{"seed": {i}}}'}
+        write_samples(p, x, c, ["omega_m", "sigma8"], attrs=attrs, non_negative=True)
+        parts.append(p)
+    out = merge_files(parts, tmp_path / "train.h5", seed=0)
+    src = open_source(out)
+    x, c = read_all(src)
+    assert src.header.attrs["domain"] == "nbody" and '"merged_from"' in src.header.attrs["provenance"]
+    src.close()
+    assert x.shape == (10, 4, 4)
+    # each row keeps its own condition: value 1 <-> omega_m 0.25, value 2 <-> omega_m 0.3
+    np.testing.assert_allclose(c[:, 0], np.where(x[:, 0, 0] == 1.0, 0.25, 0.3), rtol=1e-6)
+    assert not np.array_equal(x[:, 0, 0], np.sort(x[:, 0, 0]))  # rows were shuffled
