@@ -106,7 +106,7 @@ def naive_pass(path: Path, batch: int, n_batches: int, device: torch.device) -> 
     return got
 
 
-def physgan_pass(path: Path, batch: int, device: torch.device, workers: int) -> int:
+def physgan_pass(path: Path, batch: int, device: torch.device, workers: int, prefetch: bool = True) -> int:
     from physgan.io.hdf5 import open_source
     from physgan.io.loader import BlockStreamer, block_starts
 
@@ -117,12 +117,15 @@ def physgan_pass(path: Path, batch: int, device: torch.device, workers: int) -> 
     def prepare(x: np.ndarray, c: np.ndarray):
         return torch.as_tensor(x, device=device), torch.as_tensor(c, device=device)
 
-    streamer = BlockStreamer(src, block_starts(src.header.n, rows), rows, batch, seed=0, prepare=prepare, workers=workers)
+    streamer = BlockStreamer(
+        src, block_starts(src.header.n, rows), rows, batch, seed=0, prepare=prepare, workers=workers, prefetch=prefetch
+    )
     n_batches = (src.header.n - rows) // batch  # about one pass (the last partial buffer is skipped)
     got = 0
     for _ in range(n_batches):
         x, _ = streamer.next()
         got += len(x)
+    streamer.close()
     return got
 
 
@@ -154,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     fns = {
         "raw": lambda: raw_pass(path),
         "physgan": lambda: physgan_pass(path, args.batch, device, 0),
+        "physgan, no prefetch": lambda: physgan_pass(path, args.batch, device, 0, prefetch=False),
         "physgan 2 workers": lambda: physgan_pass(path, args.batch, device, 2),
         "naive": lambda: naive_pass(path, args.batch, naive_batches, device),
     }

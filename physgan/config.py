@@ -53,6 +53,7 @@ class DataConfig:
     block_rows: int = 0  # streaming block size in rows (0: a whole number of chunks, ~4096 rows)
     shuffle_blocks: int = 8  # streaming: blocks mixed in one shuffle buffer
     workers: int = 0  # streaming: DataLoader worker processes (each opens the file itself)
+    prefetch: bool = True  # streaming: read the next shuffle buffer in a background thread (same batches)
     transform: dict[str, Any] = field(default_factory=dict)  # options of the domain's transform
 
 

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -129,6 +130,12 @@ class BlockStreamer:
         DataLoader worker processes reading blocks.
     rank, world_size : int
         This process's share of blocks.
+    prefetch : bool
+        Read the next shuffle buffer's blocks in a background thread while the current one is
+        consumed (h5py reads overlap the training step's torch work, which releases the GIL). The
+        blocks, their order and every random draw are the same as without prefetching, so batches
+        are identical; the cost is one more buffer of raw rows in memory. With ``workers > 0`` the
+        workers read and nothing is prefetched (forking from a background thread is unsafe).
     """
 
     def __init__(
@@ -143,8 +150,12 @@ class BlockStreamer:
         workers: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        prefetch: bool = True,
     ):
         self.source, self.starts, self.block_rows = source, np.asarray(starts), block_rows
+        self.prefetch = bool(prefetch) and workers == 0
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: tuple[tuple[int, int], Future] | None = None  # ((epoch, group), future of raw blocks)
         self.batch_size, self.prepare = batch_size, prepare
         self.shuffle_blocks, self.workers = shuffle_blocks, workers
         self.rank, self.world_size = rank, world_size
@@ -171,15 +182,42 @@ class BlockStreamer:
             self._blocks = self._new_epoch_blocks()
             first = 0
         chosen = self._blocks[first : first + self.shuffle_blocks]
-        ds = _BlockDataset(self.source, chosen, self.block_rows)
-        loader = torch.utils.data.DataLoader(ds, batch_size=None, shuffle=False, num_workers=self.workers)
-        xs, cs = zip(*[(np.asarray(x), np.asarray(c)) for x, c in loader])
-        x, c = self.prepare(np.concatenate(xs), np.concatenate(cs))
+        pending, self._pending = self._pending, None
+        if pending is not None and pending[0] == (self.epoch, self.group):
+            x_raw, c_raw = pending[1].result()
+        else:
+            x_raw, c_raw = self._read(chosen)
+        nxt = (self.group + 1) * self.shuffle_blocks
+        if self.prefetch and nxt < len(self._blocks):  # the next buffer of this epoch (a new epoch draws its order later)
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="physgan-prefetch")
+            future = self._pool.submit(self._read, self._blocks[nxt : nxt + self.shuffle_blocks])
+            self._pending = ((self.epoch, self.group + 1), future)
+        x, c = self.prepare(x_raw, c_raw)
+        del x_raw, c_raw
         self._group_state = self.gen.get_state()
         perm = torch.randperm(len(x), generator=self.gen).to(x.device)
         self._buffer = (x[perm], c[perm])
         self._buf_pos = 0
         self.group += 1
+
+    def _read(self, chosen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Raw rows of the blocks ``chosen``, concatenated in that order."""
+        ds = _BlockDataset(self.source, chosen, self.block_rows)
+        if self.workers == 0:
+            parts = [ds[i] for i in range(len(ds))]
+        else:
+            loader = torch.utils.data.DataLoader(ds, batch_size=None, shuffle=False, num_workers=self.workers)
+            parts = list(loader)
+        xs, cs = zip(*[(np.asarray(x), np.asarray(c)) for x, c in parts])
+        return np.concatenate(xs), np.concatenate(cs)
+
+    def close(self) -> None:
+        """Stop the prefetch thread (waits for a read in flight)."""
+        self._pending = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self._buffer is None or self._buf_pos + self.batch_size > len(self._buffer[0]):
@@ -204,3 +242,4 @@ class BlockStreamer:
         self._blocks = self._new_epoch_blocks()
         self.epoch, self.group = int(state["epoch"]), int(state["group"])
         self._buffer = None
+        self._pending = None  # a read in flight for another position is dropped

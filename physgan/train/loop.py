@@ -296,6 +296,7 @@ def train(cfg: Config, run_dir: str | Path, resume: str | None = None, progress:
             workers=d_cfg.workers,
             rank=dist_info.rank,
             world_size=dist_info.world_size,
+            prefetch=d_cfg.prefetch,
         )
 
     # ---- networks, optimisers, objective -----------------------------------------------------
@@ -561,6 +562,8 @@ def train(cfg: Config, run_dir: str | Path, resume: str | None = None, progress:
         stop.restore()
         prog.close()
         stats.close()
+        if hasattr(sampler, "close"):
+            sampler.close()
         if log_file:
             log_file.close()
         barrier(dist_info)
