@@ -130,17 +130,17 @@ def test_transform_round_trip_exact_zeros_and_json_state():
     rng = np.random.default_rng(0)
     x = rng.exponential(50.0, size=(20, CALOGAN.n_features)) * (rng.random((20, CALOGAN.n_features)) < 0.4)
     c = rng.uniform(1, 100, size=(20, 1))
-    t = CaloTransform().fit(x, c, CALOGAN.to_attrs())
+    t = CaloTransform(summary_occupancy=True).fit(x, c, CALOGAN.to_attrs())
     state = json.loads(json.dumps(t.state_dict()))
     t2 = CaloTransform().load_state_dict(state)
     xt, ct = torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(c, dtype=torch.float32)
     y = t2.forward(xt, ct)
     n = CALOGAN.n_features
-    assert y.shape == (20, n + 4) and t2.model_shape((n,)) == (n + 4,)  # cells, then log response and 3 layer shares
+    assert y.shape == (20, n + 7) and t2.model_shape((n,)) == (n + 7,)  # cells; log response, 3 layer shares, 3 occupancies
     assert y[:, :n].min() >= -1.0 and y[:, :n].max() <= 1.0
     summaries = y[:, n:].double()  # standardised on the fitted data: mean 0, standard deviation 1
-    torch.testing.assert_close(summaries.mean(0), torch.zeros(4, dtype=torch.float64), atol=1e-4, rtol=0)
-    torch.testing.assert_close(summaries.std(0, unbiased=False), torch.ones(4, dtype=torch.float64), atol=1e-4, rtol=0)
+    torch.testing.assert_close(summaries.mean(0), torch.zeros(7, dtype=torch.float64), atol=1e-4, rtol=0)
+    torch.testing.assert_close(summaries.std(0, unbiased=False), torch.ones(7, dtype=torch.float64), atol=1e-4, rtol=0)
     u = xt / (ct * 1000.0)
     raw_response = torch.log(u.sum(1) + 1e-6)
     torch.testing.assert_close(y[:, n], (raw_response - state["stats"]["summary_mean"][0]) / state["stats"]["summary_std"][0])
@@ -242,14 +242,15 @@ def test_generator_starts_from_the_training_data_statistics():
     assert (g2.response_lo, g2.response_span) == (g.response_lo, g.response_span)
 
 
-def test_generator_appends_the_transforms_summary_coordinates():
+@pytest.mark.parametrize("occupancy", [False, True])
+def test_generator_appends_the_transforms_summary_coordinates(occupancy):
     """G's summary coordinates equal the transform's on G's own showers; D reads them; mismatches are refused."""
     from physgan.errors import ConfigError
 
     rng = np.random.default_rng(1)
     x = rng.exponential(50.0, size=(64, CALOGAN.n_features)) * (rng.random((64, CALOGAN.n_features)) < 0.4)
     c = rng.uniform(1, 100, size=(64, 1))
-    t = CaloTransform().fit(x, c, CALOGAN.to_attrs())
+    t = CaloTransform(summary_occupancy=occupancy).fit(x, c, CALOGAN.to_attrs())
     n = CALOGAN.n_features
     spec = ModelSpec(sample_shape=t.model_shape((n,)), n_cond=1, condition_names=["energy"], z_dim=8, width=24, depth=2,
                      embed_dim=8, options={"data_stats": t.stats}, attrs=CALOGAN.to_attrs())
@@ -259,7 +260,8 @@ def test_generator_appends_the_transforms_summary_coordinates():
         y = g(torch.randn(16, 8), torch.zeros(16, 1))
         e = torch.full((16, 1), 20.0)
         again = t.forward(t.inverse(y, e), e)
-    assert y.shape == (16, n + 4)
+    k = 7 if occupancy else 4
+    assert y.shape == (16, n + k)
     torch.testing.assert_close(again[:, n:], y[:, n:], atol=1e-3, rtol=0)  # consistent by construction
     y.requires_grad_(True)
     d(y, torch.zeros(16, 1)).sum().backward()
@@ -269,3 +271,27 @@ def test_generator_appends_the_transforms_summary_coordinates():
         build_generator(ModelSpec(**{**spec.__dict__, "options": {"data_stats": bad}}))
     with pytest.raises(ConfigError, match="508"):
         build_generator(ModelSpec(**{**spec.__dict__, "sample_shape": (n + 1,)}))
+
+
+def test_summary_coordinates_known_answers():
+    """log response, log shares and soft occupancy of a hand-built two-group shower; old 4-coordinate runs still load."""
+    from physgan.domains.calo.transform import group_member_matrix, summary_coordinates
+
+    member = torch.as_tensor(group_member_matrix([0, 0, 0, 0, 1, 1], 2))
+    u = torch.tensor([[0.3, 0.3, 0.0, 0.0, 0.4, 0.0]], dtype=torch.float64)  # r = 1, shares 0.6 / 0.4, 2 of 4 and 1 of 2 hit
+    raw = summary_coordinates(u, member.double(), occupancy=True)
+    expect = torch.log(torch.tensor([[1.0, 0.6, 0.4]], dtype=torch.float64) + 1e-6)
+    torch.testing.assert_close(raw[:, :3], expect)
+    torch.testing.assert_close(raw[:, 3:], torch.tensor([[0.5, 0.5]], dtype=torch.float64), atol=1e-6, rtol=0)
+    assert summary_coordinates(u, member.double()).shape == (1, 3)  # without occupancy
+    # a transform fitted before occupancy existed (1 + G coordinates, no summary_groups key) keeps its model space
+    rng = np.random.default_rng(2)
+    x = rng.exponential(50.0, size=(32, CALOGAN.n_features)) * (rng.random((32, CALOGAN.n_features)) < 0.4)
+    c = rng.uniform(1, 100, size=(32, 1))
+    t = CaloTransform(summary_occupancy=False).fit(x, c, CALOGAN.to_attrs())
+    old = {k: v for k, v in t.state_dict()["stats"].items() if k not in ("summary_groups", "summary_occupancy")}
+    t_old = CaloTransform().load_state_dict({"options": {}, "stats": old})
+    n = CALOGAN.n_features
+    assert t_old.model_shape((n,)) == (n + 4,)
+    xt, ct = torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(c, dtype=torch.float32)
+    torch.testing.assert_close(t_old.forward(xt, ct), t.forward(xt, ct))

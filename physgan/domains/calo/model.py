@@ -76,21 +76,23 @@ S_MAX = 0.99
 def geometry_for_spec(spec: ModelSpec) -> CaloGeometry:
     """The geometry of a model spec: from ``spec.attrs`` or, failing that, from the sample length.
 
-    The model-space length is the geometry's ``n_features``, plus ``1 + n_groups`` summary coordinates
-    when the transform was fitted with them (see :func:`n_summaries`).
+    The model-space length is the geometry's ``n_features``, plus ``1 + n_groups`` (or ``1 + 2 n_groups`` with
+    occupancy) summary coordinates when the transform was fitted with them (see :func:`n_summaries`).
     """
     n = int(np.prod(spec.sample_shape))
     geom = resolve_geometry(spec.attrs if spec.attrs else None, n)
-    if n not in (geom.n_features, geom.n_features + 1 + len(layer_groups(geom))):
+    g = len(layer_groups(geom))
+    if n not in (geom.n_features, geom.n_features + 1 + g, geom.n_features + 1 + 2 * g):
         raise ConfigError(
             f"calo model: geometry '{geom.name}' has {geom.n_features} features "
-            f"(+{1 + len(layer_groups(geom))} summary coordinates) but samples have {n}"
+            f"(+{1 + g} or {1 + 2 * g} summary coordinates) but samples have {n}"
         )
     return geom
 
 
 def n_summaries(spec: ModelSpec, geom: CaloGeometry) -> int:
-    """Number of summary coordinates after the cells in model space (0 or ``1 + n_groups``)."""
+    """Number of summary coordinates after the cells in model space (0, ``1 + n_groups``, or ``1 + 2 n_groups``
+    with the soft occupancy)."""
     return int(np.prod(spec.sample_shape)) - geom.n_features
 
 
@@ -191,6 +193,7 @@ class CaloGenerator(nn.Module):
             self.register_buffer("summary_member", torch.as_tensor(group_member_matrix(feature_group, self.n_groups)), persistent=False)
             self.register_buffer("summary_mean", torch.as_tensor(stats["summary_mean"], dtype=f32), persistent=False)
             self.register_buffer("summary_std", torch.as_tensor(stats["summary_std"], dtype=f32), persistent=False)
+            self.summary_occupancy = self.n_summaries == 1 + 2 * self.n_groups
         # groups of cells get a threshold; a pure-extras group (not per layer) does not
         self.group_sparse = [bool(self.sparsify and (g < geom.n_cells).any()) for g in groups]
         order = np.concatenate(groups)
@@ -285,11 +288,14 @@ class CaloGenerator(nn.Module):
         return {"u": u, "response": response, "fractions": fractions, "group_energy": group_energy}
 
     def forward(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        """Model-space showers ``(B, n_features [+ 1 + n_groups])``: ``fractions_to_model(u)`` [and the summaries]."""
+        """Model-space showers ``(B, n_features [+ n_summaries])``: ``fractions_to_model(u)`` [and the summaries]."""
         u = self.physics(z, c)["u"]
         y = fractions_to_model(u, self.eps)
         if self.n_summaries:
-            y = torch.cat([y, summary_coordinates(u, self.summary_member, self.summary_mean, self.summary_std)], dim=1)
+            summaries = summary_coordinates(
+                u, self.summary_member, self.summary_mean, self.summary_std, occupancy=self.summary_occupancy, eps=self.eps
+            )
+            y = torch.cat([y, summaries], dim=1)
         return y
 
 
