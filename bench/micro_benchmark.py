@@ -457,6 +457,17 @@ def _fake(run, n: int, cond: dict[str, float] | None, seed: int, batch: int) -> 
     return np.rint(np.asarray(x)).astype(np.uint8), time.perf_counter() - t0
 
 
+def _train_and_load(args: argparse.Namespace, data: Path, work: Path):
+    """Step 2 (training on the budget) and the trained run: ``(budget, run, checkpoint name)``."""
+    import torch
+
+    print(f"[2/4] training (preset {args.preset}, {args.train_minutes:g} min budget, {args.threads} thread(s), {args.device})", flush=True)
+    budget = train_with_budget("micro", data, work / "run", args)
+    torch.set_num_threads(args.threads)
+    run, ckpt = _load_run(work / "run", args.device)
+    return budget, run, ckpt
+
+
 def run_berea(args: argparse.Namespace, work: Path) -> dict[str, Any] | None:
     """The ``berea`` case; None when the shared data are absent."""
     src = Path(args.berea) if args.berea else BEREA_FILE
@@ -476,17 +487,10 @@ def run_berea(args: argparse.Namespace, work: Path) -> dict[str, Any] | None:
     src_h5 = open_source(data)
     data_info["n_crops"] = int(src_h5.header.n)
     src_h5.close()
-    run_dir = work / "run"
-    print(f"[2/4] training (preset {args.preset}, {args.train_minutes:g} min budget, {args.threads} thread(s), {args.device})", flush=True)
-    budget = train_with_budget("micro", data, run_dir, args)
-
-    import torch
-
+    budget, run, ckpt = _train_and_load(args, data, work)
     from physgan.domains.micro.importer import detect_phases, read_image
 
-    torch.set_num_threads(args.threads)
     print("[3/4] generating 2x volumes and comparing with disjoint real crops", flush=True)
-    run, ckpt = _load_run(run_dir, args.device)
     side = 2 * args.crop
     labels, values = detect_phases(read_image(src), path=str(src))
     real_a, real_b = disjoint_crops(labels, side, 2, args.n_eval, args.seed + 7)
@@ -531,17 +535,10 @@ def run_blobs(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     if made is not None:
         _atomic_json(info_path, made)
     data_info = json.loads(info_path.read_text())
-    run_dir = work / "run"
-    print(f"[2/4] training (preset {args.preset}, {args.train_minutes:g} min budget, {args.threads} thread(s), {args.device})", flush=True)
-    budget = train_with_budget("micro", data, run_dir, args)
-
-    import torch
-
+    budget, run, ckpt = _train_and_load(args, data, work)
     from physgan.sim.micro import MicroSpec, make_one
 
-    torch.set_num_threads(args.threads)
     print("[3/4] generating 2x volumes per target porosity and comparing with fresh porespy volumes", flush=True)
-    run, ckpt = _load_run(run_dir, args.device)
     side = 2 * args.crop
     blob = _blob_value(args.blobiness)
     spec = MicroSpec(generator="blobs", shape=(side, side, side), periodic=True)
