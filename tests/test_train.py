@@ -228,6 +228,28 @@ def test_preemption_signal_checkpoints_and_exits_cleanly(ring_file, tmp_path, si
     assert res.step == state["step"] + 2
 
 
+def _torchrun_train(ring_file, run, steps: int, *extra: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "physgan", "train"]
+    cmd += ["array", "--data", str(ring_file), "--run-dir", str(run), "--steps", str(steps), "--quiet", *extra]
+    cmd += [*[f"--set={o}" for o in TINY], "--set=train.ckpt_every=2", "--set=train.val_every=0"]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+@pytest.mark.slow
+def test_torchrun_resume_continues_each_ranks_own_random_stream(ring_file, tmp_path):
+    """2 ranks: 4 steps in one go == 2 steps, then resumed to 4 (each rank restores its own latent generator)."""
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    for run, steps, extra in ((whole, 4, ()), (split, 2, ()), (split, 4, ("--resume", "auto"))):
+        proc = _torchrun_train(ring_file, run, steps, *extra)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    a, b = load_checkpoint(whole / "checkpoints" / "last.pt"), load_checkpoint(split / "checkpoints" / "last.pt")
+    assert a["step"] == b["step"] == 4 and len(b["rank_rng"]) == 2
+    assert not torch.equal(b["rank_rng"][0]["zgen"], b["rank_rng"][1]["zgen"])  # the ranks' streams differ
+    for net in ("G", "D", "G_ema"):
+        for k in a[net]:
+            assert torch.equal(a[net][k], b[net][k]), f"{net}.{k} differs after a resumed 2-rank run"
+
+
 @pytest.mark.slow
 def test_torchrun_two_processes_keep_identical_parameters(ring_file, tmp_path):
     run = tmp_path / "ddp"

@@ -46,7 +46,14 @@ from physgan.train.checkpoint import (
 )
 from physgan.train.conditions import ConditionNormaliser
 from physgan.train.diagnostics import SampleDiagnostics, TrainingMonitor, format_summary, grad_norm, summarise_stats
-from physgan.train.distributed import DistInfo, barrier, check_consistency, cleanup_distributed, init_distributed
+from physgan.train.distributed import (
+    DistInfo,
+    all_gather_objects,
+    barrier,
+    check_consistency,
+    cleanup_distributed,
+    init_distributed,
+)
 from physgan.train.ema import update_ema
 from physgan.train.losses import make_objective
 from physgan.train.signals import StopFlag
@@ -333,8 +340,16 @@ def train(cfg: Config, run_dir: str | Path, resume: str | None = None, progress:
         opt_g.load_state_dict(state["opt_g"])
         opt_d.load_state_dict(state["opt_d"])
         sampler.load_state_dict(state["sampler"])
-        zgen.set_state(state["zgen"])
-        set_rng_state(state["rng"])
+        per_rank = state.get("rank_rng")
+        if not dist_info.enabled:
+            zgen.set_state(state["zgen"])
+            set_rng_state(state["rng"])
+        elif per_rank is not None and len(per_rank) == dist_info.world_size:  # each rank continues its own stream
+            zgen.set_state(per_rank[dist_info.rank]["zgen"])
+            set_rng_state(per_rank[dist_info.rank]["rng"])
+        else:  # saved by another world size (or by a best-only save): fresh, distinct streams per rank
+            zgen.manual_seed(t_cfg.seed * dist_info.world_size + dist_info.rank + 7919 * (int(state["step"]) + 1))
+            log(f"rank {dist_info.rank}: the checkpoint holds no random state for {dist_info.world_size} ranks; latents reseeded")
         monitor.load_state_dict(state.get("diagnostics", {}))
 
     if ckpt:
@@ -392,13 +407,18 @@ def train(cfg: Config, run_dir: str | Path, resume: str | None = None, progress:
         }
 
     def checkpoint(tag: str | None = None) -> None:
+        per_rank = None
         if dist_info.enabled and tag != "best":  # every rank takes part; raises if the ranks drifted apart
             check_consistency(G, dist_info)
             check_consistency(D, dist_info)
+            # each rank's own latent/global random state, so a resumed rank continues its own stream
+            per_rank = all_gather_objects({"zgen": zgen.get_state(), "rng": rng_state()}, dist_info)
         if not is_main:
             return
         ckdir = run_dir / "checkpoints"
         state = state_dict()
+        if per_rank is not None:
+            state["rank_rng"] = per_rank
         save_checkpoint(state, ckdir / "last.pt")
         if tag == "snapshot" and t_cfg.keep_snapshots > 0:
             save_checkpoint(state, ckdir / f"step-{step:07d}.pt")
