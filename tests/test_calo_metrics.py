@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
@@ -80,19 +78,20 @@ def test_identical_samples_give_zero_and_shifted_energy_is_detected():
     assert m2["sep/width_x_1"] < 0.05
 
 
-def test_score_skips_nan_and_is_inf_when_empty():
-    metrics = {"sep/e_tot_over_e_inc": 0.2, "sep/e_layer_0": float("nan"), "sep/e_layer_1": 0.4, "sep/ec_x_0": 9.0}
-    assert score(metrics) == pytest.approx(0.3)
+def test_score_weighs_energies_and_shapes_skips_nan_and_is_inf_when_empty():
+    energies = {"sep/e_tot_over_e_inc": 0.2, "sep/e_layer_0": float("nan"), "sep/e_layer_1": 0.4}
+    assert score(energies) == pytest.approx(0.3)
+    shapes = {"sep/ec_x_0": 0.9, "sep/width_y_1": 0.5, "sep/voxel_energy": 100.0, "response_real": 7.0}
+    assert score({**energies, **shapes}) == pytest.approx(0.5 * 0.3 + 0.5 * 0.7)  # the voxel spectrum is left out
     assert score({"sep/ec_x_0": 0.1}) == float("inf")
 
 
-def test_metrics_are_fast_for_10k_showers():
+def test_metrics_of_10k_showers_are_finite():
+    """Two independent toy sets: every separation power finite and small (speed lives in bench/metrics_speed)."""
     real, fake = toy_showers(10000, seed=2), toy_showers(10000, seed=3)
-    t0 = time.perf_counter()
     m = physics_metrics(real, fake, CALOGAN.to_attrs())
-    elapsed = time.perf_counter() - t0
-    assert np.isfinite(score(m))
-    assert elapsed < 5.0, f"physics_metrics took {elapsed:.2f} s for 10k CaloGAN showers (target < 1 s on an idle core)"
+    assert np.isfinite(score(m)) and score(m) < 0.05
+    assert all(np.isfinite(v) for k, v in m.items() if k.startswith("sep/"))
 
 
 def test_cylindrical_geometry_metrics_and_plots(tmp_path):
