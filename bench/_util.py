@@ -303,7 +303,8 @@ def train_with_budget(domain: str, data: Path, run_dir: Path, args: argparse.Nam
         "threads": args.threads,
         "overrides": list(args.set),
     }
-    tmp = done.with_suffix(".tmp")
-    tmp.write_text(json.dumps(out))
-    os.replace(tmp, done)
+    from physgan.io.atomic import atomic_output
+
+    with atomic_output(done, overwrite=True) as tmp:
+        Path(tmp).write_text(json.dumps(out))
     return out

@@ -66,7 +66,7 @@ from physgan.domains.calo.transform import (
 from physgan.errors import ConfigError
 from physgan.nn.conditioning import ConditionEmbedding, FiLM, ProjectionHead
 
-__all__ = ["CaloGenerator", "CaloCritic", "build_generator", "build_critic", "layer_groups", "geometry_for_spec"]
+__all__ = ["CaloGenerator", "CaloCritic", "build_generator", "build_critic", "layer_groups", "feature_groups", "geometry_for_spec"]
 
 
 #: Largest relative cut ``s`` of the sparse pattern (< 1 keeps the hottest cell and the sums finite).
@@ -119,6 +119,14 @@ def layer_groups(geom: CaloGeometry) -> list[np.ndarray]:
     if geom.n_extra and not per_layer_extra:
         groups.append(np.arange(geom.n_cells, geom.n_features, dtype=np.int64))
     return groups
+
+
+def feature_groups(geom: CaloGeometry) -> np.ndarray:
+    """Group index of every flat feature, ``(n_features,)`` int64 (the inverse of :func:`layer_groups`)."""
+    fg = np.empty(geom.n_features, dtype=np.int64)
+    for g, idx in enumerate(layer_groups(geom)):
+        fg[idx] = g
+    return fg
 
 
 def _opt(spec: ModelSpec, key: str, default: Any) -> Any:
@@ -184,9 +192,7 @@ class CaloGenerator(nn.Module):
             stats = dict(_opt(spec, "data_stats", None) or {})
             if "summary_mean" not in stats or len(stats["summary_mean"]) != self.n_summaries:
                 raise ConfigError("calo model: summary coordinates in model space but no matching data_stats from the transform")
-            feature_group = np.empty(geom.n_features, dtype=np.int64)
-            for g, idx in enumerate(groups):
-                feature_group[idx] = g
+            feature_group = feature_groups(geom)
             if list(feature_group) != list(stats["feature_group"]):
                 raise ConfigError("calo model: the transform's layer groups differ from the geometry's")
             f32 = torch.float32

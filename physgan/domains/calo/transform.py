@@ -216,19 +216,17 @@ class CaloTransform(Transform):
                 below_eps_fraction=float(np.mean((u > 0) & (u < 0.5 * self.eps))),
             )
             if self.options.get("summaries", True):
-                from physgan.domains.calo.model import layer_groups
+                from physgan.domains.calo.model import feature_groups
 
-                groups = layer_groups(resolve_geometry(attrs, u.shape[1]))
-                feature_group = np.empty(u.shape[1], dtype=np.int64)
-                for g, idx in enumerate(groups):
-                    feature_group[idx] = g
-                member = torch.as_tensor(group_member_matrix(feature_group, len(groups)), dtype=torch.float64)
+                feature_group = feature_groups(resolve_geometry(attrs, u.shape[1]))
+                n_groups = int(feature_group.max()) + 1
+                member = torch.as_tensor(group_member_matrix(feature_group, n_groups), dtype=torch.float64)
                 occupancy = bool(self.options.get("summary_occupancy", False))
                 raw = summary_coordinates(torch.as_tensor(u), member, occupancy=occupancy, eps=self.eps).numpy()
                 stats.update(
                     n_features=int(u.shape[1]),
                     feature_group=feature_group.tolist(),
-                    summary_groups=len(groups),
+                    summary_groups=n_groups,
                     summary_occupancy=occupancy,
                     summary_mean=raw.mean(axis=0).tolist(),
                     summary_std=np.maximum(raw.std(axis=0), SUMMARY_MIN_STD).tolist(),
