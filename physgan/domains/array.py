@@ -5,6 +5,13 @@ get convolutional nets. The transform standardises per feature for vectors and
 globally for grids, optionally after ``log1p`` for non-negative data
 (``data.transform.log=true``). Useful on its own for simulations physgan has no
 domain for, and the engine's reference domain.
+
+Model options (``model.options.<name>``, recorded in the run so ``load_run`` rebuilds the same nets):
+
+* MLPs: ``activation`` (``leaky_relu``, default, or ``relu``) and ``critic_norm`` (``layer``,
+  default, or ``none``). ``relu`` and ``none`` suit low-dimensional multimodal data such as the 5 x 5
+  grid of Gaussians (``python -m bench.mode_dropping --toy grid``).
+* conv nets: ``z_channels``, ``n_up``, ``n_down`` and ``padding_mode`` (``zeros`` or ``circular``).
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ import numpy as np
 import torch
 
 from physgan.domains.base import Domain, ModelSpec, Transform, register_domain
-from physgan.nn.generic import ConvCritic, ConvGenerator, MLPCritic, MLPGenerator
+from physgan.nn.generic import ACTIVATIONS, CRITIC_NORMS, ConvCritic, ConvGenerator, MLPCritic, MLPGenerator
 
 __all__ = ["ArrayTransform", "array_features", "array_metrics"]
 
@@ -77,9 +84,31 @@ class ArrayTransform(Transform):
         return x
 
 
+def mlp_activation(spec: ModelSpec) -> str:
+    """``model.options.activation`` of the MLPs (``leaky_relu``, the default, or ``relu``); checked."""
+    name = spec.options.get("activation", "leaky_relu")
+    if name not in ACTIVATIONS:
+        from physgan.errors import ConfigError
+
+        raise ConfigError(f"model.options.activation '{name}' is unknown; choose one of {', '.join(ACTIVATIONS)}")
+    return name
+
+
+def mlp_critic_norm(spec: ModelSpec) -> str:
+    """``model.options.critic_norm`` of the MLP critic (``layer``, the default, or ``none``); checked."""
+    name = spec.options.get("critic_norm", "layer")
+    if name not in CRITIC_NORMS:
+        from physgan.errors import ConfigError
+
+        raise ConfigError(f"model.options.critic_norm '{name}' is unknown; choose one of {', '.join(CRITIC_NORMS)}")
+    return name
+
+
 def build_generator(spec: ModelSpec) -> torch.nn.Module:
     if len(spec.sample_shape) == 1:
-        return MLPGenerator(spec.sample_shape, spec.n_cond, spec.z_dim, spec.width, spec.depth, spec.embed_dim)
+        return MLPGenerator(
+            spec.sample_shape, spec.n_cond, spec.z_dim, spec.width, spec.depth, spec.embed_dim, mlp_activation(spec)
+        )
     return ConvGenerator(
         spec.sample_shape,
         spec.n_cond,
@@ -93,7 +122,9 @@ def build_generator(spec: ModelSpec) -> torch.nn.Module:
 
 def build_critic(spec: ModelSpec) -> torch.nn.Module:
     if len(spec.sample_shape) == 1:
-        return MLPCritic(spec.sample_shape, spec.n_cond, spec.width, spec.depth, spec.embed_dim)
+        return MLPCritic(
+            spec.sample_shape, spec.n_cond, spec.width, spec.depth, spec.embed_dim, mlp_activation(spec), mlp_critic_norm(spec)
+        )
     return ConvCritic(
         spec.sample_shape,
         spec.n_cond,
