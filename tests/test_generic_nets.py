@@ -67,3 +67,25 @@ def test_saved_run_rebuilds_the_options_it_was_trained_with(tmp_path):
     kinds = {type(m) for net in nets for m in net.modules()}
     assert nn.ReLU in kinds and nn.LeakyReLU not in kinds
     assert run.sample(10, {"spacing": 2.0}, seed=0).shape == (10, 2)
+
+
+def test_refused_option_leaves_no_run_directory_behind(tmp_path, capsys):
+    """A bad model option exits 2 with the key named; the run directory it created is removed, an existing one kept."""
+    from physgan.cli import main
+    from physgan.io.hdf5 import write_samples
+    from physgan.sim.toy import sample_modes
+
+    x, c = sample_modes(100, "ring", seed=0)
+    write_samples(tmp_path / "ring.h5", x, c, ["radius"], "array", attrs={"domain": "array"})
+    argv = ["train", "array", "--data", str(tmp_path / "ring.h5"), "--steps", "1", "--quiet"]
+    bad = ["--set", "model.options.activation=tanh"]
+    assert main([*argv, "--run", str(tmp_path / "new"), *bad]) == 2
+    assert "model.options.activation 'tanh' is unknown" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("kept")
+    assert main([*argv, "--run", str(tmp_path / "mine"), *bad]) == 2
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "kept"
+    # the same directory trains once the option is fixed
+    assert main([*argv, "--run", str(tmp_path / "new"), "--set", "model.options.activation=relu"]) == 0
+    assert (tmp_path / "new" / "checkpoints" / "last.pt").is_file()

@@ -213,8 +213,8 @@ def test_fuzz_train_cli(spec, work, tmp_path_factory, rec, capsys):
         path = build_file(spec, work)
         run = tmp_path_factory.mktemp("run")
         code = _cli(["train", "array", "--data", str(path), "--run", str(run / "r"), "--steps", "1", "--quiet", *TINY_SETS], capsys, path)
-        if code == 2:
-            assert not (run / "r" / "checkpoints" / "last.pt").exists()
+        if code == 2:  # refused before training: the run directory this call created is gone again
+            assert not (run / "r").exists()
         row.cases += 1
 
 

@@ -21,6 +21,8 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -194,10 +196,37 @@ def train(cfg: Config, run_dir: str | Path, resume: str | None = None, progress:
     Returns
     -------
     TrainResult
+
+    Notes
+    -----
+    A run directory this call created is removed again when training fails before it wrote any
+    statistics or checkpoint (bad data, bad model options): nothing is lost, and the same
+    ``--run`` can be used once the input is fixed.
     """
+    run_dir = Path(run_dir)
+    created = not run_dir.exists()
+    try:
+        return _train(cfg, run_dir, resume, progress)
+    except BaseException:
+        if created and _is_rank_zero() and _holds_no_results(run_dir):
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+
+
+def _is_rank_zero() -> bool:
+    """Whether this process is rank 0 of a torchrun job, or runs alone."""
+    return os.environ.get("RANK", "0") == "0"
+
+
+def _holds_no_results(run_dir: Path) -> bool:
+    """No checkpoint and no statistics yet: only the set-up files of a run that never trained."""
+    return latest_checkpoint(run_dir) is None and not (run_dir / "stats.jsonl").exists()
+
+
+def _train(cfg: Config, run_dir: Path, resume: str | None, progress: bool) -> TrainResult:
+    """The body of :func:`train`."""
     cfg.validate()
     t_cfg, d_cfg = cfg.train, cfg.data
-    run_dir = Path(run_dir)
     domain = get_domain(cfg.domain)
 
     # ---- devices, processes, seeds ---------------------------------------------------------
