@@ -48,6 +48,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from physgan.nn.generic import ACTIVATIONS, CRITIC_NORMS
+
 SIGMA = 0.1
 RADIUS = 2.0
 
@@ -154,11 +156,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--width", type=int, help="hidden units of G and D")
     p.add_argument("--n-critic", type=int, help="critic steps per generator step")
     p.add_argument("--gp-lambda", type=float, help="gradient-penalty weight")
-    p.add_argument("--activation", choices=["leaky_relu", "relu"], help="MLP activation")
+    p.add_argument("--activation", choices=ACTIVATIONS, help="MLP activation")
     p.add_argument("--ema-beta", type=float, help="EMA of the generator's weights (0: none)")
     p.add_argument("--lr", type=float, help="Adam learning rate of G and D")
     p.add_argument("--z-dim", type=int, help="latent dimension")
-    p.add_argument("--critic-norm", choices=["layer", "none"], help="MLP critic normalisation")
+    p.add_argument("--critic-norm", choices=CRITIC_NORMS, help="MLP critic normalisation")
     p.add_argument("--batch", type=int, help="batch size")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--workdir", default="bench/_mode_dropping")
@@ -168,17 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     for seed in (int(s) for s in args.seeds.split(",")):
         for loss in args.losses.split(","):
-            hp = {
-                "width": args.width,
-                "n_critic": args.n_critic,
-                "gp_lambda": args.gp_lambda,
-                "activation": args.activation,
-                "ema_beta": args.ema_beta,
-                "lr": args.lr,
-                "z_dim": args.z_dim,
-                "critic_norm": args.critic_norm,
-                "batch": args.batch,
-            }
+            hp = {k: getattr(args, k) for k in TOY_SETTINGS[args.toy] if k != "steps"}  # None: the toy's
             r = run(loss, seed, args.steps, workdir, args.toy, hp)
             print(f"{args.toy}, {r['steps']} steps, {r['wall_s']:.0f} s, settings {r['settings']}")
             print(

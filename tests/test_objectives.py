@@ -214,46 +214,25 @@ def test_collapse_warnings_wait_for_the_configured_warmup(ring_file, tmp_path):
 
 # ---- the ring of 8 Gaussians ---------------------------------------------------------------------
 
-RING_SIGMA = 0.1
-
-
-def mode_report(x: np.ndarray, centres: np.ndarray, sigma: float) -> tuple[np.ndarray, float, float]:
-    """Share of samples within 3 sigma of each mode, share within 3 sigma of any, share farther than 6 sigma from all."""
-    d = np.linalg.norm(x[:, None, :] - centres[None], axis=2)
-    nearest, dmin = d.argmin(1), d.min(1)
-    share = np.bincount(nearest[dmin < 3 * sigma], minlength=len(centres)) / len(x)
-    return share, float((dmin < 3 * sigma).mean()), float((dmin > 6 * sigma).mean())
-
-
 def test_wgan_gp_covers_all_modes_of_the_ring(tmp_path):
-    """WGAN-GP (one critic step, lambda = 1, Adam 1e-3) on the ring: every mode populated, few samples between modes."""
-    from physgan.config import resolve_config
-    from physgan.run import load_run
-    from physgan.train.loop import train
+    """WGAN-GP on the ring (sigma 0.1, radius 2): every mode populated, few samples between modes.
 
-    x, c = sample_modes(4000, "ring", sigma=RING_SIGMA, radius_range=(2.0, 2.0), seed=0)
-    write_samples(tmp_path / "ring.h5", x, c, ["radius"], "array", attrs={"domain": "array"})
-    cfg = resolve_config(
-        "array",
-        overrides=[
-            f"data.path={tmp_path / 'ring.h5'}",
-            *("model.width=64", "model.depth=3", "model.z_dim=8", "model.embed_dim=8"),
-            *("train.steps=800", "train.batch_size=256", "train.n_critic=1", "train.gp_lambda=1.0"),
-            *("train.lr_g=1e-3", "train.lr_d=1e-3", "train.betas=[0.5,0.9]", "train.device=cpu"),
-            *("train.val_every=0", "train.log_every=200", "train.ckpt_every=800"),
-        ],
-    )
-    train(cfg, tmp_path / "run", progress=False)
-    xs = load_run(tmp_path / "run", checkpoint="last", device="cpu").sample(4000, {"radius": 2.0}, seed=1)
-    share, within, between = mode_report(xs, ring_modes(2.0), RING_SIGMA)
-    print(f"per-mode share within 3 sigma {np.round(share, 3).tolist()}, within {within:.2f}, beyond 6 sigma {between:.2f}")
-    assert share.min() >= 0.25 / 8, f"a mode is dropped or starved: {share}"
+    Runs ``python -m bench.mode_dropping --losses wgan-gp``, with its ring settings: the array
+    domain's default MLPs 64 x 3, z 8, one critic step, lambda 1, Adam 1e-3, EMA 0.999, 800 steps.
+    """
+    from bench.mode_dropping import run
+
+    r = run("wgan-gp", 0, None, tmp_path, "ring")
+    share = np.asarray(r["share"])
+    print(f"per-mode share within 3 sigma {np.round(share, 3).tolist()}, within {r['within_3sigma']:.2f}, "
+          f"beyond 6 sigma {r['beyond_6sigma']:.2f}, {r['wall_s']:.0f} s")  # fmt: skip
+    assert r["steps"] == 800 and r["settings"]["activation"] == "leaky_relu" and r["settings"]["critic_norm"] == "layer"
+    assert len(share) == 8 and share.min() >= 0.25 / 8, f"a mode is dropped or starved: {share}"
     # between modes: a generator that smears the ring uniformly puts 38% within 3 sigma and 24% beyond 6 sigma
-    assert within >= 0.5 and between <= 0.2
+    assert r["within_3sigma"] >= 0.5 and r["beyond_6sigma"] <= 0.2
     # the trainer's own diagnostics agree: coverage near the real floor at the end
-    last = [json.loads(s) for s in (tmp_path / "run" / "stats.jsonl").read_text().splitlines()][-1]
-    print(f"trainer diagnostics: coverage {last['Diag/coverage']:.2f} (real floor {last['Diag/coverage_floor']:.2f})")
-    assert last["Diag/coverage"] > 0.5 * last["Diag/coverage_floor"]
+    print(f"trainer diagnostics: coverage {r['coverage_history'][-1][1]:.2f} (real floor {r['coverage_floor']:.2f})")
+    assert r["coverage_history"][-1][0] == 800 and r["coverage_history"][-1][1] > 0.5 * r["coverage_floor"]
 
 
 # ---- the 5 x 5 grid of Gaussians -----------------------------------------------------------------

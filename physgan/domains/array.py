@@ -84,30 +84,21 @@ class ArrayTransform(Transform):
         return x
 
 
-def mlp_activation(spec: ModelSpec) -> str:
-    """``model.options.activation`` of the MLPs (``leaky_relu``, the default, or ``relu``); checked."""
-    name = spec.options.get("activation", "leaky_relu")
-    if name not in ACTIVATIONS:
+def mlp_option(spec: ModelSpec, key: str) -> str:
+    """``model.options.<key>`` of the MLPs, checked: ``activation`` or ``critic_norm`` (first choice is the default)."""
+    choices = {"activation": ACTIVATIONS, "critic_norm": CRITIC_NORMS}[key]
+    name = spec.options.get(key, choices[0])
+    if name not in choices:
         from physgan.errors import ConfigError
 
-        raise ConfigError(f"model.options.activation '{name}' is unknown; choose one of {', '.join(ACTIVATIONS)}")
-    return name
-
-
-def mlp_critic_norm(spec: ModelSpec) -> str:
-    """``model.options.critic_norm`` of the MLP critic (``layer``, the default, or ``none``); checked."""
-    name = spec.options.get("critic_norm", "layer")
-    if name not in CRITIC_NORMS:
-        from physgan.errors import ConfigError
-
-        raise ConfigError(f"model.options.critic_norm '{name}' is unknown; choose one of {', '.join(CRITIC_NORMS)}")
+        raise ConfigError(f"model.options.{key} '{name}' is unknown; choose one of {', '.join(choices)}")
     return name
 
 
 def build_generator(spec: ModelSpec) -> torch.nn.Module:
     if len(spec.sample_shape) == 1:
         return MLPGenerator(
-            spec.sample_shape, spec.n_cond, spec.z_dim, spec.width, spec.depth, spec.embed_dim, mlp_activation(spec)
+            spec.sample_shape, spec.n_cond, spec.z_dim, spec.width, spec.depth, spec.embed_dim, mlp_option(spec, "activation")
         )
     return ConvGenerator(
         spec.sample_shape,
@@ -122,9 +113,8 @@ def build_generator(spec: ModelSpec) -> torch.nn.Module:
 
 def build_critic(spec: ModelSpec) -> torch.nn.Module:
     if len(spec.sample_shape) == 1:
-        return MLPCritic(
-            spec.sample_shape, spec.n_cond, spec.width, spec.depth, spec.embed_dim, mlp_activation(spec), mlp_critic_norm(spec)
-        )
+        act, norm = mlp_option(spec, "activation"), mlp_option(spec, "critic_norm")
+        return MLPCritic(spec.sample_shape, spec.n_cond, spec.width, spec.depth, spec.embed_dim, act, norm)
     return ConvCritic(
         spec.sample_shape,
         spec.n_cond,

@@ -16,11 +16,11 @@ from physgan.nn.conditioning import ConditionEmbedding, FiLM, ProjectionHead
 
 __all__ = ["MLPGenerator", "MLPCritic", "ConvGenerator", "ConvCritic", "ACTIVATIONS", "CRITIC_NORMS", "make_activation"]
 
-#: Normalisation of the MLP critic's hidden layers (``model.options.critic_norm``).
-CRITIC_NORMS = ("layer", "none")
-
-#: Hidden-layer activations of the MLPs, by name (``model.options.activation`` of the array domain).
+#: Hidden-layer activations of the MLPs, by name, the default first (``model.options.activation``).
 ACTIVATIONS = ("leaky_relu", "relu")
+
+#: Normalisation of the MLP critic's hidden layers, the default first (``model.options.critic_norm``).
+CRITIC_NORMS = ("layer", "none")
 
 
 def make_activation(name: str) -> nn.Module:

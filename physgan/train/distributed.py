@@ -18,7 +18,16 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistInfo", "init_distributed", "cleanup_distributed", "barrier", "all_reduce_mean", "all_gather_objects", "check_consistency"]
+__all__ = [
+    "DistInfo",
+    "launch_rank",
+    "init_distributed",
+    "cleanup_distributed",
+    "barrier",
+    "all_reduce_mean",
+    "all_gather_objects",
+    "check_consistency",
+]
 
 
 @dataclass
@@ -43,6 +52,11 @@ def _env_int(*names: str, default: int) -> int:
     return default
 
 
+def launch_rank() -> int:
+    """This process's rank as its launcher set it (torchrun ``RANK`` or Slurm ``SLURM_PROCID``); 0 alone."""
+    return _env_int("RANK", "SLURM_PROCID", default=0)
+
+
 def init_distributed(device_type: str) -> DistInfo:
     """Start the process group when launched by torchrun (or srun); no-op otherwise."""
     world = _env_int("WORLD_SIZE", default=1)
@@ -50,7 +64,7 @@ def init_distributed(device_type: str) -> DistInfo:
         world = int(os.environ["SLURM_NTASKS"])
     if world <= 1:
         return DistInfo()
-    rank = _env_int("RANK", "SLURM_PROCID", default=0)
+    rank = launch_rank()
     local_rank = _env_int("LOCAL_RANK", "SLURM_LOCALID", default=0)
     os.environ.setdefault("RANK", str(rank))
     os.environ.setdefault("WORLD_SIZE", str(world))

@@ -21,7 +21,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -55,6 +54,7 @@ from physgan.train.distributed import (
     check_consistency,
     cleanup_distributed,
     init_distributed,
+    launch_rank,
 )
 from physgan.train.ema import update_ema
 from physgan.train.losses import make_objective
@@ -208,14 +208,9 @@ def train(cfg: Config, run_dir: str | Path, resume: str | None = None, progress:
     try:
         return _train(cfg, run_dir, resume, progress)
     except BaseException:
-        if created and _is_rank_zero() and _holds_no_results(run_dir):
+        if created and launch_rank() == 0 and _holds_no_results(run_dir):
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
-
-
-def _is_rank_zero() -> bool:
-    """Whether this process is rank 0 of a torchrun job, or runs alone."""
-    return os.environ.get("RANK", "0") == "0"
 
 
 def _holds_no_results(run_dir: Path) -> bool:
