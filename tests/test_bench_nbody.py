@@ -23,7 +23,7 @@ def test_grid_and_held_out_points():
     om, s8 = parse_values("0.35,0.25,0.30", "omega-m"), parse_values("0.7,0.8,0.9", "sigma8")
     assert om == [0.25, 0.30, 0.35]
     held = default_held_out(om, s8)
-    assert held == [(0.275, 0.75), (0.325, 0.85)]
+    assert held == [(0.275, 0.75), (0.275, 0.85), (0.325, 0.75), (0.325, 0.85)]
     grid = [(a, b) for a in om for b in s8]
     train = default_eval_train(om, s8)
     assert train == [(0.30, 0.8), (0.25, 0.9)] and all(p in grid for p in train)

@@ -26,14 +26,16 @@ References
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
 from physgan.domains.base import ModelSpec
+from physgan.domains.nbody.spectral import field_summaries, n_summaries, shell_interpolation, shell_multiplicity
 from physgan.errors import ConfigError
 from physgan.nn.conditioning import ConditionEmbedding, FiLM, ProjectionHead
 
-__all__ = ["FieldGenerator", "FieldCritic", "build_generator", "build_critic"]
+__all__ = ["FieldGenerator", "FieldCritic", "SpectralFieldGenerator", "SummaryFieldCritic", "build_generator", "build_critic"]
 
 
 def _conv(dim: int):
@@ -109,29 +111,34 @@ class FieldGenerator(nn.Module):
         return torch.tanh(y) if self.output == "tanh" else y
 
 
+def _conv_features(spec: ModelSpec, dim: int, n: int) -> tuple[nn.Sequential, int]:
+    """The critic's periodic conv stack (circular 3^d conv, ``n_down`` stride-2 4^d convs) and its width."""
+    opts = spec.options or {}
+    n_down = int(opts.get("n_down", opts.get("n_up", spec.depth)))
+    while n_down > 0 and n // 2**n_down < 2:
+        n_down -= 1
+    width = int(opts.get("critic_width", spec.width))
+    groups = int(opts.get("groups", 4))
+    conv = _conv(dim)
+    layers: list[nn.Module] = [conv(1, width, 3, padding=1, padding_mode="circular"), nn.LeakyReLU(0.2)]
+    ch = width
+    for _ in range(n_down):
+        cout = min(2 * ch, 4 * width)
+        layers.append(conv(ch, cout, 4, stride=2, padding=1, padding_mode="circular"))
+        if groups > 0 and cout % groups == 0:
+            layers.append(nn.GroupNorm(groups, cout))
+        layers.append(nn.LeakyReLU(0.2))
+        ch = cout
+    return nn.Sequential(*layers), ch
+
+
 class FieldCritic(nn.Module):
     """``D(y, c)``: (B, 1, n, n[, n]) model-space fields and normalised conditions -> (B,) scores."""
 
     def __init__(self, spec: ModelSpec):
         super().__init__()
         dim, n = _geometry(spec)
-        opts = spec.options or {}
-        n_down = int(opts.get("n_down", opts.get("n_up", spec.depth)))
-        while n_down > 0 and n // 2**n_down < 2:
-            n_down -= 1
-        width = int(opts.get("critic_width", spec.width))
-        groups = int(opts.get("groups", 4))
-        conv = _conv(dim)
-        layers: list[nn.Module] = [conv(1, width, 3, padding=1, padding_mode="circular"), nn.LeakyReLU(0.2)]
-        ch = width
-        for _ in range(n_down):
-            cout = min(2 * ch, 4 * width)
-            layers.append(conv(ch, cout, 4, stride=2, padding=1, padding_mode="circular"))
-            if groups > 0 and cout % groups == 0:
-                layers.append(nn.GroupNorm(groups, cout))
-            layers.append(nn.LeakyReLU(0.2))
-            ch = cout
-        self.features = nn.Sequential(*layers)
+        self.features, ch = _conv_features(spec, dim, n)
         self.embed = ConditionEmbedding(spec.n_cond, spec.embed_dim)
         self.head = ProjectionHead(ch, spec.embed_dim)
         self.dim = dim
@@ -142,11 +149,176 @@ class FieldCritic(nn.Module):
         return self.head(phi, self.embed(c))
 
 
-def build_generator(spec: ModelSpec) -> FieldGenerator:
-    """Build the periodic conditional generator for ``spec`` (see :class:`FieldGenerator`)."""
-    return FieldGenerator(spec)
+def _data_stats(spec: ModelSpec) -> dict:
+    stats = dict((spec.options or {}).get("data_stats") or {})
+    missing = [k for k in ("mu", "sd", "pk_shell", "summary_mean", "summary_std") if k not in stats]
+    if missing:
+        raise ConfigError(
+            f"nbody spectral model needs the 'gauss' transform's statistics (missing {missing}); "
+            "set data.transform.kind=gauss or model.options.arch=conv"
+        )
+    return stats
 
 
-def build_critic(spec: ModelSpec) -> FieldCritic:
-    """Build the periodic projection critic for ``spec`` (see :class:`FieldCritic`)."""
-    return FieldCritic(spec)
+class SpectralFieldGenerator(nn.Module):
+    """``G(z, c)``: white-noise latent fields (B, z_dim, n, n[, n]) and conditions (B, k) -> (B, 1, n, n[, n]).
+
+    Built on what a cosmological field is: a Gaussian random field is white noise coloured by
+    ``sqrt(P(k))``, and the lognormal and N-body fields are close to pointwise and local transforms of one.
+
+    1. *Spectral colouring.* The first ``channels`` latent channels are coloured in Fourier space by
+       ``exp(log A_c(k, theta))``: an MLP of the shell index and the condition embedding gives ``log A`` on
+       the shells ``|m| = 0, 1, 2, ...`` of the training grid, linearly interpolated onto each mode. Its last
+       layer starts at zero on top of the training fields' mean spectrum (``data_stats['pk_shell']``), so
+       training starts from the right power and learns its dependence on cosmology.
+    2. *Local non-Gaussianity.* A residual of 1^d and circular 3^d convolutions (FiLM-modulated; the
+       remaining ``z_dim - channels`` latent channels are per-pixel noise injected here) adds what the
+       coloured field lacks (N-body filaments, peaks); its output layer starts at zero.
+    3. ``y = b + g_0 + r``, linear: nothing squashes the tail (the transform is ``'gauss'``). The offset ``b``
+       holds the mean density at the cosmic mean by construction, as the calorimeter generator holds its
+       energy bookkeeping: for the transform ``x = exp(mu + sd y) - eps`` and a Gaussian ``g_0`` of variance
+       ``var`` (known from its own amplitudes), ``b = (log(1 + eps) - mu - sd^2 var / 2) / sd`` gives
+       ``E[x] = 1`` at every cosmology; a learned correction ``b'(theta)`` (starting at zero) absorbs what the
+       residual changes.
+
+    Every operation commutes with periodic shifts and sees the field only through Fourier shells or 3^d
+    stencils, so rolling the latent rolls the output by as many cells, and a latent ``scale`` times larger
+    per side gives a field ``scale`` times larger with the same P(k) (the shells are interpolated at the
+    same physical wavenumbers). Options: ``channels`` (coloured channels, default ``min(4, z_dim)``),
+    ``res_blocks`` (3^d conv blocks, default 2), ``spectral_hidden`` (MLP width, default 64).
+    """
+
+    def __init__(self, spec: ModelSpec):
+        super().__init__()
+        dim, n = _geometry(spec)
+        opts = spec.options or {}
+        stats = _data_stats(spec)
+        self.dim, self.n = dim, n
+        self.z_dim = int(spec.z_dim)
+        self.channels = int(opts.get("channels", min(4, self.z_dim)))
+        if not 1 <= self.channels <= self.z_dim:
+            raise ConfigError(f"nbody spectral generator: channels must be in 1..z_dim={self.z_dim}, got {self.channels}")
+        pk = torch.as_tensor(stats["pk_shell"], dtype=torch.float32)
+        self.n_nodes = len(pk)
+        self.register_buffer("log_amp0", 0.5 * torch.log(pk), persistent=False)
+        nodes = torch.arange(self.n_nodes, dtype=torch.float32)
+        kfeat = torch.stack([nodes / (n / 2), torch.log1p(nodes) / np.log(n), (nodes == 0).float()], dim=1)
+        self.register_buffer("kfeat", kfeat, persistent=False)
+        hidden = int(opts.get("spectral_hidden", 64))
+        self.embed = ConditionEmbedding(spec.n_cond, spec.embed_dim)
+        self.amp_net = nn.Sequential(
+            nn.Linear(3 + spec.embed_dim, hidden),
+            nn.LeakyReLU(0.2),
+            nn.Linear(hidden, hidden),
+            nn.LeakyReLU(0.2),
+            nn.Linear(hidden, self.channels),
+        )
+        nn.init.zeros_(self.amp_net[-1].weight)
+        nn.init.zeros_(self.amp_net[-1].bias)
+        self.mu, self.sd, self.eps = float(stats["mu"]), float(stats["sd"]), float(stats.get("eps", 1e-3))
+        self.offset = nn.Linear(spec.embed_dim, 1)
+        nn.init.zeros_(self.offset.weight)
+        nn.init.zeros_(self.offset.bias)
+        width = int(spec.width)
+        conv = _conv(dim)
+        self.res_in = conv(self.z_dim, width, 1)
+        self.res_film = FiLM(spec.embed_dim, width)
+        self.res_blocks = nn.ModuleList(
+            nn.ModuleDict({"conv": conv(width, width, 3, padding=1, padding_mode="circular"), "film": FiLM(spec.embed_dim, width)})
+            for _ in range(int(opts.get("res_blocks", 2)))
+        )
+        self.res_out = conv(width, 1, 1)
+        nn.init.zeros_(self.res_out.weight)
+        nn.init.zeros_(self.res_out.bias)
+        self.act = nn.LeakyReLU(0.2)
+
+    def latent_shape(self, scale: int = 1) -> tuple[int, ...]:
+        """Shape of one latent (white noise per cell); ``scale`` > 1 gives a field ``scale`` times larger per side."""
+        if int(scale) < 1:
+            raise ConfigError(f"scale must be a positive integer, got {scale}")
+        return (self.z_dim,) + (self.n * int(scale),) * self.dim
+
+    def log_amplitude(self, e: torch.Tensor) -> torch.Tensor:
+        """``log A`` per shell node for condition embeddings ``e`` (B, E) -> (B, n_nodes, channels)."""
+        b = e.shape[0]
+        x = torch.cat([self.kfeat.expand(b, -1, -1), e[:, None, :].expand(-1, self.n_nodes, -1)], dim=2)
+        return self.log_amp0[None, :, None] + self.amp_net(x)
+
+    def forward(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        if z.ndim != self.dim + 2 or z.shape[1] != self.z_dim:
+            raise ConfigError(f"latent must have shape (B, {self.z_dim}, n{', n' * (self.dim - 1)}), got {tuple(z.shape)}")
+        e = self.embed(c)
+        spatial = tuple(z.shape[2:])
+        lo, hi, w = (t.to(z.device) for t in shell_interpolation(spatial, self.n, self.n_nodes))
+        log_a = self.log_amplitude(e)  # (B, nodes, C)
+        log_a = log_a[:, lo] * (1 - w)[None, :, None] + log_a[:, hi] * w[None, :, None]  # (B, modes, C)
+        dims = tuple(range(2, z.ndim))
+        f = torch.fft.rfftn(z[:, : self.channels], dim=dims, norm="ortho")
+        amp = torch.exp(log_a).transpose(1, 2).reshape(f.shape)
+        g = torch.fft.irfftn(f * amp, s=spatial, dim=dims, norm="ortho")
+        mult = shell_multiplicity(spatial).to(z.device)
+        var = (amp[:, 0].flatten(1) ** 2 * mult).sum(dim=1) / mult.sum()  # variance of g_0 (ortho: per-mode power)
+        h = self.act(self.res_film(self.res_in(torch.cat([g, z[:, self.channels :]], dim=1)), e))
+        for blk in self.res_blocks:
+            h = self.act(blk["film"](blk["conv"](h), e))
+        b = (np.log1p(self.eps) - self.mu - self.sd**2 * var / 2) / self.sd + self.offset(e)[:, 0]
+        shape = (z.shape[0], 1) + (1,) * self.dim
+        return b.view(shape) + g[:, :1] + self.res_out(h)
+
+
+class SummaryFieldCritic(nn.Module):
+    """``D(y, c)``: the periodic conv critic plus a branch on differentiable field summaries.
+
+    What the critic does not see, the generator does not learn: a conv critic held to Lipschitz 1 barely
+    notices a field whose power is too low by half at small scales. The summary branch reads
+    :func:`~physgan.domains.nbody.spectral.field_summaries` (log power per Fourier shell up to Nyquist, a soft
+    histogram, moments and the log mean density), standardised with the training fields' mean and spread so
+    that the gradient penalty weighs each alike, through a small MLP; both feature vectors meet in the
+    projection head. Option ``critic_width`` sets the conv branch (``0`` drops it: summaries only).
+    """
+
+    def __init__(self, spec: ModelSpec):
+        super().__init__()
+        dim, n = _geometry(spec)
+        opts = spec.options or {}
+        stats = _data_stats(spec)
+        self.mu, self.sd = float(stats["mu"]), float(stats["sd"])
+        if len(stats["summary_mean"]) != n_summaries(n):
+            found = len(stats["summary_mean"])
+            raise ConfigError(f"nbody summary critic: data_stats has {found} summaries, fields of side {n} need {n_summaries(n)}")
+        self.register_buffer("s_mean", torch.as_tensor(stats["summary_mean"], dtype=torch.float32), persistent=False)
+        self.register_buffer("s_std", torch.as_tensor(stats["summary_std"], dtype=torch.float32), persistent=False)
+        self.conv = None
+        ch = 0
+        if int(opts.get("critic_width", spec.width)) > 0:
+            self.conv, ch = _conv_features(spec, dim, n)
+        hidden = int(opts.get("summary_hidden", 64))
+        self.summary_net = nn.Sequential(nn.Linear(n_summaries(n), hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, hidden), nn.LeakyReLU(0.2))
+        self.embed = ConditionEmbedding(spec.n_cond, spec.embed_dim)
+        self.head = ProjectionHead(ch + hidden, spec.embed_dim)
+
+    def forward(self, y: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        s = (field_summaries(y, self.mu, self.sd) - self.s_mean) / self.s_std
+        phi = [self.summary_net(s)]
+        if self.conv is not None:
+            phi.append(self.conv(y).flatten(2).mean(dim=2))
+        return self.head(torch.cat(phi, dim=1), self.embed(c))
+
+
+def _arch(spec: ModelSpec) -> str:
+    """'spectral' when the run's transform fitted the spectral statistics, else the original 'conv' pair."""
+    opts = spec.options or {}
+    arch = opts.get("arch") or ("spectral" if "pk_shell" in dict(opts.get("data_stats") or {}) else "conv")
+    if arch not in ("spectral", "conv"):
+        raise ConfigError(f"nbody model.options.arch must be 'spectral' or 'conv', got '{arch}'")
+    return arch
+
+
+def build_generator(spec: ModelSpec) -> nn.Module:
+    """The periodic conditional generator: :class:`SpectralFieldGenerator`, or :class:`FieldGenerator` (``arch='conv'``)."""
+    return SpectralFieldGenerator(spec) if _arch(spec) == "spectral" else FieldGenerator(spec)
+
+
+def build_critic(spec: ModelSpec) -> nn.Module:
+    """The periodic projection critic: :class:`SummaryFieldCritic`, or :class:`FieldCritic` (``arch='conv'``)."""
+    return SummaryFieldCritic(spec) if _arch(spec) == "spectral" else FieldCritic(spec)

@@ -1,6 +1,15 @@
 """Invertible maps between densities (units of the mean, ``x = 1 + delta >= 0``) and model space.
 
-Two options (``kind``), both mapping into [-1, 1) so a ``tanh`` generator output fits:
+Three options (``kind``):
+
+* ``'gauss'`` (default of the presets): ``y = (log(x + eps) - mu) / sd``, standardised with the training
+  fields' mean ``mu`` and spread ``sd`` of ``log(x + eps)``. For a lognormal field ``log(1 + delta)`` is
+  exactly Gaussian, and nothing squashes the high-density tail (the generator's output is linear). Its fit
+  also records the training fields' power per Fourier shell and the mean and spread of the critic's
+  summaries (:func:`physgan.domains.nbody.spectral.fit_spectral_stats`), which the spectral generator
+  and the summary critic read from the run's ``data_stats``.
+
+The other two map into [-1, 1) so a ``tanh`` generator output fits (runs made before ``'gauss'`` use them):
 
 * ``'s'`` (default): ``s(x) = 2x/(x + a) - 1`` (Rodriguez et al. 2018), inverse
   ``x = a (1 + s) / (1 - s)``; ``a`` is fitted as the median of the training
@@ -24,10 +33,12 @@ import numpy as np
 import torch
 
 from physgan.domains.base import Transform
+from physgan.domains.nbody.spectral import fit_spectral_stats
 from physgan.errors import ConfigError, DataError
 
 __all__ = ["DensityTransform", "make_transform"]
 
+_GAUSS_MAX = 30.0  # standardised log density; the inverse clamps here (no float overflow)
 _S_MAX = 1.0 - 1e-4  # inverse of s clamps here: x <= a (2 - 1e-4) / 1e-4
 
 
@@ -42,7 +53,7 @@ class DensityTransform(Transform):
 
     Parameters
     ----------
-    kind : {'s', 'log'}
+    kind : {'s', 'log', 'gauss'}
         The map.
     a : float, optional
         Scale of the ``'s'`` map (fitted as the median density if omitted).
@@ -55,8 +66,8 @@ class DensityTransform(Transform):
     def __init__(self, **options: Any):
         super().__init__(**options)
         kind = self.options.setdefault("kind", "s")
-        if kind not in ("s", "log"):
-            raise ConfigError(f"nbody transform kind must be 's' or 'log', got '{kind}'")
+        if kind not in ("s", "log", "gauss"):
+            raise ConfigError(f"nbody transform kind must be 's', 'log' or 'gauss', got '{kind}'")
         self.options.setdefault("eps", 1e-3)
         if self.options.get("a") is not None and not float(self.options["a"]) > 0:
             raise ConfigError(f"nbody transform 'a' must be > 0, got {self.options['a']}")
@@ -74,6 +85,12 @@ class DensityTransform(Transform):
             if not a > 0:
                 a = float(np.mean(x)) or 1.0
             self.stats = {"a": a}
+        elif self.options["kind"] == "gauss":
+            u = np.log(x + float(self.options["eps"]))
+            mu, sd = float(u.mean()), float(u.std()) or 1.0
+            rng = np.random.default_rng(0)
+            rows = rng.choice(len(u), size=min(len(u), 4096), replace=False) if len(u) > 4096 else slice(None)
+            self.stats = {"mu": mu, "sd": sd, "eps": float(self.options["eps"]), **fit_spectral_stats((u[rows] - mu) / sd, mu, sd)}
         else:
             eps = float(self.options["eps"])
             lo = float(np.log(eps))
@@ -96,6 +113,8 @@ class DensityTransform(Transform):
         if self.options["kind"] == "s":
             a = self.stats["a"]
             y = 2 * t / (t + a) - 1
+        elif self.options["kind"] == "gauss":
+            y = (torch.log(t.clamp_min(0) + float(self.options["eps"])) - self.stats["mu"]) / self.stats["sd"]
         else:
             lo, hi = self.stats["lo"], self.stats["hi"]
             u = torch.log(t.clamp_min(0) + float(self.options["eps"]))
@@ -111,6 +130,9 @@ class DensityTransform(Transform):
             a = self.stats["a"]
             s = t.clamp(-1.0, _S_MAX)
             x = a * (1 + s) / (1 - s)
+        elif self.options["kind"] == "gauss":
+            u = self.stats["mu"] + self.stats["sd"] * t.clamp(max=_GAUSS_MAX)
+            x = (torch.exp(u) - float(self.options["eps"])).clamp_min(0)
         else:
             lo, hi = self.stats["lo"], self.stats["hi"]
             u = lo + (t + 1) * (hi - lo) / 2

@@ -1,0 +1,169 @@
+"""Fourier-shell bookkeeping and the differentiable field summaries shared by the nbody transform and models.
+
+One mechanism, used in three places:
+
+* :class:`~physgan.domains.nbody.transform.DensityTransform` (``kind='gauss'``) fits the mean power per
+  Fourier shell of the training fields (the generator's initial spectrum) and the mean and spread of
+  :func:`field_summaries` over the training fields (the critic standardises with them);
+* :class:`~physgan.domains.nbody.model.SpectralFieldGenerator` colours white noise with a learned,
+  condition-dependent amplitude per shell, interpolated with :func:`shell_interpolation`;
+* :class:`~physgan.domains.nbody.model.SummaryFieldCritic` scores :func:`field_summaries` (binned log power,
+  a soft histogram of the field, its moments and its mean density) beside its convolutional features.
+
+Shells are integer rings of the Fourier index, ``round(|m|)``, with ``m`` the integer wave vector of an
+``n^d`` grid: shell ``j`` holds wavenumbers ``k = 2 pi j / L``, as in
+:func:`physgan.metrics.spectra.power_spectrum`. All transforms use ``norm='ortho'``, so unit white noise has
+unit power in every mode, and the power of a field is ``P(k) / h^d`` for cell size ``h`` whatever the grid
+size (a field ``s`` times larger per side keeps its spectrum).
+
+References
+----------
+.. [1] D. Ribli, B. A. Pataki, I. Csabai, "An improved cosmological parameter inference scheme motivated by
+   deep learning", Nat. Astron. 3, 93 (2019) (summary statistics beside learned features).
+.. [2] N. Perraudin et al., "Cosmological N-body simulations: a challenge for scalable generative models",
+   Comput. Astrophys. Cosmol. 6, 5 (2019) (power spectrum as a critic input).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+__all__ = [
+    "QUANTILES",
+    "shell_index",
+    "shell_members",
+    "shell_multiplicity",
+    "shell_power",
+    "shell_interpolation",
+    "field_summaries",
+    "n_summaries",
+    "fit_spectral_stats",
+]
+
+#: Quantile levels of the one-point distribution in :func:`field_summaries` (sorted values: differentiable, and
+#: O(N log N) where a soft histogram's kernels cost N x bins in the gradient penalty's double backward).
+QUANTILES = (0.001, 0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 0.999)
+
+
+@lru_cache(maxsize=16)
+def _index(shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """(|m| of each rfftn mode, its full-space multiplicity) for a spatial ``shape``."""
+    freqs = [np.fft.fftfreq(s, 1.0 / s) for s in shape[:-1]] + [np.fft.rfftfreq(shape[-1], 1.0 / shape[-1])]
+    grids = np.meshgrid(*freqs, indexing="ij")
+    kmag = np.sqrt(sum(g**2 for g in grids))
+    mult = np.full(kmag.shape, 2.0)
+    mult[..., 0] = 1.0
+    if shape[-1] % 2 == 0:
+        mult[..., -1] = 1.0
+    return kmag, mult
+
+
+def shell_index(shape: tuple[int, ...]) -> np.ndarray:
+    """Integer shell ``round(|m|)`` of every rfftn mode of a field of spatial ``shape`` (int64 array)."""
+    return np.rint(_index(tuple(int(s) for s in shape))[0]).astype(np.int64)
+
+
+@lru_cache(maxsize=16)
+def shell_members(shape: tuple[int, ...], n_shells: int) -> torch.Tensor:
+    """``(n_modes, n_shells)`` weights averaging rfftn power over shells ``1..n_shells`` (multiplicity-weighted).
+
+    Row ``i`` of the flattened rfftn modes has weight ``mult_i / sum(mult in its shell)`` in its shell's column;
+    modes of shell 0 or beyond ``n_shells`` have none.
+    """
+    kmag, mult = _index(tuple(int(s) for s in shape))
+    shell = np.rint(kmag).astype(np.int64).ravel()
+    w = np.zeros((shell.size, n_shells))
+    for j in range(1, n_shells + 1):
+        sel = shell == j
+        if sel.any():
+            w[sel, j - 1] = mult.ravel()[sel] / mult.ravel()[sel].sum()
+    return torch.as_tensor(w, dtype=torch.float32)
+
+
+def shell_multiplicity(shape: tuple[int, ...]) -> torch.Tensor:
+    """Full-space multiplicity (1 or 2) of each flattened rfftn mode of a field of spatial ``shape``."""
+    return torch.as_tensor(_index(tuple(int(s) for s in shape))[1].ravel(), dtype=torch.float32)
+
+
+def shell_power(y: torch.Tensor, n_shells: int) -> torch.Tensor:
+    """Mean power ``|FFT_ortho(y)|^2`` in shells ``1..n_shells`` of fields ``y`` (B, 1, *spatial) -> (B, n_shells)."""
+    spatial = tuple(y.shape[2:])
+    dims = tuple(range(2, y.ndim))
+    f = torch.fft.rfftn(y[:, 0].float(), dim=tuple(d - 1 for d in dims), norm="ortho")
+    p = (f.real**2 + f.imag**2).flatten(1)
+    return p @ shell_members(spatial, n_shells).to(p.device)
+
+
+def shell_interpolation(shape: tuple[int, ...], n_train: int, n_nodes: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Linear interpolation of per-node values onto the rfftn modes of a field of spatial ``shape``.
+
+    Node ``j`` sits at ``|m| = j`` on the training grid of side ``n_train``; on a grid ``n`` cells per side the
+    mode ``m`` has the same physical wavenumber as ``|m| n_train / n`` there. Returns ``(lo, hi, w)``:
+    node indices and the weight of ``hi`` (flattened modes), clamped at the last node.
+    """
+    kmag, _ = _index(tuple(int(s) for s in shape))
+    t = np.clip(kmag.ravel() * n_train / shape[0], 0.0, n_nodes - 1.0)
+    lo = np.floor(t).astype(np.int64)
+    hi = np.minimum(lo + 1, n_nodes - 1)
+    w = (t - lo).astype(np.float32)
+    return torch.as_tensor(lo), torch.as_tensor(hi), torch.as_tensor(w)
+
+
+def n_summaries(n: int) -> int:
+    """Length of :func:`field_summaries` for fields ``n`` cells per side."""
+    return n // 2 + len(QUANTILES) + 3
+
+
+def field_summaries(y: torch.Tensor, mu: float, sd: float) -> torch.Tensor:
+    """Differentiable per-field summaries of standardised log-density fields ``y`` (B, 1, *spatial).
+
+    Columns: log mean power in shells ``1..n/2`` (``k <= k_Nyquist``); the quantiles of ``y`` at
+    :data:`QUANTILES` (its one-point distribution); the mean and standard deviation of ``y``; and the log of the
+    mean density ``log mean(exp(mu + sd * y))`` (the physical field's mean, in units of the cosmic mean).
+    """
+    n = int(y.shape[2])
+    logp = torch.log(shell_power(y, n // 2) + 1e-8)
+    flat = y.flatten(1).float()
+    idx = torch.as_tensor([round(q * (flat.shape[1] - 1)) for q in QUANTILES], device=flat.device)
+    quant = torch.sort(flat, dim=1).values[:, idx]
+    mean = flat.mean(dim=1, keepdim=True)
+    std = flat.std(dim=1, keepdim=True)
+    log_mean_density = torch.logsumexp(mu + sd * flat, dim=1, keepdim=True) - float(np.log(flat.shape[1]))
+    return torch.cat([logp, quant, mean, std, log_mean_density], dim=1)
+
+
+def fit_spectral_stats(y: np.ndarray, mu: float, sd: float, batch: int = 512) -> dict[str, list[float]]:
+    """Training statistics of standardised fields ``y`` (N, *spatial), JSON-serialisable.
+
+    ``pk_shell``: mean power per shell ``0..ceil(sqrt(d) n/2)+1`` (the generator's initial spectrum; empty
+    shells take the nearest filled one); ``summary_mean`` / ``summary_std``: of :func:`field_summaries`.
+    """
+    y = np.asarray(y, dtype=np.float32)
+    spatial = tuple(y.shape[1:])
+    n, d = spatial[0], len(spatial)
+    n_nodes = int(np.ceil(np.sqrt(d) * n / 2)) + 2
+    shell = shell_index(spatial).ravel()
+    _, mult = _index(spatial)
+    mult = mult.ravel()
+    power = np.zeros(n_nodes)
+    weight = np.zeros(n_nodes)
+    rows = []
+    with torch.no_grad():
+        for i in range(0, len(y), batch):
+            t = torch.as_tensor(y[i : i + batch])
+            f = torch.fft.rfftn(t, dim=tuple(range(1, t.ndim)), norm="ortho")
+            p = (f.real**2 + f.imag**2).flatten(1).numpy().astype(np.float64)
+            np.add.at(power, shell, (p * mult).sum(axis=0))
+            np.add.at(weight, shell, mult * len(p))
+            rows.append(field_summaries(t[:, None], mu, sd).numpy().astype(np.float64))
+    filled = weight > 0
+    pk = np.interp(np.arange(n_nodes), np.flatnonzero(filled), power[filled] / weight[filled])
+    s = np.concatenate(rows)
+    return {
+        "pk_shell": [float(v) for v in np.maximum(pk, 1e-12)],
+        "summary_mean": [float(v) for v in s.mean(axis=0)],
+        "summary_std": [float(v) for v in np.maximum(s.std(axis=0), 1e-6)],
+    }

@@ -1,0 +1,121 @@
+"""The nbody spectral generator, summary critic and 'gauss' transform (physgan.domains.nbody.{spectral,model})."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from physgan.sim import nbody as sim
+from physgan.domains.base import ModelSpec
+from physgan.domains.nbody.model import SpectralFieldGenerator, SummaryFieldCritic, build_critic, build_generator
+from physgan.domains.nbody.spectral import field_summaries, fit_spectral_stats, n_summaries, shell_power
+from physgan.domains.nbody.transform import make_transform
+from physgan.errors import ConfigError
+
+
+def _pk2d(k):
+    return 30.0 * (k / 0.1) ** -1.2 * np.exp(-((k / 1.5) ** 2))
+
+
+def _lognormal(n_fields, grid=16, box=32.0, seed=0):
+    return np.stack([1 + sim.lognormal_field(_pk2d, grid, box, 2, seed=seed + i) for i in range(n_fields)]).astype(np.float32)
+
+
+def _spec(x, dim=2, **options):
+    t = make_transform({"kind": "gauss"}).fit(x)
+    n = x.shape[1]
+    return ModelSpec(
+        sample_shape=(1,) + (n,) * dim, n_cond=2, condition_names=["omega_m", "sigma8"], z_dim=4, width=8, depth=2,
+        embed_dim=8, options={"data_stats": t.stats, **options},
+    ), t  # fmt: skip
+
+
+def test_gauss_transform_round_trip_and_statistics():
+    x = _lognormal(40)
+    t = make_transform({"kind": "gauss"}).fit(x)
+    y = t.forward(torch.from_numpy(x))
+    assert y.shape == (40, 1, 16, 16)
+    assert abs(float(y.mean())) < 1e-4 and float(y.std()) == pytest.approx(1.0, abs=1e-3)
+    np.testing.assert_allclose(t.inverse(y).numpy(), x, rtol=1e-4, atol=1e-5)
+    # the critic's standardisation: summaries of the training fields have mean 0 and unit spread
+    s = field_summaries(y, t.stats["mu"], t.stats["sd"]).numpy()
+    z = (s - np.array(t.stats["summary_mean"])) / np.array(t.stats["summary_std"])
+    assert s.shape[1] == n_summaries(16)
+    np.testing.assert_allclose(z.mean(axis=0), 0.0, atol=1e-3)
+    np.testing.assert_allclose(z.std(axis=0), 1.0, atol=1e-2)
+    # state round trip (the run stores it as JSON)
+    t2 = make_transform({}).load_state_dict(t.state_dict())
+    assert t2.stats == t.stats
+
+
+def test_white_noise_has_unit_power_per_shell():
+    y = np.random.default_rng(0).standard_normal((1000, 16, 16)).astype(np.float32)
+    stats = fit_spectral_stats(y, 0.0, 1.0)
+    # shell 1 holds 2 independent complex modes per field: a relative error of 1/sqrt(2000) = 2.2 %
+    np.testing.assert_allclose(stats["pk_shell"][1:10], 1.0, atol=0.08)
+    p = shell_power(torch.from_numpy(y)[:, None], 8).mean(dim=0).numpy()
+    np.testing.assert_allclose(p, 1.0, atol=0.08)
+
+
+def test_spectral_generator_starts_at_the_data_spectrum_and_mean_density():
+    x = _lognormal(64)
+    spec, t = _spec(x)
+    g = build_generator(spec)
+    assert isinstance(g, SpectralFieldGenerator) and isinstance(build_critic(spec), SummaryFieldCritic)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        y = g(torch.randn(400, *g.latent_shape()), torch.zeros(400, 2))
+    p_fake = shell_power(y, 8).mean(dim=0).numpy()
+    p_real = shell_power(t.forward(torch.from_numpy(x)), 8).mean(dim=0).numpy()
+    np.testing.assert_allclose(p_fake, p_real, rtol=0.15)
+    # the offset holds E[density] = 1 by construction
+    assert float(t.inverse(y).mean()) == pytest.approx(1.0, abs=0.01)
+
+
+def test_spectral_generator_is_periodic_and_scales_without_changing_the_spectrum():
+    spec, _ = _spec(_lognormal(16))
+    torch.manual_seed(1)
+    g = build_generator(spec)
+    for p in g.parameters():  # leave the zero-initialised start: a generic generator
+        p.data.add_(0.05 * torch.randn_like(p))
+    z = torch.randn(2, *g.latent_shape())
+    c = torch.randn(2, 2)
+    with torch.no_grad():
+        y = g(z, c)
+        y_rolled = g(torch.roll(z, shifts=(3, 5), dims=(2, 3)), c)
+        torch.testing.assert_close(y_rolled, torch.roll(y, shifts=(3, 5), dims=(2, 3)), rtol=1e-4, atol=1e-5)
+        assert g.latent_shape(2) == (4, 32, 32)
+        c1 = c[:1].expand(300, -1)
+        small = g(torch.randn(300, *g.latent_shape()), c1)
+        big = g(torch.randn(75, *g.latent_shape(2)), c1[:75])
+    assert big.shape == (75, 1, 32, 32)
+    # same physical wavenumber: shell j of the 16-grid is shell 2j of the 32-grid (ortho power per mode)
+    ps = shell_power(small, 8).mean(dim=0).numpy()
+    pb = shell_power(big, 16).mean(dim=0).numpy()
+    np.testing.assert_allclose(pb[1::2], ps, rtol=0.15)  # pb[i] is shell i + 1
+    assert abs(float(big.mean()) - float(small.mean())) < 0.05
+
+
+def test_summary_critic_penalty_is_finite_and_sees_power():
+    x = _lognormal(32)
+    spec, t = _spec(x, critic_width=4)
+    d = build_critic(spec)
+    y = t.forward(torch.from_numpy(x))
+    c = torch.zeros(len(y), 2)
+    yy = y.clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(d(yy, c).sum(), yy, create_graph=True)
+    assert torch.isfinite(g).all() and float(g.abs().sum()) > 0
+    ((g.flatten(1).norm(dim=1) - 1) ** 2).mean().backward()
+    assert all(torch.isfinite(p.grad).all() for p in d.parameters() if p.grad is not None)
+    # summaries only
+    d0 = build_critic(_spec(x, critic_width=0)[0])
+    assert d0.conv is None and d0(y, c).shape == (32,)
+
+
+def test_spectral_model_needs_gauss_statistics():
+    spec = ModelSpec(sample_shape=(1, 16, 16), n_cond=0, condition_names=[], options={"arch": "spectral"})
+    with pytest.raises(ConfigError, match="gauss"):
+        build_generator(spec)
+    with pytest.raises(ConfigError, match="arch"):
+        build_generator(ModelSpec(sample_shape=(1, 16, 16), n_cond=0, condition_names=[], options={"arch": "unet"}))
