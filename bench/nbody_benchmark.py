@@ -170,6 +170,8 @@ def make_part(out: Path, args: argparse.Namespace, om: float, s8: float, n: int,
     out.parent.mkdir(parents=True, exist_ok=True)
     argv = ["data", "make", "nbody", "--sim", args.sim, "--dim", str(args.dim), "--grid", str(args.grid), "--box", str(args.box)]
     argv += ["--omega-m", f"{om!r}:{om!r}", "--sigma8", f"{s8!r}:{s8!r}", "--n", str(n), "--seed", str(seed), "--out", str(out)]
+    if getattr(args, "slices_per_box", None) and args.dim == 2:
+        argv += ["--slices-per-box", str(args.slices_per_box)]
     t0 = time.perf_counter()
     subprocess.run(physgan_cmd(*argv), check=True, env=cpu_env(args.threads), stdout=subprocess.DEVNULL)
     return time.perf_counter() - t0
@@ -373,7 +375,7 @@ def _write_json(path: Path, obj: Any) -> None:
 def _config(args: argparse.Namespace, grid: list[tuple[float, float]]) -> dict[str, Any]:
     return {
         "sim": args.sim, "dim": args.dim, "grid": args.grid, "box": args.box, "cosmologies": grid,
-        "n_per_cosmology": args.n_per_cosmology, "n_eval": args.n_eval, "seed": args.seed,
+        "n_per_cosmology": args.n_per_cosmology, "n_eval": args.n_eval, "seed": args.seed, "slices_per_box": args.slices_per_box,
     }  # fmt: skip
 
 
@@ -387,7 +389,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sigma8", default="0.7,0.8,0.9", help="training sigma8 values (comma-separated)")
     p.add_argument("--held-out", default=None, help="held-out om:s8 pairs, e.g. 0.275:0.75,0.325:0.85 (default: diagonal cell centres)")
     p.add_argument("--eval-train", default=None, help="training om:s8 pairs to evaluate at (default: grid centre and one corner)")
-    p.add_argument("--n-per-cosmology", type=int, default=2000, help="training fields per grid point")
+    p.add_argument("--n-per-cosmology", type=int, default=1000, help="training fields per grid point (default 1000)")
+    p.add_argument(
+        "--slices-per-box", type=int, default=3,
+        help="2-D: slabs cut from each simulated box, along the three axes in turn (default 3: a third of the 3-D "
+        "simulations; slabs of one box share only the modes of their intersection)",
+    )  # fmt: skip
     p.add_argument(
         "--n-eval", type=int, default=2000,
         help="evaluation fields per evaluation cosmology, as many again for the floor (default 2000: the error of the P(k) ratio "

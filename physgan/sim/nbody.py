@@ -57,6 +57,7 @@ __all__ = [
     "growth_rate",
     "gaussian_field",
     "lognormal_field",
+    "lognormal_spectrum",
     "lpt_displacements",
     "pm_simulation",
     "slab",
@@ -314,7 +315,38 @@ def gaussian_field(pk_fn, grid: int, box_size: float, dim: int = 3, seed: Seed =
     return np.fft.irfftn(np.fft.rfftn(white) * amp, s=(grid,) * dim, axes=tuple(range(dim)))
 
 
-def lognormal_field(pk_fn, grid: int, box_size: float, dim: int = 3, seed: Seed = None) -> np.ndarray:
+def lognormal_spectrum(pk_fn, grid: int, box_size: float, dim: int = 3) -> tuple[np.ndarray, float]:
+    """The Gaussian field's spectrum on the grid and its variance, for :func:`lognormal_field` of target ``pk_fn``.
+
+    The Gaussian field ``g`` has the correlation function ``xi_g = ln(1 + xi)`` where ``xi`` is the grid
+    correlation function of ``pk_fn`` (negative ``P_g`` modes are clipped to 0). It depends on the cosmology
+    only, so a caller drawing many fields at one cosmology computes it once.
+
+    Returns
+    -------
+    pk_g : ndarray
+        ``P_g`` on the rfftn grid (k = 0 mode zero).
+    var_g : float
+        The variance of ``g``.
+    """
+    _check_grid(grid, box_size, dim)
+    h = box_size / grid
+    kmag = _kmag(grid, box_size, dim)
+    pk = np.maximum(_eval_pk(pk_fn, kmag, box_size), 0.0)
+    pk[(0,) * dim] = 0.0
+    xi = np.fft.irfftn(pk, s=(grid,) * dim, axes=tuple(range(dim))) / h**dim
+    if np.min(xi) <= -1.0:
+        raise ConfigError("lognormal field impossible: the correlation function reaches xi <= -1 on this grid")
+    xi_g = np.log1p(xi)
+    pk_g = np.maximum(np.fft.rfftn(xi_g).real * h**dim, 0.0)
+    pk_g[(0,) * dim] = 0.0
+    var_g = float(np.sum(_half_weights(grid, dim) * pk_g) / box_size**dim)
+    return pk_g, var_g
+
+
+def lognormal_field(
+    pk_fn, grid: int, box_size: float, dim: int = 3, seed: Seed = None, spectrum: tuple[np.ndarray, float] | None = None
+) -> np.ndarray:
     """Lognormal field ``delta = exp(g - sigma_g^2/2) - 1`` whose P(k) is ``pk_fn`` on the grid.
 
     The Gaussian field ``g`` has the correlation function
@@ -328,6 +360,8 @@ def lognormal_field(pk_fn, grid: int, box_size: float, dim: int = 3, seed: Seed 
         Target ``P(k)`` (units as in :func:`gaussian_field`).
     grid, box_size, dim, seed
         As in :func:`gaussian_field`.
+    spectrum : tuple, optional
+        :func:`lognormal_spectrum` of the same arguments, when already computed (same field, faster).
 
     Returns
     -------
@@ -338,19 +372,8 @@ def lognormal_field(pk_fn, grid: int, box_size: float, dim: int = 3, seed: Seed 
     ----------
     .. [1] P. Coles and B. Jones, MNRAS 248, 1 (1991).
     """
-    _check_grid(grid, box_size, dim)
-    h = box_size / grid
-    kmag = _kmag(grid, box_size, dim)
-    pk = np.maximum(_eval_pk(pk_fn, kmag, box_size), 0.0)
-    pk[(0,) * dim] = 0.0
-    xi = np.fft.irfftn(pk, s=(grid,) * dim, axes=tuple(range(dim))) / h**dim
-    if np.min(xi) <= -1.0:
-        raise ConfigError("lognormal field impossible: the correlation function reaches xi <= -1 on this grid")
-    xi_g = np.log1p(xi)
-    pk_g = np.maximum(np.fft.rfftn(xi_g).real * h**dim, 0.0)
-    pk_g[(0,) * dim] = 0.0
+    pk_g, var_g = spectrum if spectrum is not None else lognormal_spectrum(pk_fn, grid, box_size, dim)
     g = gaussian_field(lambda _k: pk_g, grid, box_size, dim, seed)
-    var_g = float(np.sum(_half_weights(grid, dim) * pk_g) / box_size**dim)
     return np.exp(g - var_g / 2.0) - 1.0
 
 

@@ -21,6 +21,7 @@ box. The file uses physgan's ``array`` layout with ``attrs['domain'] =
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import sys
@@ -79,10 +80,17 @@ def box_slabs(box: np.ndarray, count: int, thickness_cells: int) -> list[np.ndar
     return [sim.slab(box, axis=i % 3, start=(i // 3) * stride, thickness=thickness_cells) for i in range(count)]
 
 
+@functools.lru_cache(maxsize=4)
+def _lognormal_spectrum(omega_m: float, sigma8: float, z: float, grid: int, box: float) -> tuple[np.ndarray, float]:
+    """The Gaussian spectrum of one cosmology's lognormal boxes (cached: a fixed-cosmology file computes it once)."""
+    cosmo = sim.Cosmology(omega_m=omega_m, sigma8=sigma8)
+    return sim.lognormal_spectrum(lambda k: sim.linear_power(k, cosmo, z), grid, box, 3)
+
+
 def _simulate_box(kind: str, omega_m: float, sigma8: float, z: float, grid: int, box: float, seed, n_steps: int) -> np.ndarray:
     if kind == "lognormal":
-        cosmo = sim.Cosmology(omega_m=omega_m, sigma8=sigma8)
-        delta = sim.lognormal_field(lambda k: sim.linear_power(k, cosmo, z), grid, box, 3, seed)
+        spectrum = _lognormal_spectrum(omega_m, sigma8, z, grid, box)
+        delta = sim.lognormal_field(None, grid, box, 3, seed, spectrum=spectrum)
         return (1.0 + delta).astype(np.float32)
     rho = sim.pm_simulation(omega_m, sigma8, z, grid=grid, box_size=box, seed=seed, n_steps=n_steps)
     return rho.astype(np.float32)
