@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import signal
 import subprocess
 import sys
@@ -268,6 +269,7 @@ def train_with_budget(domain: str, data: Path, run_dir: Path, args: argparse.Nam
         argv += ["--resume", "auto"]
     log_path = run_dir.parent / "train.out"
     t0 = time.perf_counter()
+    usage0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     stopped = False
     with open(log_path, "a") as log:
         log.write("$ physgan " + " ".join(argv) + "\n")
@@ -280,12 +282,15 @@ def train_with_budget(domain: str, data: Path, run_dir: Path, args: argparse.Nam
                 stopped = True
             time.sleep(1)
     wall = time.perf_counter() - t0
+    usage1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (usage1.ru_utime + usage1.ru_stime) - (usage0.ru_utime + usage0.ru_stime)
     if proc.returncode != 0:
         raise SystemExit(f"training failed (exit {proc.returncode}); see {log_path}")
     sessions = run_dir / "benchmark_train_sessions.jsonl"
     with open(sessions, "a") as fh:
-        fh.write(json.dumps({"wall_s": wall, "stopped_by_budget": stopped}) + "\n")
-    walls = [json.loads(s)["wall_s"] for s in sessions.read_text().splitlines() if s.strip()]
+        fh.write(json.dumps({"wall_s": wall, "cpu_s": cpu, "stopped_by_budget": stopped}) + "\n")
+    records = [json.loads(s) for s in sessions.read_text().splitlines() if s.strip()]
+    walls = [r["wall_s"] for r in records]
     from physgan.train.checkpoint import latest_checkpoint, load_checkpoint
 
     stats = run_dir / "stats.jsonl"
@@ -296,6 +301,7 @@ def train_with_budget(domain: str, data: Path, run_dir: Path, args: argparse.Nam
         "command": "physgan " + " ".join(argv),
         "steps": steps,
         "wall_s": sum(walls),
+        "cpu_s": sum(r.get("cpu_s", float("nan")) for r in records),  # CPU time the training used (contention shows here)
         "sessions": len(walls),
         "stopped_by_budget": stopped,
         "device": args.device,

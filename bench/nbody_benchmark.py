@@ -66,6 +66,7 @@ __all__ = [
     "make_part",
     "merge_files",
     "compare",
+    "response",
     "verdict",
     "generation_speed",
     "simulator_speed",
@@ -73,8 +74,13 @@ __all__ = [
     "main",
 ]
 
-#: Issue 4's goals: max |P_fake/P_real - 1| for k <= k_N/2, PDF separation power, |peak count ratio - 1|.
-GOALS = {"pk_max_dev": 0.05, "pdf_separation": 0.01, "peak_count_dev": 0.05}
+#: Issue 17's goals: max |P_fake/P_real - 1| for k <= k_N/2 at training (held-out) cosmologies, the conditioning
+#: response P_G(k;a)/P_G(k;b) against the simulator's, |mean density ratio - 1|, PDF separation power,
+#: |peak count ratio - 1|, and each Minkowski functional's deviation within ``mf_floor_factor`` x its noise floor.
+GOALS = {
+    "pk_max_dev": 0.05, "pk_max_dev_held_out": 0.10, "response_dev": 0.05, "mean_density_dev": 0.01,
+    "pdf_separation": 0.01, "peak_count_dev": 0.05, "mf_floor_factor": 3.0,
+}  # fmt: skip
 
 # seed offsets of the simulated files (each file has its own seed: no shared phases)
 _SEED_TRAIN, _SEED_EVAL, _SEED_FLOOR = 10_000, 20_000, 30_000
@@ -313,6 +319,37 @@ def compare(real: np.ndarray, fake: np.ndarray, real2: np.ndarray, attrs: dict[s
     }
 
 
+def response(per_cosmo: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The conditioning response of every pair of evaluated cosmologies, against the simulator's.
+
+    ``P_G(k;a)/P_G(k;b)`` over ``P_sim(k;a)/P_sim(k;b)`` is the ratio of the two cosmologies' P(k) ratios
+    (each generated over simulated); its maximum deviation from 1 over ``k <= k_N/2`` is what an inference
+    pipeline differentiating the surrogate gets wrong. The floor is the same with the second simulated sets.
+    """
+    out = []
+    for i, a in enumerate(per_cosmo):
+        for b in per_cosmo[i + 1 :]:
+            used = np.array(a["pk"]["used"]) & np.array(b["pk"]["used"])
+            if not used.any():
+                continue
+
+            def arr(r: dict[str, Any], key: str, used: np.ndarray = used) -> np.ndarray:
+                return np.array([np.nan if v is None else v for v in r["pk"][key]], dtype=np.float64)[used]
+
+            rel = arr(a, "ratio") / arr(b, "ratio")
+            err = np.abs(rel) * np.hypot(arr(a, "ratio_err") / arr(a, "ratio"), arr(b, "ratio_err") / arr(b, "ratio"))
+            floor = arr(a, "floor_ratio") / arr(b, "floor_ratio")
+            j = int(np.nanargmax(np.abs(rel - 1)))
+            out.append({
+                "a": [a["omega_m"], a["sigma8"]], "b": [b["omega_m"], b["sigma8"]],
+                "response_dev": float(abs(rel[j] - 1)), "response_dev_err": _finite(err[j]),
+                "response_dev_k": float(np.array(a["pk"]["k"])[used][j]),
+                "response_dev_floor": float(np.nanmax(np.abs(floor - 1))),
+                "sim_ratio_range": [float(np.nanmin(rel)), float(np.nanmax(rel))],
+            })  # fmt: skip
+    return out
+
+
 def verdict(value: float | None, floor: float | None, goal: float) -> str:
     """``pass`` / ``FAIL`` of ``|value| < goal``; ``floor>goal`` is appended when the noise floor misses the goal too."""
     if value is None:
@@ -450,19 +487,26 @@ def main(argv: list[str] | None = None) -> int:
         for part in parts:
             part.unlink()
         (work / "parts").rmdir()
-    evals = [("train", pt) for pt in eval_train] + [("held-out", pt) for pt in held]
-    files: dict[tuple[float, float], tuple[Path, Path]] = {}
-    for j, (_, (om, s8)) in enumerate(evals):
-        fe = work / "eval" / f"{cosmo_tag(om, s8)}.h5"
-        ff = work / "floor" / f"{cosmo_tag(om, s8)}.h5"
-        for f, base in ((fe, _SEED_EVAL), (ff, _SEED_FLOOR)):
-            t = make_part(f, args, om, s8, args.n_eval, args.seed * 100_000 + base + j)
-            if t is not None:
-                sim_times[f"{f.parent.name}_{cosmo_tag(om, s8)}"] = {"n": args.n_eval, "wall_s": t}
-                _write_json(timing_path, sim_times)
-        files[(om, s8)] = (fe, ff)
     print(f"      {time.perf_counter() - t_step:.0f} s", flush=True)
+
+    evals = [("train", pt) for pt in eval_train] + [("held-out", pt) for pt in held]
+
+    def simulate_evaluation_sets() -> dict[tuple[float, float], tuple[Path, Path]]:
+        """The evaluation and floor files of every evaluation cosmology (made after training: not needed before)."""
+        files: dict[tuple[float, float], tuple[Path, Path]] = {}
+        for j, (_, (om, s8)) in enumerate(evals):
+            fe = work / "eval" / f"{cosmo_tag(om, s8)}.h5"
+            ff = work / "floor" / f"{cosmo_tag(om, s8)}.h5"
+            for f, base in ((fe, _SEED_EVAL), (ff, _SEED_FLOOR)):
+                t = make_part(f, args, om, s8, args.n_eval, args.seed * 100_000 + base + j)
+                if t is not None:
+                    sim_times[f"{f.parent.name}_{cosmo_tag(om, s8)}"] = {"n": args.n_eval, "wall_s": t}
+                    _write_json(timing_path, sim_times)
+            files[(om, s8)] = (fe, ff)
+        return files
+
     if args.stop_after == "data":
+        simulate_evaluation_sets()
         return 0
 
     run_dir = work / "run"
@@ -470,6 +514,9 @@ def main(argv: list[str] | None = None) -> int:
     budget = train_with_budget("nbody", train_file, run_dir, args)
     if args.stop_after == "train":
         return 0
+    t_step = time.perf_counter()
+    files = simulate_evaluation_sets()
+    print(f"      evaluation sets simulated in {time.perf_counter() - t_step:.0f} s", flush=True)
 
     import torch
 
@@ -531,6 +578,7 @@ def main(argv: list[str] | None = None) -> int:
         "simulation": sim_times,
         "evaluate_wall_s": eval_wall,
         "cosmologies": per_cosmo,
+        "response": response(per_cosmo),
         "evaluation_pooled": evaluation,
         "speed": speed,
         "speed_condition": list(centre),
@@ -553,7 +601,8 @@ def report(results: dict[str, Any]) -> str:
     lines = [
         results["env"],
         "",
-        f"training: {b['steps']} generator steps, {b['wall_s'] / 60:.1f} min wall in {b.get('sessions', 1)} session(s), "
+        f"training: {b['steps']} generator steps, {b['wall_s'] / 60:.1f} min wall "
+        f"({b.get('cpu_s', float('nan')) / 60:.1f} min of CPU) in {b.get('sessions', 1)} session(s), "
         f"preset {b['preset']}, device {b['device']}, "
         f"{b['threads']} thread(s){' (stopped by the budget)' if b.get('stopped_by_budget') else ''}; evaluated checkpoint "
         f"'{results['checkpoint']}' (step {results['checkpoint_step']}); data: {cfg['sim']} {cfg['dim']}-D {cfg['grid']}^{cfg['dim']}, "
@@ -567,11 +616,19 @@ def report(results: dict[str, Any]) -> str:
     g = results["goals"]
     summary = [
         "",
-        "| (Ωm, σ8) | set | max abs(P_G/P_sim - 1), k ≤ k_N/2 (floor) | PDF separation (floor) | peak count G/sim - 1 (floor) | verdicts |",
-        "|---|---|---|---|---|---|",
+        "| (Ωm, σ8) | set | max abs(P_G/P_sim - 1), k ≤ k_N/2 (floor) | PDF separation (floor) | peak count G/sim - 1 (floor) "
+        "| mean density G/sim - 1 | Minkowski dev / floor (v0, v1, chi) | verdicts |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in results["cosmologies"]:
-        v_pk = verdict(r["pk_max_dev"], r["pk_max_dev_floor"], g["pk_max_dev"])
+        pk_goal = g["pk_max_dev"] if r["kind"] == "train" else g.get("pk_max_dev_held_out", g["pk_max_dev"])
+        v_pk = verdict(r["pk_max_dev"], r["pk_max_dev_floor"], pk_goal)
+        md = r["physics"].get("mean_density_ratio")
+        md_dev = None if md is None else md - 1
+        v_md = verdict(md_dev, None, g.get("mean_density_dev", 0.01))
+        mf = [(r["physics"].get(f"mf_{m}_dev"), r["physics_floor"].get(f"mf_{m}_dev")) for m in ("v0", "v1", "chi")]
+        mf_x = [v / f if v is not None and f else None for v, f in mf]
+        v_mf = "n/a" if None in mf_x else ("pass" if max(mf_x) <= g.get("mf_floor_factor", 3.0) else "FAIL")
         v_pdf = verdict(r["pdf_separation"], r["pdf_separation_floor"], g["pdf_separation"])
         v_pc = verdict(r["peak_count_dev"], r["peak_count_dev_floor"], g["peak_count_dev"])
         name = f"({r['omega_m']:g}, {r['sigma8']:g})"
@@ -605,9 +662,24 @@ def report(results: dict[str, Any]) -> str:
             )
         summary.append(
             f"| {name} | {r['kind']} | {_pm(r['pk_max_dev'])} ({_pm(r['pk_max_dev_floor'])}) | {pdf} ({pdf2}) "
-            f"| {_pm(r['peak_count_dev'], None, '+.3g')} ({pc_floor}) | P(k) {v_pk}; PDF {v_pdf}; peaks {v_pc} |"
+            f"| {_pm(r['peak_count_dev'], None, '+.3g')} ({pc_floor}) | {_pm(md_dev, None, '+.3g')} "
+            f"| {', '.join(_pm(x, None, '.2g') for x in mf_x)} "
+            f"| P(k) {v_pk}; PDF {v_pdf}; peaks {v_pc}; mean {v_md}; MF {v_mf} |"
         )
-    lines += ["", "### Summary (goals: P(k) < 5 %, PDF separation < 0.01, peak counts < 5 %)", *summary]
+    lines += [
+        "", "### Summary (goals: P(k) < 5 % at training, < 10 % at held-out cosmologies; PDF separation < 0.01; "
+        "peak counts < 5 %; mean density < 1 %; Minkowski functionals < 3x floor)", *summary,
+    ]  # fmt: skip
+    resp = results.get("response") or []
+    if resp:
+        lines += ["", "### Conditioning response: P_G(k;a)/P_G(k;b) over the simulator's, max over k ≤ k_N/2 (goal < 5 %)", ""]
+        lines += ["| a | b | simulator's ratio range | max abs(dev) ± err at k | floor | verdict |", "|---|---|---|---|---|---|"]
+        for q in resp:
+            lines.append(
+                f"| {tuple(q['a'])} | {tuple(q['b'])} | {q['sim_ratio_range'][0]:.3g}-{q['sim_ratio_range'][1]:.3g} "
+                f"| {_pm(q['response_dev'], q['response_dev_err'])} at {q['response_dev_k']:.3g} | {_pm(q['response_dev_floor'])} "
+                f"| {verdict(q['response_dev'], q['response_dev_floor'], g.get('response_dev', 0.05))} |"
+            )
     c = results.get("speed_condition")
     lines += ["", f"### Generation speed (fields/s to memory, at (Ωm, σ8) = {tuple(c) if c else ''}, {results['load']})", ""]
     lines += ["| generator | fields per call | fields/s |", "|---|---|---|"]
