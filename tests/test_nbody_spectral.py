@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from physgan.sim import nbody as sim
 from physgan.domains.base import ModelSpec
 from physgan.domains.nbody.model import SpectralFieldGenerator, SummaryFieldCritic, build_critic, build_generator
 from physgan.domains.nbody.spectral import field_summaries, fit_spectral_stats, n_summaries, shell_power
 from physgan.domains.nbody.transform import make_transform
 from physgan.errors import ConfigError
+from physgan.sim import nbody as sim
 
 
 def _pk2d(k):
@@ -119,3 +119,19 @@ def test_spectral_model_needs_gauss_statistics():
         build_generator(spec)
     with pytest.raises(ConfigError, match="arch"):
         build_generator(ModelSpec(sample_shape=(1, 16, 16), n_cond=0, condition_names=[], options={"arch": "unet"}))
+
+
+def test_sigma8_response_slope_and_ratio():
+    from physgan.domains.nbody.metrics import physics_metrics, sigma8_response
+
+    s8 = np.repeat([0.7, 0.9], 24)
+    om = np.full(48, 0.3)
+    x = np.stack([1 + sim.gaussian_field(lambda k, a=a: (a / 0.8) ** 2 * _pk2d(k), 16, 32.0, 2, seed=i) for i, a in enumerate(s8)])
+    c = np.stack([om, s8], axis=1)
+    attrs = {"box_size": 32.0, "condition_names": ["omega_m", "sigma8"]}
+    assert sigma8_response(x, c, 32.0, attrs) == pytest.approx(2.0, abs=0.3)  # P proportional to sigma8^2
+    flat = np.stack([1 + sim.gaussian_field(_pk2d, 16, 32.0, 2, seed=100 + i) for i in range(48)])
+    m = physics_metrics((x, c), (flat, c), attrs)
+    assert abs(m["pk_sigma8_response_ratio"]) < 0.3  # a surrogate that ignores sigma8
+    assert physics_metrics((x, c), (x, c), attrs)["pk_sigma8_response_ratio"] == pytest.approx(1.0)
+    assert np.isnan(sigma8_response(x, None, 32.0, attrs))

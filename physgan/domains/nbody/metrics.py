@@ -55,6 +55,7 @@ __all__ = [
     "minkowski_functionals",
     "cross_correlation",
     "physics_metrics",
+    "sigma8_response",
     "score",
     "features",
 ]
@@ -319,7 +320,8 @@ def physics_metrics(real: Pair, fake: Pair, attrs: dict[str, Any]) -> dict[str, 
         pull over those bins), ``mean_density_ratio``, ``pdf_separation``,
         ``pdf_w1``, ``peak_separation``, ``peak_count_ratio``, ``mf_v0_dev``,
         ``mf_v1_dev``, ``mf_chi_dev`` (mean absolute difference of the mean
-        curves, in units of the real curve's range).
+        curves, in units of the real curve's range), and where sigma8 varies
+        ``pk_sigma8_response_ratio`` (see :func:`sigma8_response`).
     """
     xr = _fields(real[0], "real")
     xf = _fields(fake[0], "fake")
@@ -364,7 +366,37 @@ def physics_metrics(real: Pair, fake: Pair, attrs: dict[str, Any]) -> dict[str, 
     for j, name in enumerate(("v0", "v1", "chi")):
         scale = np.ptp(mr[:, j]) or np.abs(mr[:, j]).max() or 1.0
         out[f"mf_{name}_dev"] = float(np.mean(np.abs(mf[:, j] - mr[:, j])) / scale)
+    slope_r = sigma8_response(xr, real[1], box, attrs)
+    slope_f = sigma8_response(xf, fake[1], box, attrs)
+    if np.isfinite(slope_r) and np.isfinite(slope_f) and slope_r != 0:
+        out["pk_sigma8_response_ratio"] = float(slope_f / slope_r)
     return out
+
+
+def sigma8_response(x: np.ndarray, c: np.ndarray | None, box: float, attrs: dict[str, Any]) -> float:
+    """``d ln P / d ln sigma8`` of the band power ``k <= k_N/2``, by least squares over the fields' conditions.
+
+    The band power of each field is regressed on ``ln sigma8`` and, when it varies, ``ln Omega_m`` (so the
+    slope is at fixed Omega_m). The generated-over-simulated ratio of this slope
+    (``pk_sigma8_response_ratio`` in :func:`physics_metrics`) says whether the surrogate's power rises with
+    sigma8 by the simulator's factor. NaN when the conditions are missing or sigma8 does not vary.
+    """
+    if c is None:
+        return float("nan")
+    c = np.asarray(c, dtype=np.float64).reshape(len(x), -1)
+    names = [str(n) for n in (attrs.get("condition_names") or ["omega_m", "sigma8", "redshift"][: c.shape[1]])]
+    if "sigma8" not in names or len(names) != c.shape[1] or np.any(c <= 0):
+        return float("nan")
+    ls8 = np.log(c[:, names.index("sigma8")])
+    if ls8.std() < 1e-3:
+        return float("nan")
+    ps = power_spectrum(x, box, dim=x.ndim - 1)
+    band = np.log(np.maximum(ps.pk[:, (ps.k <= ps.k_nyquist / 2) & (ps.k > 0)].mean(axis=1), 1e-30))
+    cols = [np.ones_like(ls8), ls8]
+    if "omega_m" in names and np.log(c[:, names.index("omega_m")]).std() > 1e-3:
+        cols.append(np.log(c[:, names.index("omega_m")]))
+    coef, *_ = np.linalg.lstsq(np.stack(cols, axis=1), band, rcond=None)
+    return float(coef[1])
 
 
 def score(m: dict[str, float]) -> float:
