@@ -106,7 +106,14 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help="run directory (checkpoints, logs, config); under torchrun write --run-dir (torchrun mistakes --run for its --run-path)",
     )
-    p_train.add_argument("--resume", help="'auto' (latest checkpoint in --run) or a checkpoint path")
+    p_train.add_argument(
+        "--resume", help="'auto' (latest checkpoint in --run; the run keeps its own settings and step target) or a checkpoint path"
+    )
+    p_train.add_argument(
+        "--allow-new-data",
+        action="store_true",
+        help="let a resumed run continue on a different --data file of the same shape (refused otherwise)",
+    )
     p_train.add_argument("--layout", help="force the file layout")
     _add_train_options(p_train)
 
@@ -190,17 +197,19 @@ def cmd_data(args) -> int:
 
 def cmd_train(args) -> int:
     from physgan.config import resolve_config
-    from physgan.train.loop import train
+    from physgan.train.loop import saved_run_config, train
 
     overrides = [*_train_overrides(args), f"data.path={args.data}"]
     if args.layout:
         overrides.append(f"data.layout={args.layout}")
-    cfg = resolve_config(args.domain, args.preset, args.config, overrides, args.recipe)
-    result = train(cfg, args.run, resume=args.resume, progress=not args.quiet)
+    base = saved_run_config(args.run) if args.resume else None
+    cfg = resolve_config(args.domain, args.preset, args.config, overrides, args.recipe, base=base)
+    result = train(cfg, args.run, resume=args.resume, progress=not args.quiet, allow_new_data=args.allow_new_data)
     if result.stopped_by:
         print(
             f"stopped by {result.stopped_by} at step {result.step}; continue with: physgan train ... --run {args.run} --resume auto"
         )
+        return 130 if result.stopped_by == "SIGINT" else 0
     else:
         print(
             f"trained {result.step} steps; run in {args.run}"
