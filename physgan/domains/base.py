@@ -186,6 +186,16 @@ class Domain:
     detect : callable, optional
         ``(header) -> bool``: whether a file (already opened through a layout)
         belongs to this domain, for ``evaluate`` without ``--domain``.
+    condition_bounds : dict
+        Physical domain of each condition, ``{name: Bound}``
+        (:class:`physgan.domains.checks.Bound`: an energy is > 0, a porosity in [0, 1]).
+        Data outside it is refused for training and listed by ``data info``; generation
+        refuses it even with ``--allow-extrapolation``.
+    check_conditions : callable, optional
+        ``(names, c) -> [Finding]``: joint condition checks (fractions summing above 1).
+    check_samples : callable, optional
+        ``(x, c, names, attrs) -> [Finding]``: per-sample physics checks of data (all-zero
+        showers, deposits above the incident energy); see :mod:`physgan.domains.checks`.
     """
 
     name: str
@@ -206,6 +216,9 @@ class Domain:
     import_: Callable[[argparse.Namespace], Any] | None = None
     quickstart: dict[str, Any] = field(default_factory=dict)
     detect: Callable[[Any], bool] | None = None
+    condition_bounds: dict[str, Any] = field(default_factory=dict)
+    check_conditions: Callable[[list[str], np.ndarray], list[Any]] | None = None
+    check_samples: Callable[[np.ndarray, np.ndarray, list[str], dict], list[Any]] | None = None
 
 
 _DOMAINS: dict[str, Domain] = {}

@@ -35,6 +35,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 import physgan
 from physgan.config import Config, config_from_dict, config_to_dict, save_config
 from physgan.domains.base import ModelSpec, get_domain
+from physgan.domains.checks import check_training_data
 from physgan.errors import CheckpointError, ConfigError, PhysganError
 from physgan.io.hdf5 import open_source
 from physgan.io.loader import BlockStreamer, DeviceSampler, block_starts, split_indices
@@ -382,6 +383,7 @@ def _train(cfg: Config, run_dir: Path, resume: str | None, progress: bool, allow
         from physgan.io.hdf5 import read_all
 
         x_all, c_all = read_all(source)
+        physics_warnings = check_training_data(domain, x_all, c_all, header.condition_names, header.attrs, d_cfg.path)
         x_tr, c_tr = x_all[train_idx], c_all[train_idx]
         val_rows = val_idx[: d_cfg.val_size]
         val = (x_all[val_rows], c_all[val_rows])
@@ -402,7 +404,10 @@ def _train(cfg: Config, run_dir: Path, resume: str | None, progress: bool, allow
         )
         fx, fc = zip(*[source.read(s, s + rows) for s in train_starts[: max(1, 50000 // rows)]])
         fit_x, fit_c = np.concatenate(fx), np.concatenate(fc)
+        physics_warnings = check_training_data(domain, fit_x, fit_c, header.condition_names, header.attrs, d_cfg.path)
     source.close()
+    for text in physics_warnings:
+        notice(f"warning: {d_cfg.path}: {text}")
 
     transform = domain.make_transform(dict(d_cfg.transform))
     normaliser = ConditionNormaliser(header.condition_names, domain.condition_scales)
