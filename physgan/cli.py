@@ -220,11 +220,14 @@ def cmd_train(args) -> int:
 
 def cmd_generate(args) -> int:
     from physgan.generate_sharded import generate_sharded, world_from_env
-    from physgan.run import load_run, parse_condition
+    from physgan.run import check_sampling_args, load_run, parse_condition
 
     cond = dict(parse_condition(c) for c in args.cond)
     if args.n < 1:
         raise PhysganError("--n must be >= 1")
+    check_sampling_args(args.n, args.seed, args.batch_size)
+    if args.latent_scale < 1:
+        raise PhysganError(f"--latent-scale must be >= 1 (got {args.latent_scale})")
     common = dict(
         seed=args.seed,
         batch_size=args.batch_size,
@@ -263,22 +266,38 @@ def cmd_quickstart(args) -> int:
     return 0
 
 
+#: exit status when the reader of our output went away (``physgan data info F | head -3``): 128 + SIGPIPE, as the shell reports
+EXIT_BROKEN_PIPE = 141
+
+
+def _dispatch(argv: list[str] | None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "data":
+        return cmd_data(args)
+    if args.command == "train":
+        return cmd_train(args)
+    if args.command == "generate":
+        return cmd_generate(args)
+    if args.command == "evaluate":
+        return importlib.import_module("physgan.evaluation").main(args)
+    if args.command == "quickstart":
+        return cmd_quickstart(args)
+    parser.error(f"unknown command {args.command}")
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``physgan`` command; returns the exit code."""
     try:
-        parser = build_parser()
-        args = parser.parse_args(argv)
-        if args.command == "data":
-            return cmd_data(args)
-        if args.command == "train":
-            return cmd_train(args)
-        if args.command == "generate":
-            return cmd_generate(args)
-        if args.command == "evaluate":
-            return importlib.import_module("physgan.evaluation").main(args)
-        if args.command == "quickstart":
-            return cmd_quickstart(args)
-        parser.error(f"unknown command {args.command}")
+        code = _dispatch(argv)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handlers, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        # the reader stopped reading (| head): stop quietly; point stdout at /dev/null so the final flush cannot fail
+        if argv is None:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except PhysganError as err:
         print(f"physgan: error: {err}", file=sys.stderr)
         if getattr(err, "hdf5_state_broken", False) and argv is None:
@@ -290,7 +309,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("physgan: interrupted", file=sys.stderr)
         return 130
-    return 0
 
 
 if __name__ == "__main__":

@@ -113,6 +113,7 @@ class Config:
                 problems.append(msg)
 
         need(t.steps >= 0, f"train.steps must be >= 0 (got {t.steps})")
+        need(0 <= t.seed < 2**62, f"train.seed must be an integer in [0, 2**62) (got {t.seed})")
         need(t.diag_warmup >= -1, f"train.diag_warmup must be >= 0, or -1 for a tenth of train.steps (got {t.diag_warmup})")
         need(t.batch_size >= 1, f"train.batch_size must be >= 1 (got {t.batch_size})")
         need(

@@ -72,6 +72,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import difflib
 import html
 import json
 import math
@@ -898,7 +899,28 @@ def _physics(real, fake, *, fn, attrs) -> dict[str, float]:
     return {str(k): float(v) for k, v in out.items()}
 
 
+#: metric names with a per-feature / per-domain part, known only once evaluated (checked again then)
+_DYNAMIC_PREFIXES = ("w1/", "separation/", "physics/")
+
+
+def check_threshold_names(rules: list[tuple[str, str, float]]) -> list[tuple[str, str, float]]:
+    """Refuse ``--fail-on`` metric names that no evaluation produces, before any work is done."""
+    for name, _, _ in rules:
+        if name not in _DESCRIPTIONS and not name.startswith(_DYNAMIC_PREFIXES):
+            close = difflib.get_close_matches(name, list(_DESCRIPTIONS), n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise ConfigError(
+                f"--fail-on names unknown metric '{name}'{hint} (known: {', '.join(_DESCRIPTIONS)}, "
+                f"or {', '.join(p + '<name>' for p in _DYNAMIC_PREFIXES)})"
+            )
+    return rules
+
+
 def _normalise_thresholds(thresholds) -> list[tuple[str, str, float]]:
+    return check_threshold_names(_parse_thresholds(thresholds))
+
+
+def _parse_thresholds(thresholds) -> list[tuple[str, str, float]]:
     if thresholds is None:
         return []
     if isinstance(thresholds, str):
@@ -947,6 +969,10 @@ def main(args) -> int:
     rules = _normalise_thresholds(list(args.fail_on or []))
     if args.report and Path(args.report).exists() and not args.overwrite:
         raise OutputExistsError(f"{args.report}: exists already; pass --overwrite to replace it")
+    if args.report:  # before minutes of work, not after
+        from physgan.io.atomic import probe_writable_dir
+
+        probe_writable_dir(Path(args.report).parent)
     ev = evaluate(
         args.real,
         args.fake,

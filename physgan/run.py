@@ -30,7 +30,7 @@ from physgan.train.checkpoint import latest_checkpoint, load_checkpoint
 from physgan.train.conditions import ConditionNormaliser
 from physgan.train.loop import model_spec
 
-__all__ = ["Run", "load_run", "parse_condition", "Surrogate"]
+__all__ = ["Run", "load_run", "parse_condition", "check_sampling_args", "Surrogate"]
 
 CondSpec = float | tuple[float, float] | np.ndarray
 
@@ -51,6 +51,26 @@ def parse_condition(text: str) -> tuple[str, CondSpec]:
     except ValueError:
         pass
     raise ConfigError(f"condition '{text}': value must be a number, lo:hi or lo:hi:log")
+
+
+#: seeds are non-negative and leave room for the per-rank / per-purpose offsets added to them
+MAX_SEED = 2**62
+
+
+def check_sampling_args(n: int | None = None, seed: int | None = 0, batch_size: int | None = None) -> None:
+    """Clear errors for impossible sampling arguments (negative n or seed, batch size < 1).
+
+    Raises
+    ------
+    ConfigError
+        Naming the argument and the accepted values.
+    """
+    if n is not None and (not isinstance(n, (int, np.integer)) or n < 0):
+        raise ConfigError(f"the number of samples must be an integer >= 0 (got {n!r})")
+    if seed is not None and (not isinstance(seed, (int, np.integer)) or not 0 <= seed < MAX_SEED):
+        raise ConfigError(f"seed must be an integer in [0, 2**62) or None (got {seed!r})")
+    if batch_size is not None and (not isinstance(batch_size, (int, np.integer)) or batch_size < 1):
+        raise ConfigError(f"batch size must be an integer >= 1 (got {batch_size!r})")
 
 
 class Run:
@@ -120,6 +140,7 @@ class Run:
         ``allow_extrapolation`` (then a warning); values outside the domain's physical
         bounds (an energy <= 0, a porosity above 1) always raise.
         """
+        check_sampling_args(n, seed)
         cond = dict(cond or {})
         unknown = set(cond) - set(self.condition_names)
         if unknown:
@@ -202,12 +223,17 @@ class Run:
         -------
         x : ndarray ``(n, *sample_shape)`` (and ``c`` if requested)
         """
+        check_sampling_args(n, seed, batch_size)
         if isinstance(cond, np.ndarray):
-            c_all = self._physical(np.asarray(cond, dtype=np.float32).reshape(n, -1))
+            c_all = self._physical(np.asarray(cond, dtype=np.float32).reshape(n, len(self.condition_names)))
         else:
             c_all = self.conditions(n, cond, seed, allow_extrapolation)
         out = [x for x, _ in self.iter_batches(c_all, seed, batch_size, latent_scale, as_tensor=as_tensor)]
-        x = torch.cat(out) if as_tensor else np.concatenate(out) if out else np.zeros((0, *self.sample_shape), np.float32)
+        if not out:  # n = 0: an empty array of the right shape
+            empty = np.zeros((0, *self.sample_shape), np.float32)
+            x = torch.from_numpy(empty).to(self.device) if as_tensor else empty
+        else:
+            x = torch.cat(out) if as_tensor else np.concatenate(out)
         return (x, c_all) if return_conditions else x
 
     @torch.no_grad()
@@ -247,8 +273,9 @@ class Run:
         from physgan.io.hdf5 import SampleWriter
         from physgan.io.layout import Header, default_chunk_rows
 
+        check_sampling_args(n, seed, batch_size)
         if isinstance(cond, np.ndarray):
-            c_all = self._physical(np.asarray(cond, dtype=np.float32).reshape(n, -1))
+            c_all = self._physical(np.asarray(cond, dtype=np.float32).reshape(n, len(self.condition_names)))
             cond = {}
         else:
             c_all = self.conditions(n, cond, seed, allow_extrapolation)

@@ -95,7 +95,7 @@ class Finding:
 
 def condition_findings(domain, names: Sequence[str], c: np.ndarray) -> list[Finding]:
     """Findings of the domain's condition bounds and joint condition checks for conditions ``c`` (N, k)."""
-    c = np.asarray(c, dtype=np.float64).reshape(len(c), -1)
+    c = np.asarray(c, dtype=np.float64).reshape(len(c), len(names))
     out = []
     for j, name in enumerate(names):
         bound = (getattr(domain, "condition_bounds", None) or {}).get(name)
@@ -137,7 +137,7 @@ class PhysicsScan:
 
     def add(self, start: int, x: np.ndarray, c: np.ndarray) -> None:
         """Check one block whose first sample has index ``start``."""
-        c = np.asarray(c, dtype=np.float64).reshape(len(x), -1)
+        c = np.asarray(c, dtype=np.float64).reshape(len(x), len(self.names))
         for f in condition_findings(self.domain, self.names, c) + _sample_findings(self.domain, x, c, self.names, self.attrs):
             rec = self.found.setdefault(f.label, [start + int(np.argmax(f.mask)), 0, f.fatal])
             rec[1] += int(f.mask.sum())
@@ -182,7 +182,7 @@ def check_requested_conditions(domain, names: Sequence[str], c: np.ndarray) -> N
     ConfigError
         Naming the condition, its physical domain and the offending value.
     """
-    c = np.asarray(c, dtype=np.float64).reshape(len(c), -1)
+    c = np.asarray(c, dtype=np.float64).reshape(len(c), len(names))
     for f in condition_findings(domain, names, c):
         row = int(np.argmax(f.mask))
         vals = ", ".join(f"{n}={v:g}" for n, v in zip(names, c[row]))
