@@ -54,6 +54,7 @@ __all__ = [
     "register_domain",
     "get_domain",
     "domains",
+    "import_hint",
 ]
 
 
@@ -196,6 +197,9 @@ class Domain:
     check_samples : callable, optional
         ``(x, c, names, attrs) -> [Finding]``: per-sample physics checks of data (all-zero
         showers, deposits above the incident energy); see :mod:`physgan.domains.checks`.
+    import_suffixes : tuple of str
+        File endings ``data import <domain>`` reads (``.tif``, ``.npy``): a non-HDF5 input
+        with one of them is pointed to that command.
     """
 
     name: str
@@ -219,6 +223,7 @@ class Domain:
     condition_bounds: dict[str, Any] = field(default_factory=dict)
     check_conditions: Callable[[list[str], np.ndarray], list[Any]] | None = None
     check_samples: Callable[[np.ndarray, np.ndarray, list[str], dict], list[Any]] | None = None
+    import_suffixes: tuple[str, ...] = ()
 
 
 _DOMAINS: dict[str, Domain] = {}
@@ -235,6 +240,16 @@ def domains() -> dict[str, Domain]:
     import physgan.domains  # noqa: F401  (registers the built-in domains)
 
     return dict(_DOMAINS)
+
+
+def import_hint(path: str) -> str:
+    """``; convert it with `physgan data import <domain> ...``` for a file a domain imports, else ``""``."""
+    low = str(path).lower()
+    names = [d.name for d in domains().values() if d.import_ is not None and low.endswith(tuple(d.import_suffixes))]
+    if not names:
+        return ""
+    cmds = " or ".join(f"`physgan data import {n} {path} --out FILE.h5`" for n in names)
+    return f"; convert it first with {cmds} (see --help for its options)"
 
 
 def get_domain(name: str) -> Domain:

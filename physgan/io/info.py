@@ -27,6 +27,7 @@ class FileInfo:
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     domain: str = "array"
+    inferred: list[str] = field(default_factory=list)
 
 
 def inspect_file(path: str, layout: str | None = None, block_rows: int = 4096) -> FileInfo:
@@ -110,7 +111,8 @@ def inspect_file(path: str, layout: str | None = None, block_rows: int = 4096) -
         )
     warnings = [text for text, fatal in found if not fatal]
     return FileInfo(
-        str(path), src.layout.name, h.n, h.sample_shape, h.dtype, h.sample_units, conds, stats, h.attrs, problems, warnings, domain.name
+        str(path), src.layout.name, h.n, h.sample_shape, h.dtype, h.sample_units, conds, stats, h.attrs, problems, warnings,
+        domain.name, sorted(set(h.attrs) - src.file_attrs),
     )
 
 
@@ -128,11 +130,14 @@ def format_info(info: FileInfo) -> str:
         lines.append(
             f"  {c['name']:<16} [{c['min']:.6g}, {c['max']:.6g}] {c['units']}   mean {c['mean']:.6g}  std {c['std']:.6g}"
         )
-    if info.attrs:
-        lines.append("attributes:")
-        for k, v in sorted(info.attrs.items()):
-            text = str(v)
-            lines.append(f"  {k} = {text if len(text) < 100 else text[:97] + '...'}")
+    stored = {k: v for k, v in info.attrs.items() if k not in info.inferred}
+    inferred = {k: v for k, v in info.attrs.items() if k in info.inferred}
+    for title, attrs in (("attributes:", stored), ("inferred (not stored in the file; assumed by the layout):", inferred)):
+        if attrs:
+            lines.append(title)
+            for k, v in sorted(attrs.items()):
+                text = str(v)
+                lines.append(f"  {k} = {text if len(text) < 100 else text[:97] + '...'}")
     lines.append("problems:    " + ("none" if not info.problems else str(len(info.problems))))
     lines += [f"  - {p}" for p in info.problems]
     if info.warnings:

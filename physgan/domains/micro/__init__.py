@@ -98,5 +98,6 @@ DOMAIN = register_domain(
         detect=detect,
         condition_bounds=checks.BOUNDS,
         check_conditions=checks.check_conditions,
+        import_suffixes=(".tif", ".tiff", ".zip"),
     )
 )

@@ -33,6 +33,7 @@ from physgan.domains.nbody.make import add_make_arguments, make
 from physgan.domains.nbody.metrics import cross_correlation, features, physics_metrics, score
 from physgan.domains.nbody.model import build_critic, build_generator
 from physgan.domains.nbody.plots import plots
+from physgan.domains.nbody.positions import PLAIN_SUFFIXES
 from physgan.domains.nbody.transform import DensityTransform, make_transform
 
 __all__ = ["NBODY", "PRESETS", "QUICKSTART", "detect", "DensityTransform", "cross_correlation"]
@@ -103,5 +104,6 @@ NBODY = register_domain(
         quickstart=QUICKSTART,
         detect=detect,
         condition_bounds=BOUNDS,
+        import_suffixes=PLAIN_SUFFIXES,
     )
 )
