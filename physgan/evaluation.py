@@ -717,6 +717,7 @@ def evaluate(
     max_samples: int | None = None,
     options: dict[str, dict[str, Any]] | None = None,
     run: str | os.PathLike | None = None,
+    progress: bool = False,
 ) -> Evaluation:
     """Evaluate generated samples against real ones (every number with error and noise floor).
 
@@ -746,6 +747,8 @@ def evaluate(
     run : path, optional
         The run directory that generated ``fake``: its training curves and diagnostics
         (balance, gradient norms, diversity/coverage vs the noise floor, warnings) join the report.
+    progress : bool
+        Print each stage as it starts (with the elapsed time) to stderr: an evaluation can take minutes.
 
     Returns
     -------
@@ -754,6 +757,8 @@ def evaluate(
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
     rules = _normalise_thresholds(thresholds)
+    stage = _stage_printer(progress, t_start)
+    stage("loading samples")
     options = {k: dict(v) for k, v in (options or {}).items()}
     dev = resolve_device(device)
     if n_boot < 2:
@@ -788,6 +793,7 @@ def evaluate(
         return np.stack(cols, axis=1)
 
     t0 = time.perf_counter()
+    stage("features")
     fr, ff = features(r), features(f)
     bad = [k for k, v in {**fr, **ff}.items() if not np.isfinite(v).all()]
     if bad:
@@ -804,6 +810,7 @@ def evaluate(
     common = {"n_boot": n_boot, "seed": seed}
 
     def run_metric(step: str, metric, a, b, a2, method: str):
+        stage(f"{step} (with noise floor)")
         t1 = time.perf_counter()
         res = with_floor(metric, a, b, a2, method=method, **common)
         timings[step] = time.perf_counter() - t1
@@ -889,6 +896,16 @@ def evaluate(
     return ev
 
 
+def _stage_printer(enabled: bool, t_start: float):
+    """``stage(name)``: one stderr line per evaluation stage with the elapsed time (nothing when disabled)."""
+
+    def stage(name: str) -> None:
+        if enabled:
+            print(f"evaluate: {name} ... ({time.perf_counter() - t_start:.0f} s)", file=sys.stderr, flush=True)
+
+    return stage
+
+
 def _memorisation_swap(heldout, fake, *, train, **kw) -> dict[str, float]:
     """``with_floor`` calls metric(real, fake): real plays the held-out set."""
     return memorisation(train, fake, heldout, **kw)
@@ -962,6 +979,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--max-samples", type=int, default=None, help="random subset cap per input file")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing report directory")
+    parser.add_argument("--quiet", action="store_true", help="do not print the stages while evaluating")
 
 
 def main(args) -> int:
@@ -985,9 +1003,12 @@ def main(args) -> int:
         thresholds=rules,
         max_samples=args.max_samples,
         run=args.run,
+        progress=not args.quiet,
     )
     print(ev.format_summary())
     if args.report:
+        if not args.quiet:
+            print(f"evaluate: writing the report to {args.report} ...", file=sys.stderr, flush=True)
         path = ev.to_html(args.report, overwrite=args.overwrite)
         print(f"report written to {path}/index.html")
     unknown = ev.unknown_threshold_metrics()

@@ -103,7 +103,7 @@ def quickstart(
         say("physgan.evaluation is not available: skipping the report")
         return fake_file
     say("evaluating generated vs held-out samples; writing the report")
-    ev = evaluate(str(held_file), str(fake_file), domain=domain, train=str(train_file), seed=0, run=directory / "run")
+    ev = evaluate(str(held_file), str(fake_file), domain=domain, train=str(train_file), seed=0, run=directory / "run", progress=progress)
     ev.to_html(report_dir)
     say(f"report: {report_dir / 'index.html'}")
     return report_dir / "index.html"

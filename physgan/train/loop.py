@@ -605,6 +605,7 @@ def _train(cfg: Config, run_dir: Path, resume: str | None, progress: bool, allow
             f"{header.condition_names}, {'in memory' if in_memory else 'streamed'} on {device}, "
             f"{sum(p.numel() for p in G.parameters())} G / {sum(p.numel() for p in D.parameters())} D parameters"
         )
+    prog.start()
     try:
         while step < t_cfg.steps:
             # critic: n_critic steps; fakes made under no_grad with the real batch's conditions
@@ -637,6 +638,7 @@ def _train(cfg: Config, run_dir: Path, resume: str | None, progress: bool, allow
             bad |= ~torch.isfinite(loss_g.detach())
             update_ema(G_ema, G, t_cfg.ema_beta, step)
             step += 1
+            prog.heartbeat(step)
             for k, v in {**st, **st_g}.items():
                 acc[k] = acc.get(k, 0.0) + v.detach().float()
             acc_n += 1
