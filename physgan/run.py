@@ -53,8 +53,8 @@ def parse_condition(text: str) -> tuple[str, CondSpec]:
     raise ConfigError(f"condition '{text}': value must be a number, lo:hi or lo:hi:log")
 
 
-#: seeds are non-negative and leave room for the per-rank / per-purpose offsets added to them
-MAX_SEED = 2**62
+#: seeds are non-negative 63-bit integers (what torch generators and :func:`~physgan.generate_sharded.rank_seed` use)
+MAX_SEED = 2**63
 
 
 def check_sampling_args(n: int | None = None, seed: int | None = 0, batch_size: int | None = None) -> None:
@@ -68,7 +68,7 @@ def check_sampling_args(n: int | None = None, seed: int | None = 0, batch_size: 
     if n is not None and (not isinstance(n, (int, np.integer)) or n < 0):
         raise ConfigError(f"the number of samples must be an integer >= 0 (got {n!r})")
     if seed is not None and (not isinstance(seed, (int, np.integer)) or not 0 <= seed < MAX_SEED):
-        raise ConfigError(f"seed must be an integer in [0, 2**62) or None (got {seed!r})")
+        raise ConfigError(f"seed must be an integer in [0, 2**63) or None (got {seed!r})")
     if batch_size is not None and (not isinstance(batch_size, (int, np.integer)) or batch_size < 1):
         raise ConfigError(f"batch size must be an integer >= 1 (got {batch_size!r})")
 

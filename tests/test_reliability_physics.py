@@ -20,8 +20,8 @@ from reliability_table import Recorder
 
 from physgan.cli import main
 from physgan.domains.base import get_domain
-from physgan.domains.checks import Bound, check_requested_conditions
-from physgan.errors import ConfigError
+from physgan.domains.checks import Bound, check_requested_conditions, check_training_data
+from physgan.errors import ConfigError, DataError
 
 CAT_PHYS = "physics: bounds and checks"
 TINY = ["--set=model.width=16", "--set=model.depth=1", "--set=model.z_dim=4", "--set=model.embed_dim=4",
@@ -176,3 +176,21 @@ def test_named_checkpoint_that_does_not_exist(calo, rec, capsys, tmp_path):
         assert main(["generate", str(calo / "run"), "--n", "4", "--checkpoint", "../../c.h5", "--out", str(out), "--overwrite"]) == 2
         assert "no checkpoint '../../c.h5'" in capsys.readouterr().err
         row.cases += 1
+
+
+def test_training_check_scans_in_blocks_and_judges_the_whole_file(rec):
+    with rec.case(CAT_PHYS, "training-time check in blocks: empty showers filling one block are a warning, every shower "
+                  "empty is fatal; energy <= 0 in a later block is found with its index") as row:
+        calo_dom = get_domain("calo")
+        attrs = {"energy_units": "GeV", "geometry": "calogan"}
+        x = np.ones((6, 507), np.float32)
+        c = np.full((6, 1), 10.0, np.float32)
+        x[:2] = 0
+        warnings = check_training_data(calo_dom, x, c, ["energy"], attrs, "f.h5", block=2)
+        assert any("all-zero showers (nothing deposited): 2 samples, first at index 0" in w for w in warnings), warnings
+        with pytest.raises(DataError, match="all-zero showers"):
+            check_training_data(calo_dom, np.zeros_like(x), c, ["energy"], attrs, "f.h5", block=2)
+        c[5] = -1.0
+        with pytest.raises(DataError, match="f.h5: cannot train on this data: condition 'energy'.*1 samples, first at index 5"):
+            check_training_data(calo_dom, x, c, ["energy"], attrs, "f.h5", block=2)
+        row.cases += 3

@@ -86,11 +86,14 @@ class Finding:
         The offending samples of the block.
     fatal : bool
         Training refuses the data (True), or only warns (False).
+    fatal_if_all : bool
+        Fatal when every sample of the whole file is affected (all-zero showers: nothing to learn).
     """
 
     label: str
     mask: np.ndarray
     fatal: bool = True
+    fatal_if_all: bool = False
 
 
 def condition_findings(domain, names: Sequence[str], c: np.ndarray) -> list[Finding]:
@@ -130,7 +133,7 @@ class PhysicsScan:
 
     def __init__(self, domain, names: Sequence[str], attrs: dict[str, Any]):
         self.domain, self.names, self.attrs = domain, list(names), dict(attrs or {})
-        self.found: dict[str, list] = {}  # label -> [first index, count, fatal]
+        self.found: dict[str, list] = {}  # label -> [first index, count, Finding of the first block]
         self.cmin = np.full(len(self.names), np.inf)
         self.cmax = np.full(len(self.names), -np.inf)
         self.n = 0
@@ -139,7 +142,7 @@ class PhysicsScan:
         """Check one block whose first sample has index ``start``."""
         c = np.asarray(c, dtype=np.float64).reshape(len(x), len(self.names))
         for f in condition_findings(self.domain, self.names, c) + _sample_findings(self.domain, x, c, self.names, self.attrs):
-            rec = self.found.setdefault(f.label, [start + int(np.argmax(f.mask)), 0, f.fatal])
+            rec = self.found.setdefault(f.label, [start + int(np.argmax(f.mask)), 0, f])
             rec[1] += int(f.mask.sum())
         if self.names and len(c):
             with np.errstate(invalid="ignore"):
@@ -149,7 +152,10 @@ class PhysicsScan:
 
     def problems(self) -> list[tuple[str, bool]]:
         """``(text, fatal)`` per finding, constant conditions last (they make conditioning meaningless)."""
-        out = [(f"{label}: {count} samples, first at index {first}", fatal) for label, (first, count, fatal) in self.found.items()]
+        out = [
+            (f"{label}: {count} samples, first at index {first}", f.fatal or (f.fatal_if_all and count == self.n))
+            for label, (first, count, f) in self.found.items()
+        ]
         if self.n > 1:
             for name, lo, hi in zip(self.names, self.cmin, self.cmax):
                 if math.isfinite(lo) and lo == hi:
@@ -157,8 +163,12 @@ class PhysicsScan:
         return out
 
 
-def check_training_data(domain, x: np.ndarray, c: np.ndarray, names: Sequence[str], attrs: dict[str, Any], path: str) -> list[str]:
+def check_training_data(
+    domain, x: np.ndarray, c: np.ndarray, names: Sequence[str], attrs: dict[str, Any], path: str, block: int = 4096
+) -> list[str]:
     """Refuse training data outside physics; return the non-fatal warnings.
+
+    Scans in blocks of ``block`` samples, so the checks never copy the whole (in-memory) data set.
 
     Raises
     ------
@@ -166,7 +176,8 @@ def check_training_data(domain, x: np.ndarray, c: np.ndarray, names: Sequence[st
         Naming the file, the problem, its first index and count, for every fatal finding.
     """
     scan = PhysicsScan(domain, names, attrs)
-    scan.add(0, x, c)
+    for s in range(0, len(x), block):
+        scan.add(s, x[s : s + block], c[s : s + block])
     problems = scan.problems()
     fatal = [text for text, is_fatal in problems if is_fatal]
     if fatal:

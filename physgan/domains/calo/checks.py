@@ -54,7 +54,7 @@ def check_samples(x: np.ndarray, c: np.ndarray, names: list[str], attrs: dict[st
     Returns
     -------
     list of Finding
-        All-zero showers (fatal when every shower is empty: nothing to learn) and showers
+        All-zero showers (fatal when every shower of the file is empty: nothing to learn) and showers
         depositing more than ``MAX_DEPOSIT_RATIO`` x the incident energy (fatal: energy is not
         conserved, the units are wrong).
     """
@@ -62,7 +62,7 @@ def check_samples(x: np.ndarray, c: np.ndarray, names: list[str], attrs: dict[st
     with np.errstate(invalid="ignore"):
         deposit = np.where(np.isfinite(flat), flat, 0.0).sum(1)
     empty = deposit == 0
-    found = [Finding("all-zero showers (nothing deposited)", empty, fatal=bool(len(x) and empty.all()))]
+    found = [Finding("all-zero showers (nothing deposited)", empty, fatal=False, fatal_if_all=True)]
     units = _energy_units(attrs, flat.shape[1])
     if "energy" in names and units in ("GeV", "MeV"):
         e_mev = np.asarray(c, dtype=np.float64)[:, names.index("energy")] * (1000.0 if units == "GeV" else 1.0)
