@@ -757,8 +757,7 @@ def evaluate(
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
     rules = _normalise_thresholds(thresholds)
-    stage = _stage_printer(progress, t_start)
-    stage("loading samples")
+    stage = _stage_printer(progress, t_start)  # from the features on: a bad input file stays one error line
     options = {k: dict(v) for k, v in (options or {}).items()}
     dev = resolve_device(device)
     if n_boot < 2:
@@ -793,7 +792,7 @@ def evaluate(
         return np.stack(cols, axis=1)
 
     t0 = time.perf_counter()
-    stage("features")
+    stage(f"features of {len(r)} real and {len(f)} generated samples")
     fr, ff = features(r), features(f)
     bad = [k for k, v in {**fr, **ff}.items() if not np.isfinite(v).all()]
     if bad:

@@ -89,7 +89,9 @@ def quickstart(
         overrides.append(f"train.steps={steps}")
     cfg = resolve_config(domain, qs.get("preset"), overrides=overrides)
     say(f"training {cfg.train.steps} steps (preset '{cfg.preset}'); progress below")
-    train(cfg, directory / "run", progress=progress)
+    result = train(cfg, directory / "run", progress=progress)
+    if result.stopped_by == "SIGINT":  # Ctrl-C: the run is checkpointed; stop the journey here
+        raise KeyboardInterrupt
 
     say("generating samples at the held-out conditions")
     run = load_run(directory / "run", device=device)

@@ -654,10 +654,10 @@ def _train(cfg: Config, run_dir: Path, resume: str | None, progress: bool, allow
                             f"gave up at step {step}. Last good checkpoint: {latest_checkpoint(run_dir)}. "
                             "Try a lower learning rate (train.lr_g/lr_d) or a larger gp_lambda."
                         )
-                    good = latest_checkpoint(run_dir)
-                    if good is None:
+                    found = latest_intact_checkpoint(run_dir)
+                    if found is None:
                         raise TrainingDiverged(f"{run_dir}: training diverged at step {step} before any checkpoint was written")
-                    good_state = load_checkpoint(good, map_location="cpu")
+                    good, good_state, _ = found
                     load_state(good_state)
                     step = int(good_state["step"])
                     factor = t_cfg.lr_decay_on_rollback**rollbacks
