@@ -197,7 +197,8 @@ def cmd_data(args) -> int:
 
 def cmd_train(args) -> int:
     from physgan.config import resolve_config
-    from physgan.train.loop import saved_run_config, train
+    from physgan.train.loop import train
+    from physgan.train.resume import saved_run_config
 
     overrides = [*_train_overrides(args), f"data.path={args.data}"]
     if args.layout:

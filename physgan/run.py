@@ -416,7 +416,8 @@ class Surrogate:
         self.run: Run | None = None
 
     def fit(self, data: str | Path, resume: str | None = None, progress: bool = True) -> Surrogate:
-        from physgan.train.loop import saved_run_config, train
+        from physgan.train.loop import train
+        from physgan.train.resume import saved_run_config
 
         base = saved_run_config(self.run_dir) if resume else None
         cfg = resolve_config(self.domain, self.preset, overrides=[*self.overrides, f"data.path={data}"], base=base)
