@@ -166,11 +166,13 @@ def test_resume_keeps_the_runs_settings_and_reports_changes(data, tmp_path, rec,
                   "changed settings are listed") as row:
         run = tmp_path / "run"
         assert main(_argv(data, run, steps=4)) == 0
+        capsys.readouterr()
         assert main(_argv(data, run, "--resume", "auto")) == 0
         assert yaml.safe_load((run / "config.yaml").read_text())["train"]["steps"] == 4
         assert int(load_checkpoint(run / "checkpoints" / "last.pt")["step"]) == 4
+        err = capsys.readouterr().err
+        assert "already at step 4, at or past train.steps = 4: nothing to train" in err and "settings changed" not in err, err
         row.cases += 1
-        capsys.readouterr()
         assert main(_argv(data, run, "--resume", "auto", "--set=train.lr_g=5e-5", steps=6)) == 0
         err = capsys.readouterr().err
         assert "settings changed since the checkpoint" in err and "train.steps 4 -> 6" in err and "train.lr_g" in err, err

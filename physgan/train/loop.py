@@ -388,6 +388,8 @@ def _train(cfg: Config, run_dir: Path, resume: str | None, progress: bool, allow
         load_state(ckpt)
         step, best_score, rollbacks = int(ckpt["step"]), float(ckpt.get("best_score", math.inf)), int(ckpt.get("rollbacks", 0))
         log(f"resumed from {ckpt_path} at step {step}")
+        if step >= t_cfg.steps:
+            notice(f"the run is already at step {step}, at or past train.steps = {t_cfg.steps}: nothing to train (pass a larger --steps)")
 
     # ---- run files -------------------------------------------------------------------------
     run_info = {
