@@ -106,7 +106,14 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help="run directory (checkpoints, logs, config); under torchrun write --run-dir (torchrun mistakes --run for its --run-path)",
     )
-    p_train.add_argument("--resume", help="'auto' (latest checkpoint in --run) or a checkpoint path")
+    p_train.add_argument(
+        "--resume", help="'auto' (latest checkpoint in --run; the run keeps its own settings and step target) or a checkpoint path"
+    )
+    p_train.add_argument(
+        "--allow-new-data",
+        action="store_true",
+        help="let a resumed run continue on a different --data file of the same shape (refused otherwise)",
+    )
     p_train.add_argument("--layout", help="force the file layout")
     _add_train_options(p_train)
 
@@ -191,16 +198,19 @@ def cmd_data(args) -> int:
 def cmd_train(args) -> int:
     from physgan.config import resolve_config
     from physgan.train.loop import train
+    from physgan.train.resume import saved_run_config
 
     overrides = [*_train_overrides(args), f"data.path={args.data}"]
     if args.layout:
         overrides.append(f"data.layout={args.layout}")
-    cfg = resolve_config(args.domain, args.preset, args.config, overrides, args.recipe)
-    result = train(cfg, args.run, resume=args.resume, progress=not args.quiet)
+    base = saved_run_config(args.run) if args.resume else None
+    cfg = resolve_config(args.domain, args.preset, args.config, overrides, args.recipe, base=base)
+    result = train(cfg, args.run, resume=args.resume, progress=not args.quiet, allow_new_data=args.allow_new_data)
     if result.stopped_by:
         print(
             f"stopped by {result.stopped_by} at step {result.step}; continue with: physgan train ... --run {args.run} --resume auto"
         )
+        return 130 if result.stopped_by == "SIGINT" else 0
     else:
         print(
             f"trained {result.step} steps; run in {args.run}"
@@ -211,11 +221,14 @@ def cmd_train(args) -> int:
 
 def cmd_generate(args) -> int:
     from physgan.generate_sharded import generate_sharded, world_from_env
-    from physgan.run import load_run, parse_condition
+    from physgan.run import check_sampling_args, load_run, parse_condition
 
     cond = dict(parse_condition(c) for c in args.cond)
     if args.n < 1:
         raise PhysganError("--n must be >= 1")
+    check_sampling_args(args.n, args.seed, args.batch_size)
+    if args.latent_scale < 1:
+        raise PhysganError(f"--latent-scale must be >= 1 (got {args.latent_scale})")
     common = dict(
         seed=args.seed,
         batch_size=args.batch_size,
@@ -254,22 +267,38 @@ def cmd_quickstart(args) -> int:
     return 0
 
 
+#: exit status when the reader of our output went away (``physgan data info F | head -3``): 128 + SIGPIPE, as the shell reports
+EXIT_BROKEN_PIPE = 141
+
+
+def _dispatch(argv: list[str] | None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "data":
+        return cmd_data(args)
+    if args.command == "train":
+        return cmd_train(args)
+    if args.command == "generate":
+        return cmd_generate(args)
+    if args.command == "evaluate":
+        return importlib.import_module("physgan.evaluation").main(args)
+    if args.command == "quickstart":
+        return cmd_quickstart(args)
+    parser.error(f"unknown command {args.command}")
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``physgan`` command; returns the exit code."""
     try:
-        parser = build_parser()
-        args = parser.parse_args(argv)
-        if args.command == "data":
-            return cmd_data(args)
-        if args.command == "train":
-            return cmd_train(args)
-        if args.command == "generate":
-            return cmd_generate(args)
-        if args.command == "evaluate":
-            return importlib.import_module("physgan.evaluation").main(args)
-        if args.command == "quickstart":
-            return cmd_quickstart(args)
-        parser.error(f"unknown command {args.command}")
+        code = _dispatch(argv)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handlers, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        # the reader stopped reading (| head): stop quietly; point stdout at /dev/null so the final flush cannot fail
+        if argv is None:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except PhysganError as err:
         print(f"physgan: error: {err}", file=sys.stderr)
         if getattr(err, "hdf5_state_broken", False) and argv is None:
@@ -281,7 +310,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("physgan: interrupted", file=sys.stderr)
         return 130
-    return 0
 
 
 if __name__ == "__main__":

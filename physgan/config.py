@@ -113,6 +113,7 @@ class Config:
                 problems.append(msg)
 
         need(t.steps >= 0, f"train.steps must be >= 0 (got {t.steps})")
+        need(0 <= t.seed < 2**62, f"train.seed must be an integer in [0, 2**62) (got {t.seed})")
         need(t.diag_warmup >= -1, f"train.diag_warmup must be >= 0, or -1 for a tenth of train.steps (got {t.diag_warmup})")
         need(t.batch_size >= 1, f"train.batch_size must be >= 1 (got {t.batch_size})")
         need(
@@ -352,6 +353,7 @@ def resolve_config(
     config_file: str | Path | None = None,
     overrides: list[str] | None = None,
     recipe: str | None = None,
+    base: dict[str, Any] | None = None,
 ) -> Config:
     """Resolve defaults, recipe, domain preset, YAML file and overrides; validate.
 
@@ -368,6 +370,9 @@ def resolve_config(
         ``section.key=value`` items (CLI ``--set``).
     recipe : str, optional
         Named recipe (``gulrajani2017``, ``progan``, ``arjovsky2017``, ``goodfellow2014``).
+    base : dict, optional
+        A run's saved config (resuming): it replaces the defaults, so the run keeps its own
+        settings (e.g. its step target); only a recipe, preset, file or override named now changes them.
 
     Returns
     -------
@@ -377,8 +382,10 @@ def resolve_config(
     from physgan.domains.base import get_domain
 
     dom = get_domain(domain)
-    cfg = Config(domain=domain)
     file_values = load_config(config_file) if config_file else {}
+    if base is not None:
+        return _resolve_over_base(dom, base, preset, file_values, overrides, recipe)
+    cfg = Config(domain=domain)
     # the recipe may come from the file or the CLI; it sets a whole group of defaults first
     train_section = file_values.get("train")
     recipe_from_file = train_section.get("recipe") if isinstance(train_section, dict) else None
@@ -400,6 +407,27 @@ def resolve_config(
     merge_dict(cfg, file_values)
     apply_overrides(cfg, overrides)
     cfg.domain = domain
+    return cfg.validate()
+
+
+def _resolve_over_base(dom, base: dict[str, Any], preset, file_values: dict[str, Any], overrides, recipe) -> Config:
+    """:func:`resolve_config` on top of a saved run config: only what is named now changes."""
+    cfg = config_from_dict(base)
+    recipe = recipe or _override_value(overrides, "train.recipe")
+    if recipe is not None:
+        if recipe not in RECIPES:
+            raise ConfigError(f"unknown recipe '{recipe}'; known: {', '.join(RECIPES)}")
+        cfg.train.recipe = recipe
+        merge_dict(cfg, {"train": RECIPES[recipe]})
+    preset = preset or file_values.get("preset") or _override_value(overrides, "preset")
+    if preset is not None:
+        if preset not in dom.presets:
+            raise ConfigError(f"domain '{dom.name}' has no preset '{preset}'; its presets: {', '.join(dom.presets) or '(none)'}")
+        merge_dict(cfg, dom.presets[preset])
+        cfg.preset = preset
+    merge_dict(cfg, {k: v for k, v in file_values.items() if k != "domain"})
+    apply_overrides(cfg, overrides)
+    cfg.domain = dom.name
     return cfg.validate()
 
 

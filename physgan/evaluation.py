@@ -72,6 +72,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import difflib
 import html
 import json
 import math
@@ -716,6 +717,7 @@ def evaluate(
     max_samples: int | None = None,
     options: dict[str, dict[str, Any]] | None = None,
     run: str | os.PathLike | None = None,
+    progress: bool = False,
 ) -> Evaluation:
     """Evaluate generated samples against real ones (every number with error and noise floor).
 
@@ -745,6 +747,8 @@ def evaluate(
     run : path, optional
         The run directory that generated ``fake``: its training curves and diagnostics
         (balance, gradient norms, diversity/coverage vs the noise floor, warnings) join the report.
+    progress : bool
+        Print each stage as it starts (with the elapsed time) to stderr: an evaluation can take minutes.
 
     Returns
     -------
@@ -753,6 +757,7 @@ def evaluate(
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
     rules = _normalise_thresholds(thresholds)
+    stage = _stage_printer(progress, t_start)  # from the features on: a bad input file stays one error line
     options = {k: dict(v) for k, v in (options or {}).items()}
     dev = resolve_device(device)
     if n_boot < 2:
@@ -787,6 +792,7 @@ def evaluate(
         return np.stack(cols, axis=1)
 
     t0 = time.perf_counter()
+    stage(f"features of {len(r)} real and {len(f)} generated samples")
     fr, ff = features(r), features(f)
     bad = [k for k, v in {**fr, **ff}.items() if not np.isfinite(v).all()]
     if bad:
@@ -803,6 +809,7 @@ def evaluate(
     common = {"n_boot": n_boot, "seed": seed}
 
     def run_metric(step: str, metric, a, b, a2, method: str):
+        stage(f"{step} (with noise floor)")
         t1 = time.perf_counter()
         res = with_floor(metric, a, b, a2, method=method, **common)
         timings[step] = time.perf_counter() - t1
@@ -888,6 +895,16 @@ def evaluate(
     return ev
 
 
+def _stage_printer(enabled: bool, t_start: float):
+    """``stage(name)``: one stderr line per evaluation stage with the elapsed time (nothing when disabled)."""
+
+    def stage(name: str) -> None:
+        if enabled:
+            print(f"evaluate: {name} ... ({time.perf_counter() - t_start:.0f} s)", file=sys.stderr, flush=True)
+
+    return stage
+
+
 def _memorisation_swap(heldout, fake, *, train, **kw) -> dict[str, float]:
     """``with_floor`` calls metric(real, fake): real plays the held-out set."""
     return memorisation(train, fake, heldout, **kw)
@@ -898,7 +915,28 @@ def _physics(real, fake, *, fn, attrs) -> dict[str, float]:
     return {str(k): float(v) for k, v in out.items()}
 
 
+#: metric names with a per-feature / per-domain part, known only once evaluated (checked again then)
+_DYNAMIC_PREFIXES = ("w1/", "separation/", "physics/")
+
+
+def check_threshold_names(rules: list[tuple[str, str, float]]) -> list[tuple[str, str, float]]:
+    """Refuse ``--fail-on`` metric names that no evaluation produces, before any work is done."""
+    for name, _, _ in rules:
+        if name not in _DESCRIPTIONS and not name.startswith(_DYNAMIC_PREFIXES):
+            close = difflib.get_close_matches(name, list(_DESCRIPTIONS), n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise ConfigError(
+                f"--fail-on names unknown metric '{name}'{hint} (known: {', '.join(_DESCRIPTIONS)}, "
+                f"or {', '.join(p + '<name>' for p in _DYNAMIC_PREFIXES)})"
+            )
+    return rules
+
+
 def _normalise_thresholds(thresholds) -> list[tuple[str, str, float]]:
+    return check_threshold_names(_parse_thresholds(thresholds))
+
+
+def _parse_thresholds(thresholds) -> list[tuple[str, str, float]]:
     if thresholds is None:
         return []
     if isinstance(thresholds, str):
@@ -940,6 +978,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--max-samples", type=int, default=None, help="random subset cap per input file")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing report directory")
+    parser.add_argument("--quiet", action="store_true", help="do not print the stages while evaluating")
 
 
 def main(args) -> int:
@@ -947,6 +986,10 @@ def main(args) -> int:
     rules = _normalise_thresholds(list(args.fail_on or []))
     if args.report and Path(args.report).exists() and not args.overwrite:
         raise OutputExistsError(f"{args.report}: exists already; pass --overwrite to replace it")
+    if args.report:  # before minutes of work, not after
+        from physgan.io.atomic import probe_writable_dir
+
+        probe_writable_dir(Path(args.report).parent)
     ev = evaluate(
         args.real,
         args.fake,
@@ -959,9 +1002,12 @@ def main(args) -> int:
         thresholds=rules,
         max_samples=args.max_samples,
         run=args.run,
+        progress=not args.quiet,
     )
     print(ev.format_summary())
     if args.report:
+        if not args.quiet:
+            print(f"evaluate: writing the report to {args.report} ...", file=sys.stderr, flush=True)
         path = ev.to_html(args.report, overwrite=args.overwrite)
         print(f"report written to {path}/index.html")
     unknown = ev.unknown_threshold_metrics()

@@ -89,7 +89,9 @@ def quickstart(
         overrides.append(f"train.steps={steps}")
     cfg = resolve_config(domain, qs.get("preset"), overrides=overrides)
     say(f"training {cfg.train.steps} steps (preset '{cfg.preset}'); progress below")
-    train(cfg, directory / "run", progress=progress)
+    result = train(cfg, directory / "run", progress=progress)
+    if result.stopped_by == "SIGINT":  # Ctrl-C: the run is checkpointed; stop the journey here
+        raise KeyboardInterrupt
 
     say("generating samples at the held-out conditions")
     run = load_run(directory / "run", device=device)
@@ -103,7 +105,7 @@ def quickstart(
         say("physgan.evaluation is not available: skipping the report")
         return fake_file
     say("evaluating generated vs held-out samples; writing the report")
-    ev = evaluate(str(held_file), str(fake_file), domain=domain, train=str(train_file), seed=0, run=directory / "run")
+    ev = evaluate(str(held_file), str(fake_file), domain=domain, train=str(train_file), seed=0, run=directory / "run", progress=progress)
     ev.to_html(report_dir)
     say(f"report: {report_dir / 'index.html'}")
     return report_dir / "index.html"

@@ -30,7 +30,7 @@ from physgan.train.checkpoint import latest_checkpoint, load_checkpoint
 from physgan.train.conditions import ConditionNormaliser
 from physgan.train.loop import model_spec
 
-__all__ = ["Run", "load_run", "parse_condition", "Surrogate"]
+__all__ = ["Run", "load_run", "parse_condition", "check_sampling_args", "Surrogate"]
 
 CondSpec = float | tuple[float, float] | np.ndarray
 
@@ -51,6 +51,26 @@ def parse_condition(text: str) -> tuple[str, CondSpec]:
     except ValueError:
         pass
     raise ConfigError(f"condition '{text}': value must be a number, lo:hi or lo:hi:log")
+
+
+#: seeds are non-negative 63-bit integers (what torch generators and :func:`~physgan.generate_sharded.rank_seed` use)
+MAX_SEED = 2**63
+
+
+def check_sampling_args(n: int | None = None, seed: int | None = 0, batch_size: int | None = None) -> None:
+    """Clear errors for impossible sampling arguments (negative n or seed, batch size < 1).
+
+    Raises
+    ------
+    ConfigError
+        Naming the argument and the accepted values.
+    """
+    if n is not None and (not isinstance(n, (int, np.integer)) or n < 0):
+        raise ConfigError(f"the number of samples must be an integer >= 0 (got {n!r})")
+    if seed is not None and (not isinstance(seed, (int, np.integer)) or not 0 <= seed < MAX_SEED):
+        raise ConfigError(f"seed must be an integer in [0, 2**63) or None (got {seed!r})")
+    if batch_size is not None and (not isinstance(batch_size, (int, np.integer)) or batch_size < 1):
+        raise ConfigError(f"batch size must be an integer >= 1 (got {batch_size!r})")
 
 
 class Run:
@@ -117,8 +137,10 @@ class Run:
 
         Conditions not given are drawn uniformly over their training range.
         Values outside the training range raise :class:`ConfigError` unless
-        ``allow_extrapolation`` (then a warning).
+        ``allow_extrapolation`` (then a warning); values outside the domain's physical
+        bounds (an energy <= 0, a porosity above 1) always raise.
         """
+        check_sampling_args(n, seed)
         cond = dict(cond or {})
         unknown = set(cond) - set(self.condition_names)
         if unknown:
@@ -144,6 +166,7 @@ class Run:
                 if not np.isfinite(col).all():
                     raise ConfigError(f"condition {name}: values must be finite")
                 vals = col
+            self._physical(np.asarray(vals, dtype=np.float64).reshape(-1, 1), [name])  # physics before the range
             tol = 1e-6 * max(abs(lo_tr), abs(hi_tr), 1.0)
             if vals.min() < lo_tr - tol or vals.max() > hi_tr + tol:
                 msg = (
@@ -154,7 +177,15 @@ class Run:
                     raise ConfigError(msg + "; refusing to extrapolate (pass --allow-extrapolation / allow_extrapolation=True)")
                 warnings.warn(msg + "; extrapolating", stacklevel=2)
             cols.append(col)
-        return np.stack(cols, 1).astype(np.float32) if cols else np.zeros((n, 0), np.float32)
+        c_all = np.stack(cols, 1).astype(np.float32) if cols else np.zeros((n, 0), np.float32)
+        return self._physical(c_all)
+
+    def _physical(self, c_all: np.ndarray, names: list[str] | None = None) -> np.ndarray:
+        """``c_all`` if inside the domain's physical bounds (:mod:`physgan.domains.checks`), else ConfigError."""
+        from physgan.domains.checks import check_requested_conditions
+
+        check_requested_conditions(self.domain, names or self.condition_names, c_all)
+        return c_all
 
     @torch.no_grad()
     def sample(
@@ -192,12 +223,17 @@ class Run:
         -------
         x : ndarray ``(n, *sample_shape)`` (and ``c`` if requested)
         """
+        check_sampling_args(n, seed, batch_size)
         if isinstance(cond, np.ndarray):
-            c_all = np.asarray(cond, dtype=np.float32).reshape(n, -1)
+            c_all = self._physical(np.asarray(cond, dtype=np.float32).reshape(n, len(self.condition_names)))
         else:
             c_all = self.conditions(n, cond, seed, allow_extrapolation)
         out = [x for x, _ in self.iter_batches(c_all, seed, batch_size, latent_scale, as_tensor=as_tensor)]
-        x = torch.cat(out) if as_tensor else np.concatenate(out) if out else np.zeros((0, *self.sample_shape), np.float32)
+        if not out:  # n = 0: an empty array of the right shape
+            empty = np.zeros((0, *self.sample_shape), np.float32)
+            x = torch.from_numpy(empty).to(self.device) if as_tensor else empty
+        else:
+            x = torch.cat(out) if as_tensor else np.concatenate(out)
         return (x, c_all) if return_conditions else x
 
     @torch.no_grad()
@@ -237,8 +273,9 @@ class Run:
         from physgan.io.hdf5 import SampleWriter
         from physgan.io.layout import Header, default_chunk_rows
 
+        check_sampling_args(n, seed, batch_size)
         if isinstance(cond, np.ndarray):
-            c_all = np.asarray(cond, dtype=np.float32).reshape(n, -1)
+            c_all = self._physical(np.asarray(cond, dtype=np.float32).reshape(n, len(self.condition_names)))
             cond = {}
         else:
             c_all = self.conditions(n, cond, seed, allow_extrapolation)
@@ -315,7 +352,8 @@ def load_run(path: str | Path, checkpoint: str = "best", device: str = "auto") -
     path : path
         Run directory (or a checkpoint file).
     checkpoint : str
-        ``best`` (falls back to ``last``), ``last``, or a file name in checkpoints/.
+        ``best`` (falls back to ``last``), ``last``, or a file name in checkpoints/ (``.pt``
+        optional); a named file that does not exist is a :class:`CheckpointError` listing those that do.
     device : str
         ``auto``, ``cpu`` or ``cuda``.
     """
@@ -328,13 +366,31 @@ def load_run(path: str | Path, checkpoint: str = "best", device: str = "auto") -
         if not path.is_dir():
             raise CheckpointError(f"{path}: run directory does not exist")
         ckdir = path / "checkpoints"
-        names = {"best": ["best.pt", "last.pt"], "last": ["last.pt"]}.get(checkpoint, [checkpoint])
-        ck = next((ckdir / n for n in names if (ckdir / n).is_file()), None) or latest_checkpoint(path)
-        if ck is None:
-            raise CheckpointError(f"{path}: no checkpoint found in {ckdir} (has the run been trained?)")
+        if checkpoint in ("best", "last"):
+            names = ["best.pt", "last.pt"] if checkpoint == "best" else ["last.pt"]
+            ck = next((ckdir / n for n in names if (ckdir / n).is_file()), None) or latest_checkpoint(path)
+            if ck is None:
+                raise CheckpointError(f"{path}: no checkpoint found in {ckdir} (has the run been trained?)")
+        else:
+            ck = _named_checkpoint(path, checkpoint)
         run_dir = path
     dev = resolve_device(device)
     return Run(run_dir, load_checkpoint(ck, map_location="cpu"), dev)
+
+
+def _named_checkpoint(run_dir: Path, name: str) -> Path:
+    """``RUN/checkpoints/<name>`` (``.pt`` optional); a missing one is an error listing those that exist."""
+    from physgan.train.checkpoint import checkpoint_names
+
+    ckdir = run_dir / "checkpoints"
+    for cand in (ckdir / name, ckdir / f"{name}.pt"):
+        if cand.is_file() and cand.parent == ckdir:
+            return cand
+    have = checkpoint_names(run_dir)
+    raise CheckpointError(
+        f"{run_dir}: no checkpoint '{name}' in {ckdir}; "
+        + (f"it holds: {', '.join(have)} (or use best / last)" if have else "it holds no checkpoint (has the run been trained?)")
+    )
 
 
 class Surrogate:
@@ -361,8 +417,10 @@ class Surrogate:
 
     def fit(self, data: str | Path, resume: str | None = None, progress: bool = True) -> Surrogate:
         from physgan.train.loop import train
+        from physgan.train.resume import saved_run_config
 
-        cfg = resolve_config(self.domain, self.preset, overrides=[*self.overrides, f"data.path={data}"])
+        base = saved_run_config(self.run_dir) if resume else None
+        cfg = resolve_config(self.domain, self.preset, overrides=[*self.overrides, f"data.path={data}"], base=base)
         train(cfg, self.run_dir, resume=resume, progress=progress)
         self.run = load_run(self.run_dir)
         return self

@@ -54,6 +54,7 @@ __all__ = [
     "register_domain",
     "get_domain",
     "domains",
+    "import_hint",
 ]
 
 
@@ -186,6 +187,19 @@ class Domain:
     detect : callable, optional
         ``(header) -> bool``: whether a file (already opened through a layout)
         belongs to this domain, for ``evaluate`` without ``--domain``.
+    condition_bounds : dict
+        Physical domain of each condition, ``{name: Bound}``
+        (:class:`physgan.domains.checks.Bound`: an energy is > 0, a porosity in [0, 1]).
+        Data outside it is refused for training and listed by ``data info``; generation
+        refuses it even with ``--allow-extrapolation``.
+    check_conditions : callable, optional
+        ``(names, c) -> [Finding]``: joint condition checks (fractions summing above 1).
+    check_samples : callable, optional
+        ``(x, c, names, attrs) -> [Finding]``: per-sample physics checks of data (all-zero
+        showers, deposits above the incident energy); see :mod:`physgan.domains.checks`.
+    import_suffixes : tuple of str
+        File endings ``data import <domain>`` reads (``.tif``, ``.npy``): a non-HDF5 input
+        with one of them is pointed to that command.
     """
 
     name: str
@@ -206,6 +220,10 @@ class Domain:
     import_: Callable[[argparse.Namespace], Any] | None = None
     quickstart: dict[str, Any] = field(default_factory=dict)
     detect: Callable[[Any], bool] | None = None
+    condition_bounds: dict[str, Any] = field(default_factory=dict)
+    check_conditions: Callable[[list[str], np.ndarray], list[Any]] | None = None
+    check_samples: Callable[[np.ndarray, np.ndarray, list[str], dict], list[Any]] | None = None
+    import_suffixes: tuple[str, ...] = ()
 
 
 _DOMAINS: dict[str, Domain] = {}
@@ -222,6 +240,16 @@ def domains() -> dict[str, Domain]:
     import physgan.domains  # noqa: F401  (registers the built-in domains)
 
     return dict(_DOMAINS)
+
+
+def import_hint(path: str) -> str:
+    """``; convert it with `physgan data import <domain> ...``` for a file a domain imports, else ``""``."""
+    low = str(path).lower()
+    names = [d.name for d in domains().values() if d.import_ is not None and low.endswith(tuple(d.import_suffixes))]
+    if not names:
+        return ""
+    cmds = " or ".join(f"`physgan data import {n} {path} --out FILE.h5`" for n in names)
+    return f"; convert it first with {cmds} (see --help for its options)"
 
 
 def get_domain(name: str) -> Domain:

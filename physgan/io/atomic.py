@@ -10,13 +10,14 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 from physgan.errors import OutputExistsError, PhysganError
 
-__all__ = ["atomic_output", "fsync_directory", "sweep_temporaries", "sweep_stale", "check_writable"]
+__all__ = ["atomic_output", "fsync_directory", "sweep_temporaries", "sweep_stale", "check_writable", "probe_writable_dir"]
 
 TMP_MARK = ".tmp-"
 _HOST = socket.gethostname().replace("/", "_") or "host"
@@ -51,6 +52,25 @@ def check_writable(path: str | os.PathLike, overwrite: bool = False) -> Path:
     except OSError as err:
         raise PhysganError(f"{path.parent}: cannot create output directory: {err.strerror}") from err
     return path
+
+
+def probe_writable_dir(directory: str | os.PathLike) -> Path:
+    """Create ``directory`` (and parents) and prove a file can be written in it, before long work.
+
+    Raises
+    ------
+    PhysganError
+        Naming the directory and the reason (read-only, permission denied, a file in the way).
+    """
+    d = Path(directory)
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=".physgan-probe-", dir=d)
+        os.close(fd)
+        os.unlink(name)
+    except OSError as err:
+        raise PhysganError(f"{d}: cannot write output there ({err.strerror or err}); choose another location") from err
+    return d
 
 
 @contextlib.contextmanager

@@ -47,7 +47,9 @@ def open_h5(path: str | os.PathLike, mode: str = "r") -> h5py.File:
         except OSError as err:
             raise DataError(path, f"cannot be read: {err}") from err
         if not is_h5:
-            raise DataError(path, "is not an HDF5 file (no HDF5 signature)")
+            from physgan.domains.base import import_hint
+
+            raise DataError(path, "is not an HDF5 file (no HDF5 signature)" + import_hint(path))
         probe_hdf5(path)  # corrupted metadata can hang or crash HDF5: walk it in a child process first
     try:
         return h5py.File(path, mode, rdcc_nbytes=CHUNK_CACHE_BYTES, rdcc_nslots=10007)
@@ -69,6 +71,9 @@ class SampleSource:
     ----------
     header : Header
         Shapes, condition names and units, attributes.
+    file_attrs : set of str
+        Names of the attributes stored in the file's root; the other ``header.attrs`` were
+        inferred by the layout (units, geometry, domain of a file without attributes).
     """
 
     def __init__(self, path: str | os.PathLike, layout: Layout | str | None = None):
@@ -89,6 +94,7 @@ class SampleSource:
                 raise
             except (KeyError, ValueError, TypeError, OSError, RuntimeError) as err:
                 raise DataError(self.path, f"does not match layout '{self.layout.name}': {err}") from err
+            self.file_attrs: set[str] = set(f.attrs.keys())  # the rest of header.attrs is inferred by the layout
             flag = f.attrs.get("complete", True)
             if isinstance(flag, (bool, np.bool_)) and not flag:
                 raise DataError(

@@ -25,17 +25,27 @@ class FileInfo:
     stats: dict[str, float]
     attrs: dict[str, Any]
     problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    domain: str = "array"
+    inferred: list[str] = field(default_factory=list)
 
 
 def inspect_file(path: str, layout: str | None = None, block_rows: int = 4096) -> FileInfo:
     """Scan a whole sample file (in blocks) and collect its statistics and every problem.
 
     Structural problems (not HDF5, missing datasets, mismatched N) raise
-    :class:`DataError`; value problems (NaN/Inf, negative energies) are listed
-    in ``problems`` with the first offending index and the count.
+    :class:`DataError`; value problems (NaN/Inf, negative energies) and the
+    domain's physics checks (:mod:`physgan.domains.checks`: energies <= 0,
+    deposits above the incident energy, all-zero samples) are listed in
+    ``problems`` (training refuses them) or ``warnings`` (constant conditions,
+    some empty samples) with the first offending index and the count.
     """
+    from physgan.domains.checks import PhysicsScan, domain_for_file
+
     src: SampleSource = open_source(path, layout)
     h = src.header
+    domain = domain_for_file(h, src.layout.name)
+    physics = PhysicsScan(domain, h.condition_names, h.attrs)
     k = len(h.condition_names)
     cmin, cmax = np.full(k, np.inf), np.full(k, -np.inf)
     csum, csum2 = np.zeros(k), np.zeros(k)
@@ -44,6 +54,7 @@ def inspect_file(path: str, layout: str | None = None, block_rows: int = 4096) -
     rows = max(h.chunk_rows, 1) * max(1, block_rows // max(h.chunk_rows, 1))
     for start in range(0, h.n, rows):
         x, c = src.read(start, start + rows, check=False)
+        physics.add(start, x, c)
         flat = x.reshape(len(x), -1)
         finite = np.isfinite(flat)
         for label, mask in (("non-finite sample values (NaN/Inf)", ~finite.all(1)),):
@@ -75,6 +86,8 @@ def inspect_file(path: str, layout: str | None = None, block_rows: int = 4096) -
             nval += v.size
     src.close()
     problems = [f"{label}: {count} samples, first at index {first}" for label, (first, count) in bad.items()]
+    found = physics.problems()
+    problems += [text for text, fatal in found if fatal]
     mean = ssum / max(nval, 1)
     stats = {
         "min": float(smin),
@@ -96,14 +109,18 @@ def inspect_file(path: str, layout: str | None = None, block_rows: int = 4096) -
                 "std": float(np.sqrt(max(csum2[j] / h.n - m**2, 0))),
             }
         )
-    return FileInfo(str(path), src.layout.name, h.n, h.sample_shape, h.dtype, h.sample_units, conds, stats, h.attrs, problems)
+    warnings = [text for text, fatal in found if not fatal]
+    return FileInfo(
+        str(path), src.layout.name, h.n, h.sample_shape, h.dtype, h.sample_units, conds, stats, h.attrs, problems, warnings,
+        domain.name, sorted(set(h.attrs) - src.file_attrs),
+    )
 
 
 def format_info(info: FileInfo) -> str:
     """Human-readable report of :func:`inspect_file`."""
     lines = [
         f"file:        {info.path}",
-        f"layout:      {info.layout}",
+        f"layout:      {info.layout} (domain {info.domain})",
         f"samples:     {info.n} x {info.sample_shape} ({info.dtype}{', ' + info.sample_units if info.sample_units else ''})",
         f"values:      min {info.stats['min']:.6g}  max {info.stats['max']:.6g}  mean {info.stats['mean']:.6g}  "
         f"std {info.stats['std']:.6g}  zeros {100 * info.stats['zero_fraction']:.1f} %",
@@ -113,13 +130,19 @@ def format_info(info: FileInfo) -> str:
         lines.append(
             f"  {c['name']:<16} [{c['min']:.6g}, {c['max']:.6g}] {c['units']}   mean {c['mean']:.6g}  std {c['std']:.6g}"
         )
-    if info.attrs:
-        lines.append("attributes:")
-        for k, v in sorted(info.attrs.items()):
-            text = str(v)
-            lines.append(f"  {k} = {text if len(text) < 100 else text[:97] + '...'}")
+    stored = {k: v for k, v in info.attrs.items() if k not in info.inferred}
+    inferred = {k: v for k, v in info.attrs.items() if k in info.inferred}
+    for title, attrs in (("attributes:", stored), ("inferred (not stored in the file; assumed by the layout):", inferred)):
+        if attrs:
+            lines.append(title)
+            for k, v in sorted(attrs.items()):
+                text = str(v)
+                lines.append(f"  {k} = {text if len(text) < 100 else text[:97] + '...'}")
     lines.append("problems:    " + ("none" if not info.problems else str(len(info.problems))))
     lines += [f"  - {p}" for p in info.problems]
+    if info.warnings:
+        lines.append(f"warnings:    {len(info.warnings)}")
+        lines += [f"  - {w}" for w in info.warnings]
     return "\n".join(lines)
 
 

@@ -26,7 +26,16 @@ import torch
 from physgan.errors import CheckpointError, PhysganError
 from physgan.io.atomic import atomic_output, sweep_temporaries
 
-__all__ = ["save_checkpoint", "load_checkpoint", "latest_checkpoint", "rng_state", "set_rng_state", "prune_snapshots"]
+__all__ = [
+    "save_checkpoint",
+    "load_checkpoint",
+    "latest_checkpoint",
+    "latest_intact_checkpoint",
+    "checkpoint_names",
+    "rng_state",
+    "set_rng_state",
+    "prune_snapshots",
+]
 
 _SNAPSHOT = re.compile(r"^step-(\d+)\.pt$")
 
@@ -120,6 +129,55 @@ def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
         return last
     snaps = sorted((int(m.group(1)), p) for p in ckdir.glob("step-*.pt") if (m := _SNAPSHOT.match(p.name)))
     return snaps[-1][1] if snaps else None
+
+
+def _candidates(run_dir: str | os.PathLike) -> list[Path]:
+    """Checkpoints of a run, newest first: ``last.pt``, the numbered snapshots, then ``best.pt``."""
+    ckdir = Path(run_dir) / "checkpoints"
+    sweep_temporaries(ckdir)
+    snaps = sorted((int(m.group(1)), p) for p in ckdir.glob("step-*.pt") if (m := _SNAPSHOT.match(p.name)))
+    named = [ckdir / "last.pt", *(p for _, p in reversed(snaps)), ckdir / "best.pt"]
+    return [p for p in named if p.is_file()]
+
+
+def latest_intact_checkpoint(
+    run_dir: str | os.PathLike, map_location: str | torch.device = "cpu"
+) -> tuple[Path, dict[str, Any], list[str]] | None:
+    """The newest checkpoint of a run that loads, skipping damaged ones (a truncated ``last.pt``).
+
+    Parameters
+    ----------
+    run_dir : path
+        The run directory.
+    map_location : str or torch.device
+        Where tensors are loaded.
+
+    Returns
+    -------
+    (path, state, skipped) or None
+        ``skipped`` holds one line per damaged newer checkpoint (path and why); None when the
+        run holds no checkpoint at all.
+
+    Raises
+    ------
+    CheckpointError
+        When checkpoints exist but none of them loads.
+    """
+    skipped: list[str] = []
+    for path in _candidates(run_dir):
+        try:
+            return path, load_checkpoint(path, map_location), skipped
+        except CheckpointError as err:
+            skipped.append(str(err))
+    if skipped:
+        raise CheckpointError(f"{run_dir}: no checkpoint of this run loads: " + "; ".join(skipped))
+    return None
+
+
+def checkpoint_names(run_dir: str | os.PathLike) -> list[str]:
+    """File names of the checkpoints in ``RUN/checkpoints`` (for error messages)."""
+    ckdir = Path(run_dir) / "checkpoints"
+    return sorted(p.name for p in ckdir.glob("*.pt")) if ckdir.is_dir() else []
 
 
 def prune_snapshots(ckdir: str | os.PathLike, keep: int) -> None:

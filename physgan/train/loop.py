@@ -22,6 +22,7 @@ import copy
 import json
 import math
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,12 +35,13 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 import physgan
 from physgan.config import Config, config_from_dict, config_to_dict, save_config
 from physgan.domains.base import ModelSpec, get_domain
+from physgan.domains.checks import check_training_data
 from physgan.errors import CheckpointError, ConfigError, PhysganError
 from physgan.io.hdf5 import open_source
 from physgan.io.loader import BlockStreamer, DeviceSampler, block_starts, split_indices
 from physgan.train.checkpoint import (
     latest_checkpoint,
-    load_checkpoint,
+    latest_intact_checkpoint,
     prune_snapshots,
     rng_state,
     save_checkpoint,
@@ -58,13 +60,13 @@ from physgan.train.distributed import (
 )
 from physgan.train.ema import update_ema
 from physgan.train.losses import make_objective
+from physgan.train.resume import check_same_data, data_identity, resume_point
+from physgan.train.runlock import RunLock
 from physgan.train.signals import StopFlag
 from physgan.train.stats import Progress, StatsWriter
 
 __all__ = ["train", "TrainResult", "TrainingDiverged", "resolve_device", "build_models", "validation_metrics"]
 
-#: sections whose change makes a checkpoint incompatible with the config
-_FIXED_KEYS = ("domain", "model")
 #: a penalty above this (or any non-finite loss/weight) counts as divergence
 _GP_EXPLODED = 1e4
 #: at most this many held-out samples (and this many sample elements in all) feed the per-tick sample diagnostics
@@ -152,33 +154,9 @@ def validation_metrics(domain, G, transform, normaliser, val, z_val, attrs, auto
     return metrics
 
 
-def _check_run_dir(run_dir: Path, cfg: Config, resume: str | None) -> Path | None:
-    """The checkpoint to resume from (or None); refuse to mix runs."""
-    ckpt = None
-    if resume == "auto":
-        ckpt = latest_checkpoint(run_dir)
-    elif resume:
-        ckpt = Path(resume)
-        if not ckpt.is_file():
-            raise CheckpointError(f"{ckpt}: checkpoint to resume from does not exist")
-    elif latest_checkpoint(run_dir) is not None:
-        raise CheckpointError(
-            f"{run_dir}: already holds a training run; pass --resume auto to continue it, or choose a new --run directory"
-        )
-    if ckpt is None:
-        return None
-    saved = load_checkpoint(ckpt)["config"]
-    now = config_to_dict(cfg)
-    for key in _FIXED_KEYS:
-        if saved.get(key) != now.get(key):
-            raise CheckpointError(
-                f"{run_dir}: belongs to a different configuration: '{key}' was {saved.get(key)!r}, now {now.get(key)!r}; "
-                f"use a new --run directory or the original settings"
-            )
-    return ckpt
-
-
-def train(cfg: Config, run_dir: str | Path, resume: str | None = None, progress: bool = True) -> TrainResult:
+def train(
+    cfg: Config, run_dir: str | Path, resume: str | None = None, progress: bool = True, allow_new_data: bool = False
+) -> TrainResult:
     """Train a conditional GAN surrogate; see the module docstring.
 
     Parameters
@@ -192,6 +170,9 @@ def train(cfg: Config, run_dir: str | Path, resume: str | None = None, progress:
         ``"auto"`` (latest checkpoint of ``run_dir`` if any) or a checkpoint path.
     progress : bool
         Show progress (tqdm on a terminal, status lines otherwise).
+    allow_new_data : bool
+        Let a resumed run continue on a different file of the same sample shape and conditions
+        (otherwise refused with :class:`CheckpointError`).
 
     Returns
     -------
@@ -201,16 +182,27 @@ def train(cfg: Config, run_dir: str | Path, resume: str | None = None, progress:
     -----
     A run directory this call created is removed again when training fails before it wrote any
     statistics or checkpoint (bad data, bad model options): nothing is lost, and the same
-    ``--run`` can be used once the input is fixed.
+    ``--run`` can be used once the input is fixed. The run directory is locked
+    (:class:`~physgan.train.runlock.RunLock`) while training: a second process on it is refused.
     """
     run_dir = Path(run_dir)
     created = not run_dir.exists()
+    lock = None
     try:
-        return _train(cfg, run_dir, resume, progress)
+        if launch_rank() == 0:
+            try:
+                (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                raise PhysganError(f"{run_dir}: cannot create the run directory: {err.strerror or err}") from err
+            lock = RunLock(run_dir).acquire()
+        return _train(cfg, run_dir, resume, progress, allow_new_data)
     except BaseException:
-        if created and launch_rank() == 0 and _holds_no_results(run_dir):
+        if created and lock is not None and _holds_no_results(run_dir):
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 def _holds_no_results(run_dir: Path) -> bool:
@@ -218,7 +210,7 @@ def _holds_no_results(run_dir: Path) -> bool:
     return latest_checkpoint(run_dir) is None and not (run_dir / "stats.jsonl").exists()
 
 
-def _train(cfg: Config, run_dir: Path, resume: str | None, progress: bool) -> TrainResult:
+def _train(cfg: Config, run_dir: Path, resume: str | None, progress: bool, allow_new_data: bool) -> TrainResult:
     """The body of :func:`train`."""
     cfg.validate()
     t_cfg, d_cfg = cfg.train, cfg.data
@@ -240,14 +232,8 @@ def _train(cfg: Config, run_dir: Path, resume: str | None, progress: bool) -> Tr
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16)
 
     is_main = dist_info.is_main
-    if is_main:
-        try:
-            (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise PhysganError(f"{run_dir}: cannot create the run directory: {err.strerror or err}") from err
     barrier(dist_info)
-    ckpt_path = _check_run_dir(run_dir, cfg, resume)
-    ckpt = load_checkpoint(ckpt_path, map_location="cpu") if ckpt_path else None
+    ckpt_path, ckpt, notes = resume_point(run_dir, cfg, resume)
     prog = Progress(t_cfg.steps, initial=int(ckpt["step"]) if ckpt else 0, enabled=progress and is_main)
     log_file = open(run_dir / "log.txt", "a") if is_main else None
 
@@ -257,11 +243,29 @@ def _train(cfg: Config, run_dir: Path, resume: str | None, progress: bool) -> Tr
             log_file.write(time.strftime("%Y-%m-%d %H:%M:%S ") + text + "\n")
             log_file.flush()
 
+    def notice(text: str) -> None:
+        """A line the user must see even with --quiet (resume decisions): log.txt and stderr."""
+        log(text)
+        if is_main and not prog.enabled:
+            print(f"physgan: {text}", file=sys.stderr, flush=True)
+
+    for text in notes:
+        notice(text)
+
     # ---- data: split, transform, condition normalisation, sampler ---------------------------
     if not d_cfg.path:
         raise ConfigError("no training data: pass --data FILE.h5 (data.path)")
     source = open_source(d_cfg.path, d_cfg.layout)
     header = source.header
+    identity = data_identity(d_cfg.path, header)
+    if ckpt:
+        try:
+            changed_data = check_same_data(run_dir, ckpt.get("run", {}), identity, allow_new_data)
+        except PhysganError:
+            source.close()
+            raise
+        if changed_data:
+            notice(changed_data)
     n_total = header.n
     sample_bytes = 4 * int(np.prod(header.sample_shape)) * n_total
     in_memory = d_cfg.in_memory == "yes" or (d_cfg.in_memory == "auto" and sample_bytes <= d_cfg.memory_limit_gb * 2**30)
@@ -270,6 +274,7 @@ def _train(cfg: Config, run_dir: Path, resume: str | None, progress: bool) -> Tr
         from physgan.io.hdf5 import read_all
 
         x_all, c_all = read_all(source)
+        physics_warnings = check_training_data(domain, x_all, c_all, header.condition_names, header.attrs, d_cfg.path)
         x_tr, c_tr = x_all[train_idx], c_all[train_idx]
         val_rows = val_idx[: d_cfg.val_size]
         val = (x_all[val_rows], c_all[val_rows])
@@ -290,7 +295,10 @@ def _train(cfg: Config, run_dir: Path, resume: str | None, progress: bool) -> Tr
         )
         fx, fc = zip(*[source.read(s, s + rows) for s in train_starts[: max(1, 50000 // rows)]])
         fit_x, fit_c = np.concatenate(fx), np.concatenate(fc)
+        physics_warnings = check_training_data(domain, fit_x, fit_c, header.condition_names, header.attrs, d_cfg.path)
     source.close()
+    for text in physics_warnings:
+        notice(f"warning: {d_cfg.path}: {text}")
 
     transform = domain.make_transform(dict(d_cfg.transform))
     normaliser = ConditionNormaliser(header.condition_names, domain.condition_scales)
@@ -380,6 +388,8 @@ def _train(cfg: Config, run_dir: Path, resume: str | None, progress: bool) -> Tr
         load_state(ckpt)
         step, best_score, rollbacks = int(ckpt["step"]), float(ckpt.get("best_score", math.inf)), int(ckpt.get("rollbacks", 0))
         log(f"resumed from {ckpt_path} at step {step}")
+        if step >= t_cfg.steps:
+            notice(f"the run is already at step {step}, at or past train.steps = {t_cfg.steps}: nothing to train (pass a larger --steps)")
 
     # ---- run files -------------------------------------------------------------------------
     run_info = {
@@ -387,6 +397,7 @@ def _train(cfg: Config, run_dir: Path, resume: str | None, progress: bool) -> Tr
         "domain": cfg.domain,
         "layout": source.layout.name,
         "data": str(Path(d_cfg.path).resolve()),
+        "data_identity": identity,
         "n_train": int(n_total - len(val[0])) if in_memory else int(n_total),
         "sample_shape": list(header.sample_shape),
         "model_shape": list(spec.sample_shape),
@@ -487,6 +498,7 @@ def _train(cfg: Config, run_dir: Path, resume: str | None, progress: bool) -> Tr
             f"{header.condition_names}, {'in memory' if in_memory else 'streamed'} on {device}, "
             f"{sum(p.numel() for p in G.parameters())} G / {sum(p.numel() for p in D.parameters())} D parameters"
         )
+    prog.start()
     try:
         while step < t_cfg.steps:
             # critic: n_critic steps; fakes made under no_grad with the real batch's conditions
@@ -519,6 +531,7 @@ def _train(cfg: Config, run_dir: Path, resume: str | None, progress: bool) -> Tr
             bad |= ~torch.isfinite(loss_g.detach())
             update_ema(G_ema, G, t_cfg.ema_beta, step)
             step += 1
+            prog.heartbeat(step)
             for k, v in {**st, **st_g}.items():
                 acc[k] = acc.get(k, 0.0) + v.detach().float()
             acc_n += 1
@@ -534,10 +547,10 @@ def _train(cfg: Config, run_dir: Path, resume: str | None, progress: bool) -> Tr
                             f"gave up at step {step}. Last good checkpoint: {latest_checkpoint(run_dir)}. "
                             "Try a lower learning rate (train.lr_g/lr_d) or a larger gp_lambda."
                         )
-                    good = latest_checkpoint(run_dir)
-                    if good is None:
+                    found = latest_intact_checkpoint(run_dir)
+                    if found is None:
                         raise TrainingDiverged(f"{run_dir}: training diverged at step {step} before any checkpoint was written")
-                    good_state = load_checkpoint(good, map_location="cpu")
+                    good, good_state, _ = found
                     load_state(good_state)
                     step = int(good_state["step"])
                     factor = t_cfg.lr_decay_on_rollback**rollbacks

@@ -1,22 +1,31 @@
-"""Graceful preemption: SIGTERM / SIGUSR1 request a checkpoint and a clean exit.
+"""Graceful stops: SIGTERM / SIGUSR1 (preemption) and Ctrl-C request a checkpoint and a clean exit.
 
 Slurm sends SIGTERM (or SIGUSR1 with ``--signal``) before killing a job; the
 trainer finishes its current step, writes a checkpoint, and exits 0 so the job
-can be requeued and continued with ``--resume auto``.
+can be requeued and continued with ``--resume auto``. The first Ctrl-C (SIGINT)
+does the same (the command then exits 130); a second Ctrl-C aborts at once
+(``KeyboardInterrupt``), keeping whatever checkpoint was last written.
 """
 
 from __future__ import annotations
 
 import signal
+import sys
 from types import FrameType
 
 __all__ = ["StopFlag"]
 
 
 class StopFlag:
-    """Installs handlers for SIGTERM/SIGUSR1 (and SIGINT optionally) that set a flag."""
+    """Installs handlers that set :attr:`requested` to the signal's name; a repeated SIGINT aborts.
 
-    def __init__(self, signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGUSR1)):
+    Parameters
+    ----------
+    signals : tuple of int
+        The signals that request a graceful stop (default SIGTERM, SIGUSR1, SIGINT).
+    """
+
+    def __init__(self, signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)):
         self.requested: str | None = None
         self._old = {}
         for s in signals:
@@ -26,9 +35,14 @@ class StopFlag:
                 pass
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if signum == signal.SIGINT and self.requested == "SIGINT":
+            raise KeyboardInterrupt  # the second Ctrl-C: abort now
+        if signum == signal.SIGINT:
+            print("physgan: Ctrl-C: finishing this step and writing a checkpoint (Ctrl-C again to abort)", file=sys.stderr, flush=True)
         self.requested = signal.Signals(signum).name
 
     def restore(self) -> None:
+        """Put the previous handlers back."""
         for s, h in self._old.items():
             try:
                 signal.signal(s, h)

@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from physgan.domains.base import Domain, register_domain
-from physgan.domains.calo import layouts  # noqa: F401  (registers the calogan / calochallenge layouts)
+from physgan.domains.calo import checks, layouts  # noqa: F401  (layouts registers the calogan / calochallenge layouts)
 from physgan.domains.calo.features import shower_features
 from physgan.domains.calo.make import add_make_arguments, make
 from physgan.domains.calo.metrics import physics_metrics, score
@@ -92,5 +92,7 @@ CALO = register_domain(
         make=make,
         quickstart=QUICKSTART,
         detect=detect,
+        condition_bounds=checks.BOUNDS,
+        check_samples=checks.check_samples,
     )
 )

@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 from physgan.domains.base import Domain, register_domain
+from physgan.domains.micro import checks
 from physgan.domains.micro import layout as _layout  # noqa: F401  (registers the 'micro' layout)
 from physgan.domains.micro.importer import add_import_arguments, import_
 from physgan.domains.micro.make import add_make_arguments, make
@@ -95,5 +96,8 @@ DOMAIN = register_domain(
             "preset": "quick",
         },
         detect=detect,
+        condition_bounds=checks.BOUNDS,
+        check_conditions=checks.check_conditions,
+        import_suffixes=(".tif", ".tiff", ".zip"),
     )
 )

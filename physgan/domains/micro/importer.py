@@ -151,7 +151,8 @@ def add_import_arguments(parser: argparse.ArgumentParser) -> None:
     _add(parser, "--stride", type=int, default=None, help="step between crops (default crop // 2)")
     _add(parser, "--dim", type=int, choices=[2, 3], default=3, help="3: cubic crops; 2: square crops of slices")
     _add(parser, "--axis", type=int, choices=[0, 1, 2], default=0, help="--dim 2 on a stack: slices normal to this axis")
-    _add(parser, "--voxel-size", type=float, default=1.0, help="voxel side in metres (recorded as voxel_size_m)")
+    _add(parser, "--voxel-size", type=float, default=None,
+         help="voxel side in metres (recorded as voxel_size_m; recorded as 'unknown' when not given)")
     _add(parser, "--conditions", choices=["none", "porosity", "fractions"], default="none", help="per-crop conditions")
     _add(parser, "--phase-names", default=None, help="comma-separated names of the phases in label order, e.g. pore,grain")
     _add(parser, "--max-phases", type=int, default=16, help="refuse images with more distinct values")
@@ -173,6 +174,9 @@ def import_(args: argparse.Namespace) -> Path:
     if names is not None and len(names) != n_phases:
         raise ConfigError(f"--phase-names gives {len(names)} names for {n_phases} phases (values {values})")
     axis = int(getattr(args, "axis", 0) or 0)
+    voxel_size = getattr(args, "voxel_size", None)
+    if voxel_size is not None and not voxel_size > 0:
+        raise ConfigError(f"--voxel-size must be positive (metres), got {voxel_size}")
     n = sum(1 for _ in iter_crops(labels, crop, stride, dim, axis, path))
     if n == 0:
         raise DataError(path, f"no crop of side {crop} fits in shape {labels.shape}")
@@ -187,8 +191,9 @@ def import_(args: argparse.Namespace) -> Path:
         n_phases=n_phases,
         phase_values=values,
         phase_names=names,
-        voxel_size_m=float(getattr(args, "voxel_size", 1.0) or 1.0),
+        voxel_size_m=float(voxel_size or 1.0),
         attrs={
+            **({} if voxel_size else {"voxel_size_m": "unknown"}),  # never a made-up 1 m voxel
             "periodic": False,
             "condition_names": cond_names or None,
             "source": Path(path).name,

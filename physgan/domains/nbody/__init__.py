@@ -27,11 +27,13 @@ from __future__ import annotations
 from typing import Any
 
 from physgan.domains.base import Domain, register_domain
+from physgan.domains.checks import Bound
 from physgan.domains.nbody.importer import add_import_arguments, import_
 from physgan.domains.nbody.make import add_make_arguments, make
 from physgan.domains.nbody.metrics import cross_correlation, features, physics_metrics, score
 from physgan.domains.nbody.model import build_critic, build_generator
 from physgan.domains.nbody.plots import plots
+from physgan.domains.nbody.positions import PLAIN_SUFFIXES
 from physgan.domains.nbody.transform import DensityTransform, make_transform
 
 __all__ = ["NBODY", "PRESETS", "QUICKSTART", "detect", "DensityTransform", "cross_correlation"]
@@ -77,6 +79,13 @@ QUICKSTART: dict[str, Any] = {
     "preset": "quick",
 }
 
+#: Physical domain of the conditions (extrapolation may widen the training range, never leave these).
+BOUNDS = {
+    "omega_m": Bound(0.0, None, lo_open=True, why="a matter density parameter is positive"),
+    "sigma8": Bound(0.0, None, lo_open=True, why="the amplitude of fluctuations sigma8 is positive"),
+    "redshift": Bound(-1.0, None, lo_open=True, why="a redshift is > -1 (scale factor a = 1/(1+z) > 0)"),
+}
+
 NBODY = register_domain(
     Domain(
         name="nbody",
@@ -97,5 +106,7 @@ NBODY = register_domain(
         import_=import_,
         quickstart=QUICKSTART,
         detect=detect,
+        condition_bounds=BOUNDS,
+        import_suffixes=PLAIN_SUFFIXES,
     )
 )

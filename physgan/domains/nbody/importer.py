@@ -1,10 +1,11 @@
-"""``physgan data import nbody``: particle snapshots (Gadget-4 / SWIFT HDF5) -> density grids.
+"""``physgan data import nbody``: particle snapshots (Gadget-4 / SWIFT HDF5, or plain position arrays) -> density grids.
 
 Examples
 --------
 ::
 
     physgan data import nbody snap_010.hdf5 --grid 64 --scheme cic --cond sigma8=0.81 --out boxes.h5
+    physgan data import nbody pos.npy --box 32 --cond omega_m=0.315 --cond sigma8=0.81 --out boxes.h5
     physgan data import nbody snap_010.0.hdf5 snap_010.1.hdf5 --dim 2 --thickness 4 --out slabs.h5
 
 Reads ``<PartType>/Coordinates`` (default ``PartType1``, dark matter) and the
@@ -15,7 +16,8 @@ groups). Files of one multi-file snapshot (``name.<i>.hdf5`` with
 its own box. Conditions are ``omega_m`` and ``sigma8`` (values missing from
 the file, e.g. sigma8, come from ``--cond name=value``; extra ``--cond``
 names become extra conditions). ``redshift`` is a condition when it differs
-between boxes.
+between boxes. Plain arrays (``.npy``/``.npz``/text, one particle per row,
+:mod:`.positions`) have no header: ``--box`` gives the box side.
 
 Lengths: ``--length-unit auto`` reads ``UnitLength_in_cm`` (Gadget
 ``Parameters``/``Header``, SWIFT ``Units``) when present (kpc -> /1000),
@@ -35,6 +37,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from physgan.domains.nbody.positions import check_inside_box, is_plain, plain_header, read_positions
 from physgan.errors import ConfigError, DataError
 from physgan.io.atomic import check_writable
 from physgan.io.hdf5 import SampleWriter, open_h5
@@ -49,7 +52,10 @@ MPC_CM = 3.085678e24
 
 def add_import_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the options of ``physgan data import nbody`` to ``parser``."""
-    parser.add_argument("inputs", nargs="+", help="Gadget-4 / SWIFT HDF5 snapshot file(s)")
+    parser.add_argument(
+        "inputs", nargs="+", help="Gadget-4 / SWIFT HDF5 snapshot file(s), or plain (N, 3) position arrays (.npy/.npz/text)"
+    )
+    parser.add_argument("--box", type=float, default=None, help="box side in Mpc/h (required for plain position arrays)")
     parser.add_argument("--grid", type=int, default=64, help="cells per side (default 64)")
     parser.add_argument("--scheme", choices=["ngp", "cic", "tsc"], default="cic", help="mass assignment (default cic)")
     parser.add_argument("--dim", type=int, choices=[2, 3], default=3, help="3: boxes; 2: slabs (default 3)")
@@ -150,6 +156,12 @@ def _paint_files(
     rho = np.zeros((grid,) * 3)
     total = 0
     for path in files:
+        if is_plain(path):
+            pos = read_positions(path) * factor
+            check_inside_box(path, pos, box_mpch)
+            rho += paint(pos % box_mpch, grid, box_mpch, scheme)
+            total += len(pos)
+            continue
         with open_h5(path) as f:
             key = f"{parttype}/Coordinates"
             if key not in f:
@@ -198,6 +210,7 @@ def import_snapshots(
     length_unit: str = "auto",
     conditions: dict[str, float] | None = None,
     overwrite: bool = False,
+    box: float | None = None,
 ) -> Path:
     """Paint snapshot particles onto grids and write an nbody dataset (atomic).
 
@@ -225,6 +238,8 @@ def import_snapshots(
         Condition values overriding / completing the file (e.g. ``{'sigma8': 0.81}``).
     overwrite : bool
         Replace an existing output.
+    box : float, optional
+        Box side (Mpc/h, or kpc/h with ``length_unit='kpc'``) of plain position arrays, which carry no header.
 
     Returns
     -------
@@ -241,7 +256,7 @@ def import_snapshots(
     conds = dict(conditions or {})
     boxes = []
     for files in _group_snapshots(list(inputs)):
-        hdr = read_snapshot_header(files[0], length_unit)
+        hdr = plain_header(files[0], box, length_unit) if is_plain(files[0]) else read_snapshot_header(files[0], length_unit)
         values = {"omega_m": hdr["omega_m"], "sigma8": hdr["sigma8"], "redshift": hdr["redshift"]}
         values.update(conds)
         for need in ("omega_m", "sigma8"):
@@ -325,4 +340,5 @@ def import_(args: argparse.Namespace) -> Path:
         length_unit=getattr(args, "length_unit", "auto"),
         conditions=_parse_conds(getattr(args, "cond", [])),
         overwrite=bool(getattr(args, "overwrite", False)),
+        box=getattr(args, "box", None),
     )
