@@ -347,7 +347,7 @@ def response(per_cosmo: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "response_dev": float(abs(rel[j] - 1)), "response_dev_err": _finite(err[j]),
                 "response_dev_k": float(np.array(a["pk"]["k"])[used][j]),
                 "response_dev_floor": float(np.nanmax(np.abs(floor - 1))),
-                "sim_ratio_range": [float(np.nanmin(rel)), float(np.nanmax(rel))],
+                "relative_range": [float(np.nanmin(rel)), float(np.nanmax(rel))],
             })  # fmt: skip
     return out
 
@@ -675,10 +675,10 @@ def report(results: dict[str, Any]) -> str:
     resp = results.get("response") or []
     if resp:
         lines += ["", "### Conditioning response: P_G(k;a)/P_G(k;b) over the simulator's, max over k ≤ k_N/2 (goal < 5 %)", ""]
-        lines += ["| a | b | simulator's ratio range | max abs(dev) ± err at k | floor | verdict |", "|---|---|---|---|---|---|"]
+        lines += ["| a | b | range over k of G ratio / sim ratio | max abs(dev) ± err, k | floor | verdict |", "|---|---|---|---|---|---|"]
         for q in resp:
             lines.append(
-                f"| {tuple(q['a'])} | {tuple(q['b'])} | {q['sim_ratio_range'][0]:.3g}-{q['sim_ratio_range'][1]:.3g} "
+                f"| {tuple(q['a'])} | {tuple(q['b'])} | {q['relative_range'][0]:.3g}-{q['relative_range'][1]:.3g} "
                 f"| {_pm(q['response_dev'], q['response_dev_err'])} at {q['response_dev_k']:.3g} | {_pm(q['response_dev_floor'])} "
                 f"| {verdict(q['response_dev'], q['response_dev_floor'], g.get('response_dev', 0.05))} |"
             )
