@@ -357,8 +357,8 @@ NBODY: list[Cell] = [
         scales, its shape depends on $\\Omega_m$), the non-Gaussian **one-point PDF** of the density and the peak counts.
 
         This notebook simulates 2-D slabs (32² cells of 64 Mpc/h boxes) with physgan's fast lognormal simulator
-        (`physgan data make nbody --sim pm` runs a particle-mesh N-body instead), trains a fully convolutional periodic
-        generator briefly on CPU, samples it at chosen cosmologies, compares slices and $P(k)$, and evaluates.
+        (`physgan data make nbody --sim pm` runs a particle-mesh N-body instead), trains physgan's spectral generator
+        (white noise coloured per Fourier shell by a learned, cosmology-dependent amplitude) briefly on CPU, samples it at chosen cosmologies, compares slices and $P(k)$, and evaluates.
 
         > **A few hundred CPU steps give a rough surrogate.** The figures below show the workflow, not a converged
         > model; the last section says how to train a real one.
