@@ -154,7 +154,22 @@ class Run:
                     raise ConfigError(msg + "; refusing to extrapolate (pass --allow-extrapolation / allow_extrapolation=True)")
                 warnings.warn(msg + "; extrapolating", stacklevel=2)
             cols.append(col)
-        return np.stack(cols, 1).astype(np.float32) if cols else np.zeros((n, 0), np.float32)
+        c = np.stack(cols, 1).astype(np.float32) if cols else np.zeros((n, 0), np.float32)
+        return self.check_conditions(c, free=[name not in cond for name in self.condition_names], rng=rng)
+
+    def check_conditions(self, c: np.ndarray, free: list[bool] | None = None, rng: np.random.Generator | None = None) -> np.ndarray:
+        """Apply the domain's constraints between conditions (``Domain.complete_conditions``).
+
+        ``free[j]`` marks columns drawn by default, which the domain may redraw; given
+        columns that violate a constraint raise :class:`ConfigError`.
+        """
+        hook = self.domain.complete_conditions
+        if hook is None or not len(c):
+            return c
+        n = self.normaliser
+        ranges = list(zip(n.min, n.max))
+        free = free if free is not None else [False] * len(self.condition_names)
+        return hook(self.condition_names, c, free, ranges, rng or np.random.default_rng(0), self.info.get("attrs", {}))
 
     @torch.no_grad()
     def sample(
@@ -193,7 +208,7 @@ class Run:
         x : ndarray ``(n, *sample_shape)`` (and ``c`` if requested)
         """
         if isinstance(cond, np.ndarray):
-            c_all = np.asarray(cond, dtype=np.float32).reshape(n, -1)
+            c_all = self.check_conditions(np.asarray(cond, dtype=np.float32).reshape(n, -1))
         else:
             c_all = self.conditions(n, cond, seed, allow_extrapolation)
         out = [x for x, _ in self.iter_batches(c_all, seed, batch_size, latent_scale, as_tensor=as_tensor)]
@@ -238,7 +253,7 @@ class Run:
         from physgan.io.layout import Header, default_chunk_rows
 
         if isinstance(cond, np.ndarray):
-            c_all = np.asarray(cond, dtype=np.float32).reshape(n, -1)
+            c_all = self.check_conditions(np.asarray(cond, dtype=np.float32).reshape(n, -1))
             cond = {}
         else:
             c_all = self.conditions(n, cond, seed, allow_extrapolation)

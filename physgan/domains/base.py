@@ -186,6 +186,11 @@ class Domain:
     detect : callable, optional
         ``(header) -> bool``: whether a file (already opened through a layout)
         belongs to this domain, for ``evaluate`` without ``--domain``.
+    complete_conditions : callable, optional
+        ``(names, c, free, ranges, rng, attrs) -> c``: the domain's constraints between
+        conditions (e.g. phase fractions summing to 1). Columns with ``free[j]`` were drawn
+        by default over their training ``ranges[j]`` and may be redrawn; rows that cannot
+        be made valid raise :class:`~physgan.errors.ConfigError`.
     """
 
     name: str
@@ -206,6 +211,7 @@ class Domain:
     import_: Callable[[argparse.Namespace], Any] | None = None
     quickstart: dict[str, Any] = field(default_factory=dict)
     detect: Callable[[Any], bool] | None = None
+    complete_conditions: Callable[..., np.ndarray] | None = None
 
 
 _DOMAINS: dict[str, Domain] = {}

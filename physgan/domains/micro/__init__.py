@@ -6,6 +6,9 @@ Importing this package registers the ``micro`` layout and the ``micro`` domain:
   porespy (``physgan data make micro``, :mod:`.make`); TIFF import with phase
   detection (``physgan data import micro``, :mod:`.importer`);
 * model space: one-hot phases (:mod:`.transform`);
+* conditions: phase fractions that cannot exist are refused, default draws are valid
+  combinations (:mod:`.conditions`); the generator meets its porosity / fraction
+  conditions exactly (:mod:`.fractions`);
 * models: fully convolutional 2-D/3-D generators obeying SliceGAN's transposed
   convolution rules, 2-D critics and a SliceGAN slice critic for volumes (:mod:`.model`);
 * metrics and plots: phase fractions, S2, specific surface area, chord lengths,
@@ -23,6 +26,7 @@ from typing import Any
 
 from physgan.domains.base import Domain, register_domain
 from physgan.domains.micro import layout as _layout  # noqa: F401  (registers the 'micro' layout)
+from physgan.domains.micro.conditions import complete_conditions
 from physgan.domains.micro.importer import add_import_arguments, import_
 from physgan.domains.micro.make import add_make_arguments, make
 from physgan.domains.micro.metrics import physics_metrics, sample_features, score
@@ -48,11 +52,11 @@ def detect(header: Any) -> bool:
 #: 64^3 crops, z (16, 4, 4, 4), generator widths 512..64, batch 8 volumes per critic step.
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {
-        "model": {"z_dim": 16, "width": 64, "embed_dim": 32, "options": {"isotropic": True}},
+        "model": {"z_dim": 16, "width": 64, "embed_dim": 32, "options": {"isotropic": True, "exact_fractions": True}},
         "train": {"batch_size": 8, "n_critic": 5, "gp_lambda": 10.0, "lr_g": 1e-4, "lr_d": 1e-4, "betas": [0.0, 0.9]},
     },
     "quick": {
-        "model": {"z_dim": 8, "width": 16, "embed_dim": 16, "options": {"isotropic": True, "max_channels": 64}},
+        "model": {"z_dim": 8, "width": 16, "embed_dim": 16, "options": {"isotropic": True, "max_channels": 64, "exact_fractions": True}},
         "train": {
             "steps": 400,
             "batch_size": 32,
@@ -67,7 +71,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         },
     },
     "anisotropic": {
-        "model": {"z_dim": 16, "width": 64, "embed_dim": 32, "options": {"isotropic": False}},
+        "model": {"z_dim": 16, "width": 64, "embed_dim": 32, "options": {"isotropic": False, "exact_fractions": True}},
         "train": {"batch_size": 8, "n_critic": 5, "gp_lambda": 10.0, "lr_g": 1e-4, "lr_d": 1e-4, "betas": [0.0, 0.9]},
     },
 }
@@ -91,9 +95,10 @@ DOMAIN = register_domain(
         add_import_arguments=add_import_arguments,
         import_=import_,
         quickstart={
-            "make": {"generator": "blobs", "porosity": "0.3:0.6", "blobiness": "0.3:0.6", "shape": "32,32", "n": 1024, "seed": 0},
+            "make": {"generator": "blobs", "porosity": "0.2:0.6", "blobiness": "0.3:0.6", "shape": "32,32", "n": 1024},
             "preset": "quick",
         },
         detect=detect,
+        complete_conditions=complete_conditions,
     )
 )

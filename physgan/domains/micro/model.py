@@ -34,8 +34,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from physgan.domains.base import ModelSpec
+from physgan.domains.micro.fractions import fraction_targets, match_fractions
 from physgan.errors import ConfigError
 from physgan.nn.conditioning import ConditionEmbedding, FiLM, ProjectionHead
+from physgan.train.conditions import ConditionNormaliser
 
 __all__ = [
     "KERNEL",
@@ -117,7 +119,10 @@ class MicroGenerator(nn.Module):
     spec : ModelSpec
         ``sample_shape = (n_phases, *spatial)``; ``z_dim`` latent channels; ``width``
         channels of the last hidden layer (doubling towards the latent, capped by
-        ``options['max_channels']``, default 512); ``options['n_layers']`` forces L.
+        ``options['max_channels']``, default 512); ``options['n_layers']`` forces L;
+        ``options['exact_fractions']`` (bool): shift each sample's logits so that its soft
+        phase fractions equal its ``porosity`` / ``fraction_<k>`` conditions exactly
+        (:func:`~physgan.domains.micro.fractions.match_fractions`).
     """
 
     def __init__(self, spec: ModelSpec):
@@ -143,6 +148,12 @@ class MicroGenerator(nn.Module):
         )
         self.norms = nn.ModuleList(nn.GroupNorm(math.gcd(8, c), c) for c in hidden)
         self.films = nn.ModuleList(FiLM(spec.embed_dim, c) for c in hidden)
+        targets = fraction_targets(list(spec.condition_names), int(n_phases)) if opts.get("exact_fractions") else {}
+        self.fraction_phases, self.fraction_columns = list(targets), list(targets.values())
+        stats = opts.get("condition_stats")
+        if targets and not stats:
+            raise ConfigError("micro generator: exact_fractions needs the condition statistics (model.options['condition_stats'])")
+        self.normaliser = ConditionNormaliser.from_state(stats) if targets else None
 
     def latent_shape(self, scale: int = 1) -> tuple[int, ...]:
         """Shape of one latent: ``(z_dim, *l)`` with ``l = scale (l_1 - 2) + 2`` for ``scale`` x the training size."""
@@ -157,6 +168,9 @@ class MicroGenerator(nn.Module):
             h = conv(h)
             if i < len(self.norms):
                 h = F.relu(self.films[i](self.norms[i](h), e))
+        if self.fraction_phases:
+            t = self.normaliser.inverse(c.float())[:, self.fraction_columns]
+            h = match_fractions(h.float(), t, self.fraction_phases)
         return torch.softmax(h, dim=1)
 
 
