@@ -14,8 +14,9 @@ conditions of a **held-out** file (another seed):
   least-squares line, mean absolute error (MAE), residual standard deviation;
 * the scatter of achieved porosity at fixed conditions (``--n-fixed`` samples at each of
   three porosities, blobiness at mid-range): the std per condition, max over the three;
-* the same achieved porosity with the per-voxel argmax instead of the fraction-keeping
-  hardening (how far the hard threshold alone moves it);
+* each of three hardenings of the same generated probabilities (``HARDENINGS``):
+  per-voxel ``argmax``, fraction-keeping ``rank`` and ``vote`` (rank of the
+  neighbour-blended score, the default);
 * speckle and morphology against the held-out real images (one-voxel chord fraction,
   one-voxel islands per image, surface area, S2, chord separation), with the noise floor
   (two halves of the real set);
@@ -25,9 +26,9 @@ conditions of a **held-out** file (another seed):
   whether the critic's projection term can even tell porosities apart. Also the training
   data's coverage of the porosity range (quantiles).
 
-Variants: ``softmax`` (before issue 14: softmax output, argmax labels), ``exact``
-(:func:`physgan.domains.micro.fractions.match_fractions` in the generator, fraction-keeping
-hardening). Prints markdown tables and writes ``<workdir>/conditioning.json``.
+Training variants: ``softmax`` (before issue 14: plain softmax output), ``exact``
+(:func:`physgan.domains.micro.fractions.match_fractions` in the generator).
+Prints markdown tables and writes ``<workdir>/conditioning.json``.
 """
 
 from __future__ import annotations
@@ -45,8 +46,15 @@ from bench._util import load, markdown_table
 __all__ = ["VARIANTS", "line_fit", "critic_implied", "main"]
 
 VARIANTS: dict[str, list[str]] = {
-    "softmax": ["model.options.exact_fractions=false", "data.transform.hardening=argmax"],
-    "exact": ["model.options.exact_fractions=true", "data.transform.hardening=fraction"],
+    "softmax": ["model.options.exact_fractions=false"],
+    "exact": ["model.options.exact_fractions=true"],
+}
+
+#: how generated probabilities become labels (the transform's options); no retraining needed
+HARDENINGS: dict[str, dict[str, Any]] = {
+    "argmax": {"hardening": "argmax"},
+    "rank": {"hardening": "fraction", "neighbour_weight": 0.0},
+    "vote": {"hardening": "fraction", "neighbour_weight": 0.4},
 }
 
 
@@ -131,23 +139,23 @@ def _variant(name: str, args: argparse.Namespace, work: Path, train_file: Path, 
     t_train = time.time() - t0
     run = load_run(run_dir, checkpoint="last", device="cpu")
     xh, ch = held
-    out: dict[str, Any] = {"variant": name, "train_s": t_train, "load": load()}
-    fake = run.sample(len(ch), ch, seed=args.seed + 10)
-    out["heldout"] = line_fit(ch[:, 0].astype(np.float64), _porosity(fake))
-    run.transform.options["hardening"] = "argmax"
-    out["heldout_argmax"] = line_fit(ch[:, 0].astype(np.float64), _porosity(run.sample(len(ch), ch, seed=args.seed + 10)))
-    run.transform.options["hardening"] = VARIANTS[name][1].split("=")[1]
+    out: dict[str, Any] = {"variant": name, "train_s": t_train, "load": load(), "hardenings": {}}
     lo, hi = float(ch[:, 0].min()), float(ch[:, 0].max())
     b_mid = float(np.median(ch[:, 1]))
-    fixed = {}
-    for t in np.linspace(lo, hi, 5)[1:4]:
-        ph = _porosity(run.sample(args.n_fixed, {"porosity": float(t), "blobiness": b_mid}, seed=args.seed + 20))
-        fixed[f"{t:.3f}"] = {"mean": float(ph.mean()), "std": float(ph.std())}
-    out["fixed"] = fixed
-    out["fixed_std_max"] = max(v["std"] for v in fixed.values())
     half = len(xh) // 2
-    out["metrics"] = physics_metrics((xh, ch), (fake, ch), attrs)
     out["floor"] = physics_metrics((xh[:half], ch[:half]), (xh[half:], ch[half:]), attrs)
+    for hname, opts in HARDENINGS.items():
+        run.transform.options.update(opts)
+        fake = run.sample(len(ch), ch, seed=args.seed + 10)
+        h: dict[str, Any] = {"heldout": line_fit(ch[:, 0].astype(np.float64), _porosity(fake))}
+        fixed = {}
+        for t in np.linspace(lo, hi, 5)[1:4]:
+            ph = _porosity(run.sample(args.n_fixed, {"porosity": float(t), "blobiness": b_mid}, seed=args.seed + 20))
+            fixed[f"{t:.3f}"] = {"mean": float(ph.mean()), "std": float(ph.std())}
+        h["fixed"] = fixed
+        h["fixed_std_max"] = max(v["std"] for v in fixed.values())
+        h["metrics"] = physics_metrics((xh, ch), (fake, ch), attrs)
+        out["hardenings"][hname] = h
     grid = np.linspace(run.normaliser.min[0], run.normaliser.max[0], 41)
     imp = critic_implied(run_dir, xh[: args.n_implied], ch[: args.n_implied], grid)
     out["critic_implied"] = line_fit(ch[: args.n_implied, 0].astype(np.float64), imp)
@@ -191,18 +199,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"{name}: trained in {r['train_s']:.0f} s; held-out slope {r['heldout']['slope']:.3f}", flush=True)
     rows = []
     for name, r in res["variants"].items():
-        m, f = r["metrics"], r["floor"]
-        rows.append([
-            name, f"{r['heldout']['slope']:.3f}", f"{r['heldout']['mae']:.4f}", f"{r['heldout']['resid_std']:.4f}",
-            f"{r['fixed_std_max']:.4f}", f"{r['heldout_argmax']['mae']:.4f}", f"{r['critic_implied']['slope']:.2f}",
-            f"{m['one_voxel_chord_fraction_fake']:.3f} / {m['one_voxel_chord_fraction_real']:.3f}",
-            f"{m['one_voxel_islands_fake']:.2f} / {m['one_voxel_islands_real']:.2f}",
-            f"{m['ssa_rel_err']:.3f} ({f['ssa_rel_err']:.3f})", f"{m['s2_max_abs_err']:.4f} ({f['s2_max_abs_err']:.4f})",
-            f"{m['chord_separation_power']:.3f} ({f['chord_separation_power']:.3f})", f"{r['train_s']:.0f}",
-        ])  # fmt: skip
+        f = r["floor"]
+        for hname, h in r["hardenings"].items():
+            m = h["metrics"]
+            rows.append([
+                name, hname, f"{h['heldout']['slope']:.3f}", f"{h['heldout']['mae']:.4f}", f"{h['heldout']['resid_std']:.4f}",
+                f"{h['fixed_std_max']:.4f}", f"{r['critic_implied']['slope']:.2f}",
+                f"{m['one_voxel_chord_fraction_fake']:.3f} / {m['one_voxel_chord_fraction_real']:.3f}",
+                f"{m['one_voxel_islands_fake']:.2f} / {m['one_voxel_islands_real']:.2f}",
+                f"{(m['ssa_fake'] / m['ssa_real'] - 1) * 100:+.1f} % ({f['ssa_rel_err'] * 100:.1f} %)",
+                f"{m['s2_max_abs_err']:.4f} ({f['s2_max_abs_err']:.4f})",
+                f"{m['chord_separation_power']:.3f} ({f['chord_separation_power']:.3f})", f"{r['train_s']:.0f}",
+            ])  # fmt: skip
     header = [
-        "variant", "slope", "MAE", "resid std", "fixed-cond std (max)", "MAE argmax", "critic slope",
-        "1-vox chord frac fake/real", "1-vox islands fake/real", "SSA rel err (floor)", "S2 max err (floor)",
+        "training", "hardening", "slope", "MAE", "resid std", "fixed-cond std (max)", "critic slope",
+        "1-vox chord frac fake/real", "1-vox islands fake/real", "SSA fake/real - 1 (floor)", "S2 max err (floor)",
         "chord sep (floor)", "train s",
     ]  # fmt: skip
     print(markdown_table(header, rows))

@@ -67,21 +67,40 @@ def test_match_fractions_two_and_three_phases_and_gradient():
     torch.testing.assert_close(gt, torch.ones_like(gt))
 
 
-def test_harden_keeps_the_soft_fraction_where_argmax_does_not():
+@pytest.mark.parametrize("weight", [0.0, 0.4])
+def test_harden_keeps_the_soft_fraction_where_argmax_does_not(weight):
     g = torch.Generator().manual_seed(2)
     p0 = 0.45 + 0.1 * torch.rand(3, 20, 20, generator=g) ** 3  # blurry and skewed: argmax miscounts
     prob = torch.stack([p0, 1 - p0], 1)
-    lab = harden(prob)
+    lab = harden(prob, weight)
     soft = p0.double().mean((1, 2))
     hard = (lab == 0).double().mean((1, 2))
     assert torch.all((hard - soft).abs() <= 0.5 / 400 + 1e-9)
     assert torch.any(((prob.argmax(1) == 0).double().mean((1, 2)) - soft).abs() > 0.1)
-    # one-hot input: hardening is the identity on labels
-    x = torch.randint(0, 2, (4, 9, 7, 5), generator=g).float()
-    t = OneHotTransform().fit(x.numpy(), None, {"n_phases": 2})
-    torch.testing.assert_close(t.inverse(t.forward(x)), x)
-    t_arg = OneHotTransform(hardening="argmax").fit(x.numpy(), None, {"n_phases": 2})
+
+
+@pytest.mark.parametrize("shape", [(4, 9, 7), (2, 6, 5, 7)])
+@pytest.mark.parametrize("n_phases", [2, 3])
+def test_hardening_leaves_one_hot_labels_unchanged(shape, n_phases):
+    x = torch.randint(0, n_phases, shape, generator=torch.Generator().manual_seed(3)).float()
+    t = OneHotTransform().fit(x.numpy(), None, {"n_phases": n_phases})
+    torch.testing.assert_close(t.inverse(t.forward(x)), x)  # isolated voxels included: w < 0.5 never outvotes a one-hot voxel
+    prob = torch.softmax(torch.randn(shape[0], n_phases, *shape[1:]), 1)
+    t_arg = OneHotTransform(hardening="argmax").fit(x.numpy(), None, {"n_phases": n_phases})
     torch.testing.assert_close(t_arg.inverse(prob).long(), prob.argmax(1))
+    with pytest.raises(ValueError):
+        harden(prob, 0.5)
+
+
+def test_neighbour_vote_removes_single_voxel_speckle():
+    g = torch.Generator().manual_seed(4)
+    yy, xx = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+    smooth = torch.sigmoid(2.0 * torch.sin(xx / 4) * torch.cos(yy / 5))  # large blobs
+    p0 = (smooth + 0.5 * (torch.rand(6, 32, 32, generator=g) - 0.5)).clamp(0.01, 0.99)  # plus per-voxel noise
+    prob = torch.stack([p0, 1 - p0], 1)
+    clean = speckle_stats(harden(prob).numpy(), 2)
+    noisy = speckle_stats(harden(prob, 0.0).numpy(), 2)
+    assert clean[1] < 0.5 * noisy[1] and clean[0] < 0.9 * noisy[0]
 
 
 def _cond_spec(shape, names, c_phys):

@@ -481,6 +481,7 @@ def _train(cfg: Config, run_dir: Path, resume: str | None, progress: bool) -> Tr
     acc_n = 0
     bad = torch.zeros((), device=device, dtype=torch.bool)
     t_tick = time.time()
+    first_tick_done = False
     if step == 0 and is_main:
         log(
             f"training {cfg.domain} on {d_cfg.path}: {n_total} samples of shape {header.sample_shape}, conditions "
@@ -524,7 +525,8 @@ def _train(cfg: Config, run_dir: Path, resume: str | None, progress: bool) -> Tr
             acc_n += 1
 
             # ---- once per tick: divergence check, stats, status (the only host syncs) ---------
-            tick = step % t_cfg.log_every == 0 or step == t_cfg.steps
+            tick = step % t_cfg.log_every == 0 or step == t_cfg.steps or not first_tick_done  # progress from the first step
+            first_tick_done = True
             if tick:
                 if bool(bad) or not all(torch.isfinite(p).all() for net in (G, D) for p in net.parameters()):
                     rollbacks += 1

@@ -15,10 +15,13 @@ they are built in, as the calorimeter generator builds in its energy sum:
   solution gives the implicit-function gradient (the residual is zero there, so
   the step's derivative is ``-(df/dlogits) / (df/db)``). With P phases and all P
   fractions given, the last one is implied by the others and is not solved for;
-* :func:`harden` turns soft phase probabilities into labels. For two phases it
-  labels the ``round(mean p_0 * N)`` voxels with the largest ``p_0`` as phase 0, so
-  the hard fraction equals the soft one to within half a voxel (argmax would flip
-  every voxel near 0.5 one way); for more phases it is the argmax.
+* :func:`harden` turns soft phase probabilities into labels. Each voxel's score is
+  its log-probability blended with its neighbours' (weight 0.4, :func:`vote_scores`),
+  so a voxel that disagrees with every neighbour is outvoted (per-voxel thresholding
+  leaves about twice the real data's one-voxel islands and chords). For two phases
+  the ``round(mean p_0 * N)`` voxels with the highest phase-0 score become phase 0,
+  so the hard fraction equals the soft one to within half a voxel; for more phases
+  it is the argmax of the scores.
 
 Neither step changes a one-hot input: real data round-trip unchanged.
 """
@@ -28,11 +31,15 @@ from __future__ import annotations
 import re
 
 import torch
+import torch.nn.functional as F
 
-__all__ = ["fraction_targets", "solve_shift", "match_fractions", "harden"]
+__all__ = ["NEIGHBOUR_WEIGHT", "fraction_targets", "solve_shift", "match_fractions", "vote_scores", "harden"]
 
 _FRACTION = re.compile(r"^fraction_(\d+)$")
 _EPS = 1e-6
+_LOGP_FLOOR = 4.54e-5  # exp(-10)
+#: weight of the neighbours' vote in :func:`harden` (chosen in bench/micro_conditioning.py, see RESULTS.md)
+NEIGHBOUR_WEIGHT = 0.4
 
 
 def fraction_targets(condition_names: list[str], n_phases: int, keep_all: bool = False) -> dict[int, int]:
@@ -164,19 +171,46 @@ def match_fractions(logits: torch.Tensor, targets: torch.Tensor, phases: list[in
     return logits + torch.stack(cols, dim=1).view(shape)
 
 
-def harden(prob: torch.Tensor) -> torch.Tensor:
+def _neighbour_mean(v: torch.Tensor) -> torch.Tensor:
+    """Mean of the 8 (2-D) or 26 (3-D) neighbours of every voxel of ``v`` (B, C, *spatial), edges replicated."""
+    nd = v.ndim - 2
+    pool = F.avg_pool2d if nd == 2 else F.avg_pool3d
+    n = 3**nd
+    box = pool(F.pad(v, (1, 1) * nd, mode="replicate"), 3, stride=1)
+    return (box * n - v) / (n - 1)
+
+
+def vote_scores(prob: torch.Tensor, neighbour_weight: float = NEIGHBOUR_WEIGHT) -> torch.Tensor:
+    """Per-phase scores ``(1 - w) log p + w mean_neighbours(log p)`` (log p clamped at -10).
+
+    With ``w < 0.5`` a one-hot input keeps its labels (own phase >= -10 w, others <= -10 (1 - w));
+    for soft outputs a voxel that disagrees with all its neighbours is outvoted: the
+    one-voxel islands and chords of per-voxel thresholding disappear (``bench/micro_conditioning.py``).
+    """
+    logp = torch.log(prob.float().clamp_min(_LOGP_FLOOR))
+    if neighbour_weight <= 0:
+        return logp
+    return (1 - neighbour_weight) * logp + neighbour_weight * _neighbour_mean(logp)
+
+
+def harden(prob: torch.Tensor, neighbour_weight: float = NEIGHBOUR_WEIGHT) -> torch.Tensor:
     """Phase labels (B, *spatial) from probabilities (B, P, *spatial), keeping each sample's soft fraction.
 
-    Two phases: the ``round(mean p_0 * N)`` voxels of largest ``p_0`` become phase 0,
-    the rest phase 1 (hard fraction = soft fraction within 0.5 / N). More phases: argmax.
+    Scores are :func:`vote_scores` (``neighbour_weight = 0``: the probabilities alone).
+    Two phases: the ``round(mean p_0 * N)`` voxels of largest score ``s_0 - s_1`` become
+    phase 0, the rest phase 1 (hard fraction = soft fraction within 0.5 / N). More
+    phases: argmax of the scores. One-hot inputs are returned unchanged for ``w < 0.5``.
     """
+    if not 0 <= neighbour_weight < 0.5:
+        raise ValueError(f"neighbour_weight must be in [0, 0.5), got {neighbour_weight}")
+    score = vote_scores(prob, neighbour_weight)
     if prob.shape[1] != 2:
-        return prob.argmax(dim=1)
-    p0 = prob[:, 0].flatten(1)
-    n = p0.shape[1]
-    k = torch.round(p0.double().mean(dim=1) * n).long()
-    order = torch.argsort(p0, dim=1, descending=True, stable=True)
+        return score.argmax(dim=1)
+    s0 = (score[:, 0] - score[:, 1]).flatten(1)
+    n = s0.shape[1]
+    k = torch.round(prob[:, 0].double().flatten(1).mean(dim=1) * n).long()
+    order = torch.argsort(s0, dim=1, descending=True, stable=True)
     rank = torch.empty_like(order)
-    rank.scatter_(1, order, torch.arange(n, device=p0.device).expand_as(order))
+    rank.scatter_(1, order, torch.arange(n, device=s0.device).expand_as(order))
     labels = (rank >= k[:, None]).long()
     return labels.view(prob.shape[0], *prob.shape[2:])

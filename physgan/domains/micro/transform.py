@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from physgan.domains.base import Transform
-from physgan.domains.micro.fractions import harden
+from physgan.domains.micro.fractions import NEIGHBOUR_WEIGHT, harden
 from physgan.errors import DataError
 
 __all__ = ["OneHotTransform"]
@@ -31,7 +31,10 @@ class OneHotTransform(Transform):
         Fixed number of phases; otherwise ``attrs['n_phases']`` at ``fit``, or the
         largest label + 1 in the data.
     hardening : str, optional
-        ``'fraction'`` (default; :func:`~physgan.domains.micro.fractions.harden`) or ``'argmax'``.
+        ``'fraction'`` (default; :func:`~physgan.domains.micro.fractions.harden`) or ``'argmax'``
+        (per-voxel argmax, as before issue 14).
+    neighbour_weight : float, optional
+        Weight of the neighbours' vote in ``'fraction'`` hardening (default 0.4; 0 = none).
     """
 
     name = "onehot"
@@ -65,4 +68,6 @@ class OneHotTransform(Transform):
         mode = self.options.get("hardening", "fraction")
         if mode not in ("fraction", "argmax"):
             raise DataError("<transform options>", f"micro hardening must be 'fraction' or 'argmax', got '{mode}'")
-        return (y.argmax(dim=1) if mode == "argmax" else harden(y)).to(torch.float32)
+        if mode == "argmax":
+            return y.argmax(dim=1).to(torch.float32)
+        return harden(y, float(self.options.get("neighbour_weight", NEIGHBOUR_WEIGHT))).to(torch.float32)
