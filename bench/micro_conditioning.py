@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"training porosity quantiles 0/5/50/95/100 %: {np.round(q, 3).tolist()} (held-out file: seed 2)", flush=True)
     for name in args.variants.split(","):
         res["variants"][name] = r = _variant(name, args, work, train_file, (xh, ch), attrs)
-        print(f"{name}: trained in {r['train_s']:.0f} s; held-out slope {r['heldout']['slope']:.3f}", flush=True)
+        print(f"{name}: trained in {r['train_s']:.0f} s; held-out slope {r['hardenings']['vote']['heldout']['slope']:.3f}", flush=True)
     rows = []
     for name, r in res["variants"].items():
         f = r["floor"]
