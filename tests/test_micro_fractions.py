@@ -204,3 +204,24 @@ def test_quickstart_heldout_set_is_not_the_training_set(tmp_path):
     a = read_all(_make("micro", opts, tmp_path / "a.h5", seed=1, n=6))[1]
     b = read_all(_make("micro", opts, tmp_path / "b.h5", seed=2, n=6))[1]
     assert not np.isin(a[:, 0], b[:, 0]).any()
+
+
+def test_run_conditions_refuse_impossible_fractions_and_draw_valid_ones():
+    from physgan.domains import get_domain
+    from physgan.run import Run
+
+    names = ["fraction_0", "fraction_1", "fraction_2"]
+    run = object.__new__(Run)  # the condition logic only needs these attributes
+    run.domain = get_domain("micro")
+    run.info = {"condition_names": names, "attrs": {"n_phases": 3}}
+    train_c = np.array([[0.1, 0.2, 0.7], [0.5, 0.3, 0.2], [0.3, 0.6, 0.1], [0.2, 0.3, 0.5]])
+    run.normaliser = ConditionNormaliser(names).fit(train_c)
+    with pytest.raises(ConfigError, match="must sum to 1"):
+        run.conditions(4, {"fraction_0": 0.5, "fraction_1": 0.5, "fraction_2": 0.5})
+    with pytest.raises(ConfigError, match="must sum to 1"):
+        run.check_conditions(np.full((3, 3), 0.5, np.float32))
+    c = run.conditions(300, seed=1)  # default: every column drawn over its training range
+    np.testing.assert_allclose(c.sum(1), 1, atol=1e-5)
+    c = run.conditions(50, {"fraction_0": 0.3}, seed=2)
+    np.testing.assert_allclose(c[:, 0], 0.3)
+    np.testing.assert_allclose(c.sum(1), 1, atol=1e-5)
