@@ -31,7 +31,8 @@ conditions of a **held-out** file (another seed):
   the same conditions, beside the real images' scatter about their own line.
 
 Training variants: ``softmax`` (before issue 14: plain softmax output), ``exact``
-(:func:`physgan.domains.micro.fractions.match_fractions` in the generator).
+(:func:`physgan.domains.micro.fractions.match_fractions` in the generator), ``exact+stats``
+(and image statistics in the critic's projection, option ``critic_stats``).
 Prints markdown tables and writes ``<workdir>/conditioning.json``.
 """
 
@@ -52,6 +53,7 @@ __all__ = ["VARIANTS", "HARDENINGS", "line_fit", "blobiness_estimate", "critic_i
 VARIANTS: dict[str, list[str]] = {
     "softmax": ["model.options.exact_fractions=false"],
     "exact": ["model.options.exact_fractions=true"],
+    "exact+stats": ["model.options.exact_fractions=true", "model.options.critic_stats=true"],
 }
 
 #: how generated probabilities become labels (the transform's options); no retraining needed

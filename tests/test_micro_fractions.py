@@ -225,3 +225,23 @@ def test_run_conditions_refuse_impossible_fractions_and_draw_valid_ones():
     c = run.conditions(50, {"fraction_0": 0.3}, seed=2)
     np.testing.assert_allclose(c[:, 0], 0.3)
     np.testing.assert_allclose(c.sum(1), 1, atol=1e-5)
+
+
+def test_critic_image_stats_are_fractions_and_interface_densities():
+    from physgan.domains.micro.model import STATS_SCALE, SliceCritic2d, build_critic
+
+    x = torch.zeros(1, 2, 4, 4)
+    x[0, 0, :, :2] = 1  # left half phase 0: one vertical interface
+    x[0, 1] = 1 - x[0, 0]
+    s = SliceCritic2d.image_stats(x)[0] / STATS_SCALE
+    # fractions 0.5 / 0.5; along axis 0 no change, along axis 1 one change in 3 pairs per row
+    torch.testing.assert_close(s, torch.tensor([0.5, 0.5, 0.5 / 3, 0.5 / 3]))
+    spec = ModelSpec(sample_shape=(2, 16, 16, 16), n_cond=1, condition_names=["porosity"], z_dim=4, width=4, embed_dim=8)
+    spec.options = {"critic_stats": True, "slices_per_axis": 3}
+    d = build_critic(spec)
+    assert all(c.stats for c in d.critics) and d.critics[0].head.psi.in_features == 32 + 4
+    v = torch.rand(2, 2, 16, 16, 16, requires_grad=True)
+    (g,) = torch.autograd.grad(d(v, torch.randn(2, 1)).sum(), v, create_graph=True)
+    g.norm().backward()  # double backward through the statistics
+    assert d.critics[0].head.V.weight.grad is not None
+    assert d.slices(v, 0).shape == (2 * 3, 2, 16, 16)  # three random slices per volume

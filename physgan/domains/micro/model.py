@@ -54,6 +54,8 @@ __all__ = [
 
 KERNEL, STRIDE, PAD, PAD_LAST = 4, 2, 2, 3
 MAX_LAYERS = 5
+#: scale of the critic's image statistics (fractions and interface densities vary by ~0.05 between conditions)
+STATS_SCALE = 10.0
 
 
 def slicegan_rules_ok(k: int, s: int, p: int) -> bool:
@@ -180,7 +182,10 @@ class SliceCritic2d(nn.Module):
     Conv(k=4, s=2, p=1) + LeakyReLU(0.2) blocks halve the image down to about 4x4
     (at most ``options['critic_layers']``, default 5), adaptive average pooling to
     4x4, a linear layer to features phi and the projection head
-    ``psi(phi) + <V e(c), phi>``.
+    ``psi(phi) + <V e(c), phi>``. With ``stats`` (option ``critic_stats``), phi also holds
+    each image's phase fractions and interface densities (mean |difference| of each phase
+    channel between neighbours, both axes), times :data:`STATS_SCALE`: the projection term can
+    then compare a texture scale such as porespy's blobiness with its condition directly.
     """
 
     def __init__(
@@ -192,6 +197,7 @@ class SliceCritic2d(nn.Module):
         embed_dim: int,
         max_layers: int = 5,
         max_channels: int = 512,
+        stats: bool = False,
     ):
         super().__init__()
         n_down = max(1, min(max_layers, int(math.floor(math.log2(max(min(spatial), 2) / 4))) if min(spatial) >= 8 else 1))
@@ -205,10 +211,21 @@ class SliceCritic2d(nn.Module):
         feat = min(8 * width, max_channels)
         self.to_phi = nn.Sequential(nn.Linear(ch * 16, feat), nn.LeakyReLU(0.2))
         self.embed = ConditionEmbedding(n_cond, embed_dim)
-        self.head = ProjectionHead(feat, embed_dim)
+        self.stats = bool(stats)
+        self.head = ProjectionHead(feat + (2 * in_channels if self.stats else 0), embed_dim)
+
+    @staticmethod
+    def image_stats(x: torch.Tensor) -> torch.Tensor:
+        """``(B, 2P)``: phase fractions and interface densities of ``x`` (B, P, h, w), times :data:`STATS_SCALE`."""
+        frac = x.mean(dim=(2, 3))
+        edge = 0.5 * ((x[:, :, 1:] - x[:, :, :-1]).abs().mean(dim=(2, 3)) + (x[:, :, :, 1:] - x[:, :, :, :-1]).abs().mean(dim=(2, 3)))
+        return STATS_SCALE * torch.cat([frac, edge], dim=1)
 
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        return self.head(self.to_phi(self.features(x)), self.embed(c))
+        phi = self.to_phi(self.features(x))
+        if self.stats:
+            phi = torch.cat([phi, self.image_stats(x)], dim=1)
+        return self.head(phi, self.embed(c))
 
 
 class SliceCritic3d(nn.Module):
@@ -236,6 +253,7 @@ class SliceCritic3d(nn.Module):
         max_layers: int = 5,
         max_channels: int = 512,
         slices_per_axis: int = 0,
+        stats: bool = False,
     ):
         super().__init__()
         self.isotropic = bool(isotropic)
@@ -246,7 +264,7 @@ class SliceCritic3d(nn.Module):
         planes = [(h, w), (d, w), (d, h)]  # slice shapes along axes 0, 1, 2
         n_crit = 1 if self.isotropic else 3
         self.critics = nn.ModuleList(
-            SliceCritic2d(in_channels, planes[a], n_cond, width, embed_dim, max_layers, max_channels) for a in range(n_crit)
+            SliceCritic2d(in_channels, planes[a], n_cond, width, embed_dim, max_layers, max_channels, stats) for a in range(n_crit)
         )
 
     def slices(self, x: torch.Tensor, axis: int) -> torch.Tensor:
@@ -279,7 +297,8 @@ def build_critic(spec: ModelSpec) -> nn.Module:
 
     Options: ``isotropic`` (bool, default True), ``slice_stride`` (int, default 1),
     ``slices_per_axis`` (int, default 0 = every slice), ``critic_layers`` (default 5),
-    ``max_channels`` (default 512).
+    ``max_channels`` (default 512), ``critic_stats`` (bool, default False: image statistics
+    beside the learnt features, :class:`SliceCritic2d`).
     """
     n_phases, *spatial = spec.sample_shape
     opts = spec.options or {}
@@ -289,6 +308,7 @@ def build_critic(spec: ModelSpec) -> nn.Module:
         embed_dim=int(spec.embed_dim),
         max_layers=int(opts.get("critic_layers", 5)),
         max_channels=int(opts.get("max_channels", 512)),
+        stats=bool(opts.get("critic_stats", False)),
     )
     if len(spatial) == 2:
         return SliceCritic2d(int(n_phases), tuple(spatial), **common)
