@@ -22,6 +22,8 @@ def _make(domain: str, options: dict, out: Path, seed: int, n: int | None) -> Pa
 
     argv = ["data", "make", domain, "--out", str(out), "--seed", str(seed), "--overwrite"]
     for k, v in options.items():
+        if k == "seed":  # the caller's seed: the training and held-out sets must differ
+            continue
         if k == "n" and n is not None:
             v = n
         if isinstance(v, bool):

@@ -177,8 +177,9 @@ class Run:
                     raise ConfigError(msg + "; refusing to extrapolate (pass --allow-extrapolation / allow_extrapolation=True)")
                 warnings.warn(msg + "; extrapolating", stacklevel=2)
             cols.append(col)
-        c_all = np.stack(cols, 1).astype(np.float32) if cols else np.zeros((n, 0), np.float32)
-        return self._physical(c_all)
+        c = np.stack(cols, 1).astype(np.float32) if cols else np.zeros((n, 0), np.float32)
+        c = self.check_conditions(c, free=[name not in cond for name in self.condition_names], rng=rng)
+        return self._physical(c)
 
     def _physical(self, c_all: np.ndarray, names: list[str] | None = None) -> np.ndarray:
         """``c_all`` if inside the domain's physical bounds (:mod:`physgan.domains.checks`), else ConfigError."""
@@ -186,6 +187,20 @@ class Run:
 
         check_requested_conditions(self.domain, names or self.condition_names, c_all)
         return c_all
+
+    def check_conditions(self, c: np.ndarray, free: list[bool] | None = None, rng: np.random.Generator | None = None) -> np.ndarray:
+        """Apply the domain's constraints between conditions (``Domain.complete_conditions``).
+
+        ``free[j]`` marks columns drawn by default, which the domain may redraw; given
+        columns that violate a constraint raise :class:`ConfigError`.
+        """
+        hook = self.domain.complete_conditions
+        if hook is None or not len(c):
+            return c
+        n = self.normaliser
+        ranges = list(zip(n.min, n.max))
+        free = free if free is not None else [False] * len(self.condition_names)
+        return hook(self.condition_names, c, free, ranges, rng or np.random.default_rng(0), self.info.get("attrs", {}))
 
     @torch.no_grad()
     def sample(
@@ -225,7 +240,7 @@ class Run:
         """
         check_sampling_args(n, seed, batch_size)
         if isinstance(cond, np.ndarray):
-            c_all = self._physical(np.asarray(cond, dtype=np.float32).reshape(n, len(self.condition_names)))
+            c_all = self._physical(self.check_conditions(np.asarray(cond, dtype=np.float32).reshape(n, len(self.condition_names))))
         else:
             c_all = self.conditions(n, cond, seed, allow_extrapolation)
         out = [x for x, _ in self.iter_batches(c_all, seed, batch_size, latent_scale, as_tensor=as_tensor)]
@@ -275,7 +290,7 @@ class Run:
 
         check_sampling_args(n, seed, batch_size)
         if isinstance(cond, np.ndarray):
-            c_all = self._physical(np.asarray(cond, dtype=np.float32).reshape(n, len(self.condition_names)))
+            c_all = self._physical(self.check_conditions(np.asarray(cond, dtype=np.float32).reshape(n, len(self.condition_names))))
             cond = {}
         else:
             c_all = self.conditions(n, cond, seed, allow_extrapolation)

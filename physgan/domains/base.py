@@ -200,6 +200,11 @@ class Domain:
     import_suffixes : tuple of str
         File endings ``data import <domain>`` reads (``.tif``, ``.npy``): a non-HDF5 input
         with one of them is pointed to that command.
+    complete_conditions : callable, optional
+        ``(names, c, free, ranges, rng, attrs) -> c``: the domain's constraints between
+        conditions (e.g. phase fractions summing to 1). Columns with ``free[j]`` were drawn
+        by default over their training ``ranges[j]`` and may be redrawn; rows that cannot
+        be made valid raise :class:`~physgan.errors.ConfigError`.
     """
 
     name: str
@@ -224,6 +229,7 @@ class Domain:
     check_conditions: Callable[[list[str], np.ndarray], list[Any]] | None = None
     check_samples: Callable[[np.ndarray, np.ndarray, list[str], dict], list[Any]] | None = None
     import_suffixes: tuple[str, ...] = ()
+    complete_conditions: Callable[..., np.ndarray] | None = None
 
 
 _DOMAINS: dict[str, Domain] = {}

@@ -67,6 +67,16 @@ class ConditionNormaliser:
         std = torch.as_tensor(self.std, dtype=c.dtype, device=c.device)
         return (self._pre(c) - mean) / std
 
+    def inverse(self, u: torch.Tensor) -> torch.Tensor:
+        """Standardised network inputs ``(B, k)`` back to physical conditions (differentiable)."""
+        if not self.names:
+            return u
+        mean = torch.as_tensor(self.mean, dtype=u.dtype, device=u.device)
+        std = torch.as_tensor(self.std, dtype=u.dtype, device=u.device)
+        pre = u * std + mean
+        cols = [torch.exp(pre[:, j]) if self.scales[n] == "log" else pre[:, j] for j, n in enumerate(self.names)]
+        return torch.stack(cols, 1)
+
     def state_dict(self) -> dict[str, Any]:
         return {"names": self.names, "scales": self.scales, "mean": self.mean, "std": self.std, "min": self.min, "max": self.max}
 

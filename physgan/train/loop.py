@@ -492,6 +492,7 @@ def _train(cfg: Config, run_dir: Path, resume: str | None, progress: bool, allow
     acc_n = 0
     bad = torch.zeros((), device=device, dtype=torch.bool)
     t_tick = time.time()
+    first_step_logged = False
     if step == 0 and is_main:
         log(
             f"training {cfg.domain} on {d_cfg.path}: {n_total} samples of shape {header.sample_shape}, conditions "
@@ -538,6 +539,9 @@ def _train(cfg: Config, run_dir: Path, resume: str | None, progress: bool, allow
 
             # ---- once per tick: divergence check, stats, status (the only host syncs) ---------
             tick = step % t_cfg.log_every == 0 or step == t_cfg.steps
+            if not first_step_logged and is_main and not tick:  # progress from the first step (slow 3-D steps)
+                log(f"step {step}: first step took {time.time() - t_tick:.1f} s; status every {t_cfg.log_every} steps")
+            first_step_logged = True
             if tick:
                 if bool(bad) or not all(torch.isfinite(p).all() for net in (G, D) for p in net.parameters()):
                     rollbacks += 1

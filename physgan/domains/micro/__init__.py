@@ -6,6 +6,9 @@ Importing this package registers the ``micro`` layout and the ``micro`` domain:
   porespy (``physgan data make micro``, :mod:`.make`); TIFF import with phase
   detection (``physgan data import micro``, :mod:`.importer`);
 * model space: one-hot phases (:mod:`.transform`);
+* conditions: phase fractions that cannot exist are refused, default draws are valid
+  combinations (:mod:`.conditions`); the generator meets its porosity / fraction
+  conditions exactly (:mod:`.fractions`);
 * models: fully convolutional 2-D/3-D generators obeying SliceGAN's transposed
   convolution rules, 2-D critics and a SliceGAN slice critic for volumes (:mod:`.model`);
 * metrics and plots: phase fractions, S2, specific surface area, chord lengths,
@@ -24,6 +27,7 @@ from typing import Any
 from physgan.domains.base import Domain, register_domain
 from physgan.domains.micro import checks
 from physgan.domains.micro import layout as _layout  # noqa: F401  (registers the 'micro' layout)
+from physgan.domains.micro.conditions import complete_conditions
 from physgan.domains.micro.importer import add_import_arguments, import_
 from physgan.domains.micro.make import add_make_arguments, make
 from physgan.domains.micro.metrics import physics_metrics, sample_features, score
@@ -45,15 +49,25 @@ def detect(header: Any) -> bool:
     return str(attrs.get("domain", "")) == "micro"
 
 
-#: SliceGAN's recipe (Kench & Cooper 2021): lambda 10, n_critic 5, Adam 1e-4, betas (0, 0.9),
-#: 64^3 crops, z (16, 4, 4, 4), generator widths 512..64, batch 8 volumes per critic step.
+#: ``default``: SliceGAN's generator and slice critic sized for a CPU core (issue 14, measured in
+#: ``bench/micro3d_speed.py``): widths 16..64, 4 volumes per batch, 4 random slices per axis and volume
+#: through the critic instead of all of them, lr 2e-4; a status line from the first step.
+#: ``slicegan``: Kench & Cooper's sizes (lambda 10, n_critic 5, Adam 1e-4, betas (0, 0.9), z (16, 4, 4, 4)
+#: at 64^3, widths up to 512, batch 8, every slice scored), for a GPU.
+_CPU_3D = {"z_dim": 8, "width": 16, "embed_dim": 16}
+_CPU_OPTS = {"max_channels": 64, "slices_per_axis": 4, "exact_fractions": True}
+_CPU_TRAIN = {"batch_size": 4, "n_critic": 5, "gp_lambda": 10.0, "lr_g": 2e-4, "lr_d": 2e-4, "betas": [0.0, 0.9], "log_every": 10}
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {
-        "model": {"z_dim": 16, "width": 64, "embed_dim": 32, "options": {"isotropic": True}},
+        "model": {**_CPU_3D, "options": {"isotropic": True, **_CPU_OPTS}},
+        "train": dict(_CPU_TRAIN),
+    },
+    "slicegan": {
+        "model": {"z_dim": 16, "width": 64, "embed_dim": 32, "options": {"isotropic": True, "exact_fractions": True}},
         "train": {"batch_size": 8, "n_critic": 5, "gp_lambda": 10.0, "lr_g": 1e-4, "lr_d": 1e-4, "betas": [0.0, 0.9]},
     },
     "quick": {
-        "model": {"z_dim": 8, "width": 16, "embed_dim": 16, "options": {"isotropic": True, "max_channels": 64}},
+        "model": {"z_dim": 8, "width": 16, "embed_dim": 16, "options": {"isotropic": True, "max_channels": 64, "exact_fractions": True}},
         "train": {
             "steps": 400,
             "batch_size": 32,
@@ -68,8 +82,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         },
     },
     "anisotropic": {
-        "model": {"z_dim": 16, "width": 64, "embed_dim": 32, "options": {"isotropic": False}},
-        "train": {"batch_size": 8, "n_critic": 5, "gp_lambda": 10.0, "lr_g": 1e-4, "lr_d": 1e-4, "betas": [0.0, 0.9]},
+        "model": {**_CPU_3D, "options": {"isotropic": False, **_CPU_OPTS}},
+        "train": dict(_CPU_TRAIN),
     },
 }
 
@@ -92,12 +106,13 @@ DOMAIN = register_domain(
         add_import_arguments=add_import_arguments,
         import_=import_,
         quickstart={
-            "make": {"generator": "blobs", "porosity": "0.3:0.6", "blobiness": "0.3:0.6", "shape": "32,32", "n": 1024, "seed": 0},
+            "make": {"generator": "blobs", "porosity": "0.2:0.6", "blobiness": "0.3:0.6", "shape": "32,32", "n": 1024},
             "preset": "quick",
         },
         detect=detect,
         condition_bounds=checks.BOUNDS,
         check_conditions=checks.check_conditions,
         import_suffixes=(".tif", ".tiff", ".zip"),
+        complete_conditions=complete_conditions,
     )
 )

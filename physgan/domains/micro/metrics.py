@@ -19,6 +19,10 @@ Metrics (:func:`physics_metrics`)
   axes and phases (0 identical, 1 disjoint).
 * ``euler_density_real|fake`` (per voxel, phase 0) and ``euler_rel_diff`` =
   |f - r| / (|f| + |r|) in [0, 1].
+* speckle (:func:`speckle_stats`): ``one_voxel_chord_fraction_real|fake`` (fraction of
+  interior chords one voxel long, all axes, phase 0 for two phases, every phase otherwise),
+  ``one_voxel_islands_real|fake`` (connected components of a single voxel per sample,
+  any phase, full 8/26-connectivity) and their ratios fake / real ``*_ratio``.
 
 :func:`score` combines them (lower is better).
 """
@@ -29,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from physgan.domains.micro.fractions import fraction_targets
 from physgan.metrics.morphology import (
     chord_lengths,
     euler_characteristic,
@@ -38,7 +43,17 @@ from physgan.metrics.morphology import (
 )
 from physgan.metrics.separation import separation_power
 
-__all__ = ["as_labels", "n_phases_of", "sample_features", "mean_s2", "physics_metrics", "score", "SCORE_WEIGHTS"]
+__all__ = [
+    "as_labels",
+    "n_phases_of",
+    "sample_features",
+    "mean_s2",
+    "speckle_stats",
+    "condition_columns",
+    "physics_metrics",
+    "score",
+    "SCORE_WEIGHTS",
+]
 
 #: weights of :func:`score`
 SCORE_WEIGHTS = {
@@ -119,16 +134,40 @@ def mean_s2(x: np.ndarray, phase: int, r_max: int | None = None, periodic: bool 
     return res.r_vox, np.sum(out, axis=0) / len(lab)
 
 
-def _condition_columns(attrs: dict[str, Any] | None) -> dict[int, int]:
-    """phase -> condition column for porosity / fraction_<k> conditions."""
+def speckle_stats(x: np.ndarray, n_phases: int) -> tuple[float, float]:
+    """Pixel-level speckle of labels ``x`` (N, [d,] h, w).
+
+    Returns
+    -------
+    (one_voxel_chord_fraction, one_voxel_islands_per_sample)
+        The fraction of interior chords (all axes; phase 0 for two phases, every phase
+        otherwise) that are one voxel long, and the mean number per sample of connected
+        components (any phase, full connectivity) made of a single voxel.
+    """
+    from scipy import ndimage
+
+    lab = as_labels(x)
+    phases = [0] if n_phases == 2 else list(range(n_phases))
+    ones = total = 0
+    islands = 0
+    structure = np.ones((3,) * (lab.ndim - 1), dtype=bool)
+    for im in lab:
+        for k in phases:
+            for a in range(im.ndim):
+                ch = chord_lengths(im == k, axis=a)
+                ones += int(np.sum(ch == 1))
+                total += ch.size
+        for k in range(n_phases):
+            comp, n = ndimage.label(im == k, structure=structure)
+            if n:
+                islands += int(np.sum(np.bincount(comp.ravel())[1:] == 1))
+    return (ones / total if total else 0.0), islands / max(len(lab), 1)
+
+
+def condition_columns(attrs: dict[str, Any] | None) -> dict[int, int]:
+    """phase -> condition column for porosity / fraction_<k> conditions (``attrs['condition_names']``)."""
     names = list((attrs or {}).get("condition_names") or [])
-    cols = {}
-    for j, name in enumerate(names):
-        if name == "porosity":
-            cols[0] = j
-        elif name.startswith("fraction_") and name[len("fraction_") :].isdigit():
-            cols[int(name[len("fraction_") :])] = j
-    return cols
+    return fraction_targets(names, n_phases=len(names) + 256, keep_all=True)
 
 
 def _chord_sep(rl: np.ndarray, fl: np.ndarray, P: int) -> float:
@@ -163,7 +202,7 @@ def physics_metrics(
         m[f"phase_fraction_{k}_real"] = float(pr[k])
         m[f"phase_fraction_{k}_fake"] = float(pf[k])
     m["phase_fraction_err"] = float(np.max(np.abs(pr - pf)))
-    cols = _condition_columns(attrs)
+    cols = condition_columns(attrs)
     cf = np.asarray(fake[1]) if fake[1] is not None else np.zeros((len(fl), 0))
     if cols and cf.ndim == 2 and cf.shape[0] == len(fl):
         errs = []
@@ -190,6 +229,11 @@ def physics_metrics(
     ef = np.mean([euler_characteristic(im == 0) / im.size for im in fl])
     m["euler_density_real"], m["euler_density_fake"] = float(er), float(ef)
     m["euler_rel_diff"] = float(abs(ef - er) / (abs(ef) + abs(er))) if (er or ef) else 0.0
+    (cr, ir), (cf1, if1) = speckle_stats(rl, P), speckle_stats(fl, P)
+    m["one_voxel_chord_fraction_real"], m["one_voxel_chord_fraction_fake"] = float(cr), float(cf1)
+    m["one_voxel_islands_real"], m["one_voxel_islands_fake"] = float(ir), float(if1)
+    m["one_voxel_chord_ratio"] = float(cf1 / cr) if cr else float("nan")
+    m["one_voxel_island_ratio"] = float(if1 / ir) if ir else float("nan")
     return m
 
 

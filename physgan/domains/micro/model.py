@@ -34,8 +34,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from physgan.domains.base import ModelSpec
+from physgan.domains.micro.fractions import fraction_targets, match_fractions
 from physgan.errors import ConfigError
 from physgan.nn.conditioning import ConditionEmbedding, FiLM, ProjectionHead
+from physgan.train.conditions import ConditionNormaliser
 
 __all__ = [
     "KERNEL",
@@ -52,6 +54,8 @@ __all__ = [
 
 KERNEL, STRIDE, PAD, PAD_LAST = 4, 2, 2, 3
 MAX_LAYERS = 5
+#: scale of the critic's image statistics (fractions and interface densities vary by ~0.05 between conditions)
+STATS_SCALE = 10.0
 
 
 def slicegan_rules_ok(k: int, s: int, p: int) -> bool:
@@ -117,7 +121,10 @@ class MicroGenerator(nn.Module):
     spec : ModelSpec
         ``sample_shape = (n_phases, *spatial)``; ``z_dim`` latent channels; ``width``
         channels of the last hidden layer (doubling towards the latent, capped by
-        ``options['max_channels']``, default 512); ``options['n_layers']`` forces L.
+        ``options['max_channels']``, default 512); ``options['n_layers']`` forces L;
+        ``options['exact_fractions']`` (bool): shift each sample's logits so that its soft
+        phase fractions equal its ``porosity`` / ``fraction_<k>`` conditions exactly
+        (:func:`~physgan.domains.micro.fractions.match_fractions`).
     """
 
     def __init__(self, spec: ModelSpec):
@@ -143,6 +150,12 @@ class MicroGenerator(nn.Module):
         )
         self.norms = nn.ModuleList(nn.GroupNorm(math.gcd(8, c), c) for c in hidden)
         self.films = nn.ModuleList(FiLM(spec.embed_dim, c) for c in hidden)
+        targets = fraction_targets(list(spec.condition_names), int(n_phases)) if opts.get("exact_fractions") else {}
+        self.fraction_phases, self.fraction_columns = list(targets), list(targets.values())
+        stats = opts.get("condition_stats")
+        if targets and not stats:
+            raise ConfigError("micro generator: exact_fractions needs the condition statistics (model.options['condition_stats'])")
+        self.normaliser = ConditionNormaliser.from_state(stats) if targets else None
 
     def latent_shape(self, scale: int = 1) -> tuple[int, ...]:
         """Shape of one latent: ``(z_dim, *l)`` with ``l = scale (l_1 - 2) + 2`` for ``scale`` x the training size."""
@@ -157,6 +170,9 @@ class MicroGenerator(nn.Module):
             h = conv(h)
             if i < len(self.norms):
                 h = F.relu(self.films[i](self.norms[i](h), e))
+        if self.fraction_phases:
+            t = self.normaliser.inverse(c.float())[:, self.fraction_columns]
+            h = match_fractions(h.float(), t, self.fraction_phases)
         return torch.softmax(h, dim=1)
 
 
@@ -166,7 +182,10 @@ class SliceCritic2d(nn.Module):
     Conv(k=4, s=2, p=1) + LeakyReLU(0.2) blocks halve the image down to about 4x4
     (at most ``options['critic_layers']``, default 5), adaptive average pooling to
     4x4, a linear layer to features phi and the projection head
-    ``psi(phi) + <V e(c), phi>``.
+    ``psi(phi) + <V e(c), phi>``. With ``stats`` (option ``critic_stats``), phi also holds
+    each image's phase fractions and interface densities (mean |difference| of each phase
+    channel between neighbours, both axes), times :data:`STATS_SCALE`: the projection term can
+    then compare a texture scale such as porespy's blobiness with its condition directly.
     """
 
     def __init__(
@@ -178,6 +197,7 @@ class SliceCritic2d(nn.Module):
         embed_dim: int,
         max_layers: int = 5,
         max_channels: int = 512,
+        stats: bool = False,
     ):
         super().__init__()
         n_down = max(1, min(max_layers, int(math.floor(math.log2(max(min(spatial), 2) / 4))) if min(spatial) >= 8 else 1))
@@ -191,10 +211,21 @@ class SliceCritic2d(nn.Module):
         feat = min(8 * width, max_channels)
         self.to_phi = nn.Sequential(nn.Linear(ch * 16, feat), nn.LeakyReLU(0.2))
         self.embed = ConditionEmbedding(n_cond, embed_dim)
-        self.head = ProjectionHead(feat, embed_dim)
+        self.stats = bool(stats)
+        self.head = ProjectionHead(feat + (2 * in_channels if self.stats else 0), embed_dim)
+
+    @staticmethod
+    def image_stats(x: torch.Tensor) -> torch.Tensor:
+        """``(B, 2P)``: phase fractions and interface densities of ``x`` (B, P, h, w), times :data:`STATS_SCALE`."""
+        frac = x.mean(dim=(2, 3))
+        edge = 0.5 * ((x[:, :, 1:] - x[:, :, :-1]).abs().mean(dim=(2, 3)) + (x[:, :, :, 1:] - x[:, :, :, :-1]).abs().mean(dim=(2, 3)))
+        return STATS_SCALE * torch.cat([frac, edge], dim=1)
 
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        return self.head(self.to_phi(self.features(x)), self.embed(c))
+        phi = self.to_phi(self.features(x))
+        if self.stats:
+            phi = torch.cat([phi, self.image_stats(x)], dim=1)
+        return self.head(phi, self.embed(c))
 
 
 class SliceCritic3d(nn.Module):
@@ -203,6 +234,11 @@ class SliceCritic3d(nn.Module):
     Every slice along each axis is scored by a 2-D critic (shared when ``isotropic``,
     else one per axis); the score of a volume is the mean over its slices and axes.
     ``slice_stride > 1`` scores every ``slice_stride``-th slice only (cheaper).
+    ``slices_per_axis = k > 0`` scores ``k`` slices per axis and volume drawn uniformly
+    at random on each call (an unbiased estimate of the all-slice mean at ``k / n`` of
+    the cost; the profile of ``bench/micro3d_speed.py`` shows the critic's slice batch
+    is where a CPU step goes). The draw uses ``self.generator`` (a ``torch.Generator``;
+    default None: torch's global RNG, which physgan's checkpoints save and restore).
     """
 
     def __init__(
@@ -216,20 +252,28 @@ class SliceCritic3d(nn.Module):
         slice_stride: int = 1,
         max_layers: int = 5,
         max_channels: int = 512,
+        slices_per_axis: int = 0,
+        stats: bool = False,
     ):
         super().__init__()
         self.isotropic = bool(isotropic)
         self.slice_stride = max(1, int(slice_stride))
+        self.slices_per_axis = max(0, int(slices_per_axis))
+        self.generator: torch.Generator | None = None
         d, h, w = spatial
         planes = [(h, w), (d, w), (d, h)]  # slice shapes along axes 0, 1, 2
         n_crit = 1 if self.isotropic else 3
         self.critics = nn.ModuleList(
-            SliceCritic2d(in_channels, planes[a], n_cond, width, embed_dim, max_layers, max_channels) for a in range(n_crit)
+            SliceCritic2d(in_channels, planes[a], n_cond, width, embed_dim, max_layers, max_channels, stats) for a in range(n_crit)
         )
 
     def slices(self, x: torch.Tensor, axis: int) -> torch.Tensor:
-        """All slices normal to spatial ``axis`` (0, 1, 2) as a 2-D batch ``(B * n, P, s1, s2)`` (volume-major)."""
+        """Slices normal to spatial ``axis`` (0, 1, 2) as a 2-D batch ``(B * n, P, s1, s2)`` (volume-major; all, strided or drawn)."""
         v = x.movedim(axis + 2, 1)[:, :: self.slice_stride]
+        k = self.slices_per_axis
+        if 0 < k < v.shape[1]:
+            idx = torch.randint(0, v.shape[1], (v.shape[0], k), device=x.device, generator=self.generator)
+            v = v[torch.arange(v.shape[0], device=x.device)[:, None], idx]
         return v.reshape(v.shape[0] * v.shape[1], *v.shape[2:])
 
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
@@ -252,7 +296,9 @@ def build_critic(spec: ModelSpec) -> nn.Module:
     """Domain factory: :class:`SliceCritic2d` for 2-D samples, :class:`SliceCritic3d` for 3-D.
 
     Options: ``isotropic`` (bool, default True), ``slice_stride`` (int, default 1),
-    ``critic_layers`` (default 5), ``max_channels`` (default 512).
+    ``slices_per_axis`` (int, default 0 = every slice), ``critic_layers`` (default 5),
+    ``max_channels`` (default 512), ``critic_stats`` (bool, default False: image statistics
+    beside the learnt features, :class:`SliceCritic2d`).
     """
     n_phases, *spatial = spec.sample_shape
     opts = spec.options or {}
@@ -262,6 +308,7 @@ def build_critic(spec: ModelSpec) -> nn.Module:
         embed_dim=int(spec.embed_dim),
         max_layers=int(opts.get("critic_layers", 5)),
         max_channels=int(opts.get("max_channels", 512)),
+        stats=bool(opts.get("critic_stats", False)),
     )
     if len(spatial) == 2:
         return SliceCritic2d(int(n_phases), tuple(spatial), **common)
@@ -271,6 +318,7 @@ def build_critic(spec: ModelSpec) -> nn.Module:
             tuple(spatial),
             isotropic=bool(opts.get("isotropic", True)),
             slice_stride=int(opts.get("slice_stride", 1)),
+            slices_per_axis=int(opts.get("slices_per_axis", 0)),
             **common,
         )
     raise ConfigError(f"micro models need 2-D or 3-D samples, got sample shape {spec.sample_shape}")

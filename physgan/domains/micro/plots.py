@@ -12,11 +12,20 @@ from typing import Any
 
 import numpy as np
 
-from physgan.domains.micro.metrics import as_labels, mean_s2, n_phases_of
+from physgan.domains.micro.metrics import as_labels, condition_columns, mean_s2, n_phases_of
 from physgan.io.atomic import atomic_output
 from physgan.metrics.morphology import chord_lengths, tortuosity_factor
 
-__all__ = ["plots", "plot_slices", "plot_orthogonal", "plot_s2", "plot_chords", "tortuosity_table"]
+__all__ = [
+    "plots",
+    "plot_slices",
+    "plot_conditioned_slices",
+    "plot_fraction_control",
+    "plot_orthogonal",
+    "plot_s2",
+    "plot_chords",
+    "tortuosity_table",
+]
 
 
 def _save(fig, path: Path) -> Path:
@@ -48,6 +57,65 @@ def plot_slices(real: np.ndarray, fake: np.ndarray, path: Path, n: int = 4, n_ph
             if i == 0:
                 ax.set_ylabel(name)
     fig.suptitle("slices: real (top) vs generated (bottom)")
+    return _save(fig, path)
+
+
+def _fraction(x: np.ndarray, phase: int) -> np.ndarray:
+    return (x == phase).reshape(len(x), -1).mean(axis=1)
+
+
+def plot_conditioned_slices(
+    real: tuple[np.ndarray, np.ndarray],
+    fake: tuple[np.ndarray, np.ndarray],
+    path: Path,
+    column: int,
+    phase: int,
+    name: str,
+    n_phases: int = 2,
+) -> Path:
+    """Real (top) and generated (bottom) samples at three conditioned fractions (10/50/90 % of the real conditions).
+
+    Each column shows the real and the generated sample whose condition ``column`` is
+    nearest to the quantile, titled with the requested and the achieved fraction of ``phase``.
+    """
+    import matplotlib.pyplot as plt
+
+    (rl, rc), (fl, fc) = real, fake
+    targets = np.quantile(rc[:, column], [0.1, 0.5, 0.9])
+    fig, axes = plt.subplots(2, 3, figsize=(7.2, 5.0), squeeze=False)
+    for i, t in enumerate(targets):
+        for row, (label, x, c) in enumerate((("real", rl, rc), ("generated", fl, fc))):
+            j = int(np.argmin(np.abs(c[:, column] - t)))
+            ax = axes[row, i]
+            ax.imshow(_mid(x[j]), cmap="gray", vmin=0, vmax=max(n_phases - 1, 1), interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(f"{name} {c[j, column]:.3f} -> {_fraction(x[j:j + 1], phase)[0]:.3f}", fontsize=8)
+            if i == 0:
+                ax.set_ylabel(label)
+    fig.suptitle(f"real (top) vs generated (bottom) at three {name} conditions (asked -> achieved)")
+    return _save(fig, path)
+
+
+def plot_fraction_control(
+    real: tuple[np.ndarray, np.ndarray], fake: tuple[np.ndarray, np.ndarray], path: Path, column: int, phase: int, name: str
+) -> Path:
+    """Achieved vs requested fraction of ``phase`` (condition ``column``), generated and real, with y = x."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.6, 4.4))
+    lo = hi = None
+    for label, (x, c), style in (("real", real, dict(marker="o", s=10, alpha=0.5)), ("generated", fake, dict(marker="x", s=14))):
+        req, ach = c[:, column].astype(np.float64), _fraction(x, phase)
+        slope = np.polyfit(req, ach, 1)[0] if len(req) > 1 and np.ptp(req) > 0 else float("nan")
+        ax.scatter(req, ach, label=f"{label}: slope {slope:.3f}, MAE {np.mean(np.abs(ach - req)):.4f}", **style)
+        lo = min(req.min(), ach.min()) if lo is None else min(lo, req.min(), ach.min())
+        hi = max(req.max(), ach.max()) if hi is None else max(hi, req.max(), ach.max())
+    ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="y = x")
+    ax.set_xlabel(f"requested {name}")
+    ax.set_ylabel(f"achieved {name}")
+    ax.legend(fontsize=7)
+    ax.set_title(f"{name}: requested vs achieved")
     return _save(fig, path)
 
 
@@ -146,6 +214,16 @@ def plots(
         ("Two-point correlation S2(r)", plot_s2(rl, fl, out / "micro_s2.png", periodic=periodic)),
         ("Chord-length distributions", plot_chords(rl, fl, out / "micro_chords.png")),
     ]
+    rc, fc = (np.asarray(v) if v is not None else np.zeros((0, 0)) for v in (real[1], fake[1]))
+    for phase, column in condition_columns(attrs).items():
+        if rc.ndim == 2 and fc.ndim == 2 and column < min(rc.shape[1], fc.shape[1]) and len(rc) == len(rl) and len(fc) == len(fl):
+            name = "porosity" if attrs["condition_names"][column] == "porosity" else f"fraction of phase {phase}"
+            tag = f"p{phase}"
+            control = plot_fraction_control((rl, rc), (fl, fc), out / f"micro_control_{tag}.png", column, phase, name)
+            sides = plot_conditioned_slices((rl, rc), (fl, fc), out / f"micro_cond_slices_{tag}.png", column, phase, name, P)
+            figs.insert(1, (f"Requested vs achieved {name}", control))
+            figs.insert(1, (f"Real vs generated at three {name} values", sides))
+            break  # one conditioned fraction is enough for the two figures
     if rl.ndim == 4:
         figs.insert(1, ("Orthogonal slices (generated)", plot_orthogonal(fl[0], out / "micro_orthogonal.png", n_phases=P)))
         if bool(attrs.get("tortuosity", True)):

@@ -1,7 +1,10 @@
 """Phase labels <-> one-hot channels (the model space of microstructure GANs).
 
 ``forward``: labels ``(B, [d,] h, w)`` (float or int) -> one-hot ``(B, P, [d,] h, w)``
-float32. ``inverse``: per-voxel argmax over the P channels -> labels as float32.
+float32. ``inverse``: phase probabilities -> labels as float32, by
+:func:`~physgan.domains.micro.fractions.harden` (two phases: the hard phase fractions
+equal the soft ones to within half a voxel; option ``hardening='argmax'`` restores the
+per-voxel argmax).
 Generators end in a softmax over phases, as in SliceGAN (Kench & Cooper 2021).
 """
 
@@ -13,6 +16,7 @@ import numpy as np
 import torch
 
 from physgan.domains.base import Transform
+from physgan.domains.micro.fractions import NEIGHBOUR_WEIGHT, harden
 from physgan.errors import DataError
 
 __all__ = ["OneHotTransform"]
@@ -26,6 +30,11 @@ class OneHotTransform(Transform):
     n_phases : int, optional
         Fixed number of phases; otherwise ``attrs['n_phases']`` at ``fit``, or the
         largest label + 1 in the data.
+    hardening : str, optional
+        ``'fraction'`` (default; :func:`~physgan.domains.micro.fractions.harden`) or ``'argmax'``
+        (per-voxel argmax, as before issue 14).
+    neighbour_weight : float, optional
+        Weight of the neighbours' vote in ``'fraction'`` hardening (default 0.4; 0 = none).
     """
 
     name = "onehot"
@@ -55,4 +64,10 @@ class OneHotTransform(Transform):
         return onehot.movedim(-1, 1).to(torch.float32)
 
     def inverse(self, y: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
-        return torch.as_tensor(y).argmax(dim=1).to(torch.float32)
+        y = torch.as_tensor(y)
+        mode = self.options.get("hardening", "fraction")
+        if mode not in ("fraction", "argmax"):
+            raise DataError("<transform options>", f"micro hardening must be 'fraction' or 'argmax', got '{mode}'")
+        if mode == "argmax":
+            return y.argmax(dim=1).to(torch.float32)
+        return harden(y, float(self.options.get("neighbour_weight", NEIGHBOUR_WEIGHT))).to(torch.float32)

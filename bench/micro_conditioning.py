@@ -1,0 +1,266 @@
+"""Porosity conditioning of microstructure GANs (issue 14): why it is compressed, and the A/B of the fix.
+
+::
+
+    OMP_NUM_THREADS=1 taskset -c 1 python -m bench.micro_conditioning                     # 2-D 32^2, 400 steps per variant
+    python -m bench.micro_conditioning --shape 64,64 --steps 600 --variants softmax,exact
+    python -m bench.micro_conditioning --quick                                             # smoke run (60 steps)
+
+For each variant (model options / transform options below) the same data, seed and
+preset (``quick``) are trained in this process, then the EMA generator is measured on
+conditions of a **held-out** file (another seed):
+
+* requested vs achieved porosity over the held-out conditions: slope and intercept of a
+  least-squares line, mean absolute error (MAE), residual standard deviation;
+* the scatter of achieved porosity at fixed conditions (``--n-fixed`` samples at each of
+  three porosities, blobiness at mid-range): the std per condition, max over the three;
+* each of three hardenings of the same generated probabilities (``HARDENINGS``):
+  per-voxel ``argmax``, fraction-keeping ``rank`` and ``vote`` (rank of the
+  neighbour-blended score, the default);
+* speckle and morphology against the held-out real images (one-voxel chord fraction,
+  one-voxel islands per image, surface area, S2, chord separation), with the noise floor
+  (two halves of the real set);
+* diagnosis of the compression: the *critic's* implied porosity. For each held-out real
+  image x with porosity phi, the condition phi' in a grid over the training range that
+  maximises D(x, phi') (blobiness at its true value); the slope of implied vs true phi says
+  whether the critic's projection term can even tell porosities apart. Also the training
+  data's coverage of the porosity range (quantiles);
+* blobiness, the other condition: :func:`blobiness_estimate` (porespy's filter width from
+  the interface crossings by Rice's formula) of generated and real images regressed on the
+  requested blobiness (slopes fake / real) and the mean |estimate fake - estimate real| at
+  the same conditions, beside the real images' scatter about their own line.
+
+Training variants: ``softmax`` (before issue 14: plain softmax output), ``exact``
+(:func:`physgan.domains.micro.fractions.match_fractions` in the generator), ``exact+stats``
+(and image statistics in the critic's projection, option ``critic_stats``).
+Prints markdown tables and writes ``<workdir>/conditioning.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench._util import load, markdown_table
+
+__all__ = ["VARIANTS", "HARDENINGS", "line_fit", "blobiness_estimate", "critic_implied", "main"]
+
+VARIANTS: dict[str, list[str]] = {
+    "softmax": ["model.options.exact_fractions=false"],
+    "exact": ["model.options.exact_fractions=true"],
+    "exact+stats": ["model.options.exact_fractions=true", "model.options.critic_stats=true"],
+}
+
+#: how generated probabilities become labels (the transform's options); no retraining needed
+HARDENINGS: dict[str, dict[str, Any]] = {
+    "argmax": {"hardening": "argmax"},
+    "rank": {"hardening": "fraction", "neighbour_weight": 0.0},
+    "vote": {"hardening": "fraction", "neighbour_weight": 0.4},
+}
+
+
+def line_fit(requested: np.ndarray, achieved: np.ndarray) -> dict[str, float]:
+    """Slope, intercept, MAE and residual std of achieved vs requested."""
+    slope, icpt = np.polyfit(requested, achieved, 1)
+    resid = achieved - (slope * requested + icpt)
+    return {
+        "slope": float(slope),
+        "intercept": float(icpt),
+        "mae": float(np.mean(np.abs(achieved - requested))),
+        "resid_std": float(np.std(resid)),
+    }
+
+
+def blobiness_estimate(x: np.ndarray) -> np.ndarray:
+    """Per-image blobiness from the statistic porespy's ``blobs`` sets: the Gaussian filter width.
+
+    A Gaussian field filtered with sigma has correlation ``exp(-r^2 / (4 sigma^2))``; thresholded
+    at the quantile ``u = Phi^-1(porosity)`` it crosses a test line ``exp(-u^2 / 2) / (pi sqrt(2) sigma)``
+    times per voxel (Rice's formula). Inverting the measured crossings per voxel gives sigma, and
+    ``blobiness = mean(shape) / (40 sigma)``. Discretisation biases it at sigma ~ 1 voxel, so it is
+    compared between real and generated images, not with the requested value.
+    """
+    from scipy.special import ndtri
+
+    from physgan.metrics.morphology import interface_intersections
+
+    lab = np.rint(x).astype(np.int16)
+    out = np.full(len(lab), np.nan)
+    for i, im in enumerate(lab):
+        phi = float(np.mean(im == 0))
+        p = float(np.nanmean(interface_intersections(im == 0)))
+        if 0 < phi < 1 and p > 0:
+            sigma = np.exp(-(ndtri(phi) ** 2) / 2) / (np.pi * np.sqrt(2) * p)
+            out[i] = np.mean(im.shape) / (40 * sigma)
+    return out
+
+
+def _porosity(x: np.ndarray) -> np.ndarray:
+    return (np.rint(x) == 0).reshape(len(x), -1).mean(axis=1)
+
+
+def _make(out: Path, args: argparse.Namespace, n: int, seed: int) -> Path:
+    from physgan.domains.micro.make import make
+
+    if out.exists():
+        return out
+    ns = argparse.Namespace(
+        generator="blobs", shape=args.shape, porosity=args.porosity, blobiness=args.blobiness, radius="3:6",
+        voxel_size=1.0, n=n, seed=seed, out=str(out), overwrite=False, block=64,
+    )  # fmt: skip
+    return Path(make(ns))
+
+
+def critic_implied(run_dir: Path, x: np.ndarray, c: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """Porosity maximising the last checkpoint's critic ``D(x, (phi', blobiness))`` per image."""
+    import torch
+
+    from physgan.run import load_run
+    from physgan.train.checkpoint import load_checkpoint
+
+    run = load_run(run_dir, checkpoint="last", device="cpu")
+    state = load_checkpoint(run_dir / "checkpoints" / "last.pt", map_location="cpu")
+    from physgan.train.loop import model_spec
+
+    spec = model_spec(
+        run.info["model_shape"],
+        run.info["condition_names"],
+        run.config.model,
+        state["conditions"],
+        run.transform.stats,
+        run.info.get("attrs", {}),
+    )
+    D = run.domain.build_critic(spec)
+    D.load_state_dict(state["D"])
+    D.eval()
+    xm = run.transform.forward(torch.as_tensor(x), torch.as_tensor(c))
+    best = np.zeros(len(x))
+    with torch.no_grad():
+        scores = []
+        for g in grid:
+            cc = torch.as_tensor(c.copy())
+            cc[:, 0] = float(g)
+            scores.append(D(xm, run.normaliser(cc)).numpy())
+        best = grid[np.argmax(np.stack(scores, 1), axis=1)]
+    return best
+
+
+def _variant(name: str, args: argparse.Namespace, work: Path, train_file: Path, held: tuple, attrs: dict) -> dict[str, Any]:
+    import torch
+
+    from physgan.config import resolve_config
+    from physgan.domains.micro.metrics import physics_metrics
+    from physgan.run import load_run
+    from physgan.train.loop import train
+
+    run_dir = work / f"run_{name}"
+    overrides = [f"data.path={train_file}", "train.device=cpu", f"train.steps={args.steps}", f"train.seed={args.seed}"]
+    overrides += VARIANTS[name]
+    cfg = resolve_config("micro", "quick", overrides=overrides)
+    t0 = time.time()
+    if not (run_dir / "checkpoints" / "last.pt").exists():
+        torch.manual_seed(args.seed)
+        train(cfg, run_dir, progress=False)
+    t_train = time.time() - t0
+    run = load_run(run_dir, checkpoint="last", device="cpu")
+    xh, ch = held
+    out: dict[str, Any] = {"variant": name, "train_s": t_train, "load": load(), "hardenings": {}}
+    lo, hi = float(ch[:, 0].min()), float(ch[:, 0].max())
+    b_mid = float(np.median(ch[:, 1]))
+    half = len(xh) // 2
+    out["floor"] = physics_metrics((xh[:half], ch[:half]), (xh[half:], ch[half:]), attrs)
+    for hname, opts in HARDENINGS.items():
+        run.transform.options.update(opts)
+        fake = run.sample(len(ch), ch, seed=args.seed + 10)
+        h: dict[str, Any] = {"heldout": line_fit(ch[:, 0].astype(np.float64), _porosity(fake))}
+        fixed = {}
+        for t in np.linspace(lo, hi, 5)[1:4]:
+            ph = _porosity(run.sample(args.n_fixed, {"porosity": float(t), "blobiness": b_mid}, seed=args.seed + 20))
+            fixed[f"{t:.3f}"] = {"mean": float(ph.mean()), "std": float(ph.std())}
+        h["fixed"] = fixed
+        h["fixed_std_max"] = max(v["std"] for v in fixed.values())
+        h["metrics"] = physics_metrics((xh, ch), (fake, ch), attrs)
+        b_real, b_fake = blobiness_estimate(xh), blobiness_estimate(fake)
+        ok = np.isfinite(b_real) & np.isfinite(b_fake)
+        req = ch[ok, 1].astype(np.float64)
+        h["blobiness"] = {
+            "real": line_fit(req, b_real[ok]),
+            "fake": line_fit(req, b_fake[ok]),
+            "mae_fake_vs_real": float(np.mean(np.abs(b_fake[ok] - b_real[ok]))),
+            "real_scatter": float(np.std(b_real[ok] - (np.polyval(np.polyfit(req, b_real[ok], 1), req)))),
+        }
+        out["hardenings"][hname] = h
+    grid = np.linspace(run.normaliser.min[0], run.normaliser.max[0], 41)
+    imp = critic_implied(run_dir, xh[: args.n_implied], ch[: args.n_implied], grid)
+    out["critic_implied"] = line_fit(ch[: args.n_implied, 0].astype(np.float64), imp)
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--workdir", default="bench_out/micro_conditioning")
+    p.add_argument("--shape", default="32,32")
+    p.add_argument("--porosity", default="0.2:0.6")
+    p.add_argument("--blobiness", default="0.3:0.6")
+    p.add_argument("--n", type=int, default=1024, help="training images")
+    p.add_argument("--n-held", type=int, default=256, help="held-out images (another seed)")
+    p.add_argument("--steps", type=int, default=400)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n-fixed", type=int, default=20)
+    p.add_argument("--n-implied", type=int, default=128)
+    p.add_argument("--variants", default="softmax,exact")
+    p.add_argument("--quick", action="store_true", help="smoke run: 60 steps, 256 images")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.steps, args.n, args.n_held, args.n_fixed, args.n_implied = 60, 256, 64, 8, 32
+    import torch
+
+    from physgan.io.hdf5 import read_all
+
+    torch.set_num_threads(1)
+    work = Path(args.workdir) / f"{args.shape.replace(',', 'x')}_s{args.steps}"
+    (work).mkdir(parents=True, exist_ok=True)
+    train_file = _make(work / "train.h5", args, args.n, seed=1)
+    held_file = _make(work / "heldout.h5", args, args.n_held, seed=2)
+    xt, ct = read_all(train_file)[:2]
+    xh, ch = read_all(held_file)[:2]
+    attrs = {"n_phases": 2, "condition_names": ["porosity", "blobiness"]}
+    q = np.quantile(ct[:, 0], [0, 0.05, 0.5, 0.95, 1])
+    res: dict[str, Any] = {"args": vars(args), "train_porosity_quantiles": q.tolist(), "variants": {}}
+    print(f"training porosity quantiles 0/5/50/95/100 %: {np.round(q, 3).tolist()} (held-out file: seed 2)", flush=True)
+    for name in args.variants.split(","):
+        res["variants"][name] = r = _variant(name, args, work, train_file, (xh, ch), attrs)
+        print(f"{name}: trained in {r['train_s']:.0f} s; held-out slope {r['hardenings']['vote']['heldout']['slope']:.3f}", flush=True)
+    rows = []
+    for name, r in res["variants"].items():
+        f = r["floor"]
+        for hname, h in r["hardenings"].items():
+            m = h["metrics"]
+            rows.append([
+                name, hname, f"{h['heldout']['slope']:.3f}", f"{h['heldout']['mae']:.4f}", f"{h['heldout']['resid_std']:.4f}",
+                f"{h['fixed_std_max']:.4f}", f"{r['critic_implied']['slope']:.2f}",
+                f"{m['one_voxel_chord_fraction_fake']:.3f} / {m['one_voxel_chord_fraction_real']:.3f}",
+                f"{m['one_voxel_islands_fake']:.2f} / {m['one_voxel_islands_real']:.2f}",
+                f"{(m['ssa_fake'] / m['ssa_real'] - 1) * 100:+.1f} % ({f['ssa_rel_err'] * 100:.1f} %)",
+                f"{m['s2_max_abs_err']:.4f} ({f['s2_max_abs_err']:.4f})",
+                f"{m['chord_separation_power']:.3f} ({f['chord_separation_power']:.3f})",
+                f"{h['blobiness']['fake']['slope']:.2f} / {h['blobiness']['real']['slope']:.2f}",
+                f"{h['blobiness']['mae_fake_vs_real']:.3f} ({h['blobiness']['real_scatter']:.3f})", f"{r['train_s']:.0f}",
+            ])  # fmt: skip
+    header = [
+        "training", "hardening", "slope", "MAE", "resid std", "fixed-cond std (max)", "critic slope",
+        "1-vox chord frac fake/real", "1-vox islands fake/real", "SSA fake/real - 1 (floor)", "S2 max err (floor)",
+        "chord sep (floor)", "blobiness est. slope fake / real", "blob. est. MAE fake-real (real scatter)", "train s",
+    ]  # fmt: skip
+    print(markdown_table(header, rows))
+    (work / "conditioning.json").write_text(json.dumps(res, indent=1, default=float))
+    return res
+
+
+if __name__ == "__main__":
+    main()
