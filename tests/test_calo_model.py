@@ -10,7 +10,7 @@ import torch
 
 from physgan.domains.base import ModelSpec, get_domain
 from physgan.domains.calo.geometry import calochallenge_geometry, calogan_geometry
-from physgan.domains.calo.model import build_critic, build_generator, layer_groups
+from physgan.domains.calo.model import build_critic, build_generator, feature_groups, layer_groups
 from physgan.domains.calo.transform import CaloTransform, fractions_to_model
 
 CALOGAN = calogan_geometry()
@@ -136,11 +136,12 @@ def test_transform_round_trip_exact_zeros_and_json_state():
     xt, ct = torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(c, dtype=torch.float32)
     y = t2.forward(xt, ct)
     n = CALOGAN.n_features
-    assert y.shape == (20, n + 7) and t2.model_shape((n,)) == (n + 7,)  # cells; log response, 3 layer shares, 3 occupancies
+    # cells; log response, 3 layer shares, 3 occupancies, 6 centres and 6 widths (x, y of 3 layers)
+    assert y.shape == (20, n + 19) and t2.model_shape((n,)) == (n + 19,)
     assert y[:, :n].min() >= -1.0 and y[:, :n].max() <= 1.0
     summaries = y[:, n:].double()  # standardised on the fitted data: mean 0, standard deviation 1
-    torch.testing.assert_close(summaries.mean(0), torch.zeros(7, dtype=torch.float64), atol=1e-4, rtol=0)
-    torch.testing.assert_close(summaries.std(0, unbiased=False), torch.ones(7, dtype=torch.float64), atol=1e-4, rtol=0)
+    torch.testing.assert_close(summaries.mean(0), torch.zeros(19, dtype=torch.float64), atol=1e-4, rtol=0)
+    torch.testing.assert_close(summaries.std(0, unbiased=False), torch.ones(19, dtype=torch.float64), atol=1e-4, rtol=0)
     u = xt / (ct * 1000.0)
     raw_response = torch.log(u.sum(1) + 1e-6)
     torch.testing.assert_close(y[:, n], (raw_response - state["stats"]["summary_mean"][0]) / state["stats"]["summary_std"][0])
@@ -260,7 +261,7 @@ def test_generator_appends_the_transforms_summary_coordinates(occupancy):
         y = g(torch.randn(16, 8), torch.zeros(16, 1))
         e = torch.full((16, 1), 20.0)
         again = t.forward(t.inverse(y, e), e)
-    k = 7 if occupancy else 4
+    k = (7 if occupancy else 4) + 12  # + centre and width in x and y of 3 layers
     assert y.shape == (16, n + k)
     torch.testing.assert_close(again[:, n:], y[:, n:], atol=1e-3, rtol=0)  # consistent by construction
     y.requires_grad_(True)
@@ -288,10 +289,63 @@ def test_summary_coordinates_known_answers():
     rng = np.random.default_rng(2)
     x = rng.exponential(50.0, size=(32, CALOGAN.n_features)) * (rng.random((32, CALOGAN.n_features)) < 0.4)
     c = rng.uniform(1, 100, size=(32, 1))
-    t = CaloTransform(summary_occupancy=False).fit(x, c, CALOGAN.to_attrs())
-    old = {k: v for k, v in t.state_dict()["stats"].items() if k not in ("summary_groups", "summary_occupancy")}
+    t = CaloTransform(summary_occupancy=False, summary_lateral=False).fit(x, c, CALOGAN.to_attrs())
+    drop = ("summary_groups", "summary_occupancy", "summary_lateral", "geometry_attrs")
+    old = {k: v for k, v in t.state_dict()["stats"].items() if k not in drop}
     t_old = CaloTransform().load_state_dict({"options": {}, "stats": old})
     n = CALOGAN.n_features
     assert t_old.model_shape((n,)) == (n + 4,)
     xt, ct = torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(c, dtype=torch.float32)
     torch.testing.assert_close(t_old.forward(xt, ct), t.forward(xt, ct))
+
+
+def test_lateral_summary_coordinates_known_answers():
+    """Centre of energy and width per layer and axis, in units of the layer's extent, for a hand-built shower."""
+    from physgan.domains.calo.transform import group_member_matrix, lateral_moments, summary_coordinates
+
+    moments, col_layer = lateral_moments(CALOGAN)
+    assert col_layer == [0, 0, 1, 1, 2, 2] and moments.shape == (3, CALOGAN.n_features, 6)
+    u = torch.zeros(1, CALOGAN.n_features, dtype=torch.float64)
+    l1 = CALOGAN.layer_slice(1).start
+    u[0, l1 + 0] = 0.3  # layer 1, row 0, column 0: x = y = -220 mm (the layer's extent: 1)
+    u[0, l1 + 1] = 0.1  # row 0, column 1: x = -220 mm, y = -180 mm
+    u[0, CALOGAN.layer_slice(0).start + 96 + 48] = 0.2  # layer 0, middle row: x = 0, y = 2.5 mm of 237.5
+    member = torch.as_tensor(group_member_matrix(feature_groups(CALOGAN), 3), dtype=torch.float64)
+    raw = summary_coordinates(u, member, lateral=torch.as_tensor(moments, dtype=torch.float64))
+    centre, width = raw[0, 4:10], raw[0, 10:16]
+    y1 = (0.3 * -1.0 + 0.1 * -180 / 220) / 0.4
+    expect_c = [0.0, 2.5 / 237.5, -1.0, y1, 0.0, 0.0]  # layer 2 is empty: centre 0
+    torch.testing.assert_close(centre, torch.tensor(expect_c, dtype=torch.float64), atol=1e-6, rtol=0)
+    var_y1 = (0.3 * 1.0 + 0.1 * (180 / 220) ** 2) / 0.4 - y1**2
+    expect_w = np.sqrt(np.array([0.0, 0.0, 0.0, var_y1, 0.0, 0.0]) + 1e-6)
+    torch.testing.assert_close(width, torch.as_tensor(expect_w), atol=1e-6, rtol=0)
+
+
+def test_cell_noise_latent_varies_each_shower_and_keeps_the_sums():
+    """With cell_noise the latent carries one value per feature; the same shower latent with other cell noise
+    gives another pattern (and centre of energy) with the same layer energies."""
+    g = build_generator(_spec(CALOGAN, cell_noise=True))
+    assert g.latent_shape() == (8 + CALOGAN.n_features,)
+    torch.manual_seed(0)
+    z = torch.randn(4, 8 + CALOGAN.n_features)
+    z2 = z.clone()
+    z2[:, 8:] = torch.randn(4, CALOGAN.n_features)
+    c = torch.zeros(4, 1)
+    with torch.no_grad():
+        a, b = g.physics(z, c), g.physics(z2, c)
+    torch.testing.assert_close(a["group_energy"], b["group_energy"])
+    for gi, idx in enumerate(layer_groups(CALOGAN)):
+        torch.testing.assert_close(a["u"][:, idx].sum(1), a["group_energy"][:, gi], rtol=1e-5, atol=1e-7)
+    assert (a["u"] - b["u"]).abs().max() > 1e-4
+    y_coord = torch.tensor(np.array(CALOGAN.layers[1].y_mm), dtype=torch.float32)
+    sl = CALOGAN.layer_slice(1)
+    ca = (a["u"][:, sl] @ y_coord) / a["u"][:, sl].sum(1)
+    cb = (b["u"][:, sl] @ y_coord) / b["u"][:, sl].sum(1)
+    assert (ca - cb).abs().max() > 0.1  # mm: the noise moves the centre of energy
+    # gradients reach the noise scales; a shower latent without the noise part is refused by the shapes
+    g(z, c).sum().backward()
+    assert all(h.weight.grad is not None and h.weight.grad.abs().sum() > 0 for h in g.noise_scales)
+    from physgan.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="latent"):
+        g(torch.randn(4, 8), c)

@@ -60,8 +60,10 @@ from physgan.domains.calo.transform import (
     DEFAULT_EPS,
     fractions_to_model,
     group_member_matrix,
+    lateral_moments,
     model_to_fractions,
     summary_coordinates,
+    summary_count,
 )
 from physgan.errors import ConfigError
 from physgan.nn.conditioning import ConditionEmbedding, FiLM, ProjectionHead
@@ -76,16 +78,17 @@ S_MAX = 0.99
 def geometry_for_spec(spec: ModelSpec) -> CaloGeometry:
     """The geometry of a model spec: from ``spec.attrs`` or, failing that, from the sample length.
 
-    The model-space length is the geometry's ``n_features``, plus ``1 + n_groups`` (or ``1 + 2 n_groups`` with
-    occupancy) summary coordinates when the transform was fitted with them (see :func:`n_summaries`).
+    The model-space length is the geometry's ``n_features``, plus the summary coordinates when the transform
+    was fitted with them (:func:`~physgan.domains.calo.transform.summary_count`; see :func:`n_summaries`).
     """
     n = int(np.prod(spec.sample_shape))
     geom = resolve_geometry(spec.attrs if spec.attrs else None, n)
-    g = len(layer_groups(geom))
-    if n not in (geom.n_features, geom.n_features + 1 + g, geom.n_features + 1 + 2 * g):
+    g, k = len(layer_groups(geom)), len(lateral_moments(geom)[1])
+    allowed = sorted({0} | {summary_count(g, k, occ, lat) for occ in (False, True) for lat in (False, True)})
+    if n - geom.n_features not in allowed:
         raise ConfigError(
             f"calo model: geometry '{geom.name}' has {geom.n_features} features "
-            f"(+{1 + g} or {1 + 2 * g} summary coordinates) but samples have {n}"
+            f"(+{' or '.join(str(a) for a in allowed[1:])} summary coordinates) but samples have {n}"
         )
     return geom
 
@@ -199,7 +202,13 @@ class CaloGenerator(nn.Module):
             self.register_buffer("summary_member", torch.as_tensor(group_member_matrix(feature_group, self.n_groups)), persistent=False)
             self.register_buffer("summary_mean", torch.as_tensor(stats["summary_mean"], dtype=f32), persistent=False)
             self.register_buffer("summary_std", torch.as_tensor(stats["summary_std"], dtype=f32), persistent=False)
-            self.summary_occupancy = self.n_summaries == 1 + 2 * self.n_groups
+            self.summary_occupancy = bool(stats.get("summary_occupancy", False))
+            moments, _ = lateral_moments(geom)
+            self.summary_lateral = bool(stats.get("summary_lateral", False))
+            if self.summary_lateral:
+                self.register_buffer("summary_moments", torch.as_tensor(moments), persistent=False)
+            else:
+                self.summary_moments = None
         # groups of cells get a threshold; a pure-extras group (not per layer) does not
         self.group_sparse = [bool(self.sparsify and (g < geom.n_cells).any()) for g in groups]
         order = np.concatenate(groups)
@@ -245,6 +254,19 @@ class CaloGenerator(nn.Module):
                     bias[is_cell] = -r_flat[idx[is_cell]] / scale_mm
                     bias[~is_cell] = (bias[is_cell].min() if is_cell.any() else 0.0) - 2.0
                 head.bias.copy_(torch.as_tensor(bias, dtype=torch.float32))
+        # per-cell noise: the latent carries one N(0, 1) value per feature (group order) beside the shower latent,
+        # added to the pattern logits with a learned, condition-dependent scale (see the module docstring)
+        self.cell_noise = bool(_opt(spec, "cell_noise", False))
+        if self.cell_noise:
+            sigma0 = float(_opt(spec, "cell_noise_init", 0.5))
+            if not sigma0 > 0:
+                raise ConfigError(f"calo model: cell_noise_init must be > 0, got {sigma0}")
+            self.noise_scales = nn.ModuleList(nn.Linear(width, n) for n in self.group_sizes)
+            with torch.no_grad():
+                for head in self.noise_scales:
+                    nn.init.normal_(head.weight, std=0.01)
+                    nn.init.constant_(head.bias, math.log(sigma0))
+        self.noise_offsets = np.concatenate([[0], np.cumsum(self.group_sizes)]).tolist()
         s0 = float(_opt(spec, "threshold_init", 1e-3))
         if not 0 < s0 < S_MAX:
             raise ConfigError(f"calo model: threshold_init must lie in (0, {S_MAX}), got {s0}")
@@ -253,10 +275,11 @@ class CaloGenerator(nn.Module):
         nn.init.constant_(self.thresholds.bias, math.log(s0 / (S_MAX - s0)))
 
     def latent_shape(self, scale: int = 1) -> tuple[int, ...]:
-        """Shape of one latent vector: ``(z_dim,)`` (an MLP cannot grow its output, so ``scale`` must be 1)."""
+        """Shape of one latent vector: ``(z_dim,)``, or ``(z_dim + n_features,)`` with per-cell noise (the
+        geometry is fixed, so ``scale`` must be 1)."""
         if int(scale) != 1:
             raise ConfigError("the calorimeter generator has a fixed geometry: latent scale must be 1")
-        return (self.z_dim,)
+        return (self.z_dim + (self.n_features if self.cell_noise else 0),)
 
     def physics(self, z: torch.Tensor, c: torch.Tensor) -> dict[str, torch.Tensor]:
         """The structured shower before the model-space map.
@@ -264,7 +287,7 @@ class CaloGenerator(nn.Module):
         Parameters
         ----------
         z : torch.Tensor
-            (B, z_dim) latents.
+            (B, *latent_shape()) latents: the shower latent, then (with ``cell_noise``) one value per feature.
         c : torch.Tensor
             (B, n_cond) normalised conditions.
 
@@ -274,7 +297,11 @@ class CaloGenerator(nn.Module):
             ``u`` (B, n_features) cell energies / E_inc in flat order; ``response`` (B,);
             ``fractions`` (B, n_groups); ``group_energy`` (B, n_groups) = response * fractions.
         """
+        if z.ndim != 2 or z.shape[1] != self.latent_shape()[0]:
+            raise ConfigError(f"calo generator: latent of shape {tuple(z.shape)}, expected (B, {self.latent_shape()[0]})")
         e = self.embed(c)
+        noise = z[:, self.z_dim :] if self.cell_noise else None
+        z = z[:, : self.z_dim]
         h = self.act(self.films[0](self.inp(torch.cat([z, e], dim=1)), e))
         for block, film in zip(self.blocks, self.films[1:]):
             h = self.act(film(block(h), e)) + h
@@ -284,7 +311,12 @@ class CaloGenerator(nn.Module):
         s = S_MAX * torch.sigmoid(self.thresholds(h))  # < 1: the hottest cell always survives
         parts = []
         for k, (hid, head) in enumerate(zip(self.layer_hidden, self.patterns)):
-            p = torch.softmax(head(hid(h)), dim=1)
+            hk = hid(h)
+            logits = head(hk)
+            if noise is not None:
+                n_k = noise[:, self.noise_offsets[k] : self.noise_offsets[k + 1]]
+                logits = logits + torch.exp(self.noise_scales[k](hk)) * n_k
+            p = torch.softmax(logits, dim=1)
             if self.group_sparse[k]:
                 tau = s[:, k : k + 1] * p.max(dim=1, keepdim=True).values
                 g = torch.relu(p - tau)
@@ -299,7 +331,8 @@ class CaloGenerator(nn.Module):
         y = fractions_to_model(u, self.eps)
         if self.n_summaries:
             summaries = summary_coordinates(
-                u, self.summary_member, self.summary_mean, self.summary_std, occupancy=self.summary_occupancy, eps=self.eps
+                u, self.summary_member, self.summary_mean, self.summary_std, occupancy=self.summary_occupancy, eps=self.eps,
+                lateral=self.summary_moments,
             )
             y = torch.cat([y, summaries], dim=1)
         return y
@@ -325,30 +358,15 @@ class CaloCritic(nn.Module):
             raise ConfigError(f"calo critic: critic_norm must be 'none' or 'layer', got '{norm}'")
         width, depth = int(spec.width), max(1, int(spec.depth))
         self.n_layers = geom.n_layers
-        n_f = geom.n_features
-        member = np.zeros((n_f, geom.n_layers), dtype=np.float64)  # cell -> layer indicator
-        cols_1, cols_2, col_layer = [], [], []
-        for i, lay in enumerate(geom.layers):
-            sl = geom.layer_slice(i)
-            member[sl, i] = 1.0
-            axes = []
-            if geom.kind == "cartesian" or lay.n_alpha > 1:
-                axes += [lay.x_mm, lay.y_mm]
-            if geom.kind == "cylindrical":
-                axes += [lay.r_mm]
-            for coord in axes:
-                coord = np.asarray(coord, dtype=np.float64)
-                coord = coord / (float(np.abs(coord).max()) or 1.0)
-                c1 = np.zeros(n_f)
-                c1[sl] = coord
-                cols_1.append(c1)
-                cols_2.append(c1 * c1)
-                col_layer.append(i)
+        member = np.zeros((geom.n_features, geom.n_layers), dtype=np.float64)  # cell -> layer indicator
+        for i in range(geom.n_layers):
+            member[geom.layer_slice(i), i] = 1.0
+        moments, col_layer = lateral_moments(geom)
         f32 = torch.float32
         self.register_buffer("member", torch.as_tensor(member, dtype=f32), persistent=False)
         self.register_buffer("n_per_layer", torch.as_tensor(member.sum(axis=0), dtype=f32), persistent=False)
-        self.register_buffer("moment_1", torch.as_tensor(np.stack(cols_1, axis=1), dtype=f32), persistent=False)
-        self.register_buffer("moment_2", torch.as_tensor(np.stack(cols_2, axis=1), dtype=f32), persistent=False)
+        self.register_buffer("moment_1", torch.as_tensor(moments[1]), persistent=False)
+        self.register_buffer("moment_2", torch.as_tensor(moments[2]), persistent=False)
         self.register_buffer("col_layer", torch.as_tensor(col_layer, dtype=torch.long), persistent=False)
         self.n_cells_model = geom.n_features
         self.n_summaries = n_summaries(spec, geom)
