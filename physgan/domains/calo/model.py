@@ -85,6 +85,11 @@ __all__ = ["CaloGenerator", "CaloCritic", "build_generator", "build_critic", "la
 
 #: Largest relative cut ``s`` of the sparse pattern (< 1 keeps the hottest cell and the sums finite).
 S_MAX = 0.99
+#: Critic: the layer energy under a centre of energy / width is floored at this share of the data's mean layer
+#: energy. With a floor of 1e-7 E_inc the gradient-penalty interpolates with a nearly empty last layer
+#: (E_2 ~ 1e-6 E_inc) had input gradients up to 21 (through the widths), and with per-cell noise the penalty
+#: spiked to 24-40 and training diverged at step ~400 (measured, quickstart data).
+MOMENT_FLOOR = 0.05
 
 
 def geometry_for_spec(spec: ModelSpec) -> CaloGeometry:
@@ -380,6 +385,12 @@ class CaloCritic(nn.Module):
         self.register_buffer("moment_1", torch.as_tensor(moments[1]), persistent=False)
         self.register_buffer("moment_2", torch.as_tensor(moments[2]), persistent=False)
         self.register_buffer("col_layer", torch.as_tensor(col_layer, dtype=torch.long), persistent=False)
+        # floor of the layer energy under the centre / width: a share of the data's mean layer energy
+        mean_u = np.asarray((_opt(spec, "data_stats", None) or {}).get("mean_fraction", []), dtype=np.float64)
+        floor = np.full(geom.n_layers, 1e-7)
+        if mean_u.shape == (geom.n_features,) and np.isfinite(mean_u).all():
+            floor = np.maximum(MOMENT_FLOOR * (mean_u @ member), 1e-7)
+        self.register_buffer("moment_floor", torch.as_tensor(floor[col_layer], dtype=f32), persistent=False)
         self.n_cells_model = geom.n_features
         self.n_summaries = n_summaries(spec, geom)
         n_phys = 2 + 2 * self.n_layers + 2 * len(col_layer) + self.n_summaries
@@ -405,7 +416,9 @@ class CaloCritic(nn.Module):
 
         Columns: 10 log(sum u) (response), shower depth, then per layer ``log(E_l/E_inc + 1e-6) / 4`` and soft
         occupancy ``mean(tanh(k (y + 1)))``, then per layer and axis the centre of energy and
-        ``sqrt(var + 1e-6)`` in units of the layer's largest cell-centre coordinate.
+        ``sqrt(var + 1e-6)`` in units of the layer's largest cell-centre coordinate; the moments divide by the
+        layer energy plus ``MOMENT_FLOOR`` times the training data's mean layer energy (1e-7 without data
+        statistics), so a nearly empty layer's centre tends to 0 instead of amplifying its cells by ``1 / E_l``.
         """
         u = model_to_fractions(y, self.eps, snap=False).clamp(min=0)
         e_layers = u @ self.member  # (B, L) energy per layer / E_inc
@@ -413,7 +426,7 @@ class CaloCritic(nn.Module):
         pos = torch.arange(self.n_layers, dtype=y.dtype, device=y.device)
         depth = (e_layers @ pos)[:, None] / (total + 1e-7) / max(1, self.n_layers - 1)
         occupancy = torch.tanh(self.kappa * (y + 1.0)) @ self.member / self.n_per_layer
-        el = e_layers[:, self.col_layer] + 1e-7
+        el = e_layers[:, self.col_layer] + self.moment_floor
         mean = (u @ self.moment_1) / el
         var = (u @ self.moment_2) / el - mean * mean
         width = torch.sqrt(var.clamp(min=0) + 1e-6)
