@@ -352,3 +352,28 @@ def test_cell_noise_latent_varies_each_shower_and_keeps_the_sums():
 
     with pytest.raises(ConfigError, match="latent"):
         g(torch.randn(4, 8), c)
+
+
+def test_critic_centre_of_a_nearly_empty_layer_is_damped_by_the_data_floor():
+    """A layer holding 1e-6 of E_inc in one edge cell: without data statistics its centre is the cell's (1, the
+    edge); with them the layer energy is floored at 5 % of the data's mean, so the centre (and its gradient) shrink."""
+    from physgan.domains.calo.model import MOMENT_FLOOR
+
+    mean_u = np.zeros(CALOGAN.n_features)
+    for i, share in enumerate([0.3, 0.6, 0.004]):
+        sl = CALOGAN.layer_slice(i)
+        mean_u[sl] = share / (sl.stop - sl.start)
+    u = torch.zeros(1, CALOGAN.n_features)
+    u[0, CALOGAN.layer_slice(0).start + 100] = 0.3
+    u[0, CALOGAN.layer_slice(1).start + 70] = 0.6
+    u[0, CALOGAN.layer_slice(2).stop - 1] = 1e-6  # layer 2, last cell: x = +220 mm, y = +200 mm (both at the edge: 1)
+    y = fractions_to_model(u).requires_grad_(True)
+    n = CALOGAN.n_layers
+    col_x2 = 2 + 2 * n + 4  # centre x of layer 2
+    plain = build_critic(_spec(CALOGAN)).physics_features(y)[0, col_x2]
+    floored = build_critic(_spec(CALOGAN, data_stats={"mean_fraction": mean_u.tolist()})).physics_features(y)[0, col_x2]
+    assert plain.item() == pytest.approx(1e-6 / (1e-6 + 1e-7), rel=1e-3)
+    assert floored.item() == pytest.approx(1e-6 / (1e-6 + MOMENT_FLOOR * 0.004), rel=1e-2)
+    (g_plain,) = torch.autograd.grad(plain, y)
+    (g_floor,) = torch.autograd.grad(floored, y)
+    assert g_floor.norm() < 0.05 * g_plain.norm()
