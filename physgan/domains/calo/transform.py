@@ -52,6 +52,7 @@ __all__ = [
     "summary_coordinates",
     "lateral_moments",
     "summary_count",
+    "cell_log_std",
 ]
 
 #: Default log offset, relative to the incident energy.
@@ -184,6 +185,51 @@ def summary_coordinates(u: torch.Tensor, member: torch.Tensor, mean: torch.Tenso
         return s
     k = LATERAL_SOFT_SCALE
     return torch.cat([s[:, :n_energy], k * torch.asinh(s[:, n_energy:] / k)], dim=1)
+
+
+def cell_log_std(u: np.ndarray, e_inc: np.ndarray, feature_group: np.ndarray, n_bins: int = 5,
+                 min_count: int = 5) -> np.ndarray:
+    """Per-cell spread of ``log(u_i / E_group)`` over showers that hit the cell, within incident-energy bins.
+
+    The shower-to-shower fluctuation of each cell's share of its layer group, with the energy dependence of the
+    mean removed by binning in ``log E_inc`` (``n_bins`` bins at the data's quantiles) and averaging the
+    per-bin standard deviations. The generator's per-cell noise starts from it.
+
+    Parameters
+    ----------
+    u : numpy.ndarray
+        (N, n_features) energies / E_inc.
+    e_inc : numpy.ndarray
+        (N,) incident energies (any unit).
+    feature_group : numpy.ndarray
+        (n_features,) group of each feature.
+    n_bins, min_count : int
+        Energy bins, and the hits a cell needs in a bin to count there.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 (n_features,); NaN for cells hit fewer than ``min_count`` times in every bin.
+    """
+    u = np.asarray(u, dtype=np.float64)
+    n_groups = int(feature_group.max()) + 1
+    e_group = u @ group_member_matrix(feature_group, n_groups).astype(np.float64)
+    hit = u > 0
+    v = np.where(hit, np.log(np.where(hit, u, 1.0) / np.maximum(e_group[:, feature_group], 1e-300)), 0.0)
+    edges = np.quantile(np.log(e_inc), np.linspace(0, 1, n_bins + 1))
+    which = np.clip(np.searchsorted(edges, np.log(e_inc), side="right") - 1, 0, n_bins - 1)
+    stds = []
+    for b in range(n_bins):
+        sel = which == b
+        n = hit[sel].sum(axis=0)
+        s1, s2 = v[sel].sum(axis=0), (v[sel] ** 2).sum(axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            var = s2 / n - (s1 / n) ** 2
+        stds.append(np.where(n >= min_count, np.sqrt(np.maximum(var, 0.0)), np.nan))
+    stds = np.stack(stds)
+    ok = np.isfinite(stds)
+    out = np.where(ok.any(axis=0), np.nansum(np.where(ok, stds, 0.0), axis=0) / np.maximum(ok.sum(axis=0), 1), np.nan)
+    return out.astype(np.float32)
 
 
 def fractions_to_model(u: torch.Tensor, eps: float = DEFAULT_EPS) -> torch.Tensor:
@@ -326,6 +372,8 @@ class CaloTransform(Transform):
                 response_std=float(r.std()),
                 mean_fraction=u.mean(axis=0).astype(np.float32).tolist(),
             )
+            if "feature_group" in stats:
+                stats["cell_log_std"] = cell_log_std(u, e, np.asarray(stats["feature_group"])).tolist()
         self.stats = stats
         return self
 
