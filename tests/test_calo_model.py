@@ -377,3 +377,24 @@ def test_critic_centre_of_a_nearly_empty_layer_is_damped_by_the_data_floor():
     (g_plain,) = torch.autograd.grad(plain, y)
     (g_floor,) = torch.autograd.grad(floored, y)
     assert g_floor.norm() < 0.05 * g_plain.norm()
+
+
+def test_cell_log_std_known_answer_and_the_noise_starts_from_it():
+    from physgan.domains.calo.transform import cell_log_std
+
+    # group 0 = cells 0, 1; group 1 = cell 2; cell 3 (group 1) never hit
+    u = np.array([[1.0, 1.0, 2.0, 0.0], [3.0, 1.0, 2.0, 0.0]] * 10)
+    sd = cell_log_std(u, np.ones(20), np.array([0, 0, 1, 1]), n_bins=1)
+    expect = abs(np.log(0.5) - np.log(0.75)) / 2  # cell 0 holds 1/2 or 3/4 of its group
+    assert sd[0] == pytest.approx(expect, rel=1e-5)
+    assert sd[1] == pytest.approx(abs(np.log(0.5) - np.log(0.25)) / 2, rel=1e-5)
+    assert sd[2] == pytest.approx(0.0, abs=1e-6) and np.isnan(sd[3])
+    # the generator's initial log noise scale per cell is the log of that spread (group order); unseen cells
+    # take their group's largest
+    cell = np.full(CALOGAN.n_features, np.nan)
+    cell[: CALOGAN.layer_slice(0).stop] = np.linspace(0.02, 0.6, CALOGAN.layer_slice(0).stop)
+    g = build_generator(_spec(CALOGAN, cell_noise=True, data_stats={"cell_log_std": cell.tolist()}))
+    b0 = g.noise_scales[0].bias.detach().numpy()  # group 0: the 288 layer-0 cells, then the layer-0 overflow
+    np.testing.assert_allclose(np.exp(b0[:288]), cell[:288], rtol=1e-5)
+    assert np.exp(b0[288]) == pytest.approx(0.6, rel=1e-5)
+    assert np.allclose(np.exp(g.noise_scales[1].bias.detach().numpy()), 0.5)  # no statistics there: cell_noise_init
