@@ -47,6 +47,7 @@ def _critic_feature_names(geom: Any, n_summaries: int, transform_stats: dict[str
         summ += [f"sum:occupancy{k}" for k in range(g)]
     if transform_stats.get("summary_lateral"):
         summ += [f"sum:centre {a}" for a in axes] + [f"sum:width {a}" for a in axes]
+        summ += [f"sum:peak ratio{i}" for i in range(geom.n_layers)]
     return names + summ[:n_summaries]
 
 

@@ -136,15 +136,15 @@ def test_transform_round_trip_exact_zeros_and_json_state():
     xt, ct = torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(c, dtype=torch.float32)
     y = t2.forward(xt, ct)
     n = CALOGAN.n_features
-    # cells; log response, 3 layer shares, 3 occupancies, 6 centres and 6 widths (x, y of 3 layers)
-    assert y.shape == (20, n + 19) and t2.model_shape((n,)) == (n + 19,)
+    # cells; log response, 3 layer shares, 3 occupancies, 6 centres and 6 widths (x, y of 3 layers), 3 peak ratios
+    assert y.shape == (20, n + 22) and t2.model_shape((n,)) == (n + 22,)
     assert y[:, :n].min() >= -1.0 and y[:, :n].max() <= 1.0
     summaries = y[:, n:].double()  # standardised on the fitted data: mean 0, standard deviation 1
     from physgan.domains.calo.transform import LATERAL_SOFT_SCALE as k
 
     summaries[:, 7:] = k * torch.sinh(summaries[:, 7:] / k)  # the lateral ones are asinh-compressed
-    torch.testing.assert_close(summaries.mean(0), torch.zeros(19, dtype=torch.float64), atol=1e-4, rtol=0)
-    torch.testing.assert_close(summaries.std(0, unbiased=False), torch.ones(19, dtype=torch.float64), atol=1e-4, rtol=0)
+    torch.testing.assert_close(summaries.mean(0), torch.zeros(22, dtype=torch.float64), atol=1e-4, rtol=0)
+    torch.testing.assert_close(summaries.std(0, unbiased=False), torch.ones(22, dtype=torch.float64), atol=1e-4, rtol=0)
     u = xt / (ct * 1000.0)
     raw_response = torch.log(u.sum(1) + 1e-6)
     torch.testing.assert_close(y[:, n], (raw_response - state["stats"]["summary_mean"][0]) / state["stats"]["summary_std"][0])
@@ -264,7 +264,7 @@ def test_generator_appends_the_transforms_summary_coordinates(occupancy):
         y = g(torch.randn(16, 8), torch.zeros(16, 1))
         e = torch.full((16, 1), 20.0)
         again = t.forward(t.inverse(y, e), e)
-    k = (7 if occupancy else 4) + 12  # + centre and width in x and y of 3 layers
+    k = (7 if occupancy else 4) + 15  # + centre and width in x and y of 3 layers, 3 peak ratios
     assert y.shape == (16, n + k)
     torch.testing.assert_close(again[:, n:], y[:, n:], atol=1e-3, rtol=0)  # consistent by construction
     y.requires_grad_(True)
@@ -322,6 +322,12 @@ def test_lateral_summary_coordinates_known_answers():
     var_y1 = (0.3 * 1.0 + 0.1 * (180 / 220) ** 2) / 0.4 - y1**2
     expect_w = np.sqrt(np.array([0.0, 0.0, 0.0, var_y1, 0.0, 0.0]) + 1e-6)
     torch.testing.assert_close(width, torch.as_tensor(expect_w), atol=1e-6, rtol=0)
+    # peak ratio of the two hottest cells per layer: one cell -> 1, (0.3 - 0.1) / 0.4, empty -> 0
+    from physgan.domains.calo.transform import layer_bounds
+
+    with_peaks = summary_coordinates(u, member, lateral=torch.as_tensor(moments, dtype=torch.float64), bounds=layer_bounds(CALOGAN))
+    assert with_peaks.shape == (1, 19)
+    torch.testing.assert_close(with_peaks[0, 16:], torch.tensor([1.0, 0.5, 0.0], dtype=torch.float64), atol=1e-9, rtol=0)
 
 
 def test_cell_noise_latent_varies_each_shower_and_keeps_the_sums():

@@ -77,6 +77,7 @@ from physgan.domains.calo.transform import (
     fractions_to_model,
     group_member_matrix,
     lateral_moments,
+    layer_bounds,
     model_to_fractions,
     summary_coordinates,
     summary_count,
@@ -105,7 +106,7 @@ def geometry_for_spec(spec: ModelSpec) -> CaloGeometry:
     n = int(np.prod(spec.sample_shape))
     geom = resolve_geometry(spec.attrs if spec.attrs else None, n)
     g, k = len(layer_groups(geom)), len(lateral_moments(geom)[1])
-    allowed = sorted({0} | {summary_count(g, k, occ, lat) for occ in (False, True) for lat in (False, True)})
+    allowed = sorted({0} | {summary_count(g, k, geom.n_layers, occ, lat) for occ in (False, True) for lat in (False, True)})
     if n - geom.n_features not in allowed:
         raise ConfigError(
             f"calo model: geometry '{geom.name}' has {geom.n_features} features "
@@ -226,6 +227,7 @@ class CaloGenerator(nn.Module):
             self.summary_occupancy = bool(stats.get("summary_occupancy", False))
             moments, _ = lateral_moments(geom)
             self.summary_lateral = bool(stats.get("summary_lateral", False))
+            self.summary_bounds = layer_bounds(geom) if self.summary_lateral else None
             if self.summary_lateral:
                 self.register_buffer("summary_moments", torch.as_tensor(moments), persistent=False)
             else:
@@ -360,7 +362,7 @@ class CaloGenerator(nn.Module):
         if self.n_summaries:
             summaries = summary_coordinates(
                 u, self.summary_member, self.summary_mean, self.summary_std, occupancy=self.summary_occupancy, eps=self.eps,
-                lateral=self.summary_moments,
+                lateral=self.summary_moments, bounds=self.summary_bounds,
             )
             y = torch.cat([y, summaries], dim=1)
         return y

@@ -53,6 +53,7 @@ __all__ = [
     "lateral_moments",
     "summary_count",
     "cell_log_std",
+    "layer_bounds",
 ]
 
 #: Default log offset, relative to the incident energy.
@@ -125,15 +126,21 @@ def lateral_moments(geom: Any) -> tuple[np.ndarray, list[int]]:
     return np.stack(cols, axis=2).astype(np.float32), col_layer
 
 
-def summary_count(n_groups: int, n_lateral: int, occupancy: bool, lateral: bool) -> int:
-    """Number of summary coordinates: ``1 + G`` (+ ``G`` with occupancy) (+ ``2 K`` with the lateral moments)."""
-    return 1 + n_groups * (2 if occupancy else 1) + (2 * n_lateral if lateral else 0)
+def layer_bounds(geom: Any) -> list[tuple[int, int]]:
+    """``(start, stop)`` of every layer's cells in the flat sample."""
+    return [(geom.layer_slice(i).start, geom.layer_slice(i).stop) for i in range(geom.n_layers)]
+
+
+def summary_count(n_groups: int, n_lateral: int, n_layers: int, occupancy: bool, lateral: bool) -> int:
+    """Number of summary coordinates: ``1 + G`` (+ ``G`` with occupancy) (+ ``2 K + L`` with the lateral block)."""
+    return 1 + n_groups * (2 if occupancy else 1) + (2 * n_lateral + n_layers if lateral else 0)
 
 
 def summary_coordinates(u: torch.Tensor, member: torch.Tensor, mean: torch.Tensor | None = None,
                         std: torch.Tensor | None = None, occupancy: bool = False, eps: float = 1e-7,
-                        sharpness: float = 10.0, lateral: torch.Tensor | None = None) -> torch.Tensor:
-    """``[log r, log f_1..f_G (, o_1..o_G) (, c_1..c_K, w_1..w_K)]`` of cell fractions ``u``, standardised
+                        sharpness: float = 10.0, lateral: torch.Tensor | None = None,
+                        bounds: list[tuple[int, int]] | None = None) -> torch.Tensor:
+    """``[log r, log f_1..f_G (, o_1..o_G) (, c_1..c_K, w_1..w_K, p_1..p_L)]`` of cell fractions ``u``, standardised
     when ``mean``/``std`` are given.
 
     Parameters
@@ -157,8 +164,11 @@ def summary_coordinates(u: torch.Tensor, member: torch.Tensor, mean: torch.Tenso
         ``w_k = sqrt(var_k + 1e-6)`` of every layer and axis (coordinates in units of the layer's extent;
         an empty layer has ``c = 0``, ``w = 1e-3``). Standardised, these are compressed beyond a few standard
         deviations, ``s -> k asinh(s / k)`` with ``k = LATERAL_SOFT_SCALE``: a centre of energy varies by
-        0.2 % of the layer's extent in real CaloGAN showers, so one stray generated cell put it 50 standard
-        deviations out, and the critic's gradient penalty exploded (training diverged at step 370-400).
+        0.2 % of the layer's extent in real CaloGAN showers, so one stray generated cell can put it 50 standard
+        deviations out.
+    bounds : list of (int, int), optional
+        With ``lateral``: each layer's cell range (:func:`layer_bounds`); appends the peak ratio
+        ``p_l = (E_1 - E_2) / (E_1 + E_2)`` of the layer's two hottest cells (CaloGAN's E_ratio, per layer).
 
     Returns
     -------
@@ -177,6 +187,12 @@ def summary_coordinates(u: torch.Tensor, member: torch.Tensor, mean: torch.Tenso
         centre = (u @ lateral[1]) / e
         var = (u @ lateral[2]) / e - centre * centre
         parts += [centre, torch.sqrt(var.clamp(min=0) + 1e-6)]
+        peaks = []
+        for a, b in bounds or []:
+            top = u[:, a:b].topk(min(2, b - a), dim=1).values
+            second = top[:, 1] if top.shape[1] > 1 else torch.zeros_like(top[:, 0])
+            peaks.append(((top[:, 0] - second) / (top[:, 0] + second + 1e-12))[:, None])
+        parts += peaks
     raw = torch.cat(parts, dim=1)
     if mean is None:
         return raw
@@ -352,7 +368,8 @@ class CaloTransform(Transform):
                 occupancy = bool(self.options.get("summary_occupancy", False))
                 lateral = bool(self.options.get("summary_lateral", True))
                 moments = torch.as_tensor(lateral_moments(geom)[0], dtype=torch.float64) if lateral else None
-                raw = summary_coordinates(torch.as_tensor(u), member, occupancy=occupancy, eps=self.eps, lateral=moments).numpy()
+                raw = summary_coordinates(torch.as_tensor(u), member, occupancy=occupancy, eps=self.eps, lateral=moments,
+                                          bounds=layer_bounds(geom) if lateral else None).numpy()
                 stats.update(
                     n_features=int(u.shape[1]),
                     feature_group=feature_group.tolist(),
@@ -419,7 +436,7 @@ class CaloTransform(Transform):
 
     def summary_tensors(self, ref: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """``member``, ``mean``, ``std`` of the summary coordinates on ``ref``'s device and dtype, and the
-        :func:`lateral_moments` (``None`` without lateral coordinates)."""
+        :func:`lateral_moments` and :func:`layer_bounds` (``None`` without lateral coordinates)."""
         key = (ref.device, ref.dtype)
         cache = self.__dict__.setdefault("_summary_cache", {})
         if key not in cache:
@@ -427,11 +444,12 @@ class CaloTransform(Transform):
 
             member = group_member_matrix(self.stats["feature_group"], self.summary_groups)
             arrays = [member, self.stats["summary_mean"], self.stats["summary_std"]]
-            lateral = None
+            lateral, bounds = None, None
             if self.summary_lateral:
-                lateral = lateral_moments(resolve_geometry(self.stats["geometry_attrs"], int(self.stats["n_features"])))[0]
+                geom = resolve_geometry(self.stats["geometry_attrs"], int(self.stats["n_features"]))
+                lateral, bounds = lateral_moments(geom)[0], layer_bounds(geom)
             cache[key] = tuple(torch.as_tensor(np.asarray(a), dtype=ref.dtype, device=ref.device) for a in arrays) + (
-                None if lateral is None else torch.as_tensor(lateral, dtype=ref.dtype, device=ref.device),
+                None if lateral is None else torch.as_tensor(lateral, dtype=ref.dtype, device=ref.device), bounds
             )
         return cache[key]
 
@@ -441,8 +459,9 @@ class CaloTransform(Transform):
         u = torch.clamp(x, min=0) / self._e_mev(x, c)
         y = fractions_to_model(u, self.eps)
         if self.has_summaries:
-            member, mean, std, lateral = self.summary_tensors(u)
-            summaries = summary_coordinates(u, member, mean, std, occupancy=self.summary_occupancy, eps=self.eps, lateral=lateral)
+            member, mean, std, lateral, bounds = self.summary_tensors(u)
+            summaries = summary_coordinates(u, member, mean, std, occupancy=self.summary_occupancy, eps=self.eps,
+                                            lateral=lateral, bounds=bounds)
             y = torch.cat([y, summaries], dim=1)
         return y
 
