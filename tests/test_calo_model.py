@@ -404,3 +404,34 @@ def test_cell_log_std_known_answer_and_the_noise_starts_from_it():
     np.testing.assert_allclose(np.exp(b0[:288]), cell[:288], rtol=1e-5)
     assert np.exp(b0[288]) == pytest.approx(0.6, rel=1e-5)
     assert np.allclose(np.exp(g.noise_scales[1].bias.detach().numpy()), 0.5)  # no statistics there: cell_noise_init
+
+
+def test_cylindrical_geometry_with_lateral_summaries_and_cell_noise():
+    """CaloChallenge binning (DS1 photons: cylindrical, layers with and without angular bins): the transform's
+    lateral block counts x, y and r per layer plus one peak ratio per layer, G (with per-cell noise) appends the
+    same coordinates as the transform computes from G's showers, and the critic reads them."""
+    from physgan.domains.calo.transform import lateral_moments
+
+    geom = calochallenge_geometry("ds1-photons")
+    rng = np.random.default_rng(3)
+    x = rng.exponential(50.0, size=(64, geom.n_features)) * (rng.random((64, geom.n_features)) < 0.5)
+    c = rng.uniform(1e3, 1e5, size=(64, 1))
+    t = CaloTransform().fit(x, c, geom.to_attrs())
+    _, col_layer = lateral_moments(geom)
+    n_groups = int(t.stats["summary_groups"])
+    n = geom.n_features
+    assert t.model_shape((n,)) == (n + 1 + n_groups + 2 * len(col_layer) + geom.n_layers,)
+    axes = sum(1 if lay.n_alpha == 1 else 3 for lay in geom.layers)  # r only, or x, y and r
+    assert len(col_layer) == axes
+    spec = ModelSpec(sample_shape=t.model_shape((n,)), n_cond=1, condition_names=["energy"], z_dim=8, width=24, depth=2,
+                     embed_dim=8, options={"data_stats": t.stats, "cell_noise": True}, attrs=geom.to_attrs())
+    torch.manual_seed(0)
+    g, d = build_generator(spec), build_critic(spec)
+    with torch.no_grad():
+        y = g(torch.randn(8, *g.latent_shape()), torch.zeros(8, 1))
+        e = torch.full((8, 1), 5e4)
+        again = t.forward(t.inverse(y, e), e)
+    torch.testing.assert_close(again[:, n:], y[:, n:], atol=2e-3, rtol=0)
+    y.requires_grad_(True)
+    d(y, torch.zeros(8, 1)).sum().backward()
+    assert torch.isfinite(y.grad).all() and float(y.grad[:, n:].abs().sum()) > 0

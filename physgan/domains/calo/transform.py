@@ -12,7 +12,8 @@ standardised coordinates computed from the same cells, ``(log r - m_0) / s_0`` f
 cells, plus its extra when there is one per layer; see :func:`~physgan.domains.calo.model.layer_groups`)
 (and, with option ``summary_occupancy``, the soft occupancy of each group; see
 :func:`summary_coordinates`), then (option ``summary_lateral``, default on) the centre of energy and the
-width of every layer along each axis (x, y; r for cylindrical layers), with ``m``, ``s`` the training data's
+width of every layer along each axis (x, y; r for cylindrical layers) and each layer's peak ratio (the two
+hottest cells, CaloGAN's E_ratio), with ``m``, ``s`` the training data's
 mean and standard deviation. They are redundant (the inverse drops
 them) but they give the critic's Lipschitz budget a unit-scale direction per high-level quantity: in the
 log-cell coordinates alone a 1 % shift of the response (GFlash's spread is 0.3 %) moves a shower by
