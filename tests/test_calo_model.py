@@ -10,7 +10,7 @@ import torch
 
 from physgan.domains.base import ModelSpec, get_domain
 from physgan.domains.calo.geometry import calochallenge_geometry, calogan_geometry
-from physgan.domains.calo.model import build_critic, build_generator, layer_groups
+from physgan.domains.calo.model import build_critic, build_generator, feature_groups, layer_groups
 from physgan.domains.calo.transform import CaloTransform, fractions_to_model
 
 CALOGAN = calogan_geometry()
@@ -136,11 +136,15 @@ def test_transform_round_trip_exact_zeros_and_json_state():
     xt, ct = torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(c, dtype=torch.float32)
     y = t2.forward(xt, ct)
     n = CALOGAN.n_features
-    assert y.shape == (20, n + 7) and t2.model_shape((n,)) == (n + 7,)  # cells; log response, 3 layer shares, 3 occupancies
+    # cells; log response, 3 layer shares, 3 occupancies, 6 centres and 6 widths (x, y of 3 layers), 3 peak ratios
+    assert y.shape == (20, n + 22) and t2.model_shape((n,)) == (n + 22,)
     assert y[:, :n].min() >= -1.0 and y[:, :n].max() <= 1.0
     summaries = y[:, n:].double()  # standardised on the fitted data: mean 0, standard deviation 1
-    torch.testing.assert_close(summaries.mean(0), torch.zeros(7, dtype=torch.float64), atol=1e-4, rtol=0)
-    torch.testing.assert_close(summaries.std(0, unbiased=False), torch.ones(7, dtype=torch.float64), atol=1e-4, rtol=0)
+    from physgan.domains.calo.transform import LATERAL_SOFT_SCALE as k
+
+    summaries[:, 7:] = k * torch.sinh(summaries[:, 7:] / k)  # the lateral ones are asinh-compressed
+    torch.testing.assert_close(summaries.mean(0), torch.zeros(22, dtype=torch.float64), atol=1e-4, rtol=0)
+    torch.testing.assert_close(summaries.std(0, unbiased=False), torch.ones(22, dtype=torch.float64), atol=1e-4, rtol=0)
     u = xt / (ct * 1000.0)
     raw_response = torch.log(u.sum(1) + 1e-6)
     torch.testing.assert_close(y[:, n], (raw_response - state["stats"]["summary_mean"][0]) / state["stats"]["summary_std"][0])
@@ -260,7 +264,7 @@ def test_generator_appends_the_transforms_summary_coordinates(occupancy):
         y = g(torch.randn(16, 8), torch.zeros(16, 1))
         e = torch.full((16, 1), 20.0)
         again = t.forward(t.inverse(y, e), e)
-    k = 7 if occupancy else 4
+    k = (7 if occupancy else 4) + 15  # + centre and width in x and y of 3 layers, 3 peak ratios
     assert y.shape == (16, n + k)
     torch.testing.assert_close(again[:, n:], y[:, n:], atol=1e-3, rtol=0)  # consistent by construction
     y.requires_grad_(True)
@@ -288,10 +292,146 @@ def test_summary_coordinates_known_answers():
     rng = np.random.default_rng(2)
     x = rng.exponential(50.0, size=(32, CALOGAN.n_features)) * (rng.random((32, CALOGAN.n_features)) < 0.4)
     c = rng.uniform(1, 100, size=(32, 1))
-    t = CaloTransform(summary_occupancy=False).fit(x, c, CALOGAN.to_attrs())
-    old = {k: v for k, v in t.state_dict()["stats"].items() if k not in ("summary_groups", "summary_occupancy")}
+    t = CaloTransform(summary_occupancy=False, summary_lateral=False).fit(x, c, CALOGAN.to_attrs())
+    drop = ("summary_groups", "summary_occupancy", "summary_lateral", "geometry_attrs")
+    old = {k: v for k, v in t.state_dict()["stats"].items() if k not in drop}
     t_old = CaloTransform().load_state_dict({"options": {}, "stats": old})
     n = CALOGAN.n_features
     assert t_old.model_shape((n,)) == (n + 4,)
     xt, ct = torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(c, dtype=torch.float32)
     torch.testing.assert_close(t_old.forward(xt, ct), t.forward(xt, ct))
+
+
+def test_lateral_summary_coordinates_known_answers():
+    """Centre of energy and width per layer and axis, in units of the layer's extent, for a hand-built shower."""
+    from physgan.domains.calo.transform import group_member_matrix, lateral_moments, summary_coordinates
+
+    moments, col_layer = lateral_moments(CALOGAN)
+    assert col_layer == [0, 0, 1, 1, 2, 2] and moments.shape == (3, CALOGAN.n_features, 6)
+    u = torch.zeros(1, CALOGAN.n_features, dtype=torch.float64)
+    l1 = CALOGAN.layer_slice(1).start
+    u[0, l1 + 0] = 0.3  # layer 1, row 0, column 0: x = y = -220 mm (the layer's extent: 1)
+    u[0, l1 + 1] = 0.1  # row 0, column 1: x = -220 mm, y = -180 mm
+    u[0, CALOGAN.layer_slice(0).start + 96 + 48] = 0.2  # layer 0, middle row: x = 0, y = 2.5 mm of 237.5
+    member = torch.as_tensor(group_member_matrix(feature_groups(CALOGAN), 3), dtype=torch.float64)
+    raw = summary_coordinates(u, member, lateral=torch.as_tensor(moments, dtype=torch.float64))
+    centre, width = raw[0, 4:10], raw[0, 10:16]
+    y1 = (0.3 * -1.0 + 0.1 * -180 / 220) / 0.4
+    expect_c = [0.0, 2.5 / 237.5, -1.0, y1, 0.0, 0.0]  # layer 2 is empty: centre 0
+    torch.testing.assert_close(centre, torch.tensor(expect_c, dtype=torch.float64), atol=1e-6, rtol=0)
+    var_y1 = (0.3 * 1.0 + 0.1 * (180 / 220) ** 2) / 0.4 - y1**2
+    expect_w = np.sqrt(np.array([0.0, 0.0, 0.0, var_y1, 0.0, 0.0]) + 1e-6)
+    torch.testing.assert_close(width, torch.as_tensor(expect_w), atol=1e-6, rtol=0)
+    # peak ratio of the two hottest cells per layer: one cell -> 1, (0.3 - 0.1) / 0.4, empty -> 0
+    from physgan.domains.calo.transform import layer_bounds
+
+    with_peaks = summary_coordinates(u, member, lateral=torch.as_tensor(moments, dtype=torch.float64), bounds=layer_bounds(CALOGAN))
+    assert with_peaks.shape == (1, 19)
+    torch.testing.assert_close(with_peaks[0, 16:], torch.tensor([1.0, 0.5, 0.0], dtype=torch.float64), atol=1e-9, rtol=0)
+
+
+def test_cell_noise_latent_varies_each_shower_and_keeps_the_sums():
+    """With cell_noise the latent carries one value per feature; the same shower latent with other cell noise
+    gives another pattern (and centre of energy) with the same layer energies."""
+    g = build_generator(_spec(CALOGAN, cell_noise=True))
+    assert g.latent_shape() == (8 + CALOGAN.n_features,)
+    torch.manual_seed(0)
+    z = torch.randn(4, 8 + CALOGAN.n_features)
+    z2 = z.clone()
+    z2[:, 8:] = torch.randn(4, CALOGAN.n_features)
+    c = torch.zeros(4, 1)
+    with torch.no_grad():
+        a, b = g.physics(z, c), g.physics(z2, c)
+    torch.testing.assert_close(a["group_energy"], b["group_energy"])
+    for gi, idx in enumerate(layer_groups(CALOGAN)):
+        torch.testing.assert_close(a["u"][:, idx].sum(1), a["group_energy"][:, gi], rtol=1e-5, atol=1e-7)
+    assert (a["u"] - b["u"]).abs().max() > 1e-4
+    y_coord = torch.tensor(np.array(CALOGAN.layers[1].y_mm), dtype=torch.float32)
+    sl = CALOGAN.layer_slice(1)
+    ca = (a["u"][:, sl] @ y_coord) / a["u"][:, sl].sum(1)
+    cb = (b["u"][:, sl] @ y_coord) / b["u"][:, sl].sum(1)
+    assert (ca - cb).abs().max() > 0.1  # mm: the noise moves the centre of energy
+    # gradients reach the noise scales; a shower latent without the noise part is refused by the shapes
+    g(z, c).sum().backward()
+    assert all(h.weight.grad is not None and h.weight.grad.abs().sum() > 0 for h in g.noise_scales)
+    from physgan.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="latent"):
+        g(torch.randn(4, 8), c)
+
+
+def test_critic_centre_of_a_nearly_empty_layer_is_damped_by_the_data_floor():
+    """A layer holding 1e-6 of E_inc in one edge cell: without data statistics its centre is the cell's (1, the
+    edge); with them the layer energy is floored at 5 % of the data's mean, so the centre (and its gradient) shrink."""
+    from physgan.domains.calo.model import MOMENT_FLOOR
+
+    mean_u = np.zeros(CALOGAN.n_features)
+    for i, share in enumerate([0.3, 0.6, 0.004]):
+        sl = CALOGAN.layer_slice(i)
+        mean_u[sl] = share / (sl.stop - sl.start)
+    u = torch.zeros(1, CALOGAN.n_features)
+    u[0, CALOGAN.layer_slice(0).start + 100] = 0.3
+    u[0, CALOGAN.layer_slice(1).start + 70] = 0.6
+    u[0, CALOGAN.layer_slice(2).stop - 1] = 1e-6  # layer 2, last cell: x = +220 mm, y = +200 mm (both at the edge: 1)
+    y = fractions_to_model(u).requires_grad_(True)
+    n = CALOGAN.n_layers
+    col_x2 = 2 + 2 * n + 4  # centre x of layer 2
+    plain = build_critic(_spec(CALOGAN)).physics_features(y)[0, col_x2]
+    floored = build_critic(_spec(CALOGAN, data_stats={"mean_fraction": mean_u.tolist()})).physics_features(y)[0, col_x2]
+    assert plain.item() == pytest.approx(1e-6 / (1e-6 + 1e-7), rel=1e-3)
+    assert floored.item() == pytest.approx(1e-6 / (1e-6 + MOMENT_FLOOR * 0.004), rel=1e-2)
+    (g_plain,) = torch.autograd.grad(plain, y)
+    (g_floor,) = torch.autograd.grad(floored, y)
+    assert g_floor.norm() < 0.05 * g_plain.norm()
+
+
+def test_cell_log_std_known_answer_and_the_noise_starts_from_it():
+    from physgan.domains.calo.transform import cell_log_std
+
+    # group 0 = cells 0, 1; group 1 = cell 2; cell 3 (group 1) never hit
+    u = np.array([[1.0, 1.0, 2.0, 0.0], [3.0, 1.0, 2.0, 0.0]] * 10)
+    sd = cell_log_std(u, np.ones(20), np.array([0, 0, 1, 1]), n_bins=1)
+    expect = abs(np.log(0.5) - np.log(0.75)) / 2  # cell 0 holds 1/2 or 3/4 of its group
+    assert sd[0] == pytest.approx(expect, rel=1e-5)
+    assert sd[1] == pytest.approx(abs(np.log(0.5) - np.log(0.25)) / 2, rel=1e-5)
+    assert sd[2] == pytest.approx(0.0, abs=1e-6) and np.isnan(sd[3])
+    # the generator's initial log noise scale per cell is the log of that spread (group order); unseen cells
+    # take their group's largest
+    cell = np.full(CALOGAN.n_features, np.nan)
+    cell[: CALOGAN.layer_slice(0).stop] = np.linspace(0.02, 0.6, CALOGAN.layer_slice(0).stop)
+    g = build_generator(_spec(CALOGAN, cell_noise=True, data_stats={"cell_log_std": cell.tolist()}))
+    b0 = g.noise_scales[0].bias.detach().numpy()  # group 0: the 288 layer-0 cells, then the layer-0 overflow
+    np.testing.assert_allclose(np.exp(b0[:288]), cell[:288], rtol=1e-5)
+    assert np.exp(b0[288]) == pytest.approx(0.6, rel=1e-5)
+    assert np.allclose(np.exp(g.noise_scales[1].bias.detach().numpy()), 0.5)  # no statistics there: cell_noise_init
+
+
+def test_cylindrical_geometry_with_lateral_summaries_and_cell_noise():
+    """CaloChallenge binning (DS1 photons: cylindrical, layers with and without angular bins): the transform's
+    lateral block counts x, y and r per layer plus one peak ratio per layer, G (with per-cell noise) appends the
+    same coordinates as the transform computes from G's showers, and the critic reads them."""
+    from physgan.domains.calo.transform import lateral_moments
+
+    geom = calochallenge_geometry("ds1-photons")
+    rng = np.random.default_rng(3)
+    x = rng.exponential(50.0, size=(64, geom.n_features)) * (rng.random((64, geom.n_features)) < 0.5)
+    c = rng.uniform(1e3, 1e5, size=(64, 1))
+    t = CaloTransform().fit(x, c, geom.to_attrs())
+    _, col_layer = lateral_moments(geom)
+    n_groups = int(t.stats["summary_groups"])
+    n = geom.n_features
+    assert t.model_shape((n,)) == (n + 1 + n_groups + 2 * len(col_layer) + geom.n_layers,)
+    axes = sum(1 if lay.n_alpha == 1 else 3 for lay in geom.layers)  # r only, or x, y and r
+    assert len(col_layer) == axes
+    spec = ModelSpec(sample_shape=t.model_shape((n,)), n_cond=1, condition_names=["energy"], z_dim=8, width=24, depth=2,
+                     embed_dim=8, options={"data_stats": t.stats, "cell_noise": True}, attrs=geom.to_attrs())
+    torch.manual_seed(0)
+    g, d = build_generator(spec), build_critic(spec)
+    with torch.no_grad():
+        y = g(torch.randn(8, *g.latent_shape()), torch.zeros(8, 1))
+        e = torch.full((8, 1), 5e4)
+        again = t.forward(t.inverse(y, e), e)
+    torch.testing.assert_close(again[:, n:], y[:, n:], atol=2e-3, rtol=0)
+    y.requires_grad_(True)
+    d(y, torch.zeros(8, 1)).sum().backward()
+    assert torch.isfinite(y.grad).all() and float(y.grad[:, n:].abs().sum()) > 0

@@ -25,6 +25,22 @@ everything is differentiable almost everywhere (gradients reach ``a`` and ``h`` 
 cells; no straight-through estimator is needed). It is the sparsemax idea with a learned cut. A fixed
 cut at the readout threshold would need the incident energy in MeV inside G, which G does not see.
 
+Per-cell noise (option ``cell_noise``, on in every preset; off for runs made before it): the latent is the
+shower latent ``z`` (``z_dim``) followed by one N(0, 1) value ``n_i`` per feature, and the pattern logits become
+``a_i + sigma_i(h) n_i`` with a learned, condition-dependent ``log sigma`` per cell (initial ``sigma``: the
+training data's spread of ``log(cell / layer energy)`` per cell within incident-energy bins
+(:func:`~physgan.domains.calo.transform.cell_log_std`; cells too rarely hit take their layer's largest; without
+data statistics ``cell_noise_init``, default 0.5). A constant start of 0.5 made the core cells, whose real
+spread is 0.03 on the quickstart data, fluctuate 15x too much (E_ratio separation 0.93 at step 1000), and Adam
+at lr 1e-4 moves a log-scale by at most about 0.3 in 3000 steps. Why noise at all: a real shower is a sum of
+discrete energy spots, so every cell fluctuates on its own (Poisson-like: little in the core, a lot in the
+tails), which moves the centre of energy, sets which of the two central layer-0 strips is hotter (E_ratio) and
+now and then fills a tail cell. Without it every fluctuation has to come through the MLP from ``z``: measured on
+the quickstart's trained generator (``python -m bench.calo_diagnose``), ``d u / d z`` has numerical rank 21 of
+507 cells, 49 % of the layer-0 cells that real showers fill were zero in all 2000 generated showers, and
+E_ratio's spread was 2.4x too wide while two of three layer centres were 3-9x too narrow. The noise keeps the
+energy bookkeeping exact (it only reshapes each group's softmax).
+
 Critic ``D(y, c)``: an MLP on the model-space cells, beside an MLP on differentiable physics features
 computed in torch from ``y`` (log layer energies and total response, per-layer centres of energy and
 widths in x, y (and r for cylindrical layers), soft per-layer occupancy, shower depth), joined and
@@ -60,8 +76,11 @@ from physgan.domains.calo.transform import (
     DEFAULT_EPS,
     fractions_to_model,
     group_member_matrix,
+    lateral_moments,
+    layer_bounds,
     model_to_fractions,
     summary_coordinates,
+    summary_count,
 )
 from physgan.errors import ConfigError
 from physgan.nn.conditioning import ConditionEmbedding, FiLM, ProjectionHead
@@ -71,21 +90,27 @@ __all__ = ["CaloGenerator", "CaloCritic", "build_generator", "build_critic", "la
 
 #: Largest relative cut ``s`` of the sparse pattern (< 1 keeps the hottest cell and the sums finite).
 S_MAX = 0.99
+#: Critic: the layer energy under a centre of energy / width is floored at this share of the data's mean layer
+#: energy. With a floor of 1e-7 E_inc the gradient-penalty interpolates with a nearly empty last layer
+#: (E_2 ~ 1e-6 E_inc) had input gradients up to 21 (through the widths), and with per-cell noise the penalty
+#: spiked to 24-40 and training diverged at step ~400 (measured, quickstart data).
+MOMENT_FLOOR = 0.05
 
 
 def geometry_for_spec(spec: ModelSpec) -> CaloGeometry:
     """The geometry of a model spec: from ``spec.attrs`` or, failing that, from the sample length.
 
-    The model-space length is the geometry's ``n_features``, plus ``1 + n_groups`` (or ``1 + 2 n_groups`` with
-    occupancy) summary coordinates when the transform was fitted with them (see :func:`n_summaries`).
+    The model-space length is the geometry's ``n_features``, plus the summary coordinates when the transform
+    was fitted with them (:func:`~physgan.domains.calo.transform.summary_count`; see :func:`n_summaries`).
     """
     n = int(np.prod(spec.sample_shape))
     geom = resolve_geometry(spec.attrs if spec.attrs else None, n)
-    g = len(layer_groups(geom))
-    if n not in (geom.n_features, geom.n_features + 1 + g, geom.n_features + 1 + 2 * g):
+    g, k = len(layer_groups(geom)), len(lateral_moments(geom)[1])
+    allowed = sorted({0} | {summary_count(g, k, geom.n_layers, occ, lat) for occ in (False, True) for lat in (False, True)})
+    if n - geom.n_features not in allowed:
         raise ConfigError(
             f"calo model: geometry '{geom.name}' has {geom.n_features} features "
-            f"(+{1 + g} or {1 + 2 * g} summary coordinates) but samples have {n}"
+            f"(+{' or '.join(str(a) for a in allowed[1:])} summary coordinates) but samples have {n}"
         )
     return geom
 
@@ -199,7 +224,14 @@ class CaloGenerator(nn.Module):
             self.register_buffer("summary_member", torch.as_tensor(group_member_matrix(feature_group, self.n_groups)), persistent=False)
             self.register_buffer("summary_mean", torch.as_tensor(stats["summary_mean"], dtype=f32), persistent=False)
             self.register_buffer("summary_std", torch.as_tensor(stats["summary_std"], dtype=f32), persistent=False)
-            self.summary_occupancy = self.n_summaries == 1 + 2 * self.n_groups
+            self.summary_occupancy = bool(stats.get("summary_occupancy", False))
+            moments, _ = lateral_moments(geom)
+            self.summary_lateral = bool(stats.get("summary_lateral", False))
+            self.summary_bounds = layer_bounds(geom) if self.summary_lateral else None
+            if self.summary_lateral:
+                self.register_buffer("summary_moments", torch.as_tensor(moments), persistent=False)
+            else:
+                self.summary_moments = None
         # groups of cells get a threshold; a pure-extras group (not per layer) does not
         self.group_sparse = [bool(self.sparsify and (g < geom.n_cells).any()) for g in groups]
         order = np.concatenate(groups)
@@ -245,6 +277,26 @@ class CaloGenerator(nn.Module):
                     bias[is_cell] = -r_flat[idx[is_cell]] / scale_mm
                     bias[~is_cell] = (bias[is_cell].min() if is_cell.any() else 0.0) - 2.0
                 head.bias.copy_(torch.as_tensor(bias, dtype=torch.float32))
+        # per-cell noise: the latent carries one N(0, 1) value per feature (group order) beside the shower latent,
+        # added to the pattern logits with a learned, condition-dependent scale (see the module docstring)
+        self.cell_noise = bool(_opt(spec, "cell_noise", False))
+        if self.cell_noise:
+            sigma0 = float(_opt(spec, "cell_noise_init", 0.5))
+            if not sigma0 > 0:
+                raise ConfigError(f"calo model: cell_noise_init must be > 0, got {sigma0}")
+            self.noise_scales = nn.ModuleList(nn.Linear(width, n) for n in self.group_sizes)
+            cell_std = np.asarray(data.get("cell_log_std", []), dtype=np.float64)
+            if cell_std.shape != (geom.n_features,):
+                cell_std = np.full(geom.n_features, np.nan)
+            with torch.no_grad():
+                for head, idx in zip(self.noise_scales, groups):
+                    nn.init.normal_(head.weight, std=0.01)
+                    # the data's per-cell spread of log(cell / group energy); cells too rarely hit: the group's largest
+                    sd = cell_std[idx]
+                    fill = float(np.nanmax(sd)) if np.isfinite(sd).any() else sigma0
+                    sd = np.where(np.isfinite(sd), sd, fill)
+                    head.bias.copy_(torch.as_tensor(np.log(np.maximum(sd, 1e-3)), dtype=torch.float32))
+        self.noise_offsets = np.concatenate([[0], np.cumsum(self.group_sizes)]).tolist()
         s0 = float(_opt(spec, "threshold_init", 1e-3))
         if not 0 < s0 < S_MAX:
             raise ConfigError(f"calo model: threshold_init must lie in (0, {S_MAX}), got {s0}")
@@ -253,10 +305,11 @@ class CaloGenerator(nn.Module):
         nn.init.constant_(self.thresholds.bias, math.log(s0 / (S_MAX - s0)))
 
     def latent_shape(self, scale: int = 1) -> tuple[int, ...]:
-        """Shape of one latent vector: ``(z_dim,)`` (an MLP cannot grow its output, so ``scale`` must be 1)."""
+        """Shape of one latent vector: ``(z_dim,)``, or ``(z_dim + n_features,)`` with per-cell noise (the
+        geometry is fixed, so ``scale`` must be 1)."""
         if int(scale) != 1:
             raise ConfigError("the calorimeter generator has a fixed geometry: latent scale must be 1")
-        return (self.z_dim,)
+        return (self.z_dim + (self.n_features if self.cell_noise else 0),)
 
     def physics(self, z: torch.Tensor, c: torch.Tensor) -> dict[str, torch.Tensor]:
         """The structured shower before the model-space map.
@@ -264,7 +317,7 @@ class CaloGenerator(nn.Module):
         Parameters
         ----------
         z : torch.Tensor
-            (B, z_dim) latents.
+            (B, *latent_shape()) latents: the shower latent, then (with ``cell_noise``) one value per feature.
         c : torch.Tensor
             (B, n_cond) normalised conditions.
 
@@ -274,7 +327,11 @@ class CaloGenerator(nn.Module):
             ``u`` (B, n_features) cell energies / E_inc in flat order; ``response`` (B,);
             ``fractions`` (B, n_groups); ``group_energy`` (B, n_groups) = response * fractions.
         """
+        if z.ndim != 2 or z.shape[1] != self.latent_shape()[0]:
+            raise ConfigError(f"calo generator: latent of shape {tuple(z.shape)}, expected (B, {self.latent_shape()[0]})")
         e = self.embed(c)
+        noise = z[:, self.z_dim :] if self.cell_noise else None
+        z = z[:, : self.z_dim]
         h = self.act(self.films[0](self.inp(torch.cat([z, e], dim=1)), e))
         for block, film in zip(self.blocks, self.films[1:]):
             h = self.act(film(block(h), e)) + h
@@ -284,7 +341,12 @@ class CaloGenerator(nn.Module):
         s = S_MAX * torch.sigmoid(self.thresholds(h))  # < 1: the hottest cell always survives
         parts = []
         for k, (hid, head) in enumerate(zip(self.layer_hidden, self.patterns)):
-            p = torch.softmax(head(hid(h)), dim=1)
+            hk = hid(h)
+            logits = head(hk)
+            if noise is not None:
+                n_k = noise[:, self.noise_offsets[k] : self.noise_offsets[k + 1]]
+                logits = logits + torch.exp(self.noise_scales[k](hk)) * n_k
+            p = torch.softmax(logits, dim=1)
             if self.group_sparse[k]:
                 tau = s[:, k : k + 1] * p.max(dim=1, keepdim=True).values
                 g = torch.relu(p - tau)
@@ -299,7 +361,8 @@ class CaloGenerator(nn.Module):
         y = fractions_to_model(u, self.eps)
         if self.n_summaries:
             summaries = summary_coordinates(
-                u, self.summary_member, self.summary_mean, self.summary_std, occupancy=self.summary_occupancy, eps=self.eps
+                u, self.summary_member, self.summary_mean, self.summary_std, occupancy=self.summary_occupancy, eps=self.eps,
+                lateral=self.summary_moments, bounds=self.summary_bounds,
             )
             y = torch.cat([y, summaries], dim=1)
         return y
@@ -325,31 +388,22 @@ class CaloCritic(nn.Module):
             raise ConfigError(f"calo critic: critic_norm must be 'none' or 'layer', got '{norm}'")
         width, depth = int(spec.width), max(1, int(spec.depth))
         self.n_layers = geom.n_layers
-        n_f = geom.n_features
-        member = np.zeros((n_f, geom.n_layers), dtype=np.float64)  # cell -> layer indicator
-        cols_1, cols_2, col_layer = [], [], []
-        for i, lay in enumerate(geom.layers):
-            sl = geom.layer_slice(i)
-            member[sl, i] = 1.0
-            axes = []
-            if geom.kind == "cartesian" or lay.n_alpha > 1:
-                axes += [lay.x_mm, lay.y_mm]
-            if geom.kind == "cylindrical":
-                axes += [lay.r_mm]
-            for coord in axes:
-                coord = np.asarray(coord, dtype=np.float64)
-                coord = coord / (float(np.abs(coord).max()) or 1.0)
-                c1 = np.zeros(n_f)
-                c1[sl] = coord
-                cols_1.append(c1)
-                cols_2.append(c1 * c1)
-                col_layer.append(i)
+        member = np.zeros((geom.n_features, geom.n_layers), dtype=np.float64)  # cell -> layer indicator
+        for i in range(geom.n_layers):
+            member[geom.layer_slice(i), i] = 1.0
+        moments, col_layer = lateral_moments(geom)
         f32 = torch.float32
         self.register_buffer("member", torch.as_tensor(member, dtype=f32), persistent=False)
         self.register_buffer("n_per_layer", torch.as_tensor(member.sum(axis=0), dtype=f32), persistent=False)
-        self.register_buffer("moment_1", torch.as_tensor(np.stack(cols_1, axis=1), dtype=f32), persistent=False)
-        self.register_buffer("moment_2", torch.as_tensor(np.stack(cols_2, axis=1), dtype=f32), persistent=False)
+        self.register_buffer("moment_1", torch.as_tensor(moments[1]), persistent=False)
+        self.register_buffer("moment_2", torch.as_tensor(moments[2]), persistent=False)
         self.register_buffer("col_layer", torch.as_tensor(col_layer, dtype=torch.long), persistent=False)
+        # floor of the layer energy under the centre / width: a share of the data's mean layer energy
+        mean_u = np.asarray((_opt(spec, "data_stats", None) or {}).get("mean_fraction", []), dtype=np.float64)
+        floor = np.full(geom.n_layers, 1e-7)
+        if mean_u.shape == (geom.n_features,) and np.isfinite(mean_u).all():
+            floor = np.maximum(MOMENT_FLOOR * (mean_u @ member), 1e-7)
+        self.register_buffer("moment_floor", torch.as_tensor(floor[col_layer], dtype=f32), persistent=False)
         self.n_cells_model = geom.n_features
         self.n_summaries = n_summaries(spec, geom)
         n_phys = 2 + 2 * self.n_layers + 2 * len(col_layer) + self.n_summaries
@@ -375,7 +429,9 @@ class CaloCritic(nn.Module):
 
         Columns: 10 log(sum u) (response), shower depth, then per layer ``log(E_l/E_inc + 1e-6) / 4`` and soft
         occupancy ``mean(tanh(k (y + 1)))``, then per layer and axis the centre of energy and
-        ``sqrt(var + 1e-6)`` in units of the layer's largest cell-centre coordinate.
+        ``sqrt(var + 1e-6)`` in units of the layer's largest cell-centre coordinate; the moments divide by the
+        layer energy plus ``MOMENT_FLOOR`` times the training data's mean layer energy (1e-7 without data
+        statistics), so a nearly empty layer's centre tends to 0 instead of amplifying its cells by ``1 / E_l``.
         """
         u = model_to_fractions(y, self.eps, snap=False).clamp(min=0)
         e_layers = u @ self.member  # (B, L) energy per layer / E_inc
@@ -383,7 +439,7 @@ class CaloCritic(nn.Module):
         pos = torch.arange(self.n_layers, dtype=y.dtype, device=y.device)
         depth = (e_layers @ pos)[:, None] / (total + 1e-7) / max(1, self.n_layers - 1)
         occupancy = torch.tanh(self.kappa * (y + 1.0)) @ self.member / self.n_per_layer
-        el = e_layers[:, self.col_layer] + 1e-7
+        el = e_layers[:, self.col_layer] + self.moment_floor
         mean = (u @ self.moment_1) / el
         var = (u @ self.moment_2) / el - mean * mean
         width = torch.sqrt(var.clamp(min=0) + 1e-6)

@@ -11,11 +11,20 @@ standardised coordinates computed from the same cells, ``(log r - m_0) / s_0`` f
 ``r = sum(u)`` and ``(log f_g - m_g) / s_g`` for the energy share ``f_g`` of each layer group (a layer's
 cells, plus its extra when there is one per layer; see :func:`~physgan.domains.calo.model.layer_groups`)
 (and, with option ``summary_occupancy``, the soft occupancy of each group; see
-:func:`summary_coordinates`), with ``m``, ``s`` the training data's mean and standard deviation. They are redundant (the inverse drops
+:func:`summary_coordinates`), then (option ``summary_lateral``, default on) the centre of energy and the
+width of every layer along each axis (x, y; r for cylindrical layers) and each layer's peak ratio (the two
+hottest cells, CaloGAN's E_ratio), with ``m``, ``s`` the training data's
+mean and standard deviation. They are redundant (the inverse drops
 them) but they give the critic's Lipschitz budget a unit-scale direction per high-level quantity: in the
 log-cell coordinates alone a 1 % shift of the response (GFlash's spread is 0.3 %) moves a shower by
 about 0.01, far below the pattern differences the critic sees first, so the gradient penalty left the
 response all but invisible and a generator's explicit response drifted by several standard deviations.
+
+The lateral coordinates exist for the same reason: the critic's own centre-of-energy features (in units of
+the layer's extent, as the engine gives them) vary by 0.002 over real CaloGAN showers (widths 0.006-0.012)
+against 0.03-0.4 for the energy features, and the quickstart's trained critic changed its score by 0.001 per
+standard deviation of a centre, the least of all its inputs (``python -m bench.calo_diagnose``), so the
+generated centres of energy and widths drifted unpenalised (separation 0.17-0.95).
 
 Inverse: ``u = exp((y - 1) L / 2) - eps``; values ``u < eps / 2`` (including every ``y <= -1``) become
 exactly 0, so exact zeros survive the round trip and fluctuations of the zero level cannot create
@@ -42,6 +51,10 @@ __all__ = [
     "energy_to_mev_factor",
     "group_member_matrix",
     "summary_coordinates",
+    "lateral_moments",
+    "summary_count",
+    "cell_log_std",
+    "layer_bounds",
 ]
 
 #: Default log offset, relative to the incident energy.
@@ -62,6 +75,8 @@ def energy_to_mev_factor(units: str) -> float:
 SUMMARY_EPS = 1e-6
 #: Floor of the summary coordinates' standard deviations (a constant quantity stays finite).
 SUMMARY_MIN_STD = 1e-4
+#: Standardised lateral coordinates are compressed beyond about this many standard deviations (asinh).
+LATERAL_SOFT_SCALE = 3.0
 
 
 def group_member_matrix(feature_group: list[int] | np.ndarray, n_groups: int) -> np.ndarray:
@@ -72,10 +87,62 @@ def group_member_matrix(feature_group: list[int] | np.ndarray, n_groups: int) ->
     return m
 
 
+def lateral_moments(geom: Any) -> tuple[np.ndarray, list[int]]:
+    """Matrices of the per-layer lateral moments: ``(3, n_features, K)`` float32 and the layer of each column.
+
+    One column per layer and axis: ``x``, ``y`` for Cartesian layers and cylindrical layers with more than
+    one angular bin, and ``r`` for cylindrical layers (the axes of
+    :func:`~physgan.domains.calo.features.shower_features`). Slice 0 is the layer's cell indicator, slice 1
+    the cell-centre coordinate in units of the layer's largest ``|coordinate|``, slice 2 its square, so
+    ``u @ m[0]``, ``u @ m[1]``, ``u @ m[2]`` are the energy, first and second moment of each column.
+
+    Parameters
+    ----------
+    geom : CaloGeometry
+
+    Returns
+    -------
+    moments : numpy.ndarray
+        (3, n_features, K) float32; extras (overflow) are in no column.
+    col_layer : list of int
+        The layer of each of the K columns.
+    """
+    n_f = geom.n_features
+    cols: list[np.ndarray] = []
+    col_layer: list[int] = []
+    for i, lay in enumerate(geom.layers):
+        sl = geom.layer_slice(i)
+        axes = []
+        if geom.kind == "cartesian" or lay.n_alpha > 1:
+            axes += [lay.x_mm, lay.y_mm]
+        if geom.kind == "cylindrical":
+            axes += [lay.r_mm]
+        for coord in axes:
+            coord = np.asarray(coord, dtype=np.float64)
+            coord = coord / (float(np.abs(coord).max()) or 1.0)
+            m = np.zeros((3, n_f))
+            m[0, sl], m[1, sl], m[2, sl] = 1.0, coord, coord * coord
+            cols.append(m)
+            col_layer.append(i)
+    return np.stack(cols, axis=2).astype(np.float32), col_layer
+
+
+def layer_bounds(geom: Any) -> list[tuple[int, int]]:
+    """``(start, stop)`` of every layer's cells in the flat sample."""
+    return [(geom.layer_slice(i).start, geom.layer_slice(i).stop) for i in range(geom.n_layers)]
+
+
+def summary_count(n_groups: int, n_lateral: int, n_layers: int, occupancy: bool, lateral: bool) -> int:
+    """Number of summary coordinates: ``1 + G`` (+ ``G`` with occupancy) (+ ``2 K + L`` with the lateral block)."""
+    return 1 + n_groups * (2 if occupancy else 1) + (2 * n_lateral + n_layers if lateral else 0)
+
+
 def summary_coordinates(u: torch.Tensor, member: torch.Tensor, mean: torch.Tensor | None = None,
                         std: torch.Tensor | None = None, occupancy: bool = False, eps: float = 1e-7,
-                        sharpness: float = 10.0) -> torch.Tensor:
-    """``[log r, log f_1..f_G (, o_1..o_G)]`` of cell fractions ``u``, standardised when ``mean``/``std`` are given.
+                        sharpness: float = 10.0, lateral: torch.Tensor | None = None,
+                        bounds: list[tuple[int, int]] | None = None) -> torch.Tensor:
+    """``[log r, log f_1..f_G (, o_1..o_G) (, c_1..c_K, w_1..w_K, p_1..p_L)]`` of cell fractions ``u``, standardised
+    when ``mean``/``std`` are given.
 
     Parameters
     ----------
@@ -84,7 +151,7 @@ def summary_coordinates(u: torch.Tensor, member: torch.Tensor, mean: torch.Tenso
     member : torch.Tensor
         (n_features, G) group indicator (:func:`group_member_matrix`).
     mean, std : torch.Tensor, optional
-        (1 + G [+ G],) training statistics.
+        Training statistics, one per coordinate.
     occupancy : bool
         Append the soft occupancy ``o_g = mean over the group of tanh(k (y + 1))`` with ``y`` the model-space
         value of each cell (``fractions_to_model(u, eps)``): about the fraction of non-empty cells, but
@@ -93,11 +160,21 @@ def summary_coordinates(u: torch.Tensor, member: torch.Tensor, mean: torch.Tenso
         The transform's log offset.
     sharpness : float
         ``k`` of the soft occupancy.
+    lateral : torch.Tensor, optional
+        (3, n_features, K) :func:`lateral_moments`: append the centre of energy ``c_k`` and the width
+        ``w_k = sqrt(var_k + 1e-6)`` of every layer and axis (coordinates in units of the layer's extent;
+        an empty layer has ``c = 0``, ``w = 1e-3``). Standardised, these are compressed beyond a few standard
+        deviations, ``s -> k asinh(s / k)`` with ``k = LATERAL_SOFT_SCALE``: a centre of energy varies by
+        0.2 % of the layer's extent in real CaloGAN showers, so one stray generated cell can put it 50 standard
+        deviations out.
+    bounds : list of (int, int), optional
+        With ``lateral``: each layer's cell range (:func:`layer_bounds`); appends the peak ratio
+        ``p_l = (E_1 - E_2) / (E_1 + E_2)`` of the layer's two hottest cells (CaloGAN's E_ratio, per layer).
 
     Returns
     -------
     torch.Tensor
-        (B, 1 + G [+ G]); ``r = sum(u)``, ``f_g = (u @ member)_g / r``, logs offset by ``SUMMARY_EPS``.
+        (B, n_summaries); ``r = sum(u)``, ``f_g = (u @ member)_g / r``, logs offset by ``SUMMARY_EPS``.
     """
     total = u.sum(dim=1, keepdim=True)
     share = (u @ member) / (total + 1e-12)
@@ -105,8 +182,72 @@ def summary_coordinates(u: torch.Tensor, member: torch.Tensor, mean: torch.Tenso
     if occupancy:
         soft = torch.tanh(sharpness * (fractions_to_model(u, eps) + 1.0))
         parts.append((soft @ member) / member.sum(dim=0))
+    n_energy = sum(p.shape[1] for p in parts)
+    if lateral is not None:
+        e = u @ lateral[0] + 1e-12
+        centre = (u @ lateral[1]) / e
+        var = (u @ lateral[2]) / e - centre * centre
+        parts += [centre, torch.sqrt(var.clamp(min=0) + 1e-6)]
+        peaks = []
+        for a, b in bounds or []:
+            top = u[:, a:b].topk(min(2, b - a), dim=1).values
+            second = top[:, 1] if top.shape[1] > 1 else torch.zeros_like(top[:, 0])
+            peaks.append(((top[:, 0] - second) / (top[:, 0] + second + 1e-12))[:, None])
+        parts += peaks
     raw = torch.cat(parts, dim=1)
-    return raw if mean is None else (raw - mean) / std
+    if mean is None:
+        return raw
+    s = (raw - mean) / std
+    if lateral is None:
+        return s
+    k = LATERAL_SOFT_SCALE
+    return torch.cat([s[:, :n_energy], k * torch.asinh(s[:, n_energy:] / k)], dim=1)
+
+
+def cell_log_std(u: np.ndarray, e_inc: np.ndarray, feature_group: np.ndarray, n_bins: int = 5,
+                 min_count: int = 5) -> np.ndarray:
+    """Per-cell spread of ``log(u_i / E_group)`` over showers that hit the cell, within incident-energy bins.
+
+    The shower-to-shower fluctuation of each cell's share of its layer group, with the energy dependence of the
+    mean removed by binning in ``log E_inc`` (``n_bins`` bins at the data's quantiles) and averaging the
+    per-bin standard deviations. The generator's per-cell noise starts from it.
+
+    Parameters
+    ----------
+    u : numpy.ndarray
+        (N, n_features) energies / E_inc.
+    e_inc : numpy.ndarray
+        (N,) incident energies (any unit).
+    feature_group : numpy.ndarray
+        (n_features,) group of each feature.
+    n_bins, min_count : int
+        Energy bins, and the hits a cell needs in a bin to count there.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 (n_features,); NaN for cells hit fewer than ``min_count`` times in every bin.
+    """
+    u = np.asarray(u, dtype=np.float64)
+    n_groups = int(feature_group.max()) + 1
+    e_group = u @ group_member_matrix(feature_group, n_groups).astype(np.float64)
+    hit = u > 0
+    v = np.where(hit, np.log(np.where(hit, u, 1.0) / np.maximum(e_group[:, feature_group], 1e-300)), 0.0)
+    edges = np.quantile(np.log(e_inc), np.linspace(0, 1, n_bins + 1))
+    which = np.clip(np.searchsorted(edges, np.log(e_inc), side="right") - 1, 0, n_bins - 1)
+    stds = []
+    for b in range(n_bins):
+        sel = which == b
+        n = hit[sel].sum(axis=0)
+        s1, s2 = v[sel].sum(axis=0), (v[sel] ** 2).sum(axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            var = s2 / n - (s1 / n) ** 2
+        stds.append(np.where(n >= min_count, np.sqrt(np.maximum(var, 0.0)), np.nan))
+    stds = np.stack(stds)
+    ok = np.isfinite(stds)
+    out = np.where(ok.any(axis=0), np.nansum(np.where(ok, stds, 0.0), axis=0) / np.maximum(ok.sum(axis=0), 1), np.nan)
+    return out.astype(np.float32)
+
 
 def fractions_to_model(u: torch.Tensor, eps: float = DEFAULT_EPS) -> torch.Tensor:
     """Model space from energy fractions ``u = x / E_inc`` (differentiable).
@@ -161,6 +302,9 @@ class CaloTransform(Transform):
     summaries : bool
         Append the standardised summary coordinates (default True; see the module docstring). A run
         fitted without them (older runs) keeps the plain cell space.
+    summary_lateral : bool
+        Include the centre of energy and width of every layer and axis among them (default True; see the
+        module docstring).
     summary_occupancy : bool
         Include the soft occupancy per layer group among them (default False). A/B on 4000 GFlash
         showers, 2500 CPU steps, one seed: sparsity separation 0.22/0.43/0.35 -> 0.10/0.31/0.30 and voxel
@@ -218,16 +362,22 @@ class CaloTransform(Transform):
             if self.options.get("summaries", True):
                 from physgan.domains.calo.model import feature_groups
 
-                feature_group = feature_groups(resolve_geometry(attrs, u.shape[1]))
+                geom = resolve_geometry(attrs, u.shape[1])
+                feature_group = feature_groups(geom)
                 n_groups = int(feature_group.max()) + 1
                 member = torch.as_tensor(group_member_matrix(feature_group, n_groups), dtype=torch.float64)
                 occupancy = bool(self.options.get("summary_occupancy", False))
-                raw = summary_coordinates(torch.as_tensor(u), member, occupancy=occupancy, eps=self.eps).numpy()
+                lateral = bool(self.options.get("summary_lateral", True))
+                moments = torch.as_tensor(lateral_moments(geom)[0], dtype=torch.float64) if lateral else None
+                raw = summary_coordinates(torch.as_tensor(u), member, occupancy=occupancy, eps=self.eps, lateral=moments,
+                                          bounds=layer_bounds(geom) if lateral else None).numpy()
                 stats.update(
                     n_features=int(u.shape[1]),
                     feature_group=feature_group.tolist(),
                     summary_groups=n_groups,
                     summary_occupancy=occupancy,
+                    summary_lateral=lateral,
+                    geometry_attrs={k: str(v) for k, v in geom.to_attrs().items()},
                     summary_mean=raw.mean(axis=0).tolist(),
                     summary_std=np.maximum(raw.std(axis=0), SUMMARY_MIN_STD).tolist(),
                 )
@@ -240,6 +390,8 @@ class CaloTransform(Transform):
                 response_std=float(r.std()),
                 mean_fraction=u.mean(axis=0).astype(np.float32).tolist(),
             )
+            if "feature_group" in stats:
+                stats["cell_log_std"] = cell_log_std(u, e, np.asarray(stats["feature_group"])).tolist()
         self.stats = stats
         return self
 
@@ -278,15 +430,27 @@ class CaloTransform(Transform):
         """Whether the summary coordinates include the soft occupancy per group."""
         return bool(self.stats.get("summary_occupancy", False))
 
-    def summary_tensors(self, ref: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``member``, ``mean``, ``std`` of the summary coordinates on ``ref``'s device and dtype."""
+    @property
+    def summary_lateral(self) -> bool:
+        """Whether the summary coordinates include the per-layer centres of energy and widths."""
+        return bool(self.stats.get("summary_lateral", False))
+
+    def summary_tensors(self, ref: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """``member``, ``mean``, ``std`` of the summary coordinates on ``ref``'s device and dtype, and the
+        :func:`lateral_moments` and :func:`layer_bounds` (``None`` without lateral coordinates)."""
         key = (ref.device, ref.dtype)
         cache = self.__dict__.setdefault("_summary_cache", {})
         if key not in cache:
+            from physgan.domains.calo.features import resolve_geometry
+
             member = group_member_matrix(self.stats["feature_group"], self.summary_groups)
-            cache[key] = tuple(
-                torch.as_tensor(np.asarray(a), dtype=ref.dtype, device=ref.device)
-                for a in (member, self.stats["summary_mean"], self.stats["summary_std"])
+            arrays = [member, self.stats["summary_mean"], self.stats["summary_std"]]
+            lateral, bounds = None, None
+            if self.summary_lateral:
+                geom = resolve_geometry(self.stats["geometry_attrs"], int(self.stats["n_features"]))
+                lateral, bounds = lateral_moments(geom)[0], layer_bounds(geom)
+            cache[key] = tuple(torch.as_tensor(np.asarray(a), dtype=ref.dtype, device=ref.device) for a in arrays) + (
+                None if lateral is None else torch.as_tensor(lateral, dtype=ref.dtype, device=ref.device), bounds
             )
         return cache[key]
 
@@ -296,7 +460,9 @@ class CaloTransform(Transform):
         u = torch.clamp(x, min=0) / self._e_mev(x, c)
         y = fractions_to_model(u, self.eps)
         if self.has_summaries:
-            summaries = summary_coordinates(u, *self.summary_tensors(u), occupancy=self.summary_occupancy, eps=self.eps)
+            member, mean, std, lateral, bounds = self.summary_tensors(u)
+            summaries = summary_coordinates(u, member, mean, std, occupancy=self.summary_occupancy, eps=self.eps,
+                                            lateral=lateral, bounds=bounds)
             y = torch.cat([y, summaries], dim=1)
         return y
 

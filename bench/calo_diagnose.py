@@ -1,0 +1,165 @@
+"""Why do generated centres of energy collapse and tail cells stay empty? What the critic sees, what G expresses.
+
+::
+
+    python -m bench.calo_diagnose --data data/train.h5                     # critic-input scales only
+    python -m bench.calo_diagnose --data data/train.h5 --run runs/calo-001 # + the trained critic and generator
+
+1. **What the critic sees.** The critic's physics features (:meth:`CaloCritic.physics_features`) and the
+   transform's summary coordinates, computed on real showers: the standard deviation of each over the data.
+   A WGAN-GP critic has gradient norm about 1 in its input, so the score difference a feature can make
+   between two showers that differ by one data standard deviation in that feature alone is at most about
+   that standard deviation (times the feature's gain inside the critic). A column with a spread of 1e-3
+   is invisible next to the O(1) summary coordinates.
+2. **What the trained critic uses** (with ``--run``): the mean ``|dD/d phi_k| * std(phi_k)`` over real
+   showers: the score change for a one-sigma change of feature ``k``.
+3. **What the generator expresses** (with ``--run``): at the real conditions, the spread of each centre of
+   energy and width (real vs generated), the cells that are non-zero in some real shower but zero in every
+   generated one, and the numerical rank of ``d u / d z`` (the directions in which one shower can vary).
+
+Prints markdown tables; nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import numpy as np
+import torch
+
+
+def _critic_feature_names(geom: Any, n_summaries: int, transform_stats: dict[str, Any]) -> list[str]:
+    from physgan.domains.calo.transform import lateral_moments
+
+    _, col_layer = lateral_moments(geom)
+    axes: list[str] = []
+    for i, lay in enumerate(geom.layers):
+        a = (["x", "y"] if geom.kind == "cartesian" or lay.n_alpha > 1 else []) + (["r"] if geom.kind == "cylindrical" else [])
+        axes += [f"{ax}{i}" for ax in a]
+    names = ["phys:log response (x ten)", "phys:depth"]
+    names += [f"phys:log E_layer{i}/4" for i in range(geom.n_layers)]
+    names += [f"phys:occupancy{i}" for i in range(geom.n_layers)]
+    names += [f"phys:centre {a}" for a in axes] + [f"phys:width {a}" for a in axes]
+    g = int(transform_stats.get("summary_groups", 0))
+    summ = ["sum:log response"] + [f"sum:log share{k}" for k in range(g)]
+    if transform_stats.get("summary_occupancy"):
+        summ += [f"sum:occupancy{k}" for k in range(g)]
+    if transform_stats.get("summary_lateral"):
+        summ += [f"sum:centre {a}" for a in axes] + [f"sum:width {a}" for a in axes]
+        summ += [f"sum:peak ratio{i}" for i in range(geom.n_layers)]
+    return names + summ[:n_summaries]
+
+
+def _group(name: str) -> str:
+    """Feature group of a column name (digits dropped)."""
+    return "".join(ch for ch in name if not ch.isdigit()).rstrip()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", required=True, help="calorimeter HDF5 file (training data)")
+    p.add_argument("--run", help="a trained run directory (critic gradients, generator spread)")
+    p.add_argument("--n", type=int, default=4000, help="showers used")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+
+    from physgan.domains.base import ModelSpec
+    from physgan.domains.calo import make_transform
+    from physgan.domains.calo.features import resolve_geometry, shower_features
+    from physgan.domains.calo.model import build_critic
+    from physgan.io.hdf5 import open_source, read_all
+
+    src = open_source(args.data)
+    x, c = read_all(src)
+    attrs = dict(src.header.attrs)
+    src.close()
+    x, c = x[: args.n].astype(np.float64), c[: args.n].astype(np.float64)
+    geom = resolve_geometry(attrs, x.shape[1])
+
+    run = state = None
+    if args.run:
+        from physgan.run import load_run
+        from physgan.train.checkpoint import load_checkpoint
+        from physgan.train.loop import model_spec
+
+        run = load_run(args.run, checkpoint="last", device="cpu")
+        state = load_checkpoint(sorted((run.run_dir / "checkpoints").glob("last.pt"))[0], map_location="cpu")
+        transform = run.transform
+        spec = model_spec(run.info["model_shape"], run.info["condition_names"], run.config.model, state["conditions"],
+                          transform.stats, run.info.get("attrs", {}))
+    else:
+        transform = make_transform().fit(x, c, attrs)
+        n_model = transform.model_shape((x.shape[1],))
+        spec = ModelSpec(sample_shape=n_model, n_cond=1, condition_names=["energy"], z_dim=8, width=32, depth=2,
+                         embed_dim=8, options={"data_stats": transform.stats}, attrs=geom.to_attrs())
+    critic = build_critic(spec)
+    if state is not None:
+        critic.load_state_dict(state["D"])
+    xt, ct = torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(c, dtype=torch.float32)
+    y = transform.forward(xt, ct)
+    n_cells = geom.n_features
+    with torch.no_grad():
+        phys = torch.cat([critic.physics_features(y[:, :n_cells]), y[:, n_cells:]], dim=1)
+    names = _critic_feature_names(geom, y.shape[1] - n_cells, transform.stats)
+    std = phys.std(dim=0).numpy()
+
+    sens = None
+    if run is not None:
+        cn = run.normaliser(ct).float()
+        phys_in = phys.clone().requires_grad_(True)
+        cells = y[:, :n_cells]
+        h = torch.cat([critic.cell_net(cells), critic.phys_net(phys_in)], dim=1)
+        score = critic.head(critic.joint(h), critic.embed(cn))
+        (grad,) = torch.autograd.grad(score.sum(), phys_in)
+        sens = (grad.abs().mean(dim=0).numpy() * std)
+
+    print(f"## What the critic sees ({len(x)} real showers of {args.data}, geometry {geom.name})\n")
+    head = "| feature group | columns | data std (median, min-max) |"
+    if sens is not None:
+        head += " trained critic: score change per 1 sigma (median) |"
+    print(head)
+    print("|---|---|---|" + ("---|" if sens is not None else ""))
+    groups: dict[str, list[int]] = {}
+    for i, name in enumerate(names):
+        groups.setdefault(_group(name), []).append(i)
+    for gname, idx in groups.items():
+        s = std[idx]
+        row = f"| {gname} | {len(idx)} | {np.median(s):.3g} ({s.min():.2g}-{s.max():.2g}) |"
+        if sens is not None:
+            row += f" {np.median(sens[idx]):.3g} |"
+        print(row)
+
+    if run is None:
+        return 0
+    fake = run.sample(len(x), c, seed=args.seed)
+    f_real, f_fake = shower_features(x, c, attrs), shower_features(fake, c, attrs)
+    print("\n## What the generator expresses (same conditions)\n")
+    print("| feature | real std | generated std | ratio |")
+    print("|---|---|---|---|")
+    for k in f_real:
+        if k.startswith(("ec_", "width_", "sparsity_")) or k in ("e_ratio",):
+            a, b = float(np.std(f_real[k])), float(np.std(f_fake[k]))
+            print(f"| {k} | {a:.3g} | {b:.3g} | {b / a if a > 0 else float('nan'):.2f} |")
+    hit_real = (x[:, : geom.n_cells] > 0).any(axis=0)
+    hit_fake = (np.asarray(fake)[:, : geom.n_cells] > 0).any(axis=0)
+    print("\n| layer | cells hit in some real shower | of those, zero in every generated shower |")
+    print("|---|---|---|")
+    for i in range(geom.n_layers):
+        sl = geom.layer_slice(i)
+        r, f = hit_real[sl], hit_fake[sl]
+        print(f"| {i} | {int(r.sum())} | {int((r & ~f).sum())} ({(r & ~f).sum() / max(r.sum(), 1):.0%}) |")
+    G = run.G
+    z = torch.randn((1, *G.latent_shape(1)), generator=torch.Generator().manual_seed(args.seed))
+    cn1 = torch.zeros(1, G.embed.n_cond)
+    jac = torch.autograd.functional.jacobian(lambda zz: G.physics(zz, cn1)["u"], z)[0, :, 0, :]
+    sv = torch.linalg.svdvals(jac)
+    rank = int((sv > 1e-3 * sv[0]).sum())
+    print(f"\nnumerical rank of d u / d z at one shower (mid condition): {rank} of {jac.shape[0]} cells "
+          f"(latent {tuple(G.latent_shape(1))})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
