@@ -95,13 +95,14 @@ from physgan.metrics import (
     classifier_test,
     fpd,
     kpd,
-    memorisation,
     prdc,
     separation_power_samples,
     wasserstein_1d,
     with_floor,
 )
 from physgan.metrics._common import make_rng, resolve_device
+from physgan.metrics.memorisation import memorisation_stats, train_distances
+from physgan.metrics.scaling import reference_scale
 from physgan.metrics.separation import auto_edges
 
 __all__ = ["Evaluation", "MetricEntry", "SampleSet", "evaluate", "load_samples", "parse_threshold", "add_arguments", "main"]
@@ -716,6 +717,7 @@ def evaluate(
     max_samples: int | None = None,
     options: dict[str, dict[str, Any]] | None = None,
     run: str | os.PathLike | None = None,
+    progress: bool | Any = False,
 ) -> Evaluation:
     """Evaluate generated samples against real ones (every number with error and noise floor).
 
@@ -745,6 +747,9 @@ def evaluate(
     run : path, optional
         The run directory that generated ``fake``: its training curves and diagnostics
         (balance, gradient norms, diversity/coverage vs the noise floor, warnings) join the report.
+    progress : bool or callable
+        True prints one line per stage (start, then its time) to stderr; a callable
+        receives those lines instead.
 
     Returns
     -------
@@ -752,11 +757,13 @@ def evaluate(
     """
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
+    say = _progress_printer(progress)
     rules = _normalise_thresholds(thresholds)
     options = {k: dict(v) for k, v in (options or {}).items()}
     dev = resolve_device(device)
     if n_boot < 2:
         raise ConfigError(f"n_boot must be >= 2, got {n_boot}")
+    say("load: reading the input files")
     r = load_samples(real, "real", max_samples, seed)
     f = load_samples(fake, "fake", max_samples, seed + 1)
     _check_compatible(r, f, "generated")
@@ -770,6 +777,7 @@ def evaluate(
     if not r.condition_names and f.condition_names:
         r.condition_names = f.condition_names
     timings["load"] = time.perf_counter() - t_start
+    say(f"load: {timings['load']:.1f} s")
 
     name, dom = _resolve_domain(domain, r, f)
     scales = dict(dom.condition_scales) if dom is not None else {}
@@ -787,6 +795,7 @@ def evaluate(
         return np.stack(cols, axis=1)
 
     t0 = time.perf_counter()
+    say("features: high-level features and low-level representation")
     fr, ff = features(r), features(f)
     bad = [k for k, v in {**fr, **ff}.items() if not np.isfinite(v).all()]
     if bad:
@@ -797,21 +806,29 @@ def evaluate(
     low = _LowLevel(r, scales, seed, dev)
     lr, lf = low(r), low(f)
     lr2 = low(r2) if r2 is not None else None
+    lt = low(t) if t is not None else None
+    # one scale per feature, from all real samples, for FPD/KPD of the value and the floor alike
+    scaling = reference_scale(hr if hr2 is None else np.concatenate([hr, hr2]), hl_names)
+    sr, sf, sr2 = scaling(hr), scaling(hf), scaling(hr2) if hr2 is not None else None
     timings["features"] = time.perf_counter() - t0
+    say(f"features: {timings['features']:.1f} s")
 
     results: dict[str, MetricEntry] = {}
     common = {"n_boot": n_boot, "seed": seed}
 
     def run_metric(step: str, metric, a, b, a2, method: str):
         t1 = time.perf_counter()
+        say(f"{step}: running")
         res = with_floor(metric, a, b, a2, method=method, **common)
         timings[step] = time.perf_counter() - t1
+        say(f"{step}: {timings[step]:.1f} s")
         return res
 
     opt = options.get
-    res = run_metric("fpd", partial(fpd, seed=seed, device=dev, **opt("fpd", {})), hr, hf, hr2, "intrinsic")
+    scaled = {"normalise": None, "seed": seed, "device": dev}
+    res = run_metric("fpd", partial(fpd, **scaled, **opt("fpd", {})), sr, sf, sr2, "intrinsic")
     _add(results, res, {"fpd": "fpd"}, "generic")
-    res = run_metric("kpd", partial(kpd, seed=seed, device=dev, **opt("kpd", {})), hr, hf, hr2, "intrinsic")
+    res = run_metric("kpd", partial(kpd, **scaled, **opt("kpd", {})), sr, sf, sr2, "intrinsic")
     _add(results, res, {"kpd": "kpd"}, "generic")
     res = run_metric("prdc", partial(prdc, seed=seed, device=dev, **opt("prdc", {})), hr, hf, hr2, "half")
     _add(results, res, {k: k for k in ("precision", "recall", "density", "coverage")}, "generic")
@@ -837,11 +854,25 @@ def evaluate(
     _add(results, res, {k: k for k in res if k.startswith(("w1/", "separation/"))}, "per_feature")
 
     if t is not None:
-        lt = low(t)
-        mem = partial(_memorisation_swap, train=lt, seed=seed, device=dev, **opt("memorisation", {}))
-        res = run_metric("memorisation", mem, lr, lf, lr2, "half")
+        t1 = time.perf_counter()
+        say("memorisation: nearest-training-sample search")
+        mem_opt = dict(opt("memorisation", {}))
+        quantile = float(mem_opt.pop("quantile", 0.01))
+        nearest = getattr(dom, "nearest", None) if dom is not None else None
+        if nearest is not None:  # the domain's own (dis)similarity, e.g. periodic cross-correlation of fields
+            sets = {"real": r.x, "fake": f.x, **({"real2": r2.x} if r2 is not None else {})}
+            dist, mem_info = nearest(t.x, sets, attrs, seed=seed, **mem_opt)
+        else:
+            sets = {"real": lr, "fake": lf, **({"real2": lr2} if lr2 is not None else {})}
+            dist, mem_info = train_distances(lt, sets, seed=seed, device=dev, **mem_opt)
+        timings["memorisation_search"] = time.perf_counter() - t1
+        stats = partial(memorisation_stats, quantile=quantile)
+        res = run_metric("memorisation", stats, dist["real"], dist["fake"], dist.get("real2"), "half")
         names = {k: f"memorisation/{k}" for k in ("ratio", "copy_fraction", "exact_copy_fraction")}
         _add(results, res, names, "memorisation", {"memorisation/ratio": "higher"})
+        info_memorisation = {k: float(v) for k, v in mem_info.items()}
+    else:
+        info_memorisation = None
 
     if dom is not None and dom.physics_metrics is not None:
         pm = partial(_physics, fn=dom.physics_metrics, attrs=attrs)
@@ -854,6 +885,7 @@ def evaluate(
         _add(results, res, {k: f"physics/{k}" for k in res}, "physics", {f"physics/{k}": _physics_direction(k) for k in res})
 
     timings["total"] = time.perf_counter() - t_start
+    say(f"total: {timings['total']:.1f} s")
     import physgan
 
     info = {
@@ -877,6 +909,8 @@ def evaluate(
         "n_boot": int(n_boot),
         "device": str(dev),
         "features": hl_names,
+        "fpd_kpd_features_dropped": scaling.dropped,
+        "memorisation_search": info_memorisation,
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
     }
     ev = Evaluation(name, results, info, rules)
@@ -888,9 +922,13 @@ def evaluate(
     return ev
 
 
-def _memorisation_swap(heldout, fake, *, train, **kw) -> dict[str, float]:
-    """``with_floor`` calls metric(real, fake): real plays the held-out set."""
-    return memorisation(train, fake, heldout, **kw)
+def _progress_printer(progress: bool | Any):
+    """A function printing one progress line (to stderr, or to the callable given)."""
+    if callable(progress):
+        return progress
+    if progress:
+        return lambda line: print(f"evaluate: {line}", file=sys.stderr, flush=True)
+    return lambda line: None
 
 
 def _physics(real, fake, *, fn, attrs) -> dict[str, float]:

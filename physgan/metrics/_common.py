@@ -83,8 +83,12 @@ def normalise_pair(real: np.ndarray, fake: np.ndarray, mode: str | None) -> tupl
     raise ConfigError(f"unknown normalisation '{mode}'; use 'max', 'std' or None")
 
 
-def distance_tiles(x: torch.Tensor, y: torch.Tensor, block: int = 4096) -> Iterator[tuple[int, int, torch.Tensor]]:
+def distance_tiles(
+    x: torch.Tensor, y: torch.Tensor, block: int = 4096, squared: bool = False
+) -> Iterator[tuple[int, int, torch.Tensor]]:
     """Yield ``(i0, j0, D)`` with ``D[a, b] = ||x[i0 + a] - y[j0 + b]||`` (Euclidean), tile by tile.
+
+    ``squared=True`` yields squared distances (no square root: enough for ranking).
 
     Memory is bounded by ``block**2`` entries whatever ``len(x)`` and ``len(y)``:
     no N x N matrix is ever formed.
@@ -96,7 +100,8 @@ def distance_tiles(x: torch.Tensor, y: torch.Tensor, block: int = 4096) -> Itera
         for j0 in range(0, len(y), block):
             yb = y[j0 : j0 + block]
             d2 = x2 + y2[j0 : j0 + block][None, :] - 2.0 * (xb @ yb.T)
-            yield i0, j0, d2.clamp_min_(0.0).sqrt_()
+            d2.clamp_min_(0.0)
+            yield i0, j0, d2 if squared else d2.sqrt_()
 
 
 def knn_radius(x: torch.Tensor, k: int, block: int = 4096) -> torch.Tensor:
