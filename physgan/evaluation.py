@@ -51,7 +51,12 @@ What is computed
     metrics       {name: {value, error, floor, floor_error: float | null,
                           group: "generic" | "per_feature" | "memorisation" | "physics",
                           better: "lower" | "higher" | "unknown",
-                          verdict: str, description: str}}
+                          verdict: str, n_sigma: float | null,
+                          closeness: "indistinguishable" | "within 3x floor" | "far" | "n/a",
+                          description: str}}
+    fpd_kpd_features_dropped  [str]        near-constant features left out of FPD/KPD
+    fpd_kpd_dimension         int          dimension FPD/KPD compared (PCA when samples are few)
+    memorisation_search       {n_train, dim, variance_kept} | null
 
 Metric names: ``fpd``, ``kpd``, ``precision``, ``recall``, ``density``,
 ``coverage``, ``auc_high``, ``jsd_high``, ``auc_low``, ``jsd_low``,
@@ -65,7 +70,13 @@ Verdicts: ``FAIL (<rule>)`` / ``pass (<rule>)`` when a threshold names the
 metric; otherwise ``at floor`` when the metric is within 2 σ of its noise floor
 (σ² = error² + floor_error²) or on the good side of it, else
 ``above floor (Nσ)`` / ``below floor (Nσ)`` (for higher-is-better metrics) /
-``differs from floor (Nσ)`` (direction unknown).
+``differs from floor (±Nσ)`` (signed quantities: biases, ratios to 1, and
+metrics whose direction is unknown are judged by |value − floor|, whatever the
+sign). ``closeness`` (see :func:`judge`) grades the same distance as
+``indistinguishable`` / ``within 3x floor`` / ``far``; the report's first screen
+(:meth:`Evaluation.headline`) gives, per group of metrics, the worst grade and
+the worst metrics by name. "PASS"/"FAIL" appear only when ``--fail-on`` rules
+were given.
 """
 
 from __future__ import annotations
@@ -132,13 +143,21 @@ _DESCRIPTIONS = {
 _HIGHER_BETTER = {"precision", "recall", "coverage"}
 #: metrics whose ideal is the real data's value itself (e.g. density ~ 1, the memorisation ratio ~ 1): judged two-sided
 _TWO_SIDED = {"density", "memorisation/ratio"}
-#: physics metric names that are distances/errors (lower is better); other physics metrics are judged two-sided
-_LOWER_SUFFIXES = ("_err", "_error", "_mae", "_diff", "separation_power", "score")
+#: a perfect model's value where it is not 0 (lower-is-better) or 1 (higher-is-better)
+_IDEAL = {"auc_high": 0.5, "auc_low": 0.5, "memorisation/ratio": 1.0}
+#: physics metric names that are distances/errors (lower is better)
+_LOWER_SUFFIXES = ("_err", "_error", "_mae", "_dev", "_w1", "_chi2", "separation", "separation_power", "score")
+#: physics metric names that are signed (biases, ratios to 1, differences): judged by their distance from the floor's value
+_SIGNED_SUFFIXES = ("_diff", "_rel_diff", "_bias", "_ratio", "_shift")
 
 
 def _physics_direction(name: str) -> str:
-    """'lower' for distance/error-like physics metrics (separation powers, errors), else 'unknown' (two-sided)."""
+    """Direction of a physics metric: 'lower' for distances/errors (separation powers, errors, deviations),
+    'unknown' (two-sided: |value - floor| counts, whatever its sign) for signed quantities and everything else.
+    """
     leaf = name.rsplit("/", 1)[-1]
+    if leaf.endswith(_SIGNED_SUFFIXES):
+        return "unknown"
     if leaf.endswith(_LOWER_SUFFIXES) or leaf.startswith(("sep", "separation")) or "/sep" in name:
         return "lower"
     return "unknown"
@@ -309,6 +328,10 @@ class MetricEntry:
     better: str = "lower"
     description: str = ""
     verdict: str = ""
+    #: signed distance from the floor in σ (positive = worse for one-sided metrics), NaN without a floor
+    n_sigma: float = math.nan
+    #: 'indistinguishable' | 'within 3x floor' | 'far' | 'n/a'
+    closeness: str = "n/a"
 
     def sigma(self) -> float:
         e = [v for v in (self.error, self.floor_error) if math.isfinite(v)]
@@ -342,6 +365,97 @@ def _fmt(v: float, e: float | None = None) -> str:
     if e is not None and math.isfinite(e):
         s += f" ± {e:.2g}"
     return s
+
+
+#: display groups of the first screen: (title, predicate on the metric name)
+VERDICT_GROUPS: list[tuple[str, Any]] = [
+    ("classifier two-sample test", lambda n: n in ("auc_high", "jsd_high", "auc_low", "jsd_low")),
+    ("distribution distances (FPD, KPD, mean W1 / separation)", lambda n: n in ("fpd", "kpd", "w1_norm_mean", "separation_mean")),
+    ("precision / recall / density / coverage", lambda n: n in ("precision", "recall", "density", "coverage")),
+    ("per-feature marginals", lambda n: n.startswith(("w1/", "separation/"))),
+    ("physics", lambda n: n.startswith("physics/")),
+    ("memorisation", lambda n: n.startswith("memorisation/")),
+]
+_CLOSENESS_ORDER = {"n/a": -1, "indistinguishable": 0, "within 3x floor": 1, "far": 2}
+_LAYER = re.compile(r"^(?:(ebin\d+)/)?(?:.*?)_(\d+)$")
+
+
+def _badness(m: MetricEntry) -> float:
+    """How bad a metric looks for ranking the worst ones (σ away from the floor on the bad side)."""
+    if not math.isfinite(m.n_sigma):
+        return math.inf if m.closeness == "far" else -math.inf
+    return abs(m.n_sigma) if m.better == "unknown" else m.n_sigma
+
+
+def _short(name: str) -> str:
+    for prefix in ("physics/", "memorisation/"):
+        if name.startswith(prefix):
+            return name[len(prefix) :]
+    return name
+
+
+def detail_group(name: str, domain: str) -> str:
+    """Fold key of a long-table row: ``'layer 12'`` (calo) / ``'#12'`` for names ending in ``_<int>``,
+    ``'energy bin k'`` for per-energy-bin rows, else ``'overall'``."""
+    leaf = name.split("/", 1)[1] if name.startswith(("physics/", "w1/", "separation/")) else name
+    m = _LAYER.match(leaf)
+    if leaf.startswith("ebin"):
+        return f"energy bin {leaf[4:].split('/', 1)[0]}"
+    if m and m.group(2) is not None:
+        return f"layer {int(m.group(2))}" if domain == "calo" else f"#{int(m.group(2))}"
+    return "overall"
+
+
+CLOSE_FACTOR = 3.0
+#: figures shown on the first screen: the domain's first ones (its headline figures)
+N_KEY_FIGURES = 4
+INDISTINGUISHABLE_SIGMA = 2.0
+
+
+def judge(value: float, floor: float, sigma: float, better: str, ideal: float | None = None) -> tuple[float, str]:
+    """How far a metric is from its noise floor.
+
+    Parameters
+    ----------
+    value, floor : float
+        The metric (real vs generated) and the same metric between two real sets.
+    sigma : float
+        Combined error, ``sqrt(error² + floor_error²)``.
+    better : {'lower', 'higher', 'unknown'}
+        Direction: one-sided metrics count only the bad side; 'unknown' (signed
+        quantities such as biases and ratios) counts ``|value − floor|`` whatever its sign.
+    ideal : float, optional
+        The metric's value for a perfect model (default 0 for 'lower', 1 for 'higher'; AUC: 0.5).
+
+    Returns
+    -------
+    n_sigma : float
+        ``(value − floor) / sigma``, sign flipped for 'higher' so that positive is worse
+        (for 'unknown' the plain signed difference in σ); NaN without a floor.
+    closeness : str
+        ``'indistinguishable'`` within 2σ of the floor (or on its good side);
+        ``'within 3x floor'`` when the distance from the ideal is at most 3 times the floor's
+        (one-sided distances: value <= 3 x floor), or for signed quantities
+        ``|value − floor| <= 3 x 2σ``; ``'far'`` otherwise; ``'n/a'`` without numbers.
+    """
+    if not (math.isfinite(value) and math.isfinite(floor)):
+        return math.nan, "n/a"
+    diff = value - floor
+    if better == "higher":
+        diff = -diff
+    n_sig = diff / sigma if sigma > 0 else (math.inf if diff > 0 else -math.inf if diff < 0 else 0.0)
+    bad = abs(n_sig) if better == "unknown" else n_sig
+    if bad <= INDISTINGUISHABLE_SIGMA:
+        return n_sig, "indistinguishable"
+    if better == "lower" and floor > (ideal if ideal is not None else 0.0):
+        ref = ideal if ideal is not None else 0.0
+        close = value - ref <= CLOSE_FACTOR * (floor - ref)
+    elif better == "higher" and floor < (ideal if ideal is not None else 1.0):
+        ref = ideal if ideal is not None else 1.0  # fractions whose ideal is 1 (precision, coverage, ...)
+        close = ref - value <= CLOSE_FACTOR * (ref - floor)
+    else:
+        close = bad <= CLOSE_FACTOR * INDISTINGUISHABLE_SIGMA
+    return n_sig, "within 3x floor" if close else "far"
 
 
 def _clean(v: Any) -> Any:
@@ -386,6 +500,7 @@ class Evaluation:
         for name, op, bound in self.thresholds:
             rules.setdefault(name, []).append((op, bound))
         for m in self.metrics.values():
+            m.n_sigma, m.closeness = judge(m.value, m.floor, m.sigma(), m.better, _IDEAL.get(m.name))
             if m.name in rules:
                 bad = [f"{m.name}{op}{b:g}" for op, b in rules[m.name] if _violates(m.value, op, b)]
                 m.verdict = f"FAIL ({', '.join(bad)})" if bad else "pass (" + ", ".join(f"{m.name}{o}{b:g}" for o, b in rules[m.name]) + ")"
@@ -393,18 +508,17 @@ class Evaluation:
             if not (math.isfinite(m.value) and math.isfinite(m.floor)):
                 m.verdict = "no floor" if math.isfinite(m.value) else "n/a"
                 continue
-            sig = m.sigma()
-            diff = m.value - m.floor
-            if m.better == "higher":
-                diff = -diff
-            elif m.better == "unknown":
-                diff = abs(diff)
-            n_sig = diff / sig if sig > 0 else (math.inf if diff > 0 else 0.0)
-            if diff <= 0 or n_sig <= 2:
+            if m.closeness == "indistinguishable":
                 m.verdict = "at floor"
+                continue
+            ns = m.n_sigma
+            if m.better == "unknown":
+                word = "differs from floor"
+                sig = f"{ns:+.0f}σ" if math.isfinite(ns) else ""
             else:
-                word = {"lower": "above floor", "higher": "below floor", "unknown": "differs from floor"}[m.better]
-                m.verdict = f"{word} ({n_sig:.0f}σ)" if math.isfinite(n_sig) else word
+                word = {"lower": "above floor", "higher": "below floor"}[m.better]
+                sig = f"{abs(ns):.0f}σ" if math.isfinite(ns) else ""
+            m.verdict = f"{word} ({sig})" if sig else word
 
     def failures(self) -> list[str]:
         """Human-readable threshold violations (empty when all pass)."""
@@ -446,6 +560,8 @@ class Evaluation:
                         "group": m.group,
                         "better": m.better,
                         "verdict": m.verdict,
+                        "n_sigma": m.n_sigma,
+                        "closeness": m.closeness,
                         "description": m.description,
                     }
                     for m in self.metrics.values()
@@ -453,22 +569,90 @@ class Evaluation:
             }
         )
 
+    def group_verdicts(self, n_worst: int = 3) -> list[dict[str, Any]]:
+        """Per display group: how far the model is from the noise floor, and its worst metrics.
+
+        Returns
+        -------
+        list of dict
+            ``{group, closeness, n, counts: {closeness: int}, worst: [(name, value, floor, n_sigma)]}``
+            in :data:`VERDICT_GROUPS` order, groups without metrics left out. ``closeness``
+            is the worst of its metrics ('indistinguishable' < 'within 3x floor' < 'far').
+        """
+        out = []
+        for title, pred in VERDICT_GROUPS:
+            ms = [m for m in self.metrics.values() if pred(m.name) and m.closeness != "n/a"]
+            if not ms:
+                continue
+            counts: dict[str, int] = {}
+            for m in ms:
+                counts[m.closeness] = counts.get(m.closeness, 0) + 1
+            worst_c = max((m.closeness for m in ms), key=_CLOSENESS_ORDER.__getitem__)
+            bad = sorted((m for m in ms if m.closeness != "indistinguishable"), key=_badness, reverse=True)[:n_worst]
+            out.append(
+                {
+                    "group": title,
+                    "closeness": worst_c,
+                    "n": len(ms),
+                    "counts": counts,
+                    "worst": [(m.name, m.value, m.floor, m.n_sigma) for m in bad],
+                }
+            )
+        return out
+
+    def headline(self) -> str:
+        """The first screen as text: per group, how far from the floor (worst metrics named);
+        PASS/FAIL only when thresholds were given."""
+        n = self.info["n"]
+        lines = [
+            f"physgan evaluation ({self.domain}): {n['real']} real vs {n['fake']} generated; "
+            f"noise floor from {self.info['floor_source']}",
+        ]
+        if self.thresholds:
+            fails = self.failures()
+            detail = ": " + "; ".join(fails) if fails else ""
+            lines.append(f"thresholds: {'FAIL' if fails else 'PASS'} ({len(self.thresholds)} rule(s)){detail}")
+        lines.append("distance from the noise floor (real vs real), per group:")
+        groups = self.group_verdicts()
+        width = max((len(g["group"]) for g in groups), default=0)
+        for g in groups:
+            worst = ", ".join(_worst_text(*w) for w in g["worst"])
+            counts = ", ".join(f"{v} {k}" for k, v in sorted(g["counts"].items(), key=lambda kv: _CLOSENESS_ORDER[kv[0]]))
+            tail = f"  worst: {worst}" if worst else ""
+            lines.append(f"  {g['group'].ljust(width)}  {g['closeness'].upper():<17s} [{counts}]{tail}")
+        return "\n".join(lines)
+
     def summary(self, per_feature: bool = False) -> list[dict[str, str]]:
-        """Table rows ``{metric, value, floor, verdict}`` (strings); per-feature rows only if asked."""
+        """Table rows ``{metric, value, floor, verdict}`` (strings).
+
+        Default: the headline metrics (generic, memorisation, and physics metrics that are not per
+        feature / per layer / per energy bin); ``per_feature=True``: every metric.
+        """
         rows = []
         for m in self.metrics.values():
-            if m.group == "per_feature" and not per_feature:
+            if not per_feature and not self._is_headline(m):
                 continue
-            rows.append({"metric": m.name, "value": _fmt(m.value, m.error), "floor": _fmt(m.floor, m.floor_error), "verdict": m.verdict})
+            rows.append(_row(m))
         return rows
 
+    def _is_headline(self, m: MetricEntry) -> bool:
+        if m.group == "per_feature":
+            return False
+        if m.group == "physics":
+            return detail_group(m.name, self.domain) == "overall" and not m.name.startswith("physics/sep/")
+        return True
+
     def format_summary(self, per_feature: bool = False) -> str:
-        """The summary as an aligned text table."""
+        """The headline (verdict per group) followed by the summary as an aligned text table."""
         rows = self.summary(per_feature)
         head = {"metric": "metric", "value": "value ± error", "floor": "noise floor", "verdict": "verdict"}
         widths = {k: max(len(head[k]), *(len(r[k]) for r in rows)) if rows else len(head[k]) for k in head}
-        lines = ["  ".join(head[k].ljust(widths[k]) for k in head), "  ".join("-" * widths[k] for k in head)]
+        lines = [self.headline(), ""]
+        lines += ["  ".join(head[k].ljust(widths[k]) for k in head), "  ".join("-" * widths[k] for k in head)]
         lines += ["  ".join(r[k].ljust(widths[k]) for k in head) for r in rows]
+        hidden = len(self.metrics) - len(rows)
+        if hidden > 0:
+            lines.append(f"({hidden} per-feature / per-layer rows more: metrics.json, the report, or summary(per_feature=True))")
         return "\n".join(lines)
 
     def __repr__(self) -> str:
@@ -575,7 +759,9 @@ class Evaluation:
             ("training set", f"{info['inputs']['train']} ({n['train']} samples)" if n["train"] else "not given"),
             ("noise floor from", info["floor_source"]),
             ("bootstrap rounds / seed / device", f"{info['n_boot']} / {info['seed']} / {info['device']}"),
-            ("result", "PASS" if self.passed else "FAIL: " + "; ".join(self.failures())),
+            ("FPD/KPD features", f"{info.get('fpd_kpd_dimension', '?')} dimensions; left out as near-constant: "
+             + (", ".join(info.get("fpd_kpd_features_dropped") or []) or "none")),
+            ("time per stage [s]", ", ".join(f"{k} {v:.1f}" for k, v in info.get("timings_s", {}).items())),
         ]
 
         def img(title: str, path: Path) -> str:
@@ -583,34 +769,103 @@ class Evaluation:
             src = f"data:image/png;base64,{data}"
             return f'<figure><img alt="{esc(title)}" src="{src}"><figcaption>{esc(title)}</figcaption></figure>'
 
+        key_figs = domain_figs[:N_KEY_FIGURES] if domain_figs else [g for g in generic if g[0] != "Training curves"][:N_KEY_FIGURES]
+        rest_domain = [f for f in domain_figs if f not in key_figs]
+        rest_generic = [g for g in generic if g not in key_figs]
         parts = [
             "<!DOCTYPE html><html><head><meta charset='utf-8'>",
             f"<title>physgan evaluation: {esc(self.domain)}</title>",
             "<style>body{font-family:sans-serif;max-width:1200px;margin:auto}table{border-collapse:collapse}"
             "td,th{border:1px solid #bbb;padding:3px 8px;text-align:left}th{background:#eee}"
-            ".fail{background:#fbb}.pass{background:#cfc}.above{background:#fe9}img{max-width:100%}</style></head><body>",
+            ".fail,.far{background:#fbb}.pass,.indistinguishable{background:#cfc}.above,.within{background:#fe9}"
+            "img{max-width:100%}.keyfigs{display:grid;grid-template-columns:1fr 1fr;gap:8px}"
+            "details{margin:4px 0}summary{cursor:pointer}</style></head><body>",
             f"<h1>physgan evaluation ({esc(self.domain)})</h1>",
-            "<table>" + "".join(f"<tr><th>{esc(k)}</th><td>{esc(str(v))}</td></tr>" for k, v in meta) + "</table>",
-            "<h2>Summary</h2>",
+            f"<p>{n['real']} real vs {n['fake']} generated samples; noise floor = the same metric between two real sets "
+            f"({esc(info['floor_source'])}).</p>",
+        ]
+        if self.thresholds:
+            fails = self.failures()
+            word, cls_ = ("FAIL", "fail") if fails else ("PASS", "pass")
+            parts.append(f"<p id='thresholds' class='{cls_}'><b>{word}</b> ({len(self.thresholds)} --fail-on rule(s))"
+                         + (": " + esc("; ".join(fails)) if fails else "") + "</p>")
+        parts += ["<h2 id='verdict'>Verdict: distance from the noise floor</h2>", self._verdict_table_html()]
+        if key_figs:
+            parts.append("<h2>Key figures</h2><div class='keyfigs'>" + "".join(img(t, p) for t, p in key_figs) + "</div>")
+        parts += [
+            "<h2>Headline metrics</h2>",
             _summary_table_html(self.summary()),
-            "<h2>Per-feature metrics</h2>",
-            _summary_table_html([r for r in self.summary(per_feature=True) if self.metrics[r["metric"]].group == "per_feature"]),
+            "<h2>All metrics, folded per group</h2>",
+            self._details_html(),
             "<p>Full numbers: <a href='metrics.json'>metrics.json</a>.</p>",
         ]
         if self.training is not None:
             parts.append(f"<h2>Training ({esc(self.training['run'])})</h2>")
             if self.training.get("summary"):
                 parts.append(f"<pre>{esc(self.training['summary'])}</pre>")
-            parts += [img(t, p) for t, p in generic if t == "Training curves"]
-            generic = [(t, p) for t, p in generic if t != "Training curves"]
-        if domain_figs:
-            parts.append(f"<h2>Domain figures ({esc(self.domain)})</h2>")
-            parts += [img(t, p) for t, p in domain_figs]
-        if generic:
+            parts += [img(t, p) for t, p in rest_generic if t == "Training curves"]
+            rest_generic = [(t, p) for t, p in rest_generic if t != "Training curves"]
+        if rest_domain:
+            parts.append(f"<h2>More figures ({esc(self.domain)})</h2>")
+            parts += [f"<details><summary>{esc(t)}</summary>{img(t, p)}</details>" for t, p in rest_domain]
+        if rest_generic:
             parts.append("<h2>Marginal distributions of the high-level features</h2>")
-            parts += [img(t, p) for t, p in generic]
-        parts.append("</body></html>")
+            parts += [f"<details><summary>{esc(t)}</summary>{img(t, p)}</details>" for t, p in rest_generic]
+        parts += [
+            "<h2>Inputs and settings</h2>",
+            "<table>" + "".join(f"<tr><th>{esc(k)}</th><td>{esc(str(v))}</td></tr>" for k, v in meta) + "</table>",
+            "</body></html>",
+        ]
         return "\n".join(parts)
+
+    def _verdict_table_html(self) -> str:
+        esc = html.escape
+        rows = []
+        for g in self.group_verdicts():
+            c = g["closeness"]
+            counts = ", ".join(f"{v} {k}" for k, v in sorted(g["counts"].items(), key=lambda kv: _CLOSENESS_ORDER[kv[0]]))
+            worst = "<br>".join(esc(_worst_text(*w)) for w in g["worst"]) or "&mdash;"
+            rows.append(f"<tr class='{c.split()[0]}'><td>{esc(g['group'])}</td><td><b>{esc(c)}</b></td>"
+                        f"<td>{esc(counts)}</td><td>{worst}</td></tr>")
+        head = "<tr><th>group</th><th>verdict</th><th>metrics</th><th>worst (value, floor, σ from floor)</th></tr>"
+        return f"<table class='verdict'>{head}{''.join(rows)}</table>"
+
+    def _details_html(self) -> str:
+        """Every metric, in <details> blocks per display group and, inside, per layer / energy bin."""
+        esc = html.escape
+        out = []
+        for title, pred in VERDICT_GROUPS:
+            ms = [m for m in self.metrics.values() if pred(m.name)]
+            if not ms:
+                continue
+            folds: dict[str, list[MetricEntry]] = {}
+            for m in ms:
+                folds.setdefault(detail_group(m.name, self.domain), []).append(m)
+            inner = []
+            for key in sorted(folds, key=_fold_order):
+                sub = folds[key]
+                worst = max(sub, key=lambda m: _CLOSENESS_ORDER[m.closeness]).closeness
+                inner.append(f"<details><summary>{esc(key)}: {len(sub)} metrics, worst {esc(worst)}</summary>"
+                             f"{_summary_table_html([_row(m) for m in sub])}</details>")
+            body = "".join(inner) if len(folds) > 1 else _summary_table_html([_row(m) for m in ms])
+            out.append(f"<details class='group'><summary><b>{esc(title)}</b> ({len(ms)} metrics)</summary>{body}</details>")
+        return "".join(out)
+
+
+def _row(m: MetricEntry) -> dict[str, str]:
+    return {"metric": m.name, "value": _fmt(m.value, m.error), "floor": _fmt(m.floor, m.floor_error), "verdict": m.verdict}
+
+
+def _fold_order(key: str) -> tuple[int, int, str]:
+    if key == "overall":
+        return (0, 0, key)
+    num = re.search(r"(\d+)$", key)
+    return (1 if key.startswith(("layer", "#")) else 2, int(num.group(1)) if num else 0, key)
+
+
+def _worst_text(name: str, value: float, floor: float, n_sigma: float) -> str:
+    sig = f"{n_sigma:+.0f}σ" if math.isfinite(n_sigma) else "no error"
+    return f"{_short(name)} {_fmt(value)} (floor {_fmt(floor)}, {sig})"
 
 
 def _summary_table_html(rows: list[dict[str, str]]) -> str:
@@ -808,7 +1063,10 @@ def evaluate(
     lr2 = low(r2) if r2 is not None else None
     lt = low(t) if t is not None else None
     # one scale per feature, from all real samples, for FPD/KPD of the value and the floor alike
-    scaling = reference_scale(hr if hr2 is None else np.concatenate([hr, hr2]), hl_names)
+    n_small = min(len(r), len(f), len(r2)) if r2 is not None else min(len(r) // 2, len(f))
+    scaling = reference_scale(
+        hr if hr2 is None else np.concatenate([hr, hr2]), hl_names, max_components=max(2, n_small // 4)
+    )
     sr, sf, sr2 = scaling(hr), scaling(hf), scaling(hr2) if hr2 is not None else None
     timings["features"] = time.perf_counter() - t0
     say(f"features: {timings['features']:.1f} s")
@@ -910,6 +1168,7 @@ def evaluate(
         "device": str(dev),
         "features": hl_names,
         "fpd_kpd_features_dropped": scaling.dropped,
+        "fpd_kpd_dimension": scaling.n_components,
         "memorisation_search": info_memorisation,
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
     }
@@ -978,6 +1237,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--max-samples", type=int, default=None, help="random subset cap per input file")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing report directory")
+    parser.add_argument("--quiet", action="store_true", help="no per-stage progress lines on stderr")
 
 
 def main(args) -> int:
@@ -997,6 +1257,7 @@ def main(args) -> int:
         thresholds=rules,
         max_samples=args.max_samples,
         run=args.run,
+        progress=not getattr(args, "quiet", False),
     )
     print(ev.format_summary())
     if args.report:

@@ -15,6 +15,13 @@ the N reference samples differ from the feature's median. Such a
 feature carries no covariance information at the sample sizes at hand; it is
 left out of FPD/KPD (its marginal is still compared feature by feature).
 
+With few samples against many features (N < 4 d), sample covariances are
+mostly noise: their trace adds ~d/N to FPD whatever the model does, and the
+1/N extrapolation cannot remove it when N < d. ``max_components`` then keeps
+only the leading principal components of the scaled reference (fitted on the
+reference, the same basis for every comparison), where the differences a
+model makes (energy scale, shower shape) live.
+
 References
 ----------
 .. [1] R. Kansal et al., "Evaluating generative models in high energy physics",
@@ -39,6 +46,8 @@ class FeatureScaling:
     scale: np.ndarray
     keep: np.ndarray
     names: list[str]
+    mean: np.ndarray | None = None
+    basis: np.ndarray | None = None
 
     @property
     def dropped(self) -> list[str]:
@@ -50,11 +59,23 @@ class FeatureScaling:
         x = np.asarray(x, dtype=np.float64)
         if x.shape[1] != len(self.keep):
             raise ConfigError(f"feature scaling: expected {len(self.keep)} features, got {x.shape[1]}")
-        return x[:, self.keep] / self.scale[self.keep]
+        z = x[:, self.keep] / self.scale[self.keep]
+        return z if self.basis is None else (z - self.mean) @ self.basis
+
+    @property
+    def n_components(self) -> int:
+        """Dimension of the scaled (and possibly projected) features."""
+        return int(self.basis.shape[1]) if self.basis is not None else int(self.keep.sum())
 
 
 def reference_scale(
-    reference: np.ndarray, names: list[str] | None = None, *, mode: str = "max", min_varying: float = 0.01, min_count: int = 10
+    reference: np.ndarray,
+    names: list[str] | None = None,
+    *,
+    mode: str = "max",
+    min_varying: float = 0.01,
+    min_count: int = 10,
+    max_components: int | None = None,
 ) -> FeatureScaling:
     """Scale every feature by the pooled real reference; flag near-constant features.
 
@@ -69,6 +90,9 @@ def reference_scale(
     min_varying, min_count : float, int
         A feature is kept when at least ``max(min_count, min_varying * N)`` reference
         samples differ from its median (at most N - 1).
+    max_components : int, optional
+        Project onto at most this many leading principal components of the
+        scaled reference (None: no projection).
 
     Returns
     -------
@@ -93,4 +117,10 @@ def reference_scale(
         raise ConfigError(
             f"every feature is (nearly) constant over the {len(ref)} real samples: nothing for FPD/KPD to compare"
         )
-    return FeatureScaling(np.where(scale > 0, scale, 1.0), keep, names)
+    out = FeatureScaling(np.where(scale > 0, scale, 1.0), keep, names)
+    if max_components is not None and max_components < int(keep.sum()):
+        z = out(ref)
+        out.mean = z.mean(axis=0)
+        _, _, vt = np.linalg.svd(z - out.mean, full_matrices=False)
+        out.basis = vt[: max(1, int(max_components))].T
+    return out
