@@ -31,7 +31,8 @@ Conventions every domain follows
   ``fake = (x, c)`` returns ``{name: float}``; ``score(metrics)`` turns them into
   one number, lower is better, for best-checkpoint selection.
 * ``plots(real, fake, attrs, outdir)`` writes PNG figures and returns
-  ``[(title, path), ...]``.
+  ``[(title, path), ...]``; the first (up to four) are the domain's headline
+  figures, shown on the first screen of the evaluation report.
 """
 
 from __future__ import annotations
@@ -186,6 +187,13 @@ class Domain:
     detect : callable, optional
         ``(header) -> bool``: whether a file (already opened through a layout)
         belongs to this domain, for ``evaluate`` without ``--domain``.
+    nearest : callable, optional
+        The memorisation check's dissimilarity to the training set, for domains
+        where a Euclidean distance between flattened samples means little (e.g.
+        periodic fields, where a shifted copy is still a copy):
+        ``(train_x, {name: x}, attrs, seed=...) -> ({name: (N,) dissimilarity}, info)``,
+        0 for an exact copy. Without it, ``evaluate`` uses Euclidean nearest-neighbour
+        distances of the low-level representation.
     """
 
     name: str
@@ -206,6 +214,7 @@ class Domain:
     import_: Callable[[argparse.Namespace], Any] | None = None
     quickstart: dict[str, Any] = field(default_factory=dict)
     detect: Callable[[Any], bool] | None = None
+    nearest: Callable[..., tuple[dict[str, np.ndarray], dict[str, float]]] | None = None
 
 
 _DOMAINS: dict[str, Domain] = {}

@@ -28,7 +28,6 @@ import torch
 from physgan.errors import ConfigError
 from physgan.metrics._common import (
     as_matrix,
-    default_dtype,
     distance_tiles,
     knn_radius,
     make_rng,
@@ -90,7 +89,7 @@ def prdc(
             f = f[np.sort(rng.choice(len(f), size=max_samples, replace=False))]
     r, f = normalise_pair(r, f, normalise)
     dev = resolve_device(device)
-    dt = default_dtype(dev)
+    dt = torch.float32  # radii comparisons need no more (features are standardised); twice as fast as float64 on CPU
     xr = torch.as_tensor(r, dtype=dt, device=dev)
     yf = torch.as_tensor(f, dtype=dt, device=dev)
     rad_r = knn_radius(xr, k, block)

@@ -21,6 +21,7 @@ from matplotlib.ticker import NullFormatter
 from physgan.domains.calo.features import incident_energy_mev, resolve_geometry, shower_features, voxel_energies
 from physgan.domains.calo.metrics import real_binning
 from physgan.io.atomic import atomic_output
+from physgan.report.axes import set_ratio_axis
 
 __all__ = ["plots", "plot_average_showers", "plot_feature_histograms", "plot_response", "plot_voxel_spectrum"]
 
@@ -151,7 +152,7 @@ def plot_feature_histograms(real: tuple, fake: tuple, attrs: Any, path: str | Pa
                 ratio = np.where(dens[0] > 0, dens[1] / dens[0], np.nan)
             axr.stairs(ratio, edges, color=FAKE_STYLE["color"])
             axr.axhline(1.0, color="k", lw=0.8)
-            axr.set_ylim(0.5, 1.5)
+            set_ratio_axis(axr, np.where(dens[0] > 0.01, ratio, np.nan))  # bins with >= 1 % of the real showers
             axr.set_xlabel(label, fontsize=8)
             if c == 0:
                 axr.set_ylabel("gen/real", fontsize=8)

@@ -29,7 +29,7 @@ from typing import Any
 from physgan.domains.base import Domain, register_domain
 from physgan.domains.nbody.importer import add_import_arguments, import_
 from physgan.domains.nbody.make import add_make_arguments, make
-from physgan.domains.nbody.metrics import cross_correlation, features, physics_metrics, score
+from physgan.domains.nbody.metrics import cross_correlation, features, nearest_training, physics_metrics, score
 from physgan.domains.nbody.model import build_critic, build_generator
 from physgan.domains.nbody.plots import plots
 from physgan.domains.nbody.transform import DensityTransform, make_transform
@@ -94,5 +94,6 @@ NBODY = register_domain(
         import_=import_,
         quickstart=QUICKSTART,
         detect=detect,
+        nearest=nearest_training,
     )
 )
