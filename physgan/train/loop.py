@@ -396,6 +396,7 @@ def _train(cfg: Config, run_dir: Path, resume: str | None, progress: bool) -> Tr
         "sample_units": header.sample_units,
         "non_negative": header.non_negative,
         "sample_dtype": header.dtype,
+        "condition_dtype": header.condition_dtype,
         "attrs": {k: v for k, v in header.attrs.items() if isinstance(v, (str, int, float, bool, list))},
         "transform": transform.state_dict(),
         "conditions": normaliser.state_dict(),
