@@ -109,9 +109,11 @@ def knn_radius(x: torch.Tensor, k: int, block: int = 4096) -> torch.Tensor:
     if k >= len(x):
         raise ConfigError(f"k-NN with k={k} needs more than {k} samples, got {len(x)}")
     best = torch.full((len(x), k + 1), float("inf"), dtype=x.dtype, device=x.device)
-    for i0, _j0, d in distance_tiles(x, x, block):
-        rows = slice(i0, i0 + len(d))
-        merged = torch.cat([best[rows], d], dim=1)
+    for i0, _j0, d2 in distance_tiles(x, x, block, squared=True):
+        rows = slice(i0, i0 + len(d2))
+        # the tile's own k+1 smallest first (one pass over the tile), then merged with the running best
+        tile = torch.topk(d2, min(k + 1, d2.shape[1]), dim=1, largest=False).values
+        merged = torch.cat([best[rows], tile], dim=1)
         best[rows] = torch.topk(merged, k + 1, dim=1, largest=False).values
     # column 0 is the point itself (distance 0); the k-th other neighbour is column k
-    return best[:, k]
+    return best[:, k].sqrt()

@@ -99,9 +99,10 @@ def prdc(
     density_count = torch.zeros(len(yf), dtype=dt, device=dev)
     inside_fake = torch.zeros(len(xr), dtype=torch.bool, device=dev)  # recall
     nearest_fake = torch.full((len(xr),), float("inf"), dtype=dt, device=dev)  # coverage
-    for i0, j0, d in distance_tiles(xr, yf, block):
-        ri = rad_r[i0 : i0 + d.shape[0]][:, None]
-        sj = rad_f[j0 : j0 + d.shape[1]][None, :]
+    rad_r2, rad_f2 = rad_r * rad_r, rad_f * rad_f  # compare squared distances: no square root per pair
+    for i0, j0, d in distance_tiles(xr, yf, block, squared=True):
+        ri = rad_r2[i0 : i0 + d.shape[0]][:, None]
+        sj = rad_f2[j0 : j0 + d.shape[1]][None, :]
         rows = slice(i0, i0 + d.shape[0])
         cols = slice(j0, j0 + d.shape[1])
         within_r = d <= ri
@@ -113,5 +114,5 @@ def prdc(
         "precision": float(inside_real.to(dt).mean()),
         "recall": float(inside_fake.to(dt).mean()),
         "density": float(density_count.sum() / (k * len(yf))),
-        "coverage": float((nearest_fake < rad_r).to(dt).mean()),
+        "coverage": float((nearest_fake < rad_r2).to(dt).mean()),
     }
