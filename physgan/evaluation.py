@@ -169,10 +169,11 @@ def _physics_direction(name: str) -> str:
     """Direction of a physics metric: 'lower' for distances/errors (separation powers, errors, deviations),
     'unknown' (two-sided: |value - floor| counts, whatever its sign) for signed quantities and everything else.
     """
-    leaf = name.rsplit("/", 1)[-1]
+    parts = name.split("/")
+    leaf = parts[-1]
     if leaf.endswith(_SIGNED_SUFFIXES):
         return "unknown"
-    if leaf.endswith(_LOWER_SUFFIXES) or leaf.startswith(("sep", "separation")) or "/sep" in name:
+    if leaf.endswith(_LOWER_SUFFIXES) or any(p.startswith(("sep", "separation")) for p in parts):
         return "lower"
     return "unknown"
 
@@ -586,28 +587,39 @@ class Evaluation:
     def group_verdicts(self, n_worst: int = 3) -> list[dict[str, Any]]:
         """Per display group: how far the model is from the noise floor, and its worst metrics.
 
+        Look-elsewhere effect: among m metrics some sit 2-3σ from the floor by chance, so
+        for the *group's* verdict a metric counts only when it is further from the floor
+        than ``z_m``, the σ that one of m independent metrics exceeds by chance with 5 %
+        probability (``z_m = Φ⁻¹(1 − 0.025/m)``, at least 2: 2.2 for one metric, 4.0 for 700).
+
         Returns
         -------
         list of dict
-            ``{group, closeness, n, counts: {closeness: int}, worst: [(name, value, floor, n_sigma)]}``
+            ``{group, closeness, n, z, counts: {closeness: int}, worst: [(name, value, floor, n_sigma)]}``
             in :data:`VERDICT_GROUPS` order, groups without metrics left out. ``closeness``
-            is the worst of its metrics ('indistinguishable' < 'within 3x floor' < 'far').
+            is the worst of its metrics beyond ``z`` ('indistinguishable' < 'within 3x floor' < 'far');
+            ``counts`` are the metrics' own grades (2σ); ``worst`` the worst beyond ``z``.
         """
+        from scipy.stats import norm
+
         out = []
         for title, pred in VERDICT_GROUPS:
             ms = [m for m in self.metrics.values() if pred(m.name) and m.closeness != "n/a"]
             if not ms:
                 continue
+            z = max(INDISTINGUISHABLE_SIGMA, float(norm.isf(0.025 / len(ms))))
             counts: dict[str, int] = {}
             for m in ms:
                 counts[m.closeness] = counts.get(m.closeness, 0) + 1
-            worst_c = max((m.closeness for m in ms), key=_CLOSENESS_ORDER.__getitem__)
-            bad = sorted((m for m in ms if m.closeness != "indistinguishable"), key=_badness, reverse=True)[:n_worst]
+            beyond = [m for m in ms if m.closeness != "indistinguishable" and not _badness(m) <= z]
+            worst_c = max((m.closeness for m in beyond), key=_CLOSENESS_ORDER.__getitem__, default="indistinguishable")
+            bad = sorted(beyond, key=lambda m: (_CLOSENESS_ORDER[m.closeness], _badness(m)), reverse=True)[:n_worst]
             out.append(
                 {
                     "group": title,
                     "closeness": worst_c,
                     "n": len(ms),
+                    "z": z,
                     "counts": counts,
                     "worst": [(m.name, m.value, m.floor, m.n_sigma) for m in bad],
                 }
@@ -633,7 +645,7 @@ class Evaluation:
             worst = ", ".join(_worst_text(*w) for w in g["worst"])
             counts = ", ".join(f"{v} {k}" for k, v in sorted(g["counts"].items(), key=lambda kv: _CLOSENESS_ORDER[kv[0]]))
             tail = f"  worst: {worst}" if worst else ""
-            lines.append(f"  {g['group'].ljust(width)}  {g['closeness'].upper():<17s} [{counts}]{tail}")
+            lines.append(f"  {g['group'].ljust(width)}  {g['closeness'].upper():<17s} [{counts}; group counts >{g['z']:.1f}σ]{tail}")
         return "\n".join(lines)
 
     def summary(self, per_feature: bool = False) -> list[dict[str, str]]:
@@ -840,7 +852,7 @@ class Evaluation:
             counts = ", ".join(f"{v} {k}" for k, v in sorted(g["counts"].items(), key=lambda kv: _CLOSENESS_ORDER[kv[0]]))
             worst = "<br>".join(esc(_worst_text(*w)) for w in g["worst"]) or "&mdash;"
             rows.append(f"<tr class='{c.split()[0]}'><td>{esc(g['group'])}</td><td><b>{esc(c)}</b></td>"
-                        f"<td>{esc(counts)}</td><td>{worst}</td></tr>")
+                        f"<td>{esc(counts)} (group verdict counts metrics beyond {g['z']:.1f}σ)</td><td>{worst}</td></tr>")
         head = "<tr><th>group</th><th>verdict</th><th>metrics</th><th>worst (value, floor, σ from floor)</th></tr>"
         return f"<table class='verdict'>{head}{''.join(rows)}</table>"
 

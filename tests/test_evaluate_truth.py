@@ -78,6 +78,7 @@ def test_signed_bias_seven_sigma_is_not_at_floor():
     # the numbers: response_rel_diff -3.6e-4 ± 2.2e-5 against a floor of -8.4e-5 ± 3.5e-5
     assert _physics_direction("response_rel_diff") == "unknown"
     assert _physics_direction("ebin2/sep/e_layer_3") == "lower" and _physics_direction("pk_ratio_max_dev") == "lower"
+    assert _physics_direction("sep/width_r_9") == "lower"
     m = MetricEntry("physics/response_rel_diff", -3.6e-4, 2.2e-5, -8.4e-5, 3.5e-5, "physics", _physics_direction("response_rel_diff"))
     ev = Evaluation("calo", {m.name: m}, {"n": {"real": 1000, "fake": 1000}, "floor_source": "real2"}, [])
     assert m.verdict == "differs from floor (-7σ)" and m.n_sigma == pytest.approx(-6.7, abs=0.1)
@@ -113,6 +114,21 @@ def test_headline_says_pass_only_with_thresholds():
     # the text summary starts with the verdict and hides the per-layer rows
     summary = ev.format_summary()
     assert summary.splitlines()[0].startswith("physgan evaluation (calo)") and "w1/e_layer_3" not in summary.split("-----")[-1]
+
+
+def test_group_verdict_allows_for_the_look_elsewhere_effect():
+    info = {"n": {"real": 100, "fake": 100}, "floor_source": "real halves"}
+
+    def group(extra_sigma: float) -> dict:
+        ms = {f"w1/f_{i}": MetricEntry(f"w1/f_{i}", 1.0, 0.1, 1.0, 0.0, "per_feature", "lower") for i in range(700)}
+        ms["w1/f_0"] = MetricEntry("w1/f_0", 1.0 + 0.1 * extra_sigma, 0.1, 1.0, 0.0, "per_feature", "lower")
+        return Evaluation("array", ms, info, []).group_verdicts()[0]
+
+    chance = group(3.0)  # one of 700 at 3σ: expected by chance
+    assert chance["z"] == pytest.approx(3.97, abs=0.01) and chance["closeness"] == "indistinguishable"
+    assert chance["counts"]["within 3x floor"] == 1 and chance["worst"] == []
+    real = group(10.0)
+    assert real["closeness"] == "within 3x floor" and real["worst"][0][0] == "w1/f_0"
 
 
 # -- memorisation ------------------------------------------------------------------------------------
