@@ -1083,7 +1083,8 @@ def evaluate(
         raise DataError(r.label, f"domain '{name}' features are not finite: {bad}")
     hl_names = list(fr) + list(_condition_columns(r, scales))
     hr, hf = feature_matrix(fr, r), feature_matrix(ff, f)
-    hr2 = feature_matrix(features(r2), r2) if r2 is not None else None
+    fr2 = features(r2) if r2 is not None else None
+    hr2 = feature_matrix(fr2, r2) if r2 is not None else None
     low = _LowLevel(r, scales, seed, dev)
     lr, lf = low(r), low(f)
     lr2 = low(r2) if r2 is not None else None
@@ -1124,11 +1125,12 @@ def evaluate(
 
     def marginals(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
         w = wasserstein_1d(a, b, names=hl_names)
-        wn = wasserstein_1d(a, b, names=hl_names, normalise=True)
+        sd = np.asarray(a).std(axis=0)
+        wn = np.where(sd > 0, np.asarray(list(w.values())) / np.where(sd > 0, sd, 1.0), list(w.values()))  # as normalise=True
         s = separation_power_samples(a, b, names=hl_names, edges=edges)
         out = {f"w1/{k}": v for k, v in w.items()}
         out.update({f"separation/{k}": v for k, v in s.items()})
-        out["w1_norm_mean"] = float(np.mean(list(wn.values())))
+        out["w1_norm_mean"] = float(np.mean(wn))
         out["separation_mean"] = float(np.mean(list(s.values())))
         return out
 
@@ -1160,9 +1162,10 @@ def evaluate(
 
     if dom is not None and dom.physics_metrics is not None:
         pm = partial(_physics, fn=dom.physics_metrics, attrs=attrs)
-        real_t = (r.x, r.c)
-        fake_t = (f.x, f.c)
-        real2_t = (r2.x, r2.c) if r2 is not None else None
+        with_feats = bool(getattr(dom, "physics_takes_features", False))
+        real_t = (r.x, r.c, fr) if with_feats else (r.x, r.c)
+        fake_t = (f.x, f.c, ff) if with_feats else (f.x, f.c)
+        real2_t = None if r2 is None else (r2.x, r2.c, fr2) if with_feats else (r2.x, r2.c)
         res = run_metric("physics", pm, real_t, fake_t, real2_t, "bootstrap")
         if not isinstance(res, dict):
             res = {"value": res}

@@ -187,6 +187,10 @@ class Domain:
     detect : callable, optional
         ``(header) -> bool``: whether a file (already opened through a layout)
         belongs to this domain, for ``evaluate`` without ``--domain``.
+    physics_takes_features : bool
+        ``physics_metrics`` accepts ``(x, c, features)`` tuples, ``features`` being the
+        dict ``features(x, c, attrs)`` returns for the same rows: ``evaluate`` then passes
+        them, so its bootstrap rounds index precomputed features instead of recomputing them.
     nearest : callable, optional
         The memorisation check's dissimilarity to the training set, for domains
         where a Euclidean distance between flattened samples means little (e.g.
@@ -215,6 +219,7 @@ class Domain:
     quickstart: dict[str, Any] = field(default_factory=dict)
     detect: Callable[[Any], bool] | None = None
     nearest: Callable[..., tuple[dict[str, np.ndarray], dict[str, float]]] | None = None
+    physics_takes_features: bool = False
 
 
 _DOMAINS: dict[str, Domain] = {}

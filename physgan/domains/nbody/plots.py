@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib.ticker import NullFormatter
 
 from physgan.domains.nbody.metrics import _box, _fields, log_density, peak_heights, pk_ratio
 from physgan.report.axes import set_ratio_axis
@@ -143,6 +144,7 @@ def plot_conditioning_response(
         name = names[j] if j < len(names) else f"c{j}"
         ax.set_title(f"{name}: top third / bottom third", fontsize=9)
         ax.set_xlabel("k [h/Mpc]")
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_ylabel("P(k; high) / P(k; low)")
         ax.legend(fontsize=8)
     fig.tight_layout()
@@ -169,6 +171,7 @@ def plot_power_spectrum(real: np.ndarray, fake: np.ndarray, box_size: float, pat
     set_ratio_axis(axr, pr.ratio, pr.ratio_err)
     axr.set_xlabel("k [h/Mpc]")
     axr.set_ylabel("fake / real")
+    axr.xaxis.set_minor_formatter(NullFormatter())
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
