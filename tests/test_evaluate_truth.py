@@ -197,3 +197,12 @@ def test_nbody_pairs_at_matching_conditions_and_conditioning_response():
     xf = 1.0 + base * 1.0
     k, rr, er, rf, ef = conditioning_response(xr, cr, xf, cf, 64.0, 0)
     assert np.nanmedian(rr) > 2.0 and np.nanmedian(rr) > 1.5 * np.nanmedian(rf)  # the generator misses the response
+
+
+def test_micro_headline_figures_include_requested_vs_achieved_porosity(tmp_path):
+    rng = np.random.default_rng(0)
+    x = (rng.random((40, 16, 16)) < 0.6).astype(np.uint8)  # label 0 (pore) ~40 %
+    c = (x == 0).mean(axis=(1, 2))[:, None]
+    figs = get_domain("micro").plots((x, c), (x, c + 0.1), {"condition_names": ["porosity"]}, tmp_path)
+    titles = [t for t, _ in figs]
+    assert "Requested vs achieved porosity" in titles[:4] and all(p.is_file() and p.stat().st_size > 0 for _, p in figs)

@@ -131,6 +131,32 @@ def tortuosity_table(
     return _save(fig, path), rows
 
 
+def plot_porosity(
+    rl: np.ndarray, cr: np.ndarray, fl: np.ndarray, cf: np.ndarray, column: int, path: Path
+) -> Path:
+    """Requested (the ``porosity`` condition) vs achieved porosity (fraction of label 0), real and generated.
+
+    The real samples show how closely the data meet their own label (1:1 for porosities measured on
+    the crops); the generated ones show how well the generator obeys the condition.
+    """
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 4.5))
+    for labels, c, style, name in ((rl, cr, "o", "real"), (fl, cf, "s", "generated")):
+        achieved = (labels.reshape(len(labels), -1) == 0).mean(axis=1)
+        requested = np.asarray(c, np.float64)[:, column]
+        rmse = float(np.sqrt(np.mean((achieved - requested) ** 2)))
+        ax.plot(requested, achieved, style, ms=3, alpha=0.6, label=f"{name} (rms deviation {rmse:.3f})")
+    lo = min(float(np.min(cr[:, column])), float(np.min(cf[:, column])))
+    hi = max(float(np.max(cr[:, column])), float(np.max(cf[:, column])))
+    ax.plot([lo, hi], [lo, hi], "k-", lw=0.8, label="achieved = requested")
+    ax.set_xlabel("requested porosity (condition)")
+    ax.set_ylabel("achieved porosity (fraction of label 0)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def plots(
     real: tuple[np.ndarray, np.ndarray], fake: tuple[np.ndarray, np.ndarray], attrs: dict[str, Any] | None, outdir: Any
 ) -> list[tuple[str, Path]]:
@@ -146,6 +172,12 @@ def plots(
         ("Two-point correlation S2(r)", plot_s2(rl, fl, out / "micro_s2.png", periodic=periodic)),
         ("Chord-length distributions", plot_chords(rl, fl, out / "micro_chords.png")),
     ]
+    names = [str(n) for n in attrs.get("condition_names", [])]
+    cr, cf = real[1], fake[1]
+    if "porosity" in names and cr is not None and cf is not None and np.size(cr) and np.size(cf):
+        j = names.index("porosity")
+        cr, cf = np.asarray(cr).reshape(len(rl), -1), np.asarray(cf).reshape(len(fl), -1)
+        figs.insert(2, ("Requested vs achieved porosity", plot_porosity(rl, cr, fl, cf, j, out / "micro_porosity.png")))
     if rl.ndim == 4:
         figs.insert(1, ("Orthogonal slices (generated)", plot_orthogonal(fl[0], out / "micro_orthogonal.png", n_phases=P)))
         if bool(attrs.get("tortuosity", True)):
