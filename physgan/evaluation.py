@@ -424,6 +424,8 @@ def detail_group(name: str, domain: str) -> str:
 CLOSE_FACTOR = 3.0
 #: figures shown on the first screen: the domain's first ones (its headline figures)
 N_KEY_FIGURES = 4
+#: marginal histograms drawn in the report: all features up to this many, else the ones furthest from the floor
+MAX_MARGINAL_FEATURES = 24
 INDISTINGUISHABLE_SIGMA = 2.0
 
 
@@ -708,6 +710,14 @@ class Evaluation:
                     figs.append(fig)
         return figs
 
+    def _worst_features(self, most: int = MAX_MARGINAL_FEATURES) -> dict[str, np.ndarray]:
+        """The real features to draw: all when few, else the ``most`` furthest from the floor (by W1)."""
+        if len(self._feat_real) <= most:
+            return self._feat_real
+        score = {n: _badness(self.metrics[f"w1/{n}"]) if f"w1/{n}" in self.metrics else -math.inf for n in self._feat_real}
+        keep = sorted(self._feat_real, key=lambda n: score[n], reverse=True)[:most]
+        return {n: self._feat_real[n] for n in self._feat_real if n in keep}
+
     def _domain_plots(self, outdir: Path) -> list[tuple[str, Path]]:
         outdir.mkdir(parents=True, exist_ok=True)
         real, fake = (self._real.x, self._real.c), (self._fake.x, self._fake.c)
@@ -732,7 +742,7 @@ class Evaluation:
         try:
             (tmp / "metrics.json").write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False))
             generic = []
-            for i, fig in enumerate(_marginal_figures(self._feat_real, self._feat_fake)):
+            for i, fig in enumerate(_marginal_figures(self._worst_features(), self._feat_fake)):
                 p = tmp / f"marginals_{i + 1}.png"
                 fig.savefig(p, dpi=90)
                 generic.append((f"Marginal distributions ({i + 1})", p))
@@ -835,7 +845,10 @@ class Evaluation:
             parts.append(f"<h2>More figures ({esc(self.domain)})</h2>")
             parts += [f"<details><summary>{esc(t)}</summary>{img(t, p)}</details>" for t, p in rest_domain]
         if rest_generic:
-            parts.append("<h2>Marginal distributions of the high-level features</h2>")
+            parts.append(
+                f"<h2>Marginal distributions of the high-level features (at most {MAX_MARGINAL_FEATURES}: "
+                "those furthest from the floor in W1)</h2>"
+            )
             parts += [f"<details><summary>{esc(t)}</summary>{img(t, p)}</details>" for t, p in rest_generic]
         parts += [
             "<h2>Inputs and settings</h2>",

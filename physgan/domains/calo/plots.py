@@ -101,7 +101,7 @@ def _label(name: str) -> tuple[str, bool]:
 
 
 def plot_feature_histograms(real: tuple, fake: tuple, attrs: Any, path: str | Path, names: list[str] | None = None,
-                            per_page: int = 12) -> list[Path]:
+                            per_page: int = 12, max_features: int = 48) -> list[Path]:
     """Histograms of high-level features (real binning, see :mod:`.metrics`) with a generated/real ratio panel.
 
     Parameters
@@ -116,6 +116,9 @@ def plot_feature_histograms(real: tuple, fake: tuple, attrs: Any, path: str | Pa
         Features to draw (default: all of :func:`~physgan.domains.calo.features.shower_features`).
     per_page : int
         Panels per figure.
+    max_features : int
+        Without ``names`` and with more features than this (e.g. 45 layers), only the global ones and the
+        layer energies are drawn; per-layer centres and widths are in :func:`plot_layer_profiles`.
 
     Returns
     -------
@@ -123,6 +126,8 @@ def plot_feature_histograms(real: tuple, fake: tuple, attrs: Any, path: str | Pa
     """
     geom = resolve_geometry(attrs, np.asarray(real[0]).shape[-1])
     fr, ff = shower_features(real[0], real[1], geom), shower_features(fake[0], fake[1], geom)
+    if names is None and len(fr) > max_features:
+        names = [n for n in fr if not n.rsplit("_", 1)[-1].isdigit() or n.startswith("e_layer_")]
     names = list(names or fr)
     path = Path(path)
     out = []
