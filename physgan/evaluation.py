@@ -693,8 +693,9 @@ class Evaluation:
         return _summary_table_html(self.summary())
 
     def plot(self, max_per_figure: int = 12) -> list:
-        """Figures: marginal histograms real vs fake with ratio panels, then the domain's plots."""
-        figs = _marginal_figures(self._feat_real, self._feat_fake, max_per_figure)
+        """Figures: marginal histograms real vs fake with ratio panels (at most 24 features, those furthest from
+        the floor), then the domain's plots."""
+        figs = _marginal_figures(self._worst_features(), self._feat_fake, max_per_figure)
         if self._domain_obj is not None and self._domain_obj.plots is not None and self._real is not None:
             import matplotlib.image as mpimg
             import matplotlib.pyplot as plt
