@@ -1043,8 +1043,9 @@ def evaluate(
         The run directory that generated ``fake``: its training curves and diagnostics
         (balance, gradient norms, diversity/coverage vs the noise floor, warnings) join the report.
     progress : bool or callable
-        True prints one line per stage (start, then its time) to stderr; a callable
-        receives those lines instead.
+        True prints one line per stage (start, then its time) to stderr, from the end of
+        loading on (a bad input file gets only its one error line); a callable receives
+        those lines instead.
 
     Returns
     -------
@@ -1058,7 +1059,6 @@ def evaluate(
     dev = resolve_device(device)
     if n_boot < 2:
         raise ConfigError(f"n_boot must be >= 2, got {n_boot}")
-    say("load: reading the input files")
     r = load_samples(real, "real", max_samples, seed)
     f = load_samples(fake, "fake", max_samples, seed + 1)
     _check_compatible(r, f, "generated")
