@@ -358,7 +358,8 @@ NBODY: list[Cell] = [
 
         This notebook simulates 2-D slabs (32² cells of 64 Mpc/h boxes) with physgan's fast lognormal simulator
         (`physgan data make nbody --sim pm` runs a particle-mesh N-body instead), trains physgan's spectral generator
-        (white noise coloured per Fourier shell by a learned, cosmology-dependent amplitude) briefly on CPU, samples it at chosen cosmologies, compares slices and $P(k)$, and evaluates.
+        (white noise coloured per Fourier shell by a learned, cosmology-dependent amplitude) briefly on CPU, samples it at
+        chosen cosmologies, compares slices and $P(k)$, and evaluates.
 
         > **A few hundred CPU steps give a rough surrogate.** The figures below show the workflow, not a converged
         > model; the last section says how to train a real one.

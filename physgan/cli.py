@@ -125,8 +125,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--n-samples",
         dest="n",
         type=int,
-        required=True,
-        help="number of samples (under torchrun write --n-samples: torchrun mistakes --n for its own options)",
+        default=None,
+        help="number of samples (under torchrun write --n-samples: torchrun mistakes --n for its own options); "
+        "with --conditions-from: the file's count",
+    )
+    p_gen.add_argument(
+        "--conditions-from",
+        default=None,
+        metavar="FILE",
+        help="generate exactly at the conditions of FILE's samples (same order, same count), e.g. the evaluation file",
     )
     p_gen.add_argument(
         "--cond",
@@ -224,6 +231,21 @@ def cmd_generate(args) -> int:
     from physgan.run import check_sampling_args, load_run, parse_condition
 
     cond = dict(parse_condition(c) for c in args.cond)
+    run = None
+    if args.conditions_from is not None:
+        from physgan.run import conditions_from_file
+
+        if cond:
+            raise PhysganError("--cond and --conditions-from exclude each other")
+        if world_from_env()[2] > 1:
+            raise PhysganError("--conditions-from is not supported under torchrun yet; generate in one process")
+        run = load_run(args.run, checkpoint=args.checkpoint, device=args.device)
+        cond = conditions_from_file(args.conditions_from, run.condition_names)
+        if args.n is not None and args.n != len(cond):
+            raise PhysganError(f"--n {args.n} differs from the {len(cond)} samples of --conditions-from {args.conditions_from}")
+        args.n = len(cond)
+    if args.n is None:
+        raise PhysganError("--n is required (or --conditions-from FILE)")
     if args.n < 1:
         raise PhysganError("--n must be >= 1")
     check_sampling_args(args.n, args.seed, args.batch_size)
@@ -245,7 +267,7 @@ def cmd_generate(args) -> int:
         if rank == 0:
             print(f"wrote {args.n} samples from {world} ranks to {path}" + ("" if args.merge else " (virtual dataset over the shards)"))
         return 0
-    run = load_run(args.run, checkpoint=args.checkpoint, device=args.device)
+    run = run or load_run(args.run, checkpoint=args.checkpoint, device=args.device)
     path = run.generate(args.out, args.n, cond, **common)
     print(f"wrote {args.n} samples to {path}")
     return 0

@@ -20,13 +20,26 @@ What is computed
    ones: per-sample mean, std, min, max and the first 3 principal components of
    the flattened sample, the basis fitted on the real set) and ``physics_metrics``.
 2. On the feature matrix (features + conditions, log10 for conditions the
-   domain marks ``log``): FPD, KPD (jetnet definitions), PRDC (k = 5),
-   classifier AUC / JSD ("high"), per-feature W1 and separation power.
+   domain marks ``log``): FPD, KPD (jetnet definitions; FPD with 10 subsets per
+   size instead of 20, see :mod:`physgan.metrics.frechet` for the block-moment
+   subsets), PRDC (k = 5), classifier AUC / JSD ("high"), per-feature W1 and
+   separation power. For FPD/KPD every feature is divided by max |x| of all real
+   samples together (one scale for the value and the floor), features (nearly)
+   constant over the real samples are left out, and when the smallest compared
+   set has fewer than 4 samples per feature, the features are projected onto
+   the leading principal components of the real samples (at most N/4 of them):
+   see :mod:`physgan.metrics.scaling`.
 3. On the low-level samples (flattened; ``log1p(x / s)`` with ``s`` the median
    positive real value when the data are non-negative with a dynamic range
    above 100; a seeded Gaussian random projection to 1024 dimensions above 4096
    dimensions; conditions appended): classifier AUC / JSD ("low") and, when
-   ``train`` is given, the memorisation check.
+   ``train`` is given, the memorisation check: each real, generated and second
+   real sample's distance to its nearest training sample, found once (float32
+   tiles, the 4 best candidates re-measured exactly, in the leading 128
+   principal components of the standardised training set, at most 50 000
+   training samples); errors and floor by resampling those distances. A domain
+   may supply its own dissimilarity (``Domain.nearest``; nbody: phase
+   correlation of fields).
 4. Every number gets an error (bootstrap, half-sampling or the metric's own,
    see :mod:`physgan.metrics.bootstrap`) and a noise floor: the same metric
    between two independent real sets (``real`` vs ``real2``, else two disjoint
@@ -51,7 +64,12 @@ What is computed
     metrics       {name: {value, error, floor, floor_error: float | null,
                           group: "generic" | "per_feature" | "memorisation" | "physics",
                           better: "lower" | "higher" | "unknown",
-                          verdict: str, description: str}}
+                          verdict: str, n_sigma: float | null,
+                          closeness: "indistinguishable" | "within 3x floor" | "far" | "n/a",
+                          description: str}}
+    fpd_kpd_features_dropped  [str]        near-constant features left out of FPD/KPD
+    fpd_kpd_dimension         int          dimension FPD/KPD compared (PCA when samples are few)
+    memorisation_search       {n_train, dim, variance_kept} | null
 
 Metric names: ``fpd``, ``kpd``, ``precision``, ``recall``, ``density``,
 ``coverage``, ``auc_high``, ``jsd_high``, ``auc_low``, ``jsd_low``,
@@ -65,7 +83,13 @@ Verdicts: ``FAIL (<rule>)`` / ``pass (<rule>)`` when a threshold names the
 metric; otherwise ``at floor`` when the metric is within 2 σ of its noise floor
 (σ² = error² + floor_error²) or on the good side of it, else
 ``above floor (Nσ)`` / ``below floor (Nσ)`` (for higher-is-better metrics) /
-``differs from floor (Nσ)`` (direction unknown).
+``differs from floor (±Nσ)`` (signed quantities: biases, ratios to 1, and
+metrics whose direction is unknown are judged by |value − floor|, whatever the
+sign). ``closeness`` (see :func:`judge`) grades the same distance as
+``indistinguishable`` / ``within 3x floor`` / ``far``; the report's first screen
+(:meth:`Evaluation.headline`) gives, per group of metrics, the worst grade and
+the worst metrics by name. "PASS"/"FAIL" appear only when ``--fail-on`` rules
+were given.
 """
 
 from __future__ import annotations
@@ -96,14 +120,16 @@ from physgan.metrics import (
     classifier_test,
     fpd,
     kpd,
-    memorisation,
     prdc,
     separation_power_samples,
     wasserstein_1d,
     with_floor,
 )
 from physgan.metrics._common import make_rng, resolve_device
+from physgan.metrics.memorisation import memorisation_stats, train_distances
+from physgan.metrics.scaling import reference_scale
 from physgan.metrics.separation import auto_edges
+from physgan.report.axes import set_ratio_axis
 
 __all__ = ["Evaluation", "MetricEntry", "SampleSet", "evaluate", "load_samples", "parse_threshold", "add_arguments", "main"]
 
@@ -132,14 +158,23 @@ _DESCRIPTIONS = {
 _HIGHER_BETTER = {"precision", "recall", "coverage"}
 #: metrics whose ideal is the real data's value itself (e.g. density ~ 1, the memorisation ratio ~ 1): judged two-sided
 _TWO_SIDED = {"density", "memorisation/ratio"}
-#: physics metric names that are distances/errors (lower is better); other physics metrics are judged two-sided
-_LOWER_SUFFIXES = ("_err", "_error", "_mae", "_diff", "separation_power", "score")
+#: a perfect model's value where it is not 0 (lower-is-better) or 1 (higher-is-better)
+_IDEAL = {"auc_high": 0.5, "auc_low": 0.5, "memorisation/ratio": 1.0}
+#: physics metric names that are distances/errors (lower is better)
+_LOWER_SUFFIXES = ("_err", "_error", "_mae", "_dev", "_w1", "_chi2", "separation", "separation_power", "score")
+#: physics metric names that are signed (biases, ratios to 1, differences): judged by their distance from the floor's value
+_SIGNED_SUFFIXES = ("_diff", "_rel_diff", "_bias", "_ratio", "_shift")
 
 
 def _physics_direction(name: str) -> str:
-    """'lower' for distance/error-like physics metrics (separation powers, errors), else 'unknown' (two-sided)."""
-    leaf = name.rsplit("/", 1)[-1]
-    if leaf.endswith(_LOWER_SUFFIXES) or leaf.startswith(("sep", "separation")) or "/sep" in name:
+    """Direction of a physics metric: 'lower' for distances/errors (separation powers, errors, deviations),
+    'unknown' (two-sided: |value - floor| counts, whatever its sign) for signed quantities and everything else.
+    """
+    parts = name.split("/")
+    leaf = parts[-1]
+    if leaf.endswith(_SIGNED_SUFFIXES):
+        return "unknown"
+    if leaf.endswith(_LOWER_SUFFIXES) or any(p.startswith(("sep", "separation")) for p in parts):
         return "lower"
     return "unknown"
 
@@ -309,6 +344,10 @@ class MetricEntry:
     better: str = "lower"
     description: str = ""
     verdict: str = ""
+    #: signed distance from the floor in σ (positive = worse for one-sided metrics), NaN without a floor
+    n_sigma: float = math.nan
+    #: 'indistinguishable' | 'within 3x floor' | 'far' | 'n/a'
+    closeness: str = "n/a"
 
     def sigma(self) -> float:
         e = [v for v in (self.error, self.floor_error) if math.isfinite(v)]
@@ -342,6 +381,99 @@ def _fmt(v: float, e: float | None = None) -> str:
     if e is not None and math.isfinite(e):
         s += f" ± {e:.2g}"
     return s
+
+
+#: display groups of the first screen: (title, predicate on the metric name)
+VERDICT_GROUPS: list[tuple[str, Any]] = [
+    ("classifier two-sample test", lambda n: n in ("auc_high", "jsd_high", "auc_low", "jsd_low")),
+    ("distribution distances (FPD, KPD, mean W1 / separation)", lambda n: n in ("fpd", "kpd", "w1_norm_mean", "separation_mean")),
+    ("precision / recall / density / coverage", lambda n: n in ("precision", "recall", "density", "coverage")),
+    ("per-feature marginals", lambda n: n.startswith(("w1/", "separation/"))),
+    ("physics", lambda n: n.startswith("physics/")),
+    ("memorisation", lambda n: n.startswith("memorisation/")),
+]
+_CLOSENESS_ORDER = {"n/a": -1, "indistinguishable": 0, "within 3x floor": 1, "far": 2}
+_LAYER = re.compile(r"^(?:(ebin\d+)/)?(?:.*?)_(\d+)$")
+
+
+def _badness(m: MetricEntry) -> float:
+    """How bad a metric looks for ranking the worst ones (σ away from the floor on the bad side)."""
+    if not math.isfinite(m.n_sigma):
+        return math.inf if m.closeness == "far" else -math.inf
+    return abs(m.n_sigma) if m.better == "unknown" else m.n_sigma
+
+
+def _short(name: str) -> str:
+    for prefix in ("physics/", "memorisation/"):
+        if name.startswith(prefix):
+            return name[len(prefix) :]
+    return name
+
+
+def detail_group(name: str, domain: str) -> str:
+    """Fold key of a long-table row: ``'layer 12'`` (calo) / ``'#12'`` for names ending in ``_<int>``,
+    ``'energy bin k'`` for per-energy-bin rows, else ``'overall'``."""
+    leaf = name.split("/", 1)[1] if name.startswith(("physics/", "w1/", "separation/")) else name
+    m = _LAYER.match(leaf)
+    if leaf.startswith("ebin"):
+        return f"energy bin {leaf[4:].split('/', 1)[0]}"
+    if m and m.group(2) is not None:
+        return f"layer {int(m.group(2))}" if domain == "calo" else f"#{int(m.group(2))}"
+    return "overall"
+
+
+CLOSE_FACTOR = 3.0
+#: figures shown on the first screen: the domain's first ones (its headline figures)
+N_KEY_FIGURES = 4
+#: marginal histograms drawn in the report: all features up to this many, else the ones furthest from the floor
+MAX_MARGINAL_FEATURES = 24
+INDISTINGUISHABLE_SIGMA = 2.0
+
+
+def judge(value: float, floor: float, sigma: float, better: str, ideal: float | None = None) -> tuple[float, str]:
+    """How far a metric is from its noise floor.
+
+    Parameters
+    ----------
+    value, floor : float
+        The metric (real vs generated) and the same metric between two real sets.
+    sigma : float
+        Combined error, ``sqrt(error² + floor_error²)``.
+    better : {'lower', 'higher', 'unknown'}
+        Direction: one-sided metrics count only the bad side; 'unknown' (signed
+        quantities such as biases and ratios) counts ``|value − floor|`` whatever its sign.
+    ideal : float, optional
+        The metric's value for a perfect model (default 0 for 'lower', 1 for 'higher'; AUC: 0.5).
+
+    Returns
+    -------
+    n_sigma : float
+        ``(value − floor) / sigma``, sign flipped for 'higher' so that positive is worse
+        (for 'unknown' the plain signed difference in σ); NaN without a floor.
+    closeness : str
+        ``'indistinguishable'`` within 2σ of the floor (or on its good side);
+        ``'within 3x floor'`` when the distance from the ideal is at most 3 times the floor's
+        (one-sided distances: value <= 3 x floor), or for signed quantities
+        ``|value − floor| <= 3 x 2σ``; ``'far'`` otherwise; ``'n/a'`` without numbers.
+    """
+    if not (math.isfinite(value) and math.isfinite(floor)):
+        return math.nan, "n/a"
+    diff = value - floor
+    if better == "higher":
+        diff = -diff
+    n_sig = diff / sigma if sigma > 0 else (math.inf if diff > 0 else -math.inf if diff < 0 else 0.0)
+    bad = abs(n_sig) if better == "unknown" else n_sig
+    if bad <= INDISTINGUISHABLE_SIGMA:
+        return n_sig, "indistinguishable"
+    if better == "lower" and floor > (ideal if ideal is not None else 0.0):
+        ref = ideal if ideal is not None else 0.0
+        close = value - ref <= CLOSE_FACTOR * (floor - ref)
+    elif better == "higher" and floor < (ideal if ideal is not None else 1.0):
+        ref = ideal if ideal is not None else 1.0  # fractions whose ideal is 1 (precision, coverage, ...)
+        close = ref - value <= CLOSE_FACTOR * (ref - floor)
+    else:
+        close = bad <= CLOSE_FACTOR * INDISTINGUISHABLE_SIGMA
+    return n_sig, "within 3x floor" if close else "far"
 
 
 def _clean(v: Any) -> Any:
@@ -386,6 +518,7 @@ class Evaluation:
         for name, op, bound in self.thresholds:
             rules.setdefault(name, []).append((op, bound))
         for m in self.metrics.values():
+            m.n_sigma, m.closeness = judge(m.value, m.floor, m.sigma(), m.better, _IDEAL.get(m.name))
             if m.name in rules:
                 bad = [f"{m.name}{op}{b:g}" for op, b in rules[m.name] if _violates(m.value, op, b)]
                 m.verdict = f"FAIL ({', '.join(bad)})" if bad else "pass (" + ", ".join(f"{m.name}{o}{b:g}" for o, b in rules[m.name]) + ")"
@@ -393,18 +526,17 @@ class Evaluation:
             if not (math.isfinite(m.value) and math.isfinite(m.floor)):
                 m.verdict = "no floor" if math.isfinite(m.value) else "n/a"
                 continue
-            sig = m.sigma()
-            diff = m.value - m.floor
-            if m.better == "higher":
-                diff = -diff
-            elif m.better == "unknown":
-                diff = abs(diff)
-            n_sig = diff / sig if sig > 0 else (math.inf if diff > 0 else 0.0)
-            if diff <= 0 or n_sig <= 2:
+            if m.closeness == "indistinguishable":
                 m.verdict = "at floor"
+                continue
+            ns = m.n_sigma
+            if m.better == "unknown":
+                word = "differs from floor"
+                sig = f"{ns:+.0f}σ" if math.isfinite(ns) else ""
             else:
-                word = {"lower": "above floor", "higher": "below floor", "unknown": "differs from floor"}[m.better]
-                m.verdict = f"{word} ({n_sig:.0f}σ)" if math.isfinite(n_sig) else word
+                word = {"lower": "above floor", "higher": "below floor"}[m.better]
+                sig = f"{abs(ns):.0f}σ" if math.isfinite(ns) else ""
+            m.verdict = f"{word} ({sig})" if sig else word
 
     def failures(self) -> list[str]:
         """Human-readable threshold violations (empty when all pass)."""
@@ -446,6 +578,8 @@ class Evaluation:
                         "group": m.group,
                         "better": m.better,
                         "verdict": m.verdict,
+                        "n_sigma": m.n_sigma,
+                        "closeness": m.closeness,
                         "description": m.description,
                     }
                     for m in self.metrics.values()
@@ -453,22 +587,101 @@ class Evaluation:
             }
         )
 
+    def group_verdicts(self, n_worst: int = 3) -> list[dict[str, Any]]:
+        """Per display group: how far the model is from the noise floor, and its worst metrics.
+
+        Look-elsewhere effect: among m metrics some sit 2-3σ from the floor by chance, so
+        for the *group's* verdict a metric counts only when it is further from the floor
+        than ``z_m``, the σ that one of m independent metrics exceeds by chance with 5 %
+        probability (``z_m = Φ⁻¹(1 − 0.025/m)``, at least 2: 2.2 for one metric, 4.0 for 700).
+
+        Returns
+        -------
+        list of dict
+            ``{group, closeness, n, z, counts: {closeness: int}, worst: [(name, value, floor, n_sigma)]}``
+            in :data:`VERDICT_GROUPS` order, groups without metrics left out. ``closeness``
+            is the worst of its metrics beyond ``z`` ('indistinguishable' < 'within 3x floor' < 'far');
+            ``counts`` are the metrics' own grades (2σ); ``worst`` the worst beyond ``z``.
+        """
+        from scipy.stats import norm
+
+        out = []
+        for title, pred in VERDICT_GROUPS:
+            ms = [m for m in self.metrics.values() if pred(m.name) and m.closeness != "n/a"]
+            if not ms:
+                continue
+            z = max(INDISTINGUISHABLE_SIGMA, float(norm.isf(0.025 / len(ms))))
+            counts: dict[str, int] = {}
+            for m in ms:
+                counts[m.closeness] = counts.get(m.closeness, 0) + 1
+            beyond = [m for m in ms if m.closeness != "indistinguishable" and not _badness(m) <= z]
+            worst_c = max((m.closeness for m in beyond), key=_CLOSENESS_ORDER.__getitem__, default="indistinguishable")
+            bad = sorted(beyond, key=lambda m: (_CLOSENESS_ORDER[m.closeness], _badness(m)), reverse=True)[:n_worst]
+            out.append(
+                {
+                    "group": title,
+                    "closeness": worst_c,
+                    "n": len(ms),
+                    "z": z,
+                    "counts": counts,
+                    "worst": [(m.name, m.value, m.floor, m.n_sigma) for m in bad],
+                }
+            )
+        return out
+
+    def headline(self) -> str:
+        """The first screen as text: per group, how far from the floor (worst metrics named);
+        PASS/FAIL only when thresholds were given."""
+        n = self.info["n"]
+        lines = [
+            f"physgan evaluation ({self.domain}): {n['real']} real vs {n['fake']} generated; "
+            f"noise floor from {self.info['floor_source']}",
+        ]
+        if self.thresholds:
+            fails = self.failures()
+            detail = ": " + "; ".join(fails) if fails else ""
+            lines.append(f"thresholds: {'FAIL' if fails else 'PASS'} ({len(self.thresholds)} rule(s)){detail}")
+        lines.append("distance from the noise floor (real vs real), per group:")
+        groups = self.group_verdicts()
+        width = max((len(g["group"]) for g in groups), default=0)
+        for g in groups:
+            worst = ", ".join(_worst_text(*w) for w in g["worst"])
+            counts = ", ".join(f"{v} {k}" for k, v in sorted(g["counts"].items(), key=lambda kv: _CLOSENESS_ORDER[kv[0]]))
+            tail = f"  worst: {worst}" if worst else ""
+            lines.append(f"  {g['group'].ljust(width)}  {g['closeness'].upper():<17s} [{counts}; group counts >{g['z']:.1f}σ]{tail}")
+        return "\n".join(lines)
+
     def summary(self, per_feature: bool = False) -> list[dict[str, str]]:
-        """Table rows ``{metric, value, floor, verdict}`` (strings); per-feature rows only if asked."""
+        """Table rows ``{metric, value, floor, verdict}`` (strings).
+
+        Default: the headline metrics (generic, memorisation, and physics metrics that are not per
+        feature / per layer / per energy bin); ``per_feature=True``: every metric.
+        """
         rows = []
         for m in self.metrics.values():
-            if m.group == "per_feature" and not per_feature:
+            if not per_feature and not self._is_headline(m):
                 continue
-            rows.append({"metric": m.name, "value": _fmt(m.value, m.error), "floor": _fmt(m.floor, m.floor_error), "verdict": m.verdict})
+            rows.append(_row(m))
         return rows
 
+    def _is_headline(self, m: MetricEntry) -> bool:
+        if m.group == "per_feature":
+            return False
+        if m.group == "physics":
+            return detail_group(m.name, self.domain) == "overall" and not m.name.startswith("physics/sep/")
+        return True
+
     def format_summary(self, per_feature: bool = False) -> str:
-        """The summary as an aligned text table."""
+        """The headline (verdict per group) followed by the summary as an aligned text table."""
         rows = self.summary(per_feature)
         head = {"metric": "metric", "value": "value ± error", "floor": "noise floor", "verdict": "verdict"}
         widths = {k: max(len(head[k]), *(len(r[k]) for r in rows)) if rows else len(head[k]) for k in head}
-        lines = ["  ".join(head[k].ljust(widths[k]) for k in head), "  ".join("-" * widths[k] for k in head)]
+        lines = [self.headline(), ""]
+        lines += ["  ".join(head[k].ljust(widths[k]) for k in head), "  ".join("-" * widths[k] for k in head)]
         lines += ["  ".join(r[k].ljust(widths[k]) for k in head) for r in rows]
+        hidden = len(self.metrics) - len(rows)
+        if hidden > 0:
+            lines.append(f"({hidden} per-feature / per-layer rows more: metrics.json, the report, or summary(per_feature=True))")
         return "\n".join(lines)
 
     def __repr__(self) -> str:
@@ -481,8 +694,9 @@ class Evaluation:
         return _summary_table_html(self.summary())
 
     def plot(self, max_per_figure: int = 12) -> list:
-        """Figures: marginal histograms real vs fake with ratio panels, then the domain's plots."""
-        figs = _marginal_figures(self._feat_real, self._feat_fake, max_per_figure)
+        """Figures: marginal histograms real vs fake with ratio panels (at most 24 features, those furthest from
+        the floor), then the domain's plots."""
+        figs = _marginal_figures(self._worst_features(), self._feat_fake, max_per_figure)
         if self._domain_obj is not None and self._domain_obj.plots is not None and self._real is not None:
             import matplotlib.image as mpimg
             import matplotlib.pyplot as plt
@@ -497,6 +711,14 @@ class Evaluation:
                     plt.close(fig)
                     figs.append(fig)
         return figs
+
+    def _worst_features(self, most: int = MAX_MARGINAL_FEATURES) -> dict[str, np.ndarray]:
+        """The real features to draw: all when few, else the ``most`` furthest from the floor (by W1)."""
+        if len(self._feat_real) <= most:
+            return self._feat_real
+        score = {n: _badness(self.metrics[f"w1/{n}"]) if f"w1/{n}" in self.metrics else -math.inf for n in self._feat_real}
+        keep = sorted(self._feat_real, key=lambda n: score[n], reverse=True)[:most]
+        return {n: self._feat_real[n] for n in self._feat_real if n in keep}
 
     def _domain_plots(self, outdir: Path) -> list[tuple[str, Path]]:
         outdir.mkdir(parents=True, exist_ok=True)
@@ -522,7 +744,7 @@ class Evaluation:
         try:
             (tmp / "metrics.json").write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False))
             generic = []
-            for i, fig in enumerate(_marginal_figures(self._feat_real, self._feat_fake)):
+            for i, fig in enumerate(_marginal_figures(self._worst_features(), self._feat_fake)):
                 p = tmp / f"marginals_{i + 1}.png"
                 fig.savefig(p, dpi=90)
                 generic.append((f"Marginal distributions ({i + 1})", p))
@@ -575,7 +797,9 @@ class Evaluation:
             ("training set", f"{info['inputs']['train']} ({n['train']} samples)" if n["train"] else "not given"),
             ("noise floor from", info["floor_source"]),
             ("bootstrap rounds / seed / device", f"{info['n_boot']} / {info['seed']} / {info['device']}"),
-            ("result", "PASS" if self.passed else "FAIL: " + "; ".join(self.failures())),
+            ("FPD/KPD features", f"{info.get('fpd_kpd_dimension', '?')} dimensions; left out as near-constant: "
+             + (", ".join(info.get("fpd_kpd_features_dropped") or []) or "none")),
+            ("time per stage [s]", ", ".join(f"{k} {v:.1f}" for k, v in info.get("timings_s", {}).items())),
         ]
 
         def img(title: str, path: Path) -> str:
@@ -583,34 +807,106 @@ class Evaluation:
             src = f"data:image/png;base64,{data}"
             return f'<figure><img alt="{esc(title)}" src="{src}"><figcaption>{esc(title)}</figcaption></figure>'
 
+        key_figs = domain_figs[:N_KEY_FIGURES] if domain_figs else [g for g in generic if g[0] != "Training curves"][:N_KEY_FIGURES]
+        rest_domain = [f for f in domain_figs if f not in key_figs]
+        rest_generic = [g for g in generic if g not in key_figs]
         parts = [
             "<!DOCTYPE html><html><head><meta charset='utf-8'>",
             f"<title>physgan evaluation: {esc(self.domain)}</title>",
             "<style>body{font-family:sans-serif;max-width:1200px;margin:auto}table{border-collapse:collapse}"
             "td,th{border:1px solid #bbb;padding:3px 8px;text-align:left}th{background:#eee}"
-            ".fail{background:#fbb}.pass{background:#cfc}.above{background:#fe9}img{max-width:100%}</style></head><body>",
+            ".fail,.far{background:#fbb}.pass,.indistinguishable{background:#cfc}.above,.within{background:#fe9}"
+            "img{max-width:100%}.keyfigs{display:grid;grid-template-columns:1fr 1fr;gap:8px}"
+            "details{margin:4px 0}summary{cursor:pointer}</style></head><body>",
             f"<h1>physgan evaluation ({esc(self.domain)})</h1>",
-            "<table>" + "".join(f"<tr><th>{esc(k)}</th><td>{esc(str(v))}</td></tr>" for k, v in meta) + "</table>",
-            "<h2>Summary</h2>",
+            f"<p>{n['real']} real vs {n['fake']} generated samples; noise floor = the same metric between two real sets "
+            f"({esc(info['floor_source'])}).</p>",
+        ]
+        if self.thresholds:
+            fails = self.failures()
+            word, cls_ = ("FAIL", "fail") if fails else ("PASS", "pass")
+            parts.append(f"<p id='thresholds' class='{cls_}'><b>{word}</b> ({len(self.thresholds)} --fail-on rule(s))"
+                         + (": " + esc("; ".join(fails)) if fails else "") + "</p>")
+        parts += ["<h2 id='verdict'>Verdict: distance from the noise floor</h2>", self._verdict_table_html()]
+        if key_figs:
+            parts.append("<h2>Key figures</h2><div class='keyfigs'>" + "".join(img(t, p) for t, p in key_figs) + "</div>")
+        parts += [
+            "<h2>Headline metrics</h2>",
             _summary_table_html(self.summary()),
-            "<h2>Per-feature metrics</h2>",
-            _summary_table_html([r for r in self.summary(per_feature=True) if self.metrics[r["metric"]].group == "per_feature"]),
+            "<h2>All metrics, folded per group</h2>",
+            self._details_html(),
             "<p>Full numbers: <a href='metrics.json'>metrics.json</a>.</p>",
         ]
         if self.training is not None:
             parts.append(f"<h2>Training ({esc(self.training['run'])})</h2>")
             if self.training.get("summary"):
                 parts.append(f"<pre>{esc(self.training['summary'])}</pre>")
-            parts += [img(t, p) for t, p in generic if t == "Training curves"]
-            generic = [(t, p) for t, p in generic if t != "Training curves"]
-        if domain_figs:
-            parts.append(f"<h2>Domain figures ({esc(self.domain)})</h2>")
-            parts += [img(t, p) for t, p in domain_figs]
-        if generic:
-            parts.append("<h2>Marginal distributions of the high-level features</h2>")
-            parts += [img(t, p) for t, p in generic]
-        parts.append("</body></html>")
+            parts += [img(t, p) for t, p in rest_generic if t == "Training curves"]
+            rest_generic = [(t, p) for t, p in rest_generic if t != "Training curves"]
+        if rest_domain:
+            parts.append(f"<h2>More figures ({esc(self.domain)})</h2>")
+            parts += [f"<details><summary>{esc(t)}</summary>{img(t, p)}</details>" for t, p in rest_domain]
+        if rest_generic:
+            parts.append(
+                f"<h2>Marginal distributions of the high-level features (at most {MAX_MARGINAL_FEATURES}: "
+                "those furthest from the floor in W1)</h2>"
+            )
+            parts += [f"<details><summary>{esc(t)}</summary>{img(t, p)}</details>" for t, p in rest_generic]
+        parts += [
+            "<h2>Inputs and settings</h2>",
+            "<table>" + "".join(f"<tr><th>{esc(k)}</th><td>{esc(str(v))}</td></tr>" for k, v in meta) + "</table>",
+            "</body></html>",
+        ]
         return "\n".join(parts)
+
+    def _verdict_table_html(self) -> str:
+        esc = html.escape
+        rows = []
+        for g in self.group_verdicts():
+            c = g["closeness"]
+            counts = ", ".join(f"{v} {k}" for k, v in sorted(g["counts"].items(), key=lambda kv: _CLOSENESS_ORDER[kv[0]]))
+            worst = "<br>".join(esc(_worst_text(*w)) for w in g["worst"]) or "&mdash;"
+            rows.append(f"<tr class='{c.split()[0]}'><td>{esc(g['group'])}</td><td><b>{esc(c)}</b></td>"
+                        f"<td>{esc(counts)} (group verdict counts metrics beyond {g['z']:.1f}σ)</td><td>{worst}</td></tr>")
+        head = "<tr><th>group</th><th>verdict</th><th>metrics</th><th>worst (value, floor, σ from floor)</th></tr>"
+        return f"<table class='verdict'>{head}{''.join(rows)}</table>"
+
+    def _details_html(self) -> str:
+        """Every metric, in <details> blocks per display group and, inside, per layer / energy bin."""
+        esc = html.escape
+        out = []
+        for title, pred in VERDICT_GROUPS:
+            ms = [m for m in self.metrics.values() if pred(m.name)]
+            if not ms:
+                continue
+            folds: dict[str, list[MetricEntry]] = {}
+            for m in ms:
+                folds.setdefault(detail_group(m.name, self.domain), []).append(m)
+            inner = []
+            for key in sorted(folds, key=_fold_order):
+                sub = folds[key]
+                worst = max(sub, key=lambda m: _CLOSENESS_ORDER[m.closeness]).closeness
+                inner.append(f"<details><summary>{esc(key)}: {len(sub)} metrics, worst {esc(worst)}</summary>"
+                             f"{_summary_table_html([_row(m) for m in sub])}</details>")
+            body = "".join(inner) if len(folds) > 1 else _summary_table_html([_row(m) for m in ms])
+            out.append(f"<details class='group'><summary><b>{esc(title)}</b> ({len(ms)} metrics)</summary>{body}</details>")
+        return "".join(out)
+
+
+def _row(m: MetricEntry) -> dict[str, str]:
+    return {"metric": m.name, "value": _fmt(m.value, m.error), "floor": _fmt(m.floor, m.floor_error), "verdict": m.verdict}
+
+
+def _fold_order(key: str) -> tuple[int, int, str]:
+    if key == "overall":
+        return (0, 0, key)
+    num = re.search(r"(\d+)$", key)
+    return (1 if key.startswith(("layer", "#")) else 2, int(num.group(1)) if num else 0, key)
+
+
+def _worst_text(name: str, value: float, floor: float, n_sigma: float) -> str:
+    sig = f"{n_sigma:+.0f}σ" if math.isfinite(n_sigma) else "no error"
+    return f"{_short(name)} {_fmt(value)} (floor {_fmt(floor)}, {sig})"
 
 
 def _summary_table_html(rows: list[dict[str, str]]) -> str:
@@ -667,7 +963,7 @@ def _marginal_figures(real: dict[str, np.ndarray], fake: dict[str, np.ndarray], 
             centres = (edges[1:] + edges[:-1]) / 2
             axr.errorbar(centres, ratio, yerr=err, fmt=".", ms=2, lw=0.6)
             axr.axhline(1.0, color="k", lw=0.6)
-            axr.set_ylim(0.5, 1.5)
+            set_ratio_axis(axr, np.where(hr >= 0.01 * len(r), ratio, np.nan), err)
             axr.set_ylabel("gen/real", fontsize=7)
             axr.tick_params(labelsize=7)
         fig.subplots_adjust(left=0.06, right=0.98, top=0.95, bottom=0.06, wspace=0.3)
@@ -717,7 +1013,7 @@ def evaluate(
     max_samples: int | None = None,
     options: dict[str, dict[str, Any]] | None = None,
     run: str | os.PathLike | None = None,
-    progress: bool = False,
+    progress: bool | Any = False,
 ) -> Evaluation:
     """Evaluate generated samples against real ones (every number with error and noise floor).
 
@@ -747,8 +1043,10 @@ def evaluate(
     run : path, optional
         The run directory that generated ``fake``: its training curves and diagnostics
         (balance, gradient norms, diversity/coverage vs the noise floor, warnings) join the report.
-    progress : bool
-        Print each stage as it starts (with the elapsed time) to stderr: an evaluation can take minutes.
+    progress : bool or callable
+        True prints one line per stage (start, then its time) to stderr, from the end of
+        loading on (a bad input file gets only its one error line); a callable receives
+        those lines instead.
 
     Returns
     -------
@@ -756,8 +1054,8 @@ def evaluate(
     """
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
+    say = _progress_printer(progress)
     rules = _normalise_thresholds(thresholds)
-    stage = _stage_printer(progress, t_start)  # from the features on: a bad input file stays one error line
     options = {k: dict(v) for k, v in (options or {}).items()}
     dev = resolve_device(device)
     if n_boot < 2:
@@ -775,6 +1073,7 @@ def evaluate(
     if not r.condition_names and f.condition_names:
         r.condition_names = f.condition_names
     timings["load"] = time.perf_counter() - t_start
+    say(f"load: {timings['load']:.1f} s")
 
     name, dom = _resolve_domain(domain, r, f)
     scales = dict(dom.condition_scales) if dom is not None else {}
@@ -792,33 +1091,44 @@ def evaluate(
         return np.stack(cols, axis=1)
 
     t0 = time.perf_counter()
-    stage(f"features of {len(r)} real and {len(f)} generated samples")
+    say("features: high-level features and low-level representation")
     fr, ff = features(r), features(f)
     bad = [k for k, v in {**fr, **ff}.items() if not np.isfinite(v).all()]
     if bad:
         raise DataError(r.label, f"domain '{name}' features are not finite: {bad}")
     hl_names = list(fr) + list(_condition_columns(r, scales))
     hr, hf = feature_matrix(fr, r), feature_matrix(ff, f)
-    hr2 = feature_matrix(features(r2), r2) if r2 is not None else None
+    fr2 = features(r2) if r2 is not None else None
+    hr2 = feature_matrix(fr2, r2) if r2 is not None else None
     low = _LowLevel(r, scales, seed, dev)
     lr, lf = low(r), low(f)
     lr2 = low(r2) if r2 is not None else None
+    lt = low(t) if t is not None else None
+    # one scale per feature, from all real samples, for FPD/KPD of the value and the floor alike
+    n_small = min(len(r), len(f), len(r2)) if r2 is not None else min(len(r) // 2, len(f))
+    scaling = reference_scale(
+        hr if hr2 is None else np.concatenate([hr, hr2]), hl_names, max_components=max(2, n_small // 4)
+    )
+    sr, sf, sr2 = scaling(hr), scaling(hf), scaling(hr2) if hr2 is not None else None
     timings["features"] = time.perf_counter() - t0
+    say(f"features: {timings['features']:.1f} s")
 
     results: dict[str, MetricEntry] = {}
     common = {"n_boot": n_boot, "seed": seed}
 
     def run_metric(step: str, metric, a, b, a2, method: str):
-        stage(f"{step} (with noise floor)")
         t1 = time.perf_counter()
+        say(f"{step}: running")
         res = with_floor(metric, a, b, a2, method=method, **common)
         timings[step] = time.perf_counter() - t1
+        say(f"{step}: {timings[step]:.1f} s")
         return res
 
     opt = options.get
-    res = run_metric("fpd", partial(fpd, seed=seed, device=dev, **opt("fpd", {})), hr, hf, hr2, "intrinsic")
+    scaled = {"normalise": None, "seed": seed, "device": dev}
+    res = run_metric("fpd", partial(fpd, **scaled, **{"n_batches": 10, **opt("fpd", {})}), sr, sf, sr2, "intrinsic")
     _add(results, res, {"fpd": "fpd"}, "generic")
-    res = run_metric("kpd", partial(kpd, seed=seed, device=dev, **opt("kpd", {})), hr, hf, hr2, "intrinsic")
+    res = run_metric("kpd", partial(kpd, **scaled, **opt("kpd", {})), sr, sf, sr2, "intrinsic")
     _add(results, res, {"kpd": "kpd"}, "generic")
     res = run_metric("prdc", partial(prdc, seed=seed, device=dev, **opt("prdc", {})), hr, hf, hr2, "half")
     _add(results, res, {k: k for k in ("precision", "recall", "density", "coverage")}, "generic")
@@ -830,11 +1140,12 @@ def evaluate(
 
     def marginals(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
         w = wasserstein_1d(a, b, names=hl_names)
-        wn = wasserstein_1d(a, b, names=hl_names, normalise=True)
+        sd = np.asarray(a).std(axis=0)
+        wn = np.where(sd > 0, np.asarray(list(w.values())) / np.where(sd > 0, sd, 1.0), list(w.values()))  # as normalise=True
         s = separation_power_samples(a, b, names=hl_names, edges=edges)
         out = {f"w1/{k}": v for k, v in w.items()}
         out.update({f"separation/{k}": v for k, v in s.items()})
-        out["w1_norm_mean"] = float(np.mean(list(wn.values())))
+        out["w1_norm_mean"] = float(np.mean(wn))
         out["separation_mean"] = float(np.mean(list(s.values())))
         return out
 
@@ -844,23 +1155,39 @@ def evaluate(
     _add(results, res, {k: k for k in res if k.startswith(("w1/", "separation/"))}, "per_feature")
 
     if t is not None:
-        lt = low(t)
-        mem = partial(_memorisation_swap, train=lt, seed=seed, device=dev, **opt("memorisation", {}))
-        res = run_metric("memorisation", mem, lr, lf, lr2, "half")
+        t1 = time.perf_counter()
+        say("memorisation: nearest-training-sample search")
+        mem_opt = dict(opt("memorisation", {}))
+        quantile = float(mem_opt.pop("quantile", 0.01))
+        nearest = getattr(dom, "nearest", None) if dom is not None else None
+        if nearest is not None:  # the domain's own (dis)similarity, e.g. periodic cross-correlation of fields
+            sets = {"real": r.x, "fake": f.x, **({"real2": r2.x} if r2 is not None else {})}
+            dist, mem_info = nearest(t.x, sets, attrs, seed=seed, **mem_opt)
+        else:
+            sets = {"real": lr, "fake": lf, **({"real2": lr2} if lr2 is not None else {})}
+            dist, mem_info = train_distances(lt, sets, seed=seed, device=dev, **mem_opt)
+        timings["memorisation_search"] = time.perf_counter() - t1
+        stats = partial(memorisation_stats, quantile=quantile)
+        res = run_metric("memorisation", stats, dist["real"], dist["fake"], dist.get("real2"), "half")
         names = {k: f"memorisation/{k}" for k in ("ratio", "copy_fraction", "exact_copy_fraction")}
         _add(results, res, names, "memorisation", {"memorisation/ratio": "higher"})
+        info_memorisation = {k: float(v) for k, v in mem_info.items()}
+    else:
+        info_memorisation = None
 
     if dom is not None and dom.physics_metrics is not None:
         pm = partial(_physics, fn=dom.physics_metrics, attrs=attrs)
-        real_t = (r.x, r.c)
-        fake_t = (f.x, f.c)
-        real2_t = (r2.x, r2.c) if r2 is not None else None
+        with_feats = bool(getattr(dom, "physics_takes_features", False))
+        real_t = (r.x, r.c, fr) if with_feats else (r.x, r.c)
+        fake_t = (f.x, f.c, ff) if with_feats else (f.x, f.c)
+        real2_t = None if r2 is None else (r2.x, r2.c, fr2) if with_feats else (r2.x, r2.c)
         res = run_metric("physics", pm, real_t, fake_t, real2_t, "bootstrap")
         if not isinstance(res, dict):
             res = {"value": res}
         _add(results, res, {k: f"physics/{k}" for k in res}, "physics", {f"physics/{k}": _physics_direction(k) for k in res})
 
     timings["total"] = time.perf_counter() - t_start
+    say(f"total: {timings['total']:.1f} s")
     import physgan
 
     info = {
@@ -884,6 +1211,9 @@ def evaluate(
         "n_boot": int(n_boot),
         "device": str(dev),
         "features": hl_names,
+        "fpd_kpd_features_dropped": scaling.dropped,
+        "fpd_kpd_dimension": scaling.n_components,
+        "memorisation_search": info_memorisation,
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
     }
     ev = Evaluation(name, results, info, rules)
@@ -895,19 +1225,13 @@ def evaluate(
     return ev
 
 
-def _stage_printer(enabled: bool, t_start: float):
-    """``stage(name)``: one stderr line per evaluation stage with the elapsed time (nothing when disabled)."""
-
-    def stage(name: str) -> None:
-        if enabled:
-            print(f"evaluate: {name} ... ({time.perf_counter() - t_start:.0f} s)", file=sys.stderr, flush=True)
-
-    return stage
-
-
-def _memorisation_swap(heldout, fake, *, train, **kw) -> dict[str, float]:
-    """``with_floor`` calls metric(real, fake): real plays the held-out set."""
-    return memorisation(train, fake, heldout, **kw)
+def _progress_printer(progress: bool | Any):
+    """A function printing one progress line (to stderr, or to the callable given)."""
+    if callable(progress):
+        return progress
+    if progress:
+        return lambda line: print(f"evaluate: {line}", file=sys.stderr, flush=True)
+    return lambda line: None
 
 
 def _physics(real, fake, *, fn, attrs) -> dict[str, float]:
@@ -978,7 +1302,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--max-samples", type=int, default=None, help="random subset cap per input file")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing report directory")
-    parser.add_argument("--quiet", action="store_true", help="do not print the stages while evaluating")
+    parser.add_argument("--quiet", action="store_true", help="no per-stage progress lines on stderr")
 
 
 def main(args) -> int:
@@ -1002,7 +1326,7 @@ def main(args) -> int:
         thresholds=rules,
         max_samples=args.max_samples,
         run=args.run,
-        progress=not args.quiet,
+        progress=not getattr(args, "quiet", False),
     )
     print(ev.format_summary())
     if args.report:

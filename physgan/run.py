@@ -30,7 +30,11 @@ from physgan.train.checkpoint import latest_checkpoint, load_checkpoint
 from physgan.train.conditions import ConditionNormaliser
 from physgan.train.loop import model_spec
 
-__all__ = ["Run", "load_run", "parse_condition", "check_sampling_args", "Surrogate"]
+__all__ = ["Run", "load_run", "parse_condition", "check_sampling_args", "conditions_from_file", "Surrogate"]
+
+#: a requested range may overshoot the training range by this fraction of its width: it is clipped to it
+#: (a range typed as 1:100 for a training range [1.001, 99.999]); values from a file that far out are kept, with a warning
+RANGE_SLACK = 0.01
 
 CondSpec = float | tuple[float, float] | np.ndarray
 
@@ -71,6 +75,39 @@ def check_sampling_args(n: int | None = None, seed: int | None = 0, batch_size: 
         raise ConfigError(f"seed must be an integer in [0, 2**63) or None (got {seed!r})")
     if batch_size is not None and (not isinstance(batch_size, (int, np.integer)) or batch_size < 1):
         raise ConfigError(f"batch size must be an integer >= 1 (got {batch_size!r})")
+
+
+def conditions_from_file(path: str | Path, names: list[str]) -> np.ndarray:
+    """The conditions of every sample of an HDF5 file, in file order, columns ordered as ``names``.
+
+    Parameters
+    ----------
+    path : str or Path
+        Any layout physgan reads (e.g. the held-out evaluation file).
+    names : list of str
+        The run's condition names; the file must hold each of them.
+
+    Returns
+    -------
+    numpy.ndarray, shape (N, len(names))
+        Physical conditions as the layout reads them (float32 values).
+
+    Raises
+    ------
+    DataError
+        When the file lacks a condition the run needs.
+    """
+    from physgan.errors import DataError
+    from physgan.io.hdf5 import open_source
+
+    src = open_source(path)
+    have = list(src.condition_names)
+    missing = [n for n in names if n not in have]
+    if missing:
+        raise DataError(str(path), f"has conditions {have}, the run needs {names} (missing {missing})")
+    cols = [have.index(n) for n in names]
+    blocks = [c[:, cols] for _, _, c in src.blocks()]
+    return np.concatenate(blocks).astype(np.float64) if blocks else np.zeros((0, len(names)))
 
 
 class Run:
@@ -138,7 +175,10 @@ class Run:
         Conditions not given are drawn uniformly over their training range.
         Values outside the training range raise :class:`ConfigError` unless
         ``allow_extrapolation`` (then a warning); values outside the domain's physical
-        bounds (an energy <= 0, a porosity above 1) always raise.
+        bounds (an energy <= 0, a porosity above 1) always raise. A requested range that
+        overshoots the training range by at most :data:`RANGE_SLACK` of its width is clipped
+        to it (``energy=1:100`` for a training range [1.001, 99.999]); values (or arrays)
+        that far out are kept with a warning.
         """
         check_sampling_args(n, seed)
         cond = dict(cond or {})
@@ -150,10 +190,15 @@ class Run:
         for j, name in enumerate(self.condition_names):
             lo_tr, hi_tr = self.normaliser.min[j], self.normaliser.max[j]
             spec = cond.get(name, (lo_tr, hi_tr))
+            slack = RANGE_SLACK * (hi_tr - lo_tr) + 1e-6 * max(abs(lo_tr), abs(hi_tr), 1.0)
             if isinstance(spec, tuple):
                 lo, hi = float(spec[0]), float(spec[1])
                 if not (np.isfinite(lo) and np.isfinite(hi)) or lo > hi:
                     raise ConfigError(f"condition {name}: range {lo:g}:{hi:g} must be finite with lo <= hi")
+                if lo_tr - slack <= lo < lo_tr:
+                    lo = float(lo_tr)
+                if hi_tr < hi <= hi_tr + slack:
+                    hi = float(hi_tr)
                 if len(spec) == 3 and spec[2] == "log":
                     if lo <= 0:
                         raise ConfigError(f"condition {name}: log-uniform range needs lo > 0")
@@ -168,7 +213,14 @@ class Run:
                 vals = col
             self._physical(np.asarray(vals, dtype=np.float64).reshape(-1, 1), [name])  # physics before the range
             tol = 1e-6 * max(abs(lo_tr), abs(hi_tr), 1.0)
-            if vals.min() < lo_tr - tol or vals.max() > hi_tr + tol:
+            if lo_tr - slack <= vals.min() < lo_tr - tol or hi_tr + tol < vals.max() <= hi_tr + slack:
+                outside = int(np.sum((vals < lo_tr - tol) | (vals > hi_tr + tol)))
+                warnings.warn(
+                    f"condition {name}: {outside} value(s) up to [{vals.min():.6g}, {vals.max():.6g}] lie just outside the "
+                    f"training range [{lo_tr:.6g}, {hi_tr:.6g}] (within {RANGE_SLACK:.0%} of its width); generating there",
+                    stacklevel=2,
+                )
+            elif vals.min() < lo_tr - tol or vals.max() > hi_tr + tol:
                 msg = (
                     f"condition {name} = [{vals.min():.6g}, {vals.max():.6g}] is outside the training range "
                     f"[{lo_tr:.6g}, {hi_tr:.6g}]"
@@ -260,7 +312,7 @@ class Run:
         gen.manual_seed(int(seed) if seed is not None else int(time.time_ns() % 2**62))
         use_bf16 = self.device.type == "cuda" and self.config.train.precision != "fp32"
         for s in range(0, len(c_all), batch_size):
-            c = torch.as_tensor(c_all[s : s + batch_size], device=self.device)
+            c = torch.as_tensor(c_all[s : s + batch_size], dtype=torch.float32, device=self.device)
             z = torch.randn((len(c), *self.G.latent_shape(latent_scale)), device=self.device, generator=gen)
             with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=use_bf16):
                 y = self.G(z, self.normaliser(c))
@@ -290,7 +342,11 @@ class Run:
 
         check_sampling_args(n, seed, batch_size)
         if isinstance(cond, np.ndarray):
-            c_all = self._physical(self.check_conditions(np.asarray(cond, dtype=np.float32).reshape(n, len(self.condition_names))))
+            c_all = np.asarray(cond).reshape(n, -1)
+            if c_all.shape[1] != len(self.condition_names):
+                raise ConfigError(f"conditions have {c_all.shape[1]} columns, the run needs {self.condition_names}")
+            # the same range checks as for drawn conditions, column by column
+            self.conditions(n, dict(zip(self.condition_names, c_all.T)), seed, allow_extrapolation)
             cond = {}
         else:
             c_all = self.conditions(n, cond, seed, allow_extrapolation)
@@ -321,6 +377,7 @@ class Run:
             sample_units=self.info.get("sample_units", ""),
             non_negative=bool(self.info.get("non_negative", False)),
             dtype=self.info.get("sample_dtype", "float32"),
+            condition_dtype=self.info.get("condition_dtype", "float32"),
         )
         bar = _progress(n, progress)
         with SampleWriter(path, self.info["layout"], header, overwrite=overwrite, compression=compression) as w:

@@ -128,7 +128,9 @@ def test_evaluate_files_report_and_domain_hooks(files, tmp_path):
                 "w1_norm_mean", "separation_mean", "w1/total", "separation/peak", "memorisation/ratio",
                 "memorisation/copy_fraction", "physics/mean_ratio", "physics/scale_attr"):  # fmt: skip
         assert key in d["metrics"], key
-        assert set(d["metrics"][key]) == {"value", "error", "floor", "floor_error", "group", "better", "verdict", "description"}
+        assert set(d["metrics"][key]) == {
+            "value", "error", "floor", "floor_error", "group", "better", "verdict", "n_sigma", "closeness", "description"
+        }  # fmt: skip
     m = d["metrics"]
     # the fake is 80 % brighter: visible in the physics metric and far above the noise floor in W1 of the total
     assert m["physics/mean_ratio"]["value"] == pytest.approx(1.8, rel=0.1)

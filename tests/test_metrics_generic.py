@@ -75,6 +75,7 @@ def test_mmd2_poly_matches_brute_force():
     kxx, kyy, kxy = k(x, x), k(y, y), k(x, y)
     want = (kxx.sum() - np.trace(kxx)) / (30 * 29) + (kyy.sum() - np.trace(kyy)) / (25 * 24) - 2 * kxy.mean()
     assert mmd2_poly(x, y, block=7, device="cpu") == pytest.approx(want, rel=1e-10)
+    assert mmd2_poly(x, y, block=7, device="cpu", fast=True) == pytest.approx(want, rel=1e-5)  # float32 tiles
 
 
 def test_kpd_same_near_zero_different_positive():

@@ -31,7 +31,8 @@ Conventions every domain follows
   ``fake = (x, c)`` returns ``{name: float}``; ``score(metrics)`` turns them into
   one number, lower is better, for best-checkpoint selection.
 * ``plots(real, fake, attrs, outdir)`` writes PNG figures and returns
-  ``[(title, path), ...]``.
+  ``[(title, path), ...]``; the first (up to four) are the domain's headline
+  figures, shown on the first screen of the evaluation report.
 """
 
 from __future__ import annotations
@@ -205,6 +206,17 @@ class Domain:
         conditions (e.g. phase fractions summing to 1). Columns with ``free[j]`` were drawn
         by default over their training ``ranges[j]`` and may be redrawn; rows that cannot
         be made valid raise :class:`~physgan.errors.ConfigError`.
+    physics_takes_features : bool
+        ``physics_metrics`` accepts ``(x, c, features)`` tuples, ``features`` being the
+        dict ``features(x, c, attrs)`` returns for the same rows: ``evaluate`` then passes
+        them, so its bootstrap rounds index precomputed features instead of recomputing them.
+    nearest : callable, optional
+        The memorisation check's dissimilarity to the training set, for domains
+        where a Euclidean distance between flattened samples means little (e.g.
+        periodic fields, where a shifted copy is still a copy):
+        ``(train_x, {name: x}, attrs, seed=...) -> ({name: (N,) dissimilarity}, info)``,
+        0 for an exact copy. Without it, ``evaluate`` uses Euclidean nearest-neighbour
+        distances of the low-level representation.
     """
 
     name: str
@@ -230,6 +242,8 @@ class Domain:
     check_samples: Callable[[np.ndarray, np.ndarray, list[str], dict], list[Any]] | None = None
     import_suffixes: tuple[str, ...] = ()
     complete_conditions: Callable[..., np.ndarray] | None = None
+    nearest: Callable[..., tuple[dict[str, np.ndarray], dict[str, float]]] | None = None
+    physics_takes_features: bool = False
 
 
 _DOMAINS: dict[str, Domain] = {}

@@ -283,7 +283,7 @@ class SampleWriter:
         if self._f is None:
             raise RuntimeError("SampleWriter used outside its 'with' block")
         x = np.asarray(x)
-        c = np.asarray(c, dtype=np.float32).reshape(len(x), -1)
+        c = np.asarray(c, dtype=np.float64).reshape(len(x), -1)  # cast to the file's condition dtype by the layout
         if self.written + len(x) > self.header.n:
             raise PhysganError(f"{self.path}: more samples written than the declared {self.header.n}")
         if tuple(x.shape[1:]) != tuple(self.header.sample_shape):

@@ -56,6 +56,8 @@ class Header:
         Whether sample values must be >= 0 (energies, densities).
     dtype : str
         On-disk dtype of the samples (the engine always sees float32).
+    condition_dtype : str
+        On-disk dtype of the conditions (floating; written back the same by ``generate``).
     """
 
     n: int
@@ -68,6 +70,13 @@ class Header:
     non_negative: bool = False
     dtype: str = "float32"
     datasets: list[str] = field(default_factory=list)
+    condition_dtype: str = "float32"
+
+
+def condition_dtype_of(*datasets) -> str:
+    """The widest floating dtype among condition datasets (``'float32'`` when none is floating)."""
+    floats = [np.dtype(d.dtype) for d in datasets if np.issubdtype(d.dtype, np.floating)]
+    return str(max(floats, key=lambda t: t.itemsize)) if floats else "float32"
 
 
 class Layout:
@@ -347,6 +356,7 @@ class ArrayLayout(Layout):
             non_negative=nonneg,
             dtype=str(ds.dtype),
             datasets=[self.samples_key] + [c.name for _, c, _ in self._condition_datasets(f, path, n)],
+            condition_dtype=condition_dtype_of(*(c for _, c, _ in self._condition_datasets(f, path, n))),
         )
 
     def read_block(self, f: h5py.File, header: Header, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
@@ -378,7 +388,9 @@ class ArrayLayout(Layout):
             g = f.create_group(self.conditions_key)
             g.attrs["order"] = ",".join(header.condition_names)
             for name, unit in zip(header.condition_names, header.condition_units):
-                cds = g.create_dataset(name, shape=(header.n,), dtype=np.float32, chunks=(max(min(header.n, 65536), 1),))
+                cds = g.create_dataset(
+                    name, shape=(header.n,), dtype=np.dtype(header.condition_dtype), chunks=(max(min(header.n, 65536), 1),)
+                )
                 cds.attrs["units"] = unit
 
     def write_block(self, f: h5py.File, header: Header, start: int, x: np.ndarray, c: np.ndarray) -> None:

@@ -83,8 +83,12 @@ def normalise_pair(real: np.ndarray, fake: np.ndarray, mode: str | None) -> tupl
     raise ConfigError(f"unknown normalisation '{mode}'; use 'max', 'std' or None")
 
 
-def distance_tiles(x: torch.Tensor, y: torch.Tensor, block: int = 4096) -> Iterator[tuple[int, int, torch.Tensor]]:
+def distance_tiles(
+    x: torch.Tensor, y: torch.Tensor, block: int = 4096, squared: bool = False
+) -> Iterator[tuple[int, int, torch.Tensor]]:
     """Yield ``(i0, j0, D)`` with ``D[a, b] = ||x[i0 + a] - y[j0 + b]||`` (Euclidean), tile by tile.
+
+    ``squared=True`` yields squared distances (no square root: enough for ranking).
 
     Memory is bounded by ``block**2`` entries whatever ``len(x)`` and ``len(y)``:
     no N x N matrix is ever formed.
@@ -96,7 +100,8 @@ def distance_tiles(x: torch.Tensor, y: torch.Tensor, block: int = 4096) -> Itera
         for j0 in range(0, len(y), block):
             yb = y[j0 : j0 + block]
             d2 = x2 + y2[j0 : j0 + block][None, :] - 2.0 * (xb @ yb.T)
-            yield i0, j0, d2.clamp_min_(0.0).sqrt_()
+            d2.clamp_min_(0.0)
+            yield i0, j0, d2 if squared else d2.sqrt_()
 
 
 def knn_radius(x: torch.Tensor, k: int, block: int = 4096) -> torch.Tensor:
@@ -104,9 +109,11 @@ def knn_radius(x: torch.Tensor, k: int, block: int = 4096) -> torch.Tensor:
     if k >= len(x):
         raise ConfigError(f"k-NN with k={k} needs more than {k} samples, got {len(x)}")
     best = torch.full((len(x), k + 1), float("inf"), dtype=x.dtype, device=x.device)
-    for i0, _j0, d in distance_tiles(x, x, block):
-        rows = slice(i0, i0 + len(d))
-        merged = torch.cat([best[rows], d], dim=1)
+    for i0, _j0, d2 in distance_tiles(x, x, block, squared=True):
+        rows = slice(i0, i0 + len(d2))
+        # the tile's own k+1 smallest first (one pass over the tile), then merged with the running best
+        tile = torch.topk(d2, min(k + 1, d2.shape[1]), dim=1, largest=False).values
+        merged = torch.cat([best[rows], tile], dim=1)
         best[rows] = torch.topk(merged, k + 1, dim=1, largest=False).values
     # column 0 is the point itself (distance 0); the k-th other neighbour is column k
-    return best[:, k]
+    return best[:, k].sqrt()

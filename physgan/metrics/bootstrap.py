@@ -65,7 +65,7 @@ def n_samples(data: Any) -> int:
     if isinstance(data, dict):
         data = list(data.values())
     if isinstance(data, (tuple, list)):
-        lengths = {len(a) for a in data if a is not None}
+        lengths = {n_samples(a) for a in data if a is not None}
         if len(lengths) != 1:
             raise ConfigError(f"parts of one sample set have different lengths: {sorted(lengths)}")
         return lengths.pop()

@@ -6,7 +6,15 @@ Following Kansal et al. (2023) and jetnet's ``fpd``, it is measured on random
 subsets of several sizes N between ``min_samples`` and ``max_samples``
 (``n_batches`` subsets each), the mean per N is fitted with ``a + b / N`` by
 least squares, and the intercept ``a`` is reported with its standard error from
-the fit covariance. Features are scaled by the real sample's max |x| by default
+the fit covariance.
+
+Speed: per subset size, the samples are split once into random blocks of
+``block`` rows whose sums and scatter matrices ``XᵀX`` are computed in one
+pass; a random subset is then a random union of blocks, and its mean and
+covariance are sums of precomputed block moments (no pass over the data per
+subset). Subset sizes are rounded to whole blocks. ``block=None`` draws every
+subset row by row (the original procedure; ~50 x slower with 20 000 samples of
+365 features). Features are scaled by the real sample's max |x| by default
 (as jetnet does, so numbers compare with the CaloChallenge's).
 
 References
@@ -46,8 +54,8 @@ def frechet_distance(mu1, cov1, mu2, cov2) -> float:
     """Fréchet distance ``|mu1 - mu2|^2 + Tr(C1 + C2 - 2 (C1 C2)^(1/2))`` between two Gaussians.
 
     ``Tr((C1 C2)^(1/2))`` is computed as the sum of square roots of the
-    eigenvalues of the symmetric ``C1^(1/2) C2 C1^(1/2)`` (stable for
-    near-singular covariances).
+    eigenvalues of the symmetric ``Lᵀ C2 L`` with ``C1 = L Lᵀ`` (Cholesky), or of
+    ``C1^(1/2) C2 C1^(1/2)`` when ``C1`` is singular (same eigenvalues as ``C1 C2``).
 
     Parameters
     ----------
@@ -61,8 +69,14 @@ def frechet_distance(mu1, cov1, mu2, cov2) -> float:
     """
     t = [torch.as_tensor(v, dtype=torch.float64) for v in (mu1, cov1, mu2, cov2)]
     mu1, cov1, mu2, cov2 = (v.to(t[0].device) for v in t)
-    s1 = _sqrtm_psd(cov1)
-    m = s1 @ cov2 @ s1
+    # C1 = L Lᵀ: Lᵀ C2 L is symmetric with the eigenvalues of C1 C2 (a Cholesky factor is ~10x cheaper than an
+    # eigendecomposition); a singular C1 (constant features) falls back to the PSD square root
+    chol, info = torch.linalg.cholesky_ex((cov1 + cov1.T) / 2)
+    if int(info) == 0:
+        m = chol.T @ cov2 @ chol
+    else:
+        s1 = _sqrtm_psd(cov1)
+        m = s1 @ cov2 @ s1
     cross = torch.linalg.eigvalsh((m + m.T) / 2).clamp_min(0).sqrt().sum()
     diff = mu1 - mu2
     return float(diff @ diff + torch.trace(cov1) + torch.trace(cov2) - 2 * cross)
@@ -79,6 +93,7 @@ def fpd(
     normalise: str | None = "max",
     seed: int | np.random.Generator = 0,
     device: str | torch.device = "auto",
+    block: int | None = 250,
 ) -> dict[str, float]:
     """Fréchet physics distance between two feature samples, extrapolated to infinite N.
 
@@ -99,6 +114,10 @@ def fpd(
         Subset selection.
     device : str or torch.device
         ``'auto'`` uses the GPU when there is one.
+    block : int or None
+        Rows per block of the block-moment subsets (see the module docstring); None: row by row.
+        Blocks are used only when they keep at least 8 blocks in the smallest subset and
+        their scatter matrices fit in 512 MB.
 
     Returns
     -------
@@ -125,18 +144,53 @@ def fpd(
     dev = resolve_device(device)
     rt = torch.as_tensor(r, dtype=torch.float64, device=dev)
     ft = torch.as_tensor(f, dtype=torch.float64, device=dev)
+    d = r.shape[1]
+    use_blocks = (
+        block is not None and n_min // int(block) >= 8 and (max(len(r), len(f)) // int(block)) * d * d * 8 <= 512 * 2**20
+    )
+    if use_blocks:
+        sizes = np.unique((sizes // int(block)) * int(block))
+        if len(sizes) < 3:
+            use_blocks = False
+            sizes = np.unique(np.linspace(n_min, n_max, n_points).astype(int))
     means = []
     for n in sizes:
         vals = []
+        if use_blocks:
+            br, bf = _BlockMoments(rt, int(block), rng), _BlockMoments(ft, int(block), rng)
         for _ in range(n_batches):
-            ir = torch.as_tensor(rng.choice(len(r), size=n, replace=False), device=dev)
-            jf = torch.as_tensor(rng.choice(len(f), size=n, replace=False), device=dev)
-            mu1, c1 = gaussian_fit(rt[ir])
-            mu2, c2 = gaussian_fit(ft[jf])
+            if use_blocks:
+                mu1, c1 = br.subset(n, rng)
+                mu2, c2 = bf.subset(n, rng)
+            else:
+                ir = torch.as_tensor(rng.choice(len(r), size=n, replace=False), device=dev)
+                jf = torch.as_tensor(rng.choice(len(f), size=n, replace=False), device=dev)
+                mu1, c1 = gaussian_fit(rt[ir])
+                mu2, c2 = gaussian_fit(ft[jf])
             vals.append(frechet_distance(mu1, c1, mu2, c2))
         means.append(np.mean(vals))
     value, error = _linear_intercept(1.0 / sizes, np.asarray(means))
     return {"fpd": value, "fpd_err": error}
+
+
+class _BlockMoments:
+    """Sums and scatter matrices of random blocks of rows: fast mean/covariance of random unions of blocks."""
+
+    def __init__(self, x: torch.Tensor, block: int, rng: np.random.Generator):
+        nb = len(x) // block
+        perm = torch.as_tensor(rng.permutation(len(x))[: nb * block], device=x.device)
+        xb = x[perm].reshape(nb, block, x.shape[1])
+        self.block = block
+        self.sums = xb.sum(1)  # (nb, d)
+        self.scatter = torch.einsum("bni,bnj->bij", xb, xb)  # (nb, d, d)
+
+    def subset(self, n: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        k = n // self.block
+        sel = torch.as_tensor(rng.choice(len(self.sums), size=k, replace=False), device=self.sums.device)
+        m = k * self.block
+        mu = self.sums[sel].sum(0) / m
+        cov = (self.scatter[sel].sum(0) - m * torch.outer(mu, mu)) / max(m - 1, 1)
+        return mu, cov
 
 
 def _linear_intercept(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:

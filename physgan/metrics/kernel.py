@@ -28,22 +28,29 @@ from physgan.metrics._common import as_matrix, default_dtype, make_rng, normalis
 __all__ = ["mmd2_poly", "kpd"]
 
 
-def _kernel_sum(x: torch.Tensor, y: torch.Tensor, degree: int, block: int) -> tuple[float, float]:
+def _kernel_sum(x: torch.Tensor, y: torch.Tensor, degree: int, block: int, fast: bool = False) -> tuple[float, float]:
     """Sum of k(x_i, y_j) over all pairs and the sum of the diagonal (when x is y)."""
     d = x.shape[1]
     total = 0.0
     diag = 0.0
+    # fast: float32 kernel tiles (the cost is the d-long dot products and the element-wise cube; float32 halves
+    # both), summed in float64 (the MMD is a small difference of large sums; single-element rounding averages out)
+    xs, ys = (x.float(), y.float()) if fast else (x, y)
+    one = torch.ones(1, dtype=xs.dtype, device=x.device)
     for i0 in range(0, len(x), block):
-        xb = x[i0 : i0 + block]
+        xb = xs[i0 : i0 + block]
         for j0 in range(0, len(y), block):
-            k = (xb @ y[j0 : j0 + block].T / d + 1.0) ** degree
-            total += float(k.sum())
+            k = torch.addmm(one, xb, ys[j0 : j0 + block].T, alpha=1.0 / d)
+            k = k.pow_(degree) if degree != 3 else k * k * k
+            total += float(k.sum(dtype=torch.float64))
             if x is y and i0 == j0:
-                diag += float(torch.diagonal(k).sum())
+                diag += float(torch.diagonal(k).sum(dtype=torch.float64))
     return total, diag
 
 
-def mmd2_poly(x, y, *, degree: int = 3, block: int = 4096, device: str | torch.device = "auto") -> float:
+def mmd2_poly(
+    x, y, *, degree: int = 3, block: int = 4096, device: str | torch.device = "auto", fast: bool = False
+) -> float:
     """Unbiased MMD² between samples ``x`` (m, d) and ``y`` (n, d) with ``k = (x·y/d + 1)^degree``.
 
     Parameters
@@ -55,6 +62,8 @@ def mmd2_poly(x, y, *, degree: int = 3, block: int = 4096, device: str | torch.d
     block : int
         Tile size of the kernel sums (memory ~ block²).
     device : str or torch.device
+    fast : bool
+        Kernel tiles in float32, sums in float64 (relative error ~1e-7; about twice as fast on CPU).
 
     Returns
     -------
@@ -68,9 +77,9 @@ def mmd2_poly(x, y, *, degree: int = 3, block: int = 4096, device: str | torch.d
     m, n = len(xt), len(yt)
     if m < 2 or n < 2:
         raise ConfigError("mmd2_poly needs at least 2 samples per set")
-    sxx, dxx = _kernel_sum(xt, xt, degree, block)
-    syy, dyy = _kernel_sum(yt, yt, degree, block)
-    sxy, _ = _kernel_sum(xt, yt, degree, block)
+    sxx, dxx = _kernel_sum(xt, xt, degree, block, fast)
+    syy, dyy = _kernel_sum(yt, yt, degree, block, fast)
+    sxy, _ = _kernel_sum(xt, yt, degree, block, fast)
     return (sxx - dxx) / (m * (m - 1)) + (syy - dyy) / (n * (n - 1)) - 2.0 * sxy / (m * n)
 
 
@@ -124,7 +133,7 @@ def kpd(
     for _ in range(n_batches):
         ir = torch.as_tensor(rng.choice(len(r), size=b, replace=False), device=dev)
         jf = torch.as_tensor(rng.choice(len(f), size=b, replace=False), device=dev)
-        vals.append(mmd2_poly(rt[ir], ft[jf], device=dev))
+        vals.append(mmd2_poly(rt[ir], ft[jf], device=dev, fast=True))
     vals = np.asarray(vals)
     lo, hi = np.percentile(vals, [16.0, 84.0])
     return {"kpd": float(np.median(vals)), "kpd_err": float((hi - lo) / 2)}

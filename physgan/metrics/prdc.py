@@ -28,7 +28,6 @@ import torch
 from physgan.errors import ConfigError
 from physgan.metrics._common import (
     as_matrix,
-    default_dtype,
     distance_tiles,
     knn_radius,
     make_rng,
@@ -90,7 +89,7 @@ def prdc(
             f = f[np.sort(rng.choice(len(f), size=max_samples, replace=False))]
     r, f = normalise_pair(r, f, normalise)
     dev = resolve_device(device)
-    dt = default_dtype(dev)
+    dt = torch.float32  # radii comparisons need no more (features are standardised); twice as fast as float64 on CPU
     xr = torch.as_tensor(r, dtype=dt, device=dev)
     yf = torch.as_tensor(f, dtype=dt, device=dev)
     rad_r = knn_radius(xr, k, block)
@@ -100,9 +99,10 @@ def prdc(
     density_count = torch.zeros(len(yf), dtype=dt, device=dev)
     inside_fake = torch.zeros(len(xr), dtype=torch.bool, device=dev)  # recall
     nearest_fake = torch.full((len(xr),), float("inf"), dtype=dt, device=dev)  # coverage
-    for i0, j0, d in distance_tiles(xr, yf, block):
-        ri = rad_r[i0 : i0 + d.shape[0]][:, None]
-        sj = rad_f[j0 : j0 + d.shape[1]][None, :]
+    rad_r2, rad_f2 = rad_r * rad_r, rad_f * rad_f  # compare squared distances: no square root per pair
+    for i0, j0, d in distance_tiles(xr, yf, block, squared=True):
+        ri = rad_r2[i0 : i0 + d.shape[0]][:, None]
+        sj = rad_f2[j0 : j0 + d.shape[1]][None, :]
         rows = slice(i0, i0 + d.shape[0])
         cols = slice(j0, j0 + d.shape[1])
         within_r = d <= ri
@@ -114,5 +114,5 @@ def prdc(
         "precision": float(inside_real.to(dt).mean()),
         "recall": float(inside_fake.to(dt).mean()),
         "density": float(density_count.sum() / (k * len(yf))),
-        "coverage": float((nearest_fake < rad_r).to(dt).mean()),
+        "coverage": float((nearest_fake < rad_r2).to(dt).mean()),
     }

@@ -407,6 +407,7 @@ def _train(cfg: Config, run_dir: Path, resume: str | None, progress: bool, allow
         "sample_units": header.sample_units,
         "non_negative": header.non_negative,
         "sample_dtype": header.dtype,
+        "condition_dtype": header.condition_dtype,
         "attrs": {k: v for k, v in header.attrs.items() if isinstance(v, (str, int, float, bool, list))},
         "transform": transform.state_dict(),
         "conditions": normaliser.state_dict(),

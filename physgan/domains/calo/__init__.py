@@ -85,6 +85,7 @@ CALO = register_domain(
         condition_scales={"energy": "log"},
         features=shower_features,
         physics_metrics=physics_metrics,
+        physics_takes_features=True,
         score=score,
         plots=plots,
         presets=PRESETS,

@@ -36,7 +36,16 @@ from physgan.domains.calo.geometry import (
     geometry_from_attrs,
 )
 from physgan.errors import ConfigError, DataError
-from physgan.io.layout import Header, Layout, chunk_rows_of, default_chunk_rows, plain_attrs, register_layout, write_attrs
+from physgan.io.layout import (
+    Header,
+    Layout,
+    chunk_rows_of,
+    condition_dtype_of,
+    default_chunk_rows,
+    plain_attrs,
+    register_layout,
+    write_attrs,
+)
 
 __all__ = ["CaloGANLayout", "CaloChallengeLayout", "geometry_of", "apply_threshold", "CALOGAN_LAYERS"]
 
@@ -152,6 +161,7 @@ class CaloGANLayout(Layout):
             non_negative=True,
             dtype=str(f["layer_0"].dtype),
             datasets=datasets + ["energy"],
+            condition_dtype=condition_dtype_of(f["energy"]),
         )
 
     def read_block(self, f: h5py.File, header: Header, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
@@ -187,7 +197,9 @@ class CaloGANLayout(Layout):
         for key, shape in CALOGAN_LAYERS + (("overflow", (3,)),):
             ds = f.create_dataset(key, shape=(header.n, *shape), dtype=dtype, chunks=(rows, *shape), compression=compression)
             ds.attrs["units"] = "MeV"
-        ds = f.create_dataset("energy", shape=(header.n, 1), dtype=np.float32, chunks=(max(1, min(header.n, 65536)), 1))
+        ds = f.create_dataset(
+            "energy", shape=(header.n, 1), dtype=np.dtype(header.condition_dtype), chunks=(max(1, min(header.n, 65536)), 1)
+        )
         ds.attrs["units"] = "GeV"
 
     def write_block(self, f: h5py.File, header: Header, start: int, x: np.ndarray, c: np.ndarray) -> None:
@@ -197,7 +209,7 @@ class CaloGANLayout(Layout):
         for i, (key, shape) in enumerate(CALOGAN_LAYERS):
             f[key][start:stop] = x[:, geometry.layer_slice(i)].reshape(len(x), *shape)
         f["overflow"][start:stop] = x[:, geometry.extra_slice]
-        f["energy"][start:stop] = np.asarray(c, dtype=np.float32).reshape(len(x), -1)[:, :1]
+        f["energy"][start:stop] = np.asarray(c).reshape(len(x), -1)[:, :1]
 
 
 class CaloChallengeLayout(Layout):
@@ -263,6 +275,7 @@ class CaloChallengeLayout(Layout):
             non_negative=True,
             dtype=str(ds.dtype),
             datasets=["showers", "incident_energies"],
+            condition_dtype=condition_dtype_of(f["incident_energies"]),
         )
 
     def read_block(self, f: h5py.File, header: Header, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
@@ -296,13 +309,13 @@ class CaloChallengeLayout(Layout):
         ds = f.create_dataset("showers", shape=(header.n, n_vox), dtype=dtype, chunks=(rows, n_vox), compression=compression)
         ds.attrs["units"] = "MeV"
         rows_e = max(1, min(header.n, 65536))
-        ds = f.create_dataset("incident_energies", shape=(header.n, 1), dtype=np.float32, chunks=(rows_e, 1))
+        ds = f.create_dataset("incident_energies", shape=(header.n, 1), dtype=np.dtype(header.condition_dtype), chunks=(rows_e, 1))
         ds.attrs["units"] = "MeV"
 
     def write_block(self, f: h5py.File, header: Header, start: int, x: np.ndarray, c: np.ndarray) -> None:
         stop = start + len(x)
         f["showers"][start:stop] = np.asarray(x).reshape(len(x), -1)
-        f["incident_energies"][start:stop] = np.asarray(c, dtype=np.float32).reshape(len(x), -1)[:, :1]
+        f["incident_energies"][start:stop] = np.asarray(c).reshape(len(x), -1)[:, :1]
 
 
 register_layout(CaloGANLayout())

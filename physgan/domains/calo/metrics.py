@@ -147,7 +147,8 @@ def physics_metrics(
     Parameters
     ----------
     real, fake : tuple of numpy.ndarray
-        ``(x, c)``: (N, n_features) showers in MeV and (N, k) physical conditions (column 0 = incident energy).
+        ``(x, c)``: (N, n_features) showers in MeV and (N, k) physical conditions (column 0 = incident energy);
+        or ``(x, c, features)`` with the :func:`~physgan.domains.calo.features.shower_features` of the same rows.
     attrs : dict or CaloGeometry
         Attributes with the geometry.
     n_energy_bins : int
@@ -165,11 +166,12 @@ def physics_metrics(
         ``ebin{k}/sep/e_layer_{l}``, ``ebin{k}/response_real|fake``, ``ebin{k}/resolution_real|fake``,
         ``ebin{k}/e_inc_lo_mev``, ``ebin{k}/e_inc_hi_mev``.
     """
-    xr, cr = real
-    xf, cf = fake
+    xr, cr = real[0], real[1]
+    xf, cf = fake[0], fake[1]
     geom = resolve_geometry(attrs, np.asarray(xr).shape[-1])
-    fr = shower_features(xr, cr, geom)
-    ff = shower_features(xf, cf, geom)
+    # (x, c, features): features of the same rows, precomputed by the caller (evaluate's bootstrap rounds)
+    fr = real[2] if len(real) > 2 and real[2] is not None else shower_features(xr, cr, geom)
+    ff = fake[2] if len(fake) > 2 and fake[2] is not None else shower_features(xf, cf, geom)
     out: dict[str, float] = {}
     for name in fr:
         out[f"{SCORE_PREFIX}{name}"] = _sep(fr[name], ff[name], _is_log(name))

@@ -21,8 +21,10 @@ from matplotlib.ticker import NullFormatter
 from physgan.domains.calo.features import incident_energy_mev, resolve_geometry, shower_features, voxel_energies
 from physgan.domains.calo.metrics import real_binning
 from physgan.io.atomic import atomic_output
+from physgan.report.axes import set_ratio_axis
 
-__all__ = ["plots", "plot_average_showers", "plot_feature_histograms", "plot_response", "plot_voxel_spectrum"]
+__all__ = [
+    "plot_layer_profiles","plots", "plot_average_showers", "plot_feature_histograms", "plot_response", "plot_voxel_spectrum"]
 
 REAL_STYLE = {"color": "k", "label": "real"}
 FAKE_STYLE = {"color": "tab:red", "label": "generated"}
@@ -99,7 +101,7 @@ def _label(name: str) -> tuple[str, bool]:
 
 
 def plot_feature_histograms(real: tuple, fake: tuple, attrs: Any, path: str | Path, names: list[str] | None = None,
-                            per_page: int = 12) -> list[Path]:
+                            per_page: int = 12, max_features: int = 48) -> list[Path]:
     """Histograms of high-level features (real binning, see :mod:`.metrics`) with a generated/real ratio panel.
 
     Parameters
@@ -114,6 +116,9 @@ def plot_feature_histograms(real: tuple, fake: tuple, attrs: Any, path: str | Pa
         Features to draw (default: all of :func:`~physgan.domains.calo.features.shower_features`).
     per_page : int
         Panels per figure.
+    max_features : int
+        Without ``names`` and with more features than this (e.g. 45 layers), only the global ones and the
+        layer energies are drawn; per-layer centres and widths are in :func:`plot_layer_profiles`.
 
     Returns
     -------
@@ -121,6 +126,8 @@ def plot_feature_histograms(real: tuple, fake: tuple, attrs: Any, path: str | Pa
     """
     geom = resolve_geometry(attrs, np.asarray(real[0]).shape[-1])
     fr, ff = shower_features(real[0], real[1], geom), shower_features(fake[0], fake[1], geom)
+    if names is None and len(fr) > max_features:
+        names = [n for n in fr if not n.rsplit("_", 1)[-1].isdigit() or n.startswith("e_layer_")]
     names = list(names or fr)
     path = Path(path)
     out = []
@@ -151,7 +158,7 @@ def plot_feature_histograms(real: tuple, fake: tuple, attrs: Any, path: str | Pa
                 ratio = np.where(dens[0] > 0, dens[1] / dens[0], np.nan)
             axr.stairs(ratio, edges, color=FAKE_STYLE["color"])
             axr.axhline(1.0, color="k", lw=0.8)
-            axr.set_ylim(0.5, 1.5)
+            set_ratio_axis(axr, np.where(dens[0] > 0.01, ratio, np.nan))  # bins with >= 1 % of the real showers
             axr.set_xlabel(label, fontsize=8)
             if c == 0:
                 axr.set_ylabel("gen/real", fontsize=8)
@@ -210,6 +217,72 @@ def plot_response(real: tuple, fake: tuple, attrs: Any, path: str | Path, n_bins
     return _save(fig, Path(path))
 
 
+def _layer_profile(feats: dict[str, np.ndarray], prefix: str, n_layers: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Layers that have ``prefix<l>``, the mean over showers (non-empty layers for positions/widths) and its error."""
+    layers, mean, err = [], [], []
+    for lay in range(n_layers):
+        v = feats.get(f"{prefix}{lay}")
+        if v is None:
+            continue
+        v = np.asarray(v, np.float64)
+        if not prefix.startswith("e_layer_"):
+            e = np.asarray(feats.get(f"e_layer_{lay}", np.ones_like(v)), np.float64)
+            v = v[e > 0]
+        layers.append(lay)
+        mean.append(v.mean() if v.size else np.nan)
+        err.append(v.std(ddof=1) / math.sqrt(v.size) if v.size > 1 else np.nan)
+    return np.asarray(layers), np.asarray(mean), np.asarray(err)
+
+
+def plot_layer_profiles(real: tuple, fake: tuple, attrs: Any, path: str | Path) -> Path:
+    """Per layer, real vs generated: mean layer energy (with a generated/real ratio panel), mean centre of
+    energy and mean width (over showers with energy in the layer), each with the error of the mean.
+
+    Parameters
+    ----------
+    real, fake : tuple
+        ``(x, c)`` showers and conditions.
+    attrs : dict or CaloGeometry
+        Attributes with the geometry.
+    path : str or Path
+        PNG file to write.
+
+    Returns
+    -------
+    Path
+    """
+    geom = resolve_geometry(attrs, np.asarray(real[0]).shape[-1])
+    fr, ff = shower_features(real[0], real[1], geom), shower_features(fake[0], fake[1], geom)
+    n_layers = len(geom.layers)
+    fig = plt.figure(figsize=(13, 4.6))
+    grid = fig.add_gridspec(2, 3, height_ratios=[3, 1.2], hspace=0.08, wspace=0.3)
+    pos = "ec_r_" if "ec_r_0" in fr else "ec_x_"
+    wid = "width_r_" if "width_r_0" in fr else "width_x_"
+    panels = (("e_layer_", "mean layer energy [MeV]", True), (pos, f"mean {pos[:-1]} [mm]", False), (wid, f"mean {wid[:-1]} [mm]", False))
+    for col, (prefix, label, log) in enumerate(panels):
+        ax = fig.add_subplot(grid[0, col])
+        axr = fig.add_subplot(grid[1, col], sharex=ax)
+        lr, mr, er = _layer_profile(fr, prefix, n_layers)
+        lf, mf, ef = _layer_profile(ff, prefix, n_layers)
+        ax.errorbar(lr, mr, yerr=er, fmt="o-", ms=3, **REAL_STYLE)
+        ax.errorbar(lf + 0.15, mf, yerr=ef, fmt="s--", ms=3, **FAKE_STYLE)
+        if log and np.nanmin(np.concatenate([mr, mf, [1.0]])) > 0:
+            ax.set_yscale("log")
+        ax.set_ylabel(label, fontsize=9)
+        ax.tick_params(labelbottom=False)
+        ax.legend(fontsize=8)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = mf / mr if len(mf) == len(mr) else np.full(len(mr), np.nan)
+            rerr = np.abs(ratio) * np.sqrt((er / mr) ** 2 + (ef / mf) ** 2) if len(mf) == len(mr) else ratio
+        axr.errorbar(lr, ratio, yerr=rerr, fmt="o", ms=3, color=FAKE_STYLE["color"])
+        axr.axhline(1.0, color="k", lw=0.8)
+        set_ratio_axis(axr, ratio, rerr)
+        axr.set_xlabel("layer")
+        axr.set_ylabel("gen/real", fontsize=8)
+    fig.suptitle("Per-layer profiles: energy, centre of energy, width", fontsize=10)
+    return _save(fig, Path(path))
+
+
 def plot_voxel_spectrum(real: tuple, fake: tuple, attrs: Any, path: str | Path) -> Path:
     """Voxel-energy spectrum (cells above threshold, log10 MeV, 50 real-fixed bins), real vs generated."""
     geom = resolve_geometry(attrs, np.asarray(real[0]).shape[-1])
@@ -247,11 +320,13 @@ def plots(real: tuple, fake: tuple, attrs: Any, outdir: str | Path) -> list[tupl
     """
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
-    avg = plot_average_showers(real, fake, attrs, outdir / "calo_average_shower.png")
-    out: list[tuple[str, Path]] = [("Average shower per layer (real vs generated)", avg)]
+    # the first four are the headline figures of the report's first screen
+    out: list[tuple[str, Path]] = [
+        ("Energy response and resolution vs incident energy", plot_response(real, fake, attrs, outdir / "calo_response.png")),
+        ("Per-layer energy, centre of energy and width", plot_layer_profiles(real, fake, attrs, outdir / "calo_layer_profiles.png")),
+        ("Average shower per layer (real vs generated)", plot_average_showers(real, fake, attrs, outdir / "calo_average_shower.png")),
+        ("Voxel-energy spectrum", plot_voxel_spectrum(real, fake, attrs, outdir / "calo_voxel_spectrum.png")),
+    ]
     for k, p in enumerate(plot_feature_histograms(real, fake, attrs, outdir / "calo_features.png")):
         out.append((f"High-level features, page {k + 1}", p))
-    resp = plot_response(real, fake, attrs, outdir / "calo_response.png")
-    out.append(("Energy response and resolution vs incident energy", resp))
-    out.append(("Voxel-energy spectrum", plot_voxel_spectrum(real, fake, attrs, outdir / "calo_voxel_spectrum.png")))
     return out
