@@ -443,6 +443,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-pm-speed", action="store_true", help="skip timing the PM simulator")
     p.add_argument("--report", action="store_true", help="also run physgan.evaluate on the pooled evaluation sets (HTML report)")
     p.add_argument("--workdir", default="bench/_nbody_benchmark")
+    p.add_argument(
+        "--checkpoint", choices=["best", "last"], default="best",
+        help="checkpoint to evaluate (default best: selected by the validation score on the training file's held-out split)",
+    )  # fmt: skip
     p.add_argument("--stop-after", choices=["data", "train"], help="stop after simulating the data, or after training")
     p.add_argument("--out", help="write the results as JSON here (default <workdir>/results.json)")
     args = p.parse_args(argv)
@@ -528,7 +532,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(torch_threads)
     print("[3/4] generating and evaluating", flush=True)
     t_step = time.perf_counter()
-    ckpt = "best" if (run_dir / "checkpoints" / "best.pt").exists() else "last"
+    ckpt = "best" if args.checkpoint == "best" and (run_dir / "checkpoints" / "best.pt").exists() else "last"
     run = load_run(run_dir, checkpoint=ckpt, device=args.device)
     per_cosmo = []
     pooled: dict[str, list[np.ndarray]] = {"real": [], "fake": [], "real2": [], "c": []}
