@@ -83,6 +83,7 @@ def shell_members(shape: tuple[int, ...], n_shells: int) -> torch.Tensor:
     return torch.as_tensor(w, dtype=torch.float32)
 
 
+@lru_cache(maxsize=16)
 def shell_multiplicity(shape: tuple[int, ...]) -> torch.Tensor:
     """Full-space multiplicity (1 or 2) of each flattened rfftn mode of a field of spatial ``shape``."""
     return torch.as_tensor(_index(tuple(int(s) for s in shape))[1].ravel(), dtype=torch.float32)
@@ -97,12 +98,14 @@ def shell_power(y: torch.Tensor, n_shells: int) -> torch.Tensor:
     return p @ shell_members(spatial, n_shells).to(p.device)
 
 
+@lru_cache(maxsize=16)
 def shell_interpolation(shape: tuple[int, ...], n_train: int, n_nodes: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Linear interpolation of per-node values onto the rfftn modes of a field of spatial ``shape``.
 
     Node ``j`` sits at ``|m| = j`` on the training grid of side ``n_train``; on a grid ``n`` cells per side the
     mode ``m`` has the same physical wavenumber as ``|m| n_train / n`` there. Returns ``(lo, hi, w)``:
-    node indices and the weight of ``hi`` (flattened modes), clamped at the last node.
+    node indices and the weight of ``hi`` (flattened modes), clamped at the last node. Cached per grid: the
+    generator calls it on every forward pass (callers must not modify the returned tensors).
     """
     kmag, _ = _index(tuple(int(s) for s in shape))
     t = np.clip(kmag.ravel() * n_train / shape[0], 0.0, n_nodes - 1.0)
