@@ -39,7 +39,6 @@ OBJECTIVES = {
     "minimax": "goodfellow2014",
     "nonsaturating": "goodfellow2014",
 }
-N_CRITIC = {"gulrajani2017": 5, "arjovsky2017": 5, "goodfellow2014": 1}
 
 
 def make_data(domain: str, out: Path, n: int, seed: int) -> Path:
@@ -58,7 +57,7 @@ def make_data(domain: str, out: Path, n: int, seed: int) -> Path:
 
 def run_objective(domain: str, loss: str, data: Path, heldout: Path, workdir: Path, args) -> dict[str, Any]:
     """Train one objective within the update budget; evaluate the EMA generator on the held-out file."""
-    from physgan.config import resolve_config
+    from physgan.config import RECIPES, resolve_config
     from physgan.domains.base import get_domain
     from physgan.io.hdf5 import open_source, read_all
     from physgan.run import load_run
@@ -66,10 +65,11 @@ def run_objective(domain: str, loss: str, data: Path, heldout: Path, workdir: Pa
     from physgan.train.loop import train
 
     recipe = OBJECTIVES[loss]
-    steps = max(1, args.updates // (N_CRITIC[recipe] + 1))
+    n_critic = RECIPES[recipe]["n_critic"]
+    steps = max(1, args.updates // (n_critic + 1))
     overrides = [
         f"data.path={data}",
-        f"train.loss={loss}",
+        f"train.loss={loss}",  # minimax shares goodfellow2014's optimiser; for the others it restates the recipe's
         f"train.steps={steps}",
         f"train.batch_size={args.batch_size}",
         f"train.seed={args.seed}",
@@ -82,12 +82,11 @@ def run_objective(domain: str, loss: str, data: Path, heldout: Path, workdir: Pa
         overrides += ["model.width=64", "model.depth=3", "model.z_dim=8", "model.embed_dim=8"]
     preset = args.preset if domain != "array" else None
     cfg = resolve_config(domain, preset=preset, recipe=recipe, overrides=overrides)
-    cfg.train.n_critic = N_CRITIC[recipe]  # the recipe's, even where a domain preset sets its own
     run_dir = workdir / f"run-{loss}"
     t0 = time.time()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DiagnosticWarning)  # they are counted in diagnostics.json
-        res = train(cfg.validate(), run_dir, progress=not args.quiet)
+        res = train(cfg, run_dir, progress=not args.quiet)
     wall = time.time() - t0
     dom = get_domain(domain)
     src = open_source(heldout)
@@ -102,9 +101,12 @@ def run_objective(domain: str, loss: str, data: Path, heldout: Path, workdir: Pa
     return {
         "loss": loss,
         "recipe": recipe,
-        "n_critic": N_CRITIC[recipe],
+        "n_critic": cfg.train.n_critic,
+        "lr": [cfg.train.lr_g, cfg.train.lr_d],
+        "betas": list(cfg.train.betas),
+        "optimizer": cfg.train.optimizer,
         "generator_steps": res.step,
-        "updates": res.step * (N_CRITIC[recipe] + 1),
+        "updates": res.step * (cfg.train.n_critic + 1),
         "wall_s": wall,
         "score": score,
         "metrics": {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))},
@@ -131,8 +133,9 @@ def table(results: list[dict[str, Any]]) -> str:
         fl = r["floor"]
         div = f(d.get("Diag/diversity")) + (f" (real {f(fl['diversity'][0])})" if "diversity" in fl else "")
         cov = f(d.get("Diag/coverage")) + (f" (real {f(fl['coverage'][0])})" if "coverage" in fl else "")
+        recipe = f"{r['recipe']}: n_critic {r['n_critic']}, {r['optimizer']} {f(r['lr'][0])}"
         rows.append(
-            f"| {r['loss']} ({r['recipe']}) | {r['generator_steps']} | {r['wall_s']:.0f} | {f(r['score'])} | {bal} "
+            f"| {r['loss']} ({recipe}) | {r['generator_steps']} | {r['wall_s']:.0f} | {f(r['score'])} | {bal} "
             f"| {f(d.get('Grad/G_norm'))} / {f(d.get('Grad/D_norm'))} | {div} | {cov} | {f(d.get('Clip/fraction'), '.2f')} "
             f"| {len(r['warnings'])} |"
         )

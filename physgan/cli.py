@@ -33,8 +33,14 @@ def _optional(module: str):
 
 
 def _add_train_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--preset", help="domain preset (e.g. quick, gpu)")
-    p.add_argument("--recipe", help="hyper-parameter recipe: gulrajani2017 (default), progan, arjovsky2017, goodfellow2014")
+    from physgan.config import RECIPES
+
+    p.add_argument("--preset", help="domain preset (e.g. quick, gpu): sizes and schedules")
+    p.add_argument(
+        "--recipe",
+        help=f"objective and optimiser: {', '.join(RECIPES)} (default: the preset's, else gulrajani2017); "
+        "wins over the preset, --set/--loss win over it",
+    )
     p.add_argument("--config", help="YAML config file (sections data, model, train)")
     p.add_argument(
         "--set",

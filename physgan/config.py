@@ -5,6 +5,11 @@ Resolution order (later wins)::
     dataclass defaults -> recipe (train.recipe, e.g. gulrajani2017)
     -> domain preset (e.g. calo 'quick') -> YAML file (--config) -> CLI overrides
 
+Recipes own the objective and the optimiser (:data:`RECIPE_KEYS`: every recipe sets each of them);
+presets own sizes and schedules and may not set a recipe key, so a named recipe means the same in
+every domain. A preset may name the recipe it was tuned with (``train.recipe``): it is used when the
+user names none. An explicit ``--set``/``--loss`` or YAML value wins over both.
+
 The resolved config is saved as ``config.yaml`` in every run directory and in
 every checkpoint.
 
@@ -33,6 +38,8 @@ __all__ = [
     "TrainConfig",
     "Config",
     "RECIPES",
+    "RECIPE_KEYS",
+    "recipe_settings",
     "resolve_config",
     "config_from_dict",
     "config_to_dict",
@@ -186,6 +193,16 @@ RECIPES: dict[str, dict[str, Any]] = {
     },
     # Arjovsky et al. 2017: weight clipping, RMSProp
     "arjovsky2017": {"loss": "wgan-clip", "clip": 0.01, "n_critic": 5, "optimizer": "rmsprop", "lr_g": 5e-5, "lr_d": 5e-5},
+    # Gulrajani et al. 2017 with Adam lr 2e-4 for both networks (micro's CPU presets: batches of 4-32 samples)
+    "gulrajani2017-lr2e-4": {
+        "loss": "wgan-gp",
+        "gp_lambda": 10.0,
+        "n_critic": 5,
+        "optimizer": "adam",
+        "lr_g": 2e-4,
+        "lr_d": 2e-4,
+        "betas": (0.0, 0.9),
+    },
     # Goodfellow et al. 2014 with the non-saturating generator loss, DCGAN-style Adam
     "goodfellow2014": {
         "loss": "nonsaturating",
@@ -197,7 +214,52 @@ RECIPES: dict[str, dict[str, Any]] = {
     },
 }
 
+#: The train keys recipes own (objective and optimiser); a preset setting one is refused.
+RECIPE_KEYS = ("loss", "gp_lambda", "drift", "clip", "n_critic", "optimizer", "lr_g", "lr_d", "betas")
+
 _SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+
+
+def recipe_settings(name: str) -> dict[str, Any]:
+    """Every :data:`RECIPE_KEYS` value of recipe ``name``; keys it does not name take the dataclass defaults.
+
+    Complete, so switching recipe (e.g. when resuming) leaves nothing of the previous one behind
+    (``progan``'s drift term, say).
+
+    Raises
+    ------
+    ConfigError
+        For an unknown recipe name.
+    """
+    if name not in RECIPES:
+        close = difflib.get_close_matches(str(name), RECIPES, n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        raise ConfigError(f"unknown recipe '{name}'{hint}; known: {', '.join(RECIPES)}")
+    defaults = TrainConfig()
+    return {key: RECIPES[name].get(key, getattr(defaults, key)) for key in RECIPE_KEYS}
+
+
+def preset_settings(dom: Any, name: str) -> tuple[dict[str, Any], str | None]:
+    """The values of preset ``name`` of domain ``dom`` and the recipe it names (``train.recipe``, or None).
+
+    Raises
+    ------
+    ConfigError
+        For an unknown preset, or a preset that sets a key recipes own.
+    """
+    if name not in dom.presets:
+        known = ", ".join(dom.presets) or "(none)"
+        raise ConfigError(f"domain '{dom.name}' has no preset '{name}'; its presets: {known}")
+    values = {k: dict(v) if isinstance(v, dict) else v for k, v in dom.presets[name].items()}
+    train = values.get("train", {})
+    owned = [k for k in RECIPE_KEYS if k in train]
+    if owned:
+        raise ConfigError(
+            f"preset '{dom.name}/{name}' sets train.{', train.'.join(owned)}, which recipes own "
+            f"(objective and optimiser); name a recipe in the preset's train.recipe instead ({', '.join(RECIPES)})"
+        )
+    recipe = train.pop("recipe", None)
+    return values, recipe
 
 
 def config_to_dict(cfg: Config) -> dict[str, Any]:
@@ -383,47 +445,22 @@ def resolve_config(
 
     dom = get_domain(domain)
     file_values = load_config(config_file) if config_file else {}
-    if base is not None:
-        return _resolve_over_base(dom, base, preset, file_values, overrides, recipe)
-    cfg = Config(domain=domain)
-    # the recipe may come from the file or the CLI; it sets a whole group of defaults first
+    cfg = Config(domain=domain) if base is None else config_from_dict(base)
+    preset = preset or file_values.get("preset") or _override_value(overrides, "preset")
+    if preset is None and base is None and "default" in dom.presets:
+        preset = "default"
+    preset_values, preset_recipe = preset_settings(dom, preset) if preset is not None else ({}, None)
+    # the recipe: named now (argument, file or override), else the preset's, else the default (fresh runs only:
+    # a resumed run keeps its own unless one is named now)
     train_section = file_values.get("train")
     recipe_from_file = train_section.get("recipe") if isinstance(train_section, dict) else None
-    recipe = recipe or recipe_from_file or _override_value(overrides, "train.recipe") or "gulrajani2017"
-    if recipe not in RECIPES:
-        raise ConfigError(f"unknown recipe '{recipe}'; known: {', '.join(RECIPES)}")
-    cfg.train.recipe = recipe
-    merge_dict(cfg, {"train": RECIPES[recipe]})
-    preset = preset or file_values.get("preset") or _override_value(overrides, "preset")
-    if preset is None and "default" in dom.presets:
-        preset = "default"
-    if preset is not None:
-        if preset not in dom.presets:
-            known = ", ".join(dom.presets) or "(none)"
-            raise ConfigError(f"domain '{domain}' has no preset '{preset}'; its presets: {known}")
-        merge_dict(cfg, dom.presets[preset])
-        cfg.preset = preset
-    file_values = {k: v for k, v in file_values.items() if k != "domain"}
-    merge_dict(cfg, file_values)
-    apply_overrides(cfg, overrides)
-    cfg.domain = domain
-    return cfg.validate()
-
-
-def _resolve_over_base(dom, base: dict[str, Any], preset, file_values: dict[str, Any], overrides, recipe) -> Config:
-    """:func:`resolve_config` on top of a saved run config: only what is named now changes."""
-    cfg = config_from_dict(base)
-    recipe = recipe or _override_value(overrides, "train.recipe")
+    recipe = recipe or recipe_from_file or _override_value(overrides, "train.recipe") or preset_recipe
+    if recipe is None and base is None:
+        recipe = "gulrajani2017"
     if recipe is not None:
-        if recipe not in RECIPES:
-            raise ConfigError(f"unknown recipe '{recipe}'; known: {', '.join(RECIPES)}")
-        cfg.train.recipe = recipe
-        merge_dict(cfg, {"train": RECIPES[recipe]})
-    preset = preset or file_values.get("preset") or _override_value(overrides, "preset")
+        merge_dict(cfg, {"train": {"recipe": recipe, **recipe_settings(recipe)}})
     if preset is not None:
-        if preset not in dom.presets:
-            raise ConfigError(f"domain '{dom.name}' has no preset '{preset}'; its presets: {', '.join(dom.presets) or '(none)'}")
-        merge_dict(cfg, dom.presets[preset])
+        merge_dict(cfg, preset_values)
         cfg.preset = preset
     merge_dict(cfg, {k: v for k, v in file_values.items() if k != "domain"})
     apply_overrides(cfg, overrides)

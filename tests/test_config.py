@@ -5,8 +5,21 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from physgan.config import RECIPES, Config, config_from_dict, config_to_dict, resolve_config, save_config
+from physgan.config import (
+    RECIPE_KEYS,
+    RECIPES,
+    Config,
+    config_from_dict,
+    config_to_dict,
+    recipe_settings,
+    resolve_config,
+    save_config,
+)
+from physgan.domains.base import domains, get_domain
 from physgan.errors import ConfigError
+
+#: every (domain, preset) pair, None being "the user names no preset"
+DOMAIN_PRESETS = [(d, p) for d, dom in sorted(domains().items()) for p in [None, *dom.presets]]
 
 
 def test_default_recipe_is_gulrajani2017():
@@ -20,6 +33,77 @@ def test_recipes_are_applied_whole():
     cfg = resolve_config("array", recipe="arjovsky2017")
     assert (cfg.train.loss, cfg.train.optimizer, cfg.train.lr_d, cfg.train.clip) == ("wgan-clip", "rmsprop", 5e-5, 0.01)
     assert set(RECIPES) >= {"gulrajani2017", "progan", "arjovsky2017", "goodfellow2014"}
+
+
+@pytest.mark.parametrize("recipe", sorted(RECIPES))
+@pytest.mark.parametrize("domain, preset", DOMAIN_PRESETS, ids=[f"{d}-{p}" for d, p in DOMAIN_PRESETS])
+def test_a_named_recipe_means_the_same_in_every_domain_and_preset(domain, preset, recipe):
+    cfg = resolve_config(domain, preset=preset, recipe=recipe)
+    t = cfg.train
+    assert t.recipe == recipe
+    for key, value in RECIPES[recipe].items():  # the recipe's own literal values, key by key
+        got = getattr(t, key)
+        assert (tuple(got) if key == "betas" else got) == (tuple(value) if key == "betas" else value), (domain, preset, key)
+    # the preset still owns sizes and schedules
+    chosen = preset or ("default" if "default" in get_domain(domain).presets else None)
+    for section, values in (get_domain(domain).presets.get(chosen, {}) if chosen else {}).items():
+        for key, value in values.items():
+            if key not in ("recipe", "options", "transform"):
+                assert getattr(getattr(cfg, section), key) == value, (section, key)
+
+
+def test_the_issue_cases_resolve_to_the_recipes_optimiser():
+    """The measured bug (issue 15): the calo/nbody/micro default presets used to restate Gulrajani's optimiser."""
+    for domain in ("calo", "nbody", "micro"):
+        t = resolve_config(domain, recipe="goodfellow2014").train
+        assert (t.loss, t.n_critic, t.lr_g, t.lr_d, t.betas) == ("nonsaturating", 1, 2e-4, 2e-4, (0.5, 0.999))
+        assert resolve_config(domain, recipe="arjovsky2017").train.lr_d == 5e-5
+        t = resolve_config(domain, recipe="progan").train
+        assert (t.n_critic, t.lr_g, t.drift) == (1, 1e-3, 1e-3)
+
+
+def test_recipe_settings_are_complete():
+    for name in RECIPES:
+        assert set(recipe_settings(name)) == set(RECIPE_KEYS)
+    with pytest.raises(ConfigError, match="did you mean 'progan'"):
+        recipe_settings("prog4n")
+
+
+def test_explicit_values_win_over_recipe_and_preset(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text(yaml.safe_dump({"train": {"lr_g": 3e-4}}))
+    cfg = resolve_config("calo", "quick", f, ["train.n_critic=3", "train.loss=minimax"], recipe="goodfellow2014")
+    t = cfg.train
+    assert (t.loss, t.n_critic, t.lr_g, t.lr_d, t.steps) == ("minimax", 3, 3e-4, 2e-4, 3000)
+
+
+def test_recipe_named_in_file_or_override_counts_as_named(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text(yaml.safe_dump({"train": {"recipe": "arjovsky2017"}}))
+    assert resolve_config("micro", config_file=f).train.optimizer == "rmsprop"
+    t = resolve_config("micro", overrides=["train.recipe=goodfellow2014"]).train
+    assert (t.recipe, t.n_critic, t.betas) == ("goodfellow2014", 1, (0.5, 0.999))
+
+
+def test_a_preset_names_its_recipe_and_a_named_recipe_replaces_it():
+    t = resolve_config("micro", "quick").train
+    assert (t.recipe, t.lr_g) == ("gulrajani2017-lr2e-4", 2e-4)
+    t = resolve_config("micro", "quick", recipe="gulrajani2017").train
+    assert (t.recipe, t.lr_g, t.steps) == ("gulrajani2017", 1e-4, 400)
+
+
+def test_a_preset_setting_a_recipe_key_is_refused(monkeypatch):
+    monkeypatch.setitem(get_domain("array").presets, "bad", {"train": {"steps": 5, "lr_g": 1e-3}})
+    with pytest.raises(ConfigError, match=r"preset 'array/bad' sets train.lr_g, which recipes own"):
+        resolve_config("array", "bad")
+
+
+def test_resuming_keeps_the_runs_optimiser_unless_a_recipe_is_named():
+    base = config_to_dict(resolve_config("calo", recipe="progan", overrides=["train.lr_g=3e-4"]))
+    t = resolve_config("calo", base=base).train
+    assert (t.recipe, t.lr_g, t.drift, t.n_critic) == ("progan", 3e-4, 1e-3, 1)
+    t = resolve_config("calo", base=base, recipe="gulrajani2017").train
+    assert (t.recipe, t.lr_g, t.drift, t.n_critic, t.betas) == ("gulrajani2017", 1e-4, 0.0, 5, (0.0, 0.9))
 
 
 def test_preset_then_file_then_overrides(tmp_path):

@@ -52,11 +52,12 @@ def detect(header: Any) -> bool:
 #: ``default``: SliceGAN's generator and slice critic sized for a CPU core (issue 14, measured in
 #: ``bench/micro3d_speed.py``): widths 16..64, 4 volumes per batch, 4 random slices per axis and volume
 #: through the critic instead of all of them, lr 2e-4; a status line from the first step.
-#: ``slicegan``: Kench & Cooper's sizes (lambda 10, n_critic 5, Adam 1e-4, betas (0, 0.9), z (16, 4, 4, 4)
-#: at 64^3, widths up to 512, batch 8, every slice scored), for a GPU.
+#: ``slicegan``: Kench & Cooper's sizes (lambda 10, n_critic 5, Adam 1e-4, betas (0, 0.9): recipe gulrajani2017;
+#: z (16, 4, 4, 4) at 64^3, widths up to 512, batch 8, every slice scored), for a GPU.
+#: The CPU presets were tuned with recipe ``gulrajani2017-lr2e-4``; a recipe named with ``--recipe`` replaces it.
 _CPU_3D = {"z_dim": 8, "width": 16, "embed_dim": 16}
 _CPU_OPTS = {"max_channels": 64, "slices_per_axis": 4, "exact_fractions": True}
-_CPU_TRAIN = {"batch_size": 4, "n_critic": 5, "gp_lambda": 10.0, "lr_g": 2e-4, "lr_d": 2e-4, "betas": [0.0, 0.9], "log_every": 10}
+_CPU_TRAIN = {"recipe": "gulrajani2017-lr2e-4", "batch_size": 4, "log_every": 10}
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {
         "model": {**_CPU_3D, "options": {"isotropic": True, **_CPU_OPTS}},
@@ -64,18 +65,14 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     "slicegan": {
         "model": {"z_dim": 16, "width": 64, "embed_dim": 32, "options": {"isotropic": True, "exact_fractions": True}},
-        "train": {"batch_size": 8, "n_critic": 5, "gp_lambda": 10.0, "lr_g": 1e-4, "lr_d": 1e-4, "betas": [0.0, 0.9]},
+        "train": {"recipe": "gulrajani2017", "batch_size": 8},
     },
     "quick": {
         "model": {"z_dim": 8, "width": 16, "embed_dim": 16, "options": {"isotropic": True, "max_channels": 64, "exact_fractions": True}},
         "train": {
+            "recipe": "gulrajani2017-lr2e-4",
             "steps": 400,
             "batch_size": 32,
-            "n_critic": 5,
-            "gp_lambda": 10.0,
-            "lr_g": 2e-4,
-            "lr_d": 2e-4,
-            "betas": [0.0, 0.9],
             "val_every": 200,
             "ckpt_every": 200,
             "log_every": 25,
