@@ -233,8 +233,9 @@ def cmd_train(args) -> int:
 
 
 def cmd_generate(args) -> int:
-    from physgan.generate_sharded import generate_sharded, world_from_env
+    from physgan.generate_sharded import generate_sharded
     from physgan.run import check_sampling_args, load_run, parse_condition
+    from physgan.train.distributed import launcher_env
 
     cond = dict(parse_condition(c) for c in args.cond)
     run = None
@@ -243,7 +244,7 @@ def cmd_generate(args) -> int:
 
         if cond:
             raise PhysganError("--cond and --conditions-from exclude each other")
-        if world_from_env()[2] > 1:
+        if launcher_env()[2] > 1:
             raise PhysganError("--conditions-from is not supported under torchrun yet; generate in one process")
         run = load_run(args.run, checkpoint=args.checkpoint, device=args.device)
         cond = conditions_from_file(args.conditions_from, run.condition_names)
@@ -266,7 +267,7 @@ def cmd_generate(args) -> int:
         allow_extrapolation=args.allow_extrapolation,
         latent_scale=args.latent_scale,
     )
-    rank, _, world = world_from_env()
+    rank, _, world = launcher_env()
     if world > 1:  # torchrun / srun: one shard per rank, joined by rank 0
         where = dict(checkpoint=args.checkpoint, device=args.device, merge=args.merge)
         path = generate_sharded(args.run, args.out, args.n, cond, **where, **common)

@@ -42,7 +42,6 @@ from physgan.errors import PhysganError
 from physgan.io.atomic import atomic_output, check_writable
 
 __all__ = [
-    "world_from_env",
     "shard_path",
     "shard_counts",
     "rank_seed",
@@ -56,21 +55,6 @@ __all__ = [
 TIMEOUT = datetime.timedelta(hours=48)
 #: rows per block when merging shards
 MERGE_BLOCK_BYTES = 64 << 20
-
-
-def world_from_env() -> tuple[int, int, int]:
-    """``(rank, local_rank, world_size)`` from torchrun (``RANK``...) or Slurm (``SLURM_PROCID``...) variables."""
-
-    def get(*names: str, default: int) -> int:
-        for name in names:
-            if name in os.environ:
-                return int(os.environ[name])
-        return default
-
-    world = get("WORLD_SIZE", default=1)
-    if world == 1 and "SLURM_NTASKS" in os.environ and "MASTER_ADDR" in os.environ:
-        world = int(os.environ["SLURM_NTASKS"])
-    return get("RANK", "SLURM_PROCID", default=0), get("LOCAL_RANK", "SLURM_LOCALID", default=0), world
 
 
 def shard_path(out: str | os.PathLike, rank: int, world_size: int) -> Path:
@@ -340,8 +324,9 @@ def generate_sharded(
     import torch.distributed as dist
 
     from physgan.run import load_run
+    from physgan.train.distributed import launcher_env
 
-    rank, local_rank, world = world_from_env()
+    rank, local_rank, world = launcher_env()
     out = Path(out)
     own_group = not dist.is_initialized()
     if own_group:

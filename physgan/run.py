@@ -24,8 +24,10 @@ import torch
 
 import physgan
 from physgan.config import Config, resolve_config
+from physgan.device import resolve_device
 from physgan.domains.base import get_domain
 from physgan.errors import CheckpointError, ConfigError
+from physgan.sampling import generate_batch
 from physgan.train.checkpoint import latest_checkpoint, load_checkpoint
 from physgan.train.conditions import ConditionNormaliser
 from physgan.train.loop import model_spec
@@ -310,13 +312,10 @@ class Run:
         """Yield ``(x, c)`` batches for the physical conditions ``c_all`` (streaming)."""
         gen = torch.Generator(device=self.device)
         gen.manual_seed(int(seed) if seed is not None else int(time.time_ns() % 2**62))
-        use_bf16 = self.device.type == "cuda" and self.config.train.precision != "fp32"
         for s in range(0, len(c_all), batch_size):
             c = torch.as_tensor(c_all[s : s + batch_size], dtype=torch.float32, device=self.device)
             z = torch.randn((len(c), *self.G.latent_shape(latent_scale)), device=self.device, generator=gen)
-            with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                y = self.G(z, self.normaliser(c))
-            x = self.transform.inverse(y.float(), c)
+            x = generate_batch(self.G, self.transform, self.normaliser, c, z, self.config.train.precision)
             yield (x if as_tensor else x.cpu().numpy()), c_all[s : s + batch_size]
 
     def generate(
@@ -429,8 +428,6 @@ def load_run(path: str | Path, checkpoint: str = "best", device: str = "auto") -
     device : str
         ``auto``, ``cpu`` or ``cuda``.
     """
-    from physgan.train.loop import resolve_device
-
     path = Path(path)
     if path.is_file():
         ck, run_dir = path, path.parent.parent

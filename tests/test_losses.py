@@ -156,3 +156,19 @@ def test_make_objective_names():
     assert make_objective("wgan-gp").name == "wgan-gp"
     assert make_objective("wgan-clip").name == "wgan-clip"
     assert make_objective("minimax").logits and make_objective("nonsaturating").logits
+
+
+def test_wgan_gp_loss_penalty_is_the_tested_gradient_penalty():
+    """The objective computes its penalty through :func:`gradient_penalty`'s mechanism: same draws, same value."""
+    torch.manual_seed(0)
+    critic = torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+
+    def D(x, c):
+        return critic(x).squeeze(1) * (1 + c.sum(1))
+
+    real, fake, cond = torch.randn(6, 5), torch.randn(6, 5), torch.randn(6, 2)
+    _, stats = WassersteinGP(10.0).critic_loss(D, real, fake, cond, generator=torch.Generator().manual_seed(3))
+    gp, norms = gradient_penalty(D, real, fake, cond, generator=torch.Generator().manual_seed(3))
+    assert gp.item() > 0
+    assert torch.equal(stats["Loss/GP"], gp.detach())
+    assert torch.equal(stats["Grad/x_norm"], norms.mean())

@@ -10,19 +10,10 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
+from physgan.device import resolve_device  # noqa: F401  (re-exported: the metrics' device choice is the engine's)
 from physgan.errors import ConfigError
 
 __all__ = ["resolve_device", "as_matrix", "make_rng", "normalise_pair", "distance_tiles", "knn_radius", "default_dtype"]
-
-
-def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """``'auto'``/None -> CUDA when available, else CPU; anything else as given."""
-    if device is None or (isinstance(device, str) and device == "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device '{device}' requested but CUDA is not available; use --device cpu or auto")
-    return dev
 
 
 def default_dtype(device: torch.device) -> torch.dtype:

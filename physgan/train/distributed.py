@@ -20,11 +20,11 @@ import torch.distributed as dist
 
 __all__ = [
     "DistInfo",
+    "launcher_env",
     "launch_rank",
     "init_distributed",
     "cleanup_distributed",
     "barrier",
-    "all_reduce_mean",
     "all_gather_objects",
     "check_consistency",
 ]
@@ -52,20 +52,27 @@ def _env_int(*names: str, default: int) -> int:
     return default
 
 
+def launcher_env() -> tuple[int, int, int]:
+    """``(rank, local_rank, world_size)`` as the launcher set them: torchrun (``RANK``, ``LOCAL_RANK``,
+    ``WORLD_SIZE``) or Slurm (``SLURM_PROCID``, ``SLURM_LOCALID``, ``SLURM_NTASKS`` with ``MASTER_ADDR``);
+    ``(0, 0, 1)`` for a plain process. Training and sharded generation both read them here.
+    """
+    world = _env_int("WORLD_SIZE", default=1)
+    if world == 1 and "SLURM_NTASKS" in os.environ and "MASTER_ADDR" in os.environ:
+        world = int(os.environ["SLURM_NTASKS"])
+    return _env_int("RANK", "SLURM_PROCID", default=0), _env_int("LOCAL_RANK", "SLURM_LOCALID", default=0), world
+
+
 def launch_rank() -> int:
     """This process's rank as its launcher set it (torchrun ``RANK`` or Slurm ``SLURM_PROCID``); 0 alone."""
-    return _env_int("RANK", "SLURM_PROCID", default=0)
+    return launcher_env()[0]
 
 
 def init_distributed(device_type: str) -> DistInfo:
     """Start the process group when launched by torchrun (or srun); no-op otherwise."""
-    world = _env_int("WORLD_SIZE", default=1)
-    if world == 1 and "SLURM_NTASKS" in os.environ and "MASTER_ADDR" in os.environ:
-        world = int(os.environ["SLURM_NTASKS"])
+    rank, local_rank, world = launcher_env()
     if world <= 1:
         return DistInfo()
-    rank = launch_rank()
-    local_rank = _env_int("LOCAL_RANK", "SLURM_LOCALID", default=0)
     os.environ.setdefault("RANK", str(rank))
     os.environ.setdefault("WORLD_SIZE", str(world))
     if not dist.is_initialized():
@@ -84,15 +91,6 @@ def cleanup_distributed() -> None:
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()
-
-
-def all_reduce_mean(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
-    """Mean of a tensor over ranks (returns the input unchanged on one process)."""
-    if not info.enabled:
-        return t
-    t = t.clone()
-    dist.all_reduce(t)
-    return t / info.world_size
 
 
 def all_gather_objects(obj: Any, info: DistInfo) -> list[Any]:

@@ -34,11 +34,13 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 import physgan
 from physgan.config import Config, config_from_dict, config_to_dict, save_config
+from physgan.device import autocast, resolve_device
 from physgan.domains.base import ModelSpec, get_domain
 from physgan.domains.checks import check_training_data
 from physgan.errors import CheckpointError, ConfigError, PhysganError
 from physgan.io.hdf5 import open_source
 from physgan.io.loader import BlockStreamer, DeviceSampler, block_starts, split_indices
+from physgan.sampling import generate_batch
 from physgan.train.checkpoint import (
     latest_checkpoint,
     latest_intact_checkpoint,
@@ -65,7 +67,7 @@ from physgan.train.runlock import RunLock
 from physgan.train.signals import StopFlag
 from physgan.train.stats import Progress, StatsWriter
 
-__all__ = ["train", "TrainResult", "TrainingDiverged", "resolve_device", "build_models", "validation_metrics"]
+__all__ = ["train", "TrainResult", "TrainingDiverged", "build_models", "validation_metrics"]
 
 #: a penalty above this (or any non-finite loss/weight) counts as divergence
 _GP_EXPLODED = 1e4
@@ -85,16 +87,6 @@ class TrainResult:
     best_score: float | None = None
     last_metrics: dict[str, float] = field(default_factory=dict)
     rollbacks: int = 0
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"train.device={name} but no CUDA device is available; use --device cpu or auto")
-    return dev
 
 
 def model_spec(model_shape, condition_names, model_cfg, condition_state: dict, transform_stats: dict, attrs: dict) -> ModelSpec:
@@ -130,22 +122,14 @@ def build_models(domain, header, transform, cfg: Config, normaliser: ConditionNo
     return domain.build_generator(spec), domain.build_critic(spec), spec
 
 
-@torch.no_grad()
-def generate_batch(G, transform, normaliser, c_phys: torch.Tensor, z: torch.Tensor, autocast) -> torch.Tensor:
-    """Physical samples for physical conditions ``c_phys`` and latents ``z``."""
-    with autocast():
-        y = G(z, normaliser(c_phys))
-    return transform.inverse(y.float(), c_phys)
-
-
-def validation_metrics(domain, G, transform, normaliser, val, z_val, attrs, autocast, batch: int = 512) -> dict[str, float]:
+def validation_metrics(domain, G, transform, normaliser, val, z_val, attrs, precision: str, batch: int = 512) -> dict[str, float]:
     """The domain's physics metrics of the (EMA) generator on the fixed held-out batch."""
     x_val, c_val = val
     dev = z_val.device
     fakes = []
     for s in range(0, len(x_val), batch):
         c = torch.as_tensor(c_val[s : s + batch], device=dev)
-        fakes.append(generate_batch(G, transform, normaliser, c, z_val[s : s + batch], autocast).cpu().numpy())
+        fakes.append(generate_batch(G, transform, normaliser, c, z_val[s : s + batch], precision).cpu().numpy())
     fake = np.concatenate(fakes)
     if not np.isfinite(fake).all():
         return {"score": float("inf"), "nonfinite_fraction": float((~np.isfinite(fake)).mean())}
@@ -221,15 +205,11 @@ def _train(cfg: Config, run_dir: Path, resume: str | None, progress: bool, allow
     dist_info: DistInfo = init_distributed(device.type)
     if device.type == "cuda" and dist_info.enabled:
         device = torch.device("cuda", dist_info.local_rank)
-    use_bf16 = t_cfg.precision == "bf16" or (t_cfg.precision == "auto" and device.type == "cuda")
     if t_cfg.deterministic:
         torch.use_deterministic_algorithms(True)
         torch.backends.cudnn.benchmark = False
     elif device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-
-    def autocast():
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16)
 
     is_main = dist_info.is_main
     barrier(dist_info)
@@ -508,9 +488,9 @@ def _train(cfg: Config, run_dir: Path, resume: str | None, progress: bool, allow
             for _ in range(t_cfg.n_critic):
                 real, c = sampler.next()
                 z = torch.randn((real.shape[0], *G.latent_shape(1)), device=device, generator=zgen)
-                with torch.no_grad(), autocast():
+                with torch.no_grad(), autocast(t_cfg.precision, device):
                     fake = G(z, c)
-                with autocast():
+                with autocast(t_cfg.precision, device):
                     loss_d, st = objective.critic_loss(D_train, real, fake.float(), c, generator=zgen)
                 opt_d.zero_grad(set_to_none=True)
                 loss_d.backward()
@@ -524,7 +504,7 @@ def _train(cfg: Config, run_dir: Path, resume: str | None, progress: bool, allow
             D.requires_grad_(False)
             _, c = sampler.next()
             z = torch.randn((c.shape[0], *G.latent_shape(1)), device=device, generator=zgen)
-            with autocast():
+            with autocast(t_cfg.precision, device):
                 loss_g, st_g = objective.generator_loss(D, G_train(z, c), c)
             opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
@@ -577,7 +557,7 @@ def _train(cfg: Config, run_dir: Path, resume: str | None, progress: bool, allow
                     means["Resources/peak_gpu_mem_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
                 if sample_diag is not None:  # diversity and coverage of the (non-EMA) generator on the fixed batch
                     c_b = torch.as_tensor(sample_diag.cond_b, device=device)
-                    means.update(sample_diag.stats(generate_batch(G, transform, normaliser, c_b, z_diag, autocast).cpu().numpy()))
+                    means.update(sample_diag.stats(generate_batch(G, transform, normaliser, c_b, z_diag, t_cfg.precision).cpu().numpy()))
                 if is_main:
                     for msg in monitor.check(step, means, emit=False):
                         log(f"warning: {msg}")
@@ -587,7 +567,7 @@ def _train(cfg: Config, run_dir: Path, resume: str | None, progress: bool, allow
 
             # ---- validation on the fixed held-out batch (EMA generator) ----------------------
             if is_main and n_val and t_cfg.val_every and (step % t_cfg.val_every == 0 or step == t_cfg.steps):
-                metrics = validation_metrics(domain, G_ema, transform, normaliser, val, z_val, header.attrs, autocast)
+                metrics = validation_metrics(domain, G_ema, transform, normaliser, val, z_val, header.attrs, t_cfg.precision)
                 history_metrics = metrics
                 stats.write(step, {f"Val/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))})
                 log(

@@ -33,6 +33,7 @@ __all__ = [
     "interpolate",
     "gradient_norms",
     "gradient_penalty",
+    "penalty_at",
     "Objective",
     "WassersteinGP",
     "WassersteinClip",
@@ -66,10 +67,29 @@ def gradient_norms(grad: torch.Tensor) -> torch.Tensor:
     return torch.sqrt(grad.float().flatten(1).pow(2).sum(dim=1) + 1e-12)
 
 
+def penalty_at(critic: Critic, x_hat: torch.Tensor, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``E[(||grad_x D(x_hat, c)|| - 1)^2]`` at given points ``x_hat`` (a leaf that requires grad).
+
+    The critic output is taken in float32 (under bf16 autocast too) and the graph is kept
+    (``create_graph``), so the penalty trains the critic.
+
+    Returns
+    -------
+    penalty : Tensor
+        Scalar mean penalty (float32).
+    norms : Tensor
+        Per-sample gradient norms (detached), for diagnostics.
+    """
+    out = critic(x_hat, cond).float()
+    (grad,) = torch.autograd.grad(out.sum(), x_hat, create_graph=True)
+    norms = gradient_norms(grad)
+    return (norms - 1.0).pow(2).mean(), norms.detach()
+
+
 def gradient_penalty(
     critic: Critic, real: torch.Tensor, fake: torch.Tensor, cond: torch.Tensor, generator: torch.Generator | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """WGAN-GP penalty ``E[(||grad_x D(x_hat, c)|| - 1)^2]``.
+    """WGAN-GP penalty ``E[(||grad_x D(x_hat, c)|| - 1)^2]`` at random interpolates of ``real`` and ``fake``.
 
     Parameters
     ----------
@@ -89,11 +109,7 @@ def gradient_penalty(
     norms : Tensor
         Per-sample gradient norms (detached), for diagnostics.
     """
-    x_hat = interpolate(real, fake, generator)
-    out = critic(x_hat, cond)
-    (grad,) = torch.autograd.grad(out.sum(), x_hat, create_graph=True)
-    norms = gradient_norms(grad)
-    return (norms - 1.0).pow(2).mean(), norms.detach()
+    return penalty_at(critic, interpolate(real, fake, generator), cond)
 
 
 class Objective:
@@ -134,18 +150,15 @@ class WassersteinGP(Objective):
     def critic_loss(self, D, real, fake, cond, generator=None):
         b = real.shape[0]
         fake = fake.detach()
-        x_hat = interpolate(real, fake, generator)
+        x_hat = interpolate(real, fake, generator)  # drawn before the critic forwards (a critic may draw too)
         out = D(torch.cat([real, fake]), torch.cat([cond, cond])).float()
         d_real, d_fake = out[:b], out[b:]
-        d_hat = D(x_hat, cond).float()
-        (grad,) = torch.autograd.grad(d_hat.sum(), x_hat, create_graph=True)
-        norms = gradient_norms(grad)
-        gp = (norms - 1.0).pow(2).mean()
+        gp, norms = penalty_at(D, x_hat, cond)
         w_dist = d_real.mean() - d_fake.mean()
         loss = -w_dist + self.gp_lambda * gp
         if self.drift:
             loss = loss + self.drift * d_real.pow(2).mean()
-        stats = {"Loss/D": loss.detach(), "Loss/W": w_dist.detach(), "Loss/GP": gp.detach(), "Grad/x_norm": norms.mean().detach()}
+        stats = {"Loss/D": loss.detach(), "Loss/W": w_dist.detach(), "Loss/GP": gp.detach(), "Grad/x_norm": norms.mean()}
         return loss, stats
 
     def generator_loss(self, D, fake, cond):

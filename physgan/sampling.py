@@ -1,0 +1,38 @@
+"""From latents and physical conditions to physical samples: written once for validation and for loaded runs."""
+
+from __future__ import annotations
+
+import torch
+
+from physgan.device import autocast
+
+__all__ = ["generate_batch"]
+
+
+@torch.no_grad()
+def generate_batch(G, transform, normaliser, c_phys: torch.Tensor, z: torch.Tensor, precision: str = "auto") -> torch.Tensor:
+    """Physical samples of generator ``G`` for physical conditions ``c_phys`` and latents ``z``.
+
+    Parameters
+    ----------
+    G : nn.Module
+        ``G(z, c_normalised) -> model-space samples``.
+    transform
+        The run's fitted transform (``inverse(y, c_phys)`` back to physical units).
+    normaliser : callable
+        Physical -> normalised conditions (the run's :class:`~physgan.train.conditions.ConditionNormaliser`).
+    c_phys : Tensor, shape (B, k)
+        Physical conditions, float32 on ``z``'s device.
+    z : Tensor
+        Latents, shape ``(B, *G.latent_shape(...))``.
+    precision : str
+        ``train.precision`` of the run: the generator runs in bf16 where :func:`physgan.device.uses_bf16`.
+
+    Returns
+    -------
+    Tensor
+        Float32 physical samples on ``z``'s device.
+    """
+    with autocast(precision, z.device):
+        y = G(z, normaliser(c_phys))
+    return transform.inverse(y.float(), c_phys)
