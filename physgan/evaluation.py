@@ -1087,8 +1087,9 @@ def evaluate(
         return out
 
     def feature_matrix(feats: dict[str, np.ndarray], s: SampleSet) -> np.ndarray:
-        cols = list(feats.values()) + list(_condition_columns(s, scales).values())
-        return np.stack(cols, axis=1)
+        from physgan.domains.base import feature_matrix as columns_matrix
+
+        return columns_matrix(feats, _condition_columns(s, scales))[1]
 
     t0 = time.perf_counter()
     say("features: high-level features and low-level representation")

@@ -38,7 +38,7 @@ Conventions every domain follows
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +56,7 @@ __all__ = [
     "get_domain",
     "domains",
     "import_hint",
+    "feature_matrix",
 ]
 
 
@@ -247,6 +248,39 @@ class Domain:
 
 
 _DOMAINS: dict[str, Domain] = {}
+
+
+def feature_matrix(*columns: Mapping[str, Any]) -> tuple[list[str], np.ndarray]:
+    """Named per-sample columns as their names and one ``(N, d)`` float64 matrix, in the given order.
+
+    The one way to turn a domain's ``features(x, c, attrs)`` output (and any extra columns, e.g.
+    conditions) into a matrix: columns keep the domain's order, mappings follow each other.
+
+    Parameters
+    ----------
+    *columns : mapping of str to array of N values
+        E.g. ``dom.features(x, c, attrs)``, then condition columns.
+
+    Returns
+    -------
+    names : list of str
+    matrix : ndarray, shape (N, d), float64
+
+    Examples
+    --------
+    >>> names, m = feature_matrix({"b": [1, 2], "a": [3, 4]}, {"log10_e": [0.5, 1.0]})
+    >>> names, m.shape
+    (['b', 'a', 'log10_e'], (2, 3))
+    """
+    names = [name for cols in columns for name in cols]
+    arrays = [np.asarray(v, dtype=np.float64) for cols in columns for v in cols.values()]
+    if not arrays:
+        raise ConfigError("feature_matrix: no feature columns")
+    n = len(arrays[0])
+    bad = [name for name, a in zip(names, arrays) if a.size != n]
+    if bad:
+        raise ConfigError(f"feature columns {bad} do not hold one value per sample ({n} samples)")
+    return names, np.stack([a.reshape(n) for a in arrays], axis=1)
 
 
 def register_domain(domain: Domain) -> Domain:

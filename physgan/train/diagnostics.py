@@ -57,6 +57,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from physgan.domains.base import feature_matrix as domain_feature_matrix
 from physgan.errors import DataError
 
 __all__ = [
@@ -65,7 +66,7 @@ __all__ = [
     "mean_pairwise_distance",
     "knn_radii",
     "manifold_scores",
-    "feature_matrix",
+    "feature_rows",
     "SampleDiagnostics",
     "TrainingMonitor",
     "summarise_stats",
@@ -197,8 +198,9 @@ def manifold_scores(real: torch.Tensor, fake: torch.Tensor, k: int = 5) -> dict[
 FeatureFn = Callable[[np.ndarray, np.ndarray, dict], dict[str, np.ndarray]]
 
 
-def feature_matrix(x: np.ndarray, c: np.ndarray, features: FeatureFn | None = None, attrs: dict | None = None) -> np.ndarray:
-    """Per-sample feature rows: the domain's ``features`` (columns sorted by name) or the flattened samples.
+def feature_rows(x: np.ndarray, c: np.ndarray, features: FeatureFn | None = None, attrs: dict | None = None) -> np.ndarray:
+    """Per-sample feature rows: the domain's ``features`` (in its order, :func:`physgan.domains.base.feature_matrix`)
+    or the flattened samples.
 
     Parameters
     ----------
@@ -217,8 +219,7 @@ def feature_matrix(x: np.ndarray, c: np.ndarray, features: FeatureFn | None = No
     """
     if features is None:
         return np.asarray(x, dtype=np.float64).reshape(len(x), -1)
-    feats = features(np.asarray(x), np.asarray(c), attrs or {})
-    return np.stack([np.asarray(feats[k], dtype=np.float64).reshape(len(x)) for k in sorted(feats)], 1)
+    return domain_feature_matrix(features(np.asarray(x), np.asarray(c), attrs or {}))[1]
 
 
 class SampleDiagnostics:
@@ -280,7 +281,7 @@ class SampleDiagnostics:
             raise DataError("held-out batch", f"sample diagnostics need at least {2 * (k + 1)} held-out samples, got {n}")
         self.features, self.attrs, self.k, self.rel_tol = features, dict(attrs or {}), k, rel_tol
         real_c = np.asarray(real_c, dtype=np.float32).reshape(n, -1)
-        feats = feature_matrix(real_x, real_c, features, attrs)
+        feats = feature_rows(real_x, real_c, features, attrs)
         rng = np.random.default_rng(seed)
         half = n // 2
         splits = [rng.permutation(n) for _ in range(n_splits)]
@@ -333,7 +334,7 @@ class SampleDiagnostics:
         bad = float((~np.isfinite(fake_x.reshape(len(fake_x), -1))).any(1).mean())
         if bad > 0:
             return {**dict.fromkeys(self.names, float("nan")), "nonfinite_fraction": bad}
-        feats = feature_matrix(fake_x, self.cond_b, self.features, self.attrs)
+        feats = feature_rows(fake_x, self.cond_b, self.features, self.attrs)
         f = self._standardise(feats)
         return {
             "diversity": float(mean_pairwise_distance(f)) / self._ref_mpd,
