@@ -11,8 +11,6 @@ Examples
 from __future__ import annotations
 
 import json
-import math
-import sys
 import time
 import warnings
 from collections.abc import Mapping
@@ -27,6 +25,7 @@ from physgan.config import Config, resolve_config
 from physgan.device import resolve_device
 from physgan.domains.base import get_domain
 from physgan.errors import CheckpointError, ConfigError
+from physgan.progress import Progress
 from physgan.sampling import generate_batch
 from physgan.train.checkpoint import latest_checkpoint, load_checkpoint
 from physgan.train.conditions import ConditionNormaliser
@@ -378,41 +377,14 @@ class Run:
             dtype=self.info.get("sample_dtype", "float32"),
             condition_dtype=self.info.get("condition_dtype", "float32"),
         )
-        bar = _progress(n, progress)
-        with SampleWriter(path, self.info["layout"], header, overwrite=overwrite, compression=compression) as w:
+        with (
+            Progress(n, "generate", "sample", bool(progress)) as bar,
+            SampleWriter(path, self.info["layout"], header, overwrite=overwrite, compression=compression) as w,
+        ):
             for x, c in self.iter_batches(c_all, seed, batch_size, latent_scale):
                 w.append(x, c)
-                bar(len(x))
-        bar(None)
+                bar.update(len(x))
         return Path(path)
-
-
-def _progress(total: int, enabled: bool):
-    """Return ``update(k)``: tqdm on a terminal, a line per ~10 % otherwise; ``update(None)`` closes."""
-    if not enabled:
-        return lambda k: None
-    if sys.stderr.isatty():
-        from tqdm import tqdm
-
-        bar = tqdm(total=total, unit="samples", dynamic_ncols=True)
-
-        def update(k):
-            bar.close() if k is None else bar.update(k)
-
-        return update
-    state = {"done": 0, "next": 0.1, "t0": time.time()}
-
-    def update_plain(k):
-        if k is None:
-            return
-        state["done"] += k
-        frac = state["done"] / max(total, 1)
-        if frac >= state["next"] or state["done"] == total:
-            rate = state["done"] / max(time.time() - state["t0"], 1e-9)
-            print(f"{state['done']}/{total} samples ({100 * frac:.0f} %, {rate:.4g}/s)", file=sys.stderr, flush=True)
-            state["next"] = math.floor(frac * 10 + 1) / 10
-
-    return update_plain
 
 
 def load_run(path: str | Path, checkpoint: str = "best", device: str = "auto") -> Run:

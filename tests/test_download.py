@@ -440,22 +440,3 @@ def test_cli_list_and_download(cards, server, tmp_path, capsys):
     assert capsys.readouterr().out.strip() == str(out / "tiny.bin")
     with pytest.raises(ConfigError, match="--dir"):
         dl.main(parser.parse_args(["tiny"]))
-
-
-def test_progress_mode_is_validated():
-    with pytest.raises(ConfigError, match="progress must be"):
-        dl._Progress("loud", "x", 10, 0)
-
-
-def test_plain_progress_prints_about_every_ten_percent(capsys):
-    bar = dl._Progress("lines", "f.bin", 1000, 0)
-    for _ in range(20):
-        bar.update(50)
-    bar.close()
-    lines = capsys.readouterr().err.strip().splitlines()
-    pct = [int(m.group(1)) for m in (re.search(r": (\d+)%", ln) for ln in lines) if m]
-    assert pct == [10, 20, 30, 40, 50, 60, 70, 80, 90, 100]
-    # resuming at 45 %: the first line is the next decile
-    bar = dl._Progress("lines", "f.bin", 1000, 450)
-    bar.update(100)
-    assert "f.bin: 55%" in capsys.readouterr().err

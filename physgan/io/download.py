@@ -60,6 +60,7 @@ from pathlib import Path
 from typing import Any
 
 from physgan.errors import ConfigError, DataError, PhysganError
+from physgan.progress import Progress
 
 __all__ = [
     "DATASETS_ENV",
@@ -328,56 +329,6 @@ def _mb(n: int) -> str:
     return f"{n / 1e6:.1f} MB"
 
 
-class _Progress:
-    """Progress reporting: a tqdm bar on a terminal, else a plain line per ~10 %."""
-
-    def __init__(self, mode: Any, label: str, total: int | None, initial: int):
-        if mode is None:
-            mode = "bar" if sys.stderr.isatty() else "lines"
-        elif mode is True:
-            mode = "lines"
-        elif mode is False:
-            mode = "none"
-        if mode not in ("bar", "lines", "none"):
-            raise ConfigError(f"progress must be None, True, False, 'bar', 'lines' or 'none', got {mode!r}")
-        self.mode, self.label, self.total, self.done = mode, label, total, initial
-        self._bar = None
-        self._next = 0.0
-        self._next_bytes = 0
-        if mode == "bar":
-            from tqdm import tqdm
-
-            self._bar = tqdm(total=total, initial=initial, unit="B", unit_scale=True, desc=label, file=sys.stderr, leave=True)
-        elif mode == "lines":
-            if total:
-                self._next = (int(10 * initial / total) + 1) / 10
-            self._next_bytes = initial + 16 * CHUNK_BYTES
-            start = f" (resuming at {_mb(initial)})" if initial else ""
-            size = f" of {_mb(total)}" if total else ""
-            print(f"{label}: downloading{size}{start}", file=sys.stderr, flush=True)
-
-    def update(self, n: int) -> None:
-        self.done += n
-        if self._bar is not None:
-            self._bar.update(n)
-        elif self.mode == "lines":
-            if self.total:
-                frac = self.done / self.total
-                if frac >= self._next and frac < 1.0:
-                    line = f"{self.label}: {int(100 * frac)}% ({_mb(self.done)} of {_mb(self.total)})"
-                    print(line, file=sys.stderr, flush=True)
-                    self._next = (int(10 * frac) + 1) / 10
-            elif self.done >= self._next_bytes:
-                print(f"{self.label}: {_mb(self.done)} so far", file=sys.stderr, flush=True)
-                self._next_bytes = self.done + 16 * CHUNK_BYTES
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-        elif self.mode == "lines":
-            print(f"{self.label}: 100% ({_mb(self.done)})", file=sys.stderr, flush=True)
-
-
 def _say(msg: str, progress: Any) -> None:
     if progress is not False and progress != "none":
         print(msg, file=sys.stderr, flush=True)
@@ -457,7 +408,10 @@ def _fetch(spec: FileSpec, url: str, part: Path, card: Card, progress: Any, time
         total = spec.size_bytes
         if total is None and length is not None and length.isdigit():
             total = offset + int(length)
-        bar = _Progress(progress, spec.name, total, offset)
+        bar = Progress(total, spec.name, "B", progress, initial=offset, unknown_every=16 * CHUNK_BYTES)
+        if bar.mode == "lines":
+            start = f" (resuming at {_mb(offset)})" if offset else ""
+            bar.write(f"{spec.name}: downloading{f' of {_mb(total)}' if total else ''}{start}")
         try:
             with open(part, mode) as out:
                 while True:

@@ -33,7 +33,6 @@ Particle Data Group, "Passage of particles through matter" and "Calorimetry" rev
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
@@ -41,6 +40,7 @@ import numpy as np
 
 from physgan.domains.calo.geometry import CaloGeometry
 from physgan.errors import ConfigError
+from physgan.progress import Progress
 
 __all__ = [
     "Material",
@@ -519,11 +519,7 @@ def iter_showers(geometry: CaloGeometry, energies_gev, particle: str = "e+", see
     ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(int(seed))
     streams = ss.spawn(n_blocks)
     per_yield = max(1, -(-int(batch) // RNG_BLOCK))
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=n, unit="shower", desc="gflash", file=sys.stderr)
+    bar = Progress(n, "gflash", "shower", progress)
     try:
         for first in range(0, n_blocks, per_yield):
             parts = []
@@ -531,12 +527,10 @@ def iter_showers(geometry: CaloGeometry, energies_gev, particle: str = "e+", see
                 lo, hi = k * RNG_BLOCK, min((k + 1) * RNG_BLOCK, n)
                 parts.append(_simulate_block(geometry, e[lo:hi], particle, params, np.random.default_rng(streams[k])))
             x = np.concatenate(parts).astype(np.float32)
-            if bar is not None:
-                bar.update(len(x))
+            bar.update(len(x))
             yield first * RNG_BLOCK, x
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
 
 
 def simulate_showers(geometry: CaloGeometry, energies_gev, particle: str = "e+", seed: int | np.random.SeedSequence = 0,
@@ -558,8 +552,8 @@ def simulate_showers(geometry: CaloGeometry, energies_gev, particle: str = "e+",
         not depend on ``batch``.
     batch : int
         Showers processed per step (bounds memory: about 20 float64 arrays of n_spots per shower).
-    progress : bool
-        Show a tqdm progress bar on stderr.
+    progress : bool or str
+        Show progress on stderr (:class:`physgan.progress.Progress`: True, a bar on a terminal, lines otherwise).
     params : GFlashParams, optional
         Simulation settings; default :func:`default_params` of the geometry.
 

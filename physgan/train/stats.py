@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from physgan.progress import Progress as CountProgress
+
 __all__ = ["StatsWriter", "Progress"]
 
 
@@ -57,7 +59,7 @@ def _duration(seconds: float) -> str:
 
 
 class Progress:
-    """A tqdm bar when stderr is a terminal, else a plain status line per tick.
+    """Training progress on :class:`physgan.progress.Progress`: a tqdm bar on a terminal, else a status line per tick.
 
     Between ticks, :meth:`heartbeat` (called every step, cheap) shows progress by the clock:
     a line after the first step and then every ``heartbeat_s`` seconds, so slow steps (64^3
@@ -66,25 +68,23 @@ class Progress:
 
     def __init__(self, total: int, initial: int = 0, desc: str = "train", enabled: bool = True, heartbeat_s: float = 20.0):
         self.heartbeat_s = heartbeat_s
+        self._shown = CountProgress(total, desc, "step", None if enabled else False, initial=initial)
+        self.enabled = self._shown.enabled
         self._last_shown = time.time()
-        self.enabled = enabled
-        self.interactive = enabled and sys.stderr.isatty()
-        self._bar = None
-        if self.interactive:
-            from tqdm import tqdm
-
-            self._bar = tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True)
         self.total = total
         self.t0 = time.time()
         self.start_step = initial
 
+    @property
+    def _bar(self):
+        return self._shown.bar
+
     def update(self, step: int, values: dict[str, float]) -> None:
+        """A tick: the step and its statistics."""
         if not self.enabled:
             return
         if self._bar is not None:
-            self._bar.n = step
-            self._bar.set_postfix({k.split("/")[-1]: f"{v:.3g}" for k, v in values.items()}, refresh=False)
-            self._bar.refresh()
+            self._shown.set(step, {k.split("/")[-1]: f"{v:.3g}" for k, v in values.items()})
             return
         self._last_shown = time.time()
         rate = (step - self.start_step) / max(time.time() - self.t0, 1e-9)
@@ -105,21 +105,15 @@ class Progress:
             return
         self._last_shown = now
         if self._bar is not None:
-            self._bar.n = step
-            self._bar.refresh()
+            self._shown.set(step)
             return
         per_step = (now - self.t0) / max(step - self.start_step, 1)
         eta = per_step * max(self.total - step, 0)
         print(f"step {step}/{self.total} ({per_step:.3g} s/step, about {_duration(eta)} left)", file=sys.stderr, flush=True)
 
     def message(self, text: str) -> None:
-        if not self.enabled:
-            return
-        if self._bar is not None:
-            self._bar.write(text, file=sys.stderr)
-        else:
-            print(text, file=sys.stderr, flush=True)
+        """A message line (above the bar, or a plain line); nothing when disabled."""
+        self._shown.write(text)
 
     def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
+        self._shown.close()

@@ -12,8 +12,6 @@ import argparse
 import dataclasses
 import json
 import math
-import sys
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -24,6 +22,7 @@ from physgan.domains.calo.layouts import CaloChallengeLayout, CaloGANLayout
 from physgan.errors import ConfigError
 from physgan.io.hdf5 import SampleWriter
 from physgan.io.layout import Header
+from physgan.progress import Progress
 
 __all__ = ["add_make_arguments", "make", "make_dataset", "resolve_geometry", "draw_energies"]
 
@@ -87,37 +86,6 @@ def add_make_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output HDF5 file")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     parser.add_argument("--compression", choices=["gzip", "lzf"], default=None, help="HDF5 compression (default none)")
-
-
-class _Progress:
-    """tqdm bar on a terminal, else one plain line per ~10 % on stderr (nothing when disabled)."""
-
-    def __init__(self, total: int, enabled: bool | None):
-        self.total, self.done, self.next_pct = total, 0, 10
-        self.enabled = enabled is not False
-        self.tty = enabled is not False and sys.stderr.isatty()
-        self.bar = None
-        self.t0 = time.time()
-        if self.enabled and self.tty:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, unit="shower", desc="gflash", file=sys.stderr)
-
-    def update(self, k: int) -> None:
-        self.done += k
-        if self.bar is not None:
-            self.bar.update(k)
-        elif self.enabled:
-            pct = 100 * self.done / max(self.total, 1)
-            if pct >= self.next_pct or self.done == self.total:
-                dt = time.time() - self.t0
-                print(f"gflash: {self.done}/{self.total} showers ({pct:.0f} %), {self.done / max(dt, 1e-9):.0f} showers/s",
-                      file=sys.stderr, flush=True)
-                self.next_pct = (int(pct) // 10 + 1) * 10
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
 
 
 def make_dataset(out, *, geometry: str | CaloGeometry = "calogan", particle: str = "e+",
@@ -188,7 +156,7 @@ def make_dataset(out, *, geometry: str | CaloGeometry = "calogan", particle: str
     }
     header = Header(n=int(n), sample_shape=(geo.n_features,), condition_names=["energy"], condition_units=[geo.energy_units],
                     attrs=attrs, chunk_rows=0, sample_units="MeV", non_negative=True, dtype="float32")
-    bar = _Progress(int(n), progress)
+    bar = Progress(int(n), "gflash", "shower", progress)
     try:
         with SampleWriter(out, layout, header, overwrite=overwrite, compression=compression) as writer:
             for start, x in gflash.iter_showers(geo, e_gev, particle=particle, seed=ss_sim, batch=batch, params=params):

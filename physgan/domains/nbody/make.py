@@ -24,7 +24,6 @@ import argparse
 import functools
 import json
 import math
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +33,7 @@ from physgan.errors import ConfigError
 from physgan.io.atomic import check_writable
 from physgan.io.hdf5 import SampleWriter
 from physgan.io.layout import Header
+from physgan.progress import Progress
 from physgan.sim import nbody as sim
 
 __all__ = ["add_make_arguments", "make", "make_dataset", "parse_range", "box_slabs"]
@@ -142,8 +142,8 @@ def make_dataset(
         Seed; box ``i`` uses the ``i``-th child of ``SeedSequence(seed)``.
     overwrite : bool
         Replace an existing file.
-    progress : bool, optional
-        Progress bar (default: only on a TTY).
+    progress : bool or str, optional
+        :class:`physgan.progress.Progress` (default: a bar on a terminal, a line per ~10 % otherwise).
 
     Returns
     -------
@@ -212,12 +212,7 @@ def make_dataset(
         non_negative=True,
     )
     seeds = np.random.SeedSequence(int(seed)).spawn(n_boxes)
-    show = sys.stderr.isatty() if progress is None else progress
-    bar = None
-    if show:
-        from tqdm import tqdm
-
-        bar = tqdm(total=int(n), desc=f"nbody {sim_kind}", unit="sample")
+    bar = Progress(int(n), f"nbody {sim_kind}", "sample", progress)
     block_x: list[np.ndarray] = []
     block_c: list[np.ndarray] = []
     block_rows = max(1, min(256, (16 << 20) // (4 * grid**dim)))
@@ -239,13 +234,11 @@ def make_dataset(
             if len(block_x) >= block_rows or written + len(block_x) >= n:
                 w.append(np.stack(block_x).astype(np.float32), np.asarray(block_c, np.float32))
                 written += len(block_x)
-                if bar is not None:
-                    bar.update(len(block_x))
+                bar.update(len(block_x))
                 block_x, block_c = [], []
             if written >= n:
                 break
-    if bar is not None:
-        bar.close()
+    bar.close()
     return Path(out)
 
 
