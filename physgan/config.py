@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +48,7 @@ __all__ = [
     "load_config",
     "save_config",
     "apply_overrides",
+    "check_options",
 ]
 
 
@@ -334,6 +337,87 @@ def _merge_section(obj: Any, section: str, values: dict[str, Any]) -> None:
             setattr(obj, key, _check_type(section, key, value, default if default is not None else None))
 
 
+def _check_hinted(where: str, value: Any, hint: Any) -> Any:
+    """``value`` checked against (and converted to) the type ``hint`` of an options record field."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        if len(inner) == 1:
+            return _check_hinted(where, value, inner[0])
+        return value
+    if origin is typing.Literal:
+        if value not in args:
+            close = difflib.get_close_matches(str(value), [str(a) for a in args], n=1)
+            hint_text = f"; did you mean '{close[0]}'?" if close else ""
+            raise ConfigError(f"{where} must be one of {', '.join(map(str, args))} (got {value!r}){hint_text}")
+        return value
+    if origin is tuple and args and args[-1] is not Ellipsis:
+        return list(_check_type("", where, value, tuple(a() for a in args)))  # a list: YAML-safe
+    if origin in (list, dict) or hint in (list, dict):
+        kind = origin or hint
+        if not isinstance(value, kind):
+            raise ConfigError(f"{where} must be a {'list' if kind is list else 'mapping'} (got {value!r})")
+        return value
+    if hint in (bool, int, float, str):
+        return _check_type("", where, value, hint())
+    return value
+
+
+def check_options(record: type, values: dict[str, Any], where: str, other: tuple[type, str] | None = None) -> dict[str, Any]:
+    """Check a domain's options mapping against its typed options record.
+
+    Parameters
+    ----------
+    record : dataclass type
+        The domain's declaration (field names, types, defaults and their meaning in the docstring).
+    values : dict
+        The user's options (``model.options`` or ``data.transform``): only the keys set.
+    where : str
+        Their place in the config, for messages (``model.options``).
+    other : (dataclass type, str), optional
+        The other options record of the domain and its place: a key that belongs there is named so.
+
+    Returns
+    -------
+    dict
+        The same keys with values converted to the declared types (``"yes"`` -> True, ``"3"`` -> 3).
+
+    Raises
+    ------
+    ConfigError
+        An unknown key (with the closest known one) or a value of the wrong type or outside its choices.
+    """
+    fields = {f.name: f for f in dataclasses.fields(record)}
+    hints = typing.get_type_hints(record)
+    out = {}
+    for key, value in values.items():
+        if key not in fields:
+            close = difflib.get_close_matches(key, fields, n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            if other is not None and key in {f.name for f in dataclasses.fields(other[0])}:
+                hint = f"it is set as '{other[1]}.{key}'; "
+            raise ConfigError(f"unknown option '{where}.{key}'; {hint}known: {', '.join(fields) or '(none)'}")
+        out[key] = _check_hinted(f"{where}.{key}", value, hints[key])
+    return out
+
+
+def check_domain_options(cfg: Config, dom: Any) -> Config:
+    """Check (and type) ``model.options`` and ``data.transform`` against the domain's options records, in place."""
+    for record, section, attr, where, other in (
+        (dom.model_options, cfg.model, "options", "model.options", (dom.transform_options, "data.transform")),
+        (dom.transform_options, cfg.data, "transform", "data.transform", (dom.model_options, "model.options")),
+    ):
+        if record is not None:
+            try:
+                other = other if other[0] is not None else None
+                setattr(section, attr, check_options(record, getattr(section, attr), where, other))
+            except ConfigError as err:
+                raise ConfigError(f"domain '{dom.name}': {err}") from None
+    return cfg
+
+
 def merge_dict(cfg: Config, values: dict[str, Any] | None) -> Config:
     """Merge a nested dict into ``cfg`` in place (unknown keys and bad types are errors)."""
     if not values:
@@ -465,6 +549,7 @@ def resolve_config(
     merge_dict(cfg, {k: v for k, v in file_values.items() if k != "domain"})
     apply_overrides(cfg, overrides)
     cfg.domain = dom.name
+    check_domain_options(cfg, dom)
     return cfg.validate()
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import yaml
 
@@ -109,11 +111,11 @@ def test_resuming_keeps_the_runs_optimiser_unless_a_recipe_is_named():
 def test_preset_then_file_then_overrides(tmp_path):
     f = tmp_path / "c.yaml"
     f.write_text(yaml.safe_dump({"train": {"steps": 111, "batch_size": 7}, "model": {"width": 9}}))
-    cfg = resolve_config("array", "quick", f, ["train.batch_size=13", "model.options={a: 1}"])
+    cfg = resolve_config("array", "quick", f, ["train.batch_size=13", "model.options={n_up: 1}"])
     assert cfg.preset == "quick"
     assert cfg.train.steps == 111  # file beats preset
     assert cfg.train.batch_size == 13  # override beats file
-    assert cfg.model.width == 9 and cfg.model.options == {"a": 1}
+    assert cfg.model.width == 9 and cfg.model.options == {"n_up": 1}
 
 
 @pytest.mark.parametrize(
@@ -143,7 +145,7 @@ def test_unknown_domain_and_preset():
 
 
 def test_yaml_round_trip(tmp_path):
-    cfg = resolve_config("array", "quick", overrides=["train.seed=5", "model.options={k: [1, 2]}"])
+    cfg = resolve_config("calo", "quick", overrides=["train.seed=5", "model.options.response_range=[0.5, 1.5]"])
     save_config(cfg, tmp_path / "config.yaml")
     back = config_from_dict(yaml.safe_load((tmp_path / "config.yaml").read_text()))
     assert config_to_dict(back) == config_to_dict(cfg)
@@ -155,3 +157,57 @@ def test_validate_catches_unconstrained_critic():
     cfg.train.gp_lambda = 0.0
     with pytest.raises(ConfigError, match="unconstrained"):
         cfg.validate()
+
+
+@pytest.mark.parametrize(
+    "domain, override, message",
+    [
+        ("calo", "model.options.cel_noise=1", r"unknown option 'model.options.cel_noise'; did you mean 'cell_noise'\?"),
+        ("calo", "model.options.eps=1e-3", r"it is set as 'data.transform.eps'"),
+        ("calo", "model.options.critic_norm=layr", r"must be one of none, layer \(got 'layr'\); did you mean 'layer'\?"),
+        ("calo", "model.options.response_range=[0.5]", "list of 2 numbers"),
+        ("nbody", "data.transform.knd=gauss", r"did you mean 'kind'\?"),
+        ("nbody", "model.options.critic_width=wide", "must be an integer"),
+        ("micro", "model.options.slices_per_axiss=4", r"did you mean 'slices_per_axis'\?"),
+        ("array", "model.options.activation=tanh", "must be one of leaky_relu, relu"),
+    ],
+)
+def test_domain_options_are_typed_and_checked(domain, override, message):
+    with pytest.raises(ConfigError, match=f"domain '{domain}': .*{message}"):
+        resolve_config(domain, overrides=[override])
+
+
+def test_domain_options_are_converted_to_their_types_and_every_preset_passes():
+    opts = resolve_config("calo", overrides=["model.options.cell_noise=yes", "model.options.cell_noise_init=1"]).model.options
+    assert opts["cell_noise"] is True and opts["cell_noise_init"] == 1.0 and isinstance(opts["cell_noise_init"], float)
+    assert resolve_config("nbody", overrides=["model.options.arch=null"]).model.options["arch"] is None
+    for domain, preset in DOMAIN_PRESETS:
+        dom = get_domain(domain)
+        cfg = resolve_config(domain, preset)
+        if dom.model_options is not None:
+            assert set(cfg.model.options) <= {f.name for f in dataclasses.fields(dom.model_options)}
+
+
+def test_every_option_a_factory_reads_is_declared():
+    """The options records list every key the domain's code reads with ``.get("key"...)`` / ``_opt(spec, "key"...)``."""
+    import re
+    from pathlib import Path
+
+    import physgan
+
+    root = Path(physgan.__file__).parent / "domains"
+    read = re.compile(r'(?:opts|options|spec\.options)\.get\("(\w+)"|_opt\(spec, "(\w+)"|options\["(\w+)"\]')
+    for domain, files in {
+        "calo": (["calo/model.py"], ["calo/transform.py"]),
+        "nbody": (["nbody/model.py"], ["nbody/transform.py"]),
+        "micro": (["micro/model.py"], ["micro/transform.py"]),
+        "array": ([], ["array.py"]),  # one module: its keys must be declared in one of the two records
+    }.items():
+        dom = get_domain(domain)
+        both = {f.name for r in (dom.model_options, dom.transform_options) for f in dataclasses.fields(r)}
+        for record, paths in ((dom.model_options, files[0]), (dom.transform_options, files[1])):
+            declared = {f.name for f in dataclasses.fields(record)} if domain != "array" else both
+            for path in paths:
+                keys = {k for m in read.finditer((root / path).read_text()) for k in m.groups() if k}
+                keys -= {"data_stats", "condition_stats"}  # fitted statistics, not options
+                assert keys <= declared, (domain, path, keys - declared)

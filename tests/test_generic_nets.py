@@ -80,7 +80,7 @@ def test_refused_option_leaves_no_run_directory_behind(tmp_path, capsys):
     argv = ["train", "array", "--data", str(tmp_path / "ring.h5"), "--steps", "1", "--quiet"]
     bad = ["--set", "model.options.activation=tanh"]
     assert main([*argv, "--run", str(tmp_path / "new"), *bad]) == 2
-    assert "model.options.activation 'tanh' is unknown" in capsys.readouterr().err
+    assert "model.options.activation must be one of leaky_relu, relu (got 'tanh')" in capsys.readouterr().err
     assert not (tmp_path / "new").exists()
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("kept")

@@ -16,7 +16,8 @@ Model options (``model.options.<name>``, recorded in the run so ``load_run`` reb
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -24,7 +25,27 @@ import torch
 from physgan.domains.base import Domain, ModelSpec, Transform, register_domain
 from physgan.nn.generic import ACTIVATIONS, CRITIC_NORMS, ConvCritic, ConvGenerator, MLPCritic, MLPGenerator
 
-__all__ = ["ArrayTransform", "array_features", "array_metrics"]
+__all__ = ["ArrayTransform", "ArrayModelOptions", "ArrayTransformOptions", "array_features", "array_metrics"]
+
+
+@dataclass(frozen=True)
+class ArrayModelOptions:
+    """``model.options`` of the array domain's MLPs (vectors) and conv nets (grids); the defaults are the code's."""
+
+    activation: Literal[ACTIVATIONS] = ACTIVATIONS[0]  # MLP hidden activation
+    critic_norm: Literal[CRITIC_NORMS] = CRITIC_NORMS[0]  # MLP critic hidden-layer normalisation
+    z_channels: int | None = None  # conv generator latent channels (None: min(model.z_dim, 32))
+    n_up: int | None = None  # conv generator upsamplings (None: min(model.depth, 3))
+    n_down: int | None = None  # conv critic downsamplings (None: min(model.depth, 3))
+    padding_mode: Literal["zeros", "circular", "reflect", "replicate"] = "zeros"  # 'circular' for periodic grids
+
+
+@dataclass(frozen=True)
+class ArrayTransformOptions:
+    """``data.transform`` of :class:`ArrayTransform`."""
+
+    log: bool = False  # log1p(x / log_scale) first
+    log_scale: float | None = None  # None: the mean of the positive values
 
 
 class ArrayTransform(Transform):
@@ -208,6 +229,8 @@ register_domain(
         features=array_features,
         physics_metrics=array_metrics,
         score=array_score,
+        model_options=ArrayModelOptions,
+        transform_options=ArrayTransformOptions,
         presets={
             "quick": {"train": {"steps": 300, "batch_size": 64, "val_every": 100, "ckpt_every": 100, "log_every": 25}},
         },

@@ -81,9 +81,20 @@ class ModelSpec:
     embed_dim : int
         Size of the condition embedding.
     options : dict
-        Domain-specific model options from the config (``model.options``).
+        Domain-specific model options from the config (``model.options``): only what the user set,
+        checked against the domain's ``model_options`` record.
     attrs : dict
         The data file's attributes (geometry, box size, ...).
+    data_stats : dict
+        The fitted transform's statistics of the training data (``Transform.stats``), passed by the
+        engine so factories may initialise from the data and rebuild identically when a run is loaded.
+    condition_stats : dict
+        The condition normaliser's state (:class:`~physgan.train.conditions.ConditionNormaliser`).
+
+    Notes
+    -----
+    ``options['data_stats']`` / ``options['condition_stats']`` given by hand (callers written before
+    the two fields existed) are moved to the fields, replacing what they held.
     """
 
     sample_shape: tuple[int, ...]
@@ -95,6 +106,15 @@ class ModelSpec:
     embed_dim: int = 32
     options: dict[str, Any] = field(default_factory=dict)
     attrs: dict[str, Any] = field(default_factory=dict)
+    data_stats: dict[str, Any] = field(default_factory=dict)
+    condition_stats: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        options = dict(self.options or {})
+        for key in ("data_stats", "condition_stats"):
+            if key in options:
+                setattr(self, key, dict(options.pop(key) or {}))
+        self.options = options
 
 
 class Transform:
@@ -211,6 +231,11 @@ class Domain:
         ``physics_metrics`` accepts ``(x, c, features)`` tuples, ``features`` being the
         dict ``features(x, c, attrs)`` returns for the same rows: ``evaluate`` then passes
         them, so its bootstrap rounds index precomputed features instead of recomputing them.
+    model_options, transform_options : dataclass type, optional
+        The typed records of ``model.options`` and ``data.transform``: every key the domain's
+        factories read, with its type (``Literal`` for choices) and default. ``resolve_config``
+        refuses unknown keys (naming the closest known one) and converts values to the declared
+        types; without a record the mapping is passed on unchecked.
     nearest : callable, optional
         The memorisation check's dissimilarity to the training set, for domains
         where a Euclidean distance between flattened samples means little (e.g.
@@ -245,6 +270,8 @@ class Domain:
     complete_conditions: Callable[..., np.ndarray] | None = None
     nearest: Callable[..., tuple[dict[str, np.ndarray], dict[str, float]]] | None = None
     physics_takes_features: bool = False
+    model_options: type | None = None
+    transform_options: type | None = None
 
 
 _DOMAINS: dict[str, Domain] = {}

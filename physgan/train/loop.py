@@ -92,9 +92,10 @@ class TrainResult:
 def model_spec(model_shape, condition_names, model_cfg, condition_state: dict, transform_stats: dict, attrs: dict) -> ModelSpec:
     """The :class:`ModelSpec` of a run (shared by training and :func:`physgan.run.load_run`).
 
-    ``options`` carries the config's ``model.options`` plus ``condition_stats`` (the condition
-    normaliser's state) and ``data_stats`` (the fitted transform's statistics of the training data),
-    so factories may initialise from the data and rebuild identically when a run is loaded.
+    ``options`` is the config's ``model.options``; the fitted statistics travel beside them:
+    ``condition_stats`` (the condition normaliser's state) and ``data_stats`` (the fitted transform's
+    statistics of the training data), so factories may initialise from the data and rebuild
+    identically when a run is loaded.
     """
     return ModelSpec(
         sample_shape=tuple(model_shape),
@@ -104,7 +105,9 @@ def model_spec(model_shape, condition_names, model_cfg, condition_state: dict, t
         width=model_cfg.width,
         depth=model_cfg.depth,
         embed_dim=model_cfg.embed_dim,
-        options={**model_cfg.options, "condition_stats": condition_state, "data_stats": dict(transform_stats or {})},
+        options=dict(model_cfg.options),
+        condition_stats=dict(condition_state or {}),
+        data_stats=dict(transform_stats or {}),
         attrs=attrs,
     )
 

@@ -23,6 +23,7 @@ from physgan.domains.calo.features import shower_features
 from physgan.domains.calo.make import add_make_arguments, make
 from physgan.domains.calo.metrics import physics_metrics, score
 from physgan.domains.calo.model import build_critic, build_generator
+from physgan.domains.calo.options import CaloModelOptions, CaloTransformOptions
 from physgan.domains.calo.plots import plots
 from physgan.domains.calo.transform import CaloTransform
 
@@ -90,6 +91,8 @@ CALO = register_domain(
         score=score,
         plots=plots,
         presets=PRESETS,
+        model_options=CaloModelOptions,
+        transform_options=CaloTransformOptions,
         add_make_arguments=add_make_arguments,
         make=make,
         quickstart=QUICKSTART,

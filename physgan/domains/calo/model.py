@@ -155,7 +155,15 @@ def feature_groups(geom: CaloGeometry) -> np.ndarray:
 
 
 def _opt(spec: ModelSpec, key: str, default: Any) -> Any:
+    """Model option ``key`` (``model.options``); the fitted statistics are ``spec.data_stats``, not options."""
+    if key in ("data_stats", "condition_stats", "eps"):
+        raise AssertionError(f"calo model: '{key}' is not a model option (spec.data_stats holds the fitted statistics and eps)")
     return (spec.options or {}).get(key, default)
+
+
+def _eps(spec: ModelSpec) -> float:
+    """The transform's ``eps`` (fitted, ``data_stats['eps']``): the model maps fractions as the transform does."""
+    return float(spec.data_stats.get("eps", DEFAULT_EPS))
 
 
 def _response_range(spec: ModelSpec, data: dict[str, Any]) -> tuple[float, float, float]:
@@ -201,7 +209,7 @@ class CaloGenerator(nn.Module):
         geom = geometry_for_spec(spec)
         self.geometry_name = geom.name
         self.z_dim, self.n_features = int(spec.z_dim), geom.n_features
-        self.eps = float(_opt(spec, "eps", DEFAULT_EPS))
+        self.eps = _eps(spec)
         self.sparsify = bool(_opt(spec, "sparsify", True))
         width, depth = int(spec.width), max(1, int(spec.depth))
         self.embed = ConditionEmbedding(spec.n_cond, spec.embed_dim)
@@ -214,7 +222,7 @@ class CaloGenerator(nn.Module):
         self.group_sizes = [len(g) for g in groups]
         self.n_summaries = n_summaries(spec, geom)
         if self.n_summaries:  # the model space appends the transform's summary coordinates (same statistics)
-            stats = dict(_opt(spec, "data_stats", None) or {})
+            stats = dict(spec.data_stats)
             if "summary_mean" not in stats or len(stats["summary_mean"]) != self.n_summaries:
                 raise ConfigError("calo model: summary coordinates in model space but no matching data_stats from the transform")
             feature_group = feature_groups(geom)
@@ -243,7 +251,7 @@ class CaloGenerator(nn.Module):
         for head in (self.response, self.fractions):
             nn.init.normal_(head.weight, std=0.01)
             nn.init.zeros_(head.bias)
-        data = dict(_opt(spec, "data_stats", None) or {})
+        data = dict(spec.data_stats)
         lo, hi, r0 = _response_range(spec, data)
         self.response_lo, self.response_span = lo, hi - lo
         nn.init.constant_(self.response.bias, math.log((r0 - lo) / (hi - r0)))  # response starts at r0
@@ -381,7 +389,7 @@ class CaloCritic(nn.Module):
     def __init__(self, spec: ModelSpec):
         super().__init__()
         geom = geometry_for_spec(spec)
-        self.eps = float(_opt(spec, "eps", DEFAULT_EPS))
+        self.eps = _eps(spec)
         self.kappa = float(_opt(spec, "occupancy_sharpness", 10.0))
         norm = str(_opt(spec, "critic_norm", "none"))
         if norm not in ("none", "layer"):
@@ -399,7 +407,7 @@ class CaloCritic(nn.Module):
         self.register_buffer("moment_2", torch.as_tensor(moments[2]), persistent=False)
         self.register_buffer("col_layer", torch.as_tensor(col_layer, dtype=torch.long), persistent=False)
         # floor of the layer energy under the centre / width: a share of the data's mean layer energy
-        mean_u = np.asarray((_opt(spec, "data_stats", None) or {}).get("mean_fraction", []), dtype=np.float64)
+        mean_u = np.asarray(spec.data_stats.get("mean_fraction", []), dtype=np.float64)
         floor = np.full(geom.n_layers, 1e-7)
         if mean_u.shape == (geom.n_features,) and np.isfinite(mean_u).all():
             floor = np.maximum(MOMENT_FLOOR * (mean_u @ member), 1e-7)

@@ -32,6 +32,7 @@ from physgan.domains.micro.importer import add_import_arguments, import_
 from physgan.domains.micro.make import add_make_arguments, make
 from physgan.domains.micro.metrics import physics_metrics, sample_features, score
 from physgan.domains.micro.model import build_critic, build_generator
+from physgan.domains.micro.options import MicroModelOptions, MicroTransformOptions
 from physgan.domains.micro.plots import plots
 from physgan.domains.micro.transform import OneHotTransform
 
@@ -98,6 +99,8 @@ DOMAIN = register_domain(
         score=score,
         plots=plots,
         presets=PRESETS,
+        model_options=MicroModelOptions,
+        transform_options=MicroTransformOptions,
         add_make_arguments=add_make_arguments,
         make=make,
         add_import_arguments=add_import_arguments,

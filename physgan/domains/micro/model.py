@@ -152,9 +152,9 @@ class MicroGenerator(nn.Module):
         self.films = nn.ModuleList(FiLM(spec.embed_dim, c) for c in hidden)
         targets = fraction_targets(list(spec.condition_names), int(n_phases)) if opts.get("exact_fractions") else {}
         self.fraction_phases, self.fraction_columns = list(targets), list(targets.values())
-        stats = opts.get("condition_stats")
+        stats = spec.condition_stats
         if targets and not stats:
-            raise ConfigError("micro generator: exact_fractions needs the condition statistics (model.options['condition_stats'])")
+            raise ConfigError("micro generator: exact_fractions needs the condition statistics (ModelSpec.condition_stats)")
         self.normaliser = ConditionNormaliser.from_state(stats) if targets else None
 
     def latent_shape(self, scale: int = 1) -> tuple[int, ...]:

@@ -32,6 +32,7 @@ from physgan.domains.nbody.importer import add_import_arguments, import_
 from physgan.domains.nbody.make import add_make_arguments, make
 from physgan.domains.nbody.metrics import cross_correlation, features, nearest_training, physics_metrics, score
 from physgan.domains.nbody.model import build_critic, build_generator
+from physgan.domains.nbody.options import NbodyModelOptions, NbodyTransformOptions
 from physgan.domains.nbody.plots import plots
 from physgan.domains.nbody.positions import PLAIN_SUFFIXES
 from physgan.domains.nbody.transform import DensityTransform, make_transform
@@ -100,6 +101,8 @@ NBODY = register_domain(
         score=score,
         plots=plots,
         presets=PRESETS,
+        model_options=NbodyModelOptions,
+        transform_options=NbodyTransformOptions,
         add_make_arguments=add_make_arguments,
         make=make,
         add_import_arguments=add_import_arguments,

@@ -150,7 +150,7 @@ class FieldCritic(nn.Module):
 
 
 def _data_stats(spec: ModelSpec) -> dict:
-    stats = dict((spec.options or {}).get("data_stats") or {})
+    stats = dict(spec.data_stats)
     missing = [k for k in ("mu", "sd", "pk_shell", "summary_mean", "summary_std") if k not in stats]
     if missing:
         raise ConfigError(
@@ -308,7 +308,7 @@ class SummaryFieldCritic(nn.Module):
 def _arch(spec: ModelSpec) -> str:
     """'spectral' when the run's transform fitted the spectral statistics, else the original 'conv' pair."""
     opts = spec.options or {}
-    arch = opts.get("arch") or ("spectral" if "pk_shell" in dict(opts.get("data_stats") or {}) else "conv")
+    arch = opts.get("arch") or ("spectral" if "pk_shell" in spec.data_stats else "conv")
     if arch not in ("spectral", "conv"):
         raise ConfigError(f"nbody model.options.arch must be 'spectral' or 'conv', got '{arch}'")
     return arch

@@ -1,0 +1,46 @@
+"""Typed options of the calo domain: ``model.options`` (read by :mod:`.model`) and ``data.transform`` (:mod:`.transform`).
+
+``resolve_config`` checks a run's options against these records: an unknown key is an error naming the
+closest known one. The meaning of each option is documented where it is used; the defaults here are
+those of the code. The transform's ``eps`` is the only one: the model takes it from the fitted
+transform (``data_stats['eps']``), so there is no ``model.options.eps``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from physgan.domains.calo.transform import DEFAULT_EPS
+
+__all__ = ["CaloModelOptions", "CaloTransformOptions"]
+
+
+@dataclass(frozen=True)
+class CaloModelOptions:
+    """``model.options`` of the calo generator and critic (see :mod:`physgan.domains.calo.model`)."""
+
+    sparsify: bool = True  # generator: learned threshold zeroes small cells
+    threshold_init: float = 1e-3  # initial relative threshold
+    layer_hidden: bool | None = None  # hidden layer of the layer-energy head (None: when <= 8 layer groups)
+    pattern_scale_mm: float = 20.0  # initial lateral pattern softmax(-r / scale)
+    response_range: tuple[float, float] | None = None  # bounds of E_sum / E_inc (None: from the data)
+    cell_noise: bool = False  # per-cell noise (off for runs made before it)
+    cell_noise_init: float = 0.5  # initial per-cell noise scale
+    noise_head: Literal["cell", "layer"] = "cell"  # per-cell log sigma, or per-cell plus one shift per layer (issue 19)
+    occupancy: bool = False  # zero-inflated per-cell occupancy draw (issue 19)
+    occupancy_init: float = 0.5  # (issue 19)
+    occupancy_temperature: float = 0.5  # relaxed Bernoulli temperature (issue 19)
+    critic_norm: Literal["none", "layer"] = "none"  # critic hidden-layer normalisation
+    occupancy_sharpness: float = 10.0  # critic's soft occupancy
+
+
+@dataclass(frozen=True)
+class CaloTransformOptions:
+    """``data.transform`` of :class:`physgan.domains.calo.transform.CaloTransform`."""
+
+    eps: float = DEFAULT_EPS  # offset of the log fractions; the model uses the fitted value too
+    energy_units: Literal["GeV", "MeV"] | None = None  # incident-energy unit (None: from the geometry)
+    summaries: bool = True  # append the standardised summary coordinates
+    summary_lateral: bool = True  # centres and widths of every layer among them
+    summary_occupancy: bool = False  # soft occupancy per layer group among them

@@ -1,0 +1,37 @@
+"""Typed options of the micro domain: ``model.options`` (:mod:`.model`) and ``data.transform`` (:mod:`.transform`).
+
+``resolve_config`` checks a run's options against these records (an unknown key is an error naming the
+closest known one); the meaning of each is documented where it is used, the defaults are the code's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from physgan.domains.micro.fractions import NEIGHBOUR_WEIGHT
+
+__all__ = ["MicroModelOptions", "MicroTransformOptions"]
+
+
+@dataclass(frozen=True)
+class MicroModelOptions:
+    """``model.options`` of the SliceGAN-style generators and critics (see :mod:`physgan.domains.micro.model`)."""
+
+    n_layers: int | None = None  # generator transposed convolutions (None: planned from the sample size)
+    max_channels: int = 512
+    exact_fractions: bool = False  # shift logits so soft phase fractions meet the conditions
+    critic_layers: int = 5
+    critic_stats: bool = False  # image statistics beside the critic's convolutions
+    isotropic: bool = True  # one slice critic for the three axes of a volume
+    slice_stride: int = 1
+    slices_per_axis: int = 0  # 0: every slice
+
+
+@dataclass(frozen=True)
+class MicroTransformOptions:
+    """``data.transform`` of :class:`physgan.domains.micro.transform.OneHotTransform`."""
+
+    n_phases: int | None = None  # None: attrs['n_phases'] or the largest label + 1
+    hardening: Literal["fraction", "argmax"] = "fraction"
+    neighbour_weight: float = NEIGHBOUR_WEIGHT

@@ -1,0 +1,37 @@
+"""Typed options of the nbody domain: ``model.options`` (:mod:`.model`) and ``data.transform`` (:mod:`.transform`).
+
+``resolve_config`` checks a run's options against these records (an unknown key is an error naming the
+closest known one); the meaning of each is documented where it is used, the defaults are the code's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = ["NbodyModelOptions", "NbodyTransformOptions"]
+
+
+@dataclass(frozen=True)
+class NbodyModelOptions:
+    """``model.options`` of the nbody generators and critics (see :mod:`physgan.domains.nbody.model`)."""
+
+    arch: Literal["spectral", "conv"] | None = None  # None: spectral when the transform fitted a spectrum
+    n_up: int | None = None  # conv generator upsamplings (None: model.depth)
+    n_down: int | None = None  # conv critic downsamplings (None: n_up)
+    output: Literal["tanh", "linear"] = "tanh"  # conv generator output
+    groups: int = 4  # group-norm groups of the conv critic
+    critic_width: int | None = None  # conv critic branch width (None: model.width; 0: summaries only)
+    channels: int | None = None  # spectral generator channels (None: min(4, z_dim))
+    spectral_hidden: int = 64
+    res_blocks: int = 2
+    summary_hidden: int = 64
+
+
+@dataclass(frozen=True)
+class NbodyTransformOptions:
+    """``data.transform`` of :class:`physgan.domains.nbody.transform.DensityTransform`."""
+
+    kind: Literal["s", "log", "gauss"] = "s"
+    a: float | None = None  # scale of the 's' map (None: fitted median density)
+    eps: float = 1e-3  # softening of the logs at empty cells (units of the mean density)
