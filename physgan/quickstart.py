@@ -16,25 +16,11 @@ from physgan.errors import OutputExistsError
 __all__ = ["quickstart"]
 
 
-def _make(domain: str, options: dict, out: Path, seed: int, n: int | None) -> Path:
-    from physgan.cli import build_parser
-    from physgan.domains.base import get_domain
+def _make(domain: str, options: dict, out: Path, seed: int, n: int) -> Path:
+    """The quickstart's simulated file: the domain's quickstart make options, this seed and size."""
+    from physgan.datamake import make_data
 
-    argv = ["data", "make", domain, "--out", str(out), "--seed", str(seed), "--overwrite"]
-    for k, v in options.items():
-        if k == "seed":  # the caller's seed: the training and held-out sets must differ
-            continue
-        if k == "n" and n is not None:
-            v = n
-        if isinstance(v, bool):
-            if v:
-                argv.append(f"--{k.replace('_', '-')}")
-            continue
-        argv += [f"--{k.replace('_', '-')}", str(v)]
-    if n is not None and "n" not in options:
-        argv += ["--n", str(n)]
-    args = build_parser().parse_args(argv)
-    return Path(get_domain(domain).make(args))
+    return make_data(domain, out, **{**options, "seed": seed, "n": n, "overwrite": True})
 
 
 def quickstart(

@@ -692,14 +692,14 @@ def convert_micro_zip_tiff(
         parser = argparse.ArgumentParser(prog="physgan data import micro")
         importer.add_import_arguments(parser)
         argv = [str(src), "--out", str(out), *card.convert_args]
-        if overwrite and "--overwrite" in parser._option_string_actions:
-            argv.append("--overwrite")
         try:
             ns = parser.parse_args(argv)
         except SystemExit as err:
             raise PhysganError(
                 f"dataset '{card.name}': the micro importer rejected the arguments {argv} (convert_args in {card.path})"
             ) from err
+        if overwrite and hasattr(ns, "overwrite"):
+            ns.overwrite = True
         result = importer.import_(ns)
         if isinstance(result, int) and result != 0:
             raise PhysganError(f"dataset '{card.name}': micro import of {src} failed (exit status {result})")

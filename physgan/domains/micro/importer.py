@@ -139,25 +139,20 @@ def crop_conditions(crops: np.ndarray, mode: str, n_phases: int) -> tuple[np.nda
     raise ConfigError(f"--conditions must be none, porosity or fractions, got '{mode}'")
 
 
-def _add(parser: argparse.ArgumentParser, *flags: str, **kw) -> None:
-    if not any(f in parser._option_string_actions for f in flags):  # noqa: SLF001
-        parser.add_argument(*flags, **kw)
-
-
 def add_import_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``physgan data import micro``."""
-    _add(parser, "input", help="segmented TIFF (2-D image or 3-D stack) or a .zip holding one")
-    _add(parser, "--crop", type=int, default=64, help="crop side (voxels)")
-    _add(parser, "--stride", type=int, default=None, help="step between crops (default crop // 2)")
-    _add(parser, "--dim", type=int, choices=[2, 3], default=3, help="3: cubic crops; 2: square crops of slices")
-    _add(parser, "--axis", type=int, choices=[0, 1, 2], default=0, help="--dim 2 on a stack: slices normal to this axis")
-    _add(parser, "--voxel-size", type=float, default=None,
+    parser.add_argument("input", help="segmented TIFF (2-D image or 3-D stack) or a .zip holding one")
+    parser.add_argument("--crop", type=int, default=64, help="crop side (voxels)")
+    parser.add_argument("--stride", type=int, default=None, help="step between crops (default crop // 2)")
+    parser.add_argument("--dim", type=int, choices=[2, 3], default=3, help="3: cubic crops; 2: square crops of slices")
+    parser.add_argument("--axis", type=int, choices=[0, 1, 2], default=0, help="--dim 2 on a stack: slices normal to this axis")
+    parser.add_argument("--voxel-size", type=float, default=None,
          help="voxel side in metres (recorded as voxel_size_m; recorded as 'unknown' when not given)")
-    _add(parser, "--conditions", choices=["none", "porosity", "fractions"], default="none", help="per-crop conditions")
-    _add(parser, "--phase-names", default=None, help="comma-separated names of the phases in label order, e.g. pore,grain")
-    _add(parser, "--max-phases", type=int, default=16, help="refuse images with more distinct values")
-    _add(parser, "--out", required=True, help="output HDF5 file")
-    _add(parser, "--overwrite", action="store_true", help="replace an existing output")
+    parser.add_argument("--conditions", choices=["none", "porosity", "fractions"], default="none", help="per-crop conditions")
+    parser.add_argument("--phase-names", default=None, help="comma-separated names of the phases in label order, e.g. pore,grain")
+    parser.add_argument("--max-phases", type=int, default=16, help="refuse images with more distinct values")
+    parser.add_argument("--out", required=True, help="output HDF5 file")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
 
 
 def import_(args: argparse.Namespace) -> Path:

@@ -55,27 +55,21 @@ def parse_shape(text: str | tuple) -> tuple[int, ...]:
     return shape
 
 
-def _add(parser: argparse.ArgumentParser, *flags: str, **kw) -> None:
-    """Add an option unless the (shared) CLI already defines it."""
-    if not any(f in parser._option_string_actions for f in flags):  # noqa: SLF001
-        parser.add_argument(*flags, **kw)
-
-
 def add_make_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``physgan data make micro``."""
-    _add(parser, "--generator", choices=["blobs", "overlapping-spheres"], default="blobs", help="porespy generator")
-    _add(parser, "--porosity", default="0.3:0.6", help="pore fraction range lo:hi, drawn uniformly per sample")
-    _add(
-        parser, "--blobiness", default="0.5:1.5", help="blobs: blobiness range lo:hi (Gaussian sigma = mean(shape) / (40 blobiness) voxels)"
+    parser.add_argument("--generator", choices=["blobs", "overlapping-spheres"], default="blobs", help="porespy generator")
+    parser.add_argument("--porosity", default="0.3:0.6", help="pore fraction range lo:hi, drawn uniformly per sample")
+    parser.add_argument(
+        "--blobiness", default="0.5:1.5", help="blobs: blobiness range lo:hi (Gaussian sigma = mean(shape) / (40 blobiness) voxels)"
     )
-    _add(parser, "--radius", default="3:6", help="overlapping-spheres: sphere radius range lo:hi (voxels)")
-    _add(parser, "--shape", default="64,64,64", help="sample shape h,w or d,h,w (voxels)")
-    _add(parser, "--voxel-size", type=float, default=1.0, help="voxel side in metres (recorded as voxel_size_m)")
-    _add(parser, "--n", type=int, default=1000, help="number of samples")
-    _add(parser, "--seed", type=int, default=0, help="random seed (conditions and every sample)")
-    _add(parser, "--out", required=True, help="output HDF5 file")
-    _add(parser, "--overwrite", action="store_true", help="replace an existing output")
-    _add(parser, "--block", type=int, default=64, help="samples per written block")
+    parser.add_argument("--radius", default="3:6", help="overlapping-spheres: sphere radius range lo:hi (voxels)")
+    parser.add_argument("--shape", default="64,64,64", help="sample shape h,w or d,h,w (voxels)")
+    parser.add_argument("--voxel-size", type=float, default=1.0, help="voxel side in metres (recorded as voxel_size_m)")
+    parser.add_argument("--n", type=int, default=1000, help="number of samples")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (conditions and every sample)")
+    parser.add_argument("--out", required=True, help="output HDF5 file")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    parser.add_argument("--block", type=int, default=64, help="samples per written block")
 
 
 def make(args: argparse.Namespace) -> Path:
