@@ -213,11 +213,9 @@ def cmd_train(args) -> int:
     from physgan.train.loop import train
     from physgan.train.resume import saved_run_config
 
-    overrides = [*_train_overrides(args), f"data.path={args.data}"]
-    if args.layout:
-        overrides.append(f"data.layout={args.layout}")
+    data = {"path": str(args.data), **({"layout": args.layout} if args.layout else {})}  # typed: no YAML parsing of paths
     base = saved_run_config(args.run) if args.resume else None
-    cfg = resolve_config(args.domain, args.preset, args.config, overrides, args.recipe, base=base)
+    cfg = resolve_config(args.domain, args.preset, args.config, _train_overrides(args), args.recipe, base=base, values={"data": data})
     result = train(cfg, args.run, resume=args.resume, progress=not args.quiet, allow_new_data=args.allow_new_data)
     if result.stopped_by:
         print(

@@ -500,6 +500,7 @@ def resolve_config(
     overrides: list[str] | None = None,
     recipe: str | None = None,
     base: dict[str, Any] | None = None,
+    values: dict[str, Any] | None = None,
 ) -> Config:
     """Resolve defaults, recipe, domain preset, YAML file and overrides; validate.
 
@@ -519,6 +520,9 @@ def resolve_config(
     base : dict, optional
         A run's saved config (resuming): it replaces the defaults, so the run keeps its own
         settings (e.g. its step target); only a recipe, preset, file or override named now changes them.
+    values : dict, optional
+        Nested ``{section: {key: value}}`` of typed values (the library's way to set what ``--set``
+        sets: no YAML parsing, so a path ``on`` stays ``"on"``). Applied after the file, before ``overrides``.
 
     Returns
     -------
@@ -530,15 +534,15 @@ def resolve_config(
     dom = get_domain(domain)
     file_values = load_config(config_file) if config_file else {}
     cfg = Config(domain=domain) if base is None else config_from_dict(base)
-    preset = preset or file_values.get("preset") or _override_value(overrides, "preset")
+    values = dict(values or {})
+    preset = preset or _override_value(overrides, "preset") or values.get("preset") or file_values.get("preset")
     if preset is None and base is None and "default" in dom.presets:
         preset = "default"
     preset_values, preset_recipe = preset_settings(dom, preset) if preset is not None else ({}, None)
-    # the recipe: named now (argument, file or override), else the preset's, else the default (fresh runs only:
-    # a resumed run keeps its own unless one is named now)
-    train_section = file_values.get("train")
-    recipe_from_file = train_section.get("recipe") if isinstance(train_section, dict) else None
-    recipe = recipe or recipe_from_file or _override_value(overrides, "train.recipe") or preset_recipe
+    # the recipe: named now (argument, override, values or file: the one applied last wins), else the preset's,
+    # else the default (fresh runs only: a resumed run keeps its own unless one is named now)
+    named = [_section_value(overrides_dict, "train", "recipe") for overrides_dict in (values, file_values)]
+    recipe = recipe or _override_value(overrides, "train.recipe") or named[0] or named[1] or preset_recipe
     if recipe is None and base is None:
         recipe = "gulrajani2017"
     if recipe is not None:
@@ -547,6 +551,7 @@ def resolve_config(
         merge_dict(cfg, preset_values)
         cfg.preset = preset
     merge_dict(cfg, {k: v for k, v in file_values.items() if k != "domain"})
+    merge_dict(cfg, {k: v for k, v in values.items() if k != "domain"})
     apply_overrides(cfg, overrides)
     cfg.domain = dom.name
     check_domain_options(cfg, dom)
@@ -554,7 +559,13 @@ def resolve_config(
 
 
 def _override_value(overrides: list[str] | None, key: str) -> Any:
-    for item in overrides or []:
+    """The value ``key`` gets from ``section.key=value`` strings: the last one wins, as when they are applied."""
+    for item in reversed(overrides or []):
         if item.split("=", 1)[0].strip() == key:
             return _parse_value(item.split("=", 1)[1])
     return None
+
+
+def _section_value(values: dict[str, Any], section: str, key: str) -> Any:
+    part = values.get(section)
+    return part.get(key) if isinstance(part, dict) else None

@@ -72,10 +72,8 @@ def quickstart(
     train_file = _make(domain, make_opts, directory / "data" / "train.h5", seed=1, n=n_train)
     held_file = _make(domain, make_opts, directory / "data" / "heldout.h5", seed=2, n=n_held)
 
-    overrides = [f"data.path={train_file}", f"train.device={device}"]
-    if steps is not None:
-        overrides.append(f"train.steps={steps}")
-    cfg = resolve_config(domain, qs.get("preset"), overrides=overrides)
+    train_values = {"device": device, **({"steps": int(steps)} if steps is not None else {})}
+    cfg = resolve_config(domain, qs.get("preset"), values={"data": {"path": str(train_file)}, "train": train_values})
     say(f"training {cfg.train.steps} steps (preset '{cfg.preset}'); progress below")
     result = train(cfg, directory / "run", progress=progress)
     if result.stopped_by == "SIGINT":  # Ctrl-C: the run is checkpointed; stop the journey here

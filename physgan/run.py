@@ -446,14 +446,20 @@ class Surrogate:
     preset : str, optional
         Domain preset (``quick``, ...).
     **settings
-        Config overrides as ``section__key=value``, e.g. ``train__steps=500``.
+        Config values as ``section__key=value``, e.g. ``train__steps=500``, ``model__options={"cell_noise": True}``
+        (typed values: nothing is parsed as YAML).
     """
 
     def __init__(self, domain: str = "array", run_dir: str | Path | None = None, preset: str | None = None, **settings: Any):
         self.domain = domain
         self.run_dir = Path(run_dir) if run_dir else Path("runs") / f"{domain}-{time.strftime('%Y%m%d-%H%M%S')}"
         self.preset = preset
-        self.overrides = [f"{k.replace('__', '.')}={v}" for k, v in settings.items()]
+        self.values: dict[str, Any] = {}
+        for key, value in settings.items():
+            section, sep, name = key.partition("__")
+            if not sep or not name:
+                raise ConfigError(f"Surrogate setting '{key}' must look like section__key, e.g. train__steps=500")
+            self.values.setdefault(section, {})[name] = value
         self.run: Run | None = None
 
     def fit(self, data: str | Path, resume: str | None = None, progress: bool = True) -> Surrogate:
@@ -461,7 +467,8 @@ class Surrogate:
         from physgan.train.resume import saved_run_config
 
         base = saved_run_config(self.run_dir) if resume else None
-        cfg = resolve_config(self.domain, self.preset, overrides=[*self.overrides, f"data.path={data}"], base=base)
+        values = {**self.values, "data": {**self.values.get("data", {}), "path": str(data)}}
+        cfg = resolve_config(self.domain, self.preset, base=base, values=values)
         train(cfg, self.run_dir, resume=resume, progress=progress)
         self.run = load_run(self.run_dir)
         return self

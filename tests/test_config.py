@@ -211,3 +211,26 @@ def test_every_option_a_factory_reads_is_declared():
                 keys = {k for m in read.finditer((root / path).read_text()) for k in m.groups() if k}
                 keys -= {"data_stats", "condition_stats"}  # fitted statistics, not options
                 assert keys <= declared, (domain, path, keys - declared)
+
+
+def test_typed_values_are_not_parsed_as_yaml_and_the_last_named_recipe_wins(tmp_path):
+    cfg = resolve_config("array", values={"data": {"path": "on"}, "model": {"options": {"n_up": 2}}})
+    assert cfg.data.path == "on" and cfg.model.options == {"n_up": 2}  # '--set data.path=on' would read YAML's True
+    assert resolve_config("array", overrides=["data.path=on"]).data.path == "yes"
+    f = tmp_path / "c.yaml"
+    f.write_text(yaml.safe_dump({"train": {"recipe": "progan"}}))
+    t = resolve_config("array", config_file=f, overrides=["train.recipe=goodfellow2014"]).train
+    assert (t.recipe, t.n_critic, t.betas, t.drift) == ("goodfellow2014", 1, (0.5, 0.999), 0.0)
+    t = resolve_config("array", overrides=["train.recipe=progan", "train.recipe=arjovsky2017"]).train
+    assert (t.recipe, t.optimizer) == ("arjovsky2017", "rmsprop")
+    t = resolve_config("array", values={"train": {"recipe": "progan"}}).train
+    assert (t.recipe, t.n_critic) == ("progan", 1)
+
+
+def test_surrogate_settings_keep_their_types():
+    from physgan.run import Surrogate
+
+    s = Surrogate("calo", run_dir="unused", train__steps=7, model__options={"cell_noise": True}, data__layout="calogan")
+    assert s.values == {"train": {"steps": 7}, "model": {"options": {"cell_noise": True}}, "data": {"layout": "calogan"}}
+    with pytest.raises(ConfigError, match="section__key"):
+        Surrogate("calo", steps=7)
