@@ -23,13 +23,12 @@ import torch
 import physgan
 from physgan.config import Config, resolve_config
 from physgan.device import resolve_device
-from physgan.domains.base import get_domain
+from physgan.domains.base import get_domain, model_spec
 from physgan.errors import CheckpointError, ConfigError
 from physgan.progress import Progress
 from physgan.sampling import generate_batch
 from physgan.train.checkpoint import latest_checkpoint, load_checkpoint
 from physgan.train.conditions import ConditionNormaliser
-from physgan.train.loop import model_spec
 
 __all__ = ["Run", "load_run", "parse_condition", "check_sampling_args", "conditions_from_file", "Surrogate"]
 

@@ -49,6 +49,7 @@ from physgan.errors import ConfigError
 
 __all__ = [
     "ModelSpec",
+    "model_spec",
     "Transform",
     "IdentityTransform",
     "Domain",
@@ -115,6 +116,31 @@ class ModelSpec:
             if key in options:
                 setattr(self, key, dict(options.pop(key) or {}))
         self.options = options
+
+
+def model_spec(model_shape, condition_names, model_cfg, condition_state: dict, transform_stats: dict, attrs: dict) -> ModelSpec:
+    """The :class:`ModelSpec` of a run (shared by training and :func:`physgan.run.load_run`).
+
+    ``model_cfg`` is the config's ``model`` section (:class:`physgan.config.ModelConfig`).
+
+    ``options`` is the config's ``model.options``; the fitted statistics travel beside them:
+    ``condition_stats`` (the condition normaliser's state) and ``data_stats`` (the fitted transform's
+    statistics of the training data), so factories may initialise from the data and rebuild
+    identically when a run is loaded.
+    """
+    return ModelSpec(
+        sample_shape=tuple(model_shape),
+        n_cond=len(condition_names),
+        condition_names=list(condition_names),
+        z_dim=model_cfg.z_dim,
+        width=model_cfg.width,
+        depth=model_cfg.depth,
+        embed_dim=model_cfg.embed_dim,
+        options=dict(model_cfg.options),
+        condition_stats=dict(condition_state or {}),
+        data_stats=dict(transform_stats or {}),
+        attrs=attrs,
+    )
 
 
 class Transform:

@@ -35,7 +35,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 import physgan
 from physgan.config import Config, config_from_dict, config_to_dict, save_config
 from physgan.device import autocast, resolve_device
-from physgan.domains.base import ModelSpec, get_domain
+from physgan.domains.base import get_domain, model_spec
 from physgan.domains.checks import check_training_data
 from physgan.errors import CheckpointError, ConfigError, PhysganError
 from physgan.io.hdf5 import open_source
@@ -87,29 +87,6 @@ class TrainResult:
     best_score: float | None = None
     last_metrics: dict[str, float] = field(default_factory=dict)
     rollbacks: int = 0
-
-
-def model_spec(model_shape, condition_names, model_cfg, condition_state: dict, transform_stats: dict, attrs: dict) -> ModelSpec:
-    """The :class:`ModelSpec` of a run (shared by training and :func:`physgan.run.load_run`).
-
-    ``options`` is the config's ``model.options``; the fitted statistics travel beside them:
-    ``condition_stats`` (the condition normaliser's state) and ``data_stats`` (the fitted transform's
-    statistics of the training data), so factories may initialise from the data and rebuild
-    identically when a run is loaded.
-    """
-    return ModelSpec(
-        sample_shape=tuple(model_shape),
-        n_cond=len(condition_names),
-        condition_names=list(condition_names),
-        z_dim=model_cfg.z_dim,
-        width=model_cfg.width,
-        depth=model_cfg.depth,
-        embed_dim=model_cfg.embed_dim,
-        options=dict(model_cfg.options),
-        condition_stats=dict(condition_state or {}),
-        data_stats=dict(transform_stats or {}),
-        attrs=attrs,
-    )
 
 
 def build_models(domain, header, transform, cfg: Config, normaliser: ConditionNormaliser):
