@@ -22,16 +22,6 @@ from physgan.errors import PhysganError
 __all__ = ["main", "build_parser"]
 
 
-def _optional(module: str):
-    """A module written by a part of physgan that may not be installed/landed."""
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as err:
-        if err.name == module:
-            return None
-        raise
-
-
 def _add_train_options(p: argparse.ArgumentParser) -> None:
     from physgan.config import RECIPES
 
@@ -97,9 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_info = dsub.add_parser("info", help="schema, conditions and ranges, statistics and problems of a file")
     p_info.add_argument("file")
     p_info.add_argument("--layout", help="force a layout instead of detecting it")
-    download = _optional("physgan.io.download")
-    if download is not None:
-        download.add_arguments(dsub.add_parser("download", help="download a public dataset from its card (datasets/)"))
+    from physgan.io import download
+
+    download.add_arguments(dsub.add_parser("download", help="download a public dataset from its card (datasets/)"))
 
     # ---- train ----
     p_train = sub.add_parser("train", help="train a surrogate on an HDF5 file")
@@ -169,9 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_gen.add_argument("--quiet", action="store_true")
 
     # ---- evaluate ----
-    evaluate = _optional("physgan.evaluation")
-    if evaluate is not None:
-        evaluate.add_arguments(sub.add_parser("evaluate", help="metrics and an HTML report comparing real and generated files"))
+    from physgan import evaluation
+
+    evaluation.add_arguments(sub.add_parser("evaluate", help="metrics and an HTML report comparing real and generated files"))
 
     # ---- quickstart ----
     p_q = sub.add_parser("quickstart", help="make a small dataset, train a few minutes on CPU, generate, evaluate, report")

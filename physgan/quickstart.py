@@ -84,12 +84,9 @@ def quickstart(
     _, c_held = read_all(held_file)
     fake_file = run.generate(directory / "generated.h5", len(c_held), c_held, seed=3, overwrite=True, progress=False)
 
+    from physgan.evaluation import evaluate
+
     report_dir = directory / "report"
-    try:
-        from physgan.evaluation import evaluate
-    except ModuleNotFoundError:
-        say("physgan.evaluation is not available: skipping the report")
-        return fake_file
     say("evaluating generated vs held-out samples; writing the report")
     ev = evaluate(str(held_file), str(fake_file), domain=domain, train=str(train_file), seed=0, run=directory / "run", progress=progress)
     ev.to_html(report_dir)

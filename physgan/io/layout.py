@@ -160,7 +160,8 @@ def detect_layout(f: h5py.File, path: str) -> Layout:
         path,
         f"unknown layout: top-level entries are [{names}]; expected physgan's 'samples' + 'conditions', "
         f"CaloGAN ('energy', 'layer_0'..'layer_2'), CaloChallenge ('incident_energies', 'showers') or another "
-        f"registered layout ({', '.join(_LAYOUTS)}); pass layout options (e.g. --x-key/--cond-keys) for other names",
+        f"registered layout ({', '.join(_LAYOUTS)}); force one with --layout NAME, or write other files in the "
+        f"'array' layout (samples + conditions/<name>)",
     )
 
 
