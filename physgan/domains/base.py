@@ -51,6 +51,7 @@ __all__ = [
     "ModelSpec",
     "model_spec",
     "Transform",
+    "StandardiseTransform",
     "IdentityTransform",
     "Domain",
     "register_domain",
@@ -182,8 +183,8 @@ class Transform:
         return self
 
 
-class IdentityTransform(Transform):
-    """Standardise by one global mean and standard deviation (fitted)."""
+class StandardiseTransform(Transform):
+    """Standardise by one global mean and standard deviation (fitted); for user domains and tests."""
 
     name = "standardise"
 
@@ -197,6 +198,9 @@ class IdentityTransform(Transform):
     def inverse(self, y: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         return y * self.stats["std"] + self.stats["mean"]
 
+
+#: The name it had, though it never was the identity (kept for user domains written against it).
+IdentityTransform = StandardiseTransform
 
 Real = tuple[np.ndarray, np.ndarray]
 
