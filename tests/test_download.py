@@ -440,3 +440,18 @@ def test_cli_list_and_download(cards, server, tmp_path, capsys):
     assert capsys.readouterr().out.strip() == str(out / "tiny.bin")
     with pytest.raises(ConfigError, match="--dir"):
         dl.main(parser.parse_args(["tiny"]))
+
+
+def test_card_domain_and_layout_come_from_the_registries(tmp_path, monkeypatch):
+    import physgan.domains.base as base
+    from physgan.domains.base import Domain, StandardiseTransform, register_domain
+
+    path = tmp_path / "mine.yaml"
+    with pytest.raises(ConfigError, match=r"unknown domain 'mydom' \(known: array, calo, micro, nbody"):
+        dl._parse_card(_card("mine", [], domain="mydom"), path)
+    with pytest.raises(ConfigError, match=r"unknown layout 'npy' \(known: .*calogan"):
+        dl._parse_card(_card("mine", [], layout="npy"), path)
+    monkeypatch.setattr(base, "_DOMAINS", dict(base._DOMAINS))  # the registration ends with the test
+    register_domain(Domain("mydom", "a user domain", ["array"], lambda o: StandardiseTransform(), None, None))
+    with pytest.raises(ConfigError, match="'files'"):  # past the domain check: a user's domain is known
+        dl._parse_card(_card("mine", [], domain="mydom"), path)

@@ -85,8 +85,6 @@ CHUNK_BYTES = 1 << 20  # 1 MiB per read
 USER_AGENT = "physgan-download/0.1 (+https://github.com/physgan)"
 REQUIRED_FIELDS = ("name", "title", "domain", "doi", "files", "layout", "convert", "licence", "citation", "notes")
 REQUIRED_FILE_FIELDS = ("name", "url", "size_bytes", "checksum")
-KNOWN_DOMAINS = ("calo", "nbody", "micro", "array")
-KNOWN_LAYOUTS = ("calogan", "calochallenge", "array", "micro", "nbody", "npy", "zip-tiff")
 HASH_HEX_LEN = {"md5": 32, "sha256": 64}
 
 
@@ -188,10 +186,14 @@ def _parse_card(data: Any, path: Path) -> Card:
     for key in ("title", "domain", "layout", "licence", "citation", "notes"):
         if not isinstance(data[key], str) or not data[key].strip():
             raise ConfigError(f"{where}: field '{key}' must be a non-empty string")
-    if data["domain"] not in KNOWN_DOMAINS:
-        raise ConfigError(f"{where}: unknown domain '{data['domain']}' (known: {', '.join(KNOWN_DOMAINS)})")
-    if data["layout"] not in KNOWN_LAYOUTS:
-        raise ConfigError(f"{where}: unknown layout '{data['layout']}' (known: {', '.join(KNOWN_LAYOUTS)})")
+    from physgan.domains.base import domains
+    from physgan.io.layout import layouts
+
+    known_domains, known_layouts = sorted(domains()), sorted(layouts())  # the registries, user additions included
+    if data["domain"] not in known_domains:
+        raise ConfigError(f"{where}: unknown domain '{data['domain']}' (known: {', '.join(known_domains)})")
+    if data["layout"] not in known_layouts:
+        raise ConfigError(f"{where}: unknown layout '{data['layout']}' (known: {', '.join(known_layouts)})")
     if data["doi"] is not None and not (isinstance(data["doi"], str) and data["doi"].startswith("10.")):
         raise ConfigError(f"{where}: 'doi' must be null or a DOI string starting with '10.', got {data['doi']!r}")
     if data["convert"] is not None and not isinstance(data["convert"], str):
