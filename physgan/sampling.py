@@ -16,7 +16,9 @@ def generate_batch(G, transform, normaliser, c_phys: torch.Tensor, z: torch.Tens
     Parameters
     ----------
     G : nn.Module
-        ``G(z, c_normalised) -> model-space samples``.
+        ``G(z, c_normalised) -> model-space samples``. A generator may offer ``G.sample_model(z, c)``:
+        the same samples without the parts ``transform.inverse`` drops (e.g. calo's summary coordinates);
+        it is used when present.
     transform
         The run's fitted transform (``inverse(y, c_phys)`` back to physical units).
     normaliser : callable
@@ -34,5 +36,5 @@ def generate_batch(G, transform, normaliser, c_phys: torch.Tensor, z: torch.Tens
         Float32 physical samples on ``z``'s device.
     """
     with autocast(precision, z.device):
-        y = G(z, normaliser(c_phys))
+        y = getattr(G, "sample_model", G)(z, normaliser(c_phys))
     return transform.inverse(y.float(), c_phys)

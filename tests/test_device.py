@@ -74,3 +74,13 @@ def test_launcher_env_torchrun_then_slurm(monkeypatch, env, expected):
         monkeypatch.setenv(name, value)
     assert launcher_env() == expected
     assert launch_rank() == expected[0]
+
+
+def test_generate_batch_uses_the_generators_sampling_path_when_it_has_one():
+    class WithSampler(_Linear):
+        def sample_model(self, z, c):
+            return torch.zeros_like(z)
+
+    z, c = torch.randn(4, 64), torch.ones(4, 1)
+    out = generate_batch(WithSampler(), _Shift(), lambda c: c, c, z, "fp32")
+    assert torch.equal(out, torch.full((4, 64), -1.0))  # sample_model, then the inverse
