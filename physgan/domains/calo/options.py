@@ -31,6 +31,7 @@ class CaloModelOptions:
     occupancy: bool = False  # zero-inflated per-cell occupancy draw (issue 19)
     occupancy_init: float = 0.5  # (issue 19)
     occupancy_temperature: float = 0.5  # relaxed Bernoulli temperature (issue 19)
+    occupancy_slope: bool = False  # per-cell slope of the hit probit on the incident energy (issue 19)
     critic_norm: Literal["none", "layer"] = "none"  # critic hidden-layer normalisation
     occupancy_sharpness: float = 10.0  # critic's soft occupancy
 
