@@ -342,9 +342,10 @@ def test_divergence_detected_within_one_tick(data, tmp_path, rec, monkeypatch, k
                 return real_ema(ema, G, beta, step)
 
             monkeypatch.setattr(loop, "update_ema", poisoned)
-        else:
-            monkeypatch.setattr(loop, "make_objective", lambda *a: _Spiky(real(*a), at=5, kind=kind[:2], stop=6))
-        res = loop.train(_tiny_cfg(data, "train.steps=8"), tmp_path / "run", progress=False)
+        cfg = _tiny_cfg(data, "train.steps=8")
+        t = cfg.train
+        objective = None if kind == "nan-weights" else _Spiky(real(t.loss, t.gp_lambda, t.drift, t.clip), at=5, kind=kind[:2], stop=6)
+        res = loop.train(cfg, tmp_path / "run", progress=False, objective=objective)
         assert res.rollbacks == 1 and res.step == 8
         log = (tmp_path / "run" / "log.txt").read_text()
         assert "rolled back to last.pt (step 4)" in log and "learning rates x0.5" in log, log
@@ -356,9 +357,10 @@ def test_divergence_detected_within_one_tick(data, tmp_path, rec, monkeypatch, k
             assert rec_.get("Loss/GP", 0) < 1e4
         row.cases += 1
         if kind == "gp":  # a permanent fault: gives up after max_rollbacks with a clear report
-            monkeypatch.setattr(loop, "make_objective", lambda *a: _Spiky(real(*a), at=5, kind="gp", stop=10**9))
+            cfg = _tiny_cfg(data, "train.steps=20", "train.max_rollbacks=2")
+            spiky = _Spiky(real(t.loss, t.gp_lambda, t.drift, t.clip), at=5, kind="gp", stop=10**9)
             with pytest.raises(loop.TrainingDiverged, match="gave up"):
-                loop.train(_tiny_cfg(data, "train.steps=20", "train.max_rollbacks=2"), tmp_path / "run2", progress=False)
+                loop.train(cfg, tmp_path / "run2", progress=False, objective=spiky)
             row.cases += 1
 
 

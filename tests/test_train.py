@@ -18,9 +18,9 @@ from physgan.config import resolve_config
 from physgan.errors import CheckpointError
 from physgan.io.hdf5 import write_samples
 from physgan.sim.toy import gaussian_blobs, sample_modes
-from physgan.train import loop
 from physgan.train.checkpoint import load_checkpoint
 from physgan.train.loop import TrainingDiverged, train
+from physgan.train.losses import make_objective
 
 TINY = [
     "model.width=16",
@@ -147,10 +147,11 @@ class _FlakyObjective:
         return {}
 
 
-def test_divergence_rolls_back_then_recovers(ring_file, tmp_path, monkeypatch):
-    real = loop.make_objective
-    monkeypatch.setattr(loop, "make_objective", lambda *a: _FlakyObjective(real(*a), start=9, stop=10))
-    res = train(_cfg(ring_file, "train.steps=8", "train.ckpt_every=2", "train.val_every=0"), tmp_path / "run", progress=False)
+def test_divergence_rolls_back_then_recovers(ring_file, tmp_path):
+    flaky = _FlakyObjective(make_objective("wgan-gp"), start=9, stop=10)
+    res = train(
+        _cfg(ring_file, "train.steps=8", "train.ckpt_every=2", "train.val_every=0"), tmp_path / "run", progress=False, objective=flaky
+    )
     assert res.rollbacks == 1 and res.step == 8
     log = (tmp_path / "run" / "log.txt").read_text()
     assert "divergence detected: rolled back" in log
@@ -158,14 +159,14 @@ def test_divergence_rolls_back_then_recovers(ring_file, tmp_path, monkeypatch):
     assert all(torch.isfinite(v).all() for v in state["G"].values())
 
 
-def test_divergence_gives_up_after_max_rollbacks(ring_file, tmp_path, monkeypatch):
-    real = loop.make_objective
-    monkeypatch.setattr(loop, "make_objective", lambda *a: _FlakyObjective(real(*a), start=9, stop=10**9))
+def test_divergence_gives_up_after_max_rollbacks(ring_file, tmp_path):
+    flaky = _FlakyObjective(make_objective("wgan-gp"), start=9, stop=10**9)
     with pytest.raises(TrainingDiverged, match="diverged"):
         train(
             _cfg(ring_file, "train.steps=30", "train.ckpt_every=2", "train.val_every=0", "train.max_rollbacks=2"),
             tmp_path / "run",
             progress=False,
+            objective=flaky,
         )
 
 

@@ -61,7 +61,7 @@ from physgan.train.distributed import (
     launch_rank,
 )
 from physgan.train.ema import update_ema
-from physgan.train.losses import make_objective
+from physgan.train.losses import Objective, make_objective
 from physgan.train.resume import check_same_data, data_identity, resume_point
 from physgan.train.runlock import RunLock
 from physgan.train.signals import StopFlag
@@ -119,7 +119,12 @@ def validation_metrics(domain, G, transform, normaliser, val, z_val, attrs, prec
 
 
 def train(
-    cfg: Config, run_dir: str | Path, resume: str | None = None, progress: bool = True, allow_new_data: bool = False
+    cfg: Config,
+    run_dir: str | Path,
+    resume: str | None = None,
+    progress: bool = True,
+    allow_new_data: bool = False,
+    objective: Objective | None = None,
 ) -> TrainResult:
     """Train a conditional GAN surrogate; see the module docstring.
 
@@ -137,6 +142,10 @@ def train(
     allow_new_data : bool
         Let a resumed run continue on a different file of the same sample shape and conditions
         (otherwise refused with :class:`CheckpointError`).
+    objective : Objective, optional
+        The adversarial objective to train with instead of the one ``cfg.train`` names
+        (:func:`~physgan.train.losses.make_objective`): research variants and fault injection in tests.
+        The saved config still records ``train.loss``.
 
     Returns
     -------
@@ -159,7 +168,7 @@ def train(
             except OSError as err:
                 raise PhysganError(f"{run_dir}: cannot create the run directory: {err.strerror or err}") from err
             lock = RunLock(run_dir).acquire()
-        return _train(cfg, run_dir, resume, progress, allow_new_data)
+        return _train(cfg, run_dir, resume, progress, allow_new_data, objective)
     except BaseException:
         if created and lock is not None and _holds_no_results(run_dir):
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -174,7 +183,9 @@ def _holds_no_results(run_dir: Path) -> bool:
     return latest_checkpoint(run_dir) is None and not (run_dir / "stats.jsonl").exists()
 
 
-def _train(cfg: Config, run_dir: Path, resume: str | None, progress: bool, allow_new_data: bool) -> TrainResult:
+def _train(
+    cfg: Config, run_dir: Path, resume: str | None, progress: bool, allow_new_data: bool, objective: Objective | None
+) -> TrainResult:
     """The body of :func:`train`."""
     cfg.validate()
     t_cfg, d_cfg = cfg.train, cfg.data
@@ -303,7 +314,7 @@ def _train(cfg: Config, run_dir: Path, resume: str | None, progress: bool, allow
     G, D, spec = build_models(domain, header, transform, cfg, normaliser)
     G, D = G.to(device), D.to(device)
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
-    objective = make_objective(t_cfg.loss, t_cfg.gp_lambda, t_cfg.drift, t_cfg.clip)
+    objective = objective or make_objective(t_cfg.loss, t_cfg.gp_lambda, t_cfg.drift, t_cfg.clip)
 
     def make_opt(params, lr):
         if t_cfg.optimizer == "rmsprop":
