@@ -217,6 +217,10 @@ class Domain:
         ``(train_x, {name: x}, attrs, seed=...) -> ({name: (N,) dissimilarity}, info)``,
         0 for an exact copy. Without it, ``evaluate`` uses Euclidean nearest-neighbour
         distances of the low-level representation.
+    moment_features : callable, optional
+        ``(ModelSpec) -> nn.Module`` mapping model-space samples ``(B, *model_shape)`` to standardised,
+        differentiable summaries ``(B, F)`` whose mean at every condition the generator must match
+        (:mod:`physgan.train.moments`; used when ``train.moment_weight > 0``).
     """
 
     name: str
@@ -244,6 +248,7 @@ class Domain:
     complete_conditions: Callable[..., np.ndarray] | None = None
     nearest: Callable[..., tuple[dict[str, np.ndarray], dict[str, float]]] | None = None
     physics_takes_features: bool = False
+    moment_features: Callable[[ModelSpec], torch.nn.Module] | None = None
 
 
 _DOMAINS: dict[str, Domain] = {}

@@ -31,7 +31,7 @@ from physgan.domains.checks import Bound
 from physgan.domains.nbody.importer import add_import_arguments, import_
 from physgan.domains.nbody.make import add_make_arguments, make
 from physgan.domains.nbody.metrics import cross_correlation, features, nearest_training, physics_metrics, score
-from physgan.domains.nbody.model import build_critic, build_generator
+from physgan.domains.nbody.model import build_critic, build_generator, moment_features
 from physgan.domains.nbody.plots import plots
 from physgan.domains.nbody.positions import PLAIN_SUFFIXES
 from physgan.domains.nbody.transform import DensityTransform, make_transform
@@ -109,5 +109,6 @@ NBODY = register_domain(
         condition_bounds=BOUNDS,
         import_suffixes=PLAIN_SUFFIXES,
         nearest=nearest_training,
+        moment_features=moment_features,
     )
 )

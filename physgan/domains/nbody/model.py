@@ -35,7 +35,16 @@ from physgan.domains.nbody.spectral import field_summaries, n_summaries, shell_i
 from physgan.errors import ConfigError
 from physgan.nn.conditioning import ConditionEmbedding, FiLM, ProjectionHead
 
-__all__ = ["FieldGenerator", "FieldCritic", "SpectralFieldGenerator", "SummaryFieldCritic", "build_generator", "build_critic"]
+__all__ = [
+    "FieldGenerator",
+    "FieldCritic",
+    "SpectralFieldGenerator",
+    "StandardisedSummaries",
+    "SummaryFieldCritic",
+    "build_generator",
+    "build_critic",
+    "moment_features",
+]
 
 
 def _conv(dim: int):
@@ -266,14 +275,40 @@ class SpectralFieldGenerator(nn.Module):
         return b.view(shape) + g[:, :1] + self.res_out(h)
 
 
+class StandardisedSummaries(nn.Module):
+    """``y (B, 1, *spatial) -> (B, F)``: :func:`~physgan.domains.nbody.spectral.field_summaries` standardised with
+    the training fields' mean and spread (``data_stats``), so that a unit means one data standard deviation.
+
+    What the critic's summary branch reads, and what conditional moment matching
+    (:mod:`physgan.train.moments`, :func:`moment_features`) pins at every condition: one mechanism for both.
+    Runs fitted before the density spectrum became a summary keep their shorter summary vector.
+    """
+
+    def __init__(self, spec: ModelSpec):
+        super().__init__()
+        _, n = _geometry(spec)
+        stats = _data_stats(spec)
+        self.mu, self.sd = float(stats["mu"]), float(stats["sd"])
+        found = len(stats["summary_mean"])
+        if found not in (n_summaries(n), n_summaries(n, density_power=False)):
+            raise ConfigError(f"nbody summary critic: data_stats has {found} summaries, fields of side {n} need {n_summaries(n)}")
+        self.density_power = found == n_summaries(n)
+        self.n_out = found
+        self.register_buffer("s_mean", torch.as_tensor(stats["summary_mean"], dtype=torch.float32), persistent=False)
+        self.register_buffer("s_std", torch.as_tensor(stats["summary_std"], dtype=torch.float32), persistent=False)
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        return (field_summaries(y, self.mu, self.sd, self.density_power) - self.s_mean) / self.s_std
+
+
 class SummaryFieldCritic(nn.Module):
     """``D(y, c)``: the periodic conv critic plus a branch on differentiable field summaries.
 
     What the critic does not see, the generator does not learn: a conv critic held to Lipschitz 1 barely
     notices a field whose power is too low by half at small scales. The summary branch reads
-    :func:`~physgan.domains.nbody.spectral.field_summaries` (log power per Fourier shell up to Nyquist, a soft
-    histogram, moments and the log mean density), standardised with the training fields' mean and spread so
-    that the gradient penalty weighs each alike, through a small MLP; both feature vectors meet in the
+    :class:`StandardisedSummaries` (log power per Fourier shell up to Nyquist of the log field and of the
+    density, quantiles, moments and the log mean density, in units of the training fields' spread, so that
+    the gradient penalty weighs each alike) through a small MLP; both feature vectors meet in the
     projection head. Option ``critic_width`` sets the conv branch (``0`` drops it: summaries only).
     """
 
@@ -281,28 +316,31 @@ class SummaryFieldCritic(nn.Module):
         super().__init__()
         dim, n = _geometry(spec)
         opts = spec.options or {}
-        stats = _data_stats(spec)
-        self.mu, self.sd = float(stats["mu"]), float(stats["sd"])
-        if len(stats["summary_mean"]) != n_summaries(n):
-            found = len(stats["summary_mean"])
-            raise ConfigError(f"nbody summary critic: data_stats has {found} summaries, fields of side {n} need {n_summaries(n)}")
-        self.register_buffer("s_mean", torch.as_tensor(stats["summary_mean"], dtype=torch.float32), persistent=False)
-        self.register_buffer("s_std", torch.as_tensor(stats["summary_std"], dtype=torch.float32), persistent=False)
+        self.summaries = StandardisedSummaries(spec)
+        self.density_power = self.summaries.density_power
         self.conv = None
         ch = 0
         if int(opts.get("critic_width", spec.width)) > 0:
             self.conv, ch = _conv_features(spec, dim, n)
         hidden = int(opts.get("summary_hidden", 64))
-        self.summary_net = nn.Sequential(nn.Linear(n_summaries(n), hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, hidden), nn.LeakyReLU(0.2))
+        self.summary_net = nn.Sequential(
+            nn.Linear(self.summaries.n_out, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, hidden), nn.LeakyReLU(0.2)
+        )
         self.embed = ConditionEmbedding(spec.n_cond, spec.embed_dim)
         self.head = ProjectionHead(ch + hidden, spec.embed_dim)
 
     def forward(self, y: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        s = (field_summaries(y, self.mu, self.sd) - self.s_mean) / self.s_std
-        phi = [self.summary_net(s)]
+        phi = [self.summary_net(self.summaries(y))]
         if self.conv is not None:
             phi.append(self.conv(y).flatten(2).mean(dim=2))
         return self.head(torch.cat(phi, dim=1), self.embed(c))
+
+
+def moment_features(spec: ModelSpec) -> nn.Module:
+    """The summaries conditional moment matching pins (spectral runs): :class:`StandardisedSummaries`."""
+    if _arch(spec) != "spectral":
+        raise ConfigError("nbody: train.moment_weight > 0 needs the spectral model (transform kind 'gauss')")
+    return StandardisedSummaries(spec)
 
 
 def _arch(spec: ModelSpec) -> str:
