@@ -171,3 +171,23 @@ def test_critic_of_a_run_fitted_before_the_density_spectrum_still_builds():
     stats["summary_mean"] = stats["summary_mean"][:-1]
     with pytest.raises(ConfigError, match="summaries"):
         build_critic(spec)
+
+
+def test_spectrum_is_a_smooth_polynomial_of_the_conditions():
+    """amp_degree 2: log A is exactly quadratic along any line in condition space (third differences vanish)."""
+    spec, _ = _spec(_lognormal(16), amp_degree=2)
+    torch.manual_seed(2)
+    g = build_generator(spec)
+    for p in g.amp_net.parameters():  # leave the zero start
+        torch.nn.init.normal_(p, std=0.5)
+    t = torch.linspace(-1.5, 1.5, 7)[:, None]
+    c = torch.cat([t, 0.3 - 0.5 * t], dim=1)
+    with torch.no_grad():
+        log_a = g.log_amplitude(g.embed(c), c).double()
+    d3 = log_a[3:] - 3 * log_a[2:-1] + 3 * log_a[1:-2] - log_a[:-3]
+    assert float(log_a.std()) > 0.1 and float(d3.abs().max()) < 1e-4
+    # runs made before the option keep the MLP of the embedding
+    spec_old, _ = _spec(_lognormal(16))
+    assert build_generator(spec_old).amp_degree is None
+    with pytest.raises(ConfigError, match="amp_degree"):
+        build_generator(_spec(_lognormal(16), amp_degree=3)[0])
