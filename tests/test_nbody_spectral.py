@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -135,3 +137,58 @@ def test_sigma8_response_slope_and_ratio():
     assert abs(m["pk_sigma8_response_ratio"]) < 0.3  # a surrogate that ignores sigma8
     assert physics_metrics((x, c), (x, c), attrs)["pk_sigma8_response_ratio"] == pytest.approx(1.0)
     assert np.isnan(sigma8_response(x, None, 32.0, attrs))
+
+
+def test_summaries_hold_the_density_power_spectrum_users_measure():
+    """The critic sees log P of the physical density x as well as of y = (log x - mu)/sd, by shell."""
+    x = _lognormal(8, grid=16, box=32.0, seed=3)
+    t = make_transform({"kind": "gauss"}).fit(x)
+    y = t.forward(torch.from_numpy(x))
+    mu, sd = t.stats["mu"], t.stats["sd"]
+    s = field_summaries(y, mu, sd).numpy()
+    assert s.shape[1] == n_summaries(16) == n_summaries(16, density_power=False) + 8
+    # independent estimate: full complex FFT of x + eps (= exp(mu + sd y)), power averaged over rings round(|m|) = j
+    f = np.fft.fft2(x.astype(np.float64) + t.stats["eps"]) / 16.0
+    m = np.fft.fftfreq(16, 1.0 / 16)
+    ring = np.rint(np.hypot(*np.meshgrid(m, m, indexing="ij"))).astype(int)
+    want = np.stack([(np.abs(f) ** 2)[:, ring == j].mean(axis=1) for j in range(1, 9)], axis=1)
+    np.testing.assert_allclose(np.exp(s[:, 8:16]), want, rtol=1e-3)
+    # the same fields through a generic spectrum of y only: the old column layout, still readable
+    old = field_summaries(y, mu, sd, density_power=False).numpy()
+    np.testing.assert_allclose(old[:, :8], s[:, :8])
+    np.testing.assert_allclose(old[:, 8:], s[:, 16:])
+
+
+def test_critic_of_a_run_fitted_before_the_density_spectrum_still_builds():
+    x = _lognormal(16)
+    spec, t = _spec(x)
+    stats = dict(t.stats)
+    y = t.forward(torch.from_numpy(x))
+    old = field_summaries(y, stats["mu"], stats["sd"], density_power=False).numpy()
+    stats["summary_mean"], stats["summary_std"] = old.mean(axis=0).tolist(), old.std(axis=0).tolist()
+    critic = build_critic(dataclasses.replace(spec, data_stats=stats))
+    assert critic.density_power is False
+    assert torch.isfinite(critic(y[:4], torch.zeros(4, 2))).all()
+    stats["summary_mean"] = stats["summary_mean"][:-1]
+    with pytest.raises(ConfigError, match="summaries"):
+        build_critic(dataclasses.replace(spec, data_stats=stats))
+
+
+def test_spectrum_is_a_smooth_polynomial_of_the_conditions():
+    """amp_degree 2: log A is exactly quadratic along any line in condition space (third differences vanish)."""
+    spec, _ = _spec(_lognormal(16), amp_degree=2)
+    torch.manual_seed(2)
+    g = build_generator(spec)
+    for p in g.amp_net.parameters():  # leave the zero start
+        torch.nn.init.normal_(p, std=0.5)
+    t = torch.linspace(-1.5, 1.5, 7)[:, None]
+    c = torch.cat([t, 0.3 - 0.5 * t], dim=1)
+    with torch.no_grad():
+        log_a = g.log_amplitude(g.embed(c), c).double()
+    d3 = log_a[3:] - 3 * log_a[2:-1] + 3 * log_a[1:-2] - log_a[:-3]
+    assert float(log_a.std()) > 0.1 and float(d3.abs().max()) < 1e-4
+    # runs made before the option keep the MLP of the embedding
+    spec_old, _ = _spec(_lognormal(16))
+    assert build_generator(spec_old).amp_degree is None
+    with pytest.raises(ConfigError, match="amp_degree"):
+        build_generator(_spec(_lognormal(16), amp_degree=3)[0])

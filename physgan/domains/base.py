@@ -273,6 +273,10 @@ class Domain:
         ``(train_x, {name: x}, attrs, seed=...) -> ({name: (N,) dissimilarity}, info)``,
         0 for an exact copy. Without it, ``evaluate`` uses Euclidean nearest-neighbour
         distances of the low-level representation.
+    moment_features : callable, optional
+        ``(ModelSpec) -> nn.Module`` mapping model-space samples ``(B, *model_shape)`` to standardised,
+        differentiable summaries ``(B, F)`` whose mean at every condition the generator must match
+        (:mod:`physgan.train.moments`; used when ``train.moment_weight > 0``).
     """
 
     name: str
@@ -302,6 +306,7 @@ class Domain:
     physics_takes_features: bool = False
     model_options: type | None = None
     transform_options: type | None = None
+    moment_features: Callable[[ModelSpec], torch.nn.Module] | None = None
 
 
 _DOMAINS: dict[str, Domain] = {}

@@ -62,6 +62,7 @@ from physgan.train.distributed import (
 )
 from physgan.train.ema import update_ema
 from physgan.train.losses import Objective, make_objective
+from physgan.train.moments import conditional_moment_loss
 from physgan.train.resume import check_same_data, data_identity, resume_point
 from physgan.train.runlock import RunLock
 from physgan.train.signals import StopFlag
@@ -315,6 +316,11 @@ def _train(
     G, D = G.to(device), D.to(device)
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
     objective = objective or make_objective(t_cfg.loss, t_cfg.gp_lambda, t_cfg.drift, t_cfg.clip)
+    moments = None
+    if t_cfg.moment_weight > 0:
+        if domain.moment_features is None:
+            raise ConfigError(f"train.moment_weight={t_cfg.moment_weight}: domain '{cfg.domain}' defines no summaries to match")
+        moments = domain.moment_features(spec).to(device)
 
     def make_opt(params, lr):
         if t_cfg.optimizer == "rmsprop":
@@ -493,10 +499,15 @@ def _train(
                     bad |= st["Loss/GP"] > _GP_EXPLODED
             # generator: one step through the frozen, unwrapped critic
             D.requires_grad_(False)
-            _, c = sampler.next()
+            real, c = sampler.next()
             z = torch.randn((c.shape[0], *G.latent_shape(1)), device=device, generator=zgen)
             with autocast(t_cfg.precision, device):
-                loss_g, st_g = objective.generator_loss(D, G_train(z, c), c)
+                fake = G_train(z, c)
+                loss_g, st_g = objective.generator_loss(D, fake, c)
+            if moments is not None:  # the summaries' means at these conditions (physgan.train.moments)
+                loss_m = conditional_moment_loss(moments(fake.float()), moments(real.float()), c.float(), t_cfg.moment_degree)
+                loss_g = loss_g + t_cfg.moment_weight * loss_m
+                st_g["Loss/moments"] = loss_m.detach()
             opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
             st_g["Grad/G_norm"] = grad_norm(G)

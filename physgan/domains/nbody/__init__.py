@@ -31,7 +31,7 @@ from physgan.domains.checks import Bound
 from physgan.domains.nbody.importer import add_import_arguments, import_
 from physgan.domains.nbody.make import add_make_arguments, make
 from physgan.domains.nbody.metrics import cross_correlation, features, nearest_training, physics_metrics, score
-from physgan.domains.nbody.model import build_critic, build_generator
+from physgan.domains.nbody.model import build_critic, build_generator, moment_features
 from physgan.domains.nbody.options import NbodyModelOptions, NbodyTransformOptions
 from physgan.domains.nbody.plots import plots
 from physgan.domains.nbody.positions import PLAIN_SUFFIXES
@@ -59,17 +59,17 @@ PRESETS: dict[str, dict[str, Any]] = {
     # two-point statistics; for particle-mesh data set model.options.critic_width (e.g. 8) to let it see more.
     "quick": {  # 32^2 slabs: the quickstart
         "train": {"steps": 800, "batch_size": 32, "val_every": 200, "ckpt_every": 400, **_TRAIN},
-        "model": {"z_dim": 8, "width": 8, "depth": 3, "embed_dim": 16, "options": {"critic_width": 0}},
+        "model": {"z_dim": 8, "width": 8, "depth": 3, "embed_dim": 16, "options": {"critic_width": 0, "amp_degree": 2}},
         "data": {"val_fraction": 0.1, "transform": {"kind": "gauss"}},
     },
     "default": {  # 64^2 slabs on one CPU core (bench.nbody_benchmark)
         "train": {"steps": 20000, "batch_size": 32, "val_every": 500, "ckpt_every": 500, **_TRAIN},
-        "model": {"z_dim": 8, "width": 8, "depth": 3, "embed_dim": 32, "options": {"critic_width": 0}},
+        "model": {"z_dim": 8, "width": 8, "depth": 3, "embed_dim": 32, "options": {"critic_width": 0, "amp_degree": 2}},
         "data": {"val_fraction": 0.1, "transform": {"kind": "gauss"}},
     },
     "gpu": {
         "train": {"steps": 100000, "batch_size": 64, "val_every": 2000, "ckpt_every": 5000, **_TRAIN},
-        "model": {"z_dim": 16, "width": 32, "depth": 4, "embed_dim": 64, "options": {"critic_width": 32}},
+        "model": {"z_dim": 16, "width": 32, "depth": 4, "embed_dim": 64, "options": {"critic_width": 32, "amp_degree": 2}},
         "data": {"val_fraction": 0.1, "transform": {"kind": "gauss"}},
     },
 }
@@ -112,5 +112,6 @@ NBODY = register_domain(
         condition_bounds=BOUNDS,
         import_suffixes=PLAIN_SUFFIXES,
         nearest=nearest_training,
+        moment_features=moment_features,
     )
 )

@@ -115,27 +115,36 @@ def shell_interpolation(shape: tuple[int, ...], n_train: int, n_nodes: int) -> t
     return torch.as_tensor(lo), torch.as_tensor(hi), torch.as_tensor(w)
 
 
-def n_summaries(n: int) -> int:
+def n_summaries(n: int, density_power: bool = True) -> int:
     """Length of :func:`field_summaries` for fields ``n`` cells per side."""
-    return n // 2 + len(QUANTILES) + 3
+    return (2 if density_power else 1) * (n // 2) + len(QUANTILES) + 3
 
 
-def field_summaries(y: torch.Tensor, mu: float, sd: float) -> torch.Tensor:
+def field_summaries(y: torch.Tensor, mu: float, sd: float, density_power: bool = True) -> torch.Tensor:
     """Differentiable per-field summaries of standardised log-density fields ``y`` (B, 1, *spatial).
 
-    Columns: log mean power in shells ``1..n/2`` (``k <= k_Nyquist``); the quantiles of ``y`` at
-    :data:`QUANTILES` (its one-point distribution); the mean and standard deviation of ``y``; and the log of the
-    mean density ``log mean(exp(mu + sd * y))`` (the physical field's mean, in units of the cosmic mean).
+    Columns: log mean power of ``y`` in shells ``1..n/2`` (``k <= k_Nyquist``); with ``density_power`` the
+    same of the physical density ``x = exp(mu + sd * y)``; the quantiles of ``y`` at :data:`QUANTILES` (its
+    one-point distribution); the mean and standard deviation of ``y``; and the log of the mean density
+    ``log mean(exp(mu + sd * y))`` (the physical field's mean, in units of the cosmic mean).
+
+    Why both spectra: ``P_y`` fixes ``P_x`` only for a Gaussian ``y``. A generator's local non-Gaussian
+    structure moves ``P_x`` while ``P_y`` stays put: a critic that saw ``P_y`` alone let a tilt of +9 % at the
+    lowest k to -5 % at k_N/2 through in ``P_x`` (the power spectrum users measure) while ``P_y`` was within
+    4 % (bench/RESULTS.md §11). ``density_power=False`` gives the summaries of runs made before.
     """
     n = int(y.shape[2])
-    logp = torch.log(shell_power(y, n // 2) + 1e-8)
+    cols = [torch.log(shell_power(y, n // 2) + 1e-8)]
     flat = y.flatten(1).float()
+    if density_power:
+        x = torch.exp(mu + sd * y.float())
+        cols.append(torch.log(shell_power(x, n // 2) + 1e-8))
     idx = torch.as_tensor([round(q * (flat.shape[1] - 1)) for q in QUANTILES], device=flat.device)
     quant = torch.sort(flat, dim=1).values[:, idx]
     mean = flat.mean(dim=1, keepdim=True)
     std = flat.std(dim=1, keepdim=True)
     log_mean_density = torch.logsumexp(mu + sd * flat, dim=1, keepdim=True) - float(np.log(flat.shape[1]))
-    return torch.cat([logp, quant, mean, std, log_mean_density], dim=1)
+    return torch.cat([*cols, quant, mean, std, log_mean_density], dim=1)
 
 
 def fit_spectral_stats(y: np.ndarray, mu: float, sd: float, batch: int = 512) -> dict[str, list[float]]:
