@@ -22,8 +22,11 @@ What is computed
 2. On the feature matrix (features + conditions, log10 for conditions the
    domain marks ``log``): FPD, KPD (jetnet definitions; FPD with 10 subsets per
    size instead of 20, see :mod:`physgan.metrics.frechet` for the block-moment
-   subsets), PRDC (k = 5), classifier AUC / JSD ("high"), per-feature W1 and
-   separation power. For FPD/KPD every feature is divided by max |x| of all real
+   subsets), PRDC (k = 5, closed balls; in the leading 128 principal components
+   of the features standardised by all real samples, on at most 10 000 random
+   samples per set, the value, floor and half-sample rounds sharing each set's
+   k-NN search: see :class:`physgan.metrics.prdc.PRDC`), classifier AUC / JSD
+   ("high"), per-feature W1 and separation power. For FPD/KPD every feature is divided by max |x| of all real
    samples together (one scale for the value and the floor), features (nearly)
    constant over the real samples are left out, and when the smallest compared
    set has fewer than 4 samples per feature, the features are projected onto
@@ -70,6 +73,7 @@ What is computed
     fpd_kpd_features_dropped  [str]        near-constant features left out of FPD/KPD
     fpd_kpd_dimension         int          dimension FPD/KPD compared (PCA when samples are few)
     memorisation_search       {n_train, dim, variance_kept} | null
+    prdc_space                {n_real, n_fake, dim, variance_kept}   where PRDC was computed
 
 Metric names: ``fpd``, ``kpd``, ``precision``, ``recall``, ``density``,
 ``coverage``, ``auc_high``, ``jsd_high``, ``auc_low``, ``jsd_low``,
@@ -120,13 +124,13 @@ from physgan.metrics import (
     classifier_test,
     fpd,
     kpd,
-    prdc,
     separation_power_samples,
     wasserstein_1d,
     with_floor,
 )
 from physgan.metrics._common import make_rng, resolve_device
 from physgan.metrics.memorisation import memorisation_stats, train_distances
+from physgan.metrics.prdc import PRDC
 from physgan.metrics.scaling import reference_scale
 from physgan.metrics.separation import auto_edges
 from physgan.report.axes import set_ratio_axis
@@ -136,6 +140,9 @@ __all__ = ["Evaluation", "MetricEntry", "SampleSet", "evaluate", "load_samples",
 SCHEMA_VERSION = "physgan.evaluation/1"
 MAX_LOW_DIM = 4096
 PROJECTED_DIM = 1024
+#: PRDC: principal components of the standardised features, and rows per set (random subset)
+PRDC_DIM = 128
+PRDC_MAX_SAMPLES = 10000
 N_PCA = 3
 
 _DESCRIPTIONS = {
@@ -799,6 +806,7 @@ class Evaluation:
             ("bootstrap rounds / seed / device", f"{info['n_boot']} / {info['seed']} / {info['device']}"),
             ("FPD/KPD features", f"{info.get('fpd_kpd_dimension', '?')} dimensions; left out as near-constant: "
              + (", ".join(info.get("fpd_kpd_features_dropped") or []) or "none")),
+            ("PRDC space", _prdc_space_text(info.get("prdc_space"))),
             ("time per stage [s]", ", ".join(f"{k} {v:.1f}" for k, v in info.get("timings_s", {}).items())),
         ]
 
@@ -1130,7 +1138,16 @@ def evaluate(
     _add(results, res, {"fpd": "fpd"}, "generic")
     res = run_metric("kpd", partial(kpd, **scaled, **opt("kpd", {})), sr, sf, sr2, "intrinsic")
     _add(results, res, {"kpd": "kpd"}, "generic")
-    res = run_metric("prdc", partial(prdc, seed=seed, device=dev, **opt("prdc", {})), hr, hf, hr2, "half")
+    # PRDC: one ruler for the value, the floor and every half (standardised by the pooled real sets, leading
+    # principal components), each set cut once to max_samples rows, each set's k-NN lists searched once
+    prdc_opt = dict(opt("prdc", {}))
+    prdc_scaling = reference_scale(
+        hr if hr2 is None else np.concatenate([hr, hr2]), hl_names, mode="std", max_components=prdc_opt.pop("dim", PRDC_DIM)
+    )
+    prdc_metric = PRDC(seed=seed, device=dev, **{"max_samples": PRDC_MAX_SAMPLES, **prdc_opt})
+    pr, pf = prdc_scaling(hr), prdc_scaling(hf)
+    pr2 = prdc_scaling(hr2) if hr2 is not None else None
+    res = run_metric("prdc", prdc_metric, pr, pf, pr2, "half")
     _add(results, res, {k: k for k in ("precision", "recall", "density", "coverage")}, "generic")
     cls = partial(classifier_test, seed=seed, device=dev, **{"max_samples": 100_000, **opt("classifier", {})})
     res = run_metric("classifier_high", cls, hr, hf, hr2, "intrinsic")
@@ -1214,6 +1231,12 @@ def evaluate(
         "fpd_kpd_features_dropped": scaling.dropped,
         "fpd_kpd_dimension": scaling.n_components,
         "memorisation_search": info_memorisation,
+        "prdc_space": {
+            "n_real": min(len(r), prdc_metric.max_samples or len(r)),
+            "n_fake": min(len(f), prdc_metric.max_samples or len(f)),
+            "dim": prdc_scaling.n_components,
+            "variance_kept": round(prdc_scaling.variance_kept, 4),
+        },
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
     }
     ev = Evaluation(name, results, info, rules)
@@ -1223,6 +1246,15 @@ def evaluate(
     if run is not None:
         ev.add_training(run)
     return ev
+
+
+def _prdc_space_text(space: dict | None) -> str:
+    """One line saying where PRDC was computed and on how many samples."""
+    if not space:
+        return "n/a"
+    return (f"{space['n_real']} real and {space['n_fake']} generated samples (random subsets; errors by half-sampling "
+            f"of these), {space['dim']} leading principal components of the standardised features "
+            f"({100 * space['variance_kept']:.0f} % of their variance)")
 
 
 def _progress_printer(progress: bool | Any):

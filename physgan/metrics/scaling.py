@@ -48,6 +48,8 @@ class FeatureScaling:
     names: list[str]
     mean: np.ndarray | None = None
     basis: np.ndarray | None = None
+    #: fraction of the scaled reference's variance the projection keeps (1.0 without projection)
+    variance_kept: float = 1.0
 
     @property
     def dropped(self) -> list[str]:
@@ -121,6 +123,9 @@ def reference_scale(
     if max_components is not None and max_components < int(keep.sum()):
         z = out(ref)
         out.mean = z.mean(axis=0)
-        _, _, vt = np.linalg.svd(z - out.mean, full_matrices=False)
-        out.basis = vt[: max(1, int(max_components))].T
+        _, sv, vt = np.linalg.svd(z - out.mean, full_matrices=False)
+        m = max(1, int(max_components))
+        out.basis = vt[:m].T
+        var = sv**2
+        out.variance_kept = float(var[:m].sum() / var.sum()) if var.sum() > 0 else 1.0
     return out
