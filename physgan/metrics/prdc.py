@@ -218,7 +218,7 @@ def prdc_rounds(
     for i0, j0, d2 in distance_tiles(real, fake, block, squared=True):
         rows, cols = slice(i0, i0 + d2.shape[0]), slice(j0, j0 + d2.shape[1])
         near = (d2 <= max_a[rows, None]) | (d2 <= max_b[None, cols])
-        n_near = int(near.sum())
+        n_near = int(torch.count_nonzero(near))
         if kept + n_near <= pair_budget:
             ii, jj = torch.nonzero(near, as_tuple=True)
             pairs.append((ii + i0, jj + j0, d2[ii, jj]))
