@@ -143,6 +143,8 @@ PROJECTED_DIM = 1024
 #: PRDC: principal components of the standardised features, and rows per set (random subset)
 PRDC_DIM = 128
 PRDC_MAX_SAMPLES = 10000
+#: memorisation: query rows searched per set (random subset)
+MEMORISATION_MAX_QUERIES = 10000
 N_PCA = 3
 
 _DESCRIPTIONS = {
@@ -321,18 +323,43 @@ class _LowLevel:
             g = torch.Generator().manual_seed(int(seed))
             self.proj = torch.randn(flat.shape[1], PROJECTED_DIM, generator=g) / math.sqrt(PROJECTED_DIM)
 
-    def __call__(self, s: SampleSet) -> np.ndarray:
-        flat = s.x.reshape(len(s), -1).astype(np.float32)
+    def _flat(self, x: np.ndarray) -> torch.Tensor:
+        """Flattened, log-scaled samples (float32, on the device)."""
+        flat = torch.as_tensor(x.reshape(len(x), -1), device=self.device).float()
         if self.log_scale is not None:
-            flat = np.log1p(np.clip(flat, 0, None) / self.log_scale)
-        if self.proj is not None:
-            p = self.proj.to(self.device)
-            out = [(torch.as_tensor(flat[i : i + 4096], device=self.device) @ p).cpu().numpy() for i in range(0, len(flat), 4096)]
-            flat = np.concatenate(out)
-        conds = _condition_columns(s, self.scales)
-        if conds:
-            flat = np.concatenate([flat, np.stack(list(conds.values()), 1).astype(np.float32)], axis=1)
-        return flat.astype(np.float32, copy=False)
+            flat = torch.log1p(flat.clamp_min(0) / self.log_scale)
+        return flat
+
+    def _conds(self, s: SampleSet, rows=slice(None)) -> np.ndarray:
+        conds = _condition_columns(SampleSet(s.x[:0], s.c[rows], s.attrs, s.condition_names), self.scales)
+        return np.stack(list(conds.values()), 1) if conds else np.zeros((len(s.c[rows]), 0))
+
+    def __call__(self, s: SampleSet, rows: np.ndarray | None = None) -> np.ndarray:
+        """The representation ``[projected flat samples, conditions]`` (float32) of ``s`` (or of its ``rows``)."""
+        rows = np.arange(len(s)) if rows is None else rows
+        p = self.proj.to(self.device) if self.proj is not None else None
+        out = []
+        for i in range(0, len(rows), 4096):
+            flat = self._flat(s.x[rows[i : i + 4096]])
+            out.append((flat @ p if p is not None else flat).cpu().numpy())
+        width = self.proj.shape[1] if self.proj is not None else int(np.prod(s.x.shape[1:]))
+        flat = np.concatenate(out) if out else np.zeros((0, width), np.float32)
+        return np.concatenate([flat, self._conds(s, rows).astype(np.float32)], axis=1)
+
+    def embed(self, s: SampleSet, rows: np.ndarray, space) -> np.ndarray:
+        """Rows of ``s`` in a memorisation search space fitted on this representation (see
+        :func:`~physgan.metrics.memorisation.train_distances`): the projection and the space's
+        affine map are one matrix, so the projected representation is never formed."""
+        if space is None:
+            return self(s, rows)
+        weight = torch.as_tensor(space.weight, dtype=torch.float64)
+        width = self.proj.shape[1] if self.proj is not None else int(np.prod(s.x.shape[1:]))
+        w_flat = (self.proj.double() @ weight[:width] if self.proj is not None else weight[:width]).float().to(self.device)
+        cond_part = self._conds(s, rows) @ space.weight[width:] + space.bias
+        out = []
+        for i in range(0, len(rows), 4096):
+            out.append((self._flat(s.x[rows[i : i + 4096]]) @ w_flat).double().cpu().numpy())
+        return (np.concatenate(out) if out else np.zeros((0, weight.shape[1]))) + cond_part
 
 
 # ---------------------------------------------------------------------------------------------
@@ -807,6 +834,7 @@ class Evaluation:
             ("FPD/KPD features", f"{info.get('fpd_kpd_dimension', '?')} dimensions; left out as near-constant: "
              + (", ".join(info.get("fpd_kpd_features_dropped") or []) or "none")),
             ("PRDC space", _prdc_space_text(info.get("prdc_space"))),
+            ("memorisation search", _memorisation_text(info.get("memorisation_search"))),
             ("time per stage [s]", ", ".join(f"{k} {v:.1f}" for k, v in info.get("timings_s", {}).items())),
         ]
 
@@ -1111,7 +1139,6 @@ def evaluate(
     low = _LowLevel(r, scales, seed, dev)
     lr, lf = low(r), low(f)
     lr2 = low(r2) if r2 is not None else None
-    lt = low(t) if t is not None else None
     # one scale per feature, from all real samples, for FPD/KPD of the value and the floor alike
     n_small = min(len(r), len(f), len(r2)) if r2 is not None else min(len(r) // 2, len(f))
     scaling = reference_scale(
@@ -1182,7 +1209,8 @@ def evaluate(
             dist, mem_info = nearest(t.x, sets, attrs, seed=seed, **mem_opt)
         else:
             sets = {"real": lr, "fake": lf, **({"real2": lr2} if lr2 is not None else {})}
-            dist, mem_info = train_distances(lt, sets, seed=seed, device=dev, **mem_opt)
+            mem_opt = {"max_queries": MEMORISATION_MAX_QUERIES, **mem_opt}
+            dist, mem_info = train_distances(t.x, sets, seed=seed, device=dev, embed=partial(low.embed, t), **mem_opt)
         timings["memorisation_search"] = time.perf_counter() - t1
         stats = partial(memorisation_stats, quantile=quantile)
         res = run_metric("memorisation", stats, dist["real"], dist["fake"], dist.get("real2"), "half")
@@ -1255,6 +1283,20 @@ def _prdc_space_text(space: dict | None) -> str:
     return (f"{space['n_real']} real and {space['n_fake']} generated samples (random subsets; errors by half-sampling "
             f"of these), {space['dim']} leading principal components of the standardised features "
             f"({100 * space['variance_kept']:.0f} % of their variance)")
+
+
+def _memorisation_text(search: dict | None) -> str:
+    """One line saying how the nearest training samples were searched."""
+    if not search:
+        return "not run (no training set given)"
+    text = f"{int(search['n_train'])} training samples"
+    if "max_queries" in search:
+        text += f", at most {int(search['max_queries'])} random samples per compared set"
+    if "dim" in search:
+        text += f", {int(search['dim'])} dimensions"
+    if "variance_kept" in search:
+        text += f" ({100 * search['variance_kept']:.0f} % of the standardised variance)"
+    return text
 
 
 def _progress_printer(progress: bool | Any):

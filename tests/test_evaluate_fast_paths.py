@@ -1,0 +1,56 @@
+"""The evaluation's shortcuts give the numbers of the direct computations (numbers, not timings)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from physgan.evaluation import SampleSet, _LowLevel
+from physgan.metrics.memorisation import nearest_distances, search_space, train_distances
+
+
+def showers(n: int, d: int = 4200, seed: int = 0) -> SampleSet:
+    """Sparse non-negative samples with a large dynamic range (log-scaled and projected by _LowLevel)."""
+    rng = np.random.default_rng(seed)
+    x = rng.lognormal(0.0, 2.0, (n, d)).astype(np.float32) * (rng.random((n, d)) < 0.15)
+    c = rng.uniform(1.0, 100.0, (n, 1)).astype(np.float32)
+    return SampleSet(x, c, {}, ["energy"])
+
+
+def test_memorisation_search_through_the_projection_equals_the_search_on_the_representation():
+    """embed= maps training rows straight into the search space (projection and PCA as one matrix);
+    the distances equal those of the search on the full projected representation."""
+    train, held = showers(700, seed=1), showers(150, seed=2)
+    low = _LowLevel(train, {"energy": "log"}, seed=3, device=torch.device("cpu"))
+    assert low.proj is not None and low.log_scale is not None
+    rep_t, rep_h = low(train), low(held)
+    queries = {"held": rep_h, "copies": rep_t[:40]}
+    want, info_w = train_distances(rep_t, queries, max_train=600, dim=24, seed=4, device="cpu")
+    got, info_g = train_distances(train.x, queries, max_train=600, dim=24, seed=4, device="cpu", embed=lambda r, s: low.embed(train, r, s))
+    assert info_g == info_w and info_g["dim"] == 24
+    for k in want:
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-4, atol=1e-4)
+    assert np.mean(want["copies"] < 1e-6) > 0.8  # 40 training rows: those in the 600 searched are at 0
+
+
+def test_search_space_is_standardise_then_project():
+    rng = np.random.default_rng(5)
+    a = rng.normal(size=(300, 12)) * np.arange(1, 13) + 3.0
+    space = search_space(a, dim=5)
+    z = (a - a.mean(0)) / a.std(0)
+    _, _, vt = np.linalg.svd(z - z.mean(0), full_matrices=False)
+    np.testing.assert_allclose(np.abs(space(a)), np.abs(z @ vt[:5].T), atol=1e-9)  # up to each component's sign
+    full = search_space(a, dim=None)
+    np.testing.assert_allclose(full(a), z, atol=1e-12)
+
+
+@pytest.mark.parametrize("candidates", [1, 4])
+def test_nearest_distances_min_and_topk_agree(candidates):
+    rng = np.random.default_rng(6)
+    ref, q = rng.normal(size=(500, 7)), rng.normal(size=(90, 7))
+    q[:10] = ref[:10]
+    want = np.sqrt(((q[:, None, :] - ref[None]) ** 2).sum(-1)).min(1)
+    got = nearest_distances(q, ref, device="cpu", block=64, candidates=candidates)
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    assert np.all(got[:10] == 0)
