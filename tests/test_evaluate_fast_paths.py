@@ -54,3 +54,37 @@ def test_nearest_distances_min_and_topk_agree(candidates):
     got = nearest_distances(q, ref, device="cpu", block=64, candidates=candidates)
     np.testing.assert_allclose(got, want, atol=1e-6)
     assert np.all(got[:10] == 0)
+
+
+def test_fpd_and_kpd_share_the_real_sets_work_without_changing_numbers():
+    """The caches hand the floor's call the real set's block moments / batch kernel sums of the value's
+    call: the numbers equal those computed from scratch, and the floor adds no new real entries."""
+    from physgan.metrics import fpd, kpd
+
+    rng = np.random.default_rng(7)
+    real, fake, real2 = rng.normal(size=(3000, 6)), rng.normal(size=(2600, 6)) * 1.2, rng.normal(size=(3000, 6))
+    for metric, opts in ((fpd, {"min_samples": 1000, "n_batches": 4, "block": 100}), (kpd, {"batch_size": 500, "n_batches": 4})):
+        cache: dict = {}
+        value = metric(real, fake, device="cpu", seed=3, cache=cache, **opts)
+        n_after_value = len(cache)
+        floor = metric(real, real2, device="cpu", seed=3, cache=cache, **opts)
+        assert len(cache) == n_after_value > 0  # every real entry reused
+        assert value == pytest.approx(metric(real, fake, device="cpu", seed=3, **opts), rel=1e-12)
+        assert floor == pytest.approx(metric(real, real2, device="cpu", seed=3, **opts), rel=1e-12)
+
+
+def test_fpd_block_subsets_equal_direct_moments():
+    """A union of blocks has exactly the mean and covariance of its rows."""
+    from physgan.metrics.frechet import _BlockMoments, gaussian_fit
+
+    x = torch.as_tensor(np.random.default_rng(8).normal(size=(1000, 5)))
+    perm = np.random.default_rng(9).permutation(1000)
+    bm = _BlockMoments(x, 50, perm)
+    rng = np.random.default_rng(10)
+    mu, cov = bm.subsets(300, 3, rng)
+    rng = np.random.default_rng(10)
+    for c in range(3):
+        blocks = rng.choice(20, size=6, replace=False)
+        rows = np.concatenate([perm[b * 50 : (b + 1) * 50] for b in blocks])
+        m, cv = gaussian_fit(x[torch.as_tensor(rows)])
+        assert torch.allclose(mu[c], m, atol=1e-12) and torch.allclose(cov[c], cv, atol=1e-10)
