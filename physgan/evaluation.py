@@ -124,11 +124,10 @@ from physgan.metrics import (
     classifier_test,
     fpd,
     kpd,
-    separation_power_samples,
-    wasserstein_1d,
     with_floor,
 )
 from physgan.metrics._common import make_rng, resolve_device
+from physgan.metrics.marginals import Marginals
 from physgan.metrics.memorisation import memorisation_stats, train_distances
 from physgan.metrics.prdc import PRDC
 from physgan.metrics.scaling import reference_scale
@@ -1184,19 +1183,8 @@ def evaluate(
     res = run_metric("classifier_low", cls, lr, lf, lr2, "intrinsic")
     _add(results, res, {"auc": "auc_low", "jsd": "jsd_low"}, "generic")
 
-    def marginals(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
-        w = wasserstein_1d(a, b, names=hl_names)
-        sd = np.asarray(a).std(axis=0)
-        wn = np.where(sd > 0, np.asarray(list(w.values())) / np.where(sd > 0, sd, 1.0), list(w.values()))  # as normalise=True
-        s = separation_power_samples(a, b, names=hl_names, edges=edges)
-        out = {f"w1/{k}": v for k, v in w.items()}
-        out.update({f"separation/{k}": v for k, v in s.items()})
-        out["w1_norm_mean"] = float(np.mean(wn))
-        out["separation_mean"] = float(np.mean(list(s.values())))
-        return out
-
     edges = {k: auto_edges(hr[:, j]) for j, k in enumerate(hl_names)}  # fixed binning from the full real set
-    res = run_metric("marginals", marginals, hr, hf, hr2, "bootstrap")
+    res = run_metric("marginals", Marginals(hl_names, edges), hr, hf, hr2, "bootstrap")
     _add(results, res, {"w1_norm_mean": "w1_norm_mean", "separation_mean": "separation_mean"}, "generic")
     _add(results, res, {k: k for k in res if k.startswith(("w1/", "separation/"))}, "per_feature")
 
