@@ -221,14 +221,19 @@ def load_samples(obj: Any, label: str = "samples", max_samples: int | None = Non
         if max_samples is not None and n > max_samples:
             keep = np.zeros(n, dtype=bool)
             keep[make_rng(seed).choice(n, size=max_samples, replace=False)] = True
-        xs, cs = [], []
-        for start, x, c in src.blocks():
+        xs, cs, filled = None, None, 0
+        for start, x, c in src.blocks():  # into one preallocated array: no copy of the whole set to join blocks
             if keep is not None:
                 m = keep[start : start + len(x)]
                 x, c = x[m], c[m]
-            xs.append(x)
-            cs.append(c)
-        return SampleSet(np.concatenate(xs), np.concatenate(cs), dict(src.header.attrs), list(src.condition_names), src.path)
+            if xs is None:
+                total = n if keep is None else int(keep.sum())
+                xs, cs = np.empty((total, *x.shape[1:]), x.dtype), np.empty((total, *c.shape[1:]), c.dtype)
+            xs[filled : filled + len(x)], cs[filled : filled + len(c)] = x, c
+            filled += len(x)
+        if xs is None:
+            raise DataError(src.path, "holds no samples")
+        return SampleSet(xs, cs, dict(src.header.attrs), list(src.condition_names), src.path)
     elif isinstance(obj, (tuple, list)):
         if len(obj) not in (2, 3):
             raise ConfigError(f"{label}: expected (x, c) or (x, c, attrs), got a sequence of {len(obj)}")
