@@ -540,6 +540,8 @@ class Evaluation:
         self._feat_real: dict[str, np.ndarray] = {}
         self._feat_fake: dict[str, np.ndarray] = {}
         self._domain_obj: Any = None
+        #: the domain's features of the real and generated samples (computed once in evaluate, reused by its plots)
+        self._domain_features: tuple[dict, dict] | None = None
         self.training: dict[str, Any] | None = None  # see add_training
         self._apply_verdicts()
 
@@ -761,6 +763,8 @@ class Evaluation:
     def _domain_plots(self, outdir: Path) -> list[tuple[str, Path]]:
         outdir.mkdir(parents=True, exist_ok=True)
         real, fake = (self._real.x, self._real.c), (self._fake.x, self._fake.c)
+        if getattr(self._domain_obj, "physics_takes_features", False) and self._domain_features is not None:
+            real, fake = (*real, self._domain_features[0]), (*fake, self._domain_features[1])  # computed once, in evaluate
         out = self._domain_obj.plots(real, fake, self._real.attrs, outdir) or []
         return [(str(t), Path(p)) for t, p in out]
 
@@ -1264,6 +1268,7 @@ def evaluate(
     }
     ev = Evaluation(name, results, info, rules)
     ev._real, ev._fake, ev._domain_obj = r, f, dom
+    ev._domain_features = (fr, ff)
     ev._feat_real = dict(zip(hl_names, hr.T))
     ev._feat_fake = dict(zip(hl_names, hf.T))
     if run is not None:
