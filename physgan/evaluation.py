@@ -128,6 +128,7 @@ from physgan.metrics import (
     with_floor,
 )
 from physgan.metrics._common import make_rng, resolve_device
+from physgan.metrics.bootstrap import LazyRows
 from physgan.metrics.marginals import Marginals
 from physgan.metrics.memorisation import memorisation_stats, train_distances
 from physgan.metrics.prdc import PRDC
@@ -1224,9 +1225,11 @@ def evaluate(
     if dom is not None and dom.physics_metrics is not None:
         pm = partial(_physics, fn=dom.physics_metrics, attrs=attrs)
         with_feats = bool(getattr(dom, "physics_takes_features", False))
-        real_t = (r.x, r.c, fr) if with_feats else (r.x, r.c)
-        fake_t = (f.x, f.c, ff) if with_feats else (f.x, f.c)
-        real2_t = None if r2 is None else (r2.x, r2.c, fr2) if with_feats else (r2.x, r2.c)
+        # with the features given, the domain reads few rows of x: rounds select them without copying every shower
+        xs = {k: (LazyRows(s.x) if with_feats else s.x) for k, s in (("r", r), ("f", f), ("r2", r2)) if s is not None}
+        real_t = (xs["r"], r.c, fr) if with_feats else (r.x, r.c)
+        fake_t = (xs["f"], f.c, ff) if with_feats else (f.x, f.c)
+        real2_t = None if r2 is None else (xs["r2"], r2.c, fr2) if with_feats else (r2.x, r2.c)
         res = run_metric("physics", pm, real_t, fake_t, real2_t, "bootstrap")
         if not isinstance(res, dict):
             res = {"value": res}

@@ -49,7 +49,7 @@ import torch
 from physgan.errors import ConfigError
 from physgan.metrics._common import make_rng
 
-__all__ = ["FloorResult", "bootstrap_error", "with_floor", "split_halves", "take", "n_samples"]
+__all__ = ["FloorResult", "LazyRows", "bootstrap_error", "with_floor", "split_halves", "take", "n_samples"]
 
 Metric = Callable[[Any, Any], "float | dict[str, float]"]
 
@@ -79,8 +79,50 @@ def n_samples(data: Any) -> int:
     return len(data)
 
 
+class LazyRows:
+    """Rows of an array, selected (and reselected) without copying until they are read.
+
+    A metric that reads only some rows of a large part of its input (e.g. the first few hundred
+    showers for a voxel spectrum) gets resampled rounds of it without a copy of every row per
+    round. Slicing with ``[a:b]`` or ``np.asarray`` reads the rows; ``shape``, ``dtype`` and
+    ``len`` do not.
+    """
+
+    def __init__(self, base: np.ndarray, rows: np.ndarray | None = None):
+        self.base = base
+        self.rows = np.arange(len(base)) if rows is None else np.asarray(rows)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.rows), *self.base.shape[1:])
+
+    @property
+    def dtype(self):
+        return self.base.dtype
+
+    @property
+    def ndim(self) -> int:
+        return self.base.ndim
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def take_rows(self, idx: np.ndarray) -> LazyRows:
+        """The rows ``idx`` of these rows, still unread."""
+        return LazyRows(self.base, self.rows[idx])
+
+    def __getitem__(self, key) -> np.ndarray:
+        return self.base[self.rows[key]]
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        out = self.base[self.rows]
+        return out if dtype is None else out.astype(dtype, copy=False)
+
+
 def take(data: Any, idx: np.ndarray) -> Any:
-    """Rows ``idx`` of an array / tensor, or of every array in a tuple / list / dict."""
+    """Rows ``idx`` of an array / tensor / :class:`LazyRows`, or of every array in a tuple / list / dict."""
+    if isinstance(data, LazyRows):
+        return data.take_rows(idx)
     if isinstance(data, dict):
         return {k: take(v, idx) for k, v in data.items()}
     if isinstance(data, (tuple, list)):
