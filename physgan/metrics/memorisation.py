@@ -80,7 +80,7 @@ def nearest_distances(
     k = max(1, min(int(candidates), len(r)))
     best = torch.full((len(q), k), float("inf"), dtype=search_dt, device=dev)
     arg = torch.zeros((len(q), k), dtype=torch.long, device=dev)
-    for i0, j0, d in distance_tiles(qs, rs, block, squared=True):
+    for i0, j0, d in distance_tiles(qs, rs, block, squared=True, clamp=False):  # the winners are re-measured exactly
         rows = slice(i0, i0 + d.shape[0])
         if k == 1:
             val, idx = torch.min(d, dim=1)
