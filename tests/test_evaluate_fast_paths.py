@@ -156,3 +156,16 @@ def test_lazy_rows_resample_like_arrays_and_calo_physics_reads_them():
     for k in eager:
         assert lazy[k].to_dict() == pytest.approx(eager[k].to_dict(), rel=1e-12, nan_ok=True)
     assert "sep/voxel_energy" in eager
+
+
+def test_reference_scale_principal_axes_equal_the_svd():
+    """The projection fitted from the scatter matrix spans the leading singular vectors of the scaled reference."""
+    from physgan.metrics.scaling import reference_scale
+
+    rng = np.random.default_rng(13)
+    ref = rng.normal(size=(500, 9)) @ rng.normal(size=(9, 9)) + 5.0
+    sc = reference_scale(ref, mode="std", max_components=4)
+    z = ref / ref.std(axis=0)
+    _, sv, vt = np.linalg.svd(z - z.mean(0), full_matrices=False)
+    np.testing.assert_allclose(np.abs(sc.basis.T @ vt[:4].T), np.eye(4), atol=1e-8)  # same axes, up to sign
+    assert sc.variance_kept == pytest.approx(float((sv[:4] ** 2).sum() / (sv**2).sum()), rel=1e-10)

@@ -123,9 +123,12 @@ def reference_scale(
     if max_components is not None and max_components < int(keep.sum()):
         z = out(ref)
         out.mean = z.mean(axis=0)
-        _, sv, vt = np.linalg.svd(z - out.mean, full_matrices=False)
+        # principal axes from the d x d scatter matrix (one pass over the N rows; the SVD of the N x d matrix
+        # costs ~N/d times more for the same leading axes)
+        zc = z - out.mean
+        var, vecs = np.linalg.eigh(zc.T @ zc)
+        var, vecs = np.clip(var[::-1], 0.0, None), vecs[:, ::-1]
         m = max(1, int(max_components))
-        out.basis = vt[:m].T
-        var = sv**2
+        out.basis = vecs[:, :m]
         out.variance_kept = float(var[:m].sum() / var.sum()) if var.sum() > 0 else 1.0
     return out
