@@ -68,7 +68,7 @@ def run_new(args, report: Path) -> tuple[dict[str, float], dict[str, float]]:
 def run_baseline(args, rev: str, report: Path) -> dict[str, float]:
     """Export revision ``rev`` and time its ``physgan evaluate`` on the same inputs (child process)."""
     with tempfile.TemporaryDirectory(prefix="physgan-baseline-") as tmp:
-        archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "physgan"], check=True, capture_output=True).stdout
+        archive = subprocess.run(["git", "-C", str(args.repo), "archive", rev, "physgan"], check=True, capture_output=True).stdout
         subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
         cmd = [sys.executable, "-m", "physgan", "evaluate", "--real", args.real, "--fake", args.fake, "--report", str(report),
                "--overwrite", "--seed", str(args.seed), "--n-boot", str(args.n_boot), "--device", args.device]  # fmt: skip
@@ -118,6 +118,7 @@ def main() -> None:
     p.add_argument("--max-samples", type=int, default=None)
     p.add_argument("--baseline", default=None, metavar="REV", help="git revision of the implementation to compare with")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    p.add_argument("--repo", default=str(ROOT), help="git repository holding --baseline (default: this checkout)")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
