@@ -36,17 +36,24 @@ What is computed
    positive real value when the data are non-negative with a dynamic range
    above 100; a seeded Gaussian random projection to 1024 dimensions above 4096
    dimensions; conditions appended): classifier AUC / JSD ("low") and, when
-   ``train`` is given, the memorisation check: each real, generated and second
-   real sample's distance to its nearest training sample, found once (float32
-   tiles, the 4 best candidates re-measured exactly, in the leading 128
-   principal components of the standardised training set, at most 50 000
-   training samples); errors and floor by resampling those distances. A domain
-   may supply its own dissimilarity (``Domain.nearest``; nbody: phase
-   correlation of fields).
+   ``train`` is given, the memorisation check: the distance of at most 10 000
+   random real, generated and second real samples each to their nearest
+   training sample, found once (float32 tiles, the winner re-measured exactly,
+   in the leading 128 principal components of the standardised training
+   representation fitted on 5 000 training rows, at most 50 000 training
+   samples, mapped there from the raw samples by one matrix); errors and floor
+   by resampling those distances. A domain may supply its own dissimilarity
+   (``Domain.nearest``; nbody: phase correlation of fields). The classifiers
+   use at most 50 000 random samples per class.
 4. Every number gets an error (bootstrap, half-sampling or the metric's own,
    see :mod:`physgan.metrics.bootstrap`) and a noise floor: the same metric
    between two independent real sets (``real`` vs ``real2``, else two disjoint
-   random halves of ``real``).
+   random halves of ``real``). Work shared between the value, the floor and
+   the resampling rounds is done once: PRDC's k-NN lists, FPD's block moments
+   and KPD's real batch kernels, the marginals' sorted columns (bootstrap
+   rounds become row multiplicities), the domain features. Every cap above is
+   written into ``metrics.json`` and the report, with the errors it implies
+   carried by each metric's error bar.
 
 ``metrics.json`` schema (``Evaluation.to_dict()``, version ``physgan.evaluation/1``)
 -------------------------------------------------------------------------------------

@@ -124,6 +124,10 @@ def test_evaluate_files_report_and_domain_hooks(files, tmp_path):
     assert d["schema"] == "physgan.evaluation/1" and d["domain"] == "toytest"
     assert d["n"] == {"real": 240, "fake": 240, "train": 240, "real2": None}
     assert d["floor_source"] == "real halves"
+    # the caps and the spaces the metrics were computed in are written down, with the CPU time per stage
+    assert d["prdc_space"]["n_real"] == 240 and 0 < d["prdc_space"]["variance_kept"] <= 1
+    assert d["classifier_max_samples"] == 50000 and d["memorisation_search"]["max_queries"] == 10000
+    assert set(d["timings_cpu_s"]) == set(d["timings_s"]) and d["timings_cpu_s"]["total"] > 0
     for key in ("fpd", "kpd", "precision", "recall", "density", "coverage", "auc_high", "jsd_high", "auc_low", "jsd_low",
                 "w1_norm_mean", "separation_mean", "w1/total", "separation/peak", "memorisation/ratio",
                 "memorisation/copy_fraction", "physics/mean_ratio", "physics/scale_attr"):  # fmt: skip
@@ -141,6 +145,7 @@ def test_evaluate_files_report_and_domain_hooks(files, tmp_path):
     html = (report / "index.html").read_text()
     assert "<table class='summary'>" in html and "auc_high" in html and "mean image" in html
     assert "data:image/png;base64," in html
+    assert "PRDC space" in html and "memorisation search" in html and "random samples per class" in html
     assert (report / "domain" / "mean_image.png").is_file() and (report / "marginals_1.png").is_file()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left
     with pytest.raises(OutputExistsError):
