@@ -16,7 +16,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.colors import LogNorm
-from matplotlib.ticker import NullFormatter
+from matplotlib.ticker import NullLocator
 
 from physgan.domains.calo.features import incident_energy_mev, resolve_geometry, shower_features, voxel_energies
 from physgan.domains.calo.metrics import real_binning
@@ -215,7 +215,9 @@ def plot_response(real: tuple, fake: tuple, attrs: Any, path: str | Path, n_bins
         ax2.plot(centres * shift, res, "o-", ms=4, **style)
     for ax, lab in ((ax1, "mean E_tot / E_inc"), (ax2, "resolution std/mean of E_tot / E_inc")):
         ax.set_xscale("log")
-        ax.xaxis.set_minor_formatter(NullFormatter())
+        # ticks at the bin centres: a log axis spanning less than a decade would show no labelled tick
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.set_xticks(centres, [f"{v:.3g}" for v in centres])
         ax.set_xlabel("incident energy [GeV]")
         ax.set_ylabel(lab)
         ax.legend(fontsize=8)
