@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from physgan.errors import ConfigError
 from physgan.metrics.bootstrap import split_halves, with_floor
 from physgan.metrics.prdc import PRDC, manifold, neighbour_lists, prdc_rounds
 from physgan.train.diagnostics import manifold_scores
@@ -63,6 +64,12 @@ def test_broad_fakes_and_duplicates():
         assert got[1] == pytest.approx(oracle(real[::2], fake[::3]), abs=1e-12)
     same = manifold(real, real.copy())
     assert same["precision"] == same["recall"] == same["coverage"] == 1.0
+
+
+def test_rounds_with_repeated_rows_are_refused():
+    real, fake = sets(40, 40)
+    with pytest.raises(ConfigError, match="distinct rows"):
+        prdc_rounds(torch.as_tensor(real), torch.as_tensor(fake), [(np.array([0, 0, 1, 2, 3, 4, 5, 6]), None)])
 
 
 def test_neighbour_lists_are_the_nearest_other_rows():

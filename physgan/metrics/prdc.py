@@ -199,8 +199,11 @@ def prdc_rounds(
     def mask(rows, n):
         if rows is None:
             return None
+        rows = np.asarray(rows)
+        if len(np.unique(rows)) != len(rows):
+            raise ConfigError("prdc: a round's rows repeat; k-NN statistics need distinct rows (half-sampling, not the bootstrap)")
         m = torch.zeros(n, dtype=torch.bool, device=dev)
-        m[torch.as_tensor(np.asarray(rows), dtype=torch.long, device=dev)] = True
+        m[torch.as_tensor(rows, dtype=torch.long, device=dev)] = True
         return m
 
     masks_a = [mask(ra, len(real)) for ra, _ in rounds]
