@@ -1228,6 +1228,7 @@ def evaluate(
             mem_opt = {"max_queries": MEMORISATION_MAX_QUERIES, **mem_opt}
             dist, mem_info = train_distances(t.x, sets, seed=seed, device=dev, embed=partial(low.embed, t), **mem_opt)
         timings["memorisation_search"], cpu["memorisation_search"] = time.perf_counter() - t1, time.process_time() - c1
+        say(f"memorisation search: {timings['memorisation_search']:.1f} s")
         stats = partial(memorisation_stats, quantile=quantile)
         res = run_metric("memorisation", stats, dist["real"], dist["fake"], dist.get("real2"), "half")
         names = {k: f"memorisation/{k}" for k in ("ratio", "copy_fraction", "exact_copy_fraction")}
