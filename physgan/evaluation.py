@@ -853,8 +853,9 @@ class Evaluation:
             ("bootstrap rounds / seed / device", f"{info['n_boot']} / {info['seed']} / {info['device']}"),
             ("FPD/KPD features", f"{info.get('fpd_kpd_dimension', '?')} dimensions; left out as near-constant: "
              + (", ".join(info.get("fpd_kpd_features_dropped") or []) or "none")),
-            ("classifiers", f"at most {info.get('classifier_max_samples', '?')} random samples per class "
-             "(60 % train, 20 % calibration, 20 % test)"),
+            ("classifiers", (f"at most {info['classifier_max_samples']} random samples per class"
+                             if info.get("classifier_max_samples") else "all samples")
+             + " (60 % train, 20 % calibration, 20 % test)"),
             ("PRDC space", _prdc_space_text(info.get("prdc_space"))),
             ("memorisation search", _memorisation_text(info.get("memorisation_search"))),
             ("time per stage [s]", ", ".join(f"{k} {v:.1f}" for k, v in info.get("timings_s", {}).items())),
