@@ -1121,11 +1121,25 @@ def evaluate(
     dev = resolve_device(device)
     if n_boot < 2:
         raise ConfigError(f"n_boot must be >= 2, got {n_boot}")
-    r = load_samples(real, "real", max_samples, seed)
-    f = load_samples(fake, "fake", max_samples, seed + 1)
+    loaded: dict[str, SampleSet] = {}
+
+    def load(obj: Any, label: str, set_seed: int) -> SampleSet:
+        """Read each file once: a path given for two roles (e.g. the training set as the second real set) is shared."""
+        key = None
+        if isinstance(obj, (str, os.PathLike)) and max_samples is None:  # a capped read depends on the role's seed
+            key = os.path.realpath(obj)
+        if key is not None and key in loaded:
+            return loaded[key]
+        out = load_samples(obj, label, max_samples, set_seed)
+        if key is not None:
+            loaded[key] = out
+        return out
+
+    r = load(real, "real", seed)
+    f = load(fake, "fake", seed + 1)
     _check_compatible(r, f, "generated")
-    r2 = load_samples(real2, "real2", max_samples, seed + 2) if real2 is not None else None
-    t = load_samples(train, "train", max_samples, seed + 3) if train is not None else None
+    r2 = load(real2, "real2", seed + 2) if real2 is not None else None
+    t = load(train, "train", seed + 3) if train is not None else None
     for other, what in ((r2, "second real"), (t, "training")):
         if other is not None:
             _check_compatible(r, other, what)
@@ -1159,11 +1173,11 @@ def evaluate(
         raise DataError(r.label, f"domain '{name}' features are not finite: {bad}")
     hl_names = list(fr) + list(_condition_columns(r, scales))
     hr, hf = feature_matrix(fr, r), feature_matrix(ff, f)
-    fr2 = features(r2) if r2 is not None else None
+    fr2 = None if r2 is None else fr if r2 is r else features(r2)  # a set read once is featurised once
     hr2 = feature_matrix(fr2, r2) if r2 is not None else None
     low = _LowLevel(r, scales, seed, dev)
     lr, lf = low(r), low(f)
-    lr2 = low(r2) if r2 is not None else None
+    lr2 = None if r2 is None else lr if r2 is r else low(r2)
     # one scale per feature, from all real samples, for FPD/KPD of the value and the floor alike
     n_small = min(len(r), len(f), len(r2)) if r2 is not None else min(len(r) // 2, len(f))
     scaling = reference_scale(

@@ -165,6 +165,20 @@ def test_real2_floor_and_identical_sets_sit_at_floor(files):
     assert abs(m["physics/mean_ratio"].value - 1.0) < 0.15
 
 
+def test_a_file_given_for_two_roles_is_read_and_featurised_once(files, monkeypatch):
+    """The training set as the second real set (a common stand-in for the floor): one read, one feature pass."""
+    import physgan.evaluation as evaluation
+
+    reads = []
+    real_load = evaluation.load_samples
+    monkeypatch.setattr(evaluation, "load_samples", lambda obj, *a, **k: reads.append(str(obj)) or real_load(obj, *a, **k))
+    CALLS["features"] = 0
+    ev = evaluate(files["real"], files["fake"], real2=files["train"], train=files["train"], n_boot=2, options=FAST, device="cpu")
+    assert sorted(reads) == sorted(str(files[k]) for k in ("real", "fake", "train"))
+    assert CALLS["features"] == 3  # real, fake, and the training set once for both roles
+    assert ev.info["n"]["real2"] == ev.info["n"]["train"] == 240 and ev.info["floor_source"] == "real2"
+
+
 def test_main_fail_on_exit_codes(files, tmp_path, capsys):
     assert main(_args(files, tmp_path / "r1", "--fail-on", "auc_high>1.5")) == 0
     assert main(_args(files, tmp_path / "r2", "--fail-on", "auc_high>0.7", "--fail-on", "coverage<-1")) == 1
