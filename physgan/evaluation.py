@@ -22,8 +22,11 @@ What is computed
 2. On the feature matrix (features + conditions, log10 for conditions the
    domain marks ``log``): FPD, KPD (jetnet definitions; FPD with 10 subsets per
    size instead of 20, see :mod:`physgan.metrics.frechet` for the block-moment
-   subsets), PRDC (k = 5), classifier AUC / JSD ("high"), per-feature W1 and
-   separation power. For FPD/KPD every feature is divided by max |x| of all real
+   subsets), PRDC (k = 5, closed balls; in the leading 128 principal components
+   of the features standardised by all real samples, on at most 10 000 random
+   samples per set, the value, floor and half-sample rounds sharing each set's
+   k-NN search: see :class:`physgan.metrics.prdc.PRDC`), classifier AUC / JSD
+   ("high"), per-feature W1 and separation power. For FPD/KPD every feature is divided by max |x| of all real
    samples together (one scale for the value and the floor), features (nearly)
    constant over the real samples are left out, and when the smallest compared
    set has fewer than 4 samples per feature, the features are projected onto
@@ -33,17 +36,24 @@ What is computed
    positive real value when the data are non-negative with a dynamic range
    above 100; a seeded Gaussian random projection to 1024 dimensions above 4096
    dimensions; conditions appended): classifier AUC / JSD ("low") and, when
-   ``train`` is given, the memorisation check: each real, generated and second
-   real sample's distance to its nearest training sample, found once (float32
-   tiles, the 4 best candidates re-measured exactly, in the leading 128
-   principal components of the standardised training set, at most 50 000
-   training samples); errors and floor by resampling those distances. A domain
-   may supply its own dissimilarity (``Domain.nearest``; nbody: phase
-   correlation of fields).
+   ``train`` is given, the memorisation check: the distance of at most 10 000
+   random real, generated and second real samples each to their nearest
+   training sample, found once (float32 tiles, the winner re-measured exactly,
+   in the leading 128 principal components of the standardised training
+   representation fitted on 5 000 training rows, at most 50 000 training
+   samples, mapped there from the raw samples by one matrix); errors and floor
+   by resampling those distances. A domain may supply its own dissimilarity
+   (``Domain.nearest``; nbody: phase correlation of fields). The classifiers
+   use at most 50 000 random samples per class.
 4. Every number gets an error (bootstrap, half-sampling or the metric's own,
    see :mod:`physgan.metrics.bootstrap`) and a noise floor: the same metric
    between two independent real sets (``real`` vs ``real2``, else two disjoint
-   random halves of ``real``).
+   random halves of ``real``). Work shared between the value, the floor and
+   the resampling rounds is done once: PRDC's k-NN lists, FPD's block moments
+   and KPD's real batch kernels, the marginals' sorted columns (bootstrap
+   rounds become row multiplicities), the domain features. Every cap above is
+   written into ``metrics.json`` and the report, with the errors it implies
+   carried by each metric's error bar.
 
 ``metrics.json`` schema (``Evaluation.to_dict()``, version ``physgan.evaluation/1``)
 -------------------------------------------------------------------------------------
@@ -60,7 +70,8 @@ What is computed
     features      [str]                    names of the high-level feature columns
     thresholds    [{metric, op, value, violated}]
     passed        bool                     no threshold violated
-    timings_s     {step: seconds}
+    timings_s     {step: seconds}          wall-clock time per stage
+    timings_cpu_s {step: seconds}          CPU time of this process per stage (independent of other load)
     metrics       {name: {value, error, floor, floor_error: float | null,
                           group: "generic" | "per_feature" | "memorisation" | "physics",
                           better: "lower" | "higher" | "unknown",
@@ -70,6 +81,8 @@ What is computed
     fpd_kpd_features_dropped  [str]        near-constant features left out of FPD/KPD
     fpd_kpd_dimension         int          dimension FPD/KPD compared (PCA when samples are few)
     memorisation_search       {n_train, dim, variance_kept} | null
+    prdc_space                {n_real, n_fake, dim, variance_kept}   where PRDC was computed
+    classifier_max_samples    int | null   samples per class the classifiers used at most
 
 Metric names: ``fpd``, ``kpd``, ``precision``, ``recall``, ``density``,
 ``coverage``, ``auc_high``, ``jsd_high``, ``auc_low``, ``jsd_low``,
@@ -120,13 +133,13 @@ from physgan.metrics import (
     classifier_test,
     fpd,
     kpd,
-    prdc,
-    separation_power_samples,
-    wasserstein_1d,
     with_floor,
 )
 from physgan.metrics._common import make_rng, resolve_device
+from physgan.metrics.bootstrap import LazyRows
+from physgan.metrics.marginals import Marginals
 from physgan.metrics.memorisation import memorisation_stats, train_distances
+from physgan.metrics.prdc import PRDC
 from physgan.metrics.scaling import reference_scale
 from physgan.metrics.separation import auto_edges
 from physgan.report.axes import set_ratio_axis
@@ -136,6 +149,13 @@ __all__ = ["Evaluation", "MetricEntry", "SampleSet", "evaluate", "load_samples",
 SCHEMA_VERSION = "physgan.evaluation/1"
 MAX_LOW_DIM = 4096
 PROJECTED_DIM = 1024
+#: PRDC: principal components of the standardised features, and rows per set (random subset)
+PRDC_DIM = 128
+PRDC_MAX_SAMPLES = 10000
+#: memorisation: query rows searched per set (random subset)
+MEMORISATION_MAX_QUERIES = 10000
+#: classifier two-sample tests: samples per class (random subset)
+CLASSIFIER_MAX_SAMPLES = 50000
 N_PCA = 3
 
 _DESCRIPTIONS = {
@@ -213,14 +233,19 @@ def load_samples(obj: Any, label: str = "samples", max_samples: int | None = Non
         if max_samples is not None and n > max_samples:
             keep = np.zeros(n, dtype=bool)
             keep[make_rng(seed).choice(n, size=max_samples, replace=False)] = True
-        xs, cs = [], []
-        for start, x, c in src.blocks():
+        xs, cs, filled = None, None, 0
+        for start, x, c in src.blocks():  # into one preallocated array: no copy of the whole set to join blocks
             if keep is not None:
                 m = keep[start : start + len(x)]
                 x, c = x[m], c[m]
-            xs.append(x)
-            cs.append(c)
-        return SampleSet(np.concatenate(xs), np.concatenate(cs), dict(src.header.attrs), list(src.condition_names), src.path)
+            if xs is None:
+                total = n if keep is None else int(keep.sum())
+                xs, cs = np.empty((total, *x.shape[1:]), x.dtype), np.empty((total, *c.shape[1:]), c.dtype)
+            xs[filled : filled + len(x)], cs[filled : filled + len(c)] = x, c
+            filled += len(x)
+        if xs is None:
+            raise DataError(src.path, "holds no samples")
+        return SampleSet(xs, cs, dict(src.header.attrs), list(src.condition_names), src.path)
     elif isinstance(obj, (tuple, list)):
         if len(obj) not in (2, 3):
             raise ConfigError(f"{label}: expected (x, c) or (x, c, attrs), got a sequence of {len(obj)}")
@@ -314,18 +339,43 @@ class _LowLevel:
             g = torch.Generator().manual_seed(int(seed))
             self.proj = torch.randn(flat.shape[1], PROJECTED_DIM, generator=g) / math.sqrt(PROJECTED_DIM)
 
-    def __call__(self, s: SampleSet) -> np.ndarray:
-        flat = s.x.reshape(len(s), -1).astype(np.float32)
+    def _flat(self, x: np.ndarray) -> torch.Tensor:
+        """Flattened, log-scaled samples (float32, on the device)."""
+        flat = torch.as_tensor(x.reshape(len(x), -1), device=self.device).float()
         if self.log_scale is not None:
-            flat = np.log1p(np.clip(flat, 0, None) / self.log_scale)
-        if self.proj is not None:
-            p = self.proj.to(self.device)
-            out = [(torch.as_tensor(flat[i : i + 4096], device=self.device) @ p).cpu().numpy() for i in range(0, len(flat), 4096)]
-            flat = np.concatenate(out)
-        conds = _condition_columns(s, self.scales)
-        if conds:
-            flat = np.concatenate([flat, np.stack(list(conds.values()), 1).astype(np.float32)], axis=1)
-        return flat.astype(np.float32, copy=False)
+            flat = torch.log1p(flat.clamp_min(0) / self.log_scale)
+        return flat
+
+    def _conds(self, s: SampleSet, rows=slice(None)) -> np.ndarray:
+        conds = _condition_columns(SampleSet(s.x[:0], s.c[rows], s.attrs, s.condition_names), self.scales)
+        return np.stack(list(conds.values()), 1) if conds else np.zeros((len(s.c[rows]), 0))
+
+    def __call__(self, s: SampleSet, rows: np.ndarray | None = None) -> np.ndarray:
+        """The representation ``[projected flat samples, conditions]`` (float32) of ``s`` (or of its ``rows``)."""
+        rows = np.arange(len(s)) if rows is None else rows
+        p = self.proj.to(self.device) if self.proj is not None else None
+        out = []
+        for i in range(0, len(rows), 4096):
+            flat = self._flat(s.x[rows[i : i + 4096]])
+            out.append((flat @ p if p is not None else flat).cpu().numpy())
+        width = self.proj.shape[1] if self.proj is not None else int(np.prod(s.x.shape[1:]))
+        flat = np.concatenate(out) if out else np.zeros((0, width), np.float32)
+        return np.concatenate([flat, self._conds(s, rows).astype(np.float32)], axis=1)
+
+    def embed(self, s: SampleSet, rows: np.ndarray, space) -> np.ndarray:
+        """Rows of ``s`` in a memorisation search space fitted on this representation (see
+        :func:`~physgan.metrics.memorisation.train_distances`): the projection and the space's
+        affine map are one matrix, so the projected representation is never formed."""
+        if space is None:
+            return self(s, rows)
+        weight = torch.as_tensor(space.weight, dtype=torch.float64)
+        width = self.proj.shape[1] if self.proj is not None else int(np.prod(s.x.shape[1:]))
+        w_flat = (self.proj.double() @ weight[:width] if self.proj is not None else weight[:width]).float().to(self.device)
+        cond_part = self._conds(s, rows) @ space.weight[width:] + space.bias
+        out = []
+        for i in range(0, len(rows), 4096):
+            out.append((self._flat(s.x[rows[i : i + 4096]]) @ w_flat).double().cpu().numpy())
+        return (np.concatenate(out) if out else np.zeros((0, weight.shape[1]))) + cond_part
 
 
 # ---------------------------------------------------------------------------------------------
@@ -502,6 +552,8 @@ class Evaluation:
         self._feat_real: dict[str, np.ndarray] = {}
         self._feat_fake: dict[str, np.ndarray] = {}
         self._domain_obj: Any = None
+        #: the domain's features of the real and generated samples (computed once in evaluate, reused by its plots)
+        self._domain_features: tuple[dict, dict] | None = None
         self.training: dict[str, Any] | None = None  # see add_training
         self._apply_verdicts()
 
@@ -723,6 +775,8 @@ class Evaluation:
     def _domain_plots(self, outdir: Path) -> list[tuple[str, Path]]:
         outdir.mkdir(parents=True, exist_ok=True)
         real, fake = (self._real.x, self._real.c), (self._fake.x, self._fake.c)
+        if getattr(self._domain_obj, "physics_takes_features", False) and self._domain_features is not None:
+            real, fake = (*real, self._domain_features[0]), (*fake, self._domain_features[1])  # computed once, in evaluate
         out = self._domain_obj.plots(real, fake, self._real.attrs, outdir) or []
         return [(str(t), Path(p)) for t, p in out]
 
@@ -799,6 +853,11 @@ class Evaluation:
             ("bootstrap rounds / seed / device", f"{info['n_boot']} / {info['seed']} / {info['device']}"),
             ("FPD/KPD features", f"{info.get('fpd_kpd_dimension', '?')} dimensions; left out as near-constant: "
              + (", ".join(info.get("fpd_kpd_features_dropped") or []) or "none")),
+            ("classifiers", (f"at most {info['classifier_max_samples']} random samples per class"
+                             if info.get("classifier_max_samples") else "all samples")
+             + " (60 % train, 20 % calibration, 20 % test)"),
+            ("PRDC space", _prdc_space_text(info.get("prdc_space"))),
+            ("memorisation search", _memorisation_text(info.get("memorisation_search"))),
             ("time per stage [s]", ", ".join(f"{k} {v:.1f}" for k, v in info.get("timings_s", {}).items())),
         ]
 
@@ -1039,7 +1098,8 @@ def evaluate(
     options : dict, optional
         Per-metric keyword overrides: ``{'fpd': {...}, 'kpd': {...}, 'prdc': {...},
         'classifier': {...}, 'memorisation': {...}, 'features': {'n_pca': 3}}``. The classifier
-        uses at most 100 000 samples per class unless ``{'classifier': {'max_samples': ...}}``.
+        uses at most 50 000 samples per class (random; its test split then holds 10 000 per class,
+        AUC error ~0.003) unless ``{'classifier': {'max_samples': ...}}``.
     run : path, optional
         The run directory that generated ``fake``: its training curves and diagnostics
         (balance, gradient norms, diversity/coverage vs the noise floor, warnings) join the report.
@@ -1052,19 +1112,34 @@ def evaluate(
     -------
     Evaluation
     """
-    t_start = time.perf_counter()
+    t_start, c_start = time.perf_counter(), time.process_time()
     timings: dict[str, float] = {}
+    cpu: dict[str, float] = {}  # process CPU seconds per stage (all threads): the work, whatever else loads the machine
     say = _progress_printer(progress)
     rules = _normalise_thresholds(thresholds)
     options = {k: dict(v) for k, v in (options or {}).items()}
     dev = resolve_device(device)
     if n_boot < 2:
         raise ConfigError(f"n_boot must be >= 2, got {n_boot}")
-    r = load_samples(real, "real", max_samples, seed)
-    f = load_samples(fake, "fake", max_samples, seed + 1)
+    loaded: dict[str, SampleSet] = {}
+
+    def load(obj: Any, label: str, set_seed: int) -> SampleSet:
+        """Read each file once: a path given for two roles (e.g. the training set as the second real set) is shared."""
+        key = None
+        if isinstance(obj, (str, os.PathLike)) and max_samples is None:  # a capped read depends on the role's seed
+            key = os.path.realpath(obj)
+        if key is not None and key in loaded:
+            return loaded[key]
+        out = load_samples(obj, label, max_samples, set_seed)
+        if key is not None:
+            loaded[key] = out
+        return out
+
+    r = load(real, "real", seed)
+    f = load(fake, "fake", seed + 1)
     _check_compatible(r, f, "generated")
-    r2 = load_samples(real2, "real2", max_samples, seed + 2) if real2 is not None else None
-    t = load_samples(train, "train", max_samples, seed + 3) if train is not None else None
+    r2 = load(real2, "real2", seed + 2) if real2 is not None else None
+    t = load(train, "train", seed + 3) if train is not None else None
     for other, what in ((r2, "second real"), (t, "training")):
         if other is not None:
             _check_compatible(r, other, what)
@@ -1072,7 +1147,7 @@ def evaluate(
         raise ConfigError(f"evaluate needs at least 20 real and 20 generated samples, got {len(r)} and {len(f)}")
     if not r.condition_names and f.condition_names:
         r.condition_names = f.condition_names
-    timings["load"] = time.perf_counter() - t_start
+    timings["load"], cpu["load"] = time.perf_counter() - t_start, time.process_time() - c_start
     say(f"load: {timings['load']:.1f} s")
 
     name, dom = _resolve_domain(domain, r, f)
@@ -1091,7 +1166,7 @@ def evaluate(
 
         return columns_matrix(feats, _condition_columns(s, scales))[1]
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     say("features: high-level features and low-level representation")
     fr, ff = features(r), features(f)
     bad = [k for k, v in {**fr, **ff}.items() if not np.isfinite(v).all()]
@@ -1099,64 +1174,64 @@ def evaluate(
         raise DataError(r.label, f"domain '{name}' features are not finite: {bad}")
     hl_names = list(fr) + list(_condition_columns(r, scales))
     hr, hf = feature_matrix(fr, r), feature_matrix(ff, f)
-    fr2 = features(r2) if r2 is not None else None
+    fr2 = None if r2 is None else fr if r2 is r else features(r2)  # a set read once is featurised once
     hr2 = feature_matrix(fr2, r2) if r2 is not None else None
     low = _LowLevel(r, scales, seed, dev)
     lr, lf = low(r), low(f)
-    lr2 = low(r2) if r2 is not None else None
-    lt = low(t) if t is not None else None
+    lr2 = None if r2 is None else lr if r2 is r else low(r2)
     # one scale per feature, from all real samples, for FPD/KPD of the value and the floor alike
     n_small = min(len(r), len(f), len(r2)) if r2 is not None else min(len(r) // 2, len(f))
     scaling = reference_scale(
         hr if hr2 is None else np.concatenate([hr, hr2]), hl_names, max_components=max(2, n_small // 4)
     )
     sr, sf, sr2 = scaling(hr), scaling(hf), scaling(hr2) if hr2 is not None else None
-    timings["features"] = time.perf_counter() - t0
+    timings["features"], cpu["features"] = time.perf_counter() - t0, time.process_time() - c0
     say(f"features: {timings['features']:.1f} s")
 
     results: dict[str, MetricEntry] = {}
     common = {"n_boot": n_boot, "seed": seed}
 
     def run_metric(step: str, metric, a, b, a2, method: str):
-        t1 = time.perf_counter()
+        t1, c1 = time.perf_counter(), time.process_time()
         say(f"{step}: running")
         res = with_floor(metric, a, b, a2, method=method, **common)
-        timings[step] = time.perf_counter() - t1
+        timings[step], cpu[step] = time.perf_counter() - t1, time.process_time() - c1
         say(f"{step}: {timings[step]:.1f} s")
         return res
 
     opt = options.get
     scaled = {"normalise": None, "seed": seed, "device": dev}
-    res = run_metric("fpd", partial(fpd, **scaled, **{"n_batches": 10, **opt("fpd", {})}), sr, sf, sr2, "intrinsic")
+    # the real set's block moments (FPD) and batch kernel sums (KPD) are shared by the value and the floor
+    fpd_fn = partial(fpd, **scaled, cache={}, **{"n_batches": 10, **opt("fpd", {})})
+    res = run_metric("fpd", fpd_fn, sr, sf, sr2, "intrinsic")
     _add(results, res, {"fpd": "fpd"}, "generic")
-    res = run_metric("kpd", partial(kpd, **scaled, **opt("kpd", {})), sr, sf, sr2, "intrinsic")
+    res = run_metric("kpd", partial(kpd, **scaled, cache={}, **opt("kpd", {})), sr, sf, sr2, "intrinsic")
     _add(results, res, {"kpd": "kpd"}, "generic")
-    res = run_metric("prdc", partial(prdc, seed=seed, device=dev, **opt("prdc", {})), hr, hf, hr2, "half")
+    # PRDC: one ruler for the value, the floor and every half (standardised by the pooled real sets, leading
+    # principal components), each set cut once to max_samples rows, each set's k-NN lists searched once
+    prdc_opt = dict(opt("prdc", {}))
+    prdc_scaling = reference_scale(
+        hr if hr2 is None else np.concatenate([hr, hr2]), hl_names, mode="std", max_components=prdc_opt.pop("dim", PRDC_DIM)
+    )
+    prdc_metric = PRDC(seed=seed, device=dev, **{"max_samples": PRDC_MAX_SAMPLES, **prdc_opt})
+    pr, pf = prdc_scaling(hr), prdc_scaling(hf)
+    pr2 = prdc_scaling(hr2) if hr2 is not None else None
+    res = run_metric("prdc", prdc_metric, pr, pf, pr2, "half")
     _add(results, res, {k: k for k in ("precision", "recall", "density", "coverage")}, "generic")
-    cls = partial(classifier_test, seed=seed, device=dev, **{"max_samples": 100_000, **opt("classifier", {})})
+    cls_opt = {"max_samples": CLASSIFIER_MAX_SAMPLES, **opt("classifier", {})}
+    cls = partial(classifier_test, seed=seed, device=dev, **cls_opt)
     res = run_metric("classifier_high", cls, hr, hf, hr2, "intrinsic")
     _add(results, res, {"auc": "auc_high", "jsd": "jsd_high"}, "generic")
     res = run_metric("classifier_low", cls, lr, lf, lr2, "intrinsic")
     _add(results, res, {"auc": "auc_low", "jsd": "jsd_low"}, "generic")
 
-    def marginals(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
-        w = wasserstein_1d(a, b, names=hl_names)
-        sd = np.asarray(a).std(axis=0)
-        wn = np.where(sd > 0, np.asarray(list(w.values())) / np.where(sd > 0, sd, 1.0), list(w.values()))  # as normalise=True
-        s = separation_power_samples(a, b, names=hl_names, edges=edges)
-        out = {f"w1/{k}": v for k, v in w.items()}
-        out.update({f"separation/{k}": v for k, v in s.items()})
-        out["w1_norm_mean"] = float(np.mean(wn))
-        out["separation_mean"] = float(np.mean(list(s.values())))
-        return out
-
     edges = {k: auto_edges(hr[:, j]) for j, k in enumerate(hl_names)}  # fixed binning from the full real set
-    res = run_metric("marginals", marginals, hr, hf, hr2, "bootstrap")
+    res = run_metric("marginals", Marginals(hl_names, edges), hr, hf, hr2, "bootstrap")
     _add(results, res, {"w1_norm_mean": "w1_norm_mean", "separation_mean": "separation_mean"}, "generic")
     _add(results, res, {k: k for k in res if k.startswith(("w1/", "separation/"))}, "per_feature")
 
     if t is not None:
-        t1 = time.perf_counter()
+        t1, c1 = time.perf_counter(), time.process_time()
         say("memorisation: nearest-training-sample search")
         mem_opt = dict(opt("memorisation", {}))
         quantile = float(mem_opt.pop("quantile", 0.01))
@@ -1166,8 +1241,10 @@ def evaluate(
             dist, mem_info = nearest(t.x, sets, attrs, seed=seed, **mem_opt)
         else:
             sets = {"real": lr, "fake": lf, **({"real2": lr2} if lr2 is not None else {})}
-            dist, mem_info = train_distances(lt, sets, seed=seed, device=dev, **mem_opt)
-        timings["memorisation_search"] = time.perf_counter() - t1
+            mem_opt = {"max_queries": MEMORISATION_MAX_QUERIES, **mem_opt}
+            dist, mem_info = train_distances(t.x, sets, seed=seed, device=dev, embed=partial(low.embed, t), **mem_opt)
+        timings["memorisation_search"], cpu["memorisation_search"] = time.perf_counter() - t1, time.process_time() - c1
+        say(f"memorisation search: {timings['memorisation_search']:.1f} s")
         stats = partial(memorisation_stats, quantile=quantile)
         res = run_metric("memorisation", stats, dist["real"], dist["fake"], dist.get("real2"), "half")
         names = {k: f"memorisation/{k}" for k in ("ratio", "copy_fraction", "exact_copy_fraction")}
@@ -1179,15 +1256,17 @@ def evaluate(
     if dom is not None and dom.physics_metrics is not None:
         pm = partial(_physics, fn=dom.physics_metrics, attrs=attrs)
         with_feats = bool(getattr(dom, "physics_takes_features", False))
-        real_t = (r.x, r.c, fr) if with_feats else (r.x, r.c)
-        fake_t = (f.x, f.c, ff) if with_feats else (f.x, f.c)
-        real2_t = None if r2 is None else (r2.x, r2.c, fr2) if with_feats else (r2.x, r2.c)
+        # with the features given, the domain reads few rows of x: rounds select them without copying every shower
+        xs = {k: (LazyRows(s.x) if with_feats else s.x) for k, s in (("r", r), ("f", f), ("r2", r2)) if s is not None}
+        real_t = (xs["r"], r.c, fr) if with_feats else (r.x, r.c)
+        fake_t = (xs["f"], f.c, ff) if with_feats else (f.x, f.c)
+        real2_t = None if r2 is None else (xs["r2"], r2.c, fr2) if with_feats else (r2.x, r2.c)
         res = run_metric("physics", pm, real_t, fake_t, real2_t, "bootstrap")
         if not isinstance(res, dict):
             res = {"value": res}
         _add(results, res, {k: f"physics/{k}" for k in res}, "physics", {f"physics/{k}": _physics_direction(k) for k in res})
 
-    timings["total"] = time.perf_counter() - t_start
+    timings["total"], cpu["total"] = time.perf_counter() - t_start, time.process_time() - c_start
     say(f"total: {timings['total']:.1f} s")
     import physgan
 
@@ -1215,15 +1294,47 @@ def evaluate(
         "fpd_kpd_features_dropped": scaling.dropped,
         "fpd_kpd_dimension": scaling.n_components,
         "memorisation_search": info_memorisation,
+        "classifier_max_samples": cls_opt["max_samples"],
+        "prdc_space": {
+            "n_real": min(len(r), prdc_metric.max_samples or len(r)),
+            "n_fake": min(len(f), prdc_metric.max_samples or len(f)),
+            "dim": prdc_scaling.n_components,
+            "variance_kept": round(prdc_scaling.variance_kept, 4),
+        },
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
+        "timings_cpu_s": {k: round(v, 3) for k, v in cpu.items()},
     }
     ev = Evaluation(name, results, info, rules)
     ev._real, ev._fake, ev._domain_obj = r, f, dom
+    ev._domain_features = (fr, ff)
     ev._feat_real = dict(zip(hl_names, hr.T))
     ev._feat_fake = dict(zip(hl_names, hf.T))
     if run is not None:
         ev.add_training(run)
     return ev
+
+
+def _prdc_space_text(space: dict | None) -> str:
+    """One line saying where PRDC was computed and on how many samples."""
+    if not space:
+        return "n/a"
+    return (f"{space['n_real']} real and {space['n_fake']} generated samples (random subsets; errors by half-sampling "
+            f"of these), {space['dim']} leading principal components of the standardised features "
+            f"({100 * space['variance_kept']:.0f} % of their variance)")
+
+
+def _memorisation_text(search: dict | None) -> str:
+    """One line saying how the nearest training samples were searched."""
+    if not search:
+        return "not run (no training set given)"
+    text = f"{int(search['n_train'])} training samples"
+    if "max_queries" in search:
+        text += f", at most {int(search['max_queries'])} random samples per compared set"
+    if "dim" in search:
+        text += f", {int(search['dim'])} dimensions"
+    if "variance_kept" in search:
+        text += f" ({100 * search['variance_kept']:.0f} % of the standardised variance)"
+    return text
 
 
 def _progress_printer(progress: bool | Any):

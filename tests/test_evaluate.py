@@ -124,6 +124,10 @@ def test_evaluate_files_report_and_domain_hooks(files, tmp_path):
     assert d["schema"] == "physgan.evaluation/1" and d["domain"] == "toytest"
     assert d["n"] == {"real": 240, "fake": 240, "train": 240, "real2": None}
     assert d["floor_source"] == "real halves"
+    # the caps and the spaces the metrics were computed in are written down, with the CPU time per stage
+    assert d["prdc_space"]["n_real"] == 240 and 0 < d["prdc_space"]["variance_kept"] <= 1
+    assert d["classifier_max_samples"] == 50000 and d["memorisation_search"]["max_queries"] == 10000
+    assert set(d["timings_cpu_s"]) == set(d["timings_s"]) and d["timings_cpu_s"]["total"] > 0
     for key in ("fpd", "kpd", "precision", "recall", "density", "coverage", "auc_high", "jsd_high", "auc_low", "jsd_low",
                 "w1_norm_mean", "separation_mean", "w1/total", "separation/peak", "memorisation/ratio",
                 "memorisation/copy_fraction", "physics/mean_ratio", "physics/scale_attr"):  # fmt: skip
@@ -141,6 +145,7 @@ def test_evaluate_files_report_and_domain_hooks(files, tmp_path):
     html = (report / "index.html").read_text()
     assert "<table class='summary'>" in html and "auc_high" in html and "mean image" in html
     assert "data:image/png;base64," in html
+    assert "PRDC space" in html and "memorisation search" in html and "random samples per class" in html
     assert (report / "domain" / "mean_image.png").is_file() and (report / "marginals_1.png").is_file()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left
     with pytest.raises(OutputExistsError):
@@ -158,6 +163,20 @@ def test_real2_floor_and_identical_sets_sit_at_floor(files):
     assert abs(m["auc_high"].value - 0.5) < 0.15
     assert m["w1/total"].verdict == "at floor"
     assert abs(m["physics/mean_ratio"].value - 1.0) < 0.15
+
+
+def test_a_file_given_for_two_roles_is_read_and_featurised_once(files, monkeypatch):
+    """The training set as the second real set (a common stand-in for the floor): one read, one feature pass."""
+    import physgan.evaluation as evaluation
+
+    reads = []
+    real_load = evaluation.load_samples
+    monkeypatch.setattr(evaluation, "load_samples", lambda obj, *a, **k: reads.append(str(obj)) or real_load(obj, *a, **k))
+    CALLS["features"] = 0
+    ev = evaluate(files["real"], files["fake"], real2=files["train"], train=files["train"], n_boot=2, options=FAST, device="cpu")
+    assert sorted(reads) == sorted(str(files[k]) for k in ("real", "fake", "train"))
+    assert CALLS["features"] == 3  # real, fake, and the training set once for both roles
+    assert ev.info["n"]["real2"] == ev.info["n"]["train"] == 240 and ev.info["floor_source"] == "real2"
 
 
 def test_main_fail_on_exit_codes(files, tmp_path, capsys):

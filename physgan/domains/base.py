@@ -261,6 +261,9 @@ class Domain:
         ``physics_metrics`` accepts ``(x, c, features)`` tuples, ``features`` being the
         dict ``features(x, c, attrs)`` returns for the same rows: ``evaluate`` then passes
         them, so its bootstrap rounds index precomputed features instead of recomputing them.
+        ``x`` then comes as a :class:`~physgan.metrics.bootstrap.LazyRows` view (``shape``,
+        ``len``, slicing and ``np.asarray`` read rows on demand), so a round that reads
+        only a few rows of it does not copy every sample.
     model_options, transform_options : dataclass type, optional
         The typed records of ``model.options`` and ``data.transform``: every key the domain's
         factories read, with its type (``Literal`` for choices) and default. ``resolve_config``

@@ -170,6 +170,14 @@ class SampleSource:
 
 def check_values(path: str, header: Header, layout: Layout, start: int, x: np.ndarray, c: np.ndarray) -> None:
     """Raise :class:`DataError` at the first NaN/Inf (or negative, where forbidden)."""
+    if x.size and np.issubdtype(x.dtype, np.floating):
+        lo, hi = x.min(), x.max()  # two reductions, no temporary array: NaN propagates into both
+        clean = bool(np.isfinite(lo) and np.isfinite(hi)) and not (header.non_negative and lo < 0)
+    else:
+        clean = False
+    if clean and (not c.size or np.isfinite(c).all()):
+        layout.check_block(path, header, start, x, c)
+        return
     if not np.isfinite(x).all():
         bad = np.argwhere(~np.isfinite(x))[0]
         raise DataError(path, f"non-finite sample value {x[tuple(bad)]}", dataset=_sample_ds(header), index=start + int(bad[0]))

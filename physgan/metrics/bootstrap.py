@@ -16,6 +16,13 @@ arrays with the same length (e.g. ``(x, c)``). Two error estimates:
   ``<name>_err`` (FPD's fit error, KPD's batch spread, the classifier's
   test-set bootstrap): no resampling.
 
+A metric may also offer ``metric.rounds(real, fake, rounds) -> list[result]``,
+with ``rounds`` a list of ``(real_rows, fake_rows)`` index arrays (None: the
+whole set): :func:`with_floor` and :func:`bootstrap_error` then hand it all
+rounds at once (with exactly the rows they would have drawn), so that work
+shared between rounds is done once (e.g. :class:`~physgan.metrics.prdc.PRDC`
+searches each set's nearest neighbours once for the value and every half).
+
 The *noise floor* is the same metric between two independent real samples:
 ``real`` vs ``real2`` when a second real set is given, otherwise two disjoint
 random halves of ``real``. The floor from halves is measured at half the sample
@@ -42,7 +49,7 @@ import torch
 from physgan.errors import ConfigError
 from physgan.metrics._common import make_rng
 
-__all__ = ["FloorResult", "bootstrap_error", "with_floor", "split_halves", "take", "n_samples"]
+__all__ = ["FloorResult", "LazyRows", "bootstrap_error", "with_floor", "split_halves", "take", "n_samples"]
 
 Metric = Callable[[Any, Any], "float | dict[str, float]"]
 
@@ -72,8 +79,50 @@ def n_samples(data: Any) -> int:
     return len(data)
 
 
+class LazyRows:
+    """Rows of an array, selected (and reselected) without copying until they are read.
+
+    A metric that reads only some rows of a large part of its input (e.g. the first few hundred
+    showers for a voxel spectrum) gets resampled rounds of it without a copy of every row per
+    round. Slicing with ``[a:b]`` or ``np.asarray`` reads the rows; ``shape``, ``dtype`` and
+    ``len`` do not.
+    """
+
+    def __init__(self, base: np.ndarray, rows: np.ndarray | None = None):
+        self.base = base
+        self.rows = np.arange(len(base)) if rows is None else np.asarray(rows)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.rows), *self.base.shape[1:])
+
+    @property
+    def dtype(self):
+        return self.base.dtype
+
+    @property
+    def ndim(self) -> int:
+        return self.base.ndim
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def take_rows(self, idx: np.ndarray) -> LazyRows:
+        """The rows ``idx`` of these rows, still unread."""
+        return LazyRows(self.base, self.rows[idx])
+
+    def __getitem__(self, key) -> np.ndarray:
+        return self.base[self.rows[key]]
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        out = self.base[self.rows]
+        return out if dtype is None else out.astype(dtype, copy=False)
+
+
 def take(data: Any, idx: np.ndarray) -> Any:
-    """Rows ``idx`` of an array / tensor, or of every array in a tuple / list / dict."""
+    """Rows ``idx`` of an array / tensor / :class:`LazyRows`, or of every array in a tuple / list / dict."""
+    if isinstance(data, LazyRows):
+        return data.take_rows(idx)
     if isinstance(data, dict):
         return {k: take(v, idx) for k, v in data.items()}
     if isinstance(data, (tuple, list)):
@@ -96,11 +145,33 @@ def _as_dict(v: float | dict[str, float]) -> dict[str, float]:
     return {k: float(x) for k, x in v.items()} if isinstance(v, dict) else {"": float(v)}
 
 
-def _resample(data: Any, method: str, rng: np.random.Generator) -> Any:
-    n = n_samples(data)
+def _draw(n: int, method: str, rng: np.random.Generator) -> np.ndarray:
+    """Row indices of one resampled set of size ``n`` (with replacement, or a random half)."""
     if method == "bootstrap":
-        return take(data, rng.integers(0, n, n))
-    return take(data, np.sort(rng.permutation(n)[: n // 2]))
+        return rng.integers(0, n, n)
+    return np.sort(rng.permutation(n)[: n // 2])
+
+
+def _evaluate(metric: Metric, real: Any, fake: Any, rounds: list[tuple[np.ndarray | None, np.ndarray | None]]) -> list:
+    """``metric`` on each round's rows: all at once through ``metric.rounds`` when it has one."""
+    many = getattr(metric, "rounds", None)
+    if many is not None:
+        return list(many(real, fake, rounds))
+
+    def rows(data, idx):
+        return data if idx is None else take(data, idx)
+
+    return [metric(rows(real, i), rows(fake, j)) for i, j in rounds]
+
+
+def _spread(rounds: list[dict[str, float]]) -> dict[str, float]:
+    """Standard deviation over rounds per key (NaN where fewer than two finite values)."""
+    err = {}
+    for k in rounds[0].keys():
+        vals = np.array([r.get(k, math.nan) for r in rounds], dtype=np.float64)
+        vals = vals[np.isfinite(vals)]
+        err[k] = float(np.std(vals, ddof=1)) if len(vals) > 1 else math.nan
+    return err
 
 
 def bootstrap_error(
@@ -136,16 +207,10 @@ def bootstrap_error(
     if n_boot < 2:
         raise ConfigError(f"bootstrap_error: n_boot must be >= 2, got {n_boot}")
     rng = make_rng(seed)
-    rounds: list[dict[str, float]] = []
-    for _ in range(n_boot):
-        rounds.append(_as_dict(metric(_resample(real, method, rng), _resample(fake, method, rng))))
-    keys = rounds[0].keys()
-    err = {}
-    for k in keys:
-        vals = np.array([r.get(k, math.nan) for r in rounds], dtype=np.float64)
-        vals = vals[np.isfinite(vals)]
-        err[k] = float(np.std(vals, ddof=1)) if len(vals) > 1 else math.nan
-    return err[""] if list(keys) == [""] else err
+    nr, nf = n_samples(real), n_samples(fake)
+    rounds = [(_draw(nr, method, rng), _draw(nf, method, rng)) for _ in range(n_boot)]
+    err = _spread([_as_dict(v) for v in _evaluate(metric, real, fake, rounds)])
+    return err[""] if list(err) == [""] else err
 
 
 def with_floor(
@@ -192,14 +257,25 @@ def with_floor(
         floor_a, floor_b = split_halves(real, rng)
     else:
         floor_a, floor_b = real, real2
-    value = _as_dict(metric(real, fake))
-    floor = _as_dict(metric(floor_a, floor_b))
-    if method == "intrinsic":
+    if method not in ("bootstrap", "half", "intrinsic"):
+        raise ConfigError(f"with_floor: unknown method '{method}' (use 'bootstrap', 'half' or 'intrinsic')")
+    resampled = method != "intrinsic"
+    if resampled and n_boot < 2:
+        raise ConfigError(f"with_floor: n_boot must be >= 2, got {n_boot}")
+    # the rows of every round, drawn in the order the rounds were always drawn (value's, then the floor's)
+    pairs = {}
+    for name, a, b in (("value", real, fake), ("floor", floor_a, floor_b)):
+        na, nb = n_samples(a), n_samples(b)
+        extra = [(_draw(na, method, rng), _draw(nb, method, rng)) for _ in range(n_boot)] if resampled else []
+        pairs[name] = [(None, None), *extra]
+    res_v = [_as_dict(v) for v in _evaluate(metric, real, fake, pairs["value"])]
+    res_f = [_as_dict(v) for v in _evaluate(metric, floor_a, floor_b, pairs["floor"])]
+    value, floor = res_v[0], res_f[0]
+    if resampled:
+        error, floor_error = _spread(res_v[1:]), _spread(res_f[1:])
+    else:
         error = {k: value.get(f"{k}_err", math.nan) for k in value}
         floor_error = {k: floor.get(f"{k}_err", math.nan) for k in floor}
-    else:
-        error = _as_dict(bootstrap_error(metric, real, fake, n_boot=n_boot, method=method, seed=rng))
-        floor_error = _as_dict(bootstrap_error(metric, floor_a, floor_b, n_boot=n_boot, method=method, seed=rng))
     out = {
         k: FloorResult(value[k], error.get(k, math.nan), floor.get(k, math.nan), floor_error.get(k, math.nan))
         for k in value

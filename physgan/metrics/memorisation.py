@@ -25,13 +25,16 @@ References
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
 from physgan.errors import ConfigError
 from physgan.metrics._common import as_matrix, default_dtype, distance_tiles, make_rng, resolve_device
 
-__all__ = ["nearest_distances", "train_distances", "memorisation_stats", "memorisation", "copied_mask"]
+__all__ = ["nearest_distances", "train_distances", "search_space", "SearchSpace", "memorisation_stats", "memorisation", "copied_mask"]
 
 
 def nearest_distances(
@@ -43,7 +46,10 @@ def nearest_distances(
     per tile), in float32 when ``fast`` (twice the speed of float64 on CPU);
     the ``candidates`` nearest rows found that way are then re-measured exactly
     in float64 as ``|q − r|``, so exact copies come out at distance 0 even
-    though the fast search is inexact near 0.
+    though the fast search is inexact near 0. ``candidates=1`` keeps only the
+    running minimum per tile (cheaper than a top-k); a copy is then still found
+    unless the training set holds another row within the float32 rounding of
+    the distances (~1e-3 standardised units) of it.
 
     Parameters
     ----------
@@ -74,8 +80,14 @@ def nearest_distances(
     k = max(1, min(int(candidates), len(r)))
     best = torch.full((len(q), k), float("inf"), dtype=search_dt, device=dev)
     arg = torch.zeros((len(q), k), dtype=torch.long, device=dev)
-    for i0, j0, d in distance_tiles(qs, rs, block, squared=True):
+    for i0, j0, d in distance_tiles(qs, rs, block, squared=True, clamp=False):  # the winners are re-measured exactly
         rows = slice(i0, i0 + d.shape[0])
+        if k == 1:
+            val, idx = torch.min(d, dim=1)
+            better = val < best[rows, 0]
+            best[rows, 0] = torch.where(better, val, best[rows, 0])
+            arg[rows, 0] = torch.where(better, idx + j0, arg[rows, 0])
+            continue
         kk = min(k, d.shape[1])
         val, idx = torch.topk(d, kk, dim=1, largest=False)
         merged_v = torch.cat([best[rows], val], 1)
@@ -92,29 +104,47 @@ def nearest_distances(
     return torch.cat(out).double().cpu().numpy() if out else np.zeros(0)
 
 
-def _standardiser(train: np.ndarray, dim: int | None, rng: np.random.Generator, n_fit: int = 5000):
-    """Standardise with the training set's mean/std, then (when ``d > dim``) project onto its first
-    ``dim`` principal components (fitted on at most ``n_fit`` training rows).
+@dataclass
+class SearchSpace:
+    """The affine map ``z = x @ weight + bias`` into the memorisation search space: the training
+    rows standardised (mean, std) and, when they have more than ``dim`` features, projected onto
+    their leading ``dim`` principal components."""
 
-    Returns the map and the fraction of the standardised variance the projection keeps (1.0 without).
+    weight: np.ndarray
+    bias: np.ndarray
+    variance_kept: float = 1.0
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Rows of ``x`` (N, d) in the search space (N, dim)."""
+        return np.asarray(x, dtype=np.float64) @ self.weight + self.bias
+
+
+def search_space(fit_rows: np.ndarray, dim: int | None) -> SearchSpace:
+    """Fit the search space on training rows (at most a few thousand are needed).
+
+    Parameters
+    ----------
+    fit_rows : numpy.ndarray, shape (n, d)
+        Training rows (random ones of the training set).
+    dim : int or None
+        Principal components kept when ``d > dim`` (None: standardise only).
+
+    Returns
+    -------
+    SearchSpace
     """
-    mu, sd = train.mean(0), train.std(0)
+    a = as_matrix(fit_rows, "train", 1)
+    mu, sd = a.mean(0), a.std(0)
     sd = np.where(sd > 0, sd, 1.0)
-    basis = None
-    kept = 1.0
-    if dim is not None and train.shape[1] > dim:
-        sub = (train[np.sort(rng.permutation(len(train))[:n_fit])] - mu) / sd
-        sub = torch.as_tensor(sub - sub.mean(0), dtype=torch.float64)
-        _, sv, vt = torch.linalg.svd(sub, full_matrices=False)
-        basis = vt[:dim].T.numpy()
-        var = sv.numpy() ** 2
-        kept = float(var[:dim].sum() / var.sum()) if var.sum() > 0 else 1.0
-
-    def apply(a: np.ndarray) -> np.ndarray:
-        z = (a - mu) / sd
-        return z @ basis if basis is not None else z
-
-    return apply, kept
+    if dim is None or a.shape[1] <= dim:
+        return SearchSpace(np.diag(1.0 / sd), -mu / sd, 1.0)
+    z = torch.as_tensor((a - mu) / sd, dtype=torch.float64)
+    _, sv, vt = torch.linalg.svd(z - z.mean(0), full_matrices=False)
+    basis = vt[:dim].T.numpy()
+    var = sv.numpy() ** 2
+    kept = float(var[:dim].sum() / var.sum()) if var.sum() > 0 else 1.0
+    weight = basis / sd[:, None]
+    return SearchSpace(weight, -(mu / sd) @ basis, kept)
 
 
 def train_distances(
@@ -126,6 +156,9 @@ def train_distances(
     block: int = 4096,
     seed: int | np.random.Generator = 0,
     device: str | torch.device = "auto",
+    n_fit: int = 5000,
+    max_queries: int | None = None,
+    embed: Callable[[np.ndarray, SearchSpace | None], np.ndarray] | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """Distance of every row of every query set to its nearest training row.
 
@@ -151,8 +184,18 @@ def train_distances(
     block : int
         Tile size of the search.
     seed : int or numpy.random.Generator
-        Training subset and PCA fit rows.
+        Training subset and the rows the search space is fitted on.
     device : str or torch.device
+    n_fit : int
+        Training rows (random) the standardisation and the principal components are fitted on.
+    max_queries : int or None
+        Random subset of each query set searched (None: all); the distances returned are those
+        of the subset (statistics of them then carry the error of that many samples).
+    embed : callable, optional
+        ``embed(rows, space)``: the representation of the training rows ``rows`` (indices into
+        ``train``, which is then only asked for its length) when ``space`` is None, else their
+        coordinates in ``space`` directly (e.g. one matrix product from the raw samples, without
+        forming the representation of the whole training set).
 
     Returns
     -------
@@ -162,19 +205,31 @@ def train_distances(
         ``n_train`` (rows searched), ``dim`` (dimension searched), ``variance_kept``.
     """
     rng = make_rng(seed)
-    t = as_matrix(train, "train", 1)
-    if max_train is not None and len(t) > max_train:
-        t = t[np.sort(rng.choice(len(t), max_train, replace=False))]
-    apply, kept = _standardiser(t, dim, rng)
+    if embed is None:
+        t = as_matrix(train, "train", 1)
+
+        def embed(rows, space):
+            return t[rows] if space is None else space(t[rows])
+
+    n = len(train)
+    rows = np.arange(n)
+    if max_train is not None and n > max_train:
+        rows = np.sort(rng.choice(n, max_train, replace=False))
+    space = search_space(embed(rows[np.sort(rng.permutation(len(rows))[:n_fit])], None), dim)
     dev = resolve_device(device)
-    tt = torch.as_tensor(apply(t), device=dev)
+    tt = torch.as_tensor(embed(rows, space), device=dev)
     out = {}
     for name, q in queries.items():
         qm = as_matrix(q, name, 1)
-        if qm.shape[1] != t.shape[1]:
-            raise ConfigError(f"memorisation: {name} has {qm.shape[1]} features, train has {t.shape[1]}")
-        out[name] = nearest_distances(torch.as_tensor(apply(qm), device=dev), tt, block=block)
-    return out, {"n_train": float(len(t)), "dim": float(tt.shape[1]), "variance_kept": kept}
+        if qm.shape[1] != space.weight.shape[0]:
+            raise ConfigError(f"memorisation: {name} has {qm.shape[1]} features, train has {space.weight.shape[0]}")
+        if max_queries is not None and len(qm) > max_queries:
+            qm = qm[np.sort(rng.choice(len(qm), max_queries, replace=False))]
+        out[name] = nearest_distances(torch.as_tensor(space(qm), device=dev), tt, block=block, candidates=1)
+    info = {"n_train": float(len(rows)), "dim": float(tt.shape[1]), "variance_kept": space.variance_kept}
+    if max_queries is not None:
+        info["max_queries"] = float(max_queries)
+    return out, info
 
 
 def memorisation_stats(d_heldout: np.ndarray, d_fake: np.ndarray, quantile: float = 0.01) -> dict[str, float]:

@@ -48,6 +48,8 @@ class FeatureScaling:
     names: list[str]
     mean: np.ndarray | None = None
     basis: np.ndarray | None = None
+    #: fraction of the scaled reference's variance the projection keeps (1.0 without projection)
+    variance_kept: float = 1.0
 
     @property
     def dropped(self) -> list[str]:
@@ -121,6 +123,12 @@ def reference_scale(
     if max_components is not None and max_components < int(keep.sum()):
         z = out(ref)
         out.mean = z.mean(axis=0)
-        _, _, vt = np.linalg.svd(z - out.mean, full_matrices=False)
-        out.basis = vt[: max(1, int(max_components))].T
+        # principal axes from the d x d scatter matrix (one pass over the N rows; the SVD of the N x d matrix
+        # costs ~N/d times more for the same leading axes)
+        zc = z - out.mean
+        var, vecs = np.linalg.eigh(zc.T @ zc)
+        var, vecs = np.clip(var[::-1], 0.0, None), vecs[:, ::-1]
+        m = max(1, int(max_components))
+        out.basis = vecs[:, :m]
+        out.variance_kept = float(var[:m].sum() / var.sum()) if var.sum() > 0 else 1.0
     return out

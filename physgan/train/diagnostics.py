@@ -59,6 +59,8 @@ from torch import nn
 
 from physgan.domains.base import feature_matrix as domain_feature_matrix
 from physgan.errors import DataError
+from physgan.metrics._common import knn_radius
+from physgan.metrics.prdc import manifold
 
 __all__ = [
     "DiagnosticWarning",
@@ -150,15 +152,15 @@ def knn_radii(x: torch.Tensor, k: int) -> torch.Tensor:
     """
     if x.shape[0] <= k:
         raise ValueError(f"knn_radii needs more than k={k} samples, got {x.shape[0]}")
-    d = torch.cdist(x.double(), x.double())
-    return d.kthvalue(k + 1, dim=1).values  # the 1st smallest is the row itself (distance 0)
+    return knn_radius(x.double(), k)  # the one k-NN search of physgan.metrics
 
 
 def manifold_scores(real: torch.Tensor, fake: torch.Tensor, k: int = 5) -> dict[str, float]:
     """k-NN precision, recall and coverage of ``fake`` with respect to ``real``.
 
-    With ``r_i`` the distance of real ``X_i`` to its k-th nearest other real row
-    and ``s_j`` the same for fake ``Y_j`` among fakes:
+    The one implementation of :func:`physgan.metrics.prdc.manifold` (float64, closed balls), with
+    ``r_i`` the distance of real ``X_i`` to its k-th nearest other real row and ``s_j`` the same
+    for fake ``Y_j`` among fakes:
 
     * precision = mean_j 1[exists i: |Y_j - X_i| <= r_i]  (fakes on the real manifold)
     * recall    = mean_i 1[exists j: |X_i - Y_j| <= s_j]  (reals on the fake manifold)
@@ -184,15 +186,8 @@ def manifold_scores(real: torch.Tensor, fake: torch.Tensor, k: int = 5) -> dict[
     ----------
     Naeem et al., ICML 2020, arXiv:2002.09797; Kynkäänniemi et al., NeurIPS 2019, arXiv:1904.06991.
     """
-    real, fake = real.double(), fake.double()
-    r = knn_radii(real, k)
-    s = knn_radii(fake, k)
-    d = torch.cdist(real, fake)  # (N, M)
-    return {
-        "precision": float((d <= r[:, None]).any(0).double().mean()),
-        "recall": float((d <= s[None, :]).any(1).double().mean()),
-        "coverage": float((d.min(1).values <= r).double().mean()),
-    }
+    scores = manifold(real, fake, k=k, dtype=torch.float64)
+    return {key: scores[key] for key in ("precision", "recall", "coverage")}
 
 
 FeatureFn = Callable[[np.ndarray, np.ndarray, dict], dict[str, np.ndarray]]

@@ -37,6 +37,8 @@ __all__ = ["separation_power", "real_binning", "physics_metrics", "score", "SCOR
 
 #: Metric-name prefix of the separation powers.
 SCORE_PREFIX = "sep/"
+#: cell energies of the voxel-energy spectrum: those of the first VOXEL_VALUES / n_cells showers
+VOXEL_VALUES = 2_000_000
 
 
 def separation_power(h1: np.ndarray, h2: np.ndarray) -> float:
@@ -168,14 +170,16 @@ def physics_metrics(
     """
     xr, cr = real[0], real[1]
     xf, cf = fake[0], fake[1]
-    geom = resolve_geometry(attrs, np.asarray(xr).shape[-1])
+    # x may be a LazyRows view (evaluate's bootstrap rounds): only the rows used below are read
+    geom = resolve_geometry(attrs, xr.shape[-1] if hasattr(xr, "shape") else np.asarray(xr).shape[-1])
     # (x, c, features): features of the same rows, precomputed by the caller (evaluate's bootstrap rounds)
     fr = real[2] if len(real) > 2 and real[2] is not None else shower_features(xr, cr, geom)
     ff = fake[2] if len(fake) > 2 and fake[2] is not None else shower_features(xf, cf, geom)
     out: dict[str, float] = {}
     for name in fr:
         out[f"{SCORE_PREFIX}{name}"] = _sep(fr[name], ff[name], _is_log(name))
-    vox = (voxel_energies(xr, geom, max_values=2_000_000), voxel_energies(xf, geom, max_values=2_000_000))
+    first = -(-VOXEL_VALUES // geom.n_cells)  # the first showers only: as voxel_energies(x, max_values=VOXEL_VALUES)
+    vox = (voxel_energies(np.asarray(xr[:first]), geom, max_values=None), voxel_energies(np.asarray(xf[:first]), geom, max_values=None))
     out[f"{SCORE_PREFIX}voxel_energy"] = _sep(*vox, True, 50)
     rr, rf = fr["e_tot_over_e_inc"], ff["e_tot_over_e_inc"]
     out["response_real"], out["resolution_real"] = _response(rr)

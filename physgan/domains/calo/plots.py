@@ -16,7 +16,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.colors import LogNorm
-from matplotlib.ticker import NullFormatter
+from matplotlib.ticker import NullLocator
 
 from physgan.domains.calo.features import incident_energy_mev, resolve_geometry, shower_features, voxel_energies
 from physgan.domains.calo.metrics import real_binning
@@ -28,6 +28,13 @@ __all__ = [
 
 REAL_STYLE = {"color": "k", "label": "real"}
 FAKE_STYLE = {"color": "tab:red", "label": "generated"}
+
+
+def _features(sample: tuple, geom) -> dict[str, np.ndarray]:
+    """The high-level features of ``(x, c[, features])``: the ones given (computed once by the caller), else computed."""
+    if len(sample) > 2 and sample[2] is not None:
+        return sample[2]
+    return shower_features(sample[0], sample[1], geom)
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:
@@ -61,7 +68,8 @@ def plot_average_showers(real: tuple, fake: tuple, attrs: Any, path: str | Path)
     """
     geom = resolve_geometry(attrs, np.asarray(real[0]).shape[-1])
     layers = _pick_layers(geom.n_layers)
-    means = [[a.mean(axis=0) for a in geom.split(np.asarray(x, dtype=np.float64))] for x in (real[0], fake[0])]
+    # the mean shower first (float64 accumulation), then split: no float64 copy of every shower
+    means = [[a[0] for a in geom.split(np.asarray(x).mean(axis=0, dtype=np.float64)[None])] for x in (real[0], fake[0])]
     pos = np.concatenate([m[i][m[i] > 0] for m in means for i in layers])
     vmin, vmax = (float(pos.min()), float(pos.max())) if pos.size else (1e-3, 1.0)
     vmin = max(vmin, vmax * 1e-6)
@@ -125,7 +133,7 @@ def plot_feature_histograms(real: tuple, fake: tuple, attrs: Any, path: str | Pa
     list of Path
     """
     geom = resolve_geometry(attrs, np.asarray(real[0]).shape[-1])
-    fr, ff = shower_features(real[0], real[1], geom), shower_features(fake[0], fake[1], geom)
+    fr, ff = _features(real, geom), _features(fake, geom)
     if names is None and len(fr) > max_features:
         names = [n for n in fr if not n.rsplit("_", 1)[-1].isdigit() or n.startswith("e_layer_")]
     names = list(names or fr)
@@ -193,9 +201,9 @@ def plot_response(real: tuple, fake: tuple, attrs: Any, path: str | Path, n_bins
     lo, hi = float(er.min()), float(er.max())
     edges = np.geomspace(lo, hi * (1 + 1e-9), n_bins + 1) if hi > lo > 0 else np.array([lo, hi + 1.0])
     centres = np.sqrt(edges[1:] * edges[:-1]) / 1000.0
-    for (x, c), style, shift in ((real, REAL_STYLE, 0.98), (fake, FAKE_STYLE, 1.02)):
-        e = incident_energy_mev(c, geom)
-        resp = shower_features(x, c, geom)["e_tot_over_e_inc"]
+    for sample, style, shift in ((real, REAL_STYLE, 0.98), (fake, FAKE_STYLE, 1.02)):
+        e = incident_energy_mev(sample[1], geom)
+        resp = _features(sample, geom)["e_tot_over_e_inc"]
         b = np.digitize(e, edges) - 1
         mean, err, res = (np.full(len(centres), np.nan) for _ in range(3))
         for k in range(len(centres)):
@@ -207,7 +215,9 @@ def plot_response(real: tuple, fake: tuple, attrs: Any, path: str | Path, n_bins
         ax2.plot(centres * shift, res, "o-", ms=4, **style)
     for ax, lab in ((ax1, "mean E_tot / E_inc"), (ax2, "resolution std/mean of E_tot / E_inc")):
         ax.set_xscale("log")
-        ax.xaxis.set_minor_formatter(NullFormatter())
+        # ticks at the bin centres: a log axis spanning less than a decade would show no labelled tick
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.set_xticks(centres, [f"{v:.3g}" for v in centres])
         ax.set_xlabel("incident energy [GeV]")
         ax.set_ylabel(lab)
         ax.legend(fontsize=8)
@@ -252,7 +262,7 @@ def plot_layer_profiles(real: tuple, fake: tuple, attrs: Any, path: str | Path) 
     Path
     """
     geom = resolve_geometry(attrs, np.asarray(real[0]).shape[-1])
-    fr, ff = shower_features(real[0], real[1], geom), shower_features(fake[0], fake[1], geom)
+    fr, ff = _features(real, geom), _features(fake, geom)
     n_layers = len(geom.layers)
     fig = plt.figure(figsize=(13, 4.6))
     grid = fig.add_gridspec(2, 3, height_ratios=[3, 1.2], hspace=0.08, wspace=0.3)
@@ -307,7 +317,8 @@ def plots(real: tuple, fake: tuple, attrs: Any, outdir: str | Path) -> list[tupl
     Parameters
     ----------
     real, fake : tuple
-        ``(x, c)``: (N, n_features) showers in MeV and (N, k) physical conditions.
+        ``(x, c)``: (N, n_features) showers in MeV and (N, k) physical conditions; or ``(x, c, features)``
+        with the :func:`~physgan.domains.calo.features.shower_features` of the same rows (not computed again).
     attrs : dict or CaloGeometry
         Attributes with the geometry.
     outdir : str or Path
