@@ -65,9 +65,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if self.truncate_after is not None:
             chunk = chunk[: self.truncate_after]
             self.close_connection = True
-        self.wfile.write(chunk)
+        # recorded before the body goes out: the client may finish reading (and the test assert) before
+        # this thread runs again, a race that loaded machines lost
         entry["status"] = 206 if (m and self.honour_range) else 200
         entry["sent"] = len(chunk)
+        self.wfile.write(chunk)
 
 
 @pytest.fixture
