@@ -25,6 +25,25 @@ everything is differentiable almost everywhere (gradients reach ``a`` and ``h`` 
 cells; no straight-through estimator is needed). It is the sparsemax idea with a learned cut. A fixed
 cut at the readout threshold would need the incident energy in MeV inside G, which G does not see.
 
+Zero-inflated occupancy (option ``occupancy``, on in every preset): the relative threshold above cuts every
+cell whose share is below ``s max(p)``, and a tail cell that a stray spot fills now and then holds ~1e-4 of
+its layer, about 10 in log-share below the core, beyond any learned noise: on the quickstart data 128 / 6 / 4
+cells of layers 0 / 1 / 2 that real showers fill stayed empty in all 2000 generated showers (``bench/RESULTS.md``
+§13). With ``occupancy`` each cell is hit or missed by its own draw instead: hit when one more N(0, 1) latent value
+per feature lies below ``o_i + d_g(h)`` (probit, ``P(hit) = Phi(o)``), with ``o_i`` a per-cell parameter that
+starts at the training data's hit fraction of the cell (:func:`~physgan.domains.calo.transform.cell_hit_stats`,
+a fitted statistic like the per-cell spread) and ``d_g`` one condition-dependent shift per layer group; the
+group's hottest cell is always hit. The pattern ``p`` is then the share *given a hit* (it starts at the data's
+mean share given a hit) and ``q = p m / sum(p m)``, so missed cells are exact zeros and the layer sums stay
+exact. The critic shapes the draw through a straight-through relaxed Bernoulli, ``soft = sigmoid((o - n) / T)``
+(``occupancy_temperature`` ``T``, default 0.5): the forward values are the hard draw's, the gradient of a draw
+is ``d soft`` times the change it makes (in model space ``y + 1`` for the cells, the cell energy for the
+summary coordinates). With ``occupancy`` the relative threshold is not built.
+
+Noise head (option ``noise_head``): ``'cell'`` (the default, runs made before it) predicts ``log sigma`` per
+cell with a ``Linear(width, cells)`` per group; ``'layer'`` (every preset) learns a per-cell log-scale (starting
+at the data's spread) plus one condition-dependent shift per group: fewer parameters and less work per shower.
+
 Per-cell noise (option ``cell_noise``, on in every preset; off for runs made before it): the latent is the
 shower latent ``z`` (``z_dim``) followed by one N(0, 1) value ``n_i`` per feature, and the pattern logits become
 ``a_i + sigma_i(h) n_i`` with a learned, condition-dependent ``log sigma`` per cell (initial ``sigma``: the
