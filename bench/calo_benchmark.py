@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     from physgan.io.hdf5 import open_source, read_all
     from physgan.run import load_run
 
-    torch.set_num_threads(max(1, os.cpu_count() or 1) if args.device == "cpu" else args.threads)
+    torch.set_num_threads(len(os.sched_getaffinity(0)) if args.device == "cpu" else args.threads)  # the cores this process may use
     print("[3/4] generating and evaluating", flush=True)
     ckpt = "best" if (run_dir / "checkpoints" / "best.pt").exists() else "last"
     run = load_run(run_dir, checkpoint=ckpt, device=args.device)
