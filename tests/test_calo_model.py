@@ -521,3 +521,38 @@ def test_occupancy_straight_through_gradients_do_not_change_the_values():
     for bad in ({"noise_head": "pixel"}, {"occupancy_temperature": 0.0}):
         with pytest.raises(ConfigError, match=next(iter(bad))):
             build_generator(ModelSpec(**{**spec.__dict__, "options": {**spec.options, **bad}}))
+
+
+def test_occupancy_slope_follows_the_incident_energy_from_the_start():
+    """``cell_hit_probit`` recovers a known probit line of the hit probability in the standardised log energy, and
+    with ``occupancy_slope`` the untrained generator's per-cell occupancy rises with the energy as the data's does."""
+    from scipy.special import ndtr
+
+    from physgan.domains.calo.transform import cell_hit_probit
+
+    geom = CALOGAN
+    rng = np.random.default_rng(4)
+    n = 10000
+    e = np.exp(rng.uniform(np.log(1.0), np.log(100.0), n))
+    t = (np.log(e) - np.log(e).mean()) / np.log(e).std()
+    a_true = rng.uniform(-2.0, 1.0, geom.n_features)
+    b_true = rng.uniform(0.0, 0.8, geom.n_features)
+    hit = rng.random((n, geom.n_features)) < ndtr(a_true + b_true * t[:, None])
+    x = rng.exponential(1.0, size=hit.shape) * hit
+    a, b = cell_hit_probit(x, e, n_bins=8)
+    assert np.abs(a - a_true).max() < 0.2 and np.abs(b - b_true).max() < 0.2
+    assert np.corrcoef(b, b_true)[0, 1] > 0.95
+    stats = CaloTransform().fit(x + 1e-3 * (np.arange(geom.n_features) == 0), e[:, None], geom.to_attrs()).stats
+    spec = _spec(geom, data_stats=stats, cell_noise=True, noise_head="layer", occupancy=True, occupancy_slope=True)
+    torch.manual_seed(5)
+    g = build_generator(spec)
+    with torch.no_grad():
+        lo = (g.physics(torch.randn(4000, *g.latent_shape()), torch.full((4000, 1), -1.5))["u"] > 0).double().mean(0)
+        hi = (g.physics(torch.randn(4000, *g.latent_shape()), torch.full((4000, 1), 1.5))["u"] > 0).double().mean(0)
+    rises = b_true > 0.4
+    cells = np.arange(geom.n_features) > 0
+    assert float((hi - lo).numpy()[rises & cells].mean()) > 0.15
+    expect = ndtr(a_true + 1.5 * b_true) - ndtr(a_true - 1.5 * b_true)
+    np.testing.assert_allclose(float((hi - lo).numpy()[cells].mean()), expect[cells].mean(), atol=0.03)
+    plain = build_generator(_spec(geom, data_stats=stats, cell_noise=True, noise_head="layer", occupancy=True))
+    assert plain.occupancy_slope is None

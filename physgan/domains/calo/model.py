@@ -335,9 +335,20 @@ class CaloGenerator(nn.Module):
             if frac.shape != (geom.n_features,) or not np.isfinite(frac).all():
                 frac = np.full(geom.n_features, float(_opt(spec, "occupancy_init", 0.5)))
             frac = np.clip(frac, 1e-6, 1 - 1e-6)
-            self.occupancy_logit = nn.ParameterList(
-                nn.Parameter(torch.special.ndtri(torch.as_tensor(frac[idx], dtype=torch.float32))) for idx in groups
-            )
+            probit = torch.special.ndtri(torch.as_tensor(frac, dtype=torch.float32)).numpy()
+            # option occupancy_slope: a per-cell slope on the (normalised log) incident energy, starting at the data's
+            # probit line (cell_hit_probit), so each cell's occupancy follows the energy on its own
+            self.occupancy_slope = None
+            if bool(_opt(spec, "occupancy_slope", False)):
+                a = np.asarray(data.get("cell_hit_probit_a", []), dtype=np.float64)
+                b = np.asarray(data.get("cell_hit_probit_b", []), dtype=np.float64)
+                ok = a.shape == b.shape == (geom.n_features,) and np.isfinite(a).all() and np.isfinite(b).all()
+                probit = a.astype(np.float32) if ok else probit
+                slope = b if ok else np.zeros(geom.n_features)
+                self.occupancy_slope = nn.ParameterList(
+                    nn.Parameter(torch.as_tensor(slope[idx], dtype=torch.float32)) for idx in groups
+                )
+            self.occupancy_logit = nn.ParameterList(nn.Parameter(torch.as_tensor(probit[idx])) for idx in groups)
             self.occupancy_shift = nn.Linear(width, self.n_groups)
             nn.init.normal_(self.occupancy_shift.weight, std=0.01)
             nn.init.zeros_(self.occupancy_shift.bias)
@@ -368,7 +379,8 @@ class CaloGenerator(nn.Module):
             raise ConfigError("the calorimeter generator has a fixed geometry: latent scale must be 1")
         return (self.z_dim + self.n_features * (int(self.cell_noise) + int(self.occupancy)),)
 
-    def _hit_mask(self, k: int, h: torch.Tensor, p: torch.Tensor, draw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _hit_mask(self, k: int, h: torch.Tensor, c: torch.Tensor, p: torch.Tensor,
+                  draw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Hard hit / miss mask of group ``k`` and, when gradients are on, its zero-valued straight-through term.
 
         A cell is hit when its N(0, 1) draw ``n`` lies below its occupancy logit ``o`` (probit: ``P(hit) = Phi(o)``);
@@ -376,6 +388,8 @@ class CaloGenerator(nn.Module):
         ``soft = sigmoid((o - n) / T)`` (``occupancy_temperature``), whose expected slope tends to ``dP(hit)/do``.
         """
         logit = self.occupancy_logit[k] + self.occupancy_shift(h)[:, k : k + 1]
+        if self.occupancy_slope is not None:  # condition 0: the normalised log incident energy
+            logit = logit + c[:, :1] * self.occupancy_slope[k]
         hard = (draw < logit).to(p.dtype).scatter(1, p.argmax(dim=1, keepdim=True), 1.0)
         if not torch.is_grad_enabled():
             return hard, None
@@ -428,7 +442,7 @@ class CaloGenerator(nn.Module):
             e_k = group_energy[:, k : k + 1]
             st = None
             if self.group_sparse[k] and draws is not None:
-                hard, st = self._hit_mask(k, h, p, draws[:, lo:hi])
+                hard, st = self._hit_mask(k, h, c, p, draws[:, lo:hi])
                 p_sum = (p * hard).sum(dim=1, keepdim=True)
                 if st is not None:
                     hit_parts.append((p * e_k / p_sum).detach())
