@@ -556,3 +556,25 @@ def test_occupancy_slope_follows_the_incident_energy_from_the_start():
     np.testing.assert_allclose(float((hi - lo).numpy()[cells].mean()), expect[cells].mean(), atol=0.03)
     plain = build_generator(_spec(geom, data_stats=stats, cell_noise=True, noise_head="layer", occupancy=True))
     assert plain.occupancy_slope is None
+
+
+def test_occupancy_summary_straight_through_can_be_switched_off():
+    """``occupancy_summary_st`` False: the hit draws' straight-through gradient reaches G only through the cells, not
+    through the summary coordinates (whose energy-space gradient spiked to 4e10 in training)."""
+    rng = np.random.default_rng(6)
+    stats = _occupancy_stats(CALOGAN, rng, rng.choice([0.01, 0.3, 0.9], size=CALOGAN.n_features))
+    t = CaloTransform()
+    t.stats = stats
+    n = CALOGAN.n_features
+    grads = {}
+    for flag in (True, False):
+        spec = ModelSpec(sample_shape=t.model_shape((n,)), n_cond=1, condition_names=["energy"], z_dim=8, width=24, depth=2,
+                         embed_dim=8, attrs=CALOGAN.to_attrs(),
+                         options={"data_stats": stats, "cell_noise": True, "noise_head": "layer", "occupancy": True,
+                                  "occupancy_summary_st": flag})
+        torch.manual_seed(7)
+        g = build_generator(spec)
+        y = g(torch.randn(16, *g.latent_shape()), torch.zeros(16, 1))
+        y[:, n:].sum().backward()
+        grads[flag] = sum(float(p.grad.abs().sum()) for p in g.occupancy_logit if p.grad is not None)
+    assert grads[True] > 0 and grads[False] == 0

@@ -328,6 +328,9 @@ class CaloGenerator(nn.Module):
         # zero-inflated occupancy: a per-cell hit / miss draw replaces the relative threshold (module docstring)
         self.occupancy = bool(_opt(spec, "occupancy", False))
         self.occupancy_temperature = float(_opt(spec, "occupancy_temperature", 0.5))
+        # the straight-through term also through the summary coordinates (energy space); measured: it gives
+        # occupancy_shift gradients up to 4e10 in some batches while the critic's input gradient stays <= 0.01
+        self.occupancy_summary_st = bool(_opt(spec, "occupancy_summary_st", True))
         if self.occupancy:
             if not self.occupancy_temperature > 0:
                 raise ConfigError(f"calo model: occupancy_temperature must be > 0, got {self.occupancy_temperature}")
@@ -476,7 +479,8 @@ class CaloGenerator(nn.Module):
         if "hit_st" in out:
             st, u_hit = out["hit_st"], out["u_hit"]
             y = y + st * (fractions_to_model(u_hit, self.eps) + 1.0)
-            u = u + st * u_hit
+            if self.occupancy_summary_st:
+                u = u + st * u_hit
         if self.n_summaries:
             summaries = summary_coordinates(
                 u, self.summary_member, self.summary_mean, self.summary_std, occupancy=self.summary_occupancy, eps=self.eps,
