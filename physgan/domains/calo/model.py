@@ -37,8 +37,9 @@ group's hottest cell is always hit. The pattern ``p`` is then the share *given a
 mean share given a hit) and ``q = p m / sum(p m)``, so missed cells are exact zeros and the layer sums stay
 exact. The critic shapes the draw through a straight-through relaxed Bernoulli, ``soft = sigmoid((o - n) / T)``
 (``occupancy_temperature`` ``T``, default 0.5): the forward values are the hard draw's, the gradient of a draw
-is ``d soft`` times the change it makes (in model space ``y + 1`` for the cells, the cell energy for the
-summary coordinates). With ``occupancy`` the relative threshold is not built.
+is ``d soft`` times the change it makes, in model space (``y + 1``) for the cells; through the summary
+coordinates (energy space) only with option ``occupancy_summary_st`` (its gradients spiked to 1e10).
+With ``occupancy`` the relative threshold is not built.
 
 Noise head (option ``noise_head``): ``'cell'`` (the default, runs made before it) predicts ``log sigma`` per
 cell with a ``Linear(width, cells)`` per group; ``'layer'`` (every preset) learns a per-cell log-scale (starting
@@ -328,9 +329,10 @@ class CaloGenerator(nn.Module):
         # zero-inflated occupancy: a per-cell hit / miss draw replaces the relative threshold (module docstring)
         self.occupancy = bool(_opt(spec, "occupancy", False))
         self.occupancy_temperature = float(_opt(spec, "occupancy_temperature", 0.5))
-        # the straight-through term also through the summary coordinates (energy space); measured: it gives
-        # occupancy_shift gradients up to 4e10 in some batches while the critic's input gradient stays <= 0.01
-        self.occupancy_summary_st = bool(_opt(spec, "occupancy_summary_st", True))
+        # the straight-through term also through the summary coordinates (energy space; off by default): measured, it
+        # gave occupancy_shift gradients up to 4e10 in some batches while the critic's input gradient stayed <= 0.01,
+        # and the quickstart A/B without it: AUC 0.88 -> 0.74, FPD 0.020 -> 0.011 (bench/RESULTS.md §13, arm H')
+        self.occupancy_summary_st = bool(_opt(spec, "occupancy_summary_st", False))
         if self.occupancy:
             if not self.occupancy_temperature > 0:
                 raise ConfigError(f"calo model: occupancy_temperature must be > 0, got {self.occupancy_temperature}")
