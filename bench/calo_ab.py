@@ -9,8 +9,8 @@
 The arm trains ``physgan train calo --preset quick`` (plus ``--config``/``--set``) on ``train.h5``, generates one
 shower per held-out condition with the best checkpoint (seed 3, as the quickstart) and evaluates it against
 ``heldout.h5`` with :func:`physgan.evaluation.evaluate` (the quickstart's call). It prints the separation powers
-of the goal-3 observables and, per layer, the cells that some held-out shower fills but no generated shower does,
-and writes them to ``<run>/ab.json``. Nothing is asserted.
+of the goal-3 observables (with the noise floor, training file vs held-out) and, per layer, the cells that some
+held-out shower fills but no generated shower does, and writes them to ``<run>/ab.json``. Nothing is asserted.
 """
 
 from __future__ import annotations
@@ -78,12 +78,14 @@ def main(argv: list[str] | None = None) -> int:
     geom = resolve_geometry(attrs, x_real.shape[1])
     dead = dead_cells(x_real, x_fake, geom)
     keys = sorted(k for k in m if k.startswith("physics/sep/") and "ebin" not in k)
-    res = {"train_wall_s": wall, "step": run.step, "metrics": {k: m[k]["value"] for k in [*keys, "auc_high", "fpd"] if k in m},
-           "dead_cells": dead}
+    names = [k for k in [*keys, "auc_high", "fpd"] if k in m]
+    res = {"train_wall_s": wall, "step": run.step, "metrics": {k: m[k]["value"] for k in names},
+           "floors": {k: m[k].get("floor") for k in names}, "dead_cells": dead}
     (run_dir / "ab.json").write_text(json.dumps(res, indent=1))
     print(f"arm {run_dir}: step {run.step} (checkpoint 'best'), training wall {'n/a' if wall is None else f'{wall / 60:.1f} min'}")
     for k, v in res["metrics"].items():
-        print(f"  {k:40s} {v:.4g}" if v is not None else f"  {k:40s} n/a")
+        floor = res["floors"][k]
+        print(f"  {k:40s} {'n/a' if v is None else f'{v:.4g}'}  (floor {'n/a' if floor is None else f'{floor:.2g}'})")
     print("  dead cells (filled in real, empty in every generated shower):", [f"{d['dead_fake']}/{d['filled_real']}" for d in dead])
     return 0
 

@@ -2,7 +2,7 @@
 
 ::
 
-    python -m bench.generation [--device cpu|cuda] [--quick] [--preset default|quick|gpu]
+    python -m bench.generation [--device cpu|cuda] [--quick] [--preset default|quick|gpu] [--set model.options.X=V]
 
 Trains a calo run for a few steps (the speed of a generator does not depend on its weights) with the
 networks of ``--preset`` on GFlash showers in the CaloGAN geometry, then times, interleaved in one
@@ -20,6 +20,8 @@ Reported: showers/s, ratio to GFlash, MB/s, load, peak memory.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -31,16 +33,22 @@ from bench._util import MemWatch, add_common_args, env_info, interleave, load, m
 from bench.train_throughput import WORKDIR, make_data
 
 
-def trained_run(preset: str, device: str, data: Path) -> Path:
+def trained_run(preset: str, device: str, data: Path, sets: list[str] | None = None) -> Path:
+    """A 2-step run with the networks of ``preset`` (plus ``sets``), cached under a hash of its model config and the
+    package's model code (a run cached by other code or options is not reused)."""
+    import dataclasses
+
+    import physgan.domains.calo.model as calo_model
     from physgan.config import resolve_config
     from physgan.train.loop import train
 
-    run = WORKDIR / f"gen-run-{preset}-{device}"
+    overrides = [f"data.path={data}", f"train.device={device}", "train.steps=2", "train.val_every=0", "train.batch_size=64"]
+    cfg = resolve_config("calo", preset, overrides=[*overrides, *(sets or [])])
+    key = json.dumps(dataclasses.asdict(cfg.model), sort_keys=True, default=str) + Path(calo_model.__file__).read_text()
+    run = WORKDIR / f"gen-run-{preset}-{device}-{hashlib.sha1(key.encode()).hexdigest()[:10]}"
     if (run / "checkpoints" / "last.pt").is_file():
         return run
     shutil.rmtree(run, ignore_errors=True)
-    overrides = [f"data.path={data}", f"train.device={device}", "train.steps=2", "train.val_every=0", "train.batch_size=64"]
-    cfg = resolve_config("calo", preset, overrides=overrides)
     train(cfg, run, progress=False)
     return run
 
@@ -64,12 +72,13 @@ def main(argv: list[str] | None = None) -> int:
 
     p = add_common_args(argparse.ArgumentParser(description=__doc__.splitlines()[0]))
     p.add_argument("--preset", default="default", help="calo preset whose networks are timed (quick, default, gpu)")
+    p.add_argument("--set", action="append", default=[], help="SECTION.KEY=VALUE config override of the timed run (repeatable)")
     p.add_argument("--out-dir", default=None, help="folder for the HDF5 files (default: the temp folder; put it on the disk to test)")
     args = p.parse_args(argv)
     device = setup(args)
     print(env_info(device))
     data = make_data("calo", 1024)
-    run = load_run(trained_run(args.preset, args.device, data), checkpoint="last", device=args.device)
+    run = load_run(trained_run(args.preset, args.device, data, args.set), checkpoint="last", device=args.device)
     geom = calogan_geometry()
     n_sim = 100 if args.quick else 400
     sizes = {1: 100 if args.quick else 300, 100: 2000 if args.quick else 10000, 10_000: 20_000 if args.quick else 100_000}
@@ -102,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     header = ["what", "showers", "showers/s", "x gflash", "median round ratio", "MB/s", "load"]
     print(markdown_table(header, rows))
     print(
-        f"- calo preset '{args.preset}' networks: G {sum(p.numel() for p in run.G.parameters())} parameters; "
+        f"- calo preset '{args.preset}'{''.join(' --set ' + o for o in args.set)} networks: "
+        f"G {sum(p.numel() for p in run.G.parameters())} parameters; "
         f"sample {run.sample_shape} float32 ({row_bytes} bytes with conditions); files in {out_dir}; {mem}"
     )
     if args.out_dir is None:

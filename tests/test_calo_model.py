@@ -435,3 +435,146 @@ def test_cylindrical_geometry_with_lateral_summaries_and_cell_noise():
     y.requires_grad_(True)
     d(y, torch.zeros(8, 1)).sum().backward()
     assert torch.isfinite(y.grad).all() and float(y.grad[:, n:].abs().sum()) > 0
+
+
+def test_cell_hit_stats_known_answer():
+    from physgan.domains.calo.transform import cell_hit_stats
+
+    # group 0 = cells 0, 1; group 1 = cells 2, 3; cell 3 never hit
+    u = np.array([[1.0, 1.0, 2.0, 0.0], [3.0, 0.0, 2.0, 0.0], [1.0, 3.0, 0.0, 0.0], [2.0, 2.0, 4.0, 0.0]])
+    frac, share = cell_hit_stats(u, np.array([0, 0, 1, 1]))
+    np.testing.assert_allclose(frac, (np.array([4, 3, 3, 0]) + 0.5) / 5.0, rtol=1e-6)
+    np.testing.assert_allclose(share[:3], [(0.5 + 1.0 + 0.25 + 0.5) / 4, (0.5 + 0.75 + 0.5) / 3, 1.0], rtol=1e-6)
+    assert np.isnan(share[3])
+
+
+def _occupancy_stats(geom, rng, p_hit):
+    """Data statistics of a made-up training set in which cell ``i`` is hit with probability ``p_hit[i]``."""
+    n = 4000
+    x = rng.exponential(1.0, size=(n, geom.n_features)) * (rng.random((n, geom.n_features)) < p_hit)
+    x *= np.where(p_hit < 0.01, 1e-3, 1.0)  # rare cells are soft (a stray spot): never a group's hottest
+    x[:, 0] += 1.0  # never an empty group 0
+    return CaloTransform().fit(x, rng.uniform(10.0, 100.0, size=(n, 1)), geom.to_attrs()).stats
+
+
+@pytest.mark.parametrize("geom", [CALOGAN, calochallenge_geometry("ds1-photons")], ids=["calogan", "ds1"])
+def test_occupancy_draw_starts_at_the_datas_hit_fractions_and_keeps_the_sums(geom):
+    """Zero-inflated patterns: each cell is hit as often as in the training data (per-cell, rare cells included),
+    missed cells are exact zeros, the hottest cell of a group is always hit, and the layer sums stay exact."""
+    rng = np.random.default_rng(0)
+    p_hit = rng.choice([0.002, 0.05, 0.5, 0.95], size=geom.n_features)
+    stats = _occupancy_stats(geom, rng, p_hit)
+    torch.manual_seed(1)
+    g = build_generator(ModelSpec(sample_shape=(geom.n_features,), n_cond=1, condition_names=["energy"], z_dim=8,
+                                  width=24, depth=2, embed_dim=8, attrs=geom.to_attrs(),
+                                  options={"data_stats": stats, "cell_noise": True, "noise_head": "layer", "occupancy": True}))
+    assert g.latent_shape() == (8 + 2 * geom.n_features,)
+    assert not hasattr(g, "thresholds")
+    n = 20000
+    with torch.no_grad():
+        out = g.physics(torch.randn(n, *g.latent_shape()), torch.zeros(n, 1))
+    u = out["u"]
+    assert "hit_st" not in out  # no straight-through terms without gradients
+    hit = (u > 0).double().mean(0).numpy()
+    target = np.asarray(stats["cell_hit_fraction"])
+    sd = np.sqrt(target * (1 - target) / n)
+    cells = np.arange(geom.n_features) > 0
+    # the forced hottest cell can only add hits
+    assert (hit[cells] > target[cells] - 5 * sd[cells] - 1e-3).all()
+    np.testing.assert_allclose(hit[cells].mean(), target[cells].mean(), atol=0.02)
+    rare = cells & (p_hit == 0.002)
+    assert (hit[rare] > 0).all()  # every rare cell is filled somewhere in 20000 showers
+    assert np.median(hit[rare]) < 0.01
+    for gi, idx in enumerate(layer_groups(geom)):
+        torch.testing.assert_close(u[:, idx].sum(1), out["group_energy"][:, gi], rtol=1e-5, atol=1e-7)
+        assert (u[:, idx] > 0).any(1).all()
+
+
+def test_occupancy_straight_through_gradients_do_not_change_the_values():
+    """With gradients on, the output equals the hard draw's (the straight-through terms are zero-valued), and the
+    critic's gradient reaches the per-cell occupancy logits and the per-layer shifts; with the per-layer noise head
+    G is smaller than with a full noise head per layer."""
+    rng = np.random.default_rng(1)
+    stats = _occupancy_stats(CALOGAN, rng, rng.choice([0.01, 0.3, 0.9], size=CALOGAN.n_features))
+    t = CaloTransform()
+    t.stats = stats
+    n = CALOGAN.n_features
+    spec = ModelSpec(sample_shape=t.model_shape((n,)), n_cond=1, condition_names=["energy"], z_dim=8, width=24, depth=2,
+                     embed_dim=8, attrs=CALOGAN.to_attrs(),
+                     options={"data_stats": stats, "cell_noise": True, "noise_head": "layer", "occupancy": True})
+    torch.manual_seed(2)
+    g, d = build_generator(spec), build_critic(spec)
+    z, c = torch.randn(32, *g.latent_shape()), torch.zeros(32, 1)
+    y = g(z, c)
+    with torch.no_grad():
+        y_plain = g(z, c)
+        cells = g.sample_model(z, c)
+    torch.testing.assert_close(y, y_plain)
+    torch.testing.assert_close(cells, y_plain[:, :n])  # sampling skips only the summary coordinates
+    d(y, c).mean().backward()
+    for p in [*g.occupancy_logit, g.occupancy_shift.weight, *g.noise_log_scale, g.noise_shift.weight]:
+        assert p.grad is not None and p.grad.abs().sum() > 0
+    full = build_generator(ModelSpec(**{**spec.__dict__, "options": {**spec.options, "noise_head": "cell"}}))
+    assert sum(p.numel() for p in g.parameters()) < sum(p.numel() for p in full.parameters()) - 20 * n
+    from physgan.errors import ConfigError
+
+    for bad in ({"noise_head": "pixel"}, {"occupancy_temperature": 0.0}):
+        with pytest.raises(ConfigError, match=next(iter(bad))):
+            build_generator(ModelSpec(**{**spec.__dict__, "options": {**spec.options, **bad}}))
+
+
+def test_occupancy_slope_follows_the_incident_energy_from_the_start():
+    """``cell_hit_probit`` recovers a known probit line of the hit probability in the standardised log energy, and
+    with ``occupancy_slope`` the untrained generator's per-cell occupancy rises with the energy as the data's does."""
+    from scipy.special import ndtr
+
+    from physgan.domains.calo.transform import cell_hit_probit
+
+    geom = CALOGAN
+    rng = np.random.default_rng(4)
+    n = 10000
+    e = np.exp(rng.uniform(np.log(1.0), np.log(100.0), n))
+    t = (np.log(e) - np.log(e).mean()) / np.log(e).std()
+    a_true = rng.uniform(-2.0, 1.0, geom.n_features)
+    b_true = rng.uniform(0.0, 0.8, geom.n_features)
+    hit = rng.random((n, geom.n_features)) < ndtr(a_true + b_true * t[:, None])
+    x = rng.exponential(1.0, size=hit.shape) * hit
+    a, b = cell_hit_probit(x, e, n_bins=8)
+    assert np.abs(a - a_true).max() < 0.2 and np.abs(b - b_true).max() < 0.2
+    assert np.corrcoef(b, b_true)[0, 1] > 0.95
+    stats = CaloTransform().fit(x + 1e-3 * (np.arange(geom.n_features) == 0), e[:, None], geom.to_attrs()).stats
+    spec = _spec(geom, data_stats=stats, cell_noise=True, noise_head="layer", occupancy=True, occupancy_slope=True)
+    torch.manual_seed(5)
+    g = build_generator(spec)
+    with torch.no_grad():
+        lo = (g.physics(torch.randn(4000, *g.latent_shape()), torch.full((4000, 1), -1.5))["u"] > 0).double().mean(0)
+        hi = (g.physics(torch.randn(4000, *g.latent_shape()), torch.full((4000, 1), 1.5))["u"] > 0).double().mean(0)
+    rises = b_true > 0.4
+    cells = np.arange(geom.n_features) > 0
+    assert float((hi - lo).numpy()[rises & cells].mean()) > 0.15
+    expect = ndtr(a_true + 1.5 * b_true) - ndtr(a_true - 1.5 * b_true)
+    np.testing.assert_allclose(float((hi - lo).numpy()[cells].mean()), expect[cells].mean(), atol=0.03)
+    plain = build_generator(_spec(geom, data_stats=stats, cell_noise=True, noise_head="layer", occupancy=True))
+    assert plain.occupancy_slope is None
+
+
+def test_occupancy_summary_straight_through_can_be_switched_off():
+    """``occupancy_summary_st`` False: the hit draws' straight-through gradient reaches G only through the cells, not
+    through the summary coordinates (whose energy-space gradient spiked to 4e10 in training)."""
+    rng = np.random.default_rng(6)
+    stats = _occupancy_stats(CALOGAN, rng, rng.choice([0.01, 0.3, 0.9], size=CALOGAN.n_features))
+    t = CaloTransform()
+    t.stats = stats
+    n = CALOGAN.n_features
+    grads = {}
+    for flag in (True, False):
+        spec = ModelSpec(sample_shape=t.model_shape((n,)), n_cond=1, condition_names=["energy"], z_dim=8, width=24, depth=2,
+                         embed_dim=8, attrs=CALOGAN.to_attrs(),
+                         options={"data_stats": stats, "cell_noise": True, "noise_head": "layer", "occupancy": True,
+                                  "occupancy_summary_st": flag})
+        torch.manual_seed(7)
+        g = build_generator(spec)
+        y = g(torch.randn(16, *g.latent_shape()), torch.zeros(16, 1))
+        y[:, n:].sum().backward()
+        grads[flag] = sum(float(p.grad.abs().sum()) for p in g.occupancy_logit if p.grad is not None)
+    assert grads[True] > 0 and grads[False] == 0

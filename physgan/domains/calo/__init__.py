@@ -46,6 +46,10 @@ def detect(header: Any) -> bool:
     return "geometry" in attrs
 
 
+#: Generator options of every preset: per-cell noise with the per-layer head, zero-inflated per-cell occupancy
+#: (see :mod:`.model`; ``bench/RESULTS.md`` §13 holds the A/B behind them).
+G_OPTIONS: dict[str, Any] = {"cell_noise": True, "noise_head": "layer", "occupancy": True}
+
 #: Named config overrides (sections train / model / data of the engine config): sizes and schedules; the
 #: objective and optimiser come from the recipe (``--recipe``, default gulrajani2017).
 PRESETS: dict[str, dict[str, Any]] = {
@@ -53,19 +57,19 @@ PRESETS: dict[str, dict[str, Any]] = {
     "quick": {
         "train": {"steps": 3000, "batch_size": 64,
                   "ema_beta": 0.999, "val_every": 500, "ckpt_every": 1000},
-        "model": {"z_dim": 32, "width": 96, "depth": 2, "embed_dim": 16, "options": {"cell_noise": True}},
+        "model": {"z_dim": 32, "width": 96, "depth": 2, "embed_dim": 16, "options": dict(G_OPTIONS)},
         "data": {"val_fraction": 0.1},
     },
     "default": {
         "train": {"steps": 20000, "batch_size": 128,
                   "ema_beta": 0.999, "val_every": 1000, "ckpt_every": 2000},
-        "model": {"z_dim": 64, "width": 256, "depth": 3, "embed_dim": 32, "options": {"cell_noise": True}},
+        "model": {"z_dim": 64, "width": 256, "depth": 3, "embed_dim": 32, "options": dict(G_OPTIONS)},
         "data": {"val_fraction": 0.1},
     },
     "gpu": {
         "train": {"steps": 100000, "batch_size": 1024,
                   "ema_beta": 0.999, "val_every": 2000, "ckpt_every": 5000},
-        "model": {"z_dim": 128, "width": 512, "depth": 4, "embed_dim": 64, "options": {"critic_norm": "layer", "cell_noise": True}},
+        "model": {"z_dim": 128, "width": 512, "depth": 4, "embed_dim": 64, "options": {"critic_norm": "layer", **G_OPTIONS}},
         "data": {"val_fraction": 0.1},
     },
 }

@@ -25,6 +25,26 @@ everything is differentiable almost everywhere (gradients reach ``a`` and ``h`` 
 cells; no straight-through estimator is needed). It is the sparsemax idea with a learned cut. A fixed
 cut at the readout threshold would need the incident energy in MeV inside G, which G does not see.
 
+Zero-inflated occupancy (option ``occupancy``, on in every preset): the relative threshold above cuts every
+cell whose share is below ``s max(p)``, and a tail cell that a stray spot fills now and then holds ~1e-4 of
+its layer, about 10 in log-share below the core, beyond any learned noise: on the quickstart data 128 / 6 / 4
+cells of layers 0 / 1 / 2 that real showers fill stayed empty in all 2000 generated showers (``bench/RESULTS.md``
+§13). With ``occupancy`` each cell is hit or missed by its own draw instead: hit when one more N(0, 1) latent value
+per feature lies below ``o_i + d_g(h)`` (probit, ``P(hit) = Phi(o)``), with ``o_i`` a per-cell parameter that
+starts at the training data's hit fraction of the cell (:func:`~physgan.domains.calo.transform.cell_hit_stats`,
+a fitted statistic like the per-cell spread) and ``d_g`` one condition-dependent shift per layer group; the
+group's hottest cell is always hit. The pattern ``p`` is then the share *given a hit* (it starts at the data's
+mean share given a hit) and ``q = p m / sum(p m)``, so missed cells are exact zeros and the layer sums stay
+exact. The critic shapes the draw through a straight-through relaxed Bernoulli, ``soft = sigmoid((o - n) / T)``
+(``occupancy_temperature`` ``T``, default 0.5): the forward values are the hard draw's, the gradient of a draw
+is ``d soft`` times the change it makes, in model space (``y + 1``) for the cells; through the summary
+coordinates (energy space) only with option ``occupancy_summary_st`` (its gradients spiked to 1e10).
+With ``occupancy`` the relative threshold is not built.
+
+Noise head (option ``noise_head``): ``'cell'`` (the default, runs made before it) predicts ``log sigma`` per
+cell with a ``Linear(width, cells)`` per group; ``'layer'`` (every preset) learns a per-cell log-scale (starting
+at the data's spread) plus one condition-dependent shift per group: fewer parameters and less work per shower.
+
 Per-cell noise (option ``cell_noise``, on in every preset; off for runs made before it): the latent is the
 shower latent ``z`` (``z_dim``) followed by one N(0, 1) value ``n_i`` per feature, and the pattern logits become
 ``a_i + sigma_i(h) n_i`` with a learned, condition-dependent ``log sigma`` per cell (initial ``sigma``: the
@@ -288,36 +308,106 @@ class CaloGenerator(nn.Module):
         # per-cell noise: the latent carries one N(0, 1) value per feature (group order) beside the shower latent,
         # added to the pattern logits with a learned, condition-dependent scale (see the module docstring)
         self.cell_noise = bool(_opt(spec, "cell_noise", False))
+        self.noise_head = str(_opt(spec, "noise_head", "cell"))
+        if self.noise_head not in ("cell", "layer"):
+            raise ConfigError(f"calo model: noise_head must be 'cell' or 'layer', got '{self.noise_head}'")
         if self.cell_noise:
             sigma0 = float(_opt(spec, "cell_noise_init", 0.5))
             if not sigma0 > 0:
                 raise ConfigError(f"calo model: cell_noise_init must be > 0, got {sigma0}")
-            self.noise_scales = nn.ModuleList(nn.Linear(width, n) for n in self.group_sizes)
             cell_std = np.asarray(data.get("cell_log_std", []), dtype=np.float64)
             if cell_std.shape != (geom.n_features,):
                 cell_std = np.full(geom.n_features, np.nan)
-            with torch.no_grad():
-                for head, idx in zip(self.noise_scales, groups):
-                    nn.init.normal_(head.weight, std=0.01)
-                    # the data's per-cell spread of log(cell / group energy); cells too rarely hit: the group's largest
-                    sd = cell_std[idx]
-                    fill = float(np.nanmax(sd)) if np.isfinite(sd).any() else sigma0
-                    sd = np.where(np.isfinite(sd), sd, fill)
-                    head.bias.copy_(torch.as_tensor(np.log(np.maximum(sd, 1e-3)), dtype=torch.float32))
+            log_sd = []
+            for idx in groups:  # the data's per-cell spread of log(cell / group energy); cells too rarely hit: the group's largest
+                sd = cell_std[idx]
+                fill = float(np.nanmax(sd)) if np.isfinite(sd).any() else sigma0
+                log_sd.append(torch.as_tensor(np.log(np.maximum(np.where(np.isfinite(sd), sd, fill), 1e-3)), dtype=torch.float32))
+            if self.noise_head == "cell":  # a full Linear(width, cells) per group (runs made before noise_head)
+                self.noise_scales = nn.ModuleList(nn.Linear(width, n) for n in self.group_sizes)
+                with torch.no_grad():
+                    for head, b in zip(self.noise_scales, log_sd):
+                        nn.init.normal_(head.weight, std=0.01)
+                        head.bias.copy_(b)
+            else:  # per-cell log-scale (learned, from the data) + one condition-dependent shift per group
+                self.noise_log_scale = nn.ParameterList(nn.Parameter(b) for b in log_sd)
+                self.noise_shift = nn.Linear(width, self.n_groups)
+                nn.init.normal_(self.noise_shift.weight, std=0.01)
+                nn.init.zeros_(self.noise_shift.bias)
+        # zero-inflated occupancy: a per-cell hit / miss draw replaces the relative threshold (module docstring)
+        self.occupancy = bool(_opt(spec, "occupancy", False))
+        self.occupancy_temperature = float(_opt(spec, "occupancy_temperature", 0.5))
+        # the straight-through term also through the summary coordinates (energy space; off by default): measured, it
+        # gave occupancy_shift gradients up to 4e10 in some batches while the critic's input gradient stayed <= 0.01,
+        # and the quickstart A/B without it: AUC 0.88 -> 0.74, FPD 0.020 -> 0.011 (bench/RESULTS.md §13, arm H')
+        self.occupancy_summary_st = bool(_opt(spec, "occupancy_summary_st", False))
+        if self.occupancy:
+            if not self.occupancy_temperature > 0:
+                raise ConfigError(f"calo model: occupancy_temperature must be > 0, got {self.occupancy_temperature}")
+            frac = np.asarray(data.get("cell_hit_fraction", []), dtype=np.float64)
+            if frac.shape != (geom.n_features,) or not np.isfinite(frac).all():
+                frac = np.full(geom.n_features, float(_opt(spec, "occupancy_init", 0.5)))
+            frac = np.clip(frac, 1e-6, 1 - 1e-6)
+            probit = torch.special.ndtri(torch.as_tensor(frac, dtype=torch.float32)).numpy()
+            # option occupancy_slope: a per-cell slope on the (normalised log) incident energy, starting at the data's
+            # probit line (cell_hit_probit), so each cell's occupancy follows the energy on its own
+            self.occupancy_slope = None
+            if bool(_opt(spec, "occupancy_slope", False)):
+                a = np.asarray(data.get("cell_hit_probit_a", []), dtype=np.float64)
+                b = np.asarray(data.get("cell_hit_probit_b", []), dtype=np.float64)
+                ok = a.shape == b.shape == (geom.n_features,) and np.isfinite(a).all() and np.isfinite(b).all()
+                probit = a.astype(np.float32) if ok else probit
+                slope = b if ok else np.zeros(geom.n_features)
+                self.occupancy_slope = nn.ParameterList(
+                    nn.Parameter(torch.as_tensor(slope[idx], dtype=torch.float32)) for idx in groups
+                )
+            self.occupancy_logit = nn.ParameterList(nn.Parameter(torch.as_tensor(probit[idx])) for idx in groups)
+            self.occupancy_shift = nn.Linear(width, self.n_groups)
+            nn.init.normal_(self.occupancy_shift.weight, std=0.01)
+            nn.init.zeros_(self.occupancy_shift.bias)
+            share = np.asarray(data.get("cell_hit_share", []), dtype=np.float64)
+            if share.shape == (geom.n_features,) and np.isfinite(share).any():
+                # patterns start from the data's mean share given a hit (the mask supplies the zeros);
+                # cells no shower hits: the group's smallest share
+                with torch.no_grad():
+                    for head, idx in zip(self.patterns, groups):
+                        sh = share[idx]
+                        if np.isfinite(sh).any() and np.nanmax(sh) > 0:
+                            fill = float(np.nanmin(np.where(sh > 0, sh, np.nan)))
+                            sh = np.where(np.isfinite(sh) & (sh > 0), sh, fill)
+                            head.bias.copy_(torch.as_tensor(np.log(sh), dtype=torch.float32))
         self.noise_offsets = np.concatenate([[0], np.cumsum(self.group_sizes)]).tolist()
-        s0 = float(_opt(spec, "threshold_init", 1e-3))
-        if not 0 < s0 < S_MAX:
-            raise ConfigError(f"calo model: threshold_init must lie in (0, {S_MAX}), got {s0}")
-        self.thresholds = nn.Linear(width, self.n_groups)
-        nn.init.normal_(self.thresholds.weight, std=0.01)
-        nn.init.constant_(self.thresholds.bias, math.log(s0 / (S_MAX - s0)))
+        if not self.occupancy:
+            s0 = float(_opt(spec, "threshold_init", 1e-3))
+            if not 0 < s0 < S_MAX:
+                raise ConfigError(f"calo model: threshold_init must lie in (0, {S_MAX}), got {s0}")
+            self.thresholds = nn.Linear(width, self.n_groups)
+            nn.init.normal_(self.thresholds.weight, std=0.01)
+            nn.init.constant_(self.thresholds.bias, math.log(s0 / (S_MAX - s0)))
 
     def latent_shape(self, scale: int = 1) -> tuple[int, ...]:
-        """Shape of one latent vector: ``(z_dim,)``, or ``(z_dim + n_features,)`` with per-cell noise (the
-        geometry is fixed, so ``scale`` must be 1)."""
+        """Shape of one latent vector: ``(z_dim + k n_features,)`` with ``k`` = 1 per per-cell block in use (noise,
+        occupancy); the geometry is fixed, so ``scale`` must be 1."""
         if int(scale) != 1:
             raise ConfigError("the calorimeter generator has a fixed geometry: latent scale must be 1")
-        return (self.z_dim + (self.n_features if self.cell_noise else 0),)
+        return (self.z_dim + self.n_features * (int(self.cell_noise) + int(self.occupancy)),)
+
+    def _hit_mask(self, k: int, h: torch.Tensor, c: torch.Tensor, p: torch.Tensor,
+                  draw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Hard hit / miss mask of group ``k`` and, when gradients are on, its zero-valued straight-through term.
+
+        A cell is hit when its N(0, 1) draw ``n`` lies below its occupancy logit ``o`` (probit: ``P(hit) = Phi(o)``);
+        the cell with the largest ``p`` is always hit, so the group keeps its energy. The relaxation is
+        ``soft = sigmoid((o - n) / T)`` (``occupancy_temperature``), whose expected slope tends to ``dP(hit)/do``.
+        """
+        logit = self.occupancy_logit[k] + self.occupancy_shift(h)[:, k : k + 1]
+        if self.occupancy_slope is not None:  # condition 0: the normalised log incident energy
+            logit = logit + c[:, :1] * self.occupancy_slope[k]
+        hard = (draw < logit).to(p.dtype).scatter(1, p.argmax(dim=1, keepdim=True), 1.0)
+        if not torch.is_grad_enabled():
+            return hard, None
+        soft = torch.sigmoid((logit - draw) / self.occupancy_temperature)
+        return hard, soft - soft.detach()
 
     def physics(self, z: torch.Tensor, c: torch.Tensor) -> dict[str, torch.Tensor]:
         """The structured shower before the model-space map.
@@ -325,7 +415,8 @@ class CaloGenerator(nn.Module):
         Parameters
         ----------
         z : torch.Tensor
-            (B, *latent_shape()) latents: the shower latent, then (with ``cell_noise``) one value per feature.
+            (B, *latent_shape()) latents: the shower latent, then (with ``cell_noise``) one value per feature, then
+            (with ``occupancy``) one more per feature.
         c : torch.Tensor
             (B, n_cond) normalised conditions.
 
@@ -333,12 +424,16 @@ class CaloGenerator(nn.Module):
         -------
         dict
             ``u`` (B, n_features) cell energies / E_inc in flat order; ``response`` (B,);
-            ``fractions`` (B, n_groups); ``group_energy`` (B, n_groups) = response * fractions.
+            ``fractions`` (B, n_groups); ``group_energy`` (B, n_groups) = response * fractions. With ``occupancy``
+            and gradients on, also ``hit_st`` (B, n_features), zero-valued straight-through terms of the hit draws,
+            and ``u_hit`` (B, n_features, detached), each cell's energy had it been hit (see :meth:`forward`).
         """
         if z.ndim != 2 or z.shape[1] != self.latent_shape()[0]:
             raise ConfigError(f"calo generator: latent of shape {tuple(z.shape)}, expected (B, {self.latent_shape()[0]})")
         e = self.embed(c)
-        noise = z[:, self.z_dim :] if self.cell_noise else None
+        nf = self.n_features
+        noise = z[:, self.z_dim : self.z_dim + nf] if self.cell_noise else None
+        draws = z[:, self.z_dim + nf * int(self.cell_noise) :] if self.occupancy else None
         z = z[:, : self.z_dim]
         h = self.act(self.films[0](self.inp(torch.cat([z, e], dim=1)), e))
         for block, film in zip(self.blocks, self.films[1:]):
@@ -346,27 +441,56 @@ class CaloGenerator(nn.Module):
         response = (self.response_lo + self.response_span * torch.sigmoid(self.response(h))).squeeze(1)
         fractions = torch.softmax(self.fractions(h), dim=1)
         group_energy = response[:, None] * fractions
-        s = S_MAX * torch.sigmoid(self.thresholds(h))  # < 1: the hottest cell always survives
-        parts = []
+        s = None if self.occupancy else S_MAX * torch.sigmoid(self.thresholds(h))  # < 1: the hottest cell survives
+        shift = self.noise_shift(h) if noise is not None and self.noise_head == "layer" else None
+        parts, st_parts, hit_parts = [], [], []
         for k, (hid, head) in enumerate(zip(self.layer_hidden, self.patterns)):
             hk = hid(h)
             logits = head(hk)
+            lo, hi = self.noise_offsets[k], self.noise_offsets[k + 1]
             if noise is not None:
-                n_k = noise[:, self.noise_offsets[k] : self.noise_offsets[k + 1]]
-                logits = logits + torch.exp(self.noise_scales[k](hk)) * n_k
+                log_sigma = self.noise_scales[k](hk) if shift is None else self.noise_log_scale[k] + shift[:, k : k + 1]
+                logits = logits + torch.exp(log_sigma) * noise[:, lo:hi]
             p = torch.softmax(logits, dim=1)
-            if self.group_sparse[k]:
+            e_k = group_energy[:, k : k + 1]
+            st = None
+            if self.group_sparse[k] and draws is not None:
+                hard, st = self._hit_mask(k, h, c, p, draws[:, lo:hi])
+                p_sum = (p * hard).sum(dim=1, keepdim=True)
+                if st is not None:
+                    hit_parts.append((p * e_k / p_sum).detach())
+                p = p * hard / p_sum
+            elif self.group_sparse[k]:
                 tau = s[:, k : k + 1] * p.max(dim=1, keepdim=True).values
                 g = torch.relu(p - tau)
                 p = g / g.sum(dim=1, keepdim=True)
-            parts.append(p * group_energy[:, k : k + 1])
+            parts.append(p * e_k)
+            if draws is not None and torch.is_grad_enabled():
+                st_parts.append(st if st is not None else torch.zeros_like(p))
+                if st is None:
+                    hit_parts.append(parts[-1].detach())
         u = torch.cat(parts, dim=1)[:, self.unpermute]
-        return {"u": u, "response": response, "fractions": fractions, "group_energy": group_energy}
+        out = {"u": u, "response": response, "fractions": fractions, "group_energy": group_energy}
+        if st_parts:
+            out["hit_st"] = torch.cat(st_parts, dim=1)[:, self.unpermute]
+            out["u_hit"] = torch.cat(hit_parts, dim=1)[:, self.unpermute]
+        return out
 
     def forward(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        """Model-space showers ``(B, n_features [+ n_summaries])``: ``fractions_to_model(u)`` [and the summaries]."""
-        u = self.physics(z, c)["u"]
+        """Model-space showers ``(B, n_features [+ n_summaries])``: ``fractions_to_model(u)`` [and the summaries].
+
+        With ``occupancy`` the values are those of the hard hit / miss draws; the gradient of each draw is the
+        straight-through estimate ``d soft * (value if hit - value if missed)``, taken in model space for the cells
+        (``y + 1``: a missed cell's log has an infinite slope at 0) and in energy for the summary coordinates.
+        """
+        out = self.physics(z, c)
+        u = out["u"]
         y = fractions_to_model(u, self.eps)
+        if "hit_st" in out:
+            st, u_hit = out["hit_st"], out["u_hit"]
+            y = y + st * (fractions_to_model(u_hit, self.eps) + 1.0)
+            if self.occupancy_summary_st:
+                u = u + st * u_hit
         if self.n_summaries:
             summaries = summary_coordinates(
                 u, self.summary_member, self.summary_mean, self.summary_std, occupancy=self.summary_occupancy, eps=self.eps,
@@ -374,6 +498,11 @@ class CaloGenerator(nn.Module):
             )
             y = torch.cat([y, summaries], dim=1)
         return y
+
+    def sample_model(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """Model-space cells only ``(B, n_features)`` for sampling: the summary coordinates, which the inverse
+        transform drops, are not computed."""
+        return fractions_to_model(self.physics(z, c)["u"], self.eps)
 
 
 class CaloCritic(nn.Module):

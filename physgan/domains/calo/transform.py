@@ -55,6 +55,8 @@ __all__ = [
     "summary_count",
     "cell_log_std",
     "layer_bounds",
+    "cell_hit_stats",
+    "cell_hit_probit",
 ]
 
 #: Default log offset, relative to the incident energy.
@@ -249,6 +251,78 @@ def cell_log_std(u: np.ndarray, e_inc: np.ndarray, feature_group: np.ndarray, n_
     return out.astype(np.float32)
 
 
+def cell_hit_stats(u: np.ndarray, feature_group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-cell occupancy and mean share of its group given a hit: the zero-inflated generator starts from them.
+
+    Parameters
+    ----------
+    u : numpy.ndarray
+        (N, n_features) non-negative energies / E_inc.
+    feature_group : numpy.ndarray
+        (n_features,) group of each feature.
+
+    Returns
+    -------
+    hit_fraction : numpy.ndarray
+        float32 (n_features,): ``(hits + 0.5) / (N + 1)``, so a cell no training shower fills keeps a small,
+        finite probability (the count's Jeffreys estimate, not 0).
+    hit_share : numpy.ndarray
+        float32 (n_features,): mean of ``u_i / E_group`` over the showers that hit cell ``i``; NaN where no shower
+        does.
+    """
+    u = np.asarray(u, dtype=np.float64)
+    fg = np.asarray(feature_group, dtype=np.int64)
+    e_group = u @ group_member_matrix(fg, int(fg.max()) + 1).astype(np.float64)
+    hit = u > 0
+    n_hit = hit.sum(axis=0)
+    share = np.where(hit, u / np.maximum(e_group[:, fg], 1e-300), 0.0).sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_share = np.where(n_hit > 0, share / n_hit, np.nan)
+    return ((n_hit + 0.5) / (len(u) + 1.0)).astype(np.float32), mean_share.astype(np.float32)
+
+
+def cell_hit_probit(u: np.ndarray, e_inc: np.ndarray, n_bins: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """Per-cell probit line of the hit probability against the standardised log incident energy.
+
+    ``Phi^-1(P(hit_i)) ~ a_i + b_i t`` with ``t = (log E - mean) / std`` over the data (the engine's normalisation of a
+    log-scaled condition), fitted by least squares over ``n_bins`` equal-count energy bins, each bin's hit
+    fraction estimated as ``(hits + 0.5) / (n + 1)``.
+
+    Parameters
+    ----------
+    u : numpy.ndarray
+        (N, n_features) non-negative energies (any unit).
+    e_inc : numpy.ndarray
+        (N,) incident energies (any unit).
+    n_bins : int
+        Energy bins.
+
+    Returns
+    -------
+    a, b : numpy.ndarray
+        float32 (n_features,) intercept and slope.
+    """
+    from scipy.special import ndtri
+
+    hit = np.asarray(u) > 0
+    t = np.log(np.asarray(e_inc, dtype=np.float64))
+    t = (t - t.mean()) / (t.std() or 1.0)
+    edges = np.quantile(t, np.linspace(0, 1, n_bins + 1))
+    which = np.clip(np.searchsorted(edges, t, side="right") - 1, 0, n_bins - 1)
+    xs, ys = [], []
+    for b in range(n_bins):
+        sel = which == b
+        if sel.any():
+            xs.append(t[sel].mean())
+            ys.append(ndtri((hit[sel].sum(axis=0) + 0.5) / (sel.sum() + 1.0)))
+    x, y = np.asarray(xs), np.stack(ys)
+    if len(x) < 2 or np.ptp(x) == 0:
+        return y.mean(axis=0).astype(np.float32), np.zeros(y.shape[1], np.float32)
+    xc = x - x.mean()
+    slope = (xc @ (y - y.mean(axis=0))) / (xc @ xc)
+    return (y.mean(axis=0) - slope * x.mean()).astype(np.float32), slope.astype(np.float32)
+
+
 def fractions_to_model(u: torch.Tensor, eps: float = DEFAULT_EPS) -> torch.Tensor:
     """Model space from energy fractions ``u = x / E_inc`` (differentiable).
 
@@ -392,6 +466,10 @@ class CaloTransform(Transform):
             )
             if "feature_group" in stats:
                 stats["cell_log_std"] = cell_log_std(u, e, np.asarray(stats["feature_group"])).tolist()
+                hit_fraction, hit_share = cell_hit_stats(u, np.asarray(stats["feature_group"]))
+                stats.update(cell_hit_fraction=hit_fraction.tolist(), cell_hit_share=hit_share.tolist())
+                probit_a, probit_b = cell_hit_probit(u, e)
+                stats.update(cell_hit_probit_a=probit_a.tolist(), cell_hit_probit_b=probit_b.tolist())
         self.stats = stats
         return self
 
