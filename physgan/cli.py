@@ -14,10 +14,11 @@ import argparse
 import importlib
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import physgan
-from physgan.errors import PhysganError
+from physgan.errors import PhysganError, PhysganWarning
 
 __all__ = ["main", "build_parser"]
 
@@ -305,8 +306,19 @@ def _dispatch(argv: list[str] | None) -> int:
     return 2
 
 
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    """physgan's own warnings as one line, ``physgan: warning: ...``; others as Python writes them."""
+    if issubclass(category, PhysganWarning):
+        return f"physgan: warning: {message}\n"
+    return _python_format_warning(message, category, filename, lineno, line)
+
+
+_python_format_warning = warnings.formatwarning
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``physgan`` command; returns the exit code."""
+    warnings.formatwarning = _format_warning
     try:
         code = _dispatch(argv)
         sys.stdout.flush()  # a closed pipe shows here, inside the handlers, not at interpreter exit

@@ -26,13 +26,14 @@ import dataclasses
 import difflib
 import types
 import typing
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from physgan.errors import ConfigError
+from physgan.errors import ConfigError, PhysganWarning
 
 __all__ = [
     "DataConfig",
@@ -49,6 +50,8 @@ __all__ = [
     "save_config",
     "apply_overrides",
     "check_options",
+    "check_domain_options",
+    "undeclared_options",
 ]
 
 
@@ -407,18 +410,49 @@ def check_options(record: type, values: dict[str, Any], where: str, other: tuple
     return out
 
 
-def check_domain_options(cfg: Config, dom: Any) -> Config:
-    """Check (and type) ``model.options`` and ``data.transform`` against the domain's options records, in place."""
+def undeclared_options(record: type | None, values: dict[str, Any]) -> list[str]:
+    """The keys of ``values`` that the options ``record`` does not declare (none without a record)."""
+    if record is None:
+        return []
+    names = {f.name for f in dataclasses.fields(record)}
+    return [key for key in values if key not in names]
+
+
+def check_domain_options(cfg: Config, dom: Any, saved: dict[str, Any] | None = None) -> Config:
+    """Check (and type) ``model.options`` and ``data.transform`` against the domain's options records, in place.
+
+    Parameters
+    ----------
+    cfg : Config
+        The resolved config.
+    dom : Domain
+        Its domain (``model_options`` / ``transform_options`` records).
+    saved : dict, optional
+        The config a run saved (resuming): keys it holds that the records no longer declare (options of
+        older code) are kept unchecked with a :class:`~physgan.errors.PhysganWarning` naming them, as
+        long as they keep the saved value; the factories ignore them. A new config's unknown key is an error.
+    """
     for record, section, attr, where, other in (
         (dom.model_options, cfg.model, "options", "model.options", (dom.transform_options, "data.transform")),
         (dom.transform_options, cfg.data, "transform", "data.transform", (dom.model_options, "model.options")),
     ):
-        if record is not None:
-            try:
-                other = other if other[0] is not None else None
-                setattr(section, attr, check_options(record, getattr(section, attr), where, other))
-            except ConfigError as err:
-                raise ConfigError(f"domain '{dom.name}': {err}") from None
+        if record is None:
+            continue
+        values = dict(getattr(section, attr))
+        old = ((saved or {}).get(where.split(".")[0]) or {}).get(attr) or {}
+        kept = {k: values.pop(k) for k in undeclared_options(record, values) if k in old and old[k] == values[k]}
+        if kept:
+            warnings.warn(
+                f"domain '{dom.name}': the run's {where} hold {', '.join(sorted(kept))}, which this version no longer "
+                "declares: ignored",
+                PhysganWarning,
+                stacklevel=3,
+            )
+        try:
+            checked = check_options(record, values, where, other if other[0] is not None else None)
+        except ConfigError as err:
+            raise ConfigError(f"domain '{dom.name}': {err}") from None
+        setattr(section, attr, {**checked, **kept})
     return cfg
 
 
@@ -558,7 +592,7 @@ def resolve_config(
     merge_dict(cfg, {k: v for k, v in values.items() if k != "domain"})
     apply_overrides(cfg, overrides)
     cfg.domain = dom.name
-    check_domain_options(cfg, dom)
+    check_domain_options(cfg, dom, saved=base)
     return cfg.validate()
 
 

@@ -6,7 +6,11 @@ else escaping to the CLI is a bug in physgan.
 
 from __future__ import annotations
 
-__all__ = ["PhysganError", "DataError", "ConfigError", "CheckpointError", "OutputExistsError"]
+__all__ = ["PhysganWarning", "PhysganError", "DataError", "ConfigError", "CheckpointError", "OutputExistsError"]
+
+
+class PhysganWarning(UserWarning):
+    """Something the user should know that does not stop the work (the CLI prints it as one line)."""
 
 
 class PhysganError(Exception):

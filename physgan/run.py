@@ -24,7 +24,7 @@ import physgan
 from physgan.config import Config, resolve_config
 from physgan.device import resolve_device
 from physgan.domains.base import get_domain, model_spec
-from physgan.errors import CheckpointError, ConfigError
+from physgan.errors import CheckpointError, ConfigError, PhysganWarning
 from physgan.progress import Progress
 from physgan.sampling import generate_batch
 from physgan.train.checkpoint import latest_checkpoint, load_checkpoint
@@ -121,13 +121,21 @@ class Run:
     def __init__(self, run_dir: Path, state: dict[str, Any], device: torch.device):
         self.run_dir = Path(run_dir)
         self.info: dict[str, Any] = state["run"]
-        self.config: Config = Config()
-        from physgan.config import config_from_dict
+        from physgan.config import config_from_dict, undeclared_options
 
-        self.config = config_from_dict(state["config"])
+        self.config: Config = config_from_dict(state["config"])
         self.step = int(state["step"])
         self.domain_name = self.info["domain"]
         self.domain = get_domain(self.domain_name)
+        retired = undeclared_options(self.domain.model_options, self.config.model.options)
+        retired += undeclared_options(self.domain.transform_options, state["transform"].get("options", {}))
+        if retired:
+            warnings.warn(
+                f"{run_dir}: the run's options {', '.join(sorted(retired))} are no longer declared by domain "
+                f"'{self.domain_name}': ignored",
+                PhysganWarning,
+                stacklevel=3,
+            )
         self.device = device
         self.transform = self.domain.make_transform(state["transform"].get("options", {}))
         self.transform.load_state_dict(state["transform"])

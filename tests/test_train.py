@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -282,3 +283,40 @@ def test_torchrun_two_processes_keep_identical_parameters(ring_file, tmp_path):
     log = (run / "log.txt").read_text()
     assert "parameters identical across 2 ranks" in log
     assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 4
+
+
+def test_a_run_with_options_this_version_no_longer_declares_loads_and_resumes(ring_file, tmp_path):
+    """Older code's runs hold options the typed record dropped: they load and resume with a warning naming them;
+    a new config naming the same key is refused."""
+    import yaml
+
+    from physgan.cli import main
+    from physgan.errors import ConfigError, PhysganWarning
+    from physgan.run import load_run
+    from physgan.train.checkpoint import save_checkpoint
+
+    run = tmp_path / "old"
+    train(_cfg(ring_file, "train.steps=2", "train.ckpt_every=2"), run, progress=False)
+    for path in (run / "checkpoints").glob("*.pt"):  # as the older code saved it
+        state = load_checkpoint(path)
+        state["config"]["model"]["options"]["retired_width"] = 3
+        save_checkpoint(state, path)
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    saved["model"]["options"]["retired_width"] = 3
+    (run / "config.yaml").write_text(yaml.safe_dump(saved, sort_keys=False))
+
+    with pytest.warns(PhysganWarning, match="retired_width"):
+        loaded = load_run(run)
+    assert loaded.sample(8, seed=0).shape == (8, 2)
+
+    argv = ["train", "array", "--data", str(ring_file), "--run", str(run), "--resume", "auto", "--steps", "4", "--quiet"]
+    with pytest.warns(PhysganWarning, match="the run's model.options hold retired_width, which this version no longer declares"):
+        assert main(argv) == 0
+    line = warnings.formatwarning("m", PhysganWarning, "f.py", 1)
+    assert line == "physgan: warning: m\n"  # how the CLI prints it: one line
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 4
+
+    with pytest.raises(ConfigError, match="unknown option 'model.options.retired_width'"):
+        resolve_config("array", overrides=[f"data.path={ring_file}", "model.options.retired_width=3"])
+    with pytest.raises(ConfigError, match="retired_width"):  # resuming with a new value for it is a new setting
+        resolve_config("array", base=saved, overrides=["model.options.retired_width=4"])

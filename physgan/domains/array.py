@@ -22,7 +22,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from physgan.domains.base import Domain, ModelSpec, Transform, register_domain
+from physgan.domains.base import Domain, ModelSpec, Transform, register_domain, typed_options
 from physgan.nn.generic import ACTIVATIONS, CRITIC_NORMS, ConvCritic, ConvGenerator, MLPCritic, MLPGenerator
 
 __all__ = ["ArrayTransform", "ArrayModelOptions", "ArrayTransformOptions", "array_features", "array_metrics"]
@@ -63,12 +63,13 @@ class ArrayTransform(Transform):
 
     def fit(self, x: np.ndarray, c: np.ndarray | None = None, attrs: dict[str, Any] | None = None) -> Transform:
         x = np.asarray(x, dtype=np.float64)
-        if self.options.get("log"):
+        opts = typed_options(ArrayTransformOptions, self.options, "data.transform")
+        if opts.log:
             if (x < 0).any():
                 from physgan.errors import ConfigError
 
                 raise ConfigError("data.transform.log=true needs non-negative samples; this data has negative values")
-            scale = float(self.options.get("log_scale") or (x[x > 0].mean() if (x > 0).any() else 1.0))
+            scale = float(opts.log_scale or (x[x > 0].mean() if (x > 0).any() else 1.0))
             self.stats["log_scale"] = scale
             x = np.log1p(x / scale)
         if x.ndim == 2:  # vectors: per feature
@@ -105,44 +106,32 @@ class ArrayTransform(Transform):
         return x
 
 
-def mlp_option(spec: ModelSpec, key: str) -> str:
-    """``model.options.<key>`` of the MLPs, checked: ``activation`` or ``critic_norm`` (first choice is the default)."""
-    choices = {"activation": ACTIVATIONS, "critic_norm": CRITIC_NORMS}[key]
-    name = spec.options.get(key, choices[0])
-    if name not in choices:
-        from physgan.errors import ConfigError
-
-        raise ConfigError(f"model.options.{key} '{name}' is unknown; choose one of {', '.join(choices)}")
-    return name
-
-
 def build_generator(spec: ModelSpec) -> torch.nn.Module:
+    opts = typed_options(ArrayModelOptions, spec.options)
     if len(spec.sample_shape) == 1:
-        return MLPGenerator(
-            spec.sample_shape, spec.n_cond, spec.z_dim, spec.width, spec.depth, spec.embed_dim, mlp_option(spec, "activation")
-        )
+        return MLPGenerator(spec.sample_shape, spec.n_cond, spec.z_dim, spec.width, spec.depth, spec.embed_dim, opts.activation)
     return ConvGenerator(
         spec.sample_shape,
         spec.n_cond,
-        z_dim=spec.options.get("z_channels", min(spec.z_dim, 32)),
+        z_dim=opts.z_channels if opts.z_channels is not None else min(spec.z_dim, 32),
         width=spec.width,
-        n_up=spec.options.get("n_up", min(spec.depth, 3)),
+        n_up=opts.n_up if opts.n_up is not None else min(spec.depth, 3),
         embed_dim=spec.embed_dim,
-        padding_mode=spec.options.get("padding_mode", "zeros"),
+        padding_mode=opts.padding_mode,
     )
 
 
 def build_critic(spec: ModelSpec) -> torch.nn.Module:
+    opts = typed_options(ArrayModelOptions, spec.options)
     if len(spec.sample_shape) == 1:
-        act, norm = mlp_option(spec, "activation"), mlp_option(spec, "critic_norm")
-        return MLPCritic(spec.sample_shape, spec.n_cond, spec.width, spec.depth, spec.embed_dim, act, norm)
+        return MLPCritic(spec.sample_shape, spec.n_cond, spec.width, spec.depth, spec.embed_dim, opts.activation, opts.critic_norm)
     return ConvCritic(
         spec.sample_shape,
         spec.n_cond,
         width=spec.width,
-        n_down=spec.options.get("n_down", min(spec.depth, 3)),
+        n_down=opts.n_down if opts.n_down is not None else min(spec.depth, 3),
         embed_dim=spec.embed_dim,
-        padding_mode=spec.options.get("padding_mode", "zeros"),
+        padding_mode=opts.padding_mode,
     )
 
 

@@ -38,6 +38,7 @@ Conventions every domain follows
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,6 +60,7 @@ __all__ = [
     "domains",
     "import_hint",
     "feature_matrix",
+    "typed_options",
 ]
 
 
@@ -117,6 +119,45 @@ class ModelSpec:
             if key in options:
                 setattr(self, key, dict(options.pop(key) or {}))
         self.options = options
+
+
+def typed_options(record: type, values: Mapping[str, Any], where: str = "model.options") -> Any:
+    """A domain's options mapping as its typed record: every declared option, the record's default where unset.
+
+    The one place a factory reads its options from (``opts = typed_options(MyModelOptions, spec.options)``,
+    then ``opts.width``), so each default is written once, in the record. Values are checked and converted
+    as ``resolve_config`` does (a factory called directly gets the same errors). Keys the record does not
+    declare (options of runs made by older code, named in a warning when the run's config was read) are
+    left out.
+
+    Parameters
+    ----------
+    record : dataclass type
+        The domain's ``model_options`` or ``transform_options`` record.
+    values : mapping
+        ``model.options`` / ``data.transform``.
+    where : str
+        Their place in the config, for messages.
+
+    Returns
+    -------
+    record instance
+
+    Raises
+    ------
+    ConfigError
+        A value of the wrong type or outside its choices.
+
+    Examples
+    --------
+    >>> from physgan.domains.array import ArrayModelOptions
+    >>> typed_options(ArrayModelOptions, {"n_up": "2", "retired_key": 1}).n_up
+    2
+    """
+    from physgan.config import check_options
+
+    names = {f.name for f in dataclasses.fields(record)}
+    return record(**check_options(record, {k: v for k, v in values.items() if k in names}, where))
 
 
 def model_spec(model_shape, condition_names, model_cfg, condition_state: dict, transform_stats: dict, attrs: dict) -> ModelSpec:
