@@ -167,11 +167,11 @@ def test_real2_floor_and_identical_sets_sit_at_floor(files):
 
 def test_a_file_given_for_two_roles_is_read_and_featurised_once(files, monkeypatch):
     """The training set as the second real set (a common stand-in for the floor): one read, one feature pass."""
-    import physgan.evaluation as evaluation
+    import physgan.evaluation.inputs as inputs
 
     reads = []
-    real_load = evaluation.load_samples
-    monkeypatch.setattr(evaluation, "load_samples", lambda obj, *a, **k: reads.append(str(obj)) or real_load(obj, *a, **k))
+    real_load = inputs.load_samples
+    monkeypatch.setattr(inputs, "load_samples", lambda obj, *a, **k: reads.append(str(obj)) or real_load(obj, *a, **k))
     CALLS["features"] = 0
     ev = evaluate(files["real"], files["fake"], real2=files["train"], train=files["train"], n_boot=2, options=FAST, device="cpu")
     assert sorted(reads) == sorted(str(files[k]) for k in ("real", "fake", "train"))
@@ -243,3 +243,38 @@ def test_report_includes_training_curves_and_diagnostics(tmp_path):
     assert "<h2>Training" in page and "training diagnostics after 4 steps" in page
     assert (out / "training.png").stat().st_size > 1000
     assert json.loads((out / "metrics.json").read_text())["training"]["diagnostics"]["steps"] == 4
+
+
+def _mean_gap(a, b, scale=1.0):
+    return {"gap": scale * float(np.abs(np.asarray(a).mean(0) - np.asarray(b).mean(0)).mean()), "unreported": 1.0}
+
+
+def test_evaluate_is_a_loop_over_the_metric_registry(monkeypatch):
+    """A metric registered once is computed (with its options and error method), reported with its direction,
+    description and panel, and accepted by --fail-on; nothing else needs to know about it."""
+    from physgan.evaluation.result import check_threshold_names
+    from physgan.metrics import PANELS, Metric, Reported, registry
+
+    metric = Metric(
+        "mean_gap", _mean_gap, "bootstrap", "features",
+        (Reported("gap", "mean_gap", "mean |feature mean gap|", better="lower", panel=PANELS[1]),),
+        defaults={"scale": 2.0},
+    )
+    monkeypatch.setitem(registry._REGISTRY, "mean_gap", metric)
+    rng = np.random.default_rng(0)
+    xr, xf = rng.normal(size=(200, 4)).astype(np.float32), rng.normal(0.5, 1, size=(200, 4)).astype(np.float32)
+    c = np.zeros((200, 0), np.float32)
+    ev = evaluate((xr, c), (xf, c), domain="toybare", n_boot=3, options={**FAST, "mean_gap": {"scale": 3.0}}, device="cpu")
+    m = ev.metrics["mean_gap"]
+    features = ev._feat_real, ev._feat_fake
+    expect = _mean_gap(np.stack(list(features[0].values()), 1), np.stack(list(features[1].values()), 1), scale=3.0)["gap"]
+    assert m.value == pytest.approx(expect) and m.description == "mean |feature mean gap|" and m.better == "lower"
+    assert np.isfinite(m.error) and m.error > 0 and np.isfinite(m.floor) and m.floor < m.value
+    assert "unreported" not in ev.metrics and "mean_gap" in ev.info["timings_s"]
+    assert ev.to_dict()["metrics"]["mean_gap"]["group"] == "generic"
+    panel = next(g for g in ev.group_verdicts() if g["group"] == PANELS[1])
+    assert panel["n"] == 5  # fpd, kpd, w1_norm_mean, separation_mean and the new one
+    assert check_threshold_names([("mean_gap", ">", 1.0)])
+    monkeypatch.delitem(registry._REGISTRY, "mean_gap")
+    with pytest.raises(ConfigError, match="unknown metric 'mean_gap'"):
+        check_threshold_names([("mean_gap", ">", 1.0)])

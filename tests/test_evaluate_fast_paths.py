@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from physgan.evaluation import SampleSet, _LowLevel
+from physgan.evaluation.inputs import LowLevel, SampleSet
 from physgan.metrics.memorisation import nearest_distances, search_space, train_distances
 
 
 def showers(n: int, d: int = 4200, seed: int = 0) -> SampleSet:
-    """Sparse non-negative samples with a large dynamic range (log-scaled and projected by _LowLevel)."""
+    """Sparse non-negative samples with a large dynamic range (log-scaled and projected by LowLevel)."""
     rng = np.random.default_rng(seed)
     x = rng.lognormal(0.0, 2.0, (n, d)).astype(np.float32) * (rng.random((n, d)) < 0.15)
     c = rng.uniform(1.0, 100.0, (n, 1)).astype(np.float32)
@@ -22,7 +22,7 @@ def test_memorisation_search_through_the_projection_equals_the_search_on_the_rep
     """embed= maps training rows straight into the search space (projection and PCA as one matrix);
     the distances equal those of the search on the full projected representation."""
     train, held = showers(700, seed=1), showers(150, seed=2)
-    low = _LowLevel(train, {"energy": "log"}, seed=3, device=torch.device("cpu"))
+    low = LowLevel(train, {"energy": "log"}, seed=3, device=torch.device("cpu"))
     assert low.proj is not None and low.log_scale is not None
     rep_t, rep_h = low(train), low(held)
     queries = {"held": rep_h, "copies": rep_t[:40]}

@@ -11,8 +11,8 @@ import pytest
 from physgan.domains.base import get_domain
 from physgan.domains.nbody.metrics import nearest_training
 from physgan.domains.nbody.plots import conditioning_response, matched_pairs
-from physgan.evaluation import Evaluation, MetricEntry, _physics_direction, detail_group, judge
-from physgan.metrics import fpd, kpd, with_floor
+from physgan.evaluation import Evaluation, MetricEntry, detail_group, judge
+from physgan.metrics import fpd, kpd, physics_direction, with_floor
 from physgan.metrics.memorisation import memorisation_stats, train_distances
 from physgan.metrics.scaling import reference_scale
 from physgan.report.axes import ratio_limits
@@ -76,10 +76,10 @@ def test_reference_scale_without_pooling_would_explode():
 # -- signed quantities ------------------------------------------------------------------------------
 def test_signed_bias_seven_sigma_is_not_at_floor():
     # the numbers: response_rel_diff -3.6e-4 ± 2.2e-5 against a floor of -8.4e-5 ± 3.5e-5
-    assert _physics_direction("response_rel_diff") == "unknown"
-    assert _physics_direction("ebin2/sep/e_layer_3") == "lower" and _physics_direction("pk_ratio_max_dev") == "lower"
-    assert _physics_direction("sep/width_r_9") == "lower"
-    m = MetricEntry("physics/response_rel_diff", -3.6e-4, 2.2e-5, -8.4e-5, 3.5e-5, "physics", _physics_direction("response_rel_diff"))
+    assert physics_direction("response_rel_diff") == "unknown"
+    assert physics_direction("ebin2/sep/e_layer_3") == "lower" and physics_direction("pk_ratio_max_dev") == "lower"
+    assert physics_direction("sep/width_r_9") == "lower"
+    m = MetricEntry("physics/response_rel_diff", -3.6e-4, 2.2e-5, -8.4e-5, 3.5e-5, "physics", physics_direction("response_rel_diff"))
     ev = Evaluation("calo", {m.name: m}, {"n": {"real": 1000, "fake": 1000}, "floor_source": "real2"}, [])
     assert m.verdict == "differs from floor (-7σ)" and m.n_sigma == pytest.approx(-6.7, abs=0.1)
     assert m.closeness == "far"

@@ -46,7 +46,7 @@ def _imported(name: str, path: Path, node: ast.Import | ast.ImportFrom) -> list[
         base = ".".join(package[: len(package) - node.level + 1] + ([node.module] if node.module else []))
     else:
         base = node.module or ""
-    return [base] + [f"{base}.{a.name}" for a in node.names]
+    return [f"{base}.{a.name}" for a in node.names]  # a submodule, else (stripped to) the module holding the name
 
 
 def import_graph() -> dict[str, set[str]]:

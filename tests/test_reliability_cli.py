@@ -72,7 +72,7 @@ def _evaluate_must_not_run(*args, **kwargs):
 
 
 def test_evaluate_checks_report_location_and_fail_on_names_first(trained, rec, capsys, tmp_path, monkeypatch):
-    monkeypatch.setattr(evaluation, "evaluate", _evaluate_must_not_run)
+    monkeypatch.setattr(evaluation.command, "evaluate", _evaluate_must_not_run)
     base = ["evaluate", "--real", str(trained / "real.h5"), "--fake", str(trained / "fake.h5")]
     with rec.case(CAT_CLI, "`evaluate --report` into an unwritable place (a file in the path, read-only /sys) -> exit 2 "
                   "before any evaluation work") as row:

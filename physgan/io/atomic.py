@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
 import tempfile
 import uuid
@@ -17,7 +18,15 @@ from pathlib import Path
 
 from physgan.errors import OutputExistsError, PhysganError
 
-__all__ = ["atomic_output", "fsync_directory", "sweep_temporaries", "sweep_stale", "check_writable", "probe_writable_dir"]
+__all__ = [
+    "atomic_output",
+    "atomic_directory",
+    "fsync_directory",
+    "sweep_temporaries",
+    "sweep_stale",
+    "check_writable",
+    "probe_writable_dir",
+]
 
 TMP_MARK = ".tmp-"
 _HOST = socket.gethostname().replace("/", "_") or "host"
@@ -105,6 +114,63 @@ def atomic_output(path: str | os.PathLike, overwrite: bool = False) -> Iterator[
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        raise
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | os.PathLike, overwrite: bool = False, what: str = "directory") -> Iterator[Path]:
+    """Yield a temporary directory beside ``path``; on success, fsync its files and rename it onto ``path``.
+
+    A reader sees the old directory (or none) or the complete new one. An existing ``path`` is
+    replaced only with ``overwrite`` (moved aside, then removed once the new one is in place). On
+    any exception the temporary directory is removed and ``path`` is untouched.
+
+    Parameters
+    ----------
+    path : path
+        The directory to produce.
+    overwrite : bool
+        Replace an existing directory.
+    what : str
+        What it is, for messages (``report``).
+
+    Raises
+    ------
+    OutputExistsError
+        ``path`` exists (without ``overwrite``) or is a file.
+    PhysganError
+        Writing failed (disk full, permissions), naming ``path``.
+    """
+    target = Path(path)
+    if target.exists() and not overwrite:
+        raise OutputExistsError(f"{target}: exists already; pass --overwrite (overwrite=True) to replace it")
+    if target.exists() and not target.is_dir():
+        raise OutputExistsError(f"{target}: is a file, expected a {what} directory")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.parent / f".{target.name}{TMP_MARK}{uuid.uuid4().hex[:8]}"
+        tmp.mkdir()
+    except OSError as err:
+        raise PhysganError(f"{target}: could not write the {what}: {err}") from err
+    try:
+        yield tmp
+        for p in tmp.rglob("*"):
+            if p.is_file():
+                with open(p, "rb") as fh:
+                    os.fsync(fh.fileno())
+        old = None
+        if target.exists():
+            old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
+            os.replace(target, old)
+        os.replace(tmp, target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        fsync_directory(target.parent)
+    except OSError as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise PhysganError(f"{target}: could not write the {what}: {err}") from err
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 
