@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -22,7 +23,19 @@ import torch
 
 from physgan.io.hdf5 import SampleSource
 
-__all__ = ["split_indices", "DeviceSampler", "BlockStreamer", "block_starts"]
+__all__ = [
+    "split_indices",
+    "DeviceSampler",
+    "BlockStreamer",
+    "block_starts",
+    "TrainingSplit",
+    "split_training_data",
+    "Prepare",
+    "make_sampler",
+]
+
+#: rows of the training data the transform and the condition normalisation are fitted on
+FIT_ROWS = 50000
 
 
 def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -71,13 +84,22 @@ class DeviceSampler:
         return perm[self.rank :: self.world_size].to(self.x.device)
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next batch ``(x, c)``."""
+        rows = self._next_rows()
+        return self.x[rows], self.c[rows]
+
+    def next_conditions(self) -> torch.Tensor:
+        """The conditions of the next batch only (the position advances as with :meth:`next`)."""
+        return self.c[self._next_rows()]
+
+    def _next_rows(self) -> torch.Tensor:
         if self.cursor + self.batch_size > len(self._order):
             self.epoch += 1
             self.cursor = 0
             self._order = self._new_order()
-        idx = self._order[self.cursor : self.cursor + self.batch_size]
+        rows = self._order[self.cursor : self.cursor + self.batch_size]
         self.cursor += self.batch_size
-        return self.x[idx], self.c[idx]
+        return rows
 
     def state_dict(self) -> dict[str, Any]:
         return {"epoch": self.epoch, "cursor": self.cursor, "epoch_state": self._epoch_state}
@@ -233,6 +255,10 @@ class BlockStreamer:
         self._buf_pos += self.batch_size
         return x[sl], c[sl]
 
+    def next_conditions(self) -> torch.Tensor:
+        """The conditions of the next batch (the rows are read with them: a buffer is prepared whole)."""
+        return self.next()[1]
+
     def state_dict(self) -> dict[str, Any]:
         # resume restarts the current shuffle buffer (group - 1) of the same epoch
         return {"epoch": self.epoch, "group": max(self.group - 1, 0), "epoch_state": self._epoch_state}
@@ -243,3 +269,127 @@ class BlockStreamer:
         self.epoch, self.group = int(state["epoch"]), int(state["group"])
         self._buffer = None
         self._pending = None  # a read in flight for another position is dropped
+
+
+@dataclass
+class TrainingSplit:
+    """A training file split for training: the held-out rows, the rows to fit on, and where the training rows are.
+
+    Attributes
+    ----------
+    n_total : int
+        Rows in the file.
+    in_memory : bool
+        The training rows are read whole (``train``) rather than streamed in blocks (``train_starts``).
+    val : (x, c)
+        Held-out rows (at most ``data.val_size``), physical units.
+    fit : (x, c)
+        At most :data:`FIT_ROWS` training rows to fit the transform and the condition normalisation on.
+    train : (x, c) or None
+        In memory: every training row (released by :func:`make_sampler`).
+    train_starts : array of int or None
+        Streamed: start rows of the training blocks, each ``block_rows`` long.
+    block_rows : int
+    warnings : list of str
+        The domain's findings on the data it was shown (all rows in memory, the fit rows when streamed).
+    """
+
+    n_total: int
+    in_memory: bool
+    val: tuple[np.ndarray, np.ndarray]
+    fit: tuple[np.ndarray, np.ndarray]
+    train: tuple[np.ndarray, np.ndarray] | None = None
+    train_starts: np.ndarray | None = None
+    block_rows: int = 0
+    warnings: tuple[str, ...] = ()
+
+
+def split_training_data(
+    source: SampleSource, d_cfg: Any, seed: int, check: Callable[[np.ndarray, np.ndarray], list[str]]
+) -> TrainingSplit:
+    """Split an open training file into held-out and training rows (seeded), reading what training needs.
+
+    Parameters
+    ----------
+    source : SampleSource
+        The open training file (left open).
+    d_cfg : DataConfig
+        ``in_memory``, ``memory_limit_gb``, ``val_fraction``, ``val_size``, ``block_rows``.
+    seed : int
+        Seeds the split (rows in memory, blocks when streamed).
+    check : callable
+        ``(x, c) -> [warning]``: the domain's physics checks of the data (may raise on bad data).
+    """
+    header = source.header
+    n_total = header.n
+    sample_bytes = 4 * int(np.prod(header.sample_shape)) * n_total
+    in_memory = d_cfg.in_memory == "yes" or (d_cfg.in_memory == "auto" and sample_bytes <= d_cfg.memory_limit_gb * 2**30)
+    if in_memory:
+        from physgan.io.hdf5 import read_all
+
+        train_idx, val_idx = split_indices(n_total, d_cfg.val_fraction, seed)
+        x_all, c_all = read_all(source)
+        warnings = check(x_all, c_all)
+        x_tr, c_tr = x_all[train_idx], c_all[train_idx]
+        val_rows = val_idx[: d_cfg.val_size]
+        val = (x_all[val_rows], c_all[val_rows])
+        del x_all, c_all
+        return TrainingSplit(n_total, True, val, (x_tr[:FIT_ROWS], c_tr[:FIT_ROWS]), (x_tr, c_tr), warnings=tuple(warnings))
+    rows = d_cfg.block_rows or max(header.chunk_rows, 1) * max(1, 4096 // max(header.chunk_rows, 1))
+    starts = block_starts(n_total, rows)
+    rng = np.random.default_rng(seed)
+    n_val_blocks = min(len(starts) - 1, max(1, round(len(starts) * d_cfg.val_fraction))) if d_cfg.val_fraction > 0 else 0
+    perm = rng.permutation(len(starts))
+    val_starts, train_starts = np.sort(starts[perm[:n_val_blocks]]), np.sort(starts[perm[n_val_blocks:]])
+    if n_val_blocks:
+        vx, vc = zip(*[source.read(s, s + rows) for s in val_starts])
+        val = (np.concatenate(vx)[: d_cfg.val_size], np.concatenate(vc)[: d_cfg.val_size])
+    else:
+        val = (np.zeros((0,)), np.zeros((0,)))
+    fx, fc = zip(*[source.read(s, s + rows) for s in train_starts[: max(1, FIT_ROWS // rows)]])
+    fit = (np.concatenate(fx), np.concatenate(fc))
+    return TrainingSplit(n_total, False, val, fit, train_starts=train_starts, block_rows=rows, warnings=tuple(check(*fit)))
+
+
+class Prepare:
+    """Physical rows to model space on the device: ``(x, c) -> (transform(x, c), normalised c)``, float32."""
+
+    def __init__(self, transform: Any, normaliser: Any, device: torch.device):
+        self.transform, self.normaliser, self.device = transform, normaliser, device
+
+    def __call__(self, x: np.ndarray, c: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        xt = torch.as_tensor(x, device=self.device)
+        ct = torch.as_tensor(c, device=self.device)
+        return self.transform.forward(xt, ct).float(), self.normaliser(ct).float()
+
+
+def make_sampler(
+    split: TrainingSplit, d_cfg: Any, prepare: Prepare, batch_size: int, seed: int, rank: int = 0, world_size: int = 1
+) -> DeviceSampler | BlockStreamer:
+    """The batch source of a split: the prepared training rows on the device, or a streamer over its blocks.
+
+    In memory, the training rows are prepared in chunks of 8192 and ``split.train`` is released.
+    """
+    if split.in_memory:
+        x_tr, c_tr = split.train
+        split.train = None
+        parts = [prepare(x_tr[s : s + 8192], c_tr[s : s + 8192]) for s in range(0, len(x_tr), 8192)]
+        del x_tr, c_tr
+        x_model, c_model = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+        del parts
+        return DeviceSampler(x_model, c_model, batch_size, seed=seed, rank=rank, world_size=world_size)
+    from physgan.io.hdf5 import open_source
+
+    return BlockStreamer(
+        open_source(d_cfg.path, d_cfg.layout),
+        split.train_starts,
+        split.block_rows,
+        batch_size,
+        seed=seed,
+        prepare=prepare,
+        shuffle_blocks=d_cfg.shuffle_blocks,
+        workers=d_cfg.workers,
+        rank=rank,
+        world_size=world_size,
+        prefetch=d_cfg.prefetch,
+    )

@@ -22,9 +22,9 @@ import copy
 import json
 import math
 import shutil
-import sys
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +38,9 @@ from physgan.device import autocast, resolve_device
 from physgan.domains.base import get_domain, model_spec
 from physgan.domains.checks import check_training_data
 from physgan.errors import CheckpointError, ConfigError, PhysganError
+from physgan.io.atomic import atomic_output
 from physgan.io.hdf5 import open_source
-from physgan.io.loader import BlockStreamer, DeviceSampler, block_starts, split_indices
+from physgan.io.loader import Prepare, make_sampler, split_training_data
 from physgan.sampling import generate_batch
 from physgan.train.checkpoint import (
     latest_checkpoint,
@@ -47,7 +48,6 @@ from physgan.train.checkpoint import (
     prune_snapshots,
     rng_state,
     save_checkpoint,
-    set_rng_state,
 )
 from physgan.train.conditions import ConditionNormaliser
 from physgan.train.diagnostics import SampleDiagnostics, TrainingMonitor, format_summary, grad_norm, summarise_stats
@@ -66,7 +66,8 @@ from physgan.train.moments import conditional_moment_loss
 from physgan.train.resume import check_same_data, data_identity, resume_point
 from physgan.train.runlock import RunLock
 from physgan.train.signals import StopFlag
-from physgan.train.stats import Progress, StatsWriter
+from physgan.train.state import TrainState, latent_seed
+from physgan.train.stats import Progress, RunLog, StatsWriter
 
 __all__ = ["train", "TrainResult", "TrainingDiverged", "build_models", "validation_metrics"]
 
@@ -187,12 +188,12 @@ def _holds_no_results(run_dir: Path) -> bool:
 def _train(
     cfg: Config, run_dir: Path, resume: str | None, progress: bool, allow_new_data: bool, objective: Objective | None
 ) -> TrainResult:
-    """The body of :func:`train`."""
+    """The body of :func:`train`, top to bottom."""
     cfg.validate()
     t_cfg, d_cfg = cfg.train, cfg.data
     domain = get_domain(cfg.domain)
 
-    # ---- devices, processes, seeds ---------------------------------------------------------
+    # ---- devices, processes, run log, checkpoint to resume from -------------------------------
     device = resolve_device(t_cfg.device)
     dist_info: DistInfo = init_distributed(device.type)
     if device.type == "cuda" and dist_info.enabled:
@@ -202,180 +203,217 @@ def _train(
         torch.backends.cudnn.benchmark = False
     elif device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-
     is_main = dist_info.is_main
     barrier(dist_info)
     ckpt_path, ckpt, notes = resume_point(run_dir, cfg, resume)
     prog = Progress(t_cfg.steps, initial=int(ckpt["step"]) if ckpt else 0, enabled=progress and is_main)
-    log_file = open(run_dir / "log.txt", "a") if is_main else None
-
-    def log(text: str) -> None:
-        prog.message(text)
-        if log_file:
-            log_file.write(time.strftime("%Y-%m-%d %H:%M:%S ") + text + "\n")
-            log_file.flush()
-
-    def notice(text: str) -> None:
-        """A line the user must see even with --quiet (resume decisions): log.txt and stderr."""
-        log(text)
-        if is_main and not prog.enabled:
-            print(f"physgan: {text}", file=sys.stderr, flush=True)
-
+    runlog = RunLog(run_dir / "log.txt" if is_main else None, prog)
     for text in notes:
-        notice(text)
+        runlog.notice(text)
 
-    # ---- data: split, transform, condition normalisation, sampler ---------------------------
+    # ---- data: split, transform and condition normalisation, sampler --------------------------
     if not d_cfg.path:
         raise ConfigError("no training data: pass --data FILE.h5 (data.path)")
     source = open_source(d_cfg.path, d_cfg.layout)
-    header = source.header
-    identity = data_identity(d_cfg.path, header)
-    if ckpt:
-        try:
-            changed_data = check_same_data(run_dir, ckpt.get("run", {}), identity, allow_new_data)
-        except PhysganError:
-            source.close()
-            raise
-        if changed_data:
-            notice(changed_data)
-    n_total = header.n
-    sample_bytes = 4 * int(np.prod(header.sample_shape)) * n_total
-    in_memory = d_cfg.in_memory == "yes" or (d_cfg.in_memory == "auto" and sample_bytes <= d_cfg.memory_limit_gb * 2**30)
-    if in_memory:
-        train_idx, val_idx = split_indices(n_total, d_cfg.val_fraction, t_cfg.seed)
-        from physgan.io.hdf5 import read_all
-
-        x_all, c_all = read_all(source)
-        physics_warnings = check_training_data(domain, x_all, c_all, header.condition_names, header.attrs, d_cfg.path)
-        x_tr, c_tr = x_all[train_idx], c_all[train_idx]
-        val_rows = val_idx[: d_cfg.val_size]
-        val = (x_all[val_rows], c_all[val_rows])
-        fit_x, fit_c = x_tr[:50000], c_tr[:50000]
-        del x_all, c_all
-    else:
-        rows = d_cfg.block_rows or max(header.chunk_rows, 1) * max(1, 4096 // max(header.chunk_rows, 1))
-        starts = block_starts(n_total, rows)
-        rng = np.random.default_rng(t_cfg.seed)
-        n_val_blocks = min(len(starts) - 1, max(1, round(len(starts) * d_cfg.val_fraction))) if d_cfg.val_fraction > 0 else 0
-        perm = rng.permutation(len(starts))
-        val_starts, train_starts = np.sort(starts[perm[:n_val_blocks]]), np.sort(starts[perm[n_val_blocks:]])
-        vx, vc = zip(*[source.read(s, s + rows) for s in val_starts]) if n_val_blocks else ([], [])
-        val = (
-            (np.concatenate(vx)[: d_cfg.val_size], np.concatenate(vc)[: d_cfg.val_size])
-            if n_val_blocks
-            else (np.zeros((0,)), np.zeros((0,)))
-        )
-        fx, fc = zip(*[source.read(s, s + rows) for s in train_starts[: max(1, 50000 // rows)]])
-        fit_x, fit_c = np.concatenate(fx), np.concatenate(fc)
-        physics_warnings = check_training_data(domain, fit_x, fit_c, header.condition_names, header.attrs, d_cfg.path)
-    source.close()
-    for text in physics_warnings:
-        notice(f"warning: {d_cfg.path}: {text}")
-
+    try:
+        header, layout = source.header, source.layout.name
+        identity = data_identity(d_cfg.path, header)
+        changed_data = check_same_data(run_dir, ckpt.get("run", {}), identity, allow_new_data) if ckpt else None
+        check = partial(check_training_data, domain, names=header.condition_names, attrs=header.attrs, path=d_cfg.path)
+        split = split_training_data(source, d_cfg, t_cfg.seed, check)
+    finally:
+        source.close()
+    if changed_data:
+        runlog.notice(changed_data)
+    for text in split.warnings:
+        runlog.notice(f"warning: {d_cfg.path}: {text}")
     transform = domain.make_transform(dict(d_cfg.transform))
     normaliser = ConditionNormaliser(header.condition_names, domain.condition_scales)
     if ckpt:
         transform.load_state_dict(ckpt["transform"])
         normaliser = ConditionNormaliser.from_state(ckpt["conditions"])
     else:
-        transform.fit(fit_x, fit_c, header.attrs)
-        normaliser.fit(fit_c)
-    del fit_x, fit_c
+        transform.fit(*split.fit, header.attrs)
+        normaliser.fit(split.fit[1])
+    split.fit = None
+    val = split.val
+    sampler = make_sampler(
+        split, d_cfg, Prepare(transform, normaliser, device), t_cfg.batch_size, t_cfg.seed, dist_info.rank, dist_info.world_size
+    )
 
-    def prepare(x: np.ndarray, c: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        xt = torch.as_tensor(x, device=device)
-        ct = torch.as_tensor(c, device=device)
-        return transform.forward(xt, ct).float(), normaliser(ct).float()
-
-    if in_memory:
-        parts = [prepare(x_tr[s : s + 8192], c_tr[s : s + 8192]) for s in range(0, len(x_tr), 8192)]
-        x_model = torch.cat([p[0] for p in parts])
-        c_model = torch.cat([p[1] for p in parts])
-        del parts, x_tr, c_tr
-        sampler = DeviceSampler(
-            x_model, c_model, t_cfg.batch_size, seed=t_cfg.seed, rank=dist_info.rank, world_size=dist_info.world_size
-        )
-    else:
-        sampler = BlockStreamer(
-            open_source(d_cfg.path, d_cfg.layout),
-            train_starts,
-            rows,
-            t_cfg.batch_size,
-            seed=t_cfg.seed,
-            prepare=prepare,
-            shuffle_blocks=d_cfg.shuffle_blocks,
-            workers=d_cfg.workers,
-            rank=dist_info.rank,
-            world_size=dist_info.world_size,
-            prefetch=d_cfg.prefetch,
-        )
-
-    # ---- networks, optimisers, objective -----------------------------------------------------
+    # ---- networks, optimisers, objective, diagnostics; resume -------------------------------
     torch.manual_seed(t_cfg.seed)  # identical initial weights on every rank
     G, D, spec = build_models(domain, header, transform, cfg, normaliser)
     G, D = G.to(device), D.to(device)
-    G_ema = copy.deepcopy(G).eval().requires_grad_(False)
     objective = objective or make_objective(t_cfg.loss, t_cfg.gp_lambda, t_cfg.drift, t_cfg.clip)
     moments = None
     if t_cfg.moment_weight > 0:
         if domain.moment_features is None:
             raise ConfigError(f"train.moment_weight={t_cfg.moment_weight}: domain '{cfg.domain}' defines no summaries to match")
         moments = domain.moment_features(spec).to(device)
-
-    def make_opt(params, lr):
-        if t_cfg.optimizer == "rmsprop":
-            return torch.optim.RMSprop(params, lr=lr)
-        return torch.optim.Adam(params, lr=lr, betas=tuple(t_cfg.betas))
-
-    opt_g, opt_d = make_opt(G.parameters(), t_cfg.lr_g), make_opt(D.parameters(), t_cfg.lr_d)
-    zgen = torch.Generator(device=device).manual_seed(t_cfg.seed * dist_info.world_size + dist_info.rank)
-    step, best_score, rollbacks = 0, math.inf, 0
-    history_metrics: dict[str, float] = {}
-
-    # ---- diagnostics: fixed real batch and latents (mode collapse), health warnings -------
-    sample_diag, z_diag = None, None
-    n_diag = min(_DIAG_SAMPLES, len(val[0]), max(64, _DIAG_ELEMENTS // max(1, int(np.prod(header.sample_shape)))))
-    if is_main and n_diag >= 12:
-        sample_diag = SampleDiagnostics(val[0][:n_diag], val[1][:n_diag], domain.features, header.attrs, seed=t_cfg.seed)
-        zg = torch.Generator().manual_seed(t_cfg.seed + 15485863)
-        z_diag = torch.randn((sample_diag.n_fake, *G.latent_shape(1)), generator=zg).to(device)
+    sample_diag, z_diag = _sample_diagnostics(val, header, domain, G, t_cfg.seed, device) if is_main else (None, None)
     warmup = t_cfg.diag_warmup if t_cfg.diag_warmup >= 0 else min(t_cfg.steps // 10, 5000)
-    monitor = TrainingMonitor(sample_diag.thresholds if sample_diag else None, warmup_steps=warmup)
-
-    def load_state(state: dict[str, Any]) -> None:
-        G.load_state_dict(state["G"])
-        D.load_state_dict(state["D"])
-        G_ema.load_state_dict(state["G_ema"])
-        opt_g.load_state_dict(state["opt_g"])
-        opt_d.load_state_dict(state["opt_d"])
-        sampler.load_state_dict(state["sampler"])
-        per_rank = state.get("rank_rng")
-        if not dist_info.enabled:
-            zgen.set_state(state["zgen"])
-            set_rng_state(state["rng"])
-        elif per_rank is not None and len(per_rank) == dist_info.world_size:  # each rank continues its own stream
-            zgen.set_state(per_rank[dist_info.rank]["zgen"])
-            set_rng_state(per_rank[dist_info.rank]["rng"])
-        else:  # saved by another world size (or by a best-only save): fresh, distinct streams per rank
-            zgen.manual_seed(t_cfg.seed * dist_info.world_size + dist_info.rank + 7919 * (int(state["step"]) + 1))
-            log(f"rank {dist_info.rank}: the checkpoint holds no random state for {dist_info.world_size} ranks; latents reseeded")
-        monitor.load_state_dict(state.get("diagnostics", {}))
-
+    ts = TrainState(
+        G,
+        D,
+        copy.deepcopy(G).eval().requires_grad_(False),
+        _optimizer(t_cfg, G.parameters(), t_cfg.lr_g),
+        _optimizer(t_cfg, D.parameters(), t_cfg.lr_d),
+        sampler,
+        torch.Generator(device=device).manual_seed(latent_seed(t_cfg.seed, dist_info)),
+        TrainingMonitor(sample_diag.thresholds if sample_diag else None, warmup_steps=warmup),
+    )
     if ckpt:
-        load_state(ckpt)
-        step, best_score, rollbacks = int(ckpt["step"]), float(ckpt.get("best_score", math.inf)), int(ckpt.get("rollbacks", 0))
-        log(f"resumed from {ckpt_path} at step {step}")
-        if step >= t_cfg.steps:
-            notice(f"the run is already at step {step}, at or past train.steps = {t_cfg.steps}: nothing to train (pass a larger --steps)")
+        note = ts.resume(ckpt, dist_info, t_cfg.seed)
+        if note:
+            runlog.log(note)
+        runlog.log(f"resumed from {ckpt_path} at step {ts.step}")
+        if ts.step >= t_cfg.steps:
+            runlog.notice(
+                f"the run is already at step {ts.step}, at or past train.steps = {t_cfg.steps}: nothing to train (pass a larger --steps)"
+            )
 
     # ---- run files -------------------------------------------------------------------------
-    run_info = {
+    info = _run_info(cfg, layout, identity, header, split, spec, G, transform, normaliser)
+    saved = {  # what every checkpoint holds beside the training state
+        "config": config_to_dict(cfg),
+        "transform": transform.state_dict(),
+        "conditions": normaliser.state_dict(),
+        "run": info,
+        "physgan_version": physgan.__version__,
+        "torch_version": str(torch.__version__),
+    }
+    if is_main:
+        save_config(cfg, run_dir / "config.yaml")
+        with atomic_output(run_dir / "run.json", overwrite=True) as tmp:
+            Path(tmp).write_text(json.dumps(info, indent=2, default=str))
+    stats = StatsWriter(run_dir, enabled=is_main)
+
+    # ---- distributed wrappers (single process: the modules themselves); validation batch -----
+    G_train = DDP(G, device_ids=[device.index] if device.type == "cuda" else None) if dist_info.enabled else G
+    D_train = DDP(D, device_ids=[device.index] if device.type == "cuda" else None) if dist_info.enabled else D
+    if t_cfg.compile:
+        G_train = torch.compile(G_train)  # one backward through G: compiles; the critic stays eager (double backward)
+    n_val = len(val[0])
+    z_val = None
+    if n_val:
+        z_val = torch.randn((n_val, *G.latent_shape(1)), generator=torch.Generator().manual_seed(t_cfg.seed + 7919)).to(device)
+
+    # ---- the loop --------------------------------------------------------------------------
+    stop = StopFlag()
+    acc: dict[str, torch.Tensor] = {}
+    acc_n = 0
+    bad = torch.zeros((), device=device, dtype=torch.bool)
+    t_tick = time.time()
+    first_step_logged = False
+    if ts.step == 0 and is_main:
+        runlog.log(
+            f"training {cfg.domain} on {d_cfg.path}: {split.n_total} samples of shape {header.sample_shape}, conditions "
+            f"{header.condition_names}, {'in memory' if split.in_memory else 'streamed'} on {device}, "
+            f"{sum(p.numel() for p in G.parameters())} G / {sum(p.numel() for p in D.parameters())} D parameters"
+        )
+    prog.start()
+    try:
+        while ts.step < t_cfg.steps:
+            st, bad_d = _critic_steps(ts, D_train, objective, t_cfg, device)
+            st_g, bad_g = _generator_step(ts, G_train, objective, moments, t_cfg, device)
+            bad |= bad_d | bad_g
+            update_ema(ts.G_ema, G, t_cfg.ema_beta, ts.step)
+            ts.step += 1
+            prog.heartbeat(ts.step)
+            for k, v in {**st, **st_g}.items():
+                acc[k] = acc.get(k, 0.0) + v.detach().float()
+            acc_n += 1
+
+            # ---- once per tick: divergence check, stats, status (the only host syncs) ---------
+            tick = ts.step % t_cfg.log_every == 0 or ts.step == t_cfg.steps
+            if not first_step_logged and is_main and not tick:  # progress from the first step (slow 3-D steps)
+                runlog.log(f"step {ts.step}: first step took {time.time() - t_tick:.1f} s; status every {t_cfg.log_every} steps")
+            first_step_logged = True
+            if tick:
+                if bool(bad) or not all(torch.isfinite(p).all() for net in (G, D) for p in net.parameters()):
+                    _roll_back(ts, run_dir, t_cfg, dist_info, runlog)
+                    bad.zero_()
+                    acc, acc_n = {}, 0
+                    continue
+                means = {k: float(v) / acc_n for k, v in acc.items()}
+                means["Timing/steps_per_s"] = acc_n / max(time.time() - t_tick, 1e-9)
+                if device.type == "cuda":
+                    means["Resources/peak_gpu_mem_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
+                if sample_diag is not None:  # diversity and coverage of the (non-EMA) generator on the fixed batch
+                    c_b = torch.as_tensor(sample_diag.cond_b, device=device)
+                    means.update(sample_diag.stats(generate_batch(G, transform, normaliser, c_b, z_diag, t_cfg.precision).cpu().numpy()))
+                if is_main:
+                    for msg in ts.monitor.check(ts.step, means, emit=False):
+                        runlog.log(f"warning: {msg}")
+                stats.write(ts.step, means)
+                prog.update(ts.step, {k: v for k, v in means.items() if k.startswith("Loss/")})
+                acc, acc_n, t_tick = {}, 0, time.time()
+
+            # ---- validation on the fixed held-out batch (EMA generator) ----------------------
+            if is_main and n_val and t_cfg.val_every and (ts.step % t_cfg.val_every == 0 or ts.step == t_cfg.steps):
+                metrics = validation_metrics(domain, ts.G_ema, transform, normaliser, val, z_val, header.attrs, t_cfg.precision)
+                stats.write(ts.step, {f"Val/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))})
+                better = metrics["score"] < ts.best_score
+                runlog.log(f"step {ts.step}: validation score {metrics['score']:.4g}" + (" (best so far)" if better else ""))
+                ts.last_metrics = metrics
+                if better:
+                    ts.best_score = metrics["score"]
+                    _checkpoint(ts, saved, run_dir, "best", t_cfg, dist_info)
+
+            # ---- checkpoints and preemption ---------------------------------------------------
+            if ts.step % t_cfg.ckpt_every == 0 or ts.step == t_cfg.steps:
+                _checkpoint(ts, saved, run_dir, "snapshot", t_cfg, dist_info)
+            if stop.agreed(dist_info, device):
+                _checkpoint(ts, saved, run_dir, None, t_cfg, dist_info)
+                _write_diagnostics(run_dir, stats, sample_diag, ts.monitor, runlog, is_main)
+                runlog.log(f"{stop.requested} received: checkpoint written at step {ts.step}; exiting (continue with --resume auto)")
+                return _result(run_dir, ts, stop.requested)
+        _checkpoint(ts, saved, run_dir, None, t_cfg, dist_info)
+        _write_diagnostics(run_dir, stats, sample_diag, ts.monitor, runlog, is_main)
+        if dist_info.enabled:
+            runlog.log(f"parameters identical across {dist_info.world_size} ranks")
+        runlog.log(f"finished {ts.step} steps; checkpoints in {run_dir / 'checkpoints'}")
+        return _result(run_dir, ts, None)
+    finally:
+        stop.restore()
+        prog.close()
+        stats.close()
+        if hasattr(sampler, "close"):
+            sampler.close()
+        runlog.close()
+        barrier(dist_info)
+        cleanup_distributed()
+
+
+# ---------------------------------------------------------------------------------------------
+# the steps of _train, in the order it takes them
+# ---------------------------------------------------------------------------------------------
+def _optimizer(t_cfg, params, lr: float) -> torch.optim.Optimizer:
+    if t_cfg.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr)
+    return torch.optim.Adam(params, lr=lr, betas=tuple(t_cfg.betas))
+
+
+def _sample_diagnostics(val, header, domain, G, seed: int, device: torch.device):
+    """The fixed held-out batch and latents of the per-tick diversity/coverage diagnostics (None when too few)."""
+    n_diag = min(_DIAG_SAMPLES, len(val[0]), max(64, _DIAG_ELEMENTS // max(1, int(np.prod(header.sample_shape)))))
+    if n_diag < 12:
+        return None, None
+    sample_diag = SampleDiagnostics(val[0][:n_diag], val[1][:n_diag], domain.features, header.attrs, seed=seed)
+    zg = torch.Generator().manual_seed(seed + 15485863)
+    return sample_diag, torch.randn((sample_diag.n_fake, *G.latent_shape(1)), generator=zg).to(device)
+
+
+def _run_info(cfg: Config, layout: str, identity, header, split, spec, G, transform, normaliser) -> dict[str, Any]:
+    """run.json: what the run was trained on and how its samples map to model space."""
+    return {
         "physgan_version": physgan.__version__,
         "domain": cfg.domain,
-        "layout": source.layout.name,
-        "data": str(Path(d_cfg.path).resolve()),
+        "layout": layout,
+        "data": str(Path(cfg.data.path).resolve()),
         "data_identity": identity,
-        "n_train": int(n_total - len(val[0])) if in_memory else int(n_total),
+        "n_train": int(split.n_total - len(split.val[0])) if split.in_memory else int(split.n_total),
         "sample_shape": list(header.sample_shape),
         "model_shape": list(spec.sample_shape),
         "latent_shape": list(G.latent_shape(1)),
@@ -389,229 +427,123 @@ def _train(
         "transform": transform.state_dict(),
         "conditions": normaliser.state_dict(),
     }
-    if is_main:
-        save_config(cfg, run_dir / "config.yaml")
-        from physgan.io.atomic import atomic_output
 
-        with atomic_output(run_dir / "run.json", overwrite=True) as tmp:
-            Path(tmp).write_text(json.dumps(run_info, indent=2, default=str))
-    stats = StatsWriter(run_dir, enabled=is_main)
 
-    def state_dict() -> dict[str, Any]:
-        return {
-            "G": G.state_dict(),
-            "D": D.state_dict(),
-            "G_ema": G_ema.state_dict(),
-            "opt_g": opt_g.state_dict(),
-            "opt_d": opt_d.state_dict(),
-            "sampler": sampler.state_dict(),
-            "zgen": zgen.get_state(),
-            "rng": rng_state(),
-            "step": step,
-            "best_score": best_score,
-            "rollbacks": rollbacks,
-            "diagnostics": monitor.state_dict(),
-            "config": config_to_dict(cfg),
-            "transform": transform.state_dict(),
-            "conditions": normaliser.state_dict(),
-            "run": run_info,
-            "physgan_version": physgan.__version__,
-            "torch_version": str(torch.__version__),
-        }
+def _critic_steps(ts: TrainState, D_train, objective: Objective, t_cfg, device) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """``n_critic`` critic updates; fakes made under no_grad with the real batch's conditions.
 
-    def checkpoint(tag: str | None = None) -> None:
-        per_rank = None
-        if dist_info.enabled and tag != "best":  # every rank takes part; raises if the ranks drifted apart
-            check_consistency(G, dist_info)
-            check_consistency(D, dist_info)
-            # each rank's own latent/global random state, so a resumed rank continues its own stream
-            per_rank = all_gather_objects({"zgen": zgen.get_state(), "rng": rng_state()}, dist_info)
-        if not is_main:
-            return
-        ckdir = run_dir / "checkpoints"
-        state = state_dict()
-        if per_rank is not None:
-            state["rank_rng"] = per_rank
-        save_checkpoint(state, ckdir / "last.pt")
-        if tag == "snapshot" and t_cfg.keep_snapshots > 0:
-            save_checkpoint(state, ckdir / f"step-{step:07d}.pt")
-            prune_snapshots(ckdir, t_cfg.keep_snapshots)
-        if tag == "best":
-            save_checkpoint(state, ckdir / "best.pt")
+    Returns the last update's statistics and whether any loss was non-finite or the penalty exploded.
+    """
+    G, D = ts.G, ts.D
+    D.requires_grad_(True)
+    bad = torch.zeros((), device=device, dtype=torch.bool)
+    for _ in range(t_cfg.n_critic):
+        real, c = ts.sampler.next()
+        z = torch.randn((real.shape[0], *G.latent_shape(1)), device=device, generator=ts.zgen)
+        with torch.no_grad(), autocast(t_cfg.precision, device):
+            fake = G(z, c)
+        with autocast(t_cfg.precision, device):
+            loss_d, st = objective.critic_loss(D_train, real, fake.float(), c, generator=ts.zgen)
+        ts.opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        st["Grad/D_norm"] = grad_norm(D)  # on device; read at the tick
+        ts.opt_d.step()
+        st.update({k: torch.as_tensor(v) for k, v in objective.after_critic_step(D).items()})
+        bad |= ~torch.isfinite(loss_d.detach())
+        if "Loss/GP" in st:
+            bad |= st["Loss/GP"] > _GP_EXPLODED
+    return st, bad
 
-    def write_diagnostics() -> None:
-        """diagnostics.json (summary, noise floor, warnings) and its summary in the log."""
-        if not is_main or not stats.path.is_file():
-            return
-        summary = summarise_stats(stats.path, sample_diag.state() if sample_diag else None, monitor.events)
-        from physgan.io.atomic import atomic_output
 
-        with atomic_output(run_dir / "diagnostics.json", overwrite=True) as tmp:
-            Path(tmp).write_text(json.dumps(summary, indent=2, default=str))
-        log(format_summary(summary))
+def _generator_step(ts: TrainState, G_train, objective: Objective, moments, t_cfg, device) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """One generator update through the frozen, unwrapped critic, at the next batch's conditions.
 
-    # ---- distributed wrappers (single process: the modules themselves) ---------------------
-    G_train = DDP(G, device_ids=[device.index] if device.type == "cuda" else None) if dist_info.enabled else G
-    D_train = DDP(D, device_ids=[device.index] if device.type == "cuda" else None) if dist_info.enabled else D
-    if t_cfg.compile:
-        G_train = torch.compile(G_train)  # one backward through G: compiles; the critic stays eager (double backward)
+    Only the conditions are drawn (the real rows are read only to match summary moments).
+    """
+    G, D = ts.G, ts.D
+    D.requires_grad_(False)
+    if moments is not None:
+        real, c = ts.sampler.next()
+    else:
+        real, c = None, ts.sampler.next_conditions()
+    z = torch.randn((c.shape[0], *G.latent_shape(1)), device=device, generator=ts.zgen)
+    with autocast(t_cfg.precision, device):
+        fake = G_train(z, c)
+        loss_g, st = objective.generator_loss(D, fake, c)
+    if moments is not None:  # the summaries' means at these conditions (physgan.train.moments)
+        loss_m = conditional_moment_loss(moments(fake.float()), moments(real.float()), c.float(), t_cfg.moment_degree)
+        loss_g = loss_g + t_cfg.moment_weight * loss_m
+        st["Loss/moments"] = loss_m.detach()
+    ts.opt_g.zero_grad(set_to_none=True)
+    loss_g.backward()
+    st["Grad/G_norm"] = grad_norm(G)
+    ts.opt_g.step()
+    return st, ~torch.isfinite(loss_g.detach())
 
-    # fixed held-out batch and latents for validation
-    n_val = len(val[0])
-    z_val = (
-        torch.randn((n_val, *G.latent_shape(1)), generator=torch.Generator().manual_seed(t_cfg.seed + 7919)).to(device)
-        if n_val
-        else None
+
+def _roll_back(ts: TrainState, run_dir: Path, t_cfg, dist_info: DistInfo, runlog: RunLog) -> None:
+    """Divergence: back to the newest intact checkpoint with lower learning rates and fresh latents (or give up)."""
+    ts.rollbacks += 1
+    if ts.rollbacks > t_cfg.max_rollbacks:
+        raise TrainingDiverged(
+            f"{run_dir}: training diverged (non-finite loss/weights or exploding penalty) {ts.rollbacks} times; "
+            f"gave up at step {ts.step}. Last good checkpoint: {latest_checkpoint(run_dir)}. "
+            "Try a lower learning rate (train.lr_g/lr_d) or a larger gp_lambda."
+        )
+    found = latest_intact_checkpoint(run_dir)
+    if found is None:
+        raise TrainingDiverged(f"{run_dir}: training diverged at step {ts.step} before any checkpoint was written")
+    good, good_state, _ = found
+    note = ts.load_state_dict(good_state, dist_info, t_cfg.seed)
+    if note:
+        runlog.log(note)
+    ts.step = int(good_state["step"])
+    factor = t_cfg.lr_decay_on_rollback**ts.rollbacks
+    for opt, base_lr in ((ts.opt_g, t_cfg.lr_g), (ts.opt_d, t_cfg.lr_d)):
+        for group in opt.param_groups:
+            group["lr"] = base_lr * factor
+    ts.zgen.manual_seed(latent_seed(t_cfg.seed, dist_info, 104729 * ts.rollbacks))
+    runlog.log(
+        f"divergence detected: rolled back to {good.name} (step {ts.step}), learning rates x{factor:g} "
+        f"(rollback {ts.rollbacks}/{t_cfg.max_rollbacks})"
     )
 
-    # ---- the loop --------------------------------------------------------------------------
-    stop = StopFlag()
-    acc: dict[str, torch.Tensor] = {}
-    acc_n = 0
-    bad = torch.zeros((), device=device, dtype=torch.bool)
-    t_tick = time.time()
-    first_step_logged = False
-    if step == 0 and is_main:
-        log(
-            f"training {cfg.domain} on {d_cfg.path}: {n_total} samples of shape {header.sample_shape}, conditions "
-            f"{header.condition_names}, {'in memory' if in_memory else 'streamed'} on {device}, "
-            f"{sum(p.numel() for p in G.parameters())} G / {sum(p.numel() for p in D.parameters())} D parameters"
-        )
-    prog.start()
-    try:
-        while step < t_cfg.steps:
-            # critic: n_critic steps; fakes made under no_grad with the real batch's conditions
-            D.requires_grad_(True)
-            for _ in range(t_cfg.n_critic):
-                real, c = sampler.next()
-                z = torch.randn((real.shape[0], *G.latent_shape(1)), device=device, generator=zgen)
-                with torch.no_grad(), autocast(t_cfg.precision, device):
-                    fake = G(z, c)
-                with autocast(t_cfg.precision, device):
-                    loss_d, st = objective.critic_loss(D_train, real, fake.float(), c, generator=zgen)
-                opt_d.zero_grad(set_to_none=True)
-                loss_d.backward()
-                st["Grad/D_norm"] = grad_norm(D)  # on device; read at the tick
-                opt_d.step()
-                st.update({k: torch.as_tensor(v) for k, v in objective.after_critic_step(D).items()})
-                bad |= ~torch.isfinite(loss_d.detach())
-                if "Loss/GP" in st:
-                    bad |= st["Loss/GP"] > _GP_EXPLODED
-            # generator: one step through the frozen, unwrapped critic
-            D.requires_grad_(False)
-            real, c = sampler.next()
-            z = torch.randn((c.shape[0], *G.latent_shape(1)), device=device, generator=zgen)
-            with autocast(t_cfg.precision, device):
-                fake = G_train(z, c)
-                loss_g, st_g = objective.generator_loss(D, fake, c)
-            if moments is not None:  # the summaries' means at these conditions (physgan.train.moments)
-                loss_m = conditional_moment_loss(moments(fake.float()), moments(real.float()), c.float(), t_cfg.moment_degree)
-                loss_g = loss_g + t_cfg.moment_weight * loss_m
-                st_g["Loss/moments"] = loss_m.detach()
-            opt_g.zero_grad(set_to_none=True)
-            loss_g.backward()
-            st_g["Grad/G_norm"] = grad_norm(G)
-            opt_g.step()
-            bad |= ~torch.isfinite(loss_g.detach())
-            update_ema(G_ema, G, t_cfg.ema_beta, step)
-            step += 1
-            prog.heartbeat(step)
-            for k, v in {**st, **st_g}.items():
-                acc[k] = acc.get(k, 0.0) + v.detach().float()
-            acc_n += 1
 
-            # ---- once per tick: divergence check, stats, status (the only host syncs) ---------
-            tick = step % t_cfg.log_every == 0 or step == t_cfg.steps
-            if not first_step_logged and is_main and not tick:  # progress from the first step (slow 3-D steps)
-                log(f"step {step}: first step took {time.time() - t_tick:.1f} s; status every {t_cfg.log_every} steps")
-            first_step_logged = True
-            if tick:
-                if bool(bad) or not all(torch.isfinite(p).all() for net in (G, D) for p in net.parameters()):
-                    rollbacks += 1
-                    if rollbacks > t_cfg.max_rollbacks:
-                        raise TrainingDiverged(
-                            f"{run_dir}: training diverged (non-finite loss/weights or exploding penalty) {rollbacks} times; "
-                            f"gave up at step {step}. Last good checkpoint: {latest_checkpoint(run_dir)}. "
-                            "Try a lower learning rate (train.lr_g/lr_d) or a larger gp_lambda."
-                        )
-                    found = latest_intact_checkpoint(run_dir)
-                    if found is None:
-                        raise TrainingDiverged(f"{run_dir}: training diverged at step {step} before any checkpoint was written")
-                    good, good_state, _ = found
-                    load_state(good_state)
-                    step = int(good_state["step"])
-                    factor = t_cfg.lr_decay_on_rollback**rollbacks
-                    for opt, base_lr in ((opt_g, t_cfg.lr_g), (opt_d, t_cfg.lr_d)):
-                        for group in opt.param_groups:
-                            group["lr"] = base_lr * factor
-                    zgen.manual_seed(t_cfg.seed * dist_info.world_size + dist_info.rank + 104729 * rollbacks)
-                    log(
-                        f"divergence detected: rolled back to {good.name} (step {step}), learning rates x{factor:g} "
-                        f"(rollback {rollbacks}/{t_cfg.max_rollbacks})"
-                    )
-                    bad.zero_()
-                    acc, acc_n = {}, 0
-                    continue
-                means = {k: float(v) / acc_n for k, v in acc.items()}
-                dt = time.time() - t_tick
-                means["Timing/steps_per_s"] = acc_n / max(dt, 1e-9)
-                if device.type == "cuda":
-                    means["Resources/peak_gpu_mem_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
-                if sample_diag is not None:  # diversity and coverage of the (non-EMA) generator on the fixed batch
-                    c_b = torch.as_tensor(sample_diag.cond_b, device=device)
-                    means.update(sample_diag.stats(generate_batch(G, transform, normaliser, c_b, z_diag, t_cfg.precision).cpu().numpy()))
-                if is_main:
-                    for msg in monitor.check(step, means, emit=False):
-                        log(f"warning: {msg}")
-                stats.write(step, means)
-                prog.update(step, {k: v for k, v in means.items() if k.startswith("Loss/")})
-                acc, acc_n, t_tick = {}, 0, time.time()
+def _checkpoint(ts: TrainState, saved: dict[str, Any], run_dir: Path, tag: str | None, t_cfg, dist_info: DistInfo) -> None:
+    """Write ``last.pt`` (and a step snapshot or ``best.pt`` by ``tag``); every rank takes part in a distributed run."""
+    per_rank = None
+    if dist_info.enabled and tag != "best":  # raises if the ranks drifted apart
+        check_consistency(ts.G, dist_info)
+        check_consistency(ts.D, dist_info)
+        # each rank's own latent/global random state, so a resumed rank continues its own stream
+        per_rank = all_gather_objects({"zgen": ts.zgen.get_state(), "rng": rng_state()}, dist_info)
+    if not dist_info.is_main:
+        return
+    ckdir = run_dir / "checkpoints"
+    state = {**ts.state_dict(), **saved}
+    if per_rank is not None:
+        state["rank_rng"] = per_rank
+    save_checkpoint(state, ckdir / "last.pt")
+    if tag == "snapshot" and t_cfg.keep_snapshots > 0:
+        save_checkpoint(state, ckdir / f"step-{ts.step:07d}.pt")
+        prune_snapshots(ckdir, t_cfg.keep_snapshots)
+    if tag == "best":
+        save_checkpoint(state, ckdir / "best.pt")
 
-            # ---- validation on the fixed held-out batch (EMA generator) ----------------------
-            if is_main and n_val and t_cfg.val_every and (step % t_cfg.val_every == 0 or step == t_cfg.steps):
-                metrics = validation_metrics(domain, G_ema, transform, normaliser, val, z_val, header.attrs, t_cfg.precision)
-                history_metrics = metrics
-                stats.write(step, {f"Val/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))})
-                log(
-                    f"step {step}: validation score {metrics['score']:.4g}"
-                    + (" (best so far)" if metrics["score"] < best_score else "")
-                )
-                if metrics["score"] < best_score:
-                    best_score = metrics["score"]
-                    checkpoint("best")
 
-            # ---- checkpoints and preemption ---------------------------------------------------
-            if step % t_cfg.ckpt_every == 0 or step == t_cfg.steps:
-                checkpoint("snapshot")
-            stop_now = stop.requested is not None
-            if dist_info.enabled:  # all ranks stop at the same step, or the collectives would hang
-                flag = torch.tensor([float(stop_now)], device=device)
-                torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-                stop_now = bool(flag.item())
-            if stop_now:
-                stop.requested = stop.requested or "SIGTERM"
-                checkpoint()
-                write_diagnostics()
-                log(f"{stop.requested} received: checkpoint written at step {step}; exiting (continue with --resume auto)")
-                return TrainResult(
-                    run_dir, step, stop.requested, best_score if math.isfinite(best_score) else None, history_metrics, rollbacks
-                )
-        checkpoint()
-        write_diagnostics()
-        if dist_info.enabled:
-            log(f"parameters identical across {dist_info.world_size} ranks")
-        log(f"finished {step} steps; checkpoints in {run_dir / 'checkpoints'}")
-        return TrainResult(run_dir, step, None, best_score if math.isfinite(best_score) else None, history_metrics, rollbacks)
-    finally:
-        stop.restore()
-        prog.close()
-        stats.close()
-        if hasattr(sampler, "close"):
-            sampler.close()
-        if log_file:
-            log_file.close()
-        barrier(dist_info)
-        cleanup_distributed()
+def _write_diagnostics(run_dir: Path, stats: StatsWriter, sample_diag, monitor, runlog: RunLog, is_main: bool) -> None:
+    """diagnostics.json (summary, noise floor, warnings) and its summary in the log."""
+    if not is_main or not stats.path.is_file():
+        return
+    summary = summarise_stats(stats.path, sample_diag.state() if sample_diag else None, monitor.events)
+    with atomic_output(run_dir / "diagnostics.json", overwrite=True) as tmp:
+        Path(tmp).write_text(json.dumps(summary, indent=2, default=str))
+    runlog.log(format_summary(summary))
+
+
+def _result(run_dir: Path, ts: TrainState, stopped_by: str | None) -> TrainResult:
+    best = ts.best_score if math.isfinite(ts.best_score) else None
+    return TrainResult(run_dir, ts.step, stopped_by, best, ts.last_metrics, ts.rollbacks)
 
 
 def load_run_config(run_dir: str | Path) -> Config:

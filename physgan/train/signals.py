@@ -41,6 +41,20 @@ class StopFlag:
             print("physgan: Ctrl-C: finishing this step and writing a checkpoint (Ctrl-C again to abort)", file=sys.stderr, flush=True)
         self.requested = signal.Signals(signum).name
 
+    def agreed(self, dist_info, device) -> bool:
+        """Whether to stop now: a stop was requested here or, in a distributed run, on any rank (all ranks stop at
+        the same step, or the collectives would hang). A stop requested elsewhere reads as SIGTERM here."""
+        stop_now = self.requested is not None
+        if dist_info.enabled:
+            import torch
+
+            flag = torch.tensor([float(stop_now)], device=device)
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            stop_now = bool(flag.item())
+        if stop_now:
+            self.requested = self.requested or "SIGTERM"
+        return stop_now
+
     def restore(self) -> None:
         """Put the previous handlers back."""
         for s, h in self._old.items():

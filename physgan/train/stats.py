@@ -11,7 +11,7 @@ from typing import Any
 
 from physgan.progress import Progress as CountProgress
 
-__all__ = ["StatsWriter", "Progress"]
+__all__ = ["StatsWriter", "Progress", "RunLog"]
 
 
 class StatsWriter:
@@ -117,3 +117,37 @@ class Progress:
 
     def close(self) -> None:
         self._shown.close()
+
+
+class RunLog:
+    """Messages of a training run: ``log.txt`` (main process) and the progress display.
+
+    Parameters
+    ----------
+    path : Path or None
+        ``log.txt`` (appended to); None on the other ranks.
+    progress : Progress
+        Where messages show (above the bar, or as lines).
+    """
+
+    def __init__(self, path: Path | None, progress: Progress):
+        self.progress = progress
+        self._file = open(path, "a") if path is not None else None
+
+    def log(self, text: str) -> None:
+        """A line in log.txt and on the progress display."""
+        self.progress.message(text)
+        if self._file:
+            self._file.write(time.strftime("%Y-%m-%d %H:%M:%S ") + text + "\n")
+            self._file.flush()
+
+    def notice(self, text: str) -> None:
+        """A line the user must see even with --quiet (resume decisions): log.txt and stderr."""
+        self.log(text)
+        if self._file and not self.progress.enabled:
+            print(f"physgan: {text}", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self._file:
+            self._file.close()
+            self._file = None
