@@ -171,6 +171,18 @@ def test_split_and_device_sampler_resume():
     assert first_epoch.unique().numel() == 18  # no repeats inside an epoch
 
 
+def test_next_conditions_draws_the_batch_next_would_and_advances_the_same():
+    """The generator step draws conditions alone: the same rows as a whole batch, the same position afterwards."""
+    x, c = torch.arange(20.0).unsqueeze(1), 100 + torch.arange(20.0).unsqueeze(1)
+    whole, alone = DeviceSampler(x, c, batch_size=6, seed=0), DeviceSampler(x, c, batch_size=6, seed=0)
+    for i in range(7):  # across epoch boundaries
+        xb, cb = whole.next()
+        cond = alone.next_conditions() if i % 2 else alone.next()[1]
+        assert torch.equal(cb, cond) and torch.equal(cb - 100, xb)
+        assert alone.state_dict()["cursor"] == whole.state_dict()["cursor"]
+    assert alone.state_dict()["epoch"] == whole.state_dict()["epoch"] == 2
+
+
 def test_device_sampler_ranks_are_disjoint():
     x = torch.arange(40.0).unsqueeze(1)
     a = DeviceSampler(x, x, 5, seed=3, rank=0, world_size=2)
