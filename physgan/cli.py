@@ -180,12 +180,10 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_data(args) -> int:
     from physgan.domains.base import get_domain
 
-    if args.data_command == "make":
-        path = get_domain(args.domain).make(args)
-        print(f"wrote {path}")
-        return 0
-    if args.data_command == "import":
-        path = get_domain(args.domain).import_(args)
+    if args.data_command in ("make", "import"):  # the domain's options, as its parser declared and filled them
+        options = {k: v for k, v in vars(args).items() if k not in ("command", "data_command", "domain")}
+        dom = get_domain(args.domain)
+        path = dom.make(**options) if args.data_command == "make" else dom.import_(**options)
         print(f"wrote {path}")
         return 0
     if args.data_command == "info":

@@ -71,11 +71,11 @@ def _make_args(tmp_path, **kw):
     argv = ["--out", str(tmp_path / "m.h5"), "--shape", "16,16", "--n", "6", "--seed", "3", "--porosity", "0.3:0.5"]
     for k, v in kw.items():
         argv += [f"--{k.replace('_', '-')}"] + ([] if v is True else [str(v)])
-    return p.parse_args(argv)
+    return vars(p.parse_args(argv))  # the keyword arguments of the domain's make / import_
 
 
 def test_make_writes_micro_layout(tmp_path):
-    out = make(_make_args(tmp_path, block=4))
+    out = make(**_make_args(tmp_path, block=4))
     src = open_source(out)
     assert src.layout.name == "micro" and len(src) == 6 and src.sample_shape == (16, 16)
     assert src.condition_names == ["porosity", "blobiness"]
@@ -89,8 +89,8 @@ def test_make_writes_micro_layout(tmp_path):
         assert f["labels"].dtype == np.uint8
     np.testing.assert_allclose(c[:, 0], (x == 0).reshape(6, -1).mean(1), atol=1e-6)
     with pytest.raises(OutputExistsError):
-        make(_make_args(tmp_path))
-    make(_make_args(tmp_path, overwrite=True, seed=4))
+        make(**_make_args(tmp_path))
+    make(**_make_args(tmp_path, overwrite=True, seed=4))
 
 
 # -- layout -------------------------------------------------------------------------------------------------------------
@@ -128,7 +128,7 @@ def _import_args(path, out, **kw):
     argv = [str(path), "--out", str(out)]
     for k, v in kw.items():
         argv += [f"--{k.replace('_', '-')}", str(v)]
-    return p.parse_args(argv)
+    return vars(p.parse_args(argv))  # the keyword arguments of the domain's make / import_
 
 
 def test_import_tiff_and_zip_with_phase_detection(tmp_path):
@@ -137,7 +137,7 @@ def test_import_tiff_and_zip_with_phase_detection(tmp_path):
     vol[:, :, :7] = 0  # a quarter pore
     tif = tmp_path / "v.tif"
     tifffile.imwrite(tif, vol)
-    out = importer.import_(_import_args(tif, tmp_path / "v.h5", crop=8, stride=8, conditions="porosity", phase_names="pore,grain"))
+    out = importer.import_(**_import_args(tif, tmp_path / "v.h5", crop=8, stride=8, conditions="porosity", phase_names="pore,grain"))
     src = open_source(out)
     assert len(src) == 2 * 3 * 3 and src.sample_shape == (8, 8, 8)
     assert list(src.header.attrs["phase_values"]) == [0, 255] and list(src.header.attrs["phase_names"]) == ["pore", "grain"]
@@ -149,7 +149,7 @@ def test_import_tiff_and_zip_with_phase_detection(tmp_path):
     zp = tmp_path / "v.zip"
     with zipfile.ZipFile(zp, "w") as zf:
         zf.write(tif, "inner/v.tif")
-    out2 = importer.import_(_import_args(zp, tmp_path / "z.h5", crop=12, stride=10, dim=2, conditions="fractions"))
+    out2 = importer.import_(**_import_args(zp, tmp_path / "z.h5", crop=12, stride=10, dim=2, conditions="fractions"))
     src2 = open_source(out2)
     assert src2.sample_shape == (12, 12) and len(src2) == 2 * 2 * 2
     assert src2.condition_names == ["fraction_0", "fraction_1"]
@@ -159,9 +159,9 @@ def test_import_tiff_and_zip_with_phase_detection(tmp_path):
     grey = tmp_path / "g.tif"
     tifffile.imwrite(grey, np.random.default_rng(0).random((4, 16, 16)).astype(np.float32), photometric="minisblack")
     with pytest.raises(DataError, match="not segmented"):
-        importer.import_(_import_args(grey, tmp_path / "g.h5", crop=8))
+        importer.import_(**_import_args(grey, tmp_path / "g.h5", crop=8))
     with pytest.raises(DataError, match="smaller than"):
-        importer.import_(_import_args(tif, tmp_path / "s.h5", crop=32))
+        importer.import_(**_import_args(tif, tmp_path / "s.h5", crop=32))
     with zipfile.ZipFile(tmp_path / "two.zip", "w") as zf:
         zf.write(tif, "a.tif")
         zf.write(tif, "b.tif")
@@ -172,13 +172,13 @@ def test_import_tiff_and_zip_with_phase_detection(tmp_path):
 @pytest.mark.shared
 def test_import_real_tiffs(shared_data, tmp_path):
     micro = shared_data / "micro"
-    out = importer.import_(_import_args(micro / "nmc_cathode_128.tif", tmp_path / "nmc.h5", crop=64, stride=64, conditions="porosity"))
+    out = importer.import_(**_import_args(micro / "nmc_cathode_128.tif", tmp_path / "nmc.h5", crop=64, stride=64, conditions="porosity"))
     src = open_source(out)
     assert len(src) == 8 and src.header.attrs["n_phases"] == 2
     x, c = read_all(src)
     assert abs((x == 0).mean() - 0.58) < 0.02  # README: phase 0 fraction 0.58
     out = importer.import_(
-        _import_args(micro / "sofc_anode_2d_1024.tif", tmp_path / "sofc.h5", crop=128, stride=256, dim=2, conditions="fractions")
+        **_import_args(micro / "sofc_anode_2d_1024.tif", tmp_path / "sofc.h5", crop=128, stride=256, dim=2, conditions="fractions")
     )
     src = open_source(out)
     assert src.header.attrs["n_phases"] == 3 and list(src.header.attrs["phase_values"]) == [0, 1, 2] and len(src) == 16

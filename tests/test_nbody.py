@@ -139,7 +139,7 @@ def test_make_cli_pm_3d(tmp_path):
     dom.add_make_arguments(parser)
     args = parser.parse_args(["--sim", "pm", "--dim", "3", "--grid", "16", "--box", "64", "--n", "2", "--n-steps", "2",
                               "--omega-m", "0.3", "--sigma8", "0.8", "--out", str(tmp_path / "pm.h5")])
-    x, c = read_all(dom.make(args))
+    x, c = read_all(dom.make(**vars(args)))
     assert x.shape == (2, 16, 16, 16) and np.allclose(c, [[0.3, 0.8]] * 2)
     np.testing.assert_allclose(x.mean(axis=(1, 2, 3)), 1.0, rtol=1e-5)
     assert not np.allclose(x[0], x[1])

@@ -17,6 +17,7 @@ Model options (``model.options.<name>``, recorded in the run so ``load_run`` reb
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -178,33 +179,33 @@ def add_make_arguments(parser) -> None:
     parser.add_argument("--overwrite", action="store_true")
 
 
-def make(args):
-    """Write a toy dataset in the ``array`` layout; returns its path."""
+def make(*, out: str, toy: str, n: int, seed: int, cond_range: str | None, size: int, overwrite: bool) -> Path:
+    """Write a toy dataset in the ``array`` layout (the options of ``physgan data make array``); returns its path."""
     import time
 
     import physgan
     from physgan.io.hdf5 import write_samples
     from physgan.sim.toy import gaussian_blobs, sample_modes
 
-    if args.n < 1:
+    if n < 1:
         from physgan.errors import ConfigError
 
         raise ConfigError("--n must be >= 1")
-    lo_hi = tuple(float(v) for v in args.cond_range.split(":")) if args.cond_range else None
-    if args.toy == "blobs":
-        x, c = gaussian_blobs(args.n, args.size, lo_hi or (1.5, 4.0), seed=args.seed)
+    lo_hi = tuple(float(v) for v in cond_range.split(":")) if cond_range else None
+    if toy == "blobs":
+        x, c = gaussian_blobs(n, size, lo_hi or (1.5, 4.0), seed=seed)
         names, units = ["width"], ["pixel"]
     else:
-        x, c = sample_modes(args.n, args.toy, radius_range=lo_hi or (1.5, 2.5), seed=args.seed)
-        names, units = (["radius"] if args.toy == "ring" else ["spacing"]), [""]
+        x, c = sample_modes(n, toy, radius_range=lo_hi or (1.5, 2.5), seed=seed)
+        names, units = (["radius"] if toy == "ring" else ["spacing"]), [""]
     attrs = {
         "domain": "array",
-        "simulator": f"physgan.sim.toy:{args.toy}",
-        "seed": args.seed,
+        "simulator": f"physgan.sim.toy:{toy}",
+        "seed": seed,
         "created_by": f"physgan {physgan.__version__}",
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    return write_samples(args.out, x, c, names, "array", units, attrs, overwrite=args.overwrite)
+    return write_samples(out, x, c, names, "array", units, attrs, overwrite=overwrite)
 
 
 register_domain(

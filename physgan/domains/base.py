@@ -272,11 +272,13 @@ class Domain:
         Named config overrides, e.g. ``{"quick": {...}, "gpu": {...}}``; the
         preset called ``"default"`` is applied when the user names none.
     add_make_arguments, make : callable, optional
-        ``data make <domain>``: add argparse options; run the simulator.
+        ``data make <domain>``: declare its options (argparse: names, types, defaults, help); run the
+        simulator, ``make(**options)`` with every declared option as a keyword argument (see
+        :mod:`physgan.datamake`). Returns the written file.
     add_import_arguments, import_ : callable, optional
-        ``data import <domain>``: add options; convert foreign files.
+        ``data import <domain>``: the same for converting foreign files, ``import_(**options)``.
     quickstart : dict
-        Arguments of the quickstart (``make`` namespace defaults, preset name).
+        Arguments of the quickstart (``make`` options as keywords, preset name).
     detect : callable, optional
         ``(header) -> bool``: whether a file (already opened through a layout)
         belongs to this domain, for ``evaluate`` without ``--domain``.
@@ -336,9 +338,9 @@ class Domain:
     plots: Callable[[Real, Real, dict, Any], list[tuple[str, Any]]] | None = None
     presets: dict[str, dict[str, Any]] = field(default_factory=dict)
     add_make_arguments: Callable[[argparse.ArgumentParser], None] | None = None
-    make: Callable[[argparse.Namespace], Any] | None = None
+    make: Callable[..., Any] | None = None
     add_import_arguments: Callable[[argparse.ArgumentParser], None] | None = None
-    import_: Callable[[argparse.Namespace], Any] | None = None
+    import_: Callable[..., Any] | None = None
     quickstart: dict[str, Any] = field(default_factory=dict)
     detect: Callable[[Any], bool] | None = None
     condition_bounds: dict[str, Any] = field(default_factory=dict)

@@ -244,16 +244,13 @@ def read_sets(real: Any, fake: Any, real2: Any, train: Any, max_samples: int | N
 
 
 def resolve_domain(name: str | None, real: SampleSet, fake: SampleSet):
-    """``(name, Domain or None)``: the one named, else the real then the generated file's ``domain`` attribute, else array."""
+    """``(name, Domain)``: the one named, else the real then the generated file's ``domain`` attribute, else array."""
     from physgan.domains.base import get_domain
 
     for cand in (name, real.attrs.get("domain"), fake.attrs.get("domain")):
         if cand:
             return str(cand), get_domain(str(cand))
-    try:
-        return "array", get_domain("array")
-    except ConfigError:  # the generic domain is not registered (yet): generic features only
-        return "array", None
+    return "array", get_domain("array")
 
 
 def _physics(real, fake, *, fn, attrs) -> dict[str, float]:
@@ -273,7 +270,7 @@ class Representations:
     real, fake, real2, train : SampleSet (``real2``, ``train`` may be None)
     name : str
         The domain's name.
-    dom : Domain or None
+    dom : Domain
     options : dict
         ``evaluate(options=...)`` (``features`` is read here).
     seed : int
@@ -293,12 +290,9 @@ class Representations:
 
     def __post_init__(self) -> None:
         r, f, r2, dom = self.real, self.fake, self.real2, self.dom
-        self.scales = dict(dom.condition_scales) if dom is not None else {}
+        self.scales = dict(dom.condition_scales)
         self.attrs = {**f.attrs, **r.attrs}
-        feat_fn = dom.features if dom is not None and dom.features is not None else None
-        if feat_fn is None:
-            feat_fn = GenericFeatures(r.x, **self.options.get("features", {}), seed=self.seed)
-        self._feat_fn = feat_fn
+        self._feat_fn = dom.features or GenericFeatures(r.x, **self.options.get("features", {}), seed=self.seed)
         fr, ff = self._features(r), self._features(f)
         bad = [k for k, v in {**fr, **ff}.items() if not np.isfinite(v).all()]
         if bad:
@@ -344,7 +338,7 @@ class Representations:
         if inputs == "train_distances":
             return self.train is not None
         if inputs == "domain":
-            return self.dom is not None and self.dom.physics_metrics is not None
+            return self.dom.physics_metrics is not None
         return True
 
     def get(self, inputs: str, options: dict[str, Any]) -> tuple[Any, Any, Any]:
@@ -370,7 +364,7 @@ class Representations:
 
     def _train_distances(self, options: dict[str, Any]):
         r, f, r2, t = self.real, self.fake, self.real2, self.train
-        nearest = getattr(self.dom, "nearest", None) if self.dom is not None else None
+        nearest = self.dom.nearest
         if nearest is not None:  # the domain's own (dis)similarity, e.g. periodic cross-correlation of fields
             sets = {"real": r.x, "fake": f.x, **({"real2": r2.x} if r2 is not None else {})}
             dist, info = nearest(t.x, sets, self.attrs, seed=self.seed, **options)
@@ -384,7 +378,7 @@ class Representations:
 
     def _domain_inputs(self):
         """The sets as the domain's ``physics_metrics`` takes them: ``(x, c)``, or ``(x, c, features)``."""
-        if not getattr(self.dom, "physics_takes_features", False):
+        if not self.dom.physics_takes_features:
             return tuple(None if s is None else (s.x, s.c) for s in (self.real, self.fake, self.real2))
         # with the features given, the domain reads few rows of x: rounds select them without copying every sample
         return tuple(

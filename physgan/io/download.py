@@ -53,7 +53,6 @@ import sys
 import urllib.error
 import urllib.request
 import warnings
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -624,37 +623,14 @@ def converters() -> dict[str, Converter]:
     return dict(_CONVERTERS)
 
 
-def _import_micro_importer():
-    """The micro domain's importer module, or None when it is not available."""
-    try:
-        from physgan.domains.micro import importer  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    if not (hasattr(importer, "add_import_arguments") and hasattr(importer, "import_")):
-        return None
-    return importer
+def _importer(card: Card) -> Any:
+    """The domain (from the registry) whose importer converts the card's files."""
+    from physgan.domains.base import get_domain
 
-
-def _extract_tiff(zpath: Path, directory: Path, overwrite: bool) -> Path:
-    from physgan.io.atomic import atomic_output
-
-    try:
-        zf = zipfile.ZipFile(zpath)
-    except zipfile.BadZipFile as err:
-        raise DataError(str(zpath), f"not a valid zip archive: {err}") from err
-    with zf:
-        tiffs = [i for i in zf.infolist() if i.filename.lower().endswith((".tif", ".tiff")) and not i.is_dir()]
-        if len(tiffs) != 1:
-            names = [i.filename for i in tiffs]
-            raise DataError(str(zpath), f"expected exactly one TIFF inside the zip, found {len(tiffs)}: {names}")
-        info = tiffs[0]
-        out = directory / Path(info.filename).name
-        if out.exists() and not overwrite and out.stat().st_size == info.file_size:
-            return out
-        with atomic_output(out, overwrite=True) as tmp, zf.open(info) as src, open(tmp, "wb") as dst:
-            for block in iter(lambda: src.read(CHUNK_BYTES), b""):
-                dst.write(block)
-    return out
+    dom = get_domain(card.domain)
+    if dom.import_ is None or dom.add_import_arguments is None:
+        raise PhysganError(f"dataset '{card.name}': domain '{card.domain}' has no importer")
+    return dom
 
 
 def convert_micro_zip_tiff(
@@ -662,49 +638,36 @@ def convert_micro_zip_tiff(
 ) -> list[Path]:
     """Micro-CT volumes shipped as a .zip holding one TIFF (or a bare TIFF) -> physgan micro HDF5.
 
-    Calls the micro domain's importer (``physgan.domains.micro.importer``:
-    ``add_import_arguments`` + ``import_``) with the card's ``convert_args``.
-    When that module is not available it extracts the TIFF and says how to
-    import it later.
+    Calls the card's domain's importer (``Domain.import_``, keyword arguments) with the card's
+    ``convert_args`` (command-line options of ``physgan data import <domain>``).
 
     Returns
     -------
     list of Path
-        The HDF5 files written (or the extracted TIFFs when no importer exists).
+        The HDF5 files written.
     """
-    importer = _import_micro_importer()
+    from physgan.datamake import parse_domain_options
+
+    dom = _importer(card)
     outputs: list[Path] = []
     for src in files:
         if src.suffix.lower() not in (".zip", ".tif", ".tiff"):
-            continue
-        if importer is None:
-            tif = _extract_tiff(src, directory, overwrite) if src.suffix.lower() == ".zip" else src
-            _say(
-                f"{card.name}: the micro importer (physgan.domains.micro.importer) is not available; extracted {tif}. "
-                f"Convert it later with: physgan data import micro {tif} --out {tif.with_suffix('.h5')}",
-                progress,
-            )
-            outputs.append(tif)
             continue
         out = directory / (src.stem + ".h5")
         if out.exists() and not overwrite:
             _say(f"{out}: already converted; skipped (pass --overwrite to redo)", progress)
             outputs.append(out)
             continue
-        parser = argparse.ArgumentParser(prog="physgan data import micro")
-        importer.add_import_arguments(parser)
         argv = [str(src), "--out", str(out), *card.convert_args]
         try:
-            ns = parser.parse_args(argv)
-        except SystemExit as err:
+            options = parse_domain_options(dom.add_import_arguments, argv, f"physgan data import {card.domain}")
+        except ConfigError as err:
             raise PhysganError(
-                f"dataset '{card.name}': the micro importer rejected the arguments {argv} (convert_args in {card.path})"
+                f"dataset '{card.name}': the {card.domain} importer rejected the arguments {argv} (convert_args in {card.path})"
             ) from err
-        if overwrite and hasattr(ns, "overwrite"):
-            ns.overwrite = True
-        result = importer.import_(ns)
-        if isinstance(result, int) and result != 0:
-            raise PhysganError(f"dataset '{card.name}': micro import of {src} failed (exit status {result})")
+        if overwrite and "overwrite" in options:
+            options["overwrite"] = True
+        dom.import_(**options)
         outputs.append(out)
     return outputs
 

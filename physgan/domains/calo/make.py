@@ -168,12 +168,12 @@ def make_dataset(out, *, geometry: str | CaloGeometry = "calogan", particle: str
     return Path(out)
 
 
-def make(args: argparse.Namespace) -> Path:
-    """Run ``physgan data make calo`` from parsed arguments; returns the written file."""
-    energy = _parse_energy(args.energy) if getattr(args, "energy", None) else None
-    quiet = bool(getattr(args, "quiet", False))
+def make(
+    *, out: str, geometry: str, particle: str, energy: str | None, energy_dist: str, n: int, seed: int, batch: int,
+    overwrite: bool, compression: str | None,
+) -> Path:
+    """``physgan data make calo`` with its options as keywords (:func:`add_make_arguments`); returns the written file."""
     return make_dataset(
-        args.out, geometry=args.geometry, particle=args.particle, energy_gev=energy, energy_dist=args.energy_dist,
-        n=args.n, seed=args.seed, batch=args.batch, overwrite=args.overwrite, compression=getattr(args, "compression", None),
-        progress=False if quiet else None,
+        out, geometry=geometry, particle=particle, energy_gev=_parse_energy(energy) if energy else None,
+        energy_dist=energy_dist, n=n, seed=seed, batch=batch, overwrite=overwrite, compression=compression,
     )

@@ -155,27 +155,30 @@ def add_import_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
 
 
-def import_(args: argparse.Namespace) -> Path:
-    """Convert ``args.input`` into a micro file at ``args.out``; returns its path."""
-    path = str(args.input)
-    crop = int(args.crop)
-    stride = int(args.stride or max(crop // 2, 1))
-    dim = int(getattr(args, "dim", 3))
+def import_(
+    *, input: str, out: str, crop: int, stride: int | None, dim: int, axis: int, voxel_size: float | None, conditions: str,
+    phase_names: str | None, max_phases: int, overwrite: bool,
+) -> Path:
+    """``physgan data import micro`` with its options as keywords (:func:`add_import_arguments`): convert ``input``
+    into a micro file at ``out``; returns its path."""
+    path = str(input)
+    crop = int(crop)
+    stride = int(stride or max(crop // 2, 1))
+    dim = int(dim)
     if crop < 2 or stride < 1:
         raise ConfigError(f"--crop must be >= 2 and --stride >= 1, got {crop}, {stride}")
-    labels, values = detect_phases(read_image(path), int(getattr(args, "max_phases", 16) or 16), path)
+    labels, values = detect_phases(read_image(path), int(max_phases or 16), path)
     n_phases = len(values)
-    names = [s.strip() for s in args.phase_names.split(",")] if getattr(args, "phase_names", None) else None
+    names = [s.strip() for s in phase_names.split(",")] if phase_names else None
     if names is not None and len(names) != n_phases:
         raise ConfigError(f"--phase-names gives {len(names)} names for {n_phases} phases (values {values})")
-    axis = int(getattr(args, "axis", 0) or 0)
-    voxel_size = getattr(args, "voxel_size", None)
+    axis = int(axis or 0)
     if voxel_size is not None and not voxel_size > 0:
         raise ConfigError(f"--voxel-size must be positive (metres), got {voxel_size}")
     n = sum(1 for _ in iter_crops(labels, crop, stride, dim, axis, path))
     if n == 0:
         raise DataError(path, f"no crop of side {crop} fits in shape {labels.shape}")
-    mode = getattr(args, "conditions", "none") or "none"
+    mode = conditions or "none"
     _, cond_names = crop_conditions(np.zeros((1,) + (crop,) * dim, np.uint8), mode, n_phases)
     from physgan import __version__
 
@@ -202,7 +205,7 @@ def import_(args: argparse.Namespace) -> Path:
         },
     )
     block: list[np.ndarray] = []
-    with SampleWriter(args.out, "micro", header, overwrite=bool(getattr(args, "overwrite", False)), compression="gzip") as w:
+    with SampleWriter(out, "micro", header, overwrite=bool(overwrite), compression="gzip") as w:
         for c in iter_crops(labels, crop, stride, dim, axis, path):
             block.append(c)
             if len(block) == 64:
@@ -212,4 +215,4 @@ def import_(args: argparse.Namespace) -> Path:
         if block:
             arr = np.stack(block)
             w.append(arr, crop_conditions(arr, mode, n_phases)[0])
-    return Path(args.out)
+    return Path(out)

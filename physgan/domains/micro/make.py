@@ -72,16 +72,20 @@ def add_make_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--block", type=int, default=64, help="samples per written block")
 
 
-def make(args: argparse.Namespace) -> Path:
-    """Run the generator and write the file; returns its path."""
+def make(
+    *, out: str, generator: str, porosity: str, blobiness: str, radius: str, shape: str, voxel_size: float, n: int,
+    seed: int, overwrite: bool, block: int,
+) -> Path:
+    """``physgan data make micro`` with its options as keywords (:func:`add_make_arguments`): run the generator and
+    write the file; returns its path."""
     spec = MicroSpec(
-        generator=getattr(args, "generator", "blobs"),
-        shape=parse_shape(getattr(args, "shape", "64,64,64")),
-        porosity=parse_range(getattr(args, "porosity", "0.3:0.6"), "porosity"),
-        blobiness=parse_range(getattr(args, "blobiness", "0.5:1.5"), "blobiness"),
-        radius=parse_range(getattr(args, "radius", "3:6"), "radius"),
+        generator=generator,
+        shape=parse_shape(shape),
+        porosity=parse_range(porosity, "porosity"),
+        blobiness=parse_range(blobiness, "blobiness"),
+        radius=parse_range(radius, "radius"),
     )
-    n = int(args.n)
+    n = int(n)
     if n < 1:
         raise ConfigError(f"--n must be >= 1, got {n}")
     from physgan import __version__
@@ -95,14 +99,14 @@ def make(args: argparse.Namespace) -> Path:
         n_phases=2,
         phase_values=[0, 1],
         phase_names=["pore", "solid"],
-        voxel_size_m=float(getattr(args, "voxel_size", 1.0) or 1.0),
+        voxel_size_m=float(voxel_size or 1.0),
         attrs={
             "periodic": bool(spec.generator == "blobs" and spec.periodic),
             "condition_names": names,
             "generator": f"porespy.generators.{spec.generator}",
             "porosity_range": list(spec.porosity),
             f"{names[1]}_range": list(getattr(spec, names[1])),
-            "seed": int(args.seed),
+            "seed": int(seed),
             "physgan_version": __version__,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "command": " ".join(sys.argv),
@@ -110,9 +114,9 @@ def make(args: argparse.Namespace) -> Path:
     )
     with (
         Progress(n, "micro", "sample", None) as bar,
-        SampleWriter(args.out, "micro", header, overwrite=bool(getattr(args, "overwrite", False))) as w,
+        SampleWriter(out, "micro", header, overwrite=bool(overwrite)) as w,
     ):
-        for labels, cond in iter_micro(spec, n, seed=int(args.seed), block=int(getattr(args, "block", 64) or 64)):
+        for labels, cond in iter_micro(spec, n, seed=int(seed), block=int(block or 64)):
             w.append(labels, cond)
             bar.update(len(labels))
-    return Path(args.out)
+    return Path(out)

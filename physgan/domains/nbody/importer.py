@@ -326,19 +326,22 @@ def import_snapshots(
     return Path(out)
 
 
-def import_(args: argparse.Namespace) -> Path:
-    """Run ``physgan data import nbody`` from parsed arguments (see :func:`add_import_arguments`)."""
+def import_(
+    *, inputs: list[str], out: str, box: float | None, grid: int, scheme: str, dim: int, thickness: float | None,
+    slices_per_box: int | None, parttype: str, length_unit: str, cond: list[str], overwrite: bool,
+) -> Path:
+    """``physgan data import nbody`` with its options as keywords (:func:`add_import_arguments`); returns the file."""
     return import_snapshots(
-        list(args.inputs),
-        args.out,
-        grid=int(args.grid),
-        scheme=args.scheme,
-        dim=int(getattr(args, "dim", 3)),
-        thickness=getattr(args, "thickness", None),
-        slices_per_box=getattr(args, "slices_per_box", None),
-        parttype=getattr(args, "parttype", "PartType1"),
-        length_unit=getattr(args, "length_unit", "auto"),
-        conditions=_parse_conds(getattr(args, "cond", [])),
-        overwrite=bool(getattr(args, "overwrite", False)),
-        box=getattr(args, "box", None),
+        list(inputs),
+        out,
+        grid=int(grid),
+        scheme=scheme,
+        dim=int(dim),
+        thickness=thickness,
+        slices_per_box=slices_per_box,
+        parttype=parttype,
+        length_unit=length_unit,
+        conditions=_parse_conds(cond),
+        overwrite=bool(overwrite),
+        box=box,
     )

@@ -242,21 +242,24 @@ def make_dataset(
     return Path(out)
 
 
-def make(args: argparse.Namespace) -> Path:
-    """Run ``physgan data make nbody`` from parsed arguments (see :func:`add_make_arguments`)."""
+def make(
+    *, out: str, sim: str, dim: int, grid: int, box: float, omega_m: str, sigma8: str, redshift: str,
+    thickness: float | None, slices_per_box: int | None, n_steps: int, n: int, seed: int, overwrite: bool,
+) -> Path:
+    """``physgan data make nbody`` with its options as keywords (:func:`add_make_arguments`); returns the written file."""
     return make_dataset(
-        args.out,
-        sim_kind=args.sim,
-        dim=int(args.dim),
-        grid=int(args.grid),
-        box=float(args.box),
-        omega_m=parse_range(args.omega_m, "omega_m"),
-        sigma8=parse_range(args.sigma8, "sigma8"),
-        redshift=parse_range(getattr(args, "redshift", "0"), "redshift"),
-        thickness=getattr(args, "thickness", None),
-        slices_per_box=getattr(args, "slices_per_box", None),
-        n_steps=int(getattr(args, "n_steps", 10)),
-        n=int(args.n),
-        seed=int(args.seed),
-        overwrite=bool(getattr(args, "overwrite", False)),
+        out,
+        sim_kind=sim,
+        dim=int(dim),
+        grid=int(grid),
+        box=float(box),
+        omega_m=parse_range(omega_m, "omega_m"),
+        sigma8=parse_range(sigma8, "sigma8"),
+        redshift=parse_range(redshift, "redshift"),
+        thickness=thickness,
+        slices_per_box=slices_per_box,
+        n_steps=int(n_steps),
+        n=int(n),
+        seed=int(seed),
+        overwrite=bool(overwrite),
     )
