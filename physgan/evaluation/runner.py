@@ -17,11 +17,11 @@ from typing import Any
 
 import torch
 
+from physgan.device import resolve_device
 from physgan.errors import ConfigError
 from physgan.evaluation import inputs as sets
 from physgan.evaluation.result import Evaluation, MetricEntry, normalise_thresholds
 from physgan.metrics import Metric, PerKey, registered, with_floor
-from physgan.metrics._common import resolve_device
 
 __all__ = ["evaluate"]
 
