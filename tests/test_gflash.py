@@ -125,7 +125,7 @@ def test_make_dataset_and_cli_arguments(tmp_path):
     add_make_arguments(parser)
     out = tmp_path / "cg.h5"
     args = parser.parse_args(["--n", "40", "--energy", "5:20", "--seed", "7", "--batch", "16", "--out", str(out)])
-    assert make(args) == out
+    assert make(**vars(args)) == out
     src = open_source(out)
     assert src.layout.name == "calogan" and src.header.condition_units == ["GeV"]
     attrs = src.header.attrs
@@ -138,7 +138,7 @@ def test_make_dataset_and_cli_arguments(tmp_path):
     again = make_dataset(tmp_path / "cg2.h5", energy_gev=(5, 20), n=40, seed=7, batch=40, progress=False)
     np.testing.assert_array_equal(read_all(again)[0], x)
     with pytest.raises(OutputExistsError):
-        make(args)
+        make(**vars(args))
     ds2 = make_dataset(tmp_path / "ds2.h5", geometry="calochallenge-ds2", energy_gev=(1, 1000), n=8, seed=1, progress=False)
     with h5py.File(ds2) as f:
         assert f["showers"].shape == (8, 6480) and f.attrs["geometry"] == "calochallenge-ds2"

@@ -169,15 +169,14 @@ _BUILTINS_LOADED = False
 
 
 def _load_builtin_layouts() -> None:
-    """Import the modules that register the built-in layouts (once)."""
+    """Load the built-in domains, which register their layouts, through the domain registry (once)."""
     global _BUILTINS_LOADED
     if _BUILTINS_LOADED:
         return
     _BUILTINS_LOADED = True
-    import importlib
+    from physgan.domains.base import domains
 
-    for mod in ("physgan.domains",):
-        importlib.import_module(mod)
+    domains()
 
 
 def _attr_str(value: Any) -> str:
