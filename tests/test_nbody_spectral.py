@@ -192,3 +192,40 @@ def test_spectrum_is_a_smooth_polynomial_of_the_conditions():
     assert build_generator(spec_old).amp_degree is None
     with pytest.raises(ConfigError, match="amp_degree"):
         build_generator(_spec(_lognormal(16), amp_degree=3)[0])
+
+
+@pytest.mark.parametrize("dim,n", [(2, 24), (3, 10)])
+def test_soft_minkowski_tends_to_the_metric_and_has_gradients(dim, n):
+    from physgan.domains.nbody.metrics import log_density, minkowski_functionals
+    from physgan.domains.nbody.spectral import soft_minkowski
+
+    rng = np.random.default_rng(1)
+    g = rng.normal(size=(3,) + (n,) * dim)
+    for axis in range(1, dim + 1):  # a little smoothing so the excursion sets have structure
+        g = g + 0.8 * np.roll(g, 1, axis=axis)
+    x = np.exp(g / g.std())
+    u = log_density(x)
+    thr = np.quantile(u, [0.2, 0.5, 0.9]) + 1e-6  # no cell exactly at a threshold
+    hard = minkowski_functionals(x, thr)
+    soft = soft_minkowski(torch.tensor(u)[:, None], torch.tensor(thr), width=1e-5).numpy()
+    assert soft.shape == (3, 6)
+    np.testing.assert_allclose(soft[:, :3], hard[:, :, 1], atol=1e-4)  # one face is 1e-3 per cell at 10^3
+    np.testing.assert_allclose(soft[:, 3:], hard[:, :, 2], atol=1e-4)
+    assert np.abs(hard[:, :, 2]).max() > 0  # the Euler characteristics compared are not all zero
+    yy = torch.tensor(u, dtype=torch.float32)[:, None].requires_grad_(True)
+    (grad,) = torch.autograd.grad(soft_minkowski(yy, torch.tensor(thr, dtype=torch.float32))[:, 3:].sum(), yy)
+    assert torch.isfinite(grad).all() and float(grad.abs().sum()) > 0
+
+
+def test_critic_with_minkowski_summaries_builds_and_old_statistics_are_refused():
+    x = _lognormal(16)
+    spec, t = _spec(x, critic_width=0, mf_summaries=True)
+    critic = build_critic(spec)
+    base = build_critic(_spec(x, critic_width=0)[0])
+    assert critic.summaries.n_out == base.summaries.n_out + 2 * len(t.stats["mf_thresholds"])
+    y = t.forward(torch.from_numpy(x))
+    s = critic.summaries(y)
+    assert torch.isfinite(s).all() and s[:, base.summaries.n_out :].abs().max() < 10  # standardised by the training spread
+    stats = {k: v for k, v in t.stats.items() if not k.startswith("mf_")}
+    with pytest.raises(ConfigError, match="mf_summaries"):
+        build_critic(dataclasses.replace(spec, data_stats=stats))

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from physgan.domains.base import ModelSpec
-from physgan.domains.nbody.spectral import field_summaries, n_summaries, shell_interpolation, shell_multiplicity
+from physgan.domains.nbody.spectral import field_summaries, n_summaries, shell_interpolation, shell_multiplicity, soft_minkowski
 from physgan.errors import ConfigError
 from physgan.nn.conditioning import ConditionEmbedding, FiLM, ProjectionHead
 from physgan.train.moments import condition_basis
@@ -303,13 +303,16 @@ class StandardisedSummaries(nn.Module):
 
     What the critic's summary branch reads, and what conditional moment matching
     (:mod:`physgan.train.moments`, :func:`moment_features`) pins at every condition: one mechanism for both.
-    Runs fitted before the density spectrum became a summary keep their shorter summary vector.
+    Runs fitted before the density spectrum became a summary keep their shorter summary vector. Option
+    ``mf_summaries`` appends the soft Minkowski functionals of :func:`~physgan.domains.nbody.spectral.soft_minkowski`
+    (boundary measure and Euler characteristic at the training fields' quantile thresholds).
     """
 
     def __init__(self, spec: ModelSpec):
         super().__init__()
         _, n = _geometry(spec)
         stats = _data_stats(spec)
+        opts = spec.options or {}
         self.mu, self.sd = float(stats["mu"]), float(stats["sd"])
         found = len(stats["summary_mean"])
         if found not in (n_summaries(n), n_summaries(n, density_power=False)):
@@ -318,9 +321,19 @@ class StandardisedSummaries(nn.Module):
         self.n_out = found
         self.register_buffer("s_mean", torch.as_tensor(stats["summary_mean"], dtype=torch.float32), persistent=False)
         self.register_buffer("s_std", torch.as_tensor(stats["summary_std"], dtype=torch.float32), persistent=False)
+        self.minkowski = bool(opts.get("mf_summaries", False))
+        if self.minkowski:
+            if "mf_thresholds" not in stats:
+                raise ConfigError("nbody model.options.mf_summaries needs a transform fitted with this version (no mf_thresholds)")
+            for key in ("mf_thresholds", "mf_mean", "mf_std"):
+                self.register_buffer(key, torch.as_tensor(stats[key], dtype=torch.float32), persistent=False)
+            self.n_out += len(stats["mf_mean"])
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
-        return (field_summaries(y, self.mu, self.sd, self.density_power) - self.s_mean) / self.s_std
+        out = (field_summaries(y, self.mu, self.sd, self.density_power) - self.s_mean) / self.s_std
+        if not self.minkowski:
+            return out
+        return torch.cat([out, (soft_minkowski(y, self.mf_thresholds) - self.mf_mean) / self.mf_std], dim=1)
 
 
 class SummaryFieldCritic(nn.Module):
