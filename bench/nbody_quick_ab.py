@@ -73,11 +73,12 @@ def run_arm(workdir: Path, name: str, sets: dict[str, str], log_conditions: bool
     from physgan.evaluation import evaluate
     from physgan.io.hdf5 import read_all
     from physgan.run import load_run
+    from physgan.train.checkpoint import latest_checkpoint, load_checkpoint
     from physgan.train.loop import train
 
     out = workdir / name
     cached = out / "result.json"
-    if cached.exists():
+    if cached.exists() and all(k in json.loads(cached.read_text()) for k in GOAL_KEYS):
         return json.loads(cached.read_text())
     dom = get_domain("nbody")
     scales = dict(dom.condition_scales)
@@ -87,8 +88,12 @@ def run_arm(workdir: Path, name: str, sets: dict[str, str], log_conditions: bool
         values = {"data": {"path": str(train_file)}, "train": {"device": "cpu"}}
         cfg = resolve_config("nbody", "quick", values=values, overrides=[f"{k}={v}" for k, v in sets.items()])
         t0 = time.process_time()
-        train(cfg, out / "run", progress=False)
+        last = latest_checkpoint(out / "run") if (out / "run").exists() else None
+        if last is None or int(load_checkpoint(last)["step"]) < cfg.train.steps:  # else: trained, evaluate again
+            train(cfg, out / "run", progress=False, **({"resume": "auto"} if last is not None else {}))
         train_cpu = time.process_time() - t0
+        if cached.exists():  # trained before: keep that run's training time
+            train_cpu = json.loads(cached.read_text()).get("train_cpu_s", train_cpu)
     finally:
         dom.condition_scales = scales
     run = load_run(out / "run", device="cpu")
@@ -98,7 +103,7 @@ def run_arm(workdir: Path, name: str, sets: dict[str, str], log_conditions: bool
     metrics = ev.to_dict()["metrics"]
     res = {"arm": name, "sets": sets, "log_conditions": log_conditions, "steps": cfg.train.steps, "train_cpu_s": train_cpu}
     for key in GOAL_KEYS:
-        m = metrics.get(key, {})
+        m = metrics.get(f"physics/{key}", {})
         res[key] = [m.get("value", float("nan")), m.get("error", float("nan")), m.get("floor", float("nan"))]
     cached.write_text(json.dumps(res, indent=1))
     return res

@@ -44,6 +44,7 @@ __all__ = [
     "fit_spectral_stats",
     "MF_LEVELS",
     "soft_minkowski",
+    "fit_amplitude_response",
 ]
 
 #: Quantile levels of the one-point distribution in :func:`field_summaries` (sorted values: differentiable, and
@@ -200,13 +201,74 @@ def soft_minkowski(y: torch.Tensor, thresholds: torch.Tensor, width: float = MF_
     return torch.cat([boundary.sum(dim=dims) / n_cells, chi / n_cells], dim=1)
 
 
-def fit_spectral_stats(y: np.ndarray, mu: float, sd: float, batch: int = 512) -> dict[str, list[float]]:
+def fit_amplitude_response(y: np.ndarray, c: np.ndarray, n_nodes: int, degree: int = 2, batch: int = 512) -> dict[str, list]:
+    """Least-squares fit of each shell's log power as a polynomial of the conditions, from the training fields.
+
+    ``log P_j(field i) = sum_t beta_{j t} phi_t(u_i) + noise`` with ``u = (c - c_mean) / c_std`` and ``phi`` the
+    monomials up to ``degree`` (:func:`physgan.train.moments.condition_basis`). The estimator's bias (the mean log
+    of a chi-squared power) depends on the shell's number of modes only, so it moves the constant term, not the
+    dependence on the conditions; the generator takes the constant from the pooled spectrum instead.
+
+    Parameters
+    ----------
+    y : ndarray (N, *spatial)
+        Standardised log-density fields.
+    c : ndarray (N, k)
+        Their physical conditions.
+    n_nodes : int
+        Shell nodes of the generator (``0..n_nodes-1``); shells without modes take the nearest filled one's fit.
+    degree : int
+        Polynomial degree (1 or 2).
+
+    Returns
+    -------
+    dict
+        ``c_mean``, ``c_std`` (k,), ``degree``, ``coef`` (n_nodes x n_terms, the constant column zero) and
+        ``offset`` (n_nodes,): ``log mean_i exp(phi(u_i) . coef_j)`` over the fitted fields, so that
+        ``phi(u) . coef_j - offset_j`` keeps the pooled spectrum.
+    """
+    from physgan.train.moments import condition_basis
+
+    y = np.asarray(y, dtype=np.float32)
+    c = np.asarray(c, dtype=np.float64).reshape(len(y), -1)
+    spatial = tuple(y.shape[1:])
+    c_mean = c.mean(axis=0)
+    c_std = c.std(axis=0)
+    c_std = np.where(c_std > 1e-12 * np.maximum(np.abs(c_mean), 1.0), c_std, 1.0)
+    phi = condition_basis(torch.as_tensor((c - c_mean) / c_std), degree).numpy()  # (N, T)
+    n_shells = n_nodes - 1
+    with torch.no_grad():
+        logp = np.concatenate(
+            [torch.log(shell_power(torch.as_tensor(y[i : i + batch])[:, None], n_shells) + 1e-12).numpy() for i in range(0, len(y), batch)]
+        ).astype(np.float64)  # (N, n_shells); empty shells hold log(1e-12)
+    filled = np.zeros(n_nodes, dtype=bool)
+    filled[1:] = shell_members(spatial, n_shells).numpy().sum(axis=0) > 0
+    coef = np.zeros((n_nodes, phi.shape[1]))
+    ridge = 1e-6 * len(phi) * np.eye(phi.shape[1])
+    beta = np.linalg.solve(phi.T @ phi + ridge, phi.T @ logp)  # (T, n_shells)
+    coef[1:] = beta.T
+    coef[:, 0] = 0.0  # the constant comes from the pooled spectrum
+    idx = np.flatnonzero(filled)
+    nearest = idx[np.abs(np.arange(n_nodes)[:, None] - idx[None, :]).argmin(axis=1)]
+    coef = coef[nearest]
+    offset = np.log(np.mean(np.exp(phi @ coef.T), axis=0))
+    return {
+        "c_mean": c_mean.tolist(),
+        "c_std": c_std.tolist(),
+        "degree": int(degree),
+        "coef": coef.tolist(),
+        "offset": offset.tolist(),
+    }
+
+
+def fit_spectral_stats(y: np.ndarray, mu: float, sd: float, batch: int = 512, c: np.ndarray | None = None) -> dict:
     """Training statistics of standardised fields ``y`` (N, *spatial), JSON-serialisable.
 
     ``pk_shell``: mean power per shell ``0..ceil(sqrt(d) n/2)+1`` (the generator's initial spectrum; empty
     shells take the nearest filled one); ``summary_mean`` / ``summary_std``: of :func:`field_summaries`;
     ``mf_thresholds`` (the pooled values' quantiles at :data:`MF_LEVELS`) and ``mf_mean`` / ``mf_std``: of
-    :func:`soft_minkowski` at those thresholds.
+    :func:`soft_minkowski` at those thresholds; with conditions ``c`` (N, k), ``amp_fit``: the spectrum's
+    dependence on them (:func:`fit_amplitude_response`), the spectral generator's starting point.
     """
     y = np.asarray(y, dtype=np.float32)
     thresholds = torch.as_tensor(np.quantile(y[: min(len(y), 256)], MF_LEVELS), dtype=torch.float32)
@@ -232,7 +294,11 @@ def fit_spectral_stats(y: np.ndarray, mu: float, sd: float, batch: int = 512) ->
     pk = np.interp(np.arange(n_nodes), np.flatnonzero(filled), power[filled] / weight[filled])
     s = np.concatenate(rows)
     mf = np.concatenate(mf_rows)
+    extra = {}
+    if c is not None and np.asarray(c).size and len(y) > 10:
+        extra["amp_fit"] = fit_amplitude_response(y, c, n_nodes, degree=2, batch=batch)
     return {
+        **extra,
         "mf_thresholds": [float(v) for v in thresholds],
         "mf_mean": [float(v) for v in mf.mean(axis=0)],
         "mf_std": [float(v) for v in np.maximum(mf.std(axis=0), 1e-6)],
