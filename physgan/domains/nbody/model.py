@@ -31,9 +31,10 @@ import torch
 from torch import nn
 
 from physgan.domains.base import ModelSpec
-from physgan.domains.nbody.spectral import field_summaries, n_summaries, shell_interpolation, shell_multiplicity
+from physgan.domains.nbody.spectral import field_summaries, n_summaries, shell_interpolation, shell_multiplicity, soft_minkowski
 from physgan.errors import ConfigError
 from physgan.nn.conditioning import ConditionEmbedding, FiLM, ProjectionHead
+from physgan.train.conditions import ConditionNormaliser
 from physgan.train.moments import condition_basis
 
 __all__ = [
@@ -196,7 +197,9 @@ class SpectralFieldGenerator(nn.Module):
     per side gives a field ``scale`` times larger with the same P(k) (the shells are interpolated at the
     same physical wavenumbers). Options: ``channels`` (coloured channels, default ``min(4, z_dim)``),
     ``res_blocks`` (3^d conv blocks, default 2), ``spectral_hidden`` (MLP width, default 64), ``amp_degree``
-    (1 or 2: ``log A`` polynomial in the conditions, see :meth:`log_amplitude`; the presets set 2).
+    (1 or 2: ``log A`` polynomial in the conditions, see :meth:`log_amplitude`; the presets set 2) and ``amp_fit``
+    (default true: with ``amp_degree``, ``log A`` starts from the training fields' own least-squares dependence on
+    the conditions, ``data_stats['amp_fit']``, so the networks learn a correction rather than the whole response).
     """
 
     def __init__(self, spec: ModelSpec):
@@ -235,6 +238,17 @@ class SpectralFieldGenerator(nn.Module):
         )
         nn.init.zeros_(self.amp_net[-1].weight)
         nn.init.zeros_(self.amp_net[-1].bias)
+        self.amp_fit = None
+        fit = stats.get("amp_fit")
+        if self.amp_degree is not None and fit is not None and opts.get("amp_fit", True) and spec.n_cond:
+            if len(fit["coef"]) != self.n_nodes or not spec.condition_stats:
+                raise ConfigError(f"nbody spectral generator: data_stats['amp_fit'] has {len(fit['coef'])} shells, expected {self.n_nodes}")
+            self.amp_fit = ConditionNormaliser.from_state(spec.condition_stats)
+            self.amp_fit_degree = int(fit["degree"])
+            self.register_buffer("af_coef", torch.as_tensor(fit["coef"], dtype=torch.float32), persistent=False)
+            self.register_buffer("af_offset", torch.as_tensor(fit["offset"], dtype=torch.float32), persistent=False)
+            self.register_buffer("af_mean", torch.as_tensor(fit["c_mean"], dtype=torch.float32), persistent=False)
+            self.register_buffer("af_std", torch.as_tensor(fit["c_std"], dtype=torch.float32), persistent=False)
         self.mu, self.sd, self.eps = float(stats["mu"]), float(stats["sd"]), float(stats.get("eps", 1e-3))
         self.offset = nn.Linear(spec.embed_dim, 1)
         nn.init.zeros_(self.offset.weight)
@@ -273,7 +287,12 @@ class SpectralFieldGenerator(nn.Module):
             return self.log_amp0[None, :, None] + self.amp_net(x)
         coef = self.amp_net(self.kfeat).view(self.n_nodes, self.channels, self.n_terms)
         phi = condition_basis(c.float(), self.amp_degree)  # (B, T)
-        return self.log_amp0[None, :, None] + torch.einsum("nct,bt->bnc", coef, phi)
+        log_a = self.log_amp0[None, :, None] + torch.einsum("nct,bt->bnc", coef, phi)
+        if self.amp_fit is not None:  # start from the training data's own dependence on the conditions
+            u = (self.amp_fit.inverse(c.float()) - self.af_mean) / self.af_std
+            fitted = condition_basis(u, self.amp_fit_degree) @ self.af_coef.T - self.af_offset  # (B, nodes): log power
+            log_a = log_a + 0.5 * fitted[:, :, None]
+        return log_a
 
     def forward(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         if z.ndim != self.dim + 2 or z.shape[1] != self.z_dim:
@@ -303,13 +322,16 @@ class StandardisedSummaries(nn.Module):
 
     What the critic's summary branch reads, and what conditional moment matching
     (:mod:`physgan.train.moments`, :func:`moment_features`) pins at every condition: one mechanism for both.
-    Runs fitted before the density spectrum became a summary keep their shorter summary vector.
+    Runs fitted before the density spectrum became a summary keep their shorter summary vector. Option
+    ``mf_summaries`` appends the soft Minkowski functionals of :func:`~physgan.domains.nbody.spectral.soft_minkowski`
+    (boundary measure and Euler characteristic at the training fields' quantile thresholds).
     """
 
     def __init__(self, spec: ModelSpec):
         super().__init__()
         _, n = _geometry(spec)
         stats = _data_stats(spec)
+        opts = spec.options or {}
         self.mu, self.sd = float(stats["mu"]), float(stats["sd"])
         found = len(stats["summary_mean"])
         if found not in (n_summaries(n), n_summaries(n, density_power=False)):
@@ -318,9 +340,19 @@ class StandardisedSummaries(nn.Module):
         self.n_out = found
         self.register_buffer("s_mean", torch.as_tensor(stats["summary_mean"], dtype=torch.float32), persistent=False)
         self.register_buffer("s_std", torch.as_tensor(stats["summary_std"], dtype=torch.float32), persistent=False)
+        self.minkowski = bool(opts.get("mf_summaries", False))
+        if self.minkowski:
+            if "mf_thresholds" not in stats:
+                raise ConfigError("nbody model.options.mf_summaries needs a transform fitted with this version (no mf_thresholds)")
+            for key in ("mf_thresholds", "mf_mean", "mf_std"):
+                self.register_buffer(key, torch.as_tensor(stats[key], dtype=torch.float32), persistent=False)
+            self.n_out += len(stats["mf_mean"])
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
-        return (field_summaries(y, self.mu, self.sd, self.density_power) - self.s_mean) / self.s_std
+        out = (field_summaries(y, self.mu, self.sd, self.density_power) - self.s_mean) / self.s_std
+        if not self.minkowski:
+            return out
+        return torch.cat([out, (soft_minkowski(y, self.mf_thresholds) - self.mf_mean) / self.mf_std], dim=1)
 
 
 class SummaryFieldCritic(nn.Module):

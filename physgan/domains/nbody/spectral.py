@@ -26,6 +26,7 @@ References
 
 from __future__ import annotations
 
+import itertools
 from functools import lru_cache
 
 import numpy as np
@@ -41,11 +42,21 @@ __all__ = [
     "field_summaries",
     "n_summaries",
     "fit_spectral_stats",
+    "MF_LEVELS",
+    "soft_minkowski",
+    "fit_amplitude_response",
 ]
 
 #: Quantile levels of the one-point distribution in :func:`field_summaries` (sorted values: differentiable, and
 #: O(N log N) where a soft histogram's kernels cost N x bins in the gradient penalty's double backward).
 QUANTILES = (0.001, 0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 0.999)
+
+
+#: Quantile levels (of the training fields' pooled values) of the thresholds of :func:`soft_minkowski`.
+MF_LEVELS = (0.1, 0.3, 0.5, 0.7, 0.9, 0.98)
+
+#: Softness of the excursion-set indicator of :func:`soft_minkowski`, in units of the standardised field.
+MF_WIDTH = 0.2
 
 
 @lru_cache(maxsize=16)
@@ -147,13 +158,120 @@ def field_summaries(y: torch.Tensor, mu: float, sd: float, density_power: bool =
     return torch.cat([*cols, quant, mean, std, log_mean_density], dim=1)
 
 
-def fit_spectral_stats(y: np.ndarray, mu: float, sd: float, batch: int = 512) -> dict[str, list[float]]:
+def soft_minkowski(y: torch.Tensor, thresholds: torch.Tensor, width: float = MF_WIDTH) -> torch.Tensor:
+    """Differentiable boundary measure and Euler characteristic of the excursion sets ``y >= nu`` -> (B, 2 T).
+
+    The same periodic cubical complex as :func:`physgan.domains.nbody.metrics.minkowski_functionals` (closed
+    cells; a k-cell belongs to the set when any cell sharing it does), with the hard indicator replaced by
+    ``s = sigmoid((y - nu) / width)`` and "any" by ``1 - prod(1 - s)``: with ``width -> 0`` the columns are the
+    metric's boundary faces and Euler characteristic per cell. The area fraction is not repeated (the
+    quantiles of :func:`field_summaries` hold it).
+
+    Why: for a Gaussian field the functionals follow from the spectrum, but a generator's local
+    non-Gaussian structure (isolated cells above a threshold, breaks in filaments) changes the topology
+    while the spectrum and the one-point distribution stay put. A critic that does not see the topology
+    let the Euler characteristic sit at 3-7x its noise floor (bench/RESULTS.md §11).
+
+    Parameters
+    ----------
+    y : Tensor (B, 1, *spatial)
+        Standardised fields.
+    thresholds : Tensor (T,)
+        Levels ``nu`` on ``y``.
+    width : float
+        Softness of the indicator (units of ``y``).
+
+    Returns
+    -------
+    Tensor (B, 2 T)
+        The boundary measure at each threshold, then the Euler characteristic at each, both per cell.
+    """
+    d = y.ndim - 2
+    dims = tuple(range(2, 2 + d))
+    n_cells = float(np.prod(y.shape[2:]))
+    s = torch.sigmoid((y.float() - thresholds.view(1, -1, *([1] * d))) / width)  # (B, T, *spatial)
+    boundary = sum((s * (1 - torch.roll(s, 1, dims=a)) + (1 - s) * torch.roll(s, 1, dims=a)) for a in dims)
+    chi = 0.0
+    for extent in itertools.product((0, 1), repeat=d):  # axes along which the k-cell extends
+        empty = 1 - s
+        for axis, ext in zip(dims, extent):
+            if not ext:
+                empty = empty * torch.roll(empty, 1, dims=axis)
+        chi = chi + (-1) ** sum(extent) * (1 - empty).sum(dim=dims)
+    return torch.cat([boundary.sum(dim=dims) / n_cells, chi / n_cells], dim=1)
+
+
+def fit_amplitude_response(y: np.ndarray, c: np.ndarray, n_nodes: int, degree: int = 2, batch: int = 512) -> dict[str, list]:
+    """Least-squares fit of each shell's log power as a polynomial of the conditions, from the training fields.
+
+    ``log P_j(field i) = sum_t beta_{j t} phi_t(u_i) + noise`` with ``u = (c - c_mean) / c_std`` and ``phi`` the
+    monomials up to ``degree`` (:func:`physgan.train.moments.condition_basis`). The estimator's bias (the mean log
+    of a chi-squared power) depends on the shell's number of modes only, so it moves the constant term, not the
+    dependence on the conditions; the generator takes the constant from the pooled spectrum instead.
+
+    Parameters
+    ----------
+    y : ndarray (N, *spatial)
+        Standardised log-density fields.
+    c : ndarray (N, k)
+        Their physical conditions.
+    n_nodes : int
+        Shell nodes of the generator (``0..n_nodes-1``); shells without modes take the nearest filled one's fit.
+    degree : int
+        Polynomial degree (1 or 2).
+
+    Returns
+    -------
+    dict
+        ``c_mean``, ``c_std`` (k,), ``degree``, ``coef`` (n_nodes x n_terms, the constant column zero) and
+        ``offset`` (n_nodes,): ``log mean_i exp(phi(u_i) . coef_j)`` over the fitted fields, so that
+        ``phi(u) . coef_j - offset_j`` keeps the pooled spectrum.
+    """
+    from physgan.train.moments import condition_basis
+
+    y = np.asarray(y, dtype=np.float32)
+    c = np.asarray(c, dtype=np.float64).reshape(len(y), -1)
+    spatial = tuple(y.shape[1:])
+    c_mean = c.mean(axis=0)
+    c_std = c.std(axis=0)
+    c_std = np.where(c_std > 1e-12 * np.maximum(np.abs(c_mean), 1.0), c_std, 1.0)
+    phi = condition_basis(torch.as_tensor((c - c_mean) / c_std), degree).numpy()  # (N, T)
+    n_shells = n_nodes - 1
+    with torch.no_grad():
+        logp = np.concatenate(
+            [torch.log(shell_power(torch.as_tensor(y[i : i + batch])[:, None], n_shells) + 1e-12).numpy() for i in range(0, len(y), batch)]
+        ).astype(np.float64)  # (N, n_shells); empty shells hold log(1e-12)
+    filled = np.zeros(n_nodes, dtype=bool)
+    filled[1:] = shell_members(spatial, n_shells).numpy().sum(axis=0) > 0
+    coef = np.zeros((n_nodes, phi.shape[1]))
+    ridge = 1e-6 * len(phi) * np.eye(phi.shape[1])
+    beta = np.linalg.solve(phi.T @ phi + ridge, phi.T @ logp)  # (T, n_shells)
+    coef[1:] = beta.T
+    coef[:, 0] = 0.0  # the constant comes from the pooled spectrum
+    idx = np.flatnonzero(filled)
+    nearest = idx[np.abs(np.arange(n_nodes)[:, None] - idx[None, :]).argmin(axis=1)]
+    coef = coef[nearest]
+    offset = np.log(np.mean(np.exp(phi @ coef.T), axis=0))
+    return {
+        "c_mean": c_mean.tolist(),
+        "c_std": c_std.tolist(),
+        "degree": int(degree),
+        "coef": coef.tolist(),
+        "offset": offset.tolist(),
+    }
+
+
+def fit_spectral_stats(y: np.ndarray, mu: float, sd: float, batch: int = 512, c: np.ndarray | None = None) -> dict:
     """Training statistics of standardised fields ``y`` (N, *spatial), JSON-serialisable.
 
     ``pk_shell``: mean power per shell ``0..ceil(sqrt(d) n/2)+1`` (the generator's initial spectrum; empty
-    shells take the nearest filled one); ``summary_mean`` / ``summary_std``: of :func:`field_summaries`.
+    shells take the nearest filled one); ``summary_mean`` / ``summary_std``: of :func:`field_summaries`;
+    ``mf_thresholds`` (the pooled values' quantiles at :data:`MF_LEVELS`) and ``mf_mean`` / ``mf_std``: of
+    :func:`soft_minkowski` at those thresholds; with conditions ``c`` (N, k), ``amp_fit``: the spectrum's
+    dependence on them (:func:`fit_amplitude_response`), the spectral generator's starting point.
     """
     y = np.asarray(y, dtype=np.float32)
+    thresholds = torch.as_tensor(np.quantile(y[: min(len(y), 256)], MF_LEVELS), dtype=torch.float32)
     spatial = tuple(y.shape[1:])
     n, d = spatial[0], len(spatial)
     n_nodes = int(np.ceil(np.sqrt(d) * n / 2)) + 2
@@ -162,7 +280,7 @@ def fit_spectral_stats(y: np.ndarray, mu: float, sd: float, batch: int = 512) ->
     mult = mult.ravel()
     power = np.zeros(n_nodes)
     weight = np.zeros(n_nodes)
-    rows = []
+    rows, mf_rows = [], []
     with torch.no_grad():
         for i in range(0, len(y), batch):
             t = torch.as_tensor(y[i : i + batch])
@@ -171,10 +289,19 @@ def fit_spectral_stats(y: np.ndarray, mu: float, sd: float, batch: int = 512) ->
             np.add.at(power, shell, (p * mult).sum(axis=0))
             np.add.at(weight, shell, mult * len(p))
             rows.append(field_summaries(t[:, None], mu, sd).numpy().astype(np.float64))
+            mf_rows.append(soft_minkowski(t[:, None], thresholds).numpy().astype(np.float64))
     filled = weight > 0
     pk = np.interp(np.arange(n_nodes), np.flatnonzero(filled), power[filled] / weight[filled])
     s = np.concatenate(rows)
+    mf = np.concatenate(mf_rows)
+    extra = {}
+    if c is not None and np.asarray(c).size and len(y) > 10:
+        extra["amp_fit"] = fit_amplitude_response(y, c, n_nodes, degree=2, batch=batch)
     return {
+        **extra,
+        "mf_thresholds": [float(v) for v in thresholds],
+        "mf_mean": [float(v) for v in mf.mean(axis=0)],
+        "mf_std": [float(v) for v in np.maximum(mf.std(axis=0), 1e-6)],
         "pk_shell": [float(v) for v in np.maximum(pk, 1e-12)],
         "summary_mean": [float(v) for v in s.mean(axis=0)],
         "summary_std": [float(v) for v in np.maximum(s.std(axis=0), 1e-6)],

@@ -90,7 +90,9 @@ class DensityTransform(Transform):
             mu, sd = float(u.mean()), float(u.std()) or 1.0
             rng = np.random.default_rng(0)
             rows = rng.choice(len(u), size=min(len(u), 4096), replace=False) if len(u) > 4096 else slice(None)
-            self.stats = {"mu": mu, "sd": sd, "eps": float(self.options["eps"]), **fit_spectral_stats((u[rows] - mu) / sd, mu, sd)}
+            c_fit = None if c is None or np.asarray(c).size == 0 else np.asarray(c, dtype=np.float64).reshape(len(u), -1)[rows]
+            spectral = fit_spectral_stats((u[rows] - mu) / sd, mu, sd, c=c_fit)
+            self.stats = {"mu": mu, "sd": sd, "eps": float(self.options["eps"]), **spectral}
         else:
             eps = float(self.options["eps"])
             lo = float(np.log(eps))
