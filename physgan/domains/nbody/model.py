@@ -30,7 +30,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from physgan.domains.base import ModelSpec
+from physgan.domains.base import ModelSpec, typed_options
+from physgan.domains.nbody.options import NbodyModelOptions
 from physgan.domains.nbody.spectral import field_summaries, n_summaries, shell_interpolation, shell_multiplicity, soft_minkowski
 from physgan.errors import ConfigError
 from physgan.nn.conditioning import ConditionEmbedding, FiLM, ProjectionHead
@@ -86,14 +87,14 @@ class FieldGenerator(nn.Module):
     def __init__(self, spec: ModelSpec):
         super().__init__()
         dim, n = _geometry(spec)
-        opts = spec.options or {}
-        n_up = int(opts.get("n_up", spec.depth))
+        opts = typed_options(NbodyModelOptions, spec.options or {})
+        n_up = int(spec.depth if opts.n_up is None else opts.n_up)
         if n_up < 0 or n % (2**n_up):
             raise ConfigError(f"nbody generator: field side {n} is not divisible by 2**n_up = {2**n_up}; set model.options.n_up")
         self.dim, self.n, self.n_up = dim, n, n_up
         self.base = n // 2**n_up
         self.z_dim = int(spec.z_dim)
-        self.output = opts.get("output", "tanh")
+        self.output = opts.output
         if self.output not in ("tanh", "linear"):
             raise ConfigError(f"nbody generator output must be 'tanh' or 'linear', got '{self.output}'")
         width = int(spec.width)
@@ -124,12 +125,12 @@ class FieldGenerator(nn.Module):
 
 def _conv_features(spec: ModelSpec, dim: int, n: int) -> tuple[nn.Sequential, int]:
     """The critic's periodic conv stack (circular 3^d conv, ``n_down`` stride-2 4^d convs) and its width."""
-    opts = spec.options or {}
-    n_down = int(opts.get("n_down", opts.get("n_up", spec.depth)))
+    opts = typed_options(NbodyModelOptions, spec.options or {})
+    n_down = int(opts.n_down if opts.n_down is not None else (spec.depth if opts.n_up is None else opts.n_up))
     while n_down > 0 and n // 2**n_down < 2:
         n_down -= 1
-    width = int(opts.get("critic_width", spec.width))
-    groups = int(opts.get("groups", 4))
+    width = int(spec.width if opts.critic_width is None else opts.critic_width)
+    groups = int(opts.groups)
     conv = _conv(dim)
     layers: list[nn.Module] = [conv(1, width, 3, padding=1, padding_mode="circular"), nn.LeakyReLU(0.2)]
     ch = width
@@ -205,11 +206,11 @@ class SpectralFieldGenerator(nn.Module):
     def __init__(self, spec: ModelSpec):
         super().__init__()
         dim, n = _geometry(spec)
-        opts = spec.options or {}
+        opts = typed_options(NbodyModelOptions, spec.options or {})
         stats = _data_stats(spec)
         self.dim, self.n = dim, n
         self.z_dim = int(spec.z_dim)
-        self.channels = int(opts.get("channels", min(4, self.z_dim)))
+        self.channels = int(min(4, self.z_dim) if opts.channels is None else opts.channels)
         if not 1 <= self.channels <= self.z_dim:
             raise ConfigError(f"nbody spectral generator: channels must be in 1..z_dim={self.z_dim}, got {self.channels}")
         pk = torch.as_tensor(stats["pk_shell"], dtype=torch.float32)
@@ -218,9 +219,9 @@ class SpectralFieldGenerator(nn.Module):
         nodes = torch.arange(self.n_nodes, dtype=torch.float32)
         kfeat = torch.stack([nodes / (n / 2), torch.log1p(nodes) / np.log(n), (nodes == 0).float()], dim=1)
         self.register_buffer("kfeat", kfeat, persistent=False)
-        hidden = int(opts.get("spectral_hidden", 64))
+        hidden = int(opts.spectral_hidden)
         self.embed = ConditionEmbedding(spec.n_cond, spec.embed_dim)
-        self.amp_degree = opts.get("amp_degree")  # None: runs made before (an MLP of shell and embedding)
+        self.amp_degree = opts.amp_degree  # None: runs made before (an MLP of shell and embedding)
         if self.amp_degree is None:
             n_in, n_out = 3 + spec.embed_dim, self.channels
         else:
@@ -240,7 +241,7 @@ class SpectralFieldGenerator(nn.Module):
         nn.init.zeros_(self.amp_net[-1].bias)
         self.amp_fit = None
         fit = stats.get("amp_fit")
-        if self.amp_degree is not None and fit is not None and opts.get("amp_fit", True) and spec.n_cond:
+        if self.amp_degree is not None and fit is not None and opts.amp_fit and spec.n_cond:
             if len(fit["coef"]) != self.n_nodes or not spec.condition_stats:
                 raise ConfigError(f"nbody spectral generator: data_stats['amp_fit'] has {len(fit['coef'])} shells, expected {self.n_nodes}")
             self.amp_fit = ConditionNormaliser.from_state(spec.condition_stats)
@@ -259,7 +260,7 @@ class SpectralFieldGenerator(nn.Module):
         self.res_film = FiLM(spec.embed_dim, width)
         self.res_blocks = nn.ModuleList(
             nn.ModuleDict({"conv": conv(width, width, 3, padding=1, padding_mode="circular"), "film": FiLM(spec.embed_dim, width)})
-            for _ in range(int(opts.get("res_blocks", 2)))
+            for _ in range(int(opts.res_blocks))
         )
         self.res_out = conv(width, 1, 1)
         nn.init.zeros_(self.res_out.weight)
@@ -331,7 +332,7 @@ class StandardisedSummaries(nn.Module):
         super().__init__()
         _, n = _geometry(spec)
         stats = _data_stats(spec)
-        opts = spec.options or {}
+        opts = typed_options(NbodyModelOptions, spec.options or {})
         self.mu, self.sd = float(stats["mu"]), float(stats["sd"])
         found = len(stats["summary_mean"])
         if found not in (n_summaries(n), n_summaries(n, density_power=False)):
@@ -340,7 +341,7 @@ class StandardisedSummaries(nn.Module):
         self.n_out = found
         self.register_buffer("s_mean", torch.as_tensor(stats["summary_mean"], dtype=torch.float32), persistent=False)
         self.register_buffer("s_std", torch.as_tensor(stats["summary_std"], dtype=torch.float32), persistent=False)
-        self.minkowski = bool(opts.get("mf_summaries", False))
+        self.minkowski = bool(opts.mf_summaries)
         if self.minkowski:
             if "mf_thresholds" not in stats:
                 raise ConfigError("nbody model.options.mf_summaries needs a transform fitted with this version (no mf_thresholds)")
@@ -369,14 +370,14 @@ class SummaryFieldCritic(nn.Module):
     def __init__(self, spec: ModelSpec):
         super().__init__()
         dim, n = _geometry(spec)
-        opts = spec.options or {}
+        opts = typed_options(NbodyModelOptions, spec.options or {})
         self.summaries = StandardisedSummaries(spec)
         self.density_power = self.summaries.density_power
         self.conv = None
         ch = 0
-        if int(opts.get("critic_width", spec.width)) > 0:
+        if int(spec.width if opts.critic_width is None else opts.critic_width) > 0:
             self.conv, ch = _conv_features(spec, dim, n)
-        hidden = int(opts.get("summary_hidden", 64))
+        hidden = int(opts.summary_hidden)
         self.summary_net = nn.Sequential(
             nn.Linear(self.summaries.n_out, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, hidden), nn.LeakyReLU(0.2)
         )
@@ -399,8 +400,8 @@ def moment_features(spec: ModelSpec) -> nn.Module:
 
 def _arch(spec: ModelSpec) -> str:
     """'spectral' when the run's transform fitted the spectral statistics, else the original 'conv' pair."""
-    opts = spec.options or {}
-    arch = opts.get("arch") or ("spectral" if "pk_shell" in spec.data_stats else "conv")
+    opts = typed_options(NbodyModelOptions, spec.options or {})
+    arch = opts.arch or ("spectral" if "pk_shell" in spec.data_stats else "conv")
     if arch not in ("spectral", "conv"):
         raise ConfigError(f"nbody model.options.arch must be 'spectral' or 'conv', got '{arch}'")
     return arch
