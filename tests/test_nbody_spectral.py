@@ -264,16 +264,3 @@ def test_spectral_generator_starts_at_each_condition_s_spectrum():
     fit, flat = (np.asarray(ratios[k]) / ratios[k][1] for k in (True, False))
     assert np.abs(fit - 1).max() < 0.1 and np.abs(np.asarray(ratios[True]) - 1).max() < 0.15, ratios
     assert flat[0] > 1.5 and flat[2] < 0.8, ratios  # too much power at the low amplitude, too little at the high
-
-
-def test_summary_critic_with_concatenated_conditions_depends_on_them():
-    x = _lognormal(16)
-    spec, t = _spec(x, critic_width=0, critic_cond="concat")
-    d = build_critic(spec)
-    assert d.concat and isinstance(d.head, torch.nn.Linear)
-    y = t.forward(torch.from_numpy(x))
-    torch.manual_seed(0)
-    for p in d.parameters():
-        torch.nn.init.normal_(p, std=0.3)
-    a, b = d(y, torch.zeros(16, 2)), d(y, torch.ones(16, 2))
-    assert a.shape == (16,) and torch.isfinite(a).all() and float((a - b).abs().max()) > 1e-4
