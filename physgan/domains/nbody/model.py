@@ -364,9 +364,7 @@ class SummaryFieldCritic(nn.Module):
     :class:`StandardisedSummaries` (log power per Fourier shell up to Nyquist of the log field and of the
     density, quantiles, moments and the log mean density, in units of the training fields' spread, so that
     the gradient penalty weighs each alike) through a small MLP; both feature vectors meet in the
-    projection head. Option ``critic_width`` sets the conv branch (``0`` drops it: summaries only);
-    ``critic_cond: concat`` feeds the condition embedding into the summary MLP beside the summaries and ends
-    in a plain linear head instead of the projection.
+    projection head. Option ``critic_width`` sets the conv branch (``0`` drops it: summaries only).
     """
 
     def __init__(self, spec: ModelSpec):
@@ -380,21 +378,17 @@ class SummaryFieldCritic(nn.Module):
         if int(opts.get("critic_width", spec.width)) > 0:
             self.conv, ch = _conv_features(spec, dim, n)
         hidden = int(opts.get("summary_hidden", 64))
-        self.concat = opts.get("critic_cond", "projection") == "concat"
-        n_in = self.summaries.n_out + (spec.embed_dim if self.concat else 0)
-        self.summary_net = nn.Sequential(nn.Linear(n_in, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, hidden), nn.LeakyReLU(0.2))
+        self.summary_net = nn.Sequential(
+            nn.Linear(self.summaries.n_out, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, hidden), nn.LeakyReLU(0.2)
+        )
         self.embed = ConditionEmbedding(spec.n_cond, spec.embed_dim)
-        self.head = nn.Linear(ch + hidden, 1) if self.concat else ProjectionHead(ch + hidden, spec.embed_dim)
+        self.head = ProjectionHead(ch + hidden, spec.embed_dim)
 
     def forward(self, y: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        e = self.embed(c)
-        s = self.summaries(y)
-        phi = [self.summary_net(torch.cat([s, e], dim=1) if self.concat else s)]
+        phi = [self.summary_net(self.summaries(y))]
         if self.conv is not None:
             phi.append(self.conv(y).flatten(2).mean(dim=2))
-        if self.concat:
-            return self.head(torch.cat(phi, dim=1)).squeeze(1)
-        return self.head(torch.cat(phi, dim=1), e)
+        return self.head(torch.cat(phi, dim=1), self.embed(c))
 
 
 def moment_features(spec: ModelSpec) -> nn.Module:

@@ -26,7 +26,6 @@ class NbodyModelOptions:
     spectral_hidden: int = 64
     res_blocks: int = 2
     summary_hidden: int = 64
-    critic_cond: Literal["projection", "concat"] = "projection"  # summary critic: how it reads the conditions
     mf_summaries: bool = False  # summary critic: also the soft Minkowski functionals (boundary, Euler characteristic)
     amp_fit: bool = True  # spectral generator with amp_degree: log A starts from the data's fitted dependence on the conditions
     amp_degree: int | None = None  # spectral generator: learned log A polynomial degree (0, 1, 2) in the conditions (None: MLP)
