@@ -198,7 +198,8 @@ class SpectralFieldGenerator(nn.Module):
     per side gives a field ``scale`` times larger with the same P(k) (the shells are interpolated at the
     same physical wavenumbers). Options: ``channels`` (coloured channels, default ``min(4, z_dim)``),
     ``res_blocks`` (3^d conv blocks, default 2), ``spectral_hidden`` (MLP width, default 64), ``amp_degree``
-    (1 or 2: ``log A`` polynomial in the conditions, see :meth:`log_amplitude`; the presets set 2) and ``amp_fit``
+    (0, 1 or 2: the learned part of ``log A`` is a polynomial of that degree in the conditions, see
+    :meth:`log_amplitude`; 0 learns one correction for all conditions on top of the fitted response) and ``amp_fit``
     (default true: with ``amp_degree``, ``log A`` starts from the training fields' own least-squares dependence on
     the conditions, ``data_stats['amp_fit']``, so the networks learn a correction rather than the whole response).
     """
@@ -226,8 +227,8 @@ class SpectralFieldGenerator(nn.Module):
             n_in, n_out = 3 + spec.embed_dim, self.channels
         else:
             self.amp_degree = int(self.amp_degree)
-            if self.amp_degree not in (1, 2):
-                raise ConfigError(f"nbody model.options.amp_degree must be 1 or 2, got {self.amp_degree}")
+            if self.amp_degree not in (0, 1, 2):
+                raise ConfigError(f"nbody model.options.amp_degree must be 0, 1 or 2, got {self.amp_degree}")
             self.n_terms = condition_basis(torch.zeros(1, spec.n_cond), self.amp_degree).shape[1]
             n_in, n_out = 3, self.channels * self.n_terms
         self.amp_net = nn.Sequential(

@@ -28,7 +28,7 @@ class NbodyModelOptions:
     summary_hidden: int = 64
     mf_summaries: bool = False  # summary critic: also the soft Minkowski functionals (boundary, Euler characteristic)
     amp_fit: bool = True  # spectral generator with amp_degree: log A starts from the data's fitted dependence on the conditions
-    amp_degree: int | None = None  # spectral generator: log A polynomial of this degree (1, 2) in the conditions (None: MLP, older runs)
+    amp_degree: int | None = None  # spectral generator: learned log A polynomial degree (0, 1, 2) in the conditions (None: MLP)
 
 
 @dataclass(frozen=True)
