@@ -79,6 +79,8 @@ __all__ = [
 ]
 
 GOALS = {"porosity_abs_err": 0.01, "s2_max_abs_err": 0.01, "tau_rel_diff": 0.10}
+#: layers from each face compared with the interior for edge artefacts (physgan.domains.micro.metrics.edge_artefact)
+EDGE_DEPTH = 8
 ROOT = Path(__file__).resolve().parents[1]
 BEREA_FILE = ROOT.parent / "shared" / "data" / "micro" / "berea_sandstone_400.zip"
 #: README of ../shared/data: porosity 0.1965, tortuosity about 4.2-4.6 (full 400^3 volume)
@@ -150,13 +152,17 @@ def _run_cli(argv: list[str], threads: int, log: Path) -> float:
     return time.perf_counter() - t0
 
 
-def import_berea(src: Path, out: Path, crop: int, n: int, threads: int, log: Path) -> dict[str, Any] | None:
-    """``physgan data import micro`` of the Berea volume into ``out`` (skipped if it exists)."""
+def import_berea(src: Path, out: Path, crop: int, n: int, threads: int, log: Path, conditions: str = "none") -> dict[str, Any] | None:
+    """``physgan data import micro`` of the Berea volume into ``out`` (skipped if it exists).
+
+    ``conditions``: ``none`` or ``porosity`` (each crop's own pore fraction, so the generator's
+    exact-fraction shift can fix the porosity it is asked for).
+    """
     if out.exists():
         return None
     stride = berea_stride(400, crop, n)
     argv = ["data", "import", "micro", str(src), "--crop", str(crop), "--stride", str(stride), "--dim", "3"]
-    argv += ["--conditions", "none", "--phase-names", "pore,grain", "--out", str(out)]
+    argv += ["--conditions", conditions, "--phase-names", "pore,grain", "--out", str(out)]
     wall = _run_cli(argv, threads, log)
     return {"command": "physgan " + " ".join(argv), "stride": stride, "wall_s": wall}
 
@@ -367,6 +373,9 @@ def compare_sets(
     out["tau_floor"] = abs(out["tau_floor_ratio"] - 1.0)
     if extras:
         out["extras"] = {"fake": _extras(real_a, fake), "floor": _extras(real_a, real_b)}
+    from physgan.domains.micro.metrics import edge_artefact
+
+    out["edges"] = {k: edge_artefact(v, EDGE_DEPTH) for k, v in (("fake", fake), ("real_a", real_a), ("real_b", real_b))}
     out["wall_s"] = time.perf_counter() - t0
     return out
 
@@ -477,16 +486,20 @@ def run_berea(args: argparse.Namespace, work: Path) -> dict[str, Any] | None:
     log = work / "commands.out"
     data = work / f"berea_c{args.crop}.h5"
     info_path = work / "data.json"
-    print(f"[1/4] importing ~{args.n} crops of {args.crop}^3 from {src.name}", flush=True)
-    made = import_berea(src, data, args.crop, args.n, args.threads, log)
+    print(f"[1/4] importing ~{args.n} crops of {args.crop}^3 from {src.name} (conditions: {args.conditions})", flush=True)
+    made = import_berea(src, data, args.crop, args.n, args.threads, log, args.conditions)
     if made is not None:
         _atomic_json(info_path, made)
     data_info = json.loads(info_path.read_text())
-    from physgan.io.hdf5 import open_source
+    import h5py
 
-    src_h5 = open_source(data)
-    data_info["n_crops"] = int(src_h5.header.n)
-    src_h5.close()
+    with h5py.File(data, "r") as fh:
+        data_info["n_crops"] = int(fh["labels"].shape[0])
+        cond = None
+        if args.conditions == "porosity":
+            # what a user asks for: the material's porosity, here the mean over the training crops
+            cond = {"porosity": float(np.mean(fh["conditions/porosity"][:]))}
+    data_info["requested"] = cond
     budget, run, ckpt = _train_and_load(args, data, work)
     from physgan.domains.micro.importer import detect_phases, read_image
 
@@ -495,14 +508,15 @@ def run_berea(args: argparse.Namespace, work: Path) -> dict[str, Any] | None:
     labels, values = detect_phases(read_image(src), path=str(src))
     real_a, real_b = disjoint_crops(labels, side, 2, args.n_eval, args.seed + 7)
     del labels
-    fake, gen_wall = _fake(run, len(real_a), None, args.seed + 1, args.gen_batch)
+    fake, gen_wall = _fake(run, len(real_a), cond, args.seed + 1, args.gen_batch)
     if fake.shape[1:] != real_a.shape[1:]:
         raise SystemExit(f"generated volumes have shape {fake.shape[1:]}, expected {real_a.shape[1:]} (latent_scale 2)")
     cmp = compare_sets(real_a, real_b, fake, None, args.n_tau, tuple(args.tau_axes), args.device, not args.no_extras)
     print("[4/4] generation speed", flush=True)
-    speed = generation_speed(run, None, side, args.speed_batch, args.device, args.seed)
+    speed = generation_speed(run, cond, side, args.speed_batch, args.device, args.seed)
     return {
         "case": "berea",
+        "conditions": args.conditions,
         "source": str(src),
         "phase_values": values,
         "data": data_info,
@@ -677,6 +691,22 @@ def report(results: dict[str, Any]) -> str:
                 ["target", "SSA fake / real (1/voxel)", "SSA rel err (floor)", "chord sep. power (floor)", "Euler rel diff (floor)"], rows
             ),
         ]
+    if any("edges" in c for c in results["comparisons"]):
+        rows = []
+        for c in results["comparisons"]:
+            if "edges" not in c:
+                continue
+            e = c["edges"]
+            rows.append(
+                ["real mean" if c["target_porosity"] is None else f"{c['target_porosity']:g}"]
+                + [f"{e[k]['fraction_edge_dev']:.4f} / {100 * e[k]['interface_edge_rel_dev']:.1f} %" for k in ("fake", "real_a", "real_b")]
+            )
+        lines += [
+            "",
+            f"edge artefacts: max over the {EDGE_DEPTH} outer layers of |pore fraction - interior| / "
+            "|interface density - interior| / interior",
+            markdown_table(["target", "fake", "real A", "real B"], rows),
+        ]
     lines += [
         "",
         markdown_table(
@@ -706,6 +736,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tau-axes", type=lambda s: [int(a) for a in s.split(",")], default=[0, 1, 2], help="tortuosity directions")
     add_training_args(p)
     p.add_argument("--berea", default=None, help=f"Berea volume (default {BEREA_FILE})")
+    p.add_argument(
+        "--conditions",
+        choices=["none", "porosity"],
+        default="none",
+        help="berea: per-crop conditions of the import; with 'porosity' the volumes are generated at the training crops' mean porosity",
+    )
     p.add_argument("--porosity", default="0.3:0.6", help="blobs: training porosity range")
     p.add_argument("--blobiness", default="0.5", help="blobs: training blobiness (value or range; the midpoint is evaluated)")
     p.add_argument("--targets", type=_floats, default=[0.35, 0.45, 0.55], help="blobs: target porosities evaluated")
@@ -722,7 +758,7 @@ def main(argv: list[str] | None = None) -> int:
         args.n_eval = 32 if args.case == "berea" else 16
     if args.n_tau is None:
         args.n_tau = min(args.n_eval, 16)
-    key = f"{args.case}_c{args.crop}"
+    key = f"{args.case}_c{args.crop}" + ("_porosity" if args.case == "berea" and args.conditions != "none" else "")
     work = Path(args.workdir) / key
     if args.report_only:
         print(report(json.loads((work / "results.json").read_text())))
