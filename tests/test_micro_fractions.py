@@ -245,3 +245,31 @@ def test_critic_image_stats_are_fractions_and_interface_densities():
     g.norm().backward()  # double backward through the statistics
     assert d.critics[0].head.V.weight.grad is not None
     assert d.slices(v, 0).shape == (2 * 3, 2, 16, 16)  # three random slices per volume
+
+
+def test_edge_profiles_find_a_border_layer_and_not_uniform_noise():
+    from physgan.domains.micro.metrics import edge_artefact, edge_profiles
+
+    rng = np.random.default_rng(0)
+    clean = (rng.random((4, 24, 24, 24)) < 0.7).astype(np.uint8)  # phase 0 with probability 0.3
+    prof = edge_profiles(clean)
+    assert prof["distance"].tolist() == list(range(12))
+    np.testing.assert_allclose(prof["fraction"], 0.3, atol=0.02)
+    np.testing.assert_allclose(prof["interface"], 2 * 0.3 * 0.7, atol=0.02)
+    base = edge_artefact(clean, depth=4)
+    assert base["fraction_edge_dev"] < 0.02 and base["interface_edge_rel_dev"] < 0.05
+    # a generator artefact: the two outer layers of one axis all phase 0
+    bad = clean.copy()
+    bad[:, :2] = 0
+    bad[:, -2:] = 0
+    e = edge_artefact(bad, depth=4)
+    # layers at distance 0 and 1: one axis of three is all phase 0, and the other axes see 4 of 24 rows changed
+    assert e["fraction_edge_dev"] > 0.2
+    assert e["interface_edge_rel_dev"] > 0.2
+    # 2-D images too; a stripe pattern has its interface density in every layer parallel to the stripes
+    img = np.tile(np.array([0, 1], np.uint8), (3, 16, 8))
+    p2 = edge_profiles(img)
+    np.testing.assert_allclose(p2["fraction"], 0.5)
+    np.testing.assert_allclose(p2["interface"], 0.5)  # rows alternate (all pairs differ), columns are constant
+    with pytest.raises(ValueError, match="no interior"):
+        edge_artefact(np.zeros((1, 2, 2), np.uint8))
