@@ -61,6 +61,8 @@ HARDENINGS: dict[str, dict[str, Any]] = {
     "argmax": {"hardening": "argmax"},
     "rank": {"hardening": "fraction", "neighbour_weight": 0.0},
     "vote": {"hardening": "fraction", "neighbour_weight": 0.4},
+    # the vote weight fitted to the run's own training data (physgan.domains.micro.calibration)
+    "calibrated": {"hardening": "fraction", "neighbour_weight": None},
 }
 
 
@@ -150,7 +152,26 @@ def critic_implied(run_dir: Path, x: np.ndarray, c: np.ndarray, grid: np.ndarray
     return best
 
 
-def _variant(name: str, args: argparse.Namespace, work: Path, train_file: Path, held: tuple, attrs: dict) -> dict[str, Any]:
+def calibrate(run, x: np.ndarray, c: np.ndarray, seed: int) -> dict[str, Any]:
+    """Fit the run's vote weight on training samples ``x`` at their conditions ``c`` (fixed latents)."""
+    import torch
+
+    from physgan.domains.micro.calibration import calibrate_transform
+
+    g = torch.Generator().manual_seed(seed)
+
+    def generate(cb: torch.Tensor) -> torch.Tensor:
+        z = torch.randn((len(cb), *run.G.latent_shape(1)), generator=g)
+        with torch.no_grad():
+            return run.G(z, run.normaliser(cb))
+
+    table = calibrate_transform(run.transform, generate, x, c)
+    return {"weight": run.transform.stats["neighbour_weight"], "target": run.transform.stats["interface_density_real"], "table": table}
+
+
+def _variant(
+    name: str, args: argparse.Namespace, work: Path, train_file: Path, held: tuple, attrs: dict, train_sub: tuple
+) -> dict[str, Any]:
     import torch
 
     from physgan.config import resolve_config
@@ -174,6 +195,8 @@ def _variant(name: str, args: argparse.Namespace, work: Path, train_file: Path, 
     b_mid = float(np.median(ch[:, 1]))
     half = len(xh) // 2
     out["floor"] = physics_metrics((xh[:half], ch[:half]), (xh[half:], ch[half:]), attrs)
+    out["calibration"] = calibrate(run, *train_sub, seed=args.seed + 30)
+    print(f"{name}: calibrated vote weight {out['calibration']['weight']:.3f}", flush=True)
     for hname, opts in HARDENINGS.items():
         run.transform.options.update(opts)
         fake = run.sample(len(ch), ch, seed=args.seed + 10)
@@ -214,6 +237,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--n-fixed", type=int, default=20)
     p.add_argument("--n-implied", type=int, default=128)
     p.add_argument("--variants", default="softmax,exact")
+    p.add_argument("--n-calib", type=int, default=256, help="training images the vote weight is calibrated on")
     p.add_argument("--quick", action="store_true", help="smoke run: 60 steps, 256 images")
     args = p.parse_args(argv)
     if args.quick:
@@ -234,7 +258,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     res: dict[str, Any] = {"args": vars(args), "train_porosity_quantiles": q.tolist(), "variants": {}}
     print(f"training porosity quantiles 0/5/50/95/100 %: {np.round(q, 3).tolist()} (held-out file: seed 2)", flush=True)
     for name in args.variants.split(","):
-        res["variants"][name] = r = _variant(name, args, work, train_file, (xh, ch), attrs)
+        sub = (xt[: args.n_calib], ct[: args.n_calib])
+        res["variants"][name] = r = _variant(name, args, work, train_file, (xh, ch), attrs, sub)
         print(f"{name}: trained in {r['train_s']:.0f} s; held-out slope {r['hardenings']['vote']['heldout']['slope']:.3f}", flush=True)
     rows = []
     for name, r in res["variants"].items():

@@ -273,3 +273,47 @@ def test_edge_profiles_find_a_border_layer_and_not_uniform_noise():
     np.testing.assert_allclose(p2["interface"], 0.5)  # rows alternate (all pairs differ), columns are constant
     with pytest.raises(ValueError, match="no interior"):
         edge_artefact(np.zeros((1, 2, 2), np.uint8))
+
+
+def test_interface_density_counts_differing_neighbour_pairs():
+    from physgan.domains.micro.calibration import interface_density
+
+    img = np.zeros((2, 4, 4), np.uint8)
+    img[0, :, 2:] = 1  # one vertical boundary: 4 differing pairs of 24
+    np.testing.assert_allclose(interface_density(img), [4 / 24, 0.0])
+    vol = np.indices((3, 3, 3)).sum(axis=0)[None] % 2  # 3-D checkerboard: every pair differs
+    np.testing.assert_allclose(interface_density(torch.as_tensor(vol)), [1.0])
+
+
+def test_calibrated_vote_weight_matches_the_target_interface_density():
+    from physgan.domains.micro.calibration import calibrate_neighbour_weight, calibrate_transform, interface_density
+    from physgan.domains.micro.fractions import harden
+
+    g = torch.Generator().manual_seed(3)
+    # soft, speckled probabilities: a smooth field plus per-voxel noise
+    smooth = torch.nn.functional.avg_pool2d(torch.randn(16, 1, 40, 40, generator=g), 5, stride=1)
+    logit = 3 * smooth / smooth.std() + 1.5 * torch.randn(16, 1, 36, 36, generator=g)
+    prob = torch.cat([torch.sigmoid(logit), torch.sigmoid(-logit)], dim=1)
+    d0 = interface_density(harden(prob, 0.0)).mean()
+    d4 = interface_density(harden(prob, 0.45)).mean()
+    assert d4 < 0.8 * d0  # the vote removes speckle (0.19 vs 0.28 here)
+    target = float(0.5 * (d0 + d4))
+    w, table = calibrate_neighbour_weight(prob, target)
+    assert 0 < w < 0.45 and table[0.0] == pytest.approx(float(d0))
+    got = interface_density(harden(prob, w)).mean()
+    assert abs(got - target) < 0.05 * target  # interpolated between grid points
+    # out of reach: the nearest end of the grid
+    assert calibrate_neighbour_weight(prob, 0.99)[0] == 0.0
+    with pytest.raises(ValueError, match="target"):
+        calibrate_neighbour_weight(prob, 0.0)
+    # the transform uses the fitted weight unless an explicit option overrides it
+    t = OneHotTransform().fit(np.zeros((1, 4, 4)), attrs={"n_phases": 2})
+    real = harden(prob, w).numpy()
+    calibrate_transform(t, lambda c: prob[: len(c)], real, np.zeros((16, 0), np.float32), batch_size=16)
+    assert t.stats["neighbour_weight"] == pytest.approx(w, abs=0.02)
+    assert t.neighbour_weight == t.stats["neighbour_weight"]
+    torch.testing.assert_close(t.inverse(prob), harden(prob, t.neighbour_weight).float())
+    t.options["neighbour_weight"] = 0.1
+    assert t.neighbour_weight == 0.1
+    with pytest.raises(ValueError, match="real samples"):
+        calibrate_transform(t, lambda c: prob, real, np.zeros((3, 0), np.float32))

@@ -9,8 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from physgan.domains.micro.fractions import NEIGHBOUR_WEIGHT
-
 __all__ = ["MicroModelOptions", "MicroTransformOptions"]
 
 
@@ -34,4 +32,4 @@ class MicroTransformOptions:
 
     n_phases: int | None = None  # None: attrs['n_phases'] or the largest label + 1
     hardening: Literal["fraction", "argmax"] = "fraction"
-    neighbour_weight: float = NEIGHBOUR_WEIGHT
+    neighbour_weight: float | None = None  # None: the run's calibrated weight, else NEIGHBOUR_WEIGHT

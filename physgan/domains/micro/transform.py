@@ -34,7 +34,9 @@ class OneHotTransform(Transform):
         ``'fraction'`` (default; :func:`~physgan.domains.micro.fractions.harden`) or ``'argmax'``
         (per-voxel argmax, as before issue 14).
     neighbour_weight : float, optional
-        Weight of the neighbours' vote in ``'fraction'`` hardening (default 0.4; 0 = none).
+        Weight of the neighbours' vote in ``'fraction'`` hardening (0 = none). Default: the run's
+        calibrated weight ``stats['neighbour_weight']`` when
+        :func:`~physgan.domains.micro.calibration.calibrate_transform` fitted one, else 0.4.
     """
 
     name = "onehot"
@@ -70,4 +72,12 @@ class OneHotTransform(Transform):
             raise DataError("<transform options>", f"micro hardening must be 'fraction' or 'argmax', got '{mode}'")
         if mode == "argmax":
             return y.argmax(dim=1).to(torch.float32)
-        return harden(y, float(self.options.get("neighbour_weight", NEIGHBOUR_WEIGHT))).to(torch.float32)
+        return harden(y, self.neighbour_weight).to(torch.float32)
+
+    @property
+    def neighbour_weight(self) -> float:
+        """The vote weight used: the option if set, else the calibrated ``stats`` value, else :data:`NEIGHBOUR_WEIGHT`."""
+        w = self.options.get("neighbour_weight")
+        if w is None:
+            w = self.stats.get("neighbour_weight", NEIGHBOUR_WEIGHT)
+        return float(w)
