@@ -32,7 +32,10 @@ conditions of a **held-out** file (another seed):
 
 Training variants: ``softmax`` (before issue 14: plain softmax output), ``exact``
 (:func:`physgan.domains.micro.fractions.match_fractions` in the generator), ``exact+stats``
-(and image statistics in the critic's projection, option ``critic_stats``).
+(and image statistics in the critic's projection, option ``critic_stats``), ``exact+moments`` (and
+conditional moment matching, degree 2, of the interface density and S2(r): :mod:`physgan.domains.micro.summaries`).
+Hardenings also include ``calibrated``: the vote weight fitted on ``--n-calib`` training images so that the
+generated interface density matches theirs (:mod:`physgan.domains.micro.calibration`).
 Prints markdown tables and writes ``<workdir>/conditioning.json``.
 """
 
@@ -54,6 +57,8 @@ VARIANTS: dict[str, list[str]] = {
     "softmax": ["model.options.exact_fractions=false"],
     "exact": ["model.options.exact_fractions=true"],
     "exact+stats": ["model.options.exact_fractions=true", "model.options.critic_stats=true"],
+    # conditional moment matching of interface density and S2(r) (physgan.domains.micro.summaries); weight: --moment-weight
+    "exact+moments": ["model.options.exact_fractions=true", "train.moment_degree=2"],
 }
 
 #: how generated probabilities become labels (the transform's options); no retraining needed
@@ -179,9 +184,11 @@ def _variant(
     from physgan.run import load_run
     from physgan.train.loop import train
 
-    run_dir = work / f"run_{name}"
+    run_dir = work / (f"run_{name}" + (f"_w{args.moment_weight:g}" if "moments" in name else ""))
     overrides = [f"data.path={train_file}", "train.device=cpu", f"train.steps={args.steps}", f"train.seed={args.seed}"]
     overrides += VARIANTS[name]
+    if "moments" in name:
+        overrides.append(f"train.moment_weight={args.moment_weight}")
     cfg = resolve_config("micro", "quick", overrides=overrides)
     t0 = time.time()
     if not (run_dir / "checkpoints" / "last.pt").exists():
@@ -237,6 +244,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--n-fixed", type=int, default=20)
     p.add_argument("--n-implied", type=int, default=128)
     p.add_argument("--variants", default="softmax,exact")
+    p.add_argument("--moment-weight", type=float, default=5.0, help="train.moment_weight of the exact+moments variant")
     p.add_argument("--n-calib", type=int, default=256, help="training images the vote weight is calibrated on")
     p.add_argument("--quick", action="store_true", help="smoke run: 60 steps, 256 images")
     args = p.parse_args(argv)

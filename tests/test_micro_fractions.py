@@ -317,3 +317,50 @@ def test_calibrated_vote_weight_matches_the_target_interface_density():
     assert t.neighbour_weight == 0.1
     with pytest.raises(ValueError, match="real samples"):
         calibrate_transform(t, lambda c: prob, real, np.zeros((3, 0), np.float32))
+
+
+def test_summaries_are_the_usual_estimators_on_one_hot_and_differentiable():
+    from physgan.domains.micro.summaries import MicroSummaries, moment_features, soft_summaries
+
+    rng = np.random.default_rng(4)
+    lab = (rng.random((6, 16, 16, 16)) < 0.6).astype(np.uint8)
+    t = OneHotTransform().fit(lab, attrs={"n_phases": 2})
+    f = soft_summaries(t.forward(torch.as_tensor(lab))).double().numpy()
+    assert f.shape == (6, 4)  # interface density, S2 at r = 1, 2, 4 (8 is not below 16 // 2)
+    ind = (lab == 0).astype(np.float64)
+    inter = np.mean([np.abs(np.diff(ind, axis=a)).reshape(6, -1).mean(1) for a in (1, 2, 3)], axis=0)
+    np.testing.assert_allclose(f[:, 0], inter, rtol=1e-5)
+    for j, r in enumerate((1, 2, 4), start=1):
+        s2 = [(np.take(ind, range(r, 16), axis=a) * np.take(ind, range(0, 16 - r), axis=a)).reshape(6, -1).mean(1) for a in (1, 2, 3)]
+        np.testing.assert_allclose(f[:, j], np.mean(s2, axis=0), rtol=1e-5)
+    # the transform fitted their mean and spread: training data are ~0 +- 1 in the module's units
+    spec = ModelSpec(sample_shape=(2, 16, 16, 16), n_cond=0, condition_names=[], data_stats=t.stats)
+    m = moment_features(spec)
+    z = m(t.forward(torch.as_tensor(lab)))
+    assert torch.allclose(z.mean(0), torch.zeros(4), atol=1e-4) and torch.allclose(z.std(0), torch.ones(4), atol=1e-3)
+    soft = torch.softmax(torch.randn(2, 2, 16, 16, 16), dim=1).requires_grad_(True)
+    m(soft).sum().backward()
+    assert soft.grad is not None and soft.grad.abs().sum() > 0
+    with pytest.raises(ConfigError, match="summary statistics"):
+        MicroSummaries(ModelSpec(sample_shape=(2, 16, 16, 16), n_cond=0, condition_names=[], data_stats={"n_phases": 2}))
+
+
+def test_micro_trainer_matches_summary_moments(tmp_path):
+    import json
+    import math
+
+    from physgan.config import resolve_config
+    from physgan.io.hdf5 import write_samples
+    from physgan.train.loop import train
+
+    rng = np.random.default_rng(5)
+    x = (rng.random((48, 16, 16)) < rng.uniform(0.3, 0.6, (48, 1, 1))).astype(np.uint8)
+    c = (x == 0).reshape(48, -1).mean(1, keepdims=True).astype(np.float32)
+    data = tmp_path / "m.h5"
+    write_samples(data, x, c, ["porosity"], "micro", attrs={"domain": "micro", "n_phases": 2})
+    small = ["train.steps=2", "train.batch_size=8", "train.log_every=1", "train.val_every=0", "data.val_size=8"]
+    over = [f"data.path={data}", *small, "train.moment_weight=1", "train.moment_degree=1"]
+    train(resolve_config("micro", "quick", overrides=over), tmp_path / "run", progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "stats.jsonl").read_text().splitlines()]
+    vals = [r["Loss/moments"] for r in rows if "Loss/moments" in r]
+    assert len(vals) == 2 and all(math.isfinite(v) for v in vals) and any(v != 0.0 for v in vals)

@@ -17,9 +17,13 @@ import torch
 
 from physgan.domains.base import Transform
 from physgan.domains.micro.fractions import NEIGHBOUR_WEIGHT, harden
+from physgan.domains.micro.summaries import fit_summary_stats
 from physgan.errors import DataError
 
-__all__ = ["OneHotTransform"]
+__all__ = ["OneHotTransform", "FIT_SUMMARY_SAMPLES"]
+
+#: training samples the summary statistics are fitted on (their mean and spread)
+FIT_SUMMARY_SAMPLES = 256
 
 
 class OneHotTransform(Transform):
@@ -49,6 +53,9 @@ class OneHotTransform(Transform):
         if np.size(x) and (np.max(x) > n - 1 or np.min(x) < 0):
             raise DataError("<training data>", f"labels span {np.min(x)}..{np.max(x)} but n_phases = {n}")
         self.stats = {"n_phases": max(n, 2)}
+        if np.size(x) and np.ndim(x) >= 3:  # the summaries moment matching pins (physgan.domains.micro.summaries)
+            sub = np.asarray(x[:FIT_SUMMARY_SAMPLES])
+            self.stats.update(fit_summary_stats(self.forward(torch.as_tensor(sub))))
         return self
 
     @property
