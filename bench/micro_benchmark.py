@@ -466,6 +466,33 @@ def _fake(run, n: int, cond: dict[str, float] | None, seed: int, batch: int) -> 
     return np.rint(np.asarray(x)).astype(np.uint8), time.perf_counter() - t0
 
 
+def write_figures(work: Path, real: np.ndarray, fake: np.ndarray, tag: str) -> list[str]:
+    """PNGs in ``work``: mid-slices real vs generated, orthogonal slices of one of each, edge profiles."""
+    from physgan.domains.micro.plots import plot_edge_profiles, plot_orthogonal, plot_slices
+
+    paths = [
+        plot_slices(real, fake, work / f"slices_{tag}.png"),
+        plot_orthogonal(fake[0], work / f"orthogonal_fake_{tag}.png", title=f"generated {fake.shape[1]}^3"),
+        plot_orthogonal(real[0], work / f"orthogonal_real_{tag}.png", title=f"real {real.shape[1]}^3"),
+        plot_edge_profiles(real, fake, work / f"edges_{tag}.png"),
+    ]
+    return [str(q) for q in paths]
+
+
+def _berea_sets(args: argparse.Namespace, src: Path, run, cond: dict[str, float] | None) -> tuple:
+    """Real sets A, B of disjoint 2C^3 crops and the generated volumes (seeded: the same on every call)."""
+    from physgan.domains.micro.importer import detect_phases, read_image
+
+    side = 2 * args.crop
+    labels, values = detect_phases(read_image(src), path=str(src))
+    real_a, real_b = disjoint_crops(labels, side, 2, args.n_eval, args.seed + 7)
+    del labels
+    fake, gen_wall = _fake(run, len(real_a), cond, args.seed + 1, args.gen_batch)
+    if fake.shape[1:] != real_a.shape[1:]:
+        raise SystemExit(f"generated volumes have shape {fake.shape[1:]}, expected {real_a.shape[1:]} (latent_scale 2)")
+    return real_a, real_b, fake, gen_wall, values
+
+
 def _train_and_load(args: argparse.Namespace, data: Path, work: Path):
     """Step 2 (training on the budget) and the trained run: ``(budget, run, checkpoint name)``."""
     import torch
@@ -500,17 +527,16 @@ def run_berea(args: argparse.Namespace, work: Path) -> dict[str, Any] | None:
             # what a user asks for: the material's porosity, here the mean over the training crops
             cond = {"porosity": float(np.mean(fh["conditions/porosity"][:]))}
     data_info["requested"] = cond
+    if args.figures_only:
+        run, _ = _load_run(work / "run", args.device)
+        real_a, _, fake, _, _ = _berea_sets(args, src, run, cond)
+        print("\n".join(write_figures(work, real_a, fake, "berea")))
+        return None
     budget, run, ckpt = _train_and_load(args, data, work)
-    from physgan.domains.micro.importer import detect_phases, read_image
-
     print("[3/4] generating 2x volumes and comparing with disjoint real crops", flush=True)
     side = 2 * args.crop
-    labels, values = detect_phases(read_image(src), path=str(src))
-    real_a, real_b = disjoint_crops(labels, side, 2, args.n_eval, args.seed + 7)
-    del labels
-    fake, gen_wall = _fake(run, len(real_a), cond, args.seed + 1, args.gen_batch)
-    if fake.shape[1:] != real_a.shape[1:]:
-        raise SystemExit(f"generated volumes have shape {fake.shape[1:]}, expected {real_a.shape[1:]} (latent_scale 2)")
+    real_a, real_b, fake, gen_wall, values = _berea_sets(args, src, run, cond)
+    figures = write_figures(work, real_a, fake, "berea")
     cmp = compare_sets(real_a, real_b, fake, None, args.n_tau, tuple(args.tau_axes), args.device, not args.no_extras)
     print("[4/4] generation speed", flush=True)
     speed = generation_speed(run, cond, side, args.speed_batch, args.device, args.seed)
@@ -528,6 +554,7 @@ def run_berea(args: argparse.Namespace, work: Path) -> dict[str, Any] | None:
         "generate_wall_s": gen_wall,
         "comparisons": [cmp],
         "speed": speed,
+        "figures": figures,
         "reference": BEREA_REFERENCE,
     }
 
@@ -556,7 +583,7 @@ def run_blobs(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     side = 2 * args.crop
     blob = _blob_value(args.blobiness)
     spec = MicroSpec(generator="blobs", shape=(side, side, side), periodic=True)
-    comparisons, gen_wall, ref_wall = [], 0.0, 0.0
+    comparisons, gen_wall, ref_wall, figures = [], 0.0, 0.0, []
     rng = np.random.default_rng(args.seed + 11)
     for ti, t in enumerate(args.targets):
         cache = work / f"refs_t{t:g}_s{side}_n{args.n_eval}.npz"
@@ -577,6 +604,7 @@ def run_blobs(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         gen_wall += w
         cmp = compare_sets(real_a, real_b, fake, float(t), args.n_tau, tuple(args.tau_axes), args.device, not args.no_extras)
         comparisons.append(cmp)
+        figures += write_figures(work, real_a, fake, f"t{t:g}")
         msg = f"fake porosity {cmp['porosity_fake']:.4f}, S2 err {cmp['s2_max_abs_err']:.4g}, tau ratio {cmp['tau_ratio']:.3g}"
         print(f"  target {t:g}: {msg}", flush=True)
     print("[4/4] generation speed", flush=True)
@@ -597,6 +625,7 @@ def run_blobs(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "reference_wall_s": ref_wall,
         "comparisons": comparisons,
         "speed": speed,
+        "figures": figures,
     }
 
 
@@ -751,6 +780,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workdir", default="bench/_micro_benchmark")
     p.add_argument("--out", help="also write the results as JSON here")
     p.add_argument("--report-only", action="store_true", help="print the tables of an earlier run's results.json and exit")
+    p.add_argument("--figures-only", action="store_true", help="berea: write the figures of an earlier run's trained generator and exit")
     args = p.parse_args(argv)
     if args.crop % 4 or args.crop < 8:
         raise SystemExit(f"--crop must be a multiple of 4 and >= 8 (SliceGAN generator), got {args.crop}")
