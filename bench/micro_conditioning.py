@@ -59,6 +59,8 @@ VARIANTS: dict[str, list[str]] = {
     "exact+stats": ["model.options.exact_fractions=true", "model.options.critic_stats=true"],
     # conditional moment matching of interface density and S2(r) (physgan.domains.micro.summaries); weight: --moment-weight
     "exact+moments": ["model.options.exact_fractions=true", "train.moment_degree=2"],
+    # the same summaries of the hardened labels (straight-through gradient)
+    "exact+moments-hard": ["model.options.exact_fractions=true", "train.moment_degree=2", "model.options.moment_hard=true"],
 }
 
 #: how generated probabilities become labels (the transform's options); no retraining needed

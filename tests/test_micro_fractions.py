@@ -364,3 +364,24 @@ def test_micro_trainer_matches_summary_moments(tmp_path):
     rows = [json.loads(line) for line in (tmp_path / "run" / "stats.jsonl").read_text().splitlines()]
     vals = [r["Loss/moments"] for r in rows if "Loss/moments" in r]
     assert len(vals) == 2 and all(math.isfinite(v) for v in vals) and any(v != 0.0 for v in vals)
+
+
+def test_straight_through_hard_summaries():
+    from physgan.domains.micro.fractions import harden
+    from physgan.domains.micro.summaries import MicroSummaries, soft_summaries, straight_through_hard
+
+    g = torch.Generator().manual_seed(6)
+    soft = torch.softmax(torch.randn(3, 2, 12, 12, generator=g) * 2, dim=1).requires_grad_(True)
+    st = straight_through_hard(soft)
+    hard = torch.nn.functional.one_hot(harden(soft.detach()), 2).movedim(-1, 1).float()
+    torch.testing.assert_close(st.detach(), hard)  # forward: what a user gets
+    w = torch.randn(st.shape, generator=g)
+    (st * w).sum().backward()
+    torch.testing.assert_close(soft.grad, w)  # backward: the soft probabilities' gradient
+    torch.testing.assert_close(straight_through_hard(hard), hard)  # one-hot data pass unchanged
+    t = OneHotTransform().fit(harden(soft.detach()).numpy(), attrs={"n_phases": 2})
+    spec = ModelSpec(sample_shape=(2, 12, 12), n_cond=0, condition_names=[], options={"moment_hard": True}, data_stats=t.stats)
+    m = MicroSummaries(spec)
+    assert m.hard
+    expect = (soft_summaries(hard) - m.mean) / m.std
+    torch.testing.assert_close(m(soft), expect)

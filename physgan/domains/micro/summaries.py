@@ -17,12 +17,22 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from physgan.domains.base import ModelSpec
+from physgan.domains.micro.fractions import harden
 from physgan.errors import ConfigError
 
-__all__ = ["RADII", "summary_phases", "soft_summaries", "fit_summary_stats", "MicroSummaries", "moment_features"]
+__all__ = [
+    "RADII",
+    "summary_phases",
+    "soft_summaries",
+    "fit_summary_stats",
+    "straight_through_hard",
+    "MicroSummaries",
+    "moment_features",
+]
 
 #: S2 radii (voxels) among the summaries (those below half the smallest side)
 RADII = (1, 2, 4, 8)
@@ -66,11 +76,26 @@ def fit_summary_stats(onehot: torch.Tensor, batch: int = 64) -> dict[str, Any]:
     return {"summary_mean": f.mean(dim=0).tolist(), "summary_std": std.tolist()}
 
 
+def straight_through_hard(x: torch.Tensor) -> torch.Tensor:
+    """One-hot of :func:`~physgan.domains.micro.fractions.harden` (what a user gets) forward, the soft ``x``'s gradient backward.
+
+    Unchanged for one-hot input (real data), so real and generated summaries are measured alike.
+    """
+    hard = F.one_hot(harden(x.detach()), x.shape[1]).movedim(-1, 1).to(x.dtype)
+    return hard + x - x.detach()
+
+
 class MicroSummaries(nn.Module):
-    """``x (B, P, [d,] h, w) -> (B, F)``: :func:`soft_summaries` in units of the training data's spread."""
+    """``x (B, P, [d,] h, w) -> (B, F)``: :func:`soft_summaries` in units of the training data's spread.
+
+    With ``options['moment_hard']`` the summaries are taken of the hardened labels (straight-through
+    gradient, :func:`straight_through_hard`): speckle the hardening leaves then counts against the
+    generator, where soft summaries of blurred probabilities reward extra boundaries.
+    """
 
     def __init__(self, spec: ModelSpec):
         super().__init__()
+        self.hard = bool((spec.options or {}).get("moment_hard", False))
         stats = spec.data_stats or {}
         if "summary_mean" not in stats:
             raise ConfigError(
@@ -81,7 +106,7 @@ class MicroSummaries(nn.Module):
         self.register_buffer("std", torch.as_tensor(np.asarray(stats["summary_std"], np.float32)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        f = soft_summaries(x)
+        f = soft_summaries(straight_through_hard(x) if self.hard else x)
         if f.shape[1] != self.mean.shape[0]:
             raise ConfigError(f"micro summaries: {f.shape[1]} summaries of samples {tuple(x.shape[1:])}, {self.mean.shape[0]} fitted")
         return (f - self.mean) / self.std
