@@ -38,7 +38,7 @@ __all__ = ["CONFIGS", "build", "train_step", "main"]
 
 OLD = {
     "model": {"z_dim": 16, "width": 64, "embed_dim": 32, "options": {"isotropic": True}},
-    "train": {"batch_size": 8, "n_critic": 5},
+    "train": {"batch_size": 8, "recipe": "gulrajani2017"},
 }
 
 
@@ -53,6 +53,7 @@ CONFIGS = {"old": lambda: copy.deepcopy(OLD), "new": _new}
 
 def build(cfg: dict[str, Any], side: int, n_cond: int = 1):
     """G, D, optimisers and a batch of one-hot volumes for a preset dict at ``side``^3."""
+    from physgan.config import recipe_settings
     from physgan.domains import ModelSpec
     from physgan.domains.micro.model import build_critic, build_generator
     from physgan.train.conditions import ConditionNormaliser
@@ -72,13 +73,14 @@ def build(cfg: dict[str, Any], side: int, n_cond: int = 1):
     )
     torch.manual_seed(0)
     G, D = build_generator(spec), build_critic(spec)
-    opt_g = torch.optim.Adam(G.parameters(), 1e-4, betas=(0.0, 0.9))
-    opt_d = torch.optim.Adam(D.parameters(), 1e-4, betas=(0.0, 0.9))
+    rec = recipe_settings(cfg["train"].get("recipe", "gulrajani2017"))
+    opt_g = torch.optim.Adam(G.parameters(), rec["lr_g"], betas=tuple(rec["betas"]))
+    opt_d = torch.optim.Adam(D.parameters(), rec["lr_d"], betas=tuple(rec["betas"]))
     b = int(cfg["train"]["batch_size"])
     lab = torch.randint(0, 2, (b, side, side, side))
     real = torch.nn.functional.one_hot(lab, 2).movedim(-1, 1).float()
     c = norm(torch.rand(b, n_cond) * 0.4 + 0.2)
-    return G, D, opt_g, opt_d, real, c, int(cfg["train"]["n_critic"])
+    return G, D, opt_g, opt_d, real, c, int(rec["n_critic"])
 
 
 def train_step(G, D, opt_g, opt_d, real, c, n_critic: int, objective) -> None:

@@ -79,6 +79,8 @@ __all__ = [
 ]
 
 GOALS = {"porosity_abs_err": 0.01, "s2_max_abs_err": 0.01, "tau_rel_diff": 0.10}
+#: layers from each face compared with the interior for edge artefacts (physgan.domains.micro.metrics.edge_artefact)
+EDGE_DEPTH = 8
 ROOT = Path(__file__).resolve().parents[1]
 BEREA_FILE = ROOT.parent / "shared" / "data" / "micro" / "berea_sandstone_400.zip"
 #: README of ../shared/data: porosity 0.1965, tortuosity about 4.2-4.6 (full 400^3 volume)
@@ -150,13 +152,17 @@ def _run_cli(argv: list[str], threads: int, log: Path) -> float:
     return time.perf_counter() - t0
 
 
-def import_berea(src: Path, out: Path, crop: int, n: int, threads: int, log: Path) -> dict[str, Any] | None:
-    """``physgan data import micro`` of the Berea volume into ``out`` (skipped if it exists)."""
+def import_berea(src: Path, out: Path, crop: int, n: int, threads: int, log: Path, conditions: str = "none") -> dict[str, Any] | None:
+    """``physgan data import micro`` of the Berea volume into ``out`` (skipped if it exists).
+
+    ``conditions``: ``none`` or ``porosity`` (each crop's own pore fraction, so the generator's
+    exact-fraction shift can fix the porosity it is asked for).
+    """
     if out.exists():
         return None
     stride = berea_stride(400, crop, n)
     argv = ["data", "import", "micro", str(src), "--crop", str(crop), "--stride", str(stride), "--dim", "3"]
-    argv += ["--conditions", "none", "--phase-names", "pore,grain", "--out", str(out)]
+    argv += ["--conditions", conditions, "--phase-names", "pore,grain", "--out", str(out)]
     wall = _run_cli(argv, threads, log)
     return {"command": "physgan " + " ".join(argv), "stride": stride, "wall_s": wall}
 
@@ -367,6 +373,9 @@ def compare_sets(
     out["tau_floor"] = abs(out["tau_floor_ratio"] - 1.0)
     if extras:
         out["extras"] = {"fake": _extras(real_a, fake), "floor": _extras(real_a, real_b)}
+    from physgan.domains.micro.metrics import edge_artefact
+
+    out["edges"] = {k: edge_artefact(v, EDGE_DEPTH) for k, v in (("fake", fake), ("real_a", real_a), ("real_b", real_b))}
     out["wall_s"] = time.perf_counter() - t0
     return out
 
@@ -457,6 +466,33 @@ def _fake(run, n: int, cond: dict[str, float] | None, seed: int, batch: int) -> 
     return np.rint(np.asarray(x)).astype(np.uint8), time.perf_counter() - t0
 
 
+def write_figures(work: Path, real: np.ndarray, fake: np.ndarray, tag: str) -> list[str]:
+    """PNGs in ``work``: mid-slices real vs generated, orthogonal slices of one of each, edge profiles."""
+    from physgan.domains.micro.plots import plot_edge_profiles, plot_orthogonal, plot_slices
+
+    paths = [
+        plot_slices(real, fake, work / f"slices_{tag}.png"),
+        plot_orthogonal(fake[0], work / f"orthogonal_fake_{tag}.png", title=f"generated {fake.shape[1]}^3"),
+        plot_orthogonal(real[0], work / f"orthogonal_real_{tag}.png", title=f"real {real.shape[1]}^3"),
+        plot_edge_profiles(real, fake, work / f"edges_{tag}.png"),
+    ]
+    return [str(q) for q in paths]
+
+
+def _berea_sets(args: argparse.Namespace, src: Path, run, cond: dict[str, float] | None) -> tuple:
+    """Real sets A, B of disjoint 2C^3 crops and the generated volumes (seeded: the same on every call)."""
+    from physgan.domains.micro.importer import detect_phases, read_image
+
+    side = 2 * args.crop
+    labels, values = detect_phases(read_image(src), path=str(src))
+    real_a, real_b = disjoint_crops(labels, side, 2, args.n_eval, args.seed + 7)
+    del labels
+    fake, gen_wall = _fake(run, len(real_a), cond, args.seed + 1, args.gen_batch)
+    if fake.shape[1:] != real_a.shape[1:]:
+        raise SystemExit(f"generated volumes have shape {fake.shape[1:]}, expected {real_a.shape[1:]} (latent_scale 2)")
+    return real_a, real_b, fake, gen_wall, values
+
+
 def _train_and_load(args: argparse.Namespace, data: Path, work: Path):
     """Step 2 (training on the budget) and the trained run: ``(budget, run, checkpoint name)``."""
     import torch
@@ -477,32 +513,36 @@ def run_berea(args: argparse.Namespace, work: Path) -> dict[str, Any] | None:
     log = work / "commands.out"
     data = work / f"berea_c{args.crop}.h5"
     info_path = work / "data.json"
-    print(f"[1/4] importing ~{args.n} crops of {args.crop}^3 from {src.name}", flush=True)
-    made = import_berea(src, data, args.crop, args.n, args.threads, log)
+    print(f"[1/4] importing ~{args.n} crops of {args.crop}^3 from {src.name} (conditions: {args.conditions})", flush=True)
+    made = import_berea(src, data, args.crop, args.n, args.threads, log, args.conditions)
     if made is not None:
         _atomic_json(info_path, made)
     data_info = json.loads(info_path.read_text())
-    from physgan.io.hdf5 import open_source
+    import h5py
 
-    src_h5 = open_source(data)
-    data_info["n_crops"] = int(src_h5.header.n)
-    src_h5.close()
+    with h5py.File(data, "r") as fh:
+        data_info["n_crops"] = int(fh["labels"].shape[0])
+        cond = None
+        if args.conditions == "porosity":
+            # what a user asks for: the material's porosity, here the mean over the training crops
+            cond = {"porosity": float(np.mean(fh["conditions/porosity"][:]))}
+    data_info["requested"] = cond
+    if args.figures_only:
+        run, _ = _load_run(work / "run", args.device)
+        real_a, _, fake, _, _ = _berea_sets(args, src, run, cond)
+        print("\n".join(write_figures(work, real_a, fake, "berea")))
+        return None
     budget, run, ckpt = _train_and_load(args, data, work)
-    from physgan.domains.micro.importer import detect_phases, read_image
-
     print("[3/4] generating 2x volumes and comparing with disjoint real crops", flush=True)
     side = 2 * args.crop
-    labels, values = detect_phases(read_image(src), path=str(src))
-    real_a, real_b = disjoint_crops(labels, side, 2, args.n_eval, args.seed + 7)
-    del labels
-    fake, gen_wall = _fake(run, len(real_a), None, args.seed + 1, args.gen_batch)
-    if fake.shape[1:] != real_a.shape[1:]:
-        raise SystemExit(f"generated volumes have shape {fake.shape[1:]}, expected {real_a.shape[1:]} (latent_scale 2)")
+    real_a, real_b, fake, gen_wall, values = _berea_sets(args, src, run, cond)
+    figures = write_figures(work, real_a, fake, "berea")
     cmp = compare_sets(real_a, real_b, fake, None, args.n_tau, tuple(args.tau_axes), args.device, not args.no_extras)
     print("[4/4] generation speed", flush=True)
-    speed = generation_speed(run, None, side, args.speed_batch, args.device, args.seed)
+    speed = generation_speed(run, cond, side, args.speed_batch, args.device, args.seed)
     return {
         "case": "berea",
+        "conditions": args.conditions,
         "source": str(src),
         "phase_values": values,
         "data": data_info,
@@ -514,6 +554,7 @@ def run_berea(args: argparse.Namespace, work: Path) -> dict[str, Any] | None:
         "generate_wall_s": gen_wall,
         "comparisons": [cmp],
         "speed": speed,
+        "figures": figures,
         "reference": BEREA_REFERENCE,
     }
 
@@ -542,7 +583,7 @@ def run_blobs(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     side = 2 * args.crop
     blob = _blob_value(args.blobiness)
     spec = MicroSpec(generator="blobs", shape=(side, side, side), periodic=True)
-    comparisons, gen_wall, ref_wall = [], 0.0, 0.0
+    comparisons, gen_wall, ref_wall, figures = [], 0.0, 0.0, []
     rng = np.random.default_rng(args.seed + 11)
     for ti, t in enumerate(args.targets):
         cache = work / f"refs_t{t:g}_s{side}_n{args.n_eval}.npz"
@@ -563,6 +604,7 @@ def run_blobs(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         gen_wall += w
         cmp = compare_sets(real_a, real_b, fake, float(t), args.n_tau, tuple(args.tau_axes), args.device, not args.no_extras)
         comparisons.append(cmp)
+        figures += write_figures(work, real_a, fake, f"t{t:g}")
         msg = f"fake porosity {cmp['porosity_fake']:.4f}, S2 err {cmp['s2_max_abs_err']:.4g}, tau ratio {cmp['tau_ratio']:.3g}"
         print(f"  target {t:g}: {msg}", flush=True)
     print("[4/4] generation speed", flush=True)
@@ -583,6 +625,7 @@ def run_blobs(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "reference_wall_s": ref_wall,
         "comparisons": comparisons,
         "speed": speed,
+        "figures": figures,
     }
 
 
@@ -677,6 +720,22 @@ def report(results: dict[str, Any]) -> str:
                 ["target", "SSA fake / real (1/voxel)", "SSA rel err (floor)", "chord sep. power (floor)", "Euler rel diff (floor)"], rows
             ),
         ]
+    if any("edges" in c for c in results["comparisons"]):
+        rows = []
+        for c in results["comparisons"]:
+            if "edges" not in c:
+                continue
+            e = c["edges"]
+            rows.append(
+                ["real mean" if c["target_porosity"] is None else f"{c['target_porosity']:g}"]
+                + [f"{e[k]['fraction_edge_dev']:.4f} / {100 * e[k]['interface_edge_rel_dev']:.1f} %" for k in ("fake", "real_a", "real_b")]
+            )
+        lines += [
+            "",
+            f"edge artefacts: max over the {EDGE_DEPTH} outer layers of |pore fraction - interior| / "
+            "|interface density - interior| / interior",
+            markdown_table(["target", "fake", "real A", "real B"], rows),
+        ]
     lines += [
         "",
         markdown_table(
@@ -706,6 +765,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tau-axes", type=lambda s: [int(a) for a in s.split(",")], default=[0, 1, 2], help="tortuosity directions")
     add_training_args(p)
     p.add_argument("--berea", default=None, help=f"Berea volume (default {BEREA_FILE})")
+    p.add_argument(
+        "--conditions",
+        choices=["none", "porosity"],
+        default="none",
+        help="berea: per-crop conditions of the import; with 'porosity' the volumes are generated at the training crops' mean porosity",
+    )
     p.add_argument("--porosity", default="0.3:0.6", help="blobs: training porosity range")
     p.add_argument("--blobiness", default="0.5", help="blobs: training blobiness (value or range; the midpoint is evaluated)")
     p.add_argument("--targets", type=_floats, default=[0.35, 0.45, 0.55], help="blobs: target porosities evaluated")
@@ -715,6 +780,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workdir", default="bench/_micro_benchmark")
     p.add_argument("--out", help="also write the results as JSON here")
     p.add_argument("--report-only", action="store_true", help="print the tables of an earlier run's results.json and exit")
+    p.add_argument("--figures-only", action="store_true", help="berea: write the figures of an earlier run's trained generator and exit")
     args = p.parse_args(argv)
     if args.crop % 4 or args.crop < 8:
         raise SystemExit(f"--crop must be a multiple of 4 and >= 8 (SliceGAN generator), got {args.crop}")
@@ -722,7 +788,7 @@ def main(argv: list[str] | None = None) -> int:
         args.n_eval = 32 if args.case == "berea" else 16
     if args.n_tau is None:
         args.n_tau = min(args.n_eval, 16)
-    key = f"{args.case}_c{args.crop}"
+    key = f"{args.case}_c{args.crop}" + ("_porosity" if args.case == "berea" and args.conditions != "none" else "")
     work = Path(args.workdir) / key
     if args.report_only:
         print(report(json.loads((work / "results.json").read_text())))

@@ -32,7 +32,10 @@ conditions of a **held-out** file (another seed):
 
 Training variants: ``softmax`` (before issue 14: plain softmax output), ``exact``
 (:func:`physgan.domains.micro.fractions.match_fractions` in the generator), ``exact+stats``
-(and image statistics in the critic's projection, option ``critic_stats``).
+(and image statistics in the critic's projection, option ``critic_stats``), ``exact+moments`` (and
+conditional moment matching, degree 2, of the interface density and S2(r): :mod:`physgan.domains.micro.summaries`).
+Hardenings also include ``calibrated``: the vote weight fitted on ``--n-calib`` training images so that the
+generated interface density matches theirs (:mod:`physgan.domains.micro.calibration`).
 Prints markdown tables and writes ``<workdir>/conditioning.json``.
 """
 
@@ -54,6 +57,10 @@ VARIANTS: dict[str, list[str]] = {
     "softmax": ["model.options.exact_fractions=false"],
     "exact": ["model.options.exact_fractions=true"],
     "exact+stats": ["model.options.exact_fractions=true", "model.options.critic_stats=true"],
+    # conditional moment matching of interface density and S2(r) (physgan.domains.micro.summaries); weight: --moment-weight
+    "exact+moments": ["model.options.exact_fractions=true", "train.moment_degree=2"],
+    # the same summaries of the hardened labels (straight-through gradient)
+    "exact+moments-hard": ["model.options.exact_fractions=true", "train.moment_degree=2", "model.options.moment_hard=true"],
 }
 
 #: how generated probabilities become labels (the transform's options); no retraining needed
@@ -61,6 +68,8 @@ HARDENINGS: dict[str, dict[str, Any]] = {
     "argmax": {"hardening": "argmax"},
     "rank": {"hardening": "fraction", "neighbour_weight": 0.0},
     "vote": {"hardening": "fraction", "neighbour_weight": 0.4},
+    # the vote weight fitted to the run's own training data (physgan.domains.micro.calibration)
+    "calibrated": {"hardening": "fraction", "neighbour_weight": None},
 }
 
 
@@ -150,7 +159,26 @@ def critic_implied(run_dir: Path, x: np.ndarray, c: np.ndarray, grid: np.ndarray
     return best
 
 
-def _variant(name: str, args: argparse.Namespace, work: Path, train_file: Path, held: tuple, attrs: dict) -> dict[str, Any]:
+def calibrate(run, x: np.ndarray, c: np.ndarray, seed: int) -> dict[str, Any]:
+    """Fit the run's vote weight on training samples ``x`` at their conditions ``c`` (fixed latents)."""
+    import torch
+
+    from physgan.domains.micro.calibration import calibrate_transform
+
+    g = torch.Generator().manual_seed(seed)
+
+    def generate(cb: torch.Tensor) -> torch.Tensor:
+        z = torch.randn((len(cb), *run.G.latent_shape(1)), generator=g)
+        with torch.no_grad():
+            return run.G(z, run.normaliser(cb))
+
+    table = calibrate_transform(run.transform, generate, x, c)
+    return {"weight": run.transform.stats["neighbour_weight"], "target": run.transform.stats["interface_density_real"], "table": table}
+
+
+def _variant(
+    name: str, args: argparse.Namespace, work: Path, train_file: Path, held: tuple, attrs: dict, train_sub: tuple
+) -> dict[str, Any]:
     import torch
 
     from physgan.config import resolve_config
@@ -158,9 +186,11 @@ def _variant(name: str, args: argparse.Namespace, work: Path, train_file: Path, 
     from physgan.run import load_run
     from physgan.train.loop import train
 
-    run_dir = work / f"run_{name}"
+    run_dir = work / (f"run_{name}" + (f"_w{args.moment_weight:g}" if "moments" in name else ""))
     overrides = [f"data.path={train_file}", "train.device=cpu", f"train.steps={args.steps}", f"train.seed={args.seed}"]
     overrides += VARIANTS[name]
+    if "moments" in name:
+        overrides.append(f"train.moment_weight={args.moment_weight}")
     cfg = resolve_config("micro", "quick", overrides=overrides)
     t0 = time.time()
     if not (run_dir / "checkpoints" / "last.pt").exists():
@@ -174,6 +204,8 @@ def _variant(name: str, args: argparse.Namespace, work: Path, train_file: Path, 
     b_mid = float(np.median(ch[:, 1]))
     half = len(xh) // 2
     out["floor"] = physics_metrics((xh[:half], ch[:half]), (xh[half:], ch[half:]), attrs)
+    out["calibration"] = calibrate(run, *train_sub, seed=args.seed + 30)
+    print(f"{name}: calibrated vote weight {out['calibration']['weight']:.3f}", flush=True)
     for hname, opts in HARDENINGS.items():
         run.transform.options.update(opts)
         fake = run.sample(len(ch), ch, seed=args.seed + 10)
@@ -214,6 +246,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--n-fixed", type=int, default=20)
     p.add_argument("--n-implied", type=int, default=128)
     p.add_argument("--variants", default="softmax,exact")
+    p.add_argument("--moment-weight", type=float, default=5.0, help="train.moment_weight of the exact+moments variant")
+    p.add_argument("--n-calib", type=int, default=256, help="training images the vote weight is calibrated on")
     p.add_argument("--quick", action="store_true", help="smoke run: 60 steps, 256 images")
     args = p.parse_args(argv)
     if args.quick:
@@ -234,7 +268,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     res: dict[str, Any] = {"args": vars(args), "train_porosity_quantiles": q.tolist(), "variants": {}}
     print(f"training porosity quantiles 0/5/50/95/100 %: {np.round(q, 3).tolist()} (held-out file: seed 2)", flush=True)
     for name in args.variants.split(","):
-        res["variants"][name] = r = _variant(name, args, work, train_file, (xh, ch), attrs)
+        sub = (xt[: args.n_calib], ct[: args.n_calib])
+        res["variants"][name] = r = _variant(name, args, work, train_file, (xh, ch), attrs, sub)
         print(f"{name}: trained in {r['train_s']:.0f} s; held-out slope {r['hardenings']['vote']['heldout']['slope']:.3f}", flush=True)
     rows = []
     for name, r in res["variants"].items():

@@ -342,6 +342,6 @@ def test_plots_write_pngs(tmp_path):
     fake, cf, _ = generate_micro("blobs", 3, (16, 16, 16), seed=1)
     figs = get_domain("micro").plots((real, cr), (fake, cf), {"n_phases": 2, "tortuosity_samples": 1}, tmp_path / "fig")
     titles = [t for t, _ in figs]
-    assert "Orthogonal slices (generated)" in titles and "Two-point correlation S2(r)" in titles
+    assert "Orthogonal slices (generated)" in titles and "Two-point correlation S2(r)" in titles and "Edge profiles" in titles
     for _, p in figs:
         assert p.exists() and p.read_bytes()[:4] == b"\x89PNG"

@@ -245,3 +245,143 @@ def test_critic_image_stats_are_fractions_and_interface_densities():
     g.norm().backward()  # double backward through the statistics
     assert d.critics[0].head.V.weight.grad is not None
     assert d.slices(v, 0).shape == (2 * 3, 2, 16, 16)  # three random slices per volume
+
+
+def test_edge_profiles_find_a_border_layer_and_not_uniform_noise():
+    from physgan.domains.micro.metrics import edge_artefact, edge_profiles
+
+    rng = np.random.default_rng(0)
+    clean = (rng.random((4, 24, 24, 24)) < 0.7).astype(np.uint8)  # phase 0 with probability 0.3
+    prof = edge_profiles(clean)
+    assert prof["distance"].tolist() == list(range(12))
+    np.testing.assert_allclose(prof["fraction"], 0.3, atol=0.02)
+    np.testing.assert_allclose(prof["interface"], 2 * 0.3 * 0.7, atol=0.02)
+    base = edge_artefact(clean, depth=4)
+    assert base["fraction_edge_dev"] < 0.02 and base["interface_edge_rel_dev"] < 0.05
+    # a generator artefact: the two outer layers of one axis all phase 0
+    bad = clean.copy()
+    bad[:, :2] = 0
+    bad[:, -2:] = 0
+    e = edge_artefact(bad, depth=4)
+    # layers at distance 0 and 1: one axis of three is all phase 0, and the other axes see 4 of 24 rows changed
+    assert e["fraction_edge_dev"] > 0.2
+    assert e["interface_edge_rel_dev"] > 0.2
+    # 2-D images too; a stripe pattern has its interface density in every layer parallel to the stripes
+    img = np.tile(np.array([0, 1], np.uint8), (3, 16, 8))
+    p2 = edge_profiles(img)
+    np.testing.assert_allclose(p2["fraction"], 0.5)
+    np.testing.assert_allclose(p2["interface"], 0.5)  # rows alternate (all pairs differ), columns are constant
+    with pytest.raises(ValueError, match="no interior"):
+        edge_artefact(np.zeros((1, 2, 2), np.uint8))
+
+
+def test_interface_density_counts_differing_neighbour_pairs():
+    from physgan.domains.micro.calibration import interface_density
+
+    img = np.zeros((2, 4, 4), np.uint8)
+    img[0, :, 2:] = 1  # one vertical boundary: 4 differing pairs of 24
+    np.testing.assert_allclose(interface_density(img), [4 / 24, 0.0])
+    vol = np.indices((3, 3, 3)).sum(axis=0)[None] % 2  # 3-D checkerboard: every pair differs
+    np.testing.assert_allclose(interface_density(torch.as_tensor(vol)), [1.0])
+
+
+def test_calibrated_vote_weight_matches_the_target_interface_density():
+    from physgan.domains.micro.calibration import calibrate_neighbour_weight, calibrate_transform, interface_density
+    from physgan.domains.micro.fractions import harden
+
+    g = torch.Generator().manual_seed(3)
+    # soft, speckled probabilities: a smooth field plus per-voxel noise
+    smooth = torch.nn.functional.avg_pool2d(torch.randn(16, 1, 40, 40, generator=g), 5, stride=1)
+    logit = 3 * smooth / smooth.std() + 1.5 * torch.randn(16, 1, 36, 36, generator=g)
+    prob = torch.cat([torch.sigmoid(logit), torch.sigmoid(-logit)], dim=1)
+    d0 = interface_density(harden(prob, 0.0)).mean()
+    d4 = interface_density(harden(prob, 0.45)).mean()
+    assert d4 < 0.8 * d0  # the vote removes speckle (0.19 vs 0.28 here)
+    target = float(0.5 * (d0 + d4))
+    w, table = calibrate_neighbour_weight(prob, target)
+    assert 0 < w < 0.45 and table[0.0] == pytest.approx(float(d0))
+    got = interface_density(harden(prob, w)).mean()
+    assert abs(got - target) < 0.05 * target  # interpolated between grid points
+    # out of reach: the nearest end of the grid
+    assert calibrate_neighbour_weight(prob, 0.99)[0] == 0.0
+    with pytest.raises(ValueError, match="target"):
+        calibrate_neighbour_weight(prob, 0.0)
+    # the transform uses the fitted weight unless an explicit option overrides it
+    t = OneHotTransform().fit(np.zeros((1, 4, 4)), attrs={"n_phases": 2})
+    real = harden(prob, w).numpy()
+    calibrate_transform(t, lambda c: prob[: len(c)], real, np.zeros((16, 0), np.float32), batch_size=16)
+    assert t.stats["neighbour_weight"] == pytest.approx(w, abs=0.02)
+    assert t.neighbour_weight == t.stats["neighbour_weight"]
+    torch.testing.assert_close(t.inverse(prob), harden(prob, t.neighbour_weight).float())
+    t.options["neighbour_weight"] = 0.1
+    assert t.neighbour_weight == 0.1
+    with pytest.raises(ValueError, match="real samples"):
+        calibrate_transform(t, lambda c: prob, real, np.zeros((3, 0), np.float32))
+
+
+def test_summaries_are_the_usual_estimators_on_one_hot_and_differentiable():
+    from physgan.domains.micro.summaries import MicroSummaries, moment_features, soft_summaries
+
+    rng = np.random.default_rng(4)
+    lab = (rng.random((6, 16, 16, 16)) < 0.6).astype(np.uint8)
+    t = OneHotTransform().fit(lab, attrs={"n_phases": 2})
+    f = soft_summaries(t.forward(torch.as_tensor(lab))).double().numpy()
+    assert f.shape == (6, 4)  # interface density, S2 at r = 1, 2, 4 (8 is not below 16 // 2)
+    ind = (lab == 0).astype(np.float64)
+    inter = np.mean([np.abs(np.diff(ind, axis=a)).reshape(6, -1).mean(1) for a in (1, 2, 3)], axis=0)
+    np.testing.assert_allclose(f[:, 0], inter, rtol=1e-5)
+    for j, r in enumerate((1, 2, 4), start=1):
+        s2 = [(np.take(ind, range(r, 16), axis=a) * np.take(ind, range(0, 16 - r), axis=a)).reshape(6, -1).mean(1) for a in (1, 2, 3)]
+        np.testing.assert_allclose(f[:, j], np.mean(s2, axis=0), rtol=1e-5)
+    # the transform fitted their mean and spread: training data are ~0 +- 1 in the module's units
+    spec = ModelSpec(sample_shape=(2, 16, 16, 16), n_cond=0, condition_names=[], data_stats=t.stats)
+    m = moment_features(spec)
+    z = m(t.forward(torch.as_tensor(lab)))
+    assert torch.allclose(z.mean(0), torch.zeros(4), atol=1e-4) and torch.allclose(z.std(0), torch.ones(4), atol=1e-3)
+    soft = torch.softmax(torch.randn(2, 2, 16, 16, 16), dim=1).requires_grad_(True)
+    m(soft).sum().backward()
+    assert soft.grad is not None and soft.grad.abs().sum() > 0
+    with pytest.raises(ConfigError, match="summary statistics"):
+        MicroSummaries(ModelSpec(sample_shape=(2, 16, 16, 16), n_cond=0, condition_names=[], data_stats={"n_phases": 2}))
+
+
+def test_micro_trainer_matches_summary_moments(tmp_path):
+    import json
+    import math
+
+    from physgan.config import resolve_config
+    from physgan.io.hdf5 import write_samples
+    from physgan.train.loop import train
+
+    rng = np.random.default_rng(5)
+    x = (rng.random((48, 16, 16)) < rng.uniform(0.3, 0.6, (48, 1, 1))).astype(np.uint8)
+    c = (x == 0).reshape(48, -1).mean(1, keepdims=True).astype(np.float32)
+    data = tmp_path / "m.h5"
+    write_samples(data, x, c, ["porosity"], "micro", attrs={"domain": "micro", "n_phases": 2})
+    small = ["train.steps=2", "train.batch_size=8", "train.log_every=1", "train.val_every=0", "data.val_size=8"]
+    over = [f"data.path={data}", *small, "train.moment_weight=1", "train.moment_degree=1"]
+    train(resolve_config("micro", "quick", overrides=over), tmp_path / "run", progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "stats.jsonl").read_text().splitlines()]
+    vals = [r["Loss/moments"] for r in rows if "Loss/moments" in r]
+    assert len(vals) == 2 and all(math.isfinite(v) for v in vals) and any(v != 0.0 for v in vals)
+
+
+def test_straight_through_hard_summaries():
+    from physgan.domains.micro.fractions import harden
+    from physgan.domains.micro.summaries import MicroSummaries, soft_summaries, straight_through_hard
+
+    g = torch.Generator().manual_seed(6)
+    soft = torch.softmax(torch.randn(3, 2, 12, 12, generator=g) * 2, dim=1).requires_grad_(True)
+    st = straight_through_hard(soft)
+    hard = torch.nn.functional.one_hot(harden(soft.detach()), 2).movedim(-1, 1).float()
+    torch.testing.assert_close(st.detach(), hard)  # forward: what a user gets
+    w = torch.randn(st.shape, generator=g)
+    (st * w).sum().backward()
+    torch.testing.assert_close(soft.grad, w)  # backward: the soft probabilities' gradient
+    torch.testing.assert_close(straight_through_hard(hard), hard)  # one-hot data pass unchanged
+    t = OneHotTransform().fit(harden(soft.detach()).numpy(), attrs={"n_phases": 2})
+    spec = ModelSpec(sample_shape=(2, 12, 12), n_cond=0, condition_names=[], options={"moment_hard": True}, data_stats=t.stats)
+    m = MicroSummaries(spec)
+    assert m.hard
+    expect = (soft_summaries(hard) - m.mean) / m.std
+    torch.testing.assert_close(m(soft), expect)

@@ -34,6 +34,7 @@ from physgan.domains.micro.metrics import physics_metrics, sample_features, scor
 from physgan.domains.micro.model import build_critic, build_generator
 from physgan.domains.micro.options import MicroModelOptions, MicroTransformOptions
 from physgan.domains.micro.plots import plots
+from physgan.domains.micro.summaries import moment_features
 from physgan.domains.micro.transform import OneHotTransform
 
 __all__ = ["DOMAIN", "make_transform", "detect", "PRESETS"]
@@ -114,5 +115,6 @@ DOMAIN = register_domain(
         check_conditions=checks.check_conditions,
         import_suffixes=(".tif", ".tiff", ".zip"),
         complete_conditions=complete_conditions,
+        moment_features=moment_features,
     )
 )

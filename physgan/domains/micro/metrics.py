@@ -49,6 +49,8 @@ __all__ = [
     "sample_features",
     "mean_s2",
     "speckle_stats",
+    "edge_profiles",
+    "edge_artefact",
     "condition_columns",
     "physics_metrics",
     "score",
@@ -162,6 +164,68 @@ def speckle_stats(x: np.ndarray, n_phases: int) -> tuple[float, float]:
             if n:
                 islands += int(np.sum(np.bincount(comp.ravel())[1:] == 1))
     return (ones / total if total else 0.0), islands / max(len(lab), 1)
+
+
+def edge_profiles(x: np.ndarray, phase: int = 0) -> dict[str, np.ndarray]:
+    """Phase fraction and in-layer interface density against the distance from the nearest face.
+
+    A generator with edge artefacts (too few kernel taps near the border, padding effects) makes
+    its outer layers differ from its interior; real crops cut from a larger volume do not.
+
+    Parameters
+    ----------
+    x : ndarray (N, [d,] h, w)
+        Phase labels.
+    phase : int
+        Phase whose fraction is profiled.
+
+    Returns
+    -------
+    dict
+        ``distance`` (voxels from the nearest face, 0 .. min(side) // 2 - 1), ``fraction`` (mean
+        fraction of ``phase`` in the layers at that distance, both faces of every axis, all samples)
+        and ``interface`` (fraction of neighbour pairs inside those layers with different labels).
+    """
+    lab = as_labels(x)
+    sides = lab.shape[1:]
+    half = min(sides) // 2
+    frac = np.zeros(half)
+    inter = np.zeros(half)
+    for a in range(len(sides)):
+        ax = a + 1
+        rest = tuple(i for i in range(lab.ndim) if i != ax)
+        m = (lab == phase).mean(axis=rest, dtype=np.float64)
+        diffs = []
+        for b in range(1, lab.ndim):
+            if b != ax:
+                d = np.diff(lab, axis=b) != 0
+                diffs.append(d.mean(axis=tuple(i for i in range(d.ndim) if i != ax), dtype=np.float64))
+        e = np.mean(diffs, axis=0)
+        frac += 0.5 * (m[:half] + m[::-1][:half])
+        inter += 0.5 * (e[:half] + e[::-1][:half])
+    k = len(sides)
+    return {"distance": np.arange(half), "fraction": frac / k, "interface": inter / k}
+
+
+def edge_artefact(x: np.ndarray, depth: int = 8, phase: int = 0) -> dict[str, float]:
+    """How much the outer ``depth`` layers differ from the interior (:func:`edge_profiles`).
+
+    Returns
+    -------
+    dict
+        ``fraction_edge_dev``: max over distances < ``depth`` of |fraction(d) - interior mean|
+        (absolute); ``interface_edge_rel_dev``: the same for the interface density, relative to the
+        interior mean. The interior is every distance >= ``depth``. Compare with real crops (the floor).
+    """
+    prof = edge_profiles(x, phase)
+    depth = int(min(depth, len(prof["distance"]) - 1))
+    if depth < 1:
+        raise ValueError(f"edge_artefact: samples of side {2 * len(prof['distance'])} have no interior beyond depth {depth}")
+    fi, ii = prof["fraction"][depth:].mean(), prof["interface"][depth:].mean()
+    return {
+        "fraction_edge_dev": float(np.max(np.abs(prof["fraction"][:depth] - fi))),
+        "interface_edge_rel_dev": float(np.max(np.abs(prof["interface"][:depth] - ii)) / ii) if ii > 0 else float("nan"),
+    }
 
 
 def condition_columns(attrs: dict[str, Any] | None) -> dict[int, int]:

@@ -9,8 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from physgan.domains.micro.fractions import NEIGHBOUR_WEIGHT
-
 __all__ = ["MicroModelOptions", "MicroTransformOptions"]
 
 
@@ -26,6 +24,7 @@ class MicroModelOptions:
     isotropic: bool = True  # one slice critic for the three axes of a volume
     slice_stride: int = 1
     slices_per_axis: int = 0  # 0: every slice
+    moment_hard: bool = False  # summaries of the hardened labels (straight-through); measured worse (RESULTS §12.11)
 
 
 @dataclass(frozen=True)
@@ -34,4 +33,4 @@ class MicroTransformOptions:
 
     n_phases: int | None = None  # None: attrs['n_phases'] or the largest label + 1
     hardening: Literal["fraction", "argmax"] = "fraction"
-    neighbour_weight: float = NEIGHBOUR_WEIGHT
+    neighbour_weight: float | None = None  # None: the run's calibrated weight, else NEIGHBOUR_WEIGHT

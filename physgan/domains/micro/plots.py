@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from physgan.domains.micro.metrics import as_labels, condition_columns, mean_s2, n_phases_of
+from physgan.domains.micro.metrics import as_labels, condition_columns, edge_profiles, mean_s2, n_phases_of
 from physgan.io.atomic import atomic_output
 from physgan.metrics.morphology import chord_lengths, tortuosity_factor
 
@@ -25,6 +25,7 @@ __all__ = [
     "plot_s2",
     "plot_chords",
     "tortuosity_table",
+    "plot_edge_profiles",
 ]
 
 
@@ -90,7 +91,7 @@ def plot_conditioned_slices(
             ax.imshow(_mid(x[j]), cmap="gray", vmin=0, vmax=max(n_phases - 1, 1), interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
-            ax.set_title(f"{name} {c[j, column]:.3f} -> {_fraction(x[j:j + 1], phase)[0]:.3f}", fontsize=8)
+            ax.set_title(f"{name} {c[j, column]:.3f} -> {_fraction(x[j : j + 1], phase)[0]:.3f}", fontsize=8)
             if i == 0:
                 ax.set_ylabel(label)
     fig.suptitle(f"real (top) vs generated (bottom) at three {name} conditions (asked -> achieved)")
@@ -131,6 +132,35 @@ def plot_orthogonal(vol: np.ndarray, path: Path, title: str = "generated", n_pha
         axes[a].set_xticks([])
         axes[a].set_yticks([])
     fig.suptitle(f"orthogonal slices ({title})")
+    return _save(fig, path)
+
+
+def plot_edge_profiles(real: np.ndarray, fake: np.ndarray, path: Path, phase: int = 0) -> Path:
+    """Phase fraction and in-layer interface density against the distance from the nearest face, plus a face slice.
+
+    Real crops of a larger volume have flat profiles; a generator with edge artefacts does not
+    (:func:`~physgan.domains.micro.metrics.edge_profiles`). The last panels show the outermost slice
+    (normal to axis 0) of one real and one generated sample.
+    """
+
+    import matplotlib.pyplot as plt
+
+    pr, pf = edge_profiles(real, phase), edge_profiles(fake, phase)
+    fig, axes = plt.subplots(1, 4, figsize=(15, 3.2))
+    fig.subplots_adjust(wspace=0.35)
+    for ax, key, label in ((axes[0], "fraction", f"fraction of phase {phase}"), (axes[1], "interface", "interface density")):
+        ax.plot(pr["distance"], pr[key], "k-o", ms=3, label="real")
+        ax.plot(pf["distance"], pf[key], "r-s", ms=3, label="generated")
+        ax.set_xlabel("distance from the nearest face (voxels)")
+        ax.set_ylabel(label)
+        ax.legend(fontsize=8)
+    vmax = max(int(max(real.max(), fake.max())), 1)
+    for ax, (name, data) in zip(axes[2:], (("real", real), ("generated", fake))):
+        ax.imshow(data[0][0], cmap="gray", vmin=0, vmax=vmax, interpolation="nearest")
+        ax.set_title(f"{name}: outermost slice")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle("edge artefacts: profiles from the faces inwards")
     return _save(fig, path)
 
 
@@ -226,6 +256,7 @@ def plots(
             break  # one conditioned fraction is enough for the two figures
     if rl.ndim == 4:
         figs.insert(1, ("Orthogonal slices (generated)", plot_orthogonal(fl[0], out / "micro_orthogonal.png", n_phases=P)))
+        figs.append(("Edge profiles", plot_edge_profiles(rl, fl, out / "micro_edges.png")))
         if bool(attrs.get("tortuosity", True)):
             try:
                 path, _ = tortuosity_table(rl, fl, out / "micro_tortuosity.png", n=int(attrs.get("tortuosity_samples", 2)))

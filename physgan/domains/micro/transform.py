@@ -17,9 +17,13 @@ import torch
 
 from physgan.domains.base import Transform
 from physgan.domains.micro.fractions import NEIGHBOUR_WEIGHT, harden
+from physgan.domains.micro.summaries import fit_summary_stats
 from physgan.errors import DataError
 
-__all__ = ["OneHotTransform"]
+__all__ = ["OneHotTransform", "FIT_SUMMARY_SAMPLES"]
+
+#: training samples the summary statistics are fitted on (their mean and spread)
+FIT_SUMMARY_SAMPLES = 256
 
 
 class OneHotTransform(Transform):
@@ -34,7 +38,9 @@ class OneHotTransform(Transform):
         ``'fraction'`` (default; :func:`~physgan.domains.micro.fractions.harden`) or ``'argmax'``
         (per-voxel argmax, as before issue 14).
     neighbour_weight : float, optional
-        Weight of the neighbours' vote in ``'fraction'`` hardening (default 0.4; 0 = none).
+        Weight of the neighbours' vote in ``'fraction'`` hardening (0 = none). Default: the run's
+        calibrated weight ``stats['neighbour_weight']`` when
+        :func:`~physgan.domains.micro.calibration.calibrate_transform` fitted one, else 0.4.
     """
 
     name = "onehot"
@@ -47,6 +53,9 @@ class OneHotTransform(Transform):
         if np.size(x) and (np.max(x) > n - 1 or np.min(x) < 0):
             raise DataError("<training data>", f"labels span {np.min(x)}..{np.max(x)} but n_phases = {n}")
         self.stats = {"n_phases": max(n, 2)}
+        if np.size(x) and np.ndim(x) >= 3:  # the summaries moment matching pins (physgan.domains.micro.summaries)
+            sub = np.asarray(x[:FIT_SUMMARY_SAMPLES])
+            self.stats.update(fit_summary_stats(self.forward(torch.as_tensor(sub))))
         return self
 
     @property
@@ -70,4 +79,12 @@ class OneHotTransform(Transform):
             raise DataError("<transform options>", f"micro hardening must be 'fraction' or 'argmax', got '{mode}'")
         if mode == "argmax":
             return y.argmax(dim=1).to(torch.float32)
-        return harden(y, float(self.options.get("neighbour_weight", NEIGHBOUR_WEIGHT))).to(torch.float32)
+        return harden(y, self.neighbour_weight).to(torch.float32)
+
+    @property
+    def neighbour_weight(self) -> float:
+        """The vote weight used: the option if set, else the calibrated ``stats`` value, else :data:`NEIGHBOUR_WEIGHT`."""
+        w = self.options.get("neighbour_weight")
+        if w is None:
+            w = self.stats.get("neighbour_weight", NEIGHBOUR_WEIGHT)
+        return float(w)
