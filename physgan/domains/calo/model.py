@@ -92,6 +92,7 @@ from torch import nn
 from physgan.domains.base import ModelSpec
 from physgan.domains.calo.features import resolve_geometry
 from physgan.domains.calo.geometry import CaloGeometry
+from physgan.domains.calo.spatial import LayerConvStream
 from physgan.domains.calo.transform import (
     DEFAULT_EPS,
     fractions_to_model,
@@ -557,7 +558,14 @@ class CaloCritic(nn.Module):
 
         self.cell_net = mlp(geom.n_features, width, depth)
         self.phys_net = mlp(n_phys, width, 2)
-        self.joint = mlp(2 * width, width, 1)
+        # option critic_spatial: per-layer 3 x 3 conv streams over each layer's grid, mean-pooled (spatial.py)
+        spatial = int(_opt(spec, "critic_spatial", 0))
+        if spatial < 0:
+            raise ConfigError(f"calo critic: critic_spatial must be >= 0 channels, got {spatial}")
+        self.n_cells = geom.n_cells
+        self.spatial = LayerConvStream(geom, 1, spatial) if spatial else None
+        n_spatial = spatial * geom.n_layers
+        self.joint = mlp(2 * width + n_spatial, width, 1)
         self.embed = ConditionEmbedding(spec.n_cond, spec.embed_dim)
         self.head = ProjectionHead(width, spec.embed_dim)
 
@@ -586,8 +594,10 @@ class CaloCritic(nn.Module):
         """Critic scores ``(B,)`` for model-space showers ``y`` with normalised conditions ``c``."""
         cells, summaries = y[:, : self.n_cells_model], y[:, self.n_cells_model :]
         phys = torch.cat([self.physics_features(cells), summaries], dim=1)
-        h = torch.cat([self.cell_net(cells), self.phys_net(phys)], dim=1)
-        return self.head(self.joint(h), self.embed(c))
+        parts = [self.cell_net(cells), self.phys_net(phys)]
+        if self.spatial is not None:  # y + 1: 0 for an empty cell, the zero padding of the grid
+            parts.append(self.spatial.pooled(cells[:, : self.n_cells, None] + 1.0))
+        return self.head(self.joint(torch.cat(parts, dim=1)), self.embed(c))
 
 
 def build_generator(spec: ModelSpec) -> CaloGenerator:
