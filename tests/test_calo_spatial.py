@@ -90,3 +90,46 @@ def test_critic_with_spatial_branch_double_backward(geom):
     assert conv.grad is not None and conv.grad.abs().sum() > 0  # the penalty's double backward reaches the stream
     d0 = build_critic(ModelSpec(**{**spec.__dict__, "options": {}}))
     assert d0.spatial is None and sum(p.numel() for p in d.parameters()) > sum(p.numel() for p in d0.parameters())
+
+
+def _gspec(geom, **options):
+    return ModelSpec(sample_shape=(geom.n_features,), n_cond=1, condition_names=["energy"], z_dim=8, width=16, depth=2,
+                     embed_dim=8, options={"cell_noise": True, "noise_head": "layer", "occupancy": True, **options},
+                     attrs=geom.to_attrs())
+
+
+@pytest.mark.parametrize("geom", [CALOGAN, calochallenge_geometry("ds1-photons")], ids=["calogan", "ds1"])
+def test_pattern_conv_starts_as_the_plain_generator_and_learns(geom):
+    from physgan.domains.calo.model import build_generator, layer_groups
+
+    torch.manual_seed(3)
+    g0 = build_generator(_gspec(geom))
+    torch.manual_seed(3)
+    g1 = build_generator(_gspec(geom, pattern_conv=4))
+    gen = torch.Generator().manual_seed(1)
+    z = torch.randn(8, *g1.latent_shape(), generator=gen)
+    c = torch.randn(8, 1, generator=gen)
+    y1 = g1(z, c)
+    torch.testing.assert_close(y1, g0(z, c))  # the stream's output layer starts at zero
+    y1.sum().backward()
+    out_w = [grp.out.weight.grad for grp in g1.pattern_conv.groups]
+    assert all(w is not None and w.abs().sum() > 0 for w in out_w)
+    with torch.no_grad():  # once the stream acts, the pattern changes but every layer keeps its energy
+        for grp in g1.pattern_conv.groups:
+            grp.out.weight.normal_(0, 1.0)
+        out = g1.physics(z, c)
+    assert not torch.allclose(out["u"], g0.physics(z, c)["u"])
+    for k, idx in enumerate(layer_groups(geom)):
+        torch.testing.assert_close(out["u"][:, idx].sum(1), out["group_energy"][:, k], rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", ["calogan", "ds1-photons", "ds2"])
+def test_groups_go_back_to_flat_order(name):
+    from physgan.domains.calo.model import build_generator, layer_groups
+
+    geom = CALOGAN if name == "calogan" else calochallenge_geometry(name)
+    g = build_generator(_gspec(geom))
+    groups = layer_groups(geom)
+    flat = torch.arange(geom.n_features, dtype=torch.float32)[None]
+    got = g._to_flat([flat[:, idx] for idx in groups])
+    torch.testing.assert_close(got, flat)

@@ -266,7 +266,13 @@ class CaloGenerator(nn.Module):
         order = np.concatenate(groups)
         inv = np.empty_like(order)
         inv[order] = np.arange(len(order))
-        self.register_buffer("unpermute", torch.as_tensor(inv, dtype=torch.long), persistent=False)
+        # flat order as runs of consecutive entries of one group: (group, start, stop) within the group, so the
+        # groups' outputs are put back in flat order by one cat of slices (a gather by `unpermute` was ~5 % of sampling)
+        owner = np.concatenate([np.full(len(g), k) for k, g in enumerate(groups)])[inv]
+        within = np.concatenate([np.arange(len(g)) for g in groups])[inv]
+        cuts = np.flatnonzero((np.diff(owner) != 0) | (np.diff(within) != 1)) + 1
+        self.flat_runs = [(int(owner[a]), int(within[a]), int(within[a]) + (b - a))
+                          for a, b in zip(np.r_[0, cuts], np.r_[cuts, len(owner)])]
         self.response = nn.Linear(width, 1)
         self.fractions = nn.Linear(width, self.n_groups)
         for head in (self.response, self.fractions):
@@ -378,6 +384,19 @@ class CaloGenerator(nn.Module):
                             sh = np.where(np.isfinite(sh) & (sh > 0), sh, fill)
                             head.bias.copy_(torch.as_tensor(np.log(sh), dtype=torch.float32))
         self.noise_offsets = np.concatenate([[0], np.cumsum(self.group_sizes)]).tolist()
+        # option pattern_conv: a per-layer 3 x 3 conv stream over each layer's grid refines the pattern logits from the
+        # layer's log shares and the per-cell noise (spatially correlated fluctuations); its output starts at 0
+        conv = int(_opt(spec, "pattern_conv", 0))
+        if conv < 0:
+            raise ConfigError(f"calo model: pattern_conv must be >= 0 channels, got {conv}")
+        self.pattern_conv = None
+        if conv:
+            self.pattern_conv = LayerConvStream(geom, 1 + int(self.cell_noise), conv, out_channels=1)
+            for grp in self.pattern_conv.groups:
+                nn.init.zeros_(grp.out.weight)
+                nn.init.zeros_(grp.out.bias)
+            self.layer_cells = [lay.n_cells for lay in geom.layers]  # group k < n_layers starts with layer k's cells
+            self.register_buffer("log_cells", torch.log(torch.tensor(self.layer_cells, dtype=torch.float32)), persistent=False)
         if not self.occupancy:
             s0 = float(_opt(spec, "threshold_init", 1e-3))
             if not 0 < s0 < S_MAX:
@@ -409,6 +428,36 @@ class CaloGenerator(nn.Module):
             return hard, None
         soft = torch.sigmoid((logit - draw) / self.occupancy_temperature)
         return hard, soft - soft.detach()
+
+    def _to_flat(self, parts: list[torch.Tensor]) -> torch.Tensor:
+        """Per-group tensors ``(B, group_size)`` -> ``(B, n_features)`` in flat order."""
+        if len(self.flat_runs) == 1:
+            return parts[0]
+        return torch.cat([parts[k][:, a:b] for k, a, b in self.flat_runs], dim=1)
+
+    def _conv_logits(self, logits: list[torch.Tensor], noise: torch.Tensor | None) -> list[torch.Tensor]:
+        """Option ``pattern_conv``: add the conv stream's output to the cells' pattern logits of every layer.
+
+        Inputs per cell: the layer's log share (``logits - logsumexp``, over ``log n_cells`` of the layer, so about
+        [-2, 0] whatever the geometry) and, with ``cell_noise``, the cell's own noise value.
+        """
+        nl = len(self.layer_cells)
+        cells = [lg[:, :n] for lg, n in zip(logits[:nl], self.layer_cells)]
+        share = torch.cat([(c - torch.logsumexp(c, dim=1, keepdim=True)) / self.log_cells[k].clamp(min=1.0)
+                           for k, c in enumerate(cells)], dim=1)
+        inputs = [share]
+        if noise is not None:
+            inputs.append(torch.cat([noise[:, self.noise_offsets[k] : self.noise_offsets[k] + n]
+                                     for k, n in enumerate(self.layer_cells)], dim=1))
+        delta = self.pattern_conv(torch.stack(inputs, dim=2))[..., 0]
+        out, start = [], 0
+        for k, lg in enumerate(logits):
+            if k < nl:
+                n = self.layer_cells[k]
+                lg = torch.cat([lg[:, :n] + delta[:, start : start + n], lg[:, n:]], dim=1)
+                start += n
+            out.append(lg)
+        return out
 
     def physics(self, z: torch.Tensor, c: torch.Tensor) -> dict[str, torch.Tensor]:
         """The structured shower before the model-space map.
@@ -445,6 +494,7 @@ class CaloGenerator(nn.Module):
         s = None if self.occupancy else S_MAX * torch.sigmoid(self.thresholds(h))  # < 1: the hottest cell survives
         shift = self.noise_shift(h) if noise is not None and self.noise_head == "layer" else None
         parts, st_parts, hit_parts = [], [], []
+        all_logits = []
         for k, (hid, head) in enumerate(zip(self.layer_hidden, self.patterns)):
             hk = hid(h)
             logits = head(hk)
@@ -452,6 +502,11 @@ class CaloGenerator(nn.Module):
             if noise is not None:
                 log_sigma = self.noise_scales[k](hk) if shift is None else self.noise_log_scale[k] + shift[:, k : k + 1]
                 logits = logits + torch.exp(log_sigma) * noise[:, lo:hi]
+            all_logits.append(logits)
+        if self.pattern_conv is not None:
+            all_logits = self._conv_logits(all_logits, noise)
+        for k, logits in enumerate(all_logits):
+            lo, hi = self.noise_offsets[k], self.noise_offsets[k + 1]
             p = torch.softmax(logits, dim=1)
             e_k = group_energy[:, k : k + 1]
             st = None
@@ -470,11 +525,11 @@ class CaloGenerator(nn.Module):
                 st_parts.append(st if st is not None else torch.zeros_like(p))
                 if st is None:
                     hit_parts.append(parts[-1].detach())
-        u = torch.cat(parts, dim=1)[:, self.unpermute]
+        u = self._to_flat(parts)
         out = {"u": u, "response": response, "fractions": fractions, "group_energy": group_energy}
         if st_parts:
-            out["hit_st"] = torch.cat(st_parts, dim=1)[:, self.unpermute]
-            out["u_hit"] = torch.cat(hit_parts, dim=1)[:, self.unpermute]
+            out["hit_st"] = self._to_flat(st_parts)
+            out["u_hit"] = self._to_flat(hit_parts)
         return out
 
     def forward(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
