@@ -71,6 +71,13 @@ feeds them to its physics MLP: the gradient penalty then gives each high-level q
 direction, so a response off by a standard deviation costs as much as any other unit step. No batch norm; optional
 layer norm. All operations are twice differentiable (widths use ``sqrt(var + 1e-6)``).
 
+Geometry-aware streams (options, off by default; :mod:`~physgan.domains.calo.spatial`, ``bench/RESULTS.md`` §13,
+third session): ``critic_spatial`` (channels) gives the critic a 3 x 3 convolution over each layer's own grid
+(coordinate channels, circular in the angle of cylindrical layers), mean-pooled per layer and joined beside the cell
+and physics MLPs; ``pattern_conv`` (channels) gives the generator one over the pattern logits, reading each layer's
+log shares and the per-cell noise, its output added to the logits (it starts at 0, so the generator starts as
+without it).
+
 References
 ----------
 .. [1] I. Gulrajani et al., "Improved Training of Wasserstein GANs", NeurIPS 2017, arXiv:1704.00028.
