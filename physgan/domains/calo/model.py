@@ -419,18 +419,19 @@ class CaloGenerator(nn.Module):
             raise ConfigError("the calorimeter generator has a fixed geometry: latent scale must be 1")
         return (self.z_dim + self.n_features * (int(self.cell_noise) + int(self.occupancy)),)
 
-    def _hit_mask(self, k: int, h: torch.Tensor, c: torch.Tensor, p: torch.Tensor,
+    def _hit_mask(self, k: int, h: torch.Tensor, c: torch.Tensor, hottest: torch.Tensor,
                   draw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Hard hit / miss mask of group ``k`` and, when gradients are on, its zero-valued straight-through term.
 
         A cell is hit when its N(0, 1) draw ``n`` lies below its occupancy logit ``o`` (probit: ``P(hit) = Phi(o)``);
-        the cell with the largest ``p`` is always hit, so the group keeps its energy. The relaxation is
-        ``soft = sigmoid((o - n) / T)`` (``occupancy_temperature``), whose expected slope tends to ``dP(hit)/do``.
+        the group's hottest cell (index ``hottest``, (B, 1)) is always hit, so the group keeps its energy. The
+        relaxation is ``soft = sigmoid((o - n) / T)`` (``occupancy_temperature``), whose expected slope tends to
+        ``dP(hit)/do``.
         """
         logit = self.occupancy_logit[k] + self.occupancy_shift(h)[:, k : k + 1]
         if self.occupancy_slope is not None:  # condition 0: the normalised log incident energy
             logit = logit + c[:, :1] * self.occupancy_slope[k]
-        hard = (draw < logit).to(p.dtype).scatter(1, p.argmax(dim=1, keepdim=True), 1.0)
+        hard = (draw < logit).to(draw.dtype).scatter(1, hottest, 1.0)
         if not torch.is_grad_enabled():
             return hard, None
         soft = torch.sigmoid((logit - draw) / self.occupancy_temperature)
@@ -508,30 +509,34 @@ class CaloGenerator(nn.Module):
             lo, hi = self.noise_offsets[k], self.noise_offsets[k + 1]
             if noise is not None:
                 log_sigma = self.noise_scales[k](hk) if shift is None else self.noise_log_scale[k] + shift[:, k : k + 1]
-                logits = logits + torch.exp(log_sigma) * noise[:, lo:hi]
+                logits = torch.addcmul(logits, torch.exp(log_sigma), noise[:, lo:hi])
             all_logits.append(logits)
         if self.pattern_conv is not None:
             all_logits = self._conv_logits(all_logits, noise)
         for k, logits in enumerate(all_logits):
             lo, hi = self.noise_offsets[k], self.noise_offsets[k + 1]
-            p = torch.softmax(logits, dim=1)
+            # the pattern unnormalised, exp(a - max a): every use below renormalises, so the softmax's division is
+            # not needed, and the max gives the hottest cell's index (no separate argmax)
+            top, hottest = logits.max(dim=1, keepdim=True)
+            w = torch.exp(logits - top)
             e_k = group_energy[:, k : k + 1]
             st = None
             if self.group_sparse[k] and draws is not None:
-                hard, st = self._hit_mask(k, h, c, p, draws[:, lo:hi])
-                p_sum = (p * hard).sum(dim=1, keepdim=True)
+                hard, st = self._hit_mask(k, h, c, hottest, draws[:, lo:hi])
+                scale = e_k / (w * hard).sum(dim=1, keepdim=True)
                 if st is not None:
-                    hit_parts.append((p * e_k / p_sum).detach())
-                p = p * hard / p_sum
-            elif self.group_sparse[k]:
-                tau = s[:, k : k + 1] * p.max(dim=1, keepdim=True).values
-                g = torch.relu(p - tau)
-                p = g / g.sum(dim=1, keepdim=True)
-            parts.append(p * e_k)
+                    hit_parts.append((w * scale).detach())
+                part = w * hard * scale
+            elif self.group_sparse[k]:  # relative threshold s * max(w), and max(w) = 1
+                g = torch.relu(w - s[:, k : k + 1])
+                part = g * (e_k / g.sum(dim=1, keepdim=True))
+            else:
+                part = w * (e_k / w.sum(dim=1, keepdim=True))
+            parts.append(part)
             if draws is not None and torch.is_grad_enabled():
-                st_parts.append(st if st is not None else torch.zeros_like(p))
+                st_parts.append(st if st is not None else torch.zeros_like(part))
                 if st is None:
-                    hit_parts.append(parts[-1].detach())
+                    hit_parts.append(part.detach())
         u = self._to_flat(parts)
         out = {"u": u, "response": response, "fractions": fractions, "group_energy": group_energy}
         if st_parts:
