@@ -102,6 +102,7 @@ from physgan.domains.calo.geometry import CaloGeometry
 from physgan.domains.calo.spatial import LayerConvStream
 from physgan.domains.calo.transform import (
     DEFAULT_EPS,
+    extra_indicator,
     fractions_to_model,
     group_member_matrix,
     lateral_moments,
@@ -134,7 +135,8 @@ def geometry_for_spec(spec: ModelSpec) -> CaloGeometry:
     n = int(np.prod(spec.sample_shape))
     geom = resolve_geometry(spec.attrs if spec.attrs else None, n)
     g, k = len(layer_groups(geom)), len(lateral_moments(geom)[1])
-    allowed = sorted({0} | {summary_count(g, k, geom.n_layers, occ, lat) for occ in (False, True) for lat in (False, True)})
+    allowed = sorted({0} | {summary_count(g, k, geom.n_layers, occ, lat, ext) for occ in (False, True) for lat in (False, True)
+                            for ext in ((False, True) if geom.n_extra else (False,))})
     if n - geom.n_features not in allowed:
         raise ConfigError(
             f"calo model: geometry '{geom.name}' has {geom.n_features} features "
@@ -268,6 +270,10 @@ class CaloGenerator(nn.Module):
                 self.register_buffer("summary_moments", torch.as_tensor(moments), persistent=False)
             else:
                 self.summary_moments = None
+            if stats.get("summary_extras", False):
+                self.register_buffer("summary_extras", torch.as_tensor(extra_indicator(geom)), persistent=False)
+            else:
+                self.summary_extras = None
         # groups of cells get a threshold; a pure-extras group (not per layer) does not
         self.group_sparse = [bool(self.sparsify and (g < geom.n_cells).any()) for g in groups]
         order = np.concatenate(groups)
@@ -562,7 +568,7 @@ class CaloGenerator(nn.Module):
         if self.n_summaries:
             summaries = summary_coordinates(
                 u, self.summary_member, self.summary_mean, self.summary_std, occupancy=self.summary_occupancy, eps=self.eps,
-                lateral=self.summary_moments, bounds=self.summary_bounds,
+                lateral=self.summary_moments, bounds=self.summary_bounds, extras=self.summary_extras,
             )
             y = torch.cat([y, summaries], dim=1)
         return y

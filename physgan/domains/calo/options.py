@@ -48,3 +48,4 @@ class CaloTransformOptions:
     summaries: bool = True  # append the standardised summary coordinates
     summary_lateral: bool = True  # centres and widths of every layer among them
     summary_occupancy: bool = False  # soft occupancy per layer group among them
+    summary_extras: bool = False  # log energy of the extras (CaloGAN's overflow) among them (issue 19)
