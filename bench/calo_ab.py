@@ -79,10 +79,13 @@ def main(argv: list[str] | None = None) -> int:
     dead = dead_cells(x_real, x_fake, geom)
     keys = sorted(k for k in m if k.startswith("physics/sep/") and "ebin" not in k)
     names = [k for k in [*keys, "auc_high", "fpd"] if k in m]
-    res = {"train_wall_s": wall, "step": run.step, "metrics": {k: m[k]["value"] for k in names},
+    np.save(run_dir / "fake.npy", x_fake)  # for later looks (features, per-feature classifiers)
+    n_params = {"G": sum(p.numel() for p in run.G.parameters())}
+    res = {"train_wall_s": wall, "step": run.step, "params": n_params, "metrics": {k: m[k]["value"] for k in names},
            "floors": {k: m[k].get("floor") for k in names}, "dead_cells": dead}
     (run_dir / "ab.json").write_text(json.dumps(res, indent=1))
-    print(f"arm {run_dir}: step {run.step} (checkpoint 'best'), training wall {'n/a' if wall is None else f'{wall / 60:.1f} min'}")
+    print(f"arm {run_dir}: step {run.step} (checkpoint 'best'), training wall {'n/a' if wall is None else f'{wall / 60:.1f} min'}, "
+          f"parameters {n_params}")
     for k, v in res["metrics"].items():
         floor = res["floors"][k]
         print(f"  {k:40s} {'n/a' if v is None else f'{v:.4g}'}  (floor {'n/a' if floor is None else f'{floor:.2g}'})")

@@ -578,3 +578,36 @@ def test_occupancy_summary_straight_through_can_be_switched_off():
         y[:, n:].sum().backward()
         grads[flag] = sum(float(p.grad.abs().sum()) for p in g.occupancy_logit if p.grad is not None)
     assert grads[True] > 0 and grads[False] == 0
+
+
+def test_extras_summary_coordinate_is_the_overflow_energy():
+    """Option summary_extras: one more coordinate, log(overflow / E_inc + 1e-6) standardised; G's equals the transform's."""
+    from physgan.domains.calo.transform import SUMMARY_EPS, extra_indicator, summary_coordinates
+
+    rng = np.random.default_rng(2)
+    x = rng.exponential(50.0, size=(64, CALOGAN.n_features)) * (rng.random((64, CALOGAN.n_features)) < 0.4)
+    c = rng.uniform(1, 100, size=(64, 1))
+    t0 = CaloTransform().fit(x, c, CALOGAN.to_attrs())
+    t = CaloTransform(summary_extras=True).fit(x, c, CALOGAN.to_attrs())
+    n = CALOGAN.n_features
+    assert len(t.stats["summary_mean"]) == len(t0.stats["summary_mean"]) + 1 and t.stats["summary_extras"]
+    u = torch.as_tensor(x / (c * 1000.0))
+    raw = summary_coordinates(u, torch.ones(n, 1, dtype=u.dtype), extras=torch.as_tensor(extra_indicator(CALOGAN), dtype=u.dtype))
+    torch.testing.assert_close(raw[:, -1], torch.log(u[:, CALOGAN.n_cells :].sum(1) + SUMMARY_EPS))
+    np.testing.assert_allclose(t.stats["summary_mean"][-1], float(raw[:, -1].mean()), rtol=1e-6)
+    spec = ModelSpec(sample_shape=t.model_shape((n,)), n_cond=1, condition_names=["energy"], z_dim=8, width=24, depth=2,
+                     embed_dim=8, options={"data_stats": t.stats}, attrs=CALOGAN.to_attrs())
+    torch.manual_seed(0)
+    g, d = build_generator(spec), build_critic(spec)
+    with torch.no_grad():
+        y = g(torch.randn(16, 8), torch.zeros(16, 1))
+        e = torch.full((16, 1), 20.0)
+        again = t.forward(t.inverse(y, e), e)
+    assert y.shape == (16, n + 4 + 15 + 1)
+    torch.testing.assert_close(again[:, n:], y[:, n:], atol=1e-3, rtol=0)
+    assert d(y, torch.zeros(16, 1)).shape == (16,)
+    # a geometry without extras (CaloChallenge) takes no such coordinate
+    ds1 = calochallenge_geometry("ds1-photons")
+    xd = rng.exponential(5.0, size=(32, ds1.n_features))
+    td = CaloTransform(summary_extras=True).fit(xd, rng.uniform(1e3, 1e5, size=(32, 1)), ds1.to_attrs())
+    assert not td.stats["summary_extras"]

@@ -47,7 +47,9 @@ def detect(header: Any) -> bool:
 
 
 #: Generator options of every preset: per-cell noise with the per-layer head, zero-inflated per-cell occupancy
-#: (see :mod:`.model`; ``bench/RESULTS.md`` §13 holds the A/B behind them).
+#: (see :mod:`.model`; ``bench/RESULTS.md`` §13 holds the A/B behind them). ``layer_hidden: false`` (G 28-37 % smaller,
+#: generation 77-78x -> 85-87x GFlash) tied on AUC over three quickstart-size runs (0.75 / 0.73 / 0.82 vs 0.74 / 0.78 /
+#: 0.74), so it is not among them.
 G_OPTIONS: dict[str, Any] = {"cell_noise": True, "noise_head": "layer", "occupancy": True}
 
 #: Named config overrides (sections train / model / data of the engine config): sizes and schedules; the

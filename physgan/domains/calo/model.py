@@ -71,6 +71,13 @@ feeds them to its physics MLP: the gradient penalty then gives each high-level q
 direction, so a response off by a standard deviation costs as much as any other unit step. No batch norm; optional
 layer norm. All operations are twice differentiable (widths use ``sqrt(var + 1e-6)``).
 
+Geometry-aware streams (options, off by default; :mod:`~physgan.domains.calo.spatial`, ``bench/RESULTS.md`` §13,
+third session): ``critic_spatial`` (channels) gives the critic a 3 x 3 convolution over each layer's own grid
+(coordinate channels, circular in the angle of cylindrical layers), mean-pooled per layer and joined beside the cell
+and physics MLPs; ``pattern_conv`` (channels) gives the generator one over the pattern logits, reading each layer's
+log shares and the per-cell noise, its output added to the logits (it starts at 0, so the generator starts as
+without it).
+
 References
 ----------
 .. [1] I. Gulrajani et al., "Improved Training of Wasserstein GANs", NeurIPS 2017, arXiv:1704.00028.
@@ -92,8 +99,10 @@ from torch import nn
 from physgan.domains.base import ModelSpec
 from physgan.domains.calo.features import resolve_geometry
 from physgan.domains.calo.geometry import CaloGeometry
+from physgan.domains.calo.spatial import LayerConvStream
 from physgan.domains.calo.transform import (
     DEFAULT_EPS,
+    extra_indicator,
     fractions_to_model,
     group_member_matrix,
     lateral_moments,
@@ -126,7 +135,8 @@ def geometry_for_spec(spec: ModelSpec) -> CaloGeometry:
     n = int(np.prod(spec.sample_shape))
     geom = resolve_geometry(spec.attrs if spec.attrs else None, n)
     g, k = len(layer_groups(geom)), len(lateral_moments(geom)[1])
-    allowed = sorted({0} | {summary_count(g, k, geom.n_layers, occ, lat) for occ in (False, True) for lat in (False, True)})
+    allowed = sorted({0} | {summary_count(g, k, geom.n_layers, occ, lat, ext) for occ in (False, True) for lat in (False, True)
+                            for ext in ((False, True) if geom.n_extra else (False,))})
     if n - geom.n_features not in allowed:
         raise ConfigError(
             f"calo model: geometry '{geom.name}' has {geom.n_features} features "
@@ -260,12 +270,22 @@ class CaloGenerator(nn.Module):
                 self.register_buffer("summary_moments", torch.as_tensor(moments), persistent=False)
             else:
                 self.summary_moments = None
+            if stats.get("summary_extras", False):
+                self.register_buffer("summary_extras", torch.as_tensor(extra_indicator(geom)), persistent=False)
+            else:
+                self.summary_extras = None
         # groups of cells get a threshold; a pure-extras group (not per layer) does not
         self.group_sparse = [bool(self.sparsify and (g < geom.n_cells).any()) for g in groups]
         order = np.concatenate(groups)
         inv = np.empty_like(order)
         inv[order] = np.arange(len(order))
-        self.register_buffer("unpermute", torch.as_tensor(inv, dtype=torch.long), persistent=False)
+        # flat order as runs of consecutive entries of one group: (group, start, stop) within the group, so the
+        # groups' outputs are put back in flat order by one cat of slices (a gather by `unpermute` was ~5 % of sampling)
+        owner = np.concatenate([np.full(len(g), k) for k, g in enumerate(groups)])[inv]
+        within = np.concatenate([np.arange(len(g)) for g in groups])[inv]
+        cuts = np.flatnonzero((np.diff(owner) != 0) | (np.diff(within) != 1)) + 1
+        self.flat_runs = [(int(owner[a]), int(within[a]), int(within[a]) + (b - a))
+                          for a, b in zip(np.r_[0, cuts], np.r_[cuts, len(owner)])]
         self.response = nn.Linear(width, 1)
         self.fractions = nn.Linear(width, self.n_groups)
         for head in (self.response, self.fractions):
@@ -377,6 +397,19 @@ class CaloGenerator(nn.Module):
                             sh = np.where(np.isfinite(sh) & (sh > 0), sh, fill)
                             head.bias.copy_(torch.as_tensor(np.log(sh), dtype=torch.float32))
         self.noise_offsets = np.concatenate([[0], np.cumsum(self.group_sizes)]).tolist()
+        # option pattern_conv: a per-layer 3 x 3 conv stream over each layer's grid refines the pattern logits from the
+        # layer's log shares and the per-cell noise (spatially correlated fluctuations); its output starts at 0
+        conv = int(_opt(spec, "pattern_conv", 0))
+        if conv < 0:
+            raise ConfigError(f"calo model: pattern_conv must be >= 0 channels, got {conv}")
+        self.pattern_conv = None
+        if conv:
+            self.pattern_conv = LayerConvStream(geom, 1 + int(self.cell_noise), conv, out_channels=1)
+            for grp in self.pattern_conv.groups:
+                nn.init.zeros_(grp.out.weight)
+                nn.init.zeros_(grp.out.bias)
+            self.layer_cells = [lay.n_cells for lay in geom.layers]  # group k < n_layers starts with layer k's cells
+            self.register_buffer("log_cells", torch.log(torch.tensor(self.layer_cells, dtype=torch.float32)), persistent=False)
         if not self.occupancy:
             s0 = float(_opt(spec, "threshold_init", 1e-3))
             if not 0 < s0 < S_MAX:
@@ -392,22 +425,53 @@ class CaloGenerator(nn.Module):
             raise ConfigError("the calorimeter generator has a fixed geometry: latent scale must be 1")
         return (self.z_dim + self.n_features * (int(self.cell_noise) + int(self.occupancy)),)
 
-    def _hit_mask(self, k: int, h: torch.Tensor, c: torch.Tensor, p: torch.Tensor,
+    def _hit_mask(self, k: int, h: torch.Tensor, c: torch.Tensor, hottest: torch.Tensor,
                   draw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Hard hit / miss mask of group ``k`` and, when gradients are on, its zero-valued straight-through term.
 
         A cell is hit when its N(0, 1) draw ``n`` lies below its occupancy logit ``o`` (probit: ``P(hit) = Phi(o)``);
-        the cell with the largest ``p`` is always hit, so the group keeps its energy. The relaxation is
-        ``soft = sigmoid((o - n) / T)`` (``occupancy_temperature``), whose expected slope tends to ``dP(hit)/do``.
+        the group's hottest cell (index ``hottest``, (B, 1)) is always hit, so the group keeps its energy. The
+        relaxation is ``soft = sigmoid((o - n) / T)`` (``occupancy_temperature``), whose expected slope tends to
+        ``dP(hit)/do``.
         """
         logit = self.occupancy_logit[k] + self.occupancy_shift(h)[:, k : k + 1]
         if self.occupancy_slope is not None:  # condition 0: the normalised log incident energy
             logit = logit + c[:, :1] * self.occupancy_slope[k]
-        hard = (draw < logit).to(p.dtype).scatter(1, p.argmax(dim=1, keepdim=True), 1.0)
+        hard = (draw < logit).to(draw.dtype).scatter(1, hottest, 1.0)
         if not torch.is_grad_enabled():
             return hard, None
         soft = torch.sigmoid((logit - draw) / self.occupancy_temperature)
         return hard, soft - soft.detach()
+
+    def _to_flat(self, parts: list[torch.Tensor]) -> torch.Tensor:
+        """Per-group tensors ``(B, group_size)`` -> ``(B, n_features)`` in flat order."""
+        if len(self.flat_runs) == 1:
+            return parts[0]
+        return torch.cat([parts[k][:, a:b] for k, a, b in self.flat_runs], dim=1)
+
+    def _conv_logits(self, logits: list[torch.Tensor], noise: torch.Tensor | None) -> list[torch.Tensor]:
+        """Option ``pattern_conv``: add the conv stream's output to the cells' pattern logits of every layer.
+
+        Inputs per cell: the layer's log share (``logits - logsumexp``, over ``log n_cells`` of the layer, so about
+        [-2, 0] whatever the geometry) and, with ``cell_noise``, the cell's own noise value.
+        """
+        nl = len(self.layer_cells)
+        cells = [lg[:, :n] for lg, n in zip(logits[:nl], self.layer_cells)]
+        share = torch.cat([(c - torch.logsumexp(c, dim=1, keepdim=True)) / self.log_cells[k].clamp(min=1.0)
+                           for k, c in enumerate(cells)], dim=1)
+        inputs = [share]
+        if noise is not None:
+            inputs.append(torch.cat([noise[:, self.noise_offsets[k] : self.noise_offsets[k] + n]
+                                     for k, n in enumerate(self.layer_cells)], dim=1))
+        delta = self.pattern_conv(torch.stack(inputs, dim=2))[..., 0]
+        out, start = [], 0
+        for k, lg in enumerate(logits):
+            if k < nl:
+                n = self.layer_cells[k]
+                lg = torch.cat([lg[:, :n] + delta[:, start : start + n], lg[:, n:]], dim=1)
+                start += n
+            out.append(lg)
+        return out
 
     def physics(self, z: torch.Tensor, c: torch.Tensor) -> dict[str, torch.Tensor]:
         """The structured shower before the model-space map.
@@ -444,36 +508,46 @@ class CaloGenerator(nn.Module):
         s = None if self.occupancy else S_MAX * torch.sigmoid(self.thresholds(h))  # < 1: the hottest cell survives
         shift = self.noise_shift(h) if noise is not None and self.noise_head == "layer" else None
         parts, st_parts, hit_parts = [], [], []
+        all_logits = []
         for k, (hid, head) in enumerate(zip(self.layer_hidden, self.patterns)):
             hk = hid(h)
             logits = head(hk)
             lo, hi = self.noise_offsets[k], self.noise_offsets[k + 1]
             if noise is not None:
                 log_sigma = self.noise_scales[k](hk) if shift is None else self.noise_log_scale[k] + shift[:, k : k + 1]
-                logits = logits + torch.exp(log_sigma) * noise[:, lo:hi]
-            p = torch.softmax(logits, dim=1)
+                logits = torch.addcmul(logits, torch.exp(log_sigma), noise[:, lo:hi])
+            all_logits.append(logits)
+        if self.pattern_conv is not None:
+            all_logits = self._conv_logits(all_logits, noise)
+        for k, logits in enumerate(all_logits):
+            lo, hi = self.noise_offsets[k], self.noise_offsets[k + 1]
+            # the pattern unnormalised, exp(a - max a): every use below renormalises, so the softmax's division is
+            # not needed, and the max gives the hottest cell's index (no separate argmax)
+            top, hottest = logits.max(dim=1, keepdim=True)
+            w = torch.exp(logits - top)
             e_k = group_energy[:, k : k + 1]
             st = None
             if self.group_sparse[k] and draws is not None:
-                hard, st = self._hit_mask(k, h, c, p, draws[:, lo:hi])
-                p_sum = (p * hard).sum(dim=1, keepdim=True)
+                hard, st = self._hit_mask(k, h, c, hottest, draws[:, lo:hi])
+                scale = e_k / (w * hard).sum(dim=1, keepdim=True)
                 if st is not None:
-                    hit_parts.append((p * e_k / p_sum).detach())
-                p = p * hard / p_sum
-            elif self.group_sparse[k]:
-                tau = s[:, k : k + 1] * p.max(dim=1, keepdim=True).values
-                g = torch.relu(p - tau)
-                p = g / g.sum(dim=1, keepdim=True)
-            parts.append(p * e_k)
+                    hit_parts.append((w * scale).detach())
+                part = w * hard * scale
+            elif self.group_sparse[k]:  # relative threshold s * max(w), and max(w) = 1
+                g = torch.relu(w - s[:, k : k + 1])
+                part = g * (e_k / g.sum(dim=1, keepdim=True))
+            else:
+                part = w * (e_k / w.sum(dim=1, keepdim=True))
+            parts.append(part)
             if draws is not None and torch.is_grad_enabled():
-                st_parts.append(st if st is not None else torch.zeros_like(p))
+                st_parts.append(st if st is not None else torch.zeros_like(part))
                 if st is None:
-                    hit_parts.append(parts[-1].detach())
-        u = torch.cat(parts, dim=1)[:, self.unpermute]
+                    hit_parts.append(part.detach())
+        u = self._to_flat(parts)
         out = {"u": u, "response": response, "fractions": fractions, "group_energy": group_energy}
         if st_parts:
-            out["hit_st"] = torch.cat(st_parts, dim=1)[:, self.unpermute]
-            out["u_hit"] = torch.cat(hit_parts, dim=1)[:, self.unpermute]
+            out["hit_st"] = self._to_flat(st_parts)
+            out["u_hit"] = self._to_flat(hit_parts)
         return out
 
     def forward(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
@@ -494,7 +568,7 @@ class CaloGenerator(nn.Module):
         if self.n_summaries:
             summaries = summary_coordinates(
                 u, self.summary_member, self.summary_mean, self.summary_std, occupancy=self.summary_occupancy, eps=self.eps,
-                lateral=self.summary_moments, bounds=self.summary_bounds,
+                lateral=self.summary_moments, bounds=self.summary_bounds, extras=self.summary_extras,
             )
             y = torch.cat([y, summaries], dim=1)
         return y
@@ -557,7 +631,14 @@ class CaloCritic(nn.Module):
 
         self.cell_net = mlp(geom.n_features, width, depth)
         self.phys_net = mlp(n_phys, width, 2)
-        self.joint = mlp(2 * width, width, 1)
+        # option critic_spatial: per-layer 3 x 3 conv streams over each layer's grid, mean-pooled (spatial.py)
+        spatial = int(_opt(spec, "critic_spatial", 0))
+        if spatial < 0:
+            raise ConfigError(f"calo critic: critic_spatial must be >= 0 channels, got {spatial}")
+        self.n_cells = geom.n_cells
+        self.spatial = LayerConvStream(geom, 1, spatial) if spatial else None
+        n_spatial = spatial * geom.n_layers
+        self.joint = mlp(2 * width + n_spatial, width, 1)
         self.embed = ConditionEmbedding(spec.n_cond, spec.embed_dim)
         self.head = ProjectionHead(width, spec.embed_dim)
 
@@ -586,8 +667,10 @@ class CaloCritic(nn.Module):
         """Critic scores ``(B,)`` for model-space showers ``y`` with normalised conditions ``c``."""
         cells, summaries = y[:, : self.n_cells_model], y[:, self.n_cells_model :]
         phys = torch.cat([self.physics_features(cells), summaries], dim=1)
-        h = torch.cat([self.cell_net(cells), self.phys_net(phys)], dim=1)
-        return self.head(self.joint(h), self.embed(c))
+        parts = [self.cell_net(cells), self.phys_net(phys)]
+        if self.spatial is not None:  # y + 1: 0 for an empty cell, the zero padding of the grid
+            parts.append(self.spatial.pooled(cells[:, : self.n_cells, None] + 1.0))
+        return self.head(self.joint(torch.cat(parts, dim=1)), self.embed(c))
 
 
 def build_generator(spec: ModelSpec) -> CaloGenerator:

@@ -33,6 +33,8 @@ class CaloModelOptions:
     occupancy_temperature: float = 0.5  # relaxed Bernoulli temperature (issue 19)
     occupancy_slope: bool = False  # per-cell slope of the hit probit on the incident energy (issue 19)
     occupancy_summary_st: bool = False  # straight-through of the hit draw also into the summary coordinates (issue 19)
+    pattern_conv: int = 0  # channels of the generator's per-layer conv stream on the pattern logits (0: none; issue 19)
+    critic_spatial: int = 0  # channels of the critic's per-layer conv streams (0: none; issue 19)
     critic_norm: Literal["none", "layer"] = "none"  # critic hidden-layer normalisation
     occupancy_sharpness: float = 10.0  # critic's soft occupancy
 
@@ -46,3 +48,4 @@ class CaloTransformOptions:
     summaries: bool = True  # append the standardised summary coordinates
     summary_lateral: bool = True  # centres and widths of every layer among them
     summary_occupancy: bool = False  # soft occupancy per layer group among them
+    summary_extras: bool = False  # log energy of the extras (CaloGAN's overflow) among them (issue 19)
