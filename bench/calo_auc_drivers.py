@@ -41,8 +41,7 @@ def feature_table(x: np.ndarray, c: np.ndarray, attrs: dict) -> tuple[list[str],
 
 def drivers(real: np.ndarray, fake: np.ndarray, names: list[str], seed: int = 0) -> dict[str, dict[str, float]]:
     """AUC of all features, without each family, and of each family alone (condition column always kept)."""
-    from physgan.evaluation import CLASSIFIER_MAX_SAMPLES
-    from physgan.metrics import classifier_test
+    from physgan.metrics import CLASSIFIER_MAX_SAMPLES, classifier_test
 
     def auc(cols: list[int]) -> float:
         return float(classifier_test(real[:, cols], fake[:, cols], seed=seed, n_boot=0, max_samples=CLASSIFIER_MAX_SAMPLES)["auc"])
