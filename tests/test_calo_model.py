@@ -246,6 +246,19 @@ def test_generator_starts_from_the_training_data_statistics():
     assert (g2.response_lo, g2.response_span) == (g.response_lo, g.response_span)
 
 
+def _models_round_trip(t, n):
+    """Small G and D for transform ``t``; 16 showers of G at 20 GeV and their round trip through the transform."""
+    spec = ModelSpec(sample_shape=t.model_shape((n,)), n_cond=1, condition_names=["energy"], z_dim=8, width=24, depth=2,
+                     embed_dim=8, options={"data_stats": t.stats}, attrs=CALOGAN.to_attrs())
+    torch.manual_seed(0)
+    g, d = build_generator(spec), build_critic(spec)
+    with torch.no_grad():
+        y = g(torch.randn(16, 8), torch.zeros(16, 1))
+        e = torch.full((16, 1), 20.0)
+        again = t.forward(t.inverse(y, e), e)
+    return spec, d, y, again
+
+
 @pytest.mark.parametrize("occupancy", [False, True])
 def test_generator_appends_the_transforms_summary_coordinates(occupancy):
     """G's summary coordinates equal the transform's on G's own showers; D reads them; mismatches are refused."""
@@ -256,14 +269,7 @@ def test_generator_appends_the_transforms_summary_coordinates(occupancy):
     c = rng.uniform(1, 100, size=(64, 1))
     t = CaloTransform(summary_occupancy=occupancy).fit(x, c, CALOGAN.to_attrs())
     n = CALOGAN.n_features
-    spec = ModelSpec(sample_shape=t.model_shape((n,)), n_cond=1, condition_names=["energy"], z_dim=8, width=24, depth=2,
-                     embed_dim=8, options={"data_stats": t.stats}, attrs=CALOGAN.to_attrs())
-    torch.manual_seed(0)
-    g, d = build_generator(spec), build_critic(spec)
-    with torch.no_grad():
-        y = g(torch.randn(16, 8), torch.zeros(16, 1))
-        e = torch.full((16, 1), 20.0)
-        again = t.forward(t.inverse(y, e), e)
+    spec, d, y, again = _models_round_trip(t, n)
     k = (7 if occupancy else 4) + 15  # + centre and width in x and y of 3 layers, 3 peak ratios
     assert y.shape == (16, n + k)
     torch.testing.assert_close(again[:, n:], y[:, n:], atol=1e-3, rtol=0)  # consistent by construction
@@ -595,14 +601,7 @@ def test_extras_summary_coordinate_is_the_overflow_energy():
     raw = summary_coordinates(u, torch.ones(n, 1, dtype=u.dtype), extras=torch.as_tensor(extra_indicator(CALOGAN), dtype=u.dtype))
     torch.testing.assert_close(raw[:, -1], torch.log(u[:, CALOGAN.n_cells :].sum(1) + SUMMARY_EPS))
     np.testing.assert_allclose(t.stats["summary_mean"][-1], float(raw[:, -1].mean()), rtol=1e-6)
-    spec = ModelSpec(sample_shape=t.model_shape((n,)), n_cond=1, condition_names=["energy"], z_dim=8, width=24, depth=2,
-                     embed_dim=8, options={"data_stats": t.stats}, attrs=CALOGAN.to_attrs())
-    torch.manual_seed(0)
-    g, d = build_generator(spec), build_critic(spec)
-    with torch.no_grad():
-        y = g(torch.randn(16, 8), torch.zeros(16, 1))
-        e = torch.full((16, 1), 20.0)
-        again = t.forward(t.inverse(y, e), e)
+    spec, d, y, again = _models_round_trip(t, n)
     assert y.shape == (16, n + 4 + 15 + 1)
     torch.testing.assert_close(again[:, n:], y[:, n:], atol=1e-3, rtol=0)
     assert d(y, torch.zeros(16, 1)).shape == (16,)
