@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from physgan.domains.base import Transform
+from physgan.domains.base import Transform, typed_options
 from physgan.errors import ConfigError
 
 __all__ = [
@@ -407,12 +407,19 @@ class CaloTransform(Transform):
 
     def __init__(self, **options: Any):
         super().__init__(**options)
-        self.eps = float(self.options.get("eps", DEFAULT_EPS))
+        self.eps = float(self.typed.eps)
         if not 0 < self.eps < 1:
             raise ConfigError(f"calo transform: eps must lie in (0, 1), got {self.eps}")
 
+    @property
+    def typed(self) -> Any:
+        """``data.transform`` as :class:`~physgan.domains.calo.options.CaloTransformOptions` (defaults written once, there)."""
+        from physgan.domains.calo.options import CaloTransformOptions  # imports this module: not at the top
+
+        return typed_options(CaloTransformOptions, self.options, "data.transform")
+
     def _factor(self) -> float:
-        units = self.stats.get("energy_units", self.options.get("energy_units"))
+        units = self.stats.get("energy_units", self.typed.energy_units)
         if units is None:
             raise ConfigError("calo transform is not fitted: the incident-energy unit is unknown (fit it or pass energy_units)")
         return energy_to_mev_factor(units)
@@ -436,7 +443,7 @@ class CaloTransform(Transform):
         """
         from physgan.domains.calo.features import resolve_geometry
 
-        units = self.options.get("energy_units")
+        units = self.typed.energy_units
         if units is None:
             units = resolve_geometry(attrs, np.asarray(x).shape[-1]).energy_units
         factor = energy_to_mev_factor(units)
@@ -451,17 +458,17 @@ class CaloTransform(Transform):
                 min_positive_fraction=float(pos.min()) if pos.size else 0.0,
                 below_eps_fraction=float(np.mean((u > 0) & (u < 0.5 * self.eps))),
             )
-            if self.options.get("summaries", True):
+            opts = self.typed
+            if opts.summaries:
                 from physgan.domains.calo.model import feature_groups
 
                 geom = resolve_geometry(attrs, u.shape[1])
                 feature_group = feature_groups(geom)
                 n_groups = int(feature_group.max()) + 1
                 member = torch.as_tensor(group_member_matrix(feature_group, n_groups), dtype=torch.float64)
-                occupancy = bool(self.options.get("summary_occupancy", False))
-                lateral = bool(self.options.get("summary_lateral", True))
+                occupancy, lateral = bool(opts.summary_occupancy), bool(opts.summary_lateral)
                 moments = torch.as_tensor(lateral_moments(geom)[0], dtype=torch.float64) if lateral else None
-                extras = bool(self.options.get("summary_extras", False)) and geom.n_extra > 0
+                extras = bool(opts.summary_extras) and geom.n_extra > 0
                 raw = summary_coordinates(torch.as_tensor(u), member, occupancy=occupancy, eps=self.eps, lateral=moments,
                                           bounds=layer_bounds(geom) if lateral else None,
                                           extras=torch.as_tensor(extra_indicator(geom), dtype=torch.float64) if extras else None).numpy()
@@ -497,7 +504,7 @@ class CaloTransform(Transform):
     def load_state_dict(self, state: dict[str, Any]) -> CaloTransform:
         super().load_state_dict(state)
         self.__dict__.pop("_summary_cache", None)
-        self.eps = float(self.stats.get("eps", self.options.get("eps", DEFAULT_EPS)))
+        self.eps = float(self.stats.get("eps", self.typed.eps))
         return self
 
     def _e_mev(self, x: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:

@@ -33,8 +33,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from physgan.domains.base import ModelSpec
+from physgan.domains.base import ModelSpec, typed_options
 from physgan.domains.micro.fractions import fraction_targets, match_fractions
+from physgan.domains.micro.options import MicroModelOptions
 from physgan.errors import ConfigError
 from physgan.nn.conditioning import ConditionEmbedding, FiLM, ProjectionHead
 from physgan.train.conditions import ConditionNormaliser
@@ -132,15 +133,15 @@ class MicroGenerator(nn.Module):
         n_phases, *spatial = spec.sample_shape
         if len(spatial) not in (2, 3):
             raise ConfigError(f"micro models need 2-D or 3-D samples, got sample shape {spec.sample_shape}")
-        opts = spec.options or {}
+        opts = typed_options(MicroModelOptions, spec.options or {})
         self.dim = len(spatial)
-        self.n_layers, self.latent_spatial = generator_plan(tuple(spatial), opts.get("n_layers"))
+        self.n_layers, self.latent_spatial = generator_plan(tuple(spatial), opts.n_layers)
         self.z_dim = int(spec.z_dim)
         self.geometry = _geometry(self.n_layers)
         for k, s, p in self.geometry:
             if not slicegan_rules_ok(k, s, p):  # pragma: no cover - constants satisfy them
                 raise ConfigError(f"transposed conv (k={k}, s={s}, p={p}) breaks SliceGAN's rules")
-        cap = int(opts.get("max_channels", 512))
+        cap = int(opts.max_channels)
         hidden = [min(int(spec.width) * 2 ** (self.n_layers - 2 - j), cap) for j in range(self.n_layers - 1)]
         chans = [self.z_dim, *hidden, int(n_phases)]
         ConvT = nn.ConvTranspose3d if self.dim == 3 else nn.ConvTranspose2d
@@ -150,7 +151,7 @@ class MicroGenerator(nn.Module):
         )
         self.norms = nn.ModuleList(nn.GroupNorm(math.gcd(8, c), c) for c in hidden)
         self.films = nn.ModuleList(FiLM(spec.embed_dim, c) for c in hidden)
-        targets = fraction_targets(list(spec.condition_names), int(n_phases)) if opts.get("exact_fractions") else {}
+        targets = fraction_targets(list(spec.condition_names), int(n_phases)) if opts.exact_fractions else {}
         self.fraction_phases, self.fraction_columns = list(targets), list(targets.values())
         stats = spec.condition_stats
         if targets and not stats:
@@ -301,14 +302,14 @@ def build_critic(spec: ModelSpec) -> nn.Module:
     beside the learnt features, :class:`SliceCritic2d`).
     """
     n_phases, *spatial = spec.sample_shape
-    opts = spec.options or {}
+    opts = typed_options(MicroModelOptions, spec.options or {})
     common = dict(
         n_cond=spec.n_cond,
         width=int(spec.width),
         embed_dim=int(spec.embed_dim),
-        max_layers=int(opts.get("critic_layers", 5)),
-        max_channels=int(opts.get("max_channels", 512)),
-        stats=bool(opts.get("critic_stats", False)),
+        max_layers=int(opts.critic_layers),
+        max_channels=int(opts.max_channels),
+        stats=bool(opts.critic_stats),
     )
     if len(spatial) == 2:
         return SliceCritic2d(int(n_phases), tuple(spatial), **common)
@@ -316,9 +317,9 @@ def build_critic(spec: ModelSpec) -> nn.Module:
         return SliceCritic3d(
             int(n_phases),
             tuple(spatial),
-            isotropic=bool(opts.get("isotropic", True)),
-            slice_stride=int(opts.get("slice_stride", 1)),
-            slices_per_axis=int(opts.get("slices_per_axis", 0)),
+            isotropic=bool(opts.isotropic),
+            slice_stride=int(opts.slice_stride),
+            slices_per_axis=int(opts.slices_per_axis),
             **common,
         )
     raise ConfigError(f"micro models need 2-D or 3-D samples, got sample shape {spec.sample_shape}")

@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from physgan.domains.base import Transform
+from physgan.domains.base import Transform, typed_options
 from physgan.domains.micro.fractions import NEIGHBOUR_WEIGHT, harden
+from physgan.domains.micro.options import MicroTransformOptions
 from physgan.domains.micro.summaries import fit_summary_stats
 from physgan.errors import DataError
 
@@ -46,7 +47,7 @@ class OneHotTransform(Transform):
     name = "onehot"
 
     def fit(self, x: np.ndarray, c: np.ndarray | None = None, attrs: dict[str, Any] | None = None) -> Transform:
-        n = self.options.get("n_phases") or (attrs or {}).get("n_phases")
+        n = self.typed.n_phases or (attrs or {}).get("n_phases")
         if n is None:
             n = int(np.max(x)) + 1 if np.size(x) else 2
         n = int(n)
@@ -57,6 +58,11 @@ class OneHotTransform(Transform):
             sub = np.asarray(x[:FIT_SUMMARY_SAMPLES])
             self.stats.update(fit_summary_stats(self.forward(torch.as_tensor(sub))))
         return self
+
+    @property
+    def typed(self) -> MicroTransformOptions:
+        """``data.transform`` as the domain's typed record (each default written once, there)."""
+        return typed_options(MicroTransformOptions, self.options, "data.transform")
 
     @property
     def n_phases(self) -> int:
@@ -74,17 +80,14 @@ class OneHotTransform(Transform):
 
     def inverse(self, y: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         y = torch.as_tensor(y)
-        mode = self.options.get("hardening", "fraction")
-        if mode not in ("fraction", "argmax"):
-            raise DataError("<transform options>", f"micro hardening must be 'fraction' or 'argmax', got '{mode}'")
-        if mode == "argmax":
+        if self.typed.hardening == "argmax":
             return y.argmax(dim=1).to(torch.float32)
         return harden(y, self.neighbour_weight).to(torch.float32)
 
     @property
     def neighbour_weight(self) -> float:
         """The vote weight used: the option if set, else the calibrated ``stats`` value, else :data:`NEIGHBOUR_WEIGHT`."""
-        w = self.options.get("neighbour_weight")
+        w = self.typed.neighbour_weight
         if w is None:
             w = self.stats.get("neighbour_weight", NEIGHBOUR_WEIGHT)
         return float(w)

@@ -32,7 +32,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from physgan.domains.base import Transform
+from physgan.domains.base import Transform, typed_options
+from physgan.domains.nbody.options import NbodyTransformOptions
 from physgan.domains.nbody.spectral import fit_spectral_stats
 from physgan.errors import ConfigError, DataError
 
@@ -69,8 +70,13 @@ class DensityTransform(Transform):
         if kind not in ("s", "log", "gauss"):
             raise ConfigError(f"nbody transform kind must be 's', 'log' or 'gauss', got '{kind}'")
         self.options.setdefault("eps", 1e-3)
-        if self.options.get("a") is not None and not float(self.options["a"]) > 0:
+        if self.typed.a is not None and not float(self.typed.a) > 0:
             raise ConfigError(f"nbody transform 'a' must be > 0, got {self.options['a']}")
+
+    @property
+    def typed(self) -> NbodyTransformOptions:
+        """``data.transform`` as the domain's typed record (each default written once, there)."""
+        return typed_options(NbodyTransformOptions, self.options, "data.transform")
 
     def fit(self, x: np.ndarray, c: np.ndarray | None = None, attrs: dict[str, Any] | None = None) -> DensityTransform:
         x = np.asarray(x, dtype=np.float64)
@@ -80,7 +86,7 @@ class DensityTransform(Transform):
             found = float(np.nanmin(x))
             raise DataError("<training data>", f"densities must be >= 0 (mean units), found {found:.4g}", dataset="samples")
         if self.options["kind"] == "s":
-            a = self.options.get("a")
+            a = self.typed.a
             a = float(np.median(x)) if a is None else float(a)
             if not a > 0:
                 a = float(np.mean(x)) or 1.0
