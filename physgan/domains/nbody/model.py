@@ -243,8 +243,10 @@ class SpectralFieldGenerator(nn.Module):
         self.amp_fit = None
         fit = stats.get("amp_fit")
         if self.amp_degree is not None and fit is not None and opts.amp_fit and spec.n_cond:
-            if len(fit["coef"]) != self.n_nodes or not spec.condition_stats:
+            if len(fit["coef"]) != self.n_nodes:
                 raise ConfigError(f"nbody spectral generator: data_stats['amp_fit'] has {len(fit['coef'])} shells, expected {self.n_nodes}")
+            if not spec.condition_stats:
+                raise ConfigError("nbody spectral generator: data_stats['amp_fit'] needs the conditions' normaliser state")
             self.amp_fit = ConditionNormaliser.from_state(spec.condition_stats)
             self.amp_fit_degree = int(fit["degree"])
             self.register_buffer("af_coef", torch.as_tensor(fit["coef"], dtype=torch.float32), persistent=False)
