@@ -181,7 +181,8 @@ class SpectralFieldGenerator(nn.Module):
     1. *Spectral colouring.* The first ``channels`` latent channels are coloured in Fourier space by
        ``exp(log A_c(k, theta))``: an MLP of the shell index and the condition embedding gives ``log A`` on
        the shells ``|m| = 0, 1, 2, ...`` of the training grid, linearly interpolated onto each mode. Its last
-       layer starts at zero on top of the training fields' mean spectrum (``data_stats['pk_shell']``), so
+       layer starts at zero on top of the training fields' mean spectrum (``data_stats['pk_node']``: each shell's mean power
+       after the interpolation), so
        training starts from the right power and learns its dependence on cosmology.
     2. *Local non-Gaussianity.* A residual of 1^d and circular 3^d convolutions (FiLM-modulated; the
        remaining ``z_dim - channels`` latent channels are per-pixel noise injected here) adds what the
@@ -214,7 +215,7 @@ class SpectralFieldGenerator(nn.Module):
         self.channels = int(min(4, self.z_dim) if opts.channels is None else opts.channels)
         if not 1 <= self.channels <= self.z_dim:
             raise ConfigError(f"nbody spectral generator: channels must be in 1..z_dim={self.z_dim}, got {self.channels}")
-        pk = torch.as_tensor(stats["pk_shell"], dtype=torch.float32)
+        pk = torch.as_tensor(stats.get("pk_node", stats["pk_shell"]), dtype=torch.float32)  # runs before pk_node: shell means
         self.n_nodes = len(pk)
         self.register_buffer("log_amp0", 0.5 * torch.log(pk), persistent=False)
         nodes = torch.arange(self.n_nodes, dtype=torch.float32)

@@ -45,6 +45,7 @@ __all__ = [
     "MF_LEVELS",
     "soft_minkowski",
     "fit_amplitude_response",
+    "node_power",
 ]
 
 #: Quantile levels of the one-point distribution in :func:`field_summaries` (sorted values: differentiable, and
@@ -261,11 +262,60 @@ def fit_amplitude_response(y: np.ndarray, c: np.ndarray, n_nodes: int, degree: i
     }
 
 
+def node_power(pk_shell: np.ndarray, shape: tuple[int, ...], n_iter: int = 50) -> np.ndarray:
+    """Node powers whose interpolation (:func:`shell_interpolation`) gives each shell its mean power ``pk_shell``.
+
+    The spectral generator interpolates ``log A`` linearly in ``|m|`` between nodes at integer ``|m|``, but shell
+    ``j`` averages modes over ``|m| in [j - 1/2, j + 1/2)``: with the shell means as node values, a falling
+    spectrum puts less than the shell's mean power into it (shell 1 of a 32^2 field: its modes at ``|m| = sqrt 2``
+    take 41 % of node 2; 17 % too little power there, 5-10 % in shells 2 and 5, bench/RESULTS.md §11). A fixed-point
+    iteration on the log node values removes this: each filled shell's node moves by the log ratio of its target
+    to the interpolated spectrum's shell mean (the shell's own node carries most of its weight, so it converges
+    in a few tens of steps to ~1e-6).
+
+    Parameters
+    ----------
+    pk_shell : ndarray (n_nodes,)
+        Target mean power per shell ``0..n_nodes-1`` (positive; empty shells are ignored).
+    shape : tuple of int
+        Spatial shape of the training fields (the grid the generator's nodes are defined on).
+    n_iter : int
+        Fixed-point iterations.
+
+    Returns
+    -------
+    ndarray (n_nodes,)
+        Node powers; empty shells' nodes take the nearest filled node's value.
+    """
+    shape = tuple(int(s) for s in shape)
+    target = np.asarray(pk_shell, dtype=np.float64)
+    n_nodes = len(target)
+    lo, hi, w = (t.numpy() for t in shell_interpolation(shape, shape[0], n_nodes))
+    kmag, mult = _index(shape)
+    shell = np.rint(kmag).astype(np.int64).ravel()
+    mult = mult.ravel()
+    keep = shell < n_nodes
+    shell, mult, lo, hi, w = shell[keep], mult[keep], lo[keep], hi[keep], w[keep].astype(np.float64)
+    weight = np.bincount(shell, weights=mult, minlength=n_nodes)
+    filled = weight > 0
+    idx = np.flatnonzero(filled)
+    nearest = idx[np.abs(np.arange(n_nodes)[:, None] - idx[None, :]).argmin(axis=1)]
+    log_t = np.log(np.maximum(target, 1e-300))
+    log_node = log_t.copy()
+    for _ in range(int(n_iter)):
+        mode = np.exp((1.0 - w) * log_node[lo] + w * log_node[hi])
+        mean = np.bincount(shell, weights=mode * mult, minlength=n_nodes)[filled] / weight[filled]
+        log_node[filled] += log_t[filled] - np.log(mean)
+        log_node = log_node[nearest]
+    return np.exp(log_node)
+
+
 def fit_spectral_stats(y: np.ndarray, mu: float, sd: float, batch: int = 512, c: np.ndarray | None = None) -> dict:
     """Training statistics of standardised fields ``y`` (N, *spatial), JSON-serialisable.
 
-    ``pk_shell``: mean power per shell ``0..ceil(sqrt(d) n/2)+1`` (the generator's initial spectrum; empty
-    shells take the nearest filled one); ``summary_mean`` / ``summary_std``: of :func:`field_summaries`;
+    ``pk_shell``: mean power per shell ``0..ceil(sqrt(d) n/2)+1`` (empty shells take the nearest filled one);
+    ``pk_node``: the node powers that reproduce it through the generator's interpolation (:func:`node_power`;
+    the generator's initial spectrum); ``summary_mean`` / ``summary_std``: of :func:`field_summaries`;
     ``mf_thresholds`` (the pooled values' quantiles at :data:`MF_LEVELS`) and ``mf_mean`` / ``mf_std``: of
     :func:`soft_minkowski` at those thresholds; with conditions ``c`` (N, k), ``amp_fit``: the spectrum's
     dependence on them (:func:`fit_amplitude_response`), the spectral generator's starting point.
@@ -303,6 +353,7 @@ def fit_spectral_stats(y: np.ndarray, mu: float, sd: float, batch: int = 512, c:
         "mf_mean": [float(v) for v in mf.mean(axis=0)],
         "mf_std": [float(v) for v in np.maximum(mf.std(axis=0), 1e-6)],
         "pk_shell": [float(v) for v in np.maximum(pk, 1e-12)],
+        "pk_node": [float(v) for v in np.maximum(node_power(np.maximum(pk, 1e-12), spatial), 1e-12)],
         "summary_mean": [float(v) for v in s.mean(axis=0)],
         "summary_std": [float(v) for v in np.maximum(s.std(axis=0), 1e-6)],
     }
