@@ -296,3 +296,15 @@ def test_spectral_generator_starts_at_each_condition_s_spectrum():
     fit, flat = (np.asarray(ratios[k]) / ratios[k][1] for k in (True, False))
     assert np.abs(fit - 1).max() < 0.1 and np.abs(np.asarray(ratios[True]) - 1).max() < 0.15, ratios
     assert flat[0] > 1.5 and flat[2] < 0.8, ratios  # too much power at the low amplitude, too little at the high
+
+
+@pytest.mark.parametrize("mode, weight, bias", [("conditional", True, True), ("constant", False, True), ("none", False, False)])
+def test_mean_offset_option_freezes_the_learned_correction(mode, weight, bias):
+    """``mean_offset``: which parts of the learned mean correction b'(theta) train (frozen ones get no gradient)."""
+    x = _lognormal(16)
+    spec, _ = _spec(x, mean_offset=mode)
+    g = build_generator(spec)
+    torch.manual_seed(0)
+    g(torch.randn(4, *g.latent_shape()), torch.randn(4, 2)).square().mean().backward()
+    assert (g.offset.weight.grad is not None) == weight and (g.offset.bias.grad is not None) == bias
+    assert (g.log_amp0.grad is None) and any(p.grad is not None for p in g.res_out.parameters())

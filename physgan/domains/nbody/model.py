@@ -191,8 +191,8 @@ class SpectralFieldGenerator(nn.Module):
        holds the mean density at the cosmic mean by construction, as the calorimeter generator holds its
        energy bookkeeping: for the transform ``x = exp(mu + sd y) - eps`` and a Gaussian ``g_0`` of variance
        ``var`` (known from its own amplitudes), ``b = (log(1 + eps) - mu - sd^2 var / 2) / sd`` gives
-       ``E[x] = 1`` at every cosmology; a learned correction ``b'(theta)`` (starting at zero) absorbs what the
-       residual changes.
+       ``E[x] = 1`` at every cosmology; a learned correction ``b'`` (starting at zero) absorbs what the
+       residual changes: a function of the conditions, one constant or none (option ``mean_offset``).
 
     Every operation commutes with periodic shifts and sees the field only through Fourier shells or 3^d
     stencils, so rolling the latent rolls the output by as many cells, and a latent ``scale`` times larger
@@ -258,6 +258,11 @@ class SpectralFieldGenerator(nn.Module):
         self.offset = nn.Linear(spec.embed_dim, 1)
         nn.init.zeros_(self.offset.weight)
         nn.init.zeros_(self.offset.bias)
+        # b'(theta) learned freely drifts with the conditions and shifts the mean density the wrong way (0.98 at high
+        # sigma8, 1.01 at low: the density power's sigma8 response came out 15 % weak, bench/RESULTS.md §11); the
+        # presets keep it constant or off. Frozen parameters stay at zero (and in the state dict, for old runs).
+        self.offset.weight.requires_grad_(opts.mean_offset == "conditional")
+        self.offset.bias.requires_grad_(opts.mean_offset != "none")
         width = int(spec.width)
         conv = _conv(dim)
         self.res_in = conv(self.z_dim, width, 1)

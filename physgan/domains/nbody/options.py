@@ -29,6 +29,9 @@ class NbodyModelOptions:
     mf_summaries: bool = False  # summary critic: also the soft Minkowski functionals (boundary, Euler characteristic)
     amp_fit: bool = True  # spectral generator with amp_degree: log A starts from the data's fitted dependence on the conditions
     amp_degree: int | None = None  # spectral generator: learned log A polynomial degree (0, 1, 2) in the conditions (None: MLP)
+    # spectral generator: the learned correction b' of the mean-holding offset: a function of the conditions (runs made
+    # before the option), one constant, or none (the analytic offset alone)
+    mean_offset: Literal["conditional", "constant", "none"] = "conditional"
 
 
 @dataclass(frozen=True)
