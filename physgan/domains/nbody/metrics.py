@@ -184,16 +184,17 @@ def peak_heights(x: np.ndarray, size: int = 3) -> list[np.ndarray]:
     return out
 
 
-def _complex_counts(b: np.ndarray) -> list[int]:
-    """Numbers of k-cells (k = 0..d) of the union of closed voxels ``b`` on a periodic grid."""
-    d = b.ndim
-    counts = [0] * (d + 1)
+def _complex_counts(b: np.ndarray) -> np.ndarray:
+    """Numbers of k-cells (k = 0..d) of the union of closed voxels ``b`` (N, *grid) on a periodic grid -> (N, d+1)."""
+    d = b.ndim - 1
+    spatial = tuple(range(1, d + 1))
+    counts = np.zeros((len(b), d + 1), dtype=np.int64)
     for extent in itertools.product((0, 1), repeat=d):  # axes along which the cell extends
         a = b
         for axis in range(d):
             if not extent[axis]:
-                a = a | np.roll(a, 1, axis=axis)
-        counts[sum(extent)] += int(a.sum())
+                a = a | np.roll(a, 1, axis=axis + 1)
+        counts[:, sum(extent)] += np.count_nonzero(a, axis=spatial)
     return counts
 
 
@@ -227,15 +228,17 @@ def minkowski_functionals(x: np.ndarray, thresholds: np.ndarray, box_size: float
     vol = (n * h) ** d
     u = log_density(x)
     out = np.zeros((len(x), len(thresholds), 3))
-    for i, f in enumerate(u):
+    spatial = tuple(range(1, d + 1))
+    signs = np.array([(-1) ** k for k in range(d + 1)])
+    chunk = max(1, (1 << 22) // u[0].size)  # fields per pass: a few MB of booleans per roll
+    for i in range(0, len(u), chunk):
+        f = u[i : i + chunk]
         for j, nu in enumerate(thresholds):
             b = f >= nu
-            v0 = b.mean()
-            faces = sum(int(np.count_nonzero(b != np.roll(b, 1, axis=a))) for a in range(d))
-            v1 = faces * h ** (d - 1) / vol
-            counts = _complex_counts(b)
-            chi = sum((-1) ** k * c for k, c in enumerate(counts))
-            out[i, j] = (v0, v1, chi / vol)
+            faces = sum(np.count_nonzero(b != np.roll(b, 1, axis=a), axis=spatial) for a in spatial)
+            out[i : i + chunk, j, 0] = b.mean(axis=spatial)
+            out[i : i + chunk, j, 1] = faces * h ** (d - 1) / vol
+            out[i : i + chunk, j, 2] = (_complex_counts(b) @ signs) / vol
     return out
 
 
