@@ -54,10 +54,12 @@ def _parse_arm(text: str) -> tuple[str, dict[str, str], bool]:
 def _data(workdir: Path) -> tuple[Path, Path]:
     from physgan.datamake import make_data
     from physgan.domains.base import get_domain
+    from physgan.quickstart import heldout_size
 
-    opts = dict(get_domain("nbody").quickstart["make"])
+    qs = get_domain("nbody").quickstart
+    opts = dict(qs["make"])
     files = []
-    for name, seed, n in (("train.h5", 1, int(opts["n"])), ("heldout.h5", 2, max(200, min(int(opts["n"]) // 4, 2000)))):
+    for name, seed, n in (("train.h5", 1, int(opts["n"])), ("heldout.h5", 2, heldout_size(qs, int(opts["n"])))):
         path = workdir / "data" / name
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
