@@ -308,3 +308,24 @@ def test_mean_offset_option_freezes_the_learned_correction(mode, weight, bias):
     g(torch.randn(4, *g.latent_shape()), torch.randn(4, 2)).square().mean().backward()
     assert (g.offset.weight.grad is not None) == weight and (g.offset.bias.grad is not None) == bias
     assert (g.log_amp0.grad is None) and any(p.grad is not None for p in g.res_out.parameters())
+
+
+def test_zero_mean_residual_leaves_each_field_mean_to_the_offset():
+    """``zero_mean_residual``: the residual changes a field's shape, never its mean (which b sets)."""
+    x = _lognormal(16)
+    z = torch.randn(3, 4, 16, 16, generator=torch.Generator().manual_seed(0))
+    c = torch.randn(3, 2, generator=torch.Generator().manual_seed(1))
+    means = {}
+    for flag in (False, True):
+        spec, _ = _spec(x, zero_mean_residual=flag)
+        torch.manual_seed(0)
+        g = build_generator(spec)
+        with torch.no_grad():
+            g.res_out.bias.fill_(0.3)  # a residual that would shift every field's mean
+            y_res = g(z, c)
+            g.res_out.weight.zero_()
+            g.res_out.bias.zero_()
+            y_plain = g(z, c)
+        means[flag] = (y_res - y_plain).mean(dim=(1, 2, 3))
+    assert torch.allclose(means[False], torch.full((3,), 0.3), atol=1e-5)
+    assert torch.allclose(means[True], torch.zeros(3), atol=1e-5)

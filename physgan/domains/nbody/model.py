@@ -192,7 +192,8 @@ class SpectralFieldGenerator(nn.Module):
        energy bookkeeping: for the transform ``x = exp(mu + sd y) - eps`` and a Gaussian ``g_0`` of variance
        ``var`` (known from its own amplitudes), ``b = (log(1 + eps) - mu - sd^2 var / 2) / sd`` gives
        ``E[x] = 1`` at every cosmology; a learned correction ``b'`` (starting at zero) absorbs what the
-       residual changes: a function of the conditions, one constant or none (option ``mean_offset``).
+       residual changes: a function of the conditions, one constant or none (option ``mean_offset``). With
+       ``zero_mean_residual`` the residual has zero mean in every field, so only ``b`` sets the mean density.
 
     Every operation commutes with periodic shifts and sees the field only through Fourier shells or 3^d
     stencils, so rolling the latent rolls the output by as many cells, and a latent ``scale`` times larger
@@ -263,6 +264,9 @@ class SpectralFieldGenerator(nn.Module):
         # presets keep it constant or off. Frozen parameters stay at zero (and in the state dict, for old runs).
         self.offset.weight.requires_grad_(opts.mean_offset == "conditional")
         self.offset.bias.requires_grad_(opts.mean_offset != "none")
+        # a residual free to move each field's mean learns a condition-dependent mean density (0.986 at high sigma8,
+        # 1.005 at low, with b' off) and weakens the same response; without its mean it only shapes the field
+        self.zero_mean_residual = bool(opts.zero_mean_residual)
         width = int(spec.width)
         conv = _conv(dim)
         self.res_in = conv(self.z_dim, width, 1)
@@ -323,7 +327,10 @@ class SpectralFieldGenerator(nn.Module):
             h = self.act(blk["film"](blk["conv"](h), e))
         b = (np.log1p(self.eps) - self.mu - self.sd**2 * var / 2) / self.sd + self.offset(e)[:, 0]
         shape = (z.shape[0], 1) + (1,) * self.dim
-        return b.view(shape) + g[:, :1] + self.res_out(h)
+        r = self.res_out(h)
+        if self.zero_mean_residual:
+            r = r - r.mean(dim=dims, keepdim=True)
+        return b.view(shape) + g[:, :1] + r
 
 
 class StandardisedSummaries(nn.Module):

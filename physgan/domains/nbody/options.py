@@ -32,6 +32,8 @@ class NbodyModelOptions:
     # spectral generator: the learned correction b' of the mean-holding offset: a function of the conditions (runs made
     # before the option), one constant, or none (the analytic offset alone)
     mean_offset: Literal["conditional", "constant", "none"] = "conditional"
+    # spectral generator: remove each field's mean from the residual (it shapes the field; the mean is the offset's)
+    zero_mean_residual: bool = False
 
 
 @dataclass(frozen=True)
