@@ -329,3 +329,20 @@ def test_zero_mean_residual_leaves_each_field_mean_to_the_offset():
         means[flag] = (y_res - y_plain).mean(dim=(1, 2, 3))
     assert torch.allclose(means[False], torch.full((3,), 0.3), atol=1e-5)
     assert torch.allclose(means[True], torch.zeros(3), atol=1e-5)
+
+
+def test_unconditioned_residual_ignores_the_conditions():
+    """``residual_conditioned=False``: the residual's FiLM reads no conditions (its embedding weights get no gradient)."""
+    x = _lognormal(16)
+    for flag in (True, False):
+        spec, _ = _spec(x, residual_conditioned=flag)
+        torch.manual_seed(0)
+        g = build_generator(spec)
+        with torch.no_grad():
+            g.res_out.weight.normal_()  # a trained residual (zero-initialised, it passes no gradient back)
+        g(torch.randn(4, *g.latent_shape()), torch.randn(4, 2)).square().mean().backward()
+        film = [
+            p.grad for name, p in g.named_parameters() if name.startswith(("res_film", "res_blocks")) and "film" in name and name.endswith("weight")
+        ]
+        assert film and all(gr is not None for gr in film)
+        assert any(float(gr.abs().sum()) > 0 for gr in film) == flag

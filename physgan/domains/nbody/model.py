@@ -267,6 +267,7 @@ class SpectralFieldGenerator(nn.Module):
         # a residual free to move each field's mean learns a condition-dependent mean density (0.986 at high sigma8,
         # 1.005 at low, with b' off) and weakens the same response; without its mean it only shapes the field
         self.zero_mean_residual = bool(opts.zero_mean_residual)
+        self.residual_conditioned = bool(opts.residual_conditioned)  # False: the residual's shape ignores the conditions
         width = int(spec.width)
         conv = _conv(dim)
         self.res_in = conv(self.z_dim, width, 1)
@@ -322,9 +323,10 @@ class SpectralFieldGenerator(nn.Module):
         g = torch.fft.irfftn(f * amp, s=spatial, dim=dims, norm="ortho")
         mult = shell_multiplicity(spatial).to(z.device)
         var = (amp[:, 0].flatten(1) ** 2 * mult).sum(dim=1) / mult.sum()  # variance of g_0 (ortho: per-mode power)
-        h = self.act(self.res_film(self.res_in(torch.cat([g, z[:, self.channels :]], dim=1)), e))
+        e_res = e if self.residual_conditioned else torch.zeros_like(e)
+        h = self.act(self.res_film(self.res_in(torch.cat([g, z[:, self.channels :]], dim=1)), e_res))
         for blk in self.res_blocks:
-            h = self.act(blk["film"](blk["conv"](h), e))
+            h = self.act(blk["film"](blk["conv"](h), e_res))
         b = (np.log1p(self.eps) - self.mu - self.sd**2 * var / 2) / self.sd + self.offset(e)[:, 0]
         shape = (z.shape[0], 1) + (1,) * self.dim
         r = self.res_out(h)

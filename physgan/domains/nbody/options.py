@@ -34,6 +34,7 @@ class NbodyModelOptions:
     mean_offset: Literal["conditional", "constant", "none"] = "conditional"
     # spectral generator: remove each field's mean from the residual (it shapes the field; the mean is the offset's)
     zero_mean_residual: bool = False
+    residual_conditioned: bool = True  # spectral generator: FiLM of the residual reads the conditions (False: a constant)
 
 
 @dataclass(frozen=True)
