@@ -51,7 +51,9 @@ import numpy as np
 
 from bench._util import load, markdown_table
 
-__all__ = ["VARIANTS", "HARDENINGS", "line_fit", "blobiness_estimate", "critic_implied", "main"]
+__all__ = [
+    "VARIANTS", "HARDENINGS", "line_fit", "blobiness_estimate", "blobiness_levels", "blobiness_control", "critic_implied", "main",
+]  # fmt: skip
 
 VARIANTS: dict[str, list[str]] = {
     "softmax": ["model.options.exact_fractions=false"],
@@ -109,6 +111,44 @@ def blobiness_estimate(x: np.ndarray) -> np.ndarray:
     return out
 
 
+def blobiness_levels(shape: tuple[int, ...], porosity: float, levels: np.ndarray, n: int, seed: int) -> dict[str, Any]:
+    """Fresh porespy images at fixed (porosity, blobiness) levels and their blobiness estimates.
+
+    The ceiling of blobiness control: what the statistic reads on real images made with the requested
+    parameter. Returns the per-level estimates (``est``, shape (levels, n)) and the line of their means
+    against the requested blobiness (the estimator's calibration, fitted on these real images).
+    """
+    from physgan.sim.micro import generate_micro
+
+    est = []
+    for k, b in enumerate(levels):
+        x, _, _ = generate_micro("blobs", n, shape, porosity=(porosity, porosity), blobiness=(b, b), seed=seed + k)
+        est.append(blobiness_estimate(x))
+    est = np.asarray(est)
+    slope, icpt = np.polyfit(levels, np.nanmean(est, axis=1), 1)
+    return {"levels": [float(b) for b in levels], "porosity": porosity, "est": est, "slope": float(slope), "intercept": float(icpt)}
+
+
+def blobiness_control(real: dict[str, Any], fake_est: np.ndarray) -> dict[str, float]:
+    """Blobiness control of generated images at the levels of :func:`blobiness_levels`, in the requested units.
+
+    Each estimate is mapped to blobiness units through the real images' calibration line, so the real images
+    themselves have slope 1 and their per-image MAE and per-level scatter are the floor. Returns, for real and
+    fake: slope of the calibrated level means against the request, mean |calibrated mean - request| over the
+    levels (the conditional-mean error), per-image MAE and the largest per-level std (calibrated units).
+    """
+    lv = np.asarray(real["levels"], dtype=np.float64)
+    out: dict[str, float] = {"estimator_slope_real": real["slope"]}
+    for tag, est in (("real", real["est"]), ("fake", fake_est)):
+        cal = (np.asarray(est, dtype=np.float64) - real["intercept"]) / real["slope"]
+        means = np.nanmean(cal, axis=1)
+        out[f"slope_{tag}"] = float(np.polyfit(lv, means, 1)[0])
+        out[f"mean_mae_{tag}"] = float(np.mean(np.abs(means - lv)))
+        out[f"image_mae_{tag}"] = float(np.nanmean(np.abs(cal - lv[:, None])))
+        out[f"level_std_max_{tag}"] = float(np.nanmax(np.nanstd(cal, axis=1)))
+    return out
+
+
 def _porosity(x: np.ndarray) -> np.ndarray:
     return (np.rint(x) == 0).reshape(len(x), -1).mean(axis=1)
 
@@ -118,11 +158,10 @@ def _make(out: Path, args: argparse.Namespace, n: int, seed: int) -> Path:
 
     if out.exists():
         return out
-    ns = argparse.Namespace(
+    return Path(make(
         generator="blobs", shape=args.shape, porosity=args.porosity, blobiness=args.blobiness, radius="3:6",
         voxel_size=1.0, n=n, seed=seed, out=str(out), overwrite=False, block=64,
-    )  # fmt: skip
-    return Path(make(ns))
+    ))  # fmt: skip
 
 
 def critic_implied(run_dir: Path, x: np.ndarray, c: np.ndarray, grid: np.ndarray) -> np.ndarray:
@@ -177,7 +216,8 @@ def calibrate(run, x: np.ndarray, c: np.ndarray, seed: int) -> dict[str, Any]:
 
 
 def _variant(
-    name: str, args: argparse.Namespace, work: Path, train_file: Path, held: tuple, attrs: dict, train_sub: tuple
+    name: str, args: argparse.Namespace, work: Path, train_file: Path, held: tuple, attrs: dict, train_sub: tuple,
+    blob_real: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     import torch
 
@@ -186,12 +226,13 @@ def _variant(
     from physgan.run import load_run
     from physgan.train.loop import train
 
-    run_dir = work / (f"run_{name}" + (f"_w{args.moment_weight:g}" if "moments" in name else ""))
+    tag = (f"_w{args.moment_weight:g}" if "moments" in name else "") + (f"_{args.preset}" if args.preset != "quick" else "")
+    run_dir = work / f"run_{name}{tag}"
     overrides = [f"data.path={train_file}", "train.device=cpu", f"train.steps={args.steps}", f"train.seed={args.seed}"]
     overrides += VARIANTS[name]
     if "moments" in name:
         overrides.append(f"train.moment_weight={args.moment_weight}")
-    cfg = resolve_config("micro", "quick", overrides=overrides)
+    cfg = resolve_config("micro", args.preset, overrides=overrides)
     t0 = time.time()
     if not (run_dir / "checkpoints" / "last.pt").exists():
         torch.manual_seed(args.seed)
@@ -226,6 +267,13 @@ def _variant(
             "mae_fake_vs_real": float(np.mean(np.abs(b_fake[ok] - b_real[ok]))),
             "real_scatter": float(np.std(b_real[ok] - (np.polyval(np.polyfit(req, b_real[ok], 1), req)))),
         }
+        if blob_real is not None:
+            p_mid = blob_real["porosity"]
+            fe = [
+                blobiness_estimate(run.sample(args.n_blob, {"porosity": p_mid, "blobiness": float(b)}, seed=args.seed + 40 + k))
+                for k, b in enumerate(blob_real["levels"])
+            ]  # fmt: skip
+            h["blobiness"]["levels"] = blobiness_control(blob_real, np.asarray(fe))
         out["hardenings"][hname] = h
     grid = np.linspace(run.normaliser.min[0], run.normaliser.max[0], 41)
     imp = critic_implied(run_dir, xh[: args.n_implied], ch[: args.n_implied], grid)
@@ -242,6 +290,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--n", type=int, default=1024, help="training images")
     p.add_argument("--n-held", type=int, default=256, help="held-out images (another seed)")
     p.add_argument("--steps", type=int, default=400)
+    p.add_argument("--preset", default="quick", help="micro preset trained (quick: 2-D; default: 3-D on a CPU core)")
+    p.add_argument("--n-blob", type=int, default=64, help="samples per blobiness level, fake and fresh porespy (0: skip)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n-fixed", type=int, default=20)
     p.add_argument("--n-implied", type=int, default=128)
@@ -267,9 +317,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     q = np.quantile(ct[:, 0], [0, 0.05, 0.5, 0.95, 1])
     res: dict[str, Any] = {"args": vars(args), "train_porosity_quantiles": q.tolist(), "variants": {}}
     print(f"training porosity quantiles 0/5/50/95/100 %: {np.round(q, 3).tolist()} (held-out file: seed 2)", flush=True)
+    blob_real = None
+    if args.n_blob > 0:
+        b_lo, b_hi = (float(v) for v in args.blobiness.split(":"))
+        shape = tuple(int(v) for v in args.shape.split(","))
+        blob_real = blobiness_levels(shape, float(np.median(ch[:, 0])), np.linspace(b_lo, b_hi, 7)[1:-1], args.n_blob, seed=1000)
+        res["blobiness_real_levels"] = {k: v for k, v in blob_real.items() if k != "est"}
+        print(f"blobiness estimator on fresh porespy images: slope {blob_real['slope']:.3f} against the request", flush=True)
     for name in args.variants.split(","):
         sub = (xt[: args.n_calib], ct[: args.n_calib])
-        res["variants"][name] = r = _variant(name, args, work, train_file, (xh, ch), attrs, sub)
+        res["variants"][name] = r = _variant(name, args, work, train_file, (xh, ch), attrs, sub, blob_real)
         print(f"{name}: trained in {r['train_s']:.0f} s; held-out slope {r['hardenings']['vote']['heldout']['slope']:.3f}", flush=True)
     rows = []
     for name, r in res["variants"].items():
@@ -293,6 +350,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "chord sep (floor)", "blobiness est. slope fake / real", "blob. est. MAE fake-real (real scatter)", "train s",
     ]  # fmt: skip
     print(markdown_table(header, rows))
+    brows = []
+    for name, r in res["variants"].items():
+        for hname, h in r["hardenings"].items():
+            lv = h["blobiness"].get("levels")
+            if lv:
+                brows.append([name, hname] + [
+                    f"{lv[f'{k}_fake']:{fmt}} / {lv[f'{k}_real']:{fmt}}"
+                    for k, fmt in (("slope", ".3f"), ("mean_mae", ".4f"), ("image_mae", ".4f"), ("level_std_max", ".4f"))
+                ])  # fmt: skip
+    if brows:
+        print(f"\nblobiness at 5 fixed levels, {args.n_blob} images each, in requested units "
+              "(estimator calibrated on fresh porespy images):")  # fmt: skip
+        print(markdown_table(["training", "hardening", "slope fake / real", "level-mean MAE fake / real", "image MAE fake / real",
+                              "level std (max) fake / real"], brows))  # fmt: skip
     (work / "conditioning.json").write_text(json.dumps(res, indent=1, default=float))
     return res
 

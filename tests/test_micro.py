@@ -345,3 +345,54 @@ def test_plots_write_pngs(tmp_path):
     assert "Orthogonal slices (generated)" in titles and "Two-point correlation S2(r)" in titles and "Edge profiles" in titles
     for _, p in figs:
         assert p.exists() and p.read_bytes()[:4] == b"\x89PNG"
+
+
+# -- anisotropy: S2 along each axis (issue 14, the separator) -----------------------------------------------------------
+
+
+def test_axis_s2_sees_anisotropy_and_matches_direct_count():
+    from physgan.domains.micro.metrics import axis_s2
+
+    rng = np.random.default_rng(0)
+    # stripes of period 4 along axis 2, random along axes 0 and 1 only through a per-sample phase shift
+    x = np.zeros((3, 6, 8, 12), np.uint8)
+    for i in range(3):
+        x[i] = ((np.arange(12) + i) // 2 % 2)[None, None, :]
+    r, s2 = axis_s2(x, phase=0, r_max=5)
+    assert r.tolist() == list(range(6)) and s2.shape == (3, 6)
+    assert np.allclose(s2[:, 0], 0.5)  # S2(0) is the phase fraction along every axis
+    assert np.allclose(s2[0], 0.5) and np.allclose(s2[1], 0.5)  # constant along the stripes
+    assert s2[2, 2] < 0.05 and s2[2, 4] > 0.45  # out of phase at 2, in phase at 4 across them
+    # a random volume: the direct count of pairs at lag 3 along axis 1
+    y = rng.integers(0, 2, size=(2, 5, 7, 9))
+    _, s2y = axis_s2(y, phase=1, r_max=3)
+    direct = np.mean((y[:, :, :-3, :] == 1) & (y[:, :, 3:, :] == 1))
+    assert s2y[1, 3] == pytest.approx(direct)
+    with pytest.raises(ValueError, match="r_max"):
+        axis_s2(y, phase=1, r_max=5)
+
+
+def test_volume_stride_gives_enough_crops():
+    from bench.micro_benchmark import volume_stride
+
+    for shape, crop, n in [((156, 75, 75), 32, 512), ((400, 400, 400), 64, 400), ((40, 40, 40), 32, 8)]:
+        s = volume_stride(shape, crop, n)
+        count = int(np.prod([(side - crop) // s + 1 for side in shape]))
+        assert count >= n or s == 1
+        if s < max(shape) - crop:  # the next stride gives too few
+            assert int(np.prod([(side - crop) // (s + 1) + 1 for side in shape])) < n
+    with pytest.raises(SystemExit, match="smaller than the crop"):
+        volume_stride((20, 40, 40), 32, 4)
+
+
+@pytest.mark.shared
+def test_import_anisotropic_separator_keeps_its_axes(shared_data, tmp_path):
+    from physgan.domains.micro.metrics import axis_s2
+
+    src = shared_data / "micro" / "separator_anisotropic.tif"
+    out = importer.import_(**_import_args(src, tmp_path / "sep.h5", crop=32, stride=40))
+    x, _ = read_all(open_source(out))[:2]
+    assert x.shape == (4 * 2 * 2, 32, 32, 32)  # (156, 75, 75) at stride 40: 4 x 2 x 2 crops, axes not permuted
+    _, s2 = axis_s2(x, phase=0, r_max=4)
+    # the separator is fine-grained along its last axis: S2 decays much faster there than along the others
+    assert s2[2, 4] < s2[0, 4] - 0.1 and s2[2, 4] < s2[1, 4] - 0.1
