@@ -25,7 +25,7 @@ conditions of a **held-out** file (another seed):
   maximises D(x, phi') (blobiness at its true value); the slope of implied vs true phi says
   whether the critic's projection term can even tell porosities apart. Also the training
   data's coverage of the porosity range (quantiles);
-* blobiness, the other condition: :func:`blobiness_estimate` (porespy's filter width from
+* blobiness, the other condition: :func:`physgan.domains.micro.metrics.blobiness_estimate` (porespy's filter width from
   the interface crossings by Rice's formula) of generated and real images regressed on the
   requested blobiness (slopes fake / real) and the mean |estimate fake - estimate real| at
   the same conditions, beside the real images' scatter about their own line.
@@ -50,6 +50,7 @@ from typing import Any
 import numpy as np
 
 from bench._util import load, markdown_table
+from physgan.domains.micro.metrics import blobiness_estimate
 
 __all__ = [
     "VARIANTS", "HARDENINGS", "line_fit", "blobiness_estimate", "blobiness_levels", "blobiness_control", "critic_implied", "main",
@@ -85,30 +86,6 @@ def line_fit(requested: np.ndarray, achieved: np.ndarray) -> dict[str, float]:
         "mae": float(np.mean(np.abs(achieved - requested))),
         "resid_std": float(np.std(resid)),
     }
-
-
-def blobiness_estimate(x: np.ndarray) -> np.ndarray:
-    """Per-image blobiness from the statistic porespy's ``blobs`` sets: the Gaussian filter width.
-
-    A Gaussian field filtered with sigma has correlation ``exp(-r^2 / (4 sigma^2))``; thresholded
-    at the quantile ``u = Phi^-1(porosity)`` it crosses a test line ``exp(-u^2 / 2) / (pi sqrt(2) sigma)``
-    times per voxel (Rice's formula). Inverting the measured crossings per voxel gives sigma, and
-    ``blobiness = mean(shape) / (40 sigma)``. Discretisation biases it at sigma ~ 1 voxel, so it is
-    compared between real and generated images, not with the requested value.
-    """
-    from scipy.special import ndtri
-
-    from physgan.metrics.morphology import interface_intersections
-
-    lab = np.rint(x).astype(np.int16)
-    out = np.full(len(lab), np.nan)
-    for i, im in enumerate(lab):
-        phi = float(np.mean(im == 0))
-        p = float(np.nanmean(interface_intersections(im == 0)))
-        if 0 < phi < 1 and p > 0:
-            sigma = np.exp(-(ndtri(phi) ** 2) / 2) / (np.pi * np.sqrt(2) * p)
-            out[i] = np.mean(im.shape) / (40 * sigma)
-    return out
 
 
 def blobiness_levels(shape: tuple[int, ...], porosity: float, levels: np.ndarray, n: int, seed: int) -> dict[str, Any]:

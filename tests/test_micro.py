@@ -396,3 +396,19 @@ def test_import_anisotropic_separator_keeps_its_axes(shared_data, tmp_path):
     _, s2 = axis_s2(x, phase=0, r_max=4)
     # the separator is fine-grained along its last axis: S2 decays much faster there than along the others
     assert s2[2, 4] < s2[0, 4] - 0.1 and s2[2, 4] < s2[1, 4] - 0.1
+
+
+def test_blobiness_control_metrics_follow_the_condition():
+    real, cr, names = generate_micro("blobs", 48, (32, 32), porosity=(0.3, 0.5), blobiness=(0.3, 0.6), seed=0)
+    other, co, _ = generate_micro("blobs", 48, (32, 32), porosity=(0.3, 0.5), blobiness=(0.3, 0.6), seed=1)
+    attrs = {"n_phases": 2, "condition_names": names}
+    same = physics_metrics((real, cr), (other, co), attrs)
+    # fresh images with their own conditions: calibrated slope near 1, the same per-sample error as the reference
+    assert 0.75 < same["blobiness_slope"] < 1.25 and same["blobiness_slope_real_est"] > 0.5
+    assert same["blobiness_mae_fake"] < 2 * same["blobiness_mae_real"]
+    # the same images with their blobiness labels shuffled: no response, larger error
+    shuffled = co.copy()
+    shuffled[:, 1] = np.random.default_rng(2).permutation(co[:, 1])
+    wrong = physics_metrics((real, cr), (other, shuffled), attrs)
+    assert abs(wrong["blobiness_slope"]) < 0.4 and wrong["blobiness_mae_fake"] > same["blobiness_mae_fake"]
+    assert "blobiness_slope" not in physics_metrics((real, None), (other, None), attrs)
