@@ -412,3 +412,17 @@ def test_blobiness_control_metrics_follow_the_condition():
     wrong = physics_metrics((real, cr), (other, shuffled), attrs)
     assert abs(wrong["blobiness_slope"]) < 0.4 and wrong["blobiness_mae_fake"] > same["blobiness_mae_fake"]
     assert "blobiness_slope" not in physics_metrics((real, None), (other, None), attrs)
+
+
+def test_direction_s2_tells_the_two_diagonals_apart():
+    from physgan.domains.micro.metrics import direction_s2
+
+    # lines along the (1, 1) diagonal of every slice normal to axis 0
+    i, j = np.meshgrid(np.arange(16), np.arange(16), indexing="ij")
+    x = np.broadcast_to(((i - j) % 4 == 0).astype(np.uint8)[None, None], (2, 3, 16, 16))
+    along = direction_s2(x, 1, (0, 1, 1), 6)
+    across = direction_s2(x, 1, (0, 1, -1), 6)
+    assert np.allclose(along, 0.25, atol=0.015)  # a line stays a line along its own diagonal (up to the window)
+    assert across[1] == 0 and across[2] > 0.2  # across: (i - j) changes by 2r, back on a line every 2 steps
+    with pytest.raises(ValueError, match="r_max"):
+        direction_s2(x, 1, (0, 2, 2), 8)

@@ -58,6 +58,7 @@ __all__ = [
     "sample_features",
     "mean_s2",
     "axis_s2",
+    "direction_s2",
     "blobiness_estimate",
     "speckle_stats",
     "edge_profiles",
@@ -201,10 +202,39 @@ def _blobiness_control(rl: np.ndarray, cr: np.ndarray, fl: np.ndarray, cf: np.nd
     }
 
 
+def direction_s2(x: np.ndarray, phase: int, direction: tuple[int, ...], r_max: int) -> np.ndarray:
+    """Sample-averaged S2 of ``phase`` at lags ``r * direction``, r = 0..r_max (non-periodic).
+
+    ``S2_d(r) = P(x and x + r d both in the phase)``, counted over the pairs that lie inside the sample.
+    ``direction`` is an integer vector, one entry per spatial axis: ``(0, 0, 1)`` is along axis 2,
+    ``(0, 1, 1)`` and ``(0, 1, -1)`` the two diagonals of the slices normal to axis 0 (a preferred
+    orientation in those slices makes them differ).
+
+    Returns
+    -------
+    ndarray (r_max + 1,)
+    """
+    ind = as_labels(x) == phase
+    spatial = ind.shape[1:]
+    d = tuple(int(v) for v in direction)
+    if len(d) != len(spatial) or not any(d):
+        raise ValueError(f"direction_s2: direction {direction} must be a non-zero integer vector of length {len(spatial)}")
+    if any(abs(k) * r_max >= n for k, n in zip(d, spatial)):
+        raise ValueError(f"direction_s2: r_max {r_max} along {d} leaves samples of shape {spatial}")
+    out = np.empty(r_max + 1)
+    for r in range(r_max + 1):
+        lo, hi = [slice(None)], [slice(None)]
+        for k, n in zip(d, spatial):
+            s = k * r
+            lo.append(slice(max(0, -s), n - max(0, s)))
+            hi.append(slice(max(0, s), n - max(0, -s)))
+        a, b = ind[tuple(lo)], ind[tuple(hi)]
+        out[r] = np.count_nonzero(a & b) / a.size
+    return out
+
+
 def axis_s2(x: np.ndarray, phase: int, r_max: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Sample-averaged S2 of ``phase`` along each axis separately (non-periodic): what anisotropy changes.
-
-    ``S2_a(r) = P(x and x + r e_a both in the phase)``, counted over the pairs that lie inside the sample.
 
     Parameters
     ----------
@@ -220,21 +250,14 @@ def axis_s2(x: np.ndarray, phase: int, r_max: int | None = None) -> tuple[np.nda
     r : ndarray (r_max + 1,)
         Lags in voxels.
     s2 : ndarray (ndim, r_max + 1)
-        ``s2[a, r]``: the mean over samples of S2 along spatial axis ``a`` at lag ``r``.
+        ``s2[a, r]``: the mean over samples of S2 along spatial axis ``a`` at lag ``r`` (:func:`direction_s2`).
     """
-    ind = as_labels(x) == phase
-    spatial = ind.shape[1:]
+    spatial = np.shape(x)[1:]
     r_max = int(r_max if r_max is not None else min(spatial) // 2)
     if r_max >= min(spatial):
         raise ValueError(f"axis_s2: r_max {r_max} must be smaller than the smallest side of samples of shape {spatial}")
-    out = np.empty((len(spatial), r_max + 1))
-    for a in range(len(spatial)):
-        n = spatial[a]
-        for r in range(r_max + 1):
-            lo = np.take(ind, np.arange(0, n - r), axis=a + 1)
-            hi = np.take(ind, np.arange(r, n), axis=a + 1)
-            out[a, r] = np.count_nonzero(lo & hi) / lo.size
-    return np.arange(r_max + 1), out
+    unit = np.eye(len(spatial), dtype=int)
+    return np.arange(r_max + 1), np.stack([direction_s2(x, phase, tuple(unit[a]), r_max) for a in range(len(spatial))])
 
 
 def speckle_stats(x: np.ndarray, n_phases: int) -> tuple[float, float]:
