@@ -79,6 +79,7 @@ __all__ = [
     "berea_stride",
     "volume_stride",
     "axis_s2_errors",
+    "orientation_s2",
     "disjoint_crops",
     "porosities",
     "tortuosity_stats",
@@ -418,6 +419,7 @@ def compare_sets(
     from physgan.domains.micro.metrics import edge_artefact
 
     out["edges"] = {k: edge_artefact(v, EDGE_DEPTH) for k, v in (("fake", fake), ("real_a", real_a), ("real_b", real_b))}
+    out["orientation"] = orientation_s2(real_a, real_b, fake)
     out["wall_s"] = time.perf_counter() - t0
     return out
 
@@ -618,6 +620,37 @@ def axis_s2_errors(real_a: np.ndarray, real_b: np.ndarray, fake: np.ndarray, pha
         "max_abs_err": np.abs(sf - sa).max(axis=1),
         "floor": np.abs(sb - sa).max(axis=1),
     }
+
+
+#: lattice directions of :func:`orientation_s2`: the three axes and the two diagonals of each slice orientation
+DIRECTIONS: dict[str, tuple[int, int, int]] = {
+    "axis0": (1, 0, 0), "axis1": (0, 1, 0), "axis2": (0, 0, 1),
+    "diag12+": (0, 1, 1), "diag12-": (0, 1, -1), "diag02+": (1, 0, 1), "diag02-": (1, 0, -1),
+    "diag01+": (1, 1, 0), "diag01-": (1, -1, 0),
+}  # fmt: skip
+
+
+def orientation_s2(real_a: np.ndarray, real_b: np.ndarray, fake: np.ndarray, phase: int = 0, r_max: int = 16) -> dict[str, Any]:
+    """S2 of ``phase`` along the axes and the slice diagonals (:data:`DIRECTIONS`): a preferred orientation.
+
+    Per direction: max over lags of |fake - A| (floor |B - A|); per slice orientation: the largest
+    |S2(d+) - S2(d-)| between its two diagonals for each set (an isotropic material has about 0; a
+    generator that elongates pores along one diagonal does not).
+    """
+    from physgan.domains.micro.metrics import direction_s2
+
+    r_max = min(r_max, min(fake.shape[1:]) - 1)
+    curves = {k: {t: direction_s2(v, phase, d, r_max) for t, v in (("fake", fake), ("real_a", real_a), ("real_b", real_b))}
+              for k, d in DIRECTIONS.items()}  # fmt: skip
+    out: dict[str, Any] = {"r_max": r_max, "err": {}, "floor": {}, "diag_asymmetry": {}}
+    for k, c in curves.items():
+        out["err"][k] = float(np.abs(c["fake"] - c["real_a"]).max())
+        out["floor"][k] = float(np.abs(c["real_b"] - c["real_a"]).max())
+    for plane in ("12", "02", "01"):
+        p, m = curves[f"diag{plane}+"], curves[f"diag{plane}-"]
+        out["diag_asymmetry"][plane] = {t: float(np.abs(p[t] - m[t]).max()) for t in ("fake", "real_a", "real_b")}
+    out["curves"] = {k: {t: v.tolist() for t, v in c.items()} for k, c in curves.items()}
+    return out
 
 
 def run_separator(args: argparse.Namespace, work: Path) -> dict[str, Any] | None:
@@ -839,6 +872,18 @@ def report(results: dict[str, Any]) -> str:
             markdown_table(
                 ["axis", "max abs err (floor)", "goal <= 0.01"],
                 [[a, f"{e:.4f} ({f:.4f})", _ok(e, GOALS["s2_max_abs_err"] + 1e-12)] for a, (e, f) in enumerate(zip(err, floor))],
+            ),
+        ]
+    ori = results["comparisons"][0].get("orientation")
+    if ori:
+        lines += [
+            "",
+            f"orientation: S2 of label 0 along axes and slice diagonals (lags <= {ori['r_max']}), max |fake - A| (floor |B - A|); "
+            "diagonal asymmetry max |S2(d+) - S2(d-)| per slice plane, fake / A / B",
+            markdown_table(list(ori["err"]), [[f"{ori['err'][k]:.4f} ({ori['floor'][k]:.4f})" for k in ori["err"]]]),
+            markdown_table(
+                ["plane", "asymmetry fake / real A / real B"],
+                [[p, " / ".join(f"{v[t]:.4f}" for t in ("fake", "real_a", "real_b"))] for p, v in ori["diag_asymmetry"].items()],
             ),
         ]
     if any("edges" in c for c in results["comparisons"]):

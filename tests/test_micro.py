@@ -426,3 +426,17 @@ def test_direction_s2_tells_the_two_diagonals_apart():
     assert across[1] == 0 and across[2] > 0.2  # across: (i - j) changes by 2r, back on a line every 2 steps
     with pytest.raises(ValueError, match="r_max"):
         direction_s2(x, 1, (0, 2, 2), 8)
+
+
+def test_orientation_s2_flags_a_diagonal_texture():
+    from bench.micro_benchmark import orientation_s2
+
+    rng = np.random.default_rng(0)
+    iso = (rng.random((6, 12, 12, 12)) < 0.5).astype(np.uint8)
+    i, j = np.meshgrid(np.arange(12), np.arange(12), indexing="ij")
+    diag = np.broadcast_to(((i - j) % 4 < 2).astype(np.uint8)[None, None], (3, 12, 12, 12))
+    out = orientation_s2(iso[:3], iso[3:], diag, r_max=4)
+    asym = out["diag_asymmetry"]["12"]
+    assert asym["fake"] > 0.2 and asym["real_a"] < 0.05 and asym["real_b"] < 0.05
+    assert out["err"]["diag12+"] > 0.2 and out["floor"]["diag12+"] < 0.05
+    assert out["diag_asymmetry"]["01"]["fake"] < 1e-12  # slices normal to axis 2 see no diagonal texture
