@@ -218,9 +218,10 @@ def _variant(
     from physgan.train.loop import train
 
     tag = (f"_w{args.moment_weight:g}" if "moments" in name else "") + (f"_{args.preset}" if args.preset != "quick" else "")
+    tag += "".join("_" + o.split(".")[-1].replace("=", "") for o in args.set)
     run_dir = work / f"run_{name}{tag}"
     overrides = [f"data.path={train_file}", "train.device=cpu", f"train.steps={args.steps}", f"train.seed={args.seed}"]
-    overrides += VARIANTS[name]
+    overrides += VARIANTS[name] + list(args.set)
     if "moments" in name:
         overrides.append(f"train.moment_weight={args.moment_weight}")
     cfg = resolve_config("micro", args.preset, overrides=overrides)
@@ -277,6 +278,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--n", type=int, default=1024, help="training images")
     p.add_argument("--n-held", type=int, default=256, help="held-out images (another seed)")
     p.add_argument("--steps", type=int, default=400)
+    p.add_argument("--set", action="append", default=[], help="extra config override of every variant, e.g. train.batch_size=16")
     p.add_argument("--preset", default="quick", help="micro preset trained (quick: 2-D; default: 3-D on a CPU core)")
     p.add_argument("--n-blob", type=int, default=4096, help="fresh porespy images and generated ones at their conditions (0: skip)")
     p.add_argument("--seed", type=int, default=0)
