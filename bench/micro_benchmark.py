@@ -48,7 +48,10 @@ Steps, each timed and each skipped when its output already exists in ``<workdir>
    every axis, summarised as the ensemble value ``tau = mean(phi) / mean(D_rel)`` (non-percolating
    volumes count with D_rel = 0, so the figure stays finite) and the median of the per-volume
    values of the percolating ones; plus specific surface area, chord-length separation power and
-   Euler density from :func:`physgan.domains.micro.metrics.physics_metrics`.
+   Euler density from :func:`physgan.domains.micro.metrics.physics_metrics`; orientation
+   (:func:`orientation_s2`): S2 along the three axes and the two diagonals of each slice plane,
+   and the largest |S2(d+) - S2(d-)| between a plane's diagonals (a preferred diagonal
+   orientation, as the Berea generator of RESULTS §12.8 showed, makes it non-zero).
 4. Generation speed: volumes/s of side 2C from the trained generator (batch 1 and
    ``--speed-batch``) against porespy's ``blobs`` at the same side, in this process and thread count.
 
