@@ -411,6 +411,9 @@ def test_blobiness_control_metrics_follow_the_condition():
     shuffled[:, 1] = np.random.default_rng(2).permutation(co[:, 1])
     wrong = physics_metrics((real, cr), (other, shuffled), attrs)
     assert abs(wrong["blobiness_slope"]) < 0.4 and wrong["blobiness_mae_fake"] > same["blobiness_mae_fake"]
+    # the score (best-checkpoint choice) counts the excess error over the real images' own
+    assert wrong["blobiness_mae_excess"] > 0.03 and same["blobiness_mae_excess"] < 0.01
+    assert score(wrong) - score(same) == pytest.approx(wrong["blobiness_mae_excess"] - same["blobiness_mae_excess"])
     assert "blobiness_slope" not in physics_metrics((real, None), (other, None), attrs)
 
 

@@ -31,7 +31,8 @@ Metrics (:func:`physics_metrics`)
   ``blobiness_slope_real_est|fake_est`` (raw estimator slopes), ``blobiness_slope`` (the generated
   set's calibrated slope = fake / real raw slopes; goal 1: 0.98-1.02), ``blobiness_mae_real|fake``
   (mean |calibrated estimate - request| per sample; the real value is the floor: one image's
-  length scale scatters about its parameter).
+  length scale scatters about its parameter) and ``blobiness_mae_excess`` = max(0, fake - real), which
+  :func:`score` counts like ``condition_fraction_mae`` (so a run's best checkpoint follows blobiness too).
 
 :func:`score` combines them (lower is better).
 """
@@ -73,6 +74,7 @@ __all__ = [
 SCORE_WEIGHTS = {
     "phase_fraction_err": 1.0,
     "condition_fraction_mae": 1.0,
+    "blobiness_mae_excess": 1.0,
     "s2_max_abs_err": 1.0,
     "ssa_rel_err": 0.5,
     "chord_separation_power": 1.0,
@@ -193,12 +195,15 @@ def _blobiness_control(rl: np.ndarray, cr: np.ndarray, fl: np.ndarray, cf: np.nd
     sf = float(np.polyfit(cf[okf], ef[okf], 1)[0])
     if abs(sr) < 1e-12:
         return {}
+    mae_r = float(np.mean(np.abs((er[okr] - ir) / sr - cr[okr])))
+    mae_f = float(np.mean(np.abs((ef[okf] - ir) / sr - cf[okf])))
     return {
         "blobiness_slope_real_est": float(sr),
         "blobiness_slope_fake_est": sf,
         "blobiness_slope": sf / float(sr),
-        "blobiness_mae_real": float(np.mean(np.abs((er[okr] - ir) / sr - cr[okr]))),
-        "blobiness_mae_fake": float(np.mean(np.abs((ef[okf] - ir) / sr - cf[okf]))),
+        "blobiness_mae_real": mae_r,
+        "blobiness_mae_fake": mae_f,
+        "blobiness_mae_excess": max(0.0, mae_f - mae_r),
     }
 
 
