@@ -866,7 +866,19 @@ def report(results: dict[str, Any]) -> str:
                 ["target", "SSA fake / real (1/voxel)", "SSA rel err (floor)", "chord sep. power (floor)", "Euler rel diff (floor)"], rows
             ),
         ]
-    ax = results["comparisons"][0].get("s2_axis")
+    c0 = results["comparisons"][0]
+    axes = c0["tau_fake"].get("axes", [])
+    if len(axes) > 1:
+        lines += [
+            "",
+            "tortuosity per axis (tau = mean(phi) / mean(D_rel) over the volumes), fake / real A / real B: the pooled figure above "
+            "averages an anisotropy away",
+            markdown_table(
+                ["axis", "tau fake / A / B"],
+                [[a, " / ".join(f"{c0[k][f'tau_ensemble_axis{a}']:.3g}" for k in ("tau_fake", "tau_real_a", "tau_real_b"))] for a in axes],
+            ),
+        ]
+    ax = c0.get("s2_axis")
     if ax:
         err, floor = np.asarray(ax["max_abs_err"], dtype=float), np.asarray(ax["floor"], dtype=float)
         lines += [
