@@ -6,6 +6,7 @@
     python -m bench.micro_benchmark --case blobs --porosity 0.3:0.6 --targets 0.35,0.45,0.55
     python -m bench.micro_benchmark --case berea --crop 64 --device cuda --preset default --train-minutes 120
     python -m bench.micro_benchmark --case berea --crop 32 --n 300 --train-minutes 3 --n-eval 6   # a smoke run
+    python -m bench.micro_benchmark --case separator --preset anisotropic --crop 32 --n 512 --train-minutes 15
 
 Goals of the issue, for volumes **twice the training crop size** (the fully convolutional
 generator at ``latent_scale=2``): porosity within 0.01 of the target, S2 max absolute error
@@ -34,6 +35,12 @@ Steps, each timed and each skipped when its output already exists in ``<workdir>
      t. porespy's blob size is sigma = mean(shape) / (40 blobiness) voxels, so the references use
      blobiness 2B at side 2C (the same sigma in voxels as the training data at side C).
 
+   * ``separator`` (the anisotropic battery separator, 156 x 75 x 75, three critics with ``--preset
+     anisotropic``): evaluated at the **training** crop side C (the volume holds only two disjoint
+     2C^3 crops), disjoint C^3 crops split into sets A and B; besides the figures below, S2 of label 0
+     along each axis separately (:func:`physgan.domains.micro.metrics.axis_s2`, lags up to C/2): the
+     issue's goal is max |S2_fake - S2_A| <= 0.01 along every axis.
+
    Metrics (pore phase, label 0): porosity (fake mean vs the target or real mean); S2(r) of the
    pore phase, sample-averaged, **non-periodic** (zero-padded, overlap-normalised) estimator for
    real and fake alike, max |S2_fake - S2_real| over r <= C voxels; tortuosity factor (TauFactor
@@ -41,7 +48,10 @@ Steps, each timed and each skipped when its output already exists in ``<workdir>
    every axis, summarised as the ensemble value ``tau = mean(phi) / mean(D_rel)`` (non-percolating
    volumes count with D_rel = 0, so the figure stays finite) and the median of the per-volume
    values of the percolating ones; plus specific surface area, chord-length separation power and
-   Euler density from :func:`physgan.domains.micro.metrics.physics_metrics`.
+   Euler density from :func:`physgan.domains.micro.metrics.physics_metrics`; orientation
+   (:func:`orientation_s2`): S2 along the three axes and the two diagonals of each slice plane,
+   and the largest |S2(d+) - S2(d-)| between a plane's diagonals (a preferred diagonal
+   orientation, as the Berea generator of RESULTS §12.8 showed, makes it non-zero).
 4. Generation speed: volumes/s of side 2C from the trained generator (batch 1 and
    ``--speed-batch``) against porespy's ``blobs`` at the same side, in this process and thread count.
 
@@ -68,7 +78,11 @@ from bench._util import add_training_args, cpu_env, env_info, load, markdown_tab
 __all__ = [
     "GOALS",
     "BEREA_FILE",
+    "SEPARATOR_FILE",
     "berea_stride",
+    "volume_stride",
+    "axis_s2_errors",
+    "orientation_s2",
     "disjoint_crops",
     "porosities",
     "tortuosity_stats",
@@ -83,6 +97,7 @@ GOALS = {"porosity_abs_err": 0.01, "s2_max_abs_err": 0.01, "tau_rel_diff": 0.10}
 EDGE_DEPTH = 8
 ROOT = Path(__file__).resolve().parents[1]
 BEREA_FILE = ROOT.parent / "shared" / "data" / "micro" / "berea_sandstone_400.zip"
+SEPARATOR_FILE = ROOT.parent / "shared" / "data" / "micro" / "separator_anisotropic.tif"
 #: README of ../shared/data: porosity 0.1965, tortuosity about 4.2-4.6 (full 400^3 volume)
 BEREA_REFERENCE = {"porosity": 0.1965, "tortuosity": "4.2-4.6 (full 400^3 volume)"}
 
@@ -141,6 +156,31 @@ def berea_stride(side: int, crop: int, n: int) -> int:
     return stride
 
 
+def volume_stride(shape: tuple[int, ...], crop: int, n: int) -> int:
+    """Largest stride giving at least ``n`` cubic crops of side ``crop`` from a volume of ``shape`` (1 at least).
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Volume shape (voxels), every side >= ``crop``.
+    crop : int
+        Crop side (voxels).
+    n : int
+        Wanted number of crops.
+
+    Returns
+    -------
+    int
+        The largest stride with ``prod(floor((side - crop) / stride) + 1) >= n`` (1 if even stride 1 gives fewer).
+    """
+    if min(shape) < crop:
+        raise SystemExit(f"volume {tuple(shape)} is smaller than the crop side {crop}")
+    for stride in range(max(1, max(shape) - crop), 0, -1):
+        if math.prod((side - crop) // stride + 1 for side in shape) >= n:
+            return stride
+    return 1
+
+
 def _run_cli(argv: list[str], threads: int, log: Path) -> float:
     t0 = time.perf_counter()
     with open(log, "a") as fh:
@@ -160,9 +200,15 @@ def import_berea(src: Path, out: Path, crop: int, n: int, threads: int, log: Pat
     """
     if out.exists():
         return None
-    stride = berea_stride(400, crop, n)
+    return import_volume(src, out, crop, berea_stride(400, crop, n), threads, log, conditions, "pore,grain")
+
+
+def import_volume(
+    src: Path, out: Path, crop: int, stride: int, threads: int, log: Path, conditions: str = "none", phase_names: str | None = None
+) -> dict[str, Any]:
+    """``physgan data import micro SRC --crop C --stride S --dim 3`` into ``out``; the command and its wall time."""
     argv = ["data", "import", "micro", str(src), "--crop", str(crop), "--stride", str(stride), "--dim", "3"]
-    argv += ["--conditions", conditions, "--phase-names", "pore,grain", "--out", str(out)]
+    argv += ["--conditions", conditions, "--out", str(out)] + (["--phase-names", phase_names] if phase_names else [])
     wall = _run_cli(argv, threads, log)
     return {"command": "physgan " + " ".join(argv), "stride": stride, "wall_s": wall}
 
@@ -376,6 +422,7 @@ def compare_sets(
     from physgan.domains.micro.metrics import edge_artefact
 
     out["edges"] = {k: edge_artefact(v, EDGE_DEPTH) for k, v in (("fake", fake), ("real_a", real_a), ("real_b", real_b))}
+    out["orientation"] = orientation_s2(real_a, real_b, fake)
     out["wall_s"] = time.perf_counter() - t0
     return out
 
@@ -460,9 +507,9 @@ def _load_run(run_dir: Path, device: str):
     return load_run(run_dir, checkpoint=ckpt, device=device), ckpt
 
 
-def _fake(run, n: int, cond: dict[str, float] | None, seed: int, batch: int) -> tuple[np.ndarray, float]:
+def _fake(run, n: int, cond: dict[str, float] | None, seed: int, batch: int, latent_scale: int = 2) -> tuple[np.ndarray, float]:
     t0 = time.perf_counter()
-    x = run.sample(n, cond, seed=seed, batch_size=batch, latent_scale=2)
+    x = run.sample(n, cond, seed=seed, batch_size=batch, latent_scale=latent_scale)
     return np.rint(np.asarray(x)).astype(np.uint8), time.perf_counter() - t0
 
 
@@ -556,6 +603,104 @@ def run_berea(args: argparse.Namespace, work: Path) -> dict[str, Any] | None:
         "speed": speed,
         "figures": figures,
         "reference": BEREA_REFERENCE,
+    }
+
+
+def axis_s2_errors(real_a: np.ndarray, real_b: np.ndarray, fake: np.ndarray, phase: int = 0) -> dict[str, Any]:
+    """S2 of ``phase`` along each axis: curves and max |fake - A| per axis, with the floor |B - A|."""
+    from physgan.domains.micro.metrics import axis_s2
+
+    r_max = min(fake.shape[1:]) // 2
+    r, sa = axis_s2(real_a, phase, r_max)
+    _, sb = axis_s2(real_b, phase, r_max)
+    _, sf = axis_s2(fake, phase, r_max)
+    return {
+        "phase": phase,
+        "r": r,
+        "s2_real_a": sa,
+        "s2_real_b": sb,
+        "s2_fake": sf,
+        "max_abs_err": np.abs(sf - sa).max(axis=1),
+        "floor": np.abs(sb - sa).max(axis=1),
+    }
+
+
+#: lattice directions of :func:`orientation_s2`: the three axes and the two diagonals of each slice orientation
+DIRECTIONS: dict[str, tuple[int, int, int]] = {
+    "axis0": (1, 0, 0), "axis1": (0, 1, 0), "axis2": (0, 0, 1),
+    "diag12+": (0, 1, 1), "diag12-": (0, 1, -1), "diag02+": (1, 0, 1), "diag02-": (1, 0, -1),
+    "diag01+": (1, 1, 0), "diag01-": (1, -1, 0),
+}  # fmt: skip
+
+
+def orientation_s2(real_a: np.ndarray, real_b: np.ndarray, fake: np.ndarray, phase: int = 0, r_max: int = 16) -> dict[str, Any]:
+    """S2 of ``phase`` along the axes and the slice diagonals (:data:`DIRECTIONS`): a preferred orientation.
+
+    Per direction: max over lags of |fake - A| (floor |B - A|); per slice orientation: the largest
+    |S2(d+) - S2(d-)| between its two diagonals for each set (an isotropic material has about 0; a
+    generator that elongates pores along one diagonal does not).
+    """
+    from physgan.domains.micro.metrics import direction_s2
+
+    r_max = min(r_max, min(fake.shape[1:]) - 1)
+    curves = {k: {t: direction_s2(v, phase, d, r_max) for t, v in (("fake", fake), ("real_a", real_a), ("real_b", real_b))}
+              for k, d in DIRECTIONS.items()}  # fmt: skip
+    out: dict[str, Any] = {"r_max": r_max, "err": {}, "floor": {}, "diag_asymmetry": {}}
+    for k, c in curves.items():
+        out["err"][k] = float(np.abs(c["fake"] - c["real_a"]).max())
+        out["floor"][k] = float(np.abs(c["real_b"] - c["real_a"]).max())
+    for plane in ("12", "02", "01"):
+        p, m = curves[f"diag{plane}+"], curves[f"diag{plane}-"]
+        out["diag_asymmetry"][plane] = {t: float(np.abs(p[t] - m[t]).max()) for t in ("fake", "real_a", "real_b")}
+    out["curves"] = {k: {t: v.tolist() for t, v in c.items()} for k, c in curves.items()}
+    return out
+
+
+def run_separator(args: argparse.Namespace, work: Path) -> dict[str, Any] | None:
+    """The ``separator`` case (anisotropic; train with ``--preset anisotropic``); None when the data are absent."""
+    from physgan.domains.micro.importer import detect_phases, read_image
+
+    src = Path(args.volume) if args.volume else SEPARATOR_FILE
+    if not src.exists():
+        print(f"SKIPPED: the separator volume {src} is absent (../shared/data is not here); pass --volume PATH", flush=True)
+        return None
+    labels, values = detect_phases(read_image(src), path=str(src))
+    data = work / f"separator_c{args.crop}.h5"
+    info_path = work / "data.json"
+    stride = volume_stride(labels.shape, args.crop, args.n)
+    print(f"[1/4] importing ~{args.n} crops of {args.crop}^3 (stride {stride}) from {src.name} {labels.shape}", flush=True)
+    if not data.exists():
+        _atomic_json(info_path, import_volume(src, data, args.crop, stride, args.threads, work / "commands.out"))
+    data_info = json.loads(info_path.read_text())
+    import h5py
+
+    with h5py.File(data, "r") as fh:
+        data_info["n_crops"] = int(fh["labels"].shape[0])
+    budget, run, ckpt = _train_and_load(args, data, work)
+    print(f"[3/4] generating {args.crop}^3 volumes and comparing with disjoint real crops, per axis", flush=True)
+    real_a, real_b = disjoint_crops(labels, args.crop, 2, args.n_eval, args.seed + 7)
+    fake, gen_wall = _fake(run, len(real_a), None, args.seed + 1, args.gen_batch, latent_scale=1)
+    figures = write_figures(work, real_a, fake, "separator")
+    cmp = compare_sets(real_a, real_b, fake, None, args.n_tau, tuple(args.tau_axes), args.device, not args.no_extras)
+    cmp["s2_axis"] = axis_s2_errors(real_a, real_b, fake)
+    print("[4/4] generation speed", flush=True)
+    speed = generation_speed(run, None, 2 * args.crop, args.speed_batch, args.device, args.seed)
+    return {
+        "case": "separator",
+        "source": str(src),
+        "volume_shape": list(labels.shape),
+        "phase_values": values,
+        "data": data_info,
+        "crop": args.crop,
+        "side_eval": args.crop,
+        "latent_scale": 1,
+        "checkpoint": ckpt,
+        "checkpoint_step": run.step,
+        "budget": budget,
+        "generate_wall_s": gen_wall,
+        "comparisons": [cmp],
+        "speed": speed,
+        "figures": figures,
     }
 
 
@@ -655,7 +800,8 @@ def report(results: dict[str, Any]) -> str:
     lines = [
         f"{results['env']}",
         f"case {results['case']}: training crops {results['crop']}^3 ({n_train} samples), "
-        f"evaluated at {results['side_eval']}^3 (latent_scale 2); {b['steps']} generator steps, {b['wall_s'] / 60:.1f} min wall "
+        f"evaluated at {results['side_eval']}^3 (latent_scale {results.get('latent_scale', 2)}); "
+        f"{b['steps']} generator steps, {b['wall_s'] / 60:.1f} min wall "
         f"({'stopped by the budget' if b['stopped_by_budget'] else 'finished its steps'}), preset {b['preset']}, device {b['device']}, "
         f"{b['threads']} thread(s); checkpoint '{results['checkpoint']}' (step {results['checkpoint_step']})",
         "S2: " + results["comparisons"][0]["s2_estimator"] + " (the same for real and generated volumes)",
@@ -720,6 +866,41 @@ def report(results: dict[str, Any]) -> str:
                 ["target", "SSA fake / real (1/voxel)", "SSA rel err (floor)", "chord sep. power (floor)", "Euler rel diff (floor)"], rows
             ),
         ]
+    c0 = results["comparisons"][0]
+    axes = c0["tau_fake"].get("axes", [])
+    if len(axes) > 1:
+        lines += [
+            "",
+            "tortuosity per axis (tau = mean(phi) / mean(D_rel) over the volumes), fake / real A / real B: the pooled figure above "
+            "averages an anisotropy away",
+            markdown_table(
+                ["axis", "tau fake / A / B"],
+                [[a, " / ".join(f"{c0[k][f'tau_ensemble_axis{a}']:.3g}" for k in ("tau_fake", "tau_real_a", "tau_real_b"))] for a in axes],
+            ),
+        ]
+    ax = c0.get("s2_axis")
+    if ax:
+        err, floor = np.asarray(ax["max_abs_err"], dtype=float), np.asarray(ax["floor"], dtype=float)
+        lines += [
+            "",
+            f"S2 of label {ax['phase']} along each axis (non-periodic, lags 0-{int(np.max(ax['r']))}): max |fake - A| (floor |B - A|)",
+            markdown_table(
+                ["axis", "max abs err (floor)", "goal <= 0.01"],
+                [[a, f"{e:.4f} ({f:.4f})", _ok(e, GOALS["s2_max_abs_err"] + 1e-12)] for a, (e, f) in enumerate(zip(err, floor))],
+            ),
+        ]
+    ori = results["comparisons"][0].get("orientation")
+    if ori:
+        lines += [
+            "",
+            f"orientation: S2 of label 0 along axes and slice diagonals (lags <= {ori['r_max']}), max |fake - A| (floor |B - A|); "
+            "diagonal asymmetry max |S2(d+) - S2(d-)| per slice plane, fake / A / B",
+            markdown_table(list(ori["err"]), [[f"{ori['err'][k]:.4f} ({ori['floor'][k]:.4f})" for k in ori["err"]]]),
+            markdown_table(
+                ["plane", "asymmetry fake / real A / real B"],
+                [[p, " / ".join(f"{v[t]:.4f}" for t in ("fake", "real_a", "real_b"))] for p, v in ori["diag_asymmetry"].items()],
+            ),
+        ]
     if any("edges" in c for c in results["comparisons"]):
         rows = []
         for c in results["comparisons"]:
@@ -757,7 +938,7 @@ def _floats(text: str) -> list[float]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--case", required=True, choices=["berea", "blobs"])
+    p.add_argument("--case", required=True, choices=["berea", "blobs", "separator"])
     p.add_argument("--crop", type=int, default=32, help="training crop side (voxels); evaluation at twice this")
     p.add_argument("--n", type=int, default=2000, help="training samples (berea: about this many crops; blobs: porespy volumes)")
     p.add_argument("--n-eval", type=int, default=None, help="volumes per evaluation set (default 32 berea, 16 blobs)")
@@ -765,6 +946,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tau-axes", type=lambda s: [int(a) for a in s.split(",")], default=[0, 1, 2], help="tortuosity directions")
     add_training_args(p)
     p.add_argument("--berea", default=None, help=f"Berea volume (default {BEREA_FILE})")
+    p.add_argument("--volume", default=None, help=f"separator: the anisotropic volume (default {SEPARATOR_FILE})")
     p.add_argument(
         "--conditions",
         choices=["none", "porosity"],
@@ -785,7 +967,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.crop % 4 or args.crop < 8:
         raise SystemExit(f"--crop must be a multiple of 4 and >= 8 (SliceGAN generator), got {args.crop}")
     if args.n_eval is None:
-        args.n_eval = 32 if args.case == "berea" else 16
+        args.n_eval = {"berea": 32, "blobs": 16, "separator": 8}[args.case]
     if args.n_tau is None:
         args.n_tau = min(args.n_eval, 16)
     key = f"{args.case}_c{args.crop}" + ("_porosity" if args.case == "berea" and args.conditions != "none" else "")
@@ -796,7 +978,7 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
 
     t0 = time.perf_counter()
-    res = run_berea(args, work) if args.case == "berea" else run_blobs(args, work)
+    res = {"berea": run_berea, "blobs": run_blobs, "separator": run_separator}[args.case](args, work)
     if res is None:
         return 0
     res["env"] = env_info(args.device)

@@ -345,3 +345,101 @@ def test_plots_write_pngs(tmp_path):
     assert "Orthogonal slices (generated)" in titles and "Two-point correlation S2(r)" in titles and "Edge profiles" in titles
     for _, p in figs:
         assert p.exists() and p.read_bytes()[:4] == b"\x89PNG"
+
+
+# -- anisotropy: S2 along each axis (issue 14, the separator) -----------------------------------------------------------
+
+
+def test_axis_s2_sees_anisotropy_and_matches_direct_count():
+    from physgan.domains.micro.metrics import axis_s2
+
+    rng = np.random.default_rng(0)
+    # stripes of period 4 along axis 2, random along axes 0 and 1 only through a per-sample phase shift
+    x = np.zeros((3, 6, 8, 12), np.uint8)
+    for i in range(3):
+        x[i] = ((np.arange(12) + i) // 2 % 2)[None, None, :]
+    r, s2 = axis_s2(x, phase=0, r_max=5)
+    assert r.tolist() == list(range(6)) and s2.shape == (3, 6)
+    assert np.allclose(s2[:, 0], 0.5)  # S2(0) is the phase fraction along every axis
+    assert np.allclose(s2[0], 0.5) and np.allclose(s2[1], 0.5)  # constant along the stripes
+    assert s2[2, 2] < 0.05 and s2[2, 4] > 0.45  # out of phase at 2, in phase at 4 across them
+    # a random volume: the direct count of pairs at lag 3 along axis 1
+    y = rng.integers(0, 2, size=(2, 5, 7, 9))
+    _, s2y = axis_s2(y, phase=1, r_max=3)
+    direct = np.mean((y[:, :, :-3, :] == 1) & (y[:, :, 3:, :] == 1))
+    assert s2y[1, 3] == pytest.approx(direct)
+    with pytest.raises(ValueError, match="r_max"):
+        axis_s2(y, phase=1, r_max=5)
+
+
+def test_volume_stride_gives_enough_crops():
+    from bench.micro_benchmark import volume_stride
+
+    for shape, crop, n in [((156, 75, 75), 32, 512), ((400, 400, 400), 64, 400), ((40, 40, 40), 32, 8)]:
+        s = volume_stride(shape, crop, n)
+        count = int(np.prod([(side - crop) // s + 1 for side in shape]))
+        assert count >= n or s == 1
+        if s < max(shape) - crop:  # the next stride gives too few
+            assert int(np.prod([(side - crop) // (s + 1) + 1 for side in shape])) < n
+    with pytest.raises(SystemExit, match="smaller than the crop"):
+        volume_stride((20, 40, 40), 32, 4)
+
+
+@pytest.mark.shared
+def test_import_anisotropic_separator_keeps_its_axes(shared_data, tmp_path):
+    from physgan.domains.micro.metrics import axis_s2
+
+    src = shared_data / "micro" / "separator_anisotropic.tif"
+    out = importer.import_(**_import_args(src, tmp_path / "sep.h5", crop=32, stride=40))
+    x, _ = read_all(open_source(out))[:2]
+    assert x.shape == (4 * 2 * 2, 32, 32, 32)  # (156, 75, 75) at stride 40: 4 x 2 x 2 crops, axes not permuted
+    _, s2 = axis_s2(x, phase=0, r_max=4)
+    # the separator is fine-grained along its last axis: S2 decays much faster there than along the others
+    assert s2[2, 4] < s2[0, 4] - 0.1 and s2[2, 4] < s2[1, 4] - 0.1
+
+
+def test_blobiness_control_metrics_follow_the_condition():
+    real, cr, names = generate_micro("blobs", 48, (32, 32), porosity=(0.3, 0.5), blobiness=(0.3, 0.6), seed=0)
+    other, co, _ = generate_micro("blobs", 48, (32, 32), porosity=(0.3, 0.5), blobiness=(0.3, 0.6), seed=1)
+    attrs = {"n_phases": 2, "condition_names": names}
+    same = physics_metrics((real, cr), (other, co), attrs)
+    # fresh images with their own conditions: calibrated slope near 1, the same per-sample error as the reference
+    assert 0.75 < same["blobiness_slope"] < 1.25 and same["blobiness_slope_real_est"] > 0.5
+    assert same["blobiness_mae_fake"] < 2 * same["blobiness_mae_real"]
+    # the same images with their blobiness labels shuffled: no response, larger error
+    shuffled = co.copy()
+    shuffled[:, 1] = np.random.default_rng(2).permutation(co[:, 1])
+    wrong = physics_metrics((real, cr), (other, shuffled), attrs)
+    assert abs(wrong["blobiness_slope"]) < 0.4 and wrong["blobiness_mae_fake"] > same["blobiness_mae_fake"]
+    # the score (best-checkpoint choice) counts the excess error over the real images' own
+    assert wrong["blobiness_mae_excess"] > 0.03 and same["blobiness_mae_excess"] < 0.01
+    assert score(wrong) - score(same) == pytest.approx(wrong["blobiness_mae_excess"] - same["blobiness_mae_excess"])
+    assert "blobiness_slope" not in physics_metrics((real, None), (other, None), attrs)
+
+
+def test_direction_s2_tells_the_two_diagonals_apart():
+    from physgan.domains.micro.metrics import direction_s2
+
+    # lines along the (1, 1) diagonal of every slice normal to axis 0
+    i, j = np.meshgrid(np.arange(16), np.arange(16), indexing="ij")
+    x = np.broadcast_to(((i - j) % 4 == 0).astype(np.uint8)[None, None], (2, 3, 16, 16))
+    along = direction_s2(x, 1, (0, 1, 1), 6)
+    across = direction_s2(x, 1, (0, 1, -1), 6)
+    assert np.allclose(along, 0.25, atol=0.015)  # a line stays a line along its own diagonal (up to the window)
+    assert across[1] == 0 and across[2] > 0.2  # across: (i - j) changes by 2r, back on a line every 2 steps
+    with pytest.raises(ValueError, match="r_max"):
+        direction_s2(x, 1, (0, 2, 2), 8)
+
+
+def test_orientation_s2_flags_a_diagonal_texture():
+    from bench.micro_benchmark import orientation_s2
+
+    rng = np.random.default_rng(0)
+    iso = (rng.random((6, 12, 12, 12)) < 0.5).astype(np.uint8)
+    i, j = np.meshgrid(np.arange(12), np.arange(12), indexing="ij")
+    diag = np.broadcast_to(((i - j) % 4 < 2).astype(np.uint8)[None, None], (3, 12, 12, 12))
+    out = orientation_s2(iso[:3], iso[3:], diag, r_max=4)
+    asym = out["diag_asymmetry"]["12"]
+    assert asym["fake"] > 0.2 and asym["real_a"] < 0.05 and asym["real_b"] < 0.05
+    assert out["err"]["diag12+"] > 0.2 and out["floor"]["diag12+"] < 0.05
+    assert out["diag_asymmetry"]["01"]["fake"] < 1e-12  # slices normal to axis 2 see no diagonal texture

@@ -23,6 +23,16 @@ Metrics (:func:`physics_metrics`)
   interior chords one voxel long, all axes, phase 0 for two phases, every phase otherwise),
   ``one_voxel_islands_real|fake`` (connected components of a single voxel per sample,
   any phase, full 8/26-connectivity) and their ratios fake / real ``*_ratio``.
+* blobiness control (when a ``blobiness`` condition exists, two phases, conditions given for both
+  sets): :func:`blobiness_estimate` of every real and generated sample regressed on its requested
+  blobiness. The estimate reads porespy's own parameter (the Gaussian filter width) back from an
+  image, with a bias (real images: slope about 0.9), so it is calibrated on the real samples: their
+  line maps estimates to requested units, where the real set has slope 1 by construction.
+  ``blobiness_slope_real_est|fake_est`` (raw estimator slopes), ``blobiness_slope`` (the generated
+  set's calibrated slope = fake / real raw slopes; goal 1: 0.98-1.02), ``blobiness_mae_real|fake``
+  (mean |calibrated estimate - request| per sample; the real value is the floor: one image's
+  length scale scatters about its parameter) and ``blobiness_mae_excess`` = max(0, fake - real), which
+  :func:`score` counts like ``condition_fraction_mae`` (so a run's best checkpoint follows blobiness too).
 
 :func:`score` combines them (lower is better).
 """
@@ -48,6 +58,9 @@ __all__ = [
     "n_phases_of",
     "sample_features",
     "mean_s2",
+    "axis_s2",
+    "direction_s2",
+    "blobiness_estimate",
     "speckle_stats",
     "edge_profiles",
     "edge_artefact",
@@ -61,6 +74,7 @@ __all__ = [
 SCORE_WEIGHTS = {
     "phase_fraction_err": 1.0,
     "condition_fraction_mae": 1.0,
+    "blobiness_mae_excess": 1.0,
     "s2_max_abs_err": 1.0,
     "ssa_rel_err": 0.5,
     "chord_separation_power": 1.0,
@@ -134,6 +148,121 @@ def mean_s2(x: np.ndarray, phase: int, r_max: int | None = None, periodic: bool 
         res = two_point_correlation(part == phase, periodic=periodic, r_max=r_max, workers=1, batch=True)
         out.append(res.s2 * len(part))
     return res.r_vox, np.sum(out, axis=0) / len(lab)
+
+
+def blobiness_estimate(x: np.ndarray, phase: int = 0) -> np.ndarray:
+    """Per-sample blobiness from the statistic porespy's ``blobs`` sets: the Gaussian filter width.
+
+    A Gaussian field filtered with sigma has correlation ``exp(-r^2 / (4 sigma^2))``; thresholded
+    at the quantile ``u = Phi^-1(phi)`` (``phi`` the phase fraction) it crosses a test line
+    ``exp(-u^2 / 2) / (pi sqrt(2) sigma)`` times per voxel (Rice's formula). Inverting the measured
+    crossings per voxel (all axes) gives sigma, and ``blobiness = mean(shape) / (40 sigma)``.
+    Discretisation biases it at sigma ~ 1 voxel, so compare real and generated samples (or calibrate
+    on real ones), not the raw value with the requested one.
+
+    Parameters
+    ----------
+    x : ndarray (N, [d,] h, w)
+        Labels.
+    phase : int
+        The phase whose fraction sets the threshold (0: pore in porespy data).
+
+    Returns
+    -------
+    ndarray (N,)
+        NaN for samples of one phase or without an interface.
+    """
+    from scipy.special import ndtri
+
+    lab = as_labels(x)
+    out = np.full(len(lab), np.nan)
+    for i, im in enumerate(lab):
+        phi = float(np.mean(im == phase))
+        p = float(np.nanmean(interface_intersections(im == phase)))
+        if 0 < phi < 1 and p > 0:
+            sigma = np.exp(-(ndtri(phi) ** 2) / 2) / (np.pi * np.sqrt(2) * p)
+            out[i] = np.mean(im.shape) / (40 * sigma)
+    return out
+
+
+def _blobiness_control(rl: np.ndarray, cr: np.ndarray, fl: np.ndarray, cf: np.ndarray) -> dict[str, float]:
+    """The ``blobiness_*`` metrics (module docstring) from labels and requested blobiness of both sets."""
+    er, ef = blobiness_estimate(rl), blobiness_estimate(fl)
+    okr, okf = np.isfinite(er), np.isfinite(ef)
+    if okr.sum() < 3 or okf.sum() < 3 or np.ptp(cr[okr]) <= 0 or np.ptp(cf[okf]) <= 0:
+        return {}
+    sr, ir = np.polyfit(cr[okr], er[okr], 1)
+    sf = float(np.polyfit(cf[okf], ef[okf], 1)[0])
+    if abs(sr) < 1e-12:
+        return {}
+    mae_r = float(np.mean(np.abs((er[okr] - ir) / sr - cr[okr])))
+    mae_f = float(np.mean(np.abs((ef[okf] - ir) / sr - cf[okf])))
+    return {
+        "blobiness_slope_real_est": float(sr),
+        "blobiness_slope_fake_est": sf,
+        "blobiness_slope": sf / float(sr),
+        "blobiness_mae_real": mae_r,
+        "blobiness_mae_fake": mae_f,
+        "blobiness_mae_excess": max(0.0, mae_f - mae_r),
+    }
+
+
+def direction_s2(x: np.ndarray, phase: int, direction: tuple[int, ...], r_max: int) -> np.ndarray:
+    """Sample-averaged S2 of ``phase`` at lags ``r * direction``, r = 0..r_max (non-periodic).
+
+    ``S2_d(r) = P(x and x + r d both in the phase)``, counted over the pairs that lie inside the sample.
+    ``direction`` is an integer vector, one entry per spatial axis: ``(0, 0, 1)`` is along axis 2,
+    ``(0, 1, 1)`` and ``(0, 1, -1)`` the two diagonals of the slices normal to axis 0 (a preferred
+    orientation in those slices makes them differ).
+
+    Returns
+    -------
+    ndarray (r_max + 1,)
+    """
+    ind = as_labels(x) == phase
+    spatial = ind.shape[1:]
+    d = tuple(int(v) for v in direction)
+    if len(d) != len(spatial) or not any(d):
+        raise ValueError(f"direction_s2: direction {direction} must be a non-zero integer vector of length {len(spatial)}")
+    if any(abs(k) * r_max >= n for k, n in zip(d, spatial)):
+        raise ValueError(f"direction_s2: r_max {r_max} along {d} leaves samples of shape {spatial}")
+    out = np.empty(r_max + 1)
+    for r in range(r_max + 1):
+        lo, hi = [slice(None)], [slice(None)]
+        for k, n in zip(d, spatial):
+            s = k * r
+            lo.append(slice(max(0, -s), n - max(0, s)))
+            hi.append(slice(max(0, s), n - max(0, -s)))
+        a, b = ind[tuple(lo)], ind[tuple(hi)]
+        out[r] = np.count_nonzero(a & b) / a.size
+    return out
+
+
+def axis_s2(x: np.ndarray, phase: int, r_max: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Sample-averaged S2 of ``phase`` along each axis separately (non-periodic): what anisotropy changes.
+
+    Parameters
+    ----------
+    x : ndarray (N, [d,] h, w)
+        Labels (or one-hot-ready values, rounded).
+    phase : int
+        The phase.
+    r_max : int, optional
+        Largest lag (default half the smallest side).
+
+    Returns
+    -------
+    r : ndarray (r_max + 1,)
+        Lags in voxels.
+    s2 : ndarray (ndim, r_max + 1)
+        ``s2[a, r]``: the mean over samples of S2 along spatial axis ``a`` at lag ``r`` (:func:`direction_s2`).
+    """
+    spatial = np.shape(x)[1:]
+    r_max = int(r_max if r_max is not None else min(spatial) // 2)
+    if r_max >= min(spatial):
+        raise ValueError(f"axis_s2: r_max {r_max} must be smaller than the smallest side of samples of shape {spatial}")
+    unit = np.eye(len(spatial), dtype=int)
+    return np.arange(r_max + 1), np.stack([direction_s2(x, phase, tuple(unit[a]), r_max) for a in range(len(spatial))])
 
 
 def speckle_stats(x: np.ndarray, n_phases: int) -> tuple[float, float]:
@@ -298,6 +427,13 @@ def physics_metrics(
     m["one_voxel_islands_real"], m["one_voxel_islands_fake"] = float(ir), float(if1)
     m["one_voxel_chord_ratio"] = float(cf1 / cr) if cr else float("nan")
     m["one_voxel_island_ratio"] = float(if1 / ir) if ir else float("nan")
+    names = list(attrs.get("condition_names") or [])
+    if "blobiness" in names and P == 2 and real[1] is not None and fake[1] is not None:
+        j = names.index("blobiness")
+        cr = np.asarray(real[1], dtype=np.float64)
+        cb = np.asarray(fake[1], dtype=np.float64)
+        if cr.ndim == 2 and cb.ndim == 2 and j < min(cr.shape[1], cb.shape[1]) and len(cr) == len(rl) and len(cb) == len(fl):
+            m.update(_blobiness_control(rl, cr[:, j], fl, cb[:, j]))
     return m
 
 
