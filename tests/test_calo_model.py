@@ -610,3 +610,45 @@ def test_extras_summary_coordinate_is_the_overflow_energy():
     xd = rng.exponential(5.0, size=(32, ds1.n_features))
     td = CaloTransform(summary_extras=True).fit(xd, rng.uniform(1e3, 1e5, size=(32, 1)), ds1.to_attrs())
     assert not td.stats["summary_extras"]
+
+
+@pytest.mark.parametrize("options", [
+    {"cell_noise": True, "noise_head": "layer", "occupancy": True},  # the presets
+    {"cell_noise": True, "noise_head": "layer", "occupancy": True, "layer_hidden": False, "pattern_conv": 2},
+    {"cell_noise": True, "noise_head": "cell", "occupancy": False},  # the relative threshold, a full noise head
+    {"cell_noise": False, "sparsify": False},
+], ids=["presets", "conv-no-hidden", "threshold", "dense"])
+def test_sampling_path_equals_the_training_forward(options):
+    """Without gradients the generator runs its element-wise steps in place: its cells equal the training forward's
+    bit for bit for the same latents; the direct physical path (no log / exp round trip) equals the inverse transform
+    of the model-space output to float rounding, with the same exact zeros, and is what ``generate_batch`` uses."""
+    from physgan.sampling import generate_batch
+
+    rng = np.random.default_rng(3)
+    stats = _occupancy_stats(CALOGAN, rng, rng.choice([0.01, 0.3, 0.9], size=CALOGAN.n_features))
+    t = CaloTransform()
+    t.stats = stats
+    n = CALOGAN.n_features
+    spec = ModelSpec(sample_shape=t.model_shape((n,)), n_cond=1, condition_names=["energy"], z_dim=8, width=24, depth=3,
+                     embed_dim=8, attrs=CALOGAN.to_attrs(), data_stats=stats, options=options)
+    torch.manual_seed(5)
+    g = build_generator(spec)
+    with torch.no_grad():  # non-trivial FiLM and noise shifts, as after training
+        for p in g.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    z, c = torch.randn(64, *g.latent_shape()), torch.randn(64, 1)
+    c_phys = torch.exp(torch.randn(64, 1)) * 10.0
+    u_train = g.physics(z, c)["u"]
+    y = g(z, c)
+    with torch.no_grad():
+        u_sample = g.physics(z, c)["u"]
+        direct = g.sample_physical(z, c, c_phys, t)
+        trip = t.inverse(y.detach(), c_phys)
+        via_engine = generate_batch(g, t, lambda cc: c, c_phys, z)
+    assert torch.equal(u_sample, u_train.detach())
+    assert (u_sample == 0).any() == (options.get("sparsify", True))
+    assert torch.equal(direct == 0, trip == 0)
+    torch.testing.assert_close(direct, trip, rtol=2e-5, atol=0.0)
+    assert torch.equal(via_engine, direct)
+    y.sum().backward()  # the training forward still has its gradients
+    assert all(p.grad is not None for p in g.patterns.parameters())

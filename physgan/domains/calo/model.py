@@ -124,6 +124,13 @@ S_MAX = 0.99
 #: (E_2 ~ 1e-6 E_inc) had input gradients up to 21 (through the widths), and with per-cell noise the penalty
 #: spiked to 24-40 and training diverged at step ~400 (measured, quickstart data).
 MOMENT_FLOOR = 0.05
+#: Negative slope of the generator's LeakyReLU.
+LEAKY_SLOPE = 0.2
+
+
+def _leaky(x: torch.Tensor, grad: bool) -> torch.Tensor:
+    """LeakyReLU of the generator, in place on ``x`` (a fresh tensor) when gradients are off."""
+    return torch.nn.functional.leaky_relu(x, LEAKY_SLOPE, inplace=not grad)
 
 
 def geometry_for_spec(spec: ModelSpec) -> CaloGeometry:
@@ -246,7 +253,6 @@ class CaloGenerator(nn.Module):
         self.inp = nn.Linear(self.z_dim + spec.embed_dim, width)
         self.blocks = nn.ModuleList(nn.Linear(width, width) for _ in range(depth - 1))
         self.films = nn.ModuleList(FiLM(spec.embed_dim, width) for _ in range(depth))
-        self.act = nn.LeakyReLU(0.2)
         groups = layer_groups(geom)
         self.n_groups = len(groups)
         self.group_sizes = [len(g) for g in groups]
@@ -304,7 +310,7 @@ class CaloGenerator(nn.Module):
                 self.fractions.bias.copy_(torch.as_tensor(np.log(share + 1e-6), dtype=torch.float32))
         layer_hidden = _opt(spec, "layer_hidden", self.n_groups <= 8)
         self.layer_hidden = nn.ModuleList(
-            nn.Sequential(nn.Linear(width, width), nn.LeakyReLU(0.2)) if layer_hidden else nn.Identity()
+            nn.Sequential(nn.Linear(width, width), nn.LeakyReLU(LEAKY_SLOPE, inplace=True)) if layer_hidden else nn.Identity()
             for _ in groups
         )
         self.patterns = nn.ModuleList(nn.Linear(width, n) for n in self.group_sizes)
@@ -425,23 +431,24 @@ class CaloGenerator(nn.Module):
             raise ConfigError("the calorimeter generator has a fixed geometry: latent scale must be 1")
         return (self.z_dim + self.n_features * (int(self.cell_noise) + int(self.occupancy)),)
 
-    def _hit_mask(self, k: int, h: torch.Tensor, c: torch.Tensor, hottest: torch.Tensor,
+    def _hit_mask(self, k: int, occ_shift: torch.Tensor, c: torch.Tensor,
                   draw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Hard hit / miss mask of group ``k`` and, when gradients are on, its zero-valued straight-through term.
+        """Hit / miss mask of group ``k`` (bool, ``True``: hit) and, when gradients are on, its zero-valued straight-through
+        term.
 
         A cell is hit when its N(0, 1) draw ``n`` lies below its occupancy logit ``o`` (probit: ``P(hit) = Phi(o)``);
-        the group's hottest cell (index ``hottest``, (B, 1)) is always hit, so the group keeps its energy. The
-        relaxation is ``soft = sigmoid((o - n) / T)`` (``occupancy_temperature``), whose expected slope tends to
-        ``dP(hit)/do``.
+        ``occ_shift`` is ``occupancy_shift(h)`` (B, n_groups). The caller sets the group's hottest cell to hit, so the
+        group keeps its energy. The relaxation is ``soft = sigmoid((o - n) / T)`` (``occupancy_temperature``), whose
+        expected slope tends to ``dP(hit)/do``.
         """
-        logit = self.occupancy_logit[k] + self.occupancy_shift(h)[:, k : k + 1]
+        logit = self.occupancy_logit[k] + occ_shift[:, k : k + 1]
         if self.occupancy_slope is not None:  # condition 0: the normalised log incident energy
             logit = logit + c[:, :1] * self.occupancy_slope[k]
-        hard = (draw < logit).to(draw.dtype).scatter(1, hottest, 1.0)
+        hit = draw < logit
         if not torch.is_grad_enabled():
-            return hard, None
+            return hit, None
         soft = torch.sigmoid((logit - draw) / self.occupancy_temperature)
-        return hard, soft - soft.detach()
+        return hit, soft - soft.detach()
 
     def _to_flat(self, parts: list[torch.Tensor]) -> torch.Tensor:
         """Per-group tensors ``(B, group_size)`` -> ``(B, n_features)`` in flat order."""
@@ -496,17 +503,24 @@ class CaloGenerator(nn.Module):
             raise ConfigError(f"calo generator: latent of shape {tuple(z.shape)}, expected (B, {self.latent_shape()[0]})")
         e = self.embed(c)
         nf = self.n_features
+        # without gradients (sampling) the element-wise steps below run in place on fresh tensors: the same values in
+        # fewer passes over (B, width) and (B, cells) arrays (tests/test_calo_model.py checks both paths agree)
+        grad = torch.is_grad_enabled()
         noise = z[:, self.z_dim : self.z_dim + nf] if self.cell_noise else None
         draws = z[:, self.z_dim + nf * int(self.cell_noise) :] if self.occupancy else None
         z = z[:, : self.z_dim]
-        h = self.act(self.films[0](self.inp(torch.cat([z, e], dim=1)), e))
+        h = _leaky(self.films[0](self.inp(torch.cat([z, e], dim=1)), e), grad)
         for block, film in zip(self.blocks, self.films[1:]):
-            h = self.act(film(block(h), e)) + h
+            a = _leaky(film(block(h), e), grad)
+            h = a.add_(h) if not grad else a + h
         response = (self.response_lo + self.response_span * torch.sigmoid(self.response(h))).squeeze(1)
         fractions = torch.softmax(self.fractions(h), dim=1)
         group_energy = response[:, None] * fractions
         s = None if self.occupancy else S_MAX * torch.sigmoid(self.thresholds(h))  # < 1: the hottest cell survives
-        shift = self.noise_shift(h) if noise is not None and self.noise_head == "layer" else None
+        # the per-layer noise head: sigma = exp(log_scale_i) exp(shift_g(h)), applied as (n exp(log_scale)) exp(shift)
+        # (no exp over a (B, cells) array); one occupancy shift per group, computed once
+        shift = torch.exp(self.noise_shift(h)) if noise is not None and self.noise_head == "layer" else None
+        occ_shift = self.occupancy_shift(h) if draws is not None else None
         parts, st_parts, hit_parts = [], [], []
         all_logits = []
         for k, (hid, head) in enumerate(zip(self.layer_hidden, self.patterns)):
@@ -514,32 +528,38 @@ class CaloGenerator(nn.Module):
             logits = head(hk)
             lo, hi = self.noise_offsets[k], self.noise_offsets[k + 1]
             if noise is not None:
-                log_sigma = self.noise_scales[k](hk) if shift is None else self.noise_log_scale[k] + shift[:, k : k + 1]
-                logits = torch.addcmul(logits, torch.exp(log_sigma), noise[:, lo:hi])
+                if shift is None:
+                    logits = torch.addcmul(logits, torch.exp(self.noise_scales[k](hk)), noise[:, lo:hi])
+                else:
+                    scaled = noise[:, lo:hi] * torch.exp(self.noise_log_scale[k])
+                    logits = logits.addcmul_(scaled, shift[:, k : k + 1]) if not grad else torch.addcmul(logits, scaled, shift[:, k : k + 1])
             all_logits.append(logits)
         if self.pattern_conv is not None:
             all_logits = self._conv_logits(all_logits, noise)
         for k, logits in enumerate(all_logits):
             lo, hi = self.noise_offsets[k], self.noise_offsets[k + 1]
             # the pattern unnormalised, exp(a - max a): every use below renormalises, so the softmax's division is
-            # not needed, and the max gives the hottest cell's index (no separate argmax)
+            # not needed, and the max gives the hottest cell's index (no separate argmax); exp(0) = 1 there exactly
             top, hottest = logits.max(dim=1, keepdim=True)
-            w = torch.exp(logits - top)
+            w = logits.sub_(top).exp_() if not grad else torch.exp(logits - top)
             e_k = group_energy[:, k : k + 1]
             st = None
             if self.group_sparse[k] and draws is not None:
-                hard, st = self._hit_mask(k, h, c, hottest, draws[:, lo:hi])
-                scale = e_k / (w * hard).sum(dim=1, keepdim=True)
+                hit, st = self._hit_mask(k, occ_shift, c, draws[:, lo:hi])
                 if st is not None:
-                    hit_parts.append((w * scale).detach())
-                part = w * hard * scale
+                    hit_parts.append(w.detach())  # rescaled below, once the group's sum is known
+                wm = (w.mul_(hit) if not grad else w * hit).scatter_(1, hottest, 1.0)  # missed cells exact zeros
+                scale = e_k / wm.sum(dim=1, keepdim=True)
+                if st is not None:
+                    hit_parts[-1] = hit_parts[-1] * scale.detach()
+                part = wm.mul_(scale) if not grad else wm * scale
             elif self.group_sparse[k]:  # relative threshold s * max(w), and max(w) = 1
                 g = torch.relu(w - s[:, k : k + 1])
                 part = g * (e_k / g.sum(dim=1, keepdim=True))
             else:
-                part = w * (e_k / w.sum(dim=1, keepdim=True))
+                part = w.mul_(e_k / w.sum(dim=1, keepdim=True)) if not grad else w * (e_k / w.sum(dim=1, keepdim=True))
             parts.append(part)
-            if draws is not None and torch.is_grad_enabled():
+            if draws is not None and grad:
                 st_parts.append(st if st is not None else torch.zeros_like(part))
                 if st is None:
                     hit_parts.append(part.detach())
@@ -577,6 +597,15 @@ class CaloGenerator(nn.Module):
         """Model-space cells only ``(B, n_features)`` for sampling: the summary coordinates, which the inverse
         transform drops, are not computed."""
         return fractions_to_model(self.physics(z, c)["u"], self.eps)
+
+    def sample_physical(self, z: torch.Tensor, c: torch.Tensor, c_phys: torch.Tensor, transform: Any) -> torch.Tensor:
+        """Physical showers (MeV) for sampling: ``transform.from_fractions`` of :meth:`physics`'s cells, without the
+        log of :func:`~physgan.domains.calo.transform.fractions_to_model` and the exp of the inverse transform, which
+        undo each other; equal to ``transform.inverse(self.sample_model(z, c), c_phys)`` to float rounding (the round
+        trip's own error, ~1e-6 relative), with the same exact zeros."""
+        if not math.isclose(float(transform.eps), self.eps, rel_tol=1e-12):
+            raise ConfigError(f"calo generator: eps {self.eps} differs from the transform's {transform.eps}")
+        return transform.from_fractions(self.physics(z, c)["u"].float(), c_phys, inplace=True)
 
 
 class CaloCritic(nn.Module):

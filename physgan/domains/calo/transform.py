@@ -582,4 +582,15 @@ class CaloTransform(Transform):
         y = torch.as_tensor(y)
         if self.has_summaries:
             y = y[:, : int(self.stats["n_features"])]
-        return model_to_fractions(y, self.eps, snap=True) * self._e_mev(y, c)
+        return self.from_fractions(model_to_fractions(y, self.eps, snap=False), c)
+
+    def from_fractions(self, u: torch.Tensor, c: torch.Tensor | None = None, inplace: bool = False) -> torch.Tensor:
+        """Showers in MeV from cell energies / E_inc ``u`` (the last step of :meth:`inverse`, and the whole of it for a
+        generator that makes ``u`` itself, :meth:`~physgan.domains.calo.model.CaloGenerator.sample_physical`).
+
+        Values at or below ``eps / 2`` become exact zeros (the snap of :func:`model_to_fractions`); ``inplace`` reuses
+        ``u``'s memory (a fresh tensor of the caller's).
+        """
+        u = torch.nn.functional.threshold(u, 0.5 * self.eps, 0.0, inplace=inplace)
+        e = self._e_mev(u, c)
+        return u.mul_(e) if inplace else u * e
