@@ -232,7 +232,8 @@ class CaloGenerator(nn.Module):
     ----------
     spec : ModelSpec
         ``z_dim``, ``width``, ``depth`` (hidden layers of the shared trunk, >= 1), ``embed_dim``;
-        ``options``: ``eps`` (log offset, as the transform), ``sparsify`` (default True),
+        ``options``: ``generator_width`` (the trunk's width when it differs from the critic's ``width``),
+        ``sparsify`` (default True),
         ``layer_hidden`` (a private hidden layer per group; default: when there are <= 8 groups),
         ``response_range`` (bounds of E_sum / E_inc; default from ``data_stats``, see :func:`_response_range`),
         ``data_stats`` (the fitted transform's statistics, passed by the engine: response range and mean, mean
@@ -248,7 +249,9 @@ class CaloGenerator(nn.Module):
         self.z_dim, self.n_features = int(spec.z_dim), geom.n_features
         self.eps = _eps(spec)
         self.sparsify = bool(_opt(spec, "sparsify", True))
-        width, depth = int(spec.width), max(1, int(spec.depth))
+        width, depth = int(_opt(spec, "generator_width", None) or spec.width), max(1, int(spec.depth))
+        if width < 1:
+            raise ConfigError(f"calo model: generator_width must be >= 1, got {width}")
         self.embed = ConditionEmbedding(spec.n_cond, spec.embed_dim)
         self.inp = nn.Linear(self.z_dim + spec.embed_dim, width)
         self.blocks = nn.ModuleList(nn.Linear(width, width) for _ in range(depth - 1))
@@ -531,8 +534,8 @@ class CaloGenerator(nn.Module):
                 if shift is None:
                     logits = torch.addcmul(logits, torch.exp(self.noise_scales[k](hk)), noise[:, lo:hi])
                 else:
-                    scaled = noise[:, lo:hi] * torch.exp(self.noise_log_scale[k])
-                    logits = logits.addcmul_(scaled, shift[:, k : k + 1]) if not grad else torch.addcmul(logits, scaled, shift[:, k : k + 1])
+                    scaled, sk = noise[:, lo:hi] * torch.exp(self.noise_log_scale[k]), shift[:, k : k + 1]
+                    logits = logits.addcmul_(scaled, sk) if not grad else torch.addcmul(logits, scaled, sk)
             all_logits.append(logits)
         if self.pattern_conv is not None:
             all_logits = self._conv_logits(all_logits, noise)

@@ -22,6 +22,7 @@ class CaloModelOptions:
 
     sparsify: bool = True  # generator: learned threshold zeroes small cells
     threshold_init: float = 1e-3  # initial relative threshold
+    generator_width: int | None = None  # hidden width of the generator (None: model.width, the critic's too; issue 19)
     layer_hidden: bool | None = None  # hidden layer of the layer-energy head (None: when <= 8 layer groups)
     pattern_scale_mm: float = 20.0  # initial lateral pattern softmax(-r / scale)
     response_range: tuple[float, float] | None = None  # bounds of E_sum / E_inc (None: from the data)
