@@ -363,6 +363,31 @@ class CaloGenerator(nn.Module):
                 self.noise_shift = nn.Linear(width, self.n_groups)
                 nn.init.normal_(self.noise_shift.weight, std=0.01)
                 nn.init.zeros_(self.noise_shift.bias)
+        # option extras_noise: the extras (CaloGAN's overflow) get a noise scale of their own, log sigma = a + b t + d(h)
+        # with t the normalised log incident energy (condition 0), a, b the data's line (cell_log_std_line) and d one
+        # condition-dependent shift per extra, instead of a per-cell scale times their layer group's shift
+        self.extras_noise = bool(_opt(spec, "extras_noise", False)) and geom.n_extra > 0
+        if self.extras_noise:
+            if not (self.cell_noise and self.noise_head == "layer"):
+                raise ConfigError("calo model: extras_noise needs cell_noise with noise_head 'layer'")
+            extra_idx = np.concatenate([idx[idx >= geom.n_cells] for idx in groups])  # the extras in group order
+            a = np.asarray(data.get("cell_log_std_a", []), dtype=np.float64)
+            b = np.asarray(data.get("cell_log_std_b", []), dtype=np.float64)
+            if a.shape == b.shape == (geom.n_features,) and np.isfinite(a[extra_idx]).all() and np.isfinite(b[extra_idx]).all():
+                a, b = a[extra_idx], b[extra_idx]
+            else:  # the energy-averaged scale, flat in energy
+                fg = feature_groups(geom)
+                pos = {int(i): j for g_idx in groups for j, i in enumerate(g_idx)}
+                a = np.array([float(log_sd[fg[i]][pos[int(i)]]) for i in extra_idx])
+                b = np.zeros(len(extra_idx))
+            self.extra_log_scale = nn.Parameter(torch.as_tensor(a, dtype=torch.float32))
+            self.extra_slope = nn.Parameter(torch.as_tensor(b, dtype=torch.float32))
+            self.extra_noise_shift = nn.Linear(width, len(extra_idx))
+            nn.init.normal_(self.extra_noise_shift.weight, std=0.01)
+            nn.init.zeros_(self.extra_noise_shift.bias)
+            n_cells_in = [int((idx < geom.n_cells).sum()) for idx in groups]  # the extras follow a group's cells
+            ends = np.cumsum([len(idx) - nc for idx, nc in zip(groups, n_cells_in)]).tolist()
+            self.extra_runs = [(nc, e - (len(idx) - nc), e) for idx, nc, e in zip(groups, n_cells_in, ends)]
         # zero-inflated occupancy: a per-cell hit / miss draw replaces the relative threshold (module docstring)
         self.occupancy = bool(_opt(spec, "occupancy", False))
         self.occupancy_temperature = float(_opt(spec, "occupancy_temperature", 0.5))
@@ -436,8 +461,8 @@ class CaloGenerator(nn.Module):
 
     def _hit_mask(self, k: int, occ_shift: torch.Tensor, c: torch.Tensor,
                   draw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Hit / miss mask of group ``k`` (bool, ``True``: hit) and, when gradients are on, its zero-valued straight-through
-        term.
+        """Miss mask of group ``k`` (bool, ``True``: missed) and, when gradients are on, the zero-valued straight-through
+        term of its hit draws.
 
         A cell is hit when its N(0, 1) draw ``n`` lies below its occupancy logit ``o`` (probit: ``P(hit) = Phi(o)``);
         ``occ_shift`` is ``occupancy_shift(h)`` (B, n_groups). The caller sets the group's hottest cell to hit, so the
@@ -447,11 +472,11 @@ class CaloGenerator(nn.Module):
         logit = self.occupancy_logit[k] + occ_shift[:, k : k + 1]
         if self.occupancy_slope is not None:  # condition 0: the normalised log incident energy
             logit = logit + c[:, :1] * self.occupancy_slope[k]
-        hit = draw < logit
+        miss = draw >= logit
         if not torch.is_grad_enabled():
-            return hit, None
+            return miss, None
         soft = torch.sigmoid((logit - draw) / self.occupancy_temperature)
-        return hit, soft - soft.detach()
+        return miss, soft - soft.detach()
 
     def _to_flat(self, parts: list[torch.Tensor]) -> torch.Tensor:
         """Per-group tensors ``(B, group_size)`` -> ``(B, n_features)`` in flat order."""
@@ -524,6 +549,7 @@ class CaloGenerator(nn.Module):
         # (no exp over a (B, cells) array); one occupancy shift per group, computed once
         shift = torch.exp(self.noise_shift(h)) if noise is not None and self.noise_head == "layer" else None
         occ_shift = self.occupancy_shift(h) if draws is not None else None
+        x_shift = self.extra_noise_shift(h) if shift is not None and self.extras_noise else None
         parts, st_parts, hit_parts = [], [], []
         all_logits = []
         for k, (hid, head) in enumerate(zip(self.layer_hidden, self.patterns)):
@@ -535,7 +561,17 @@ class CaloGenerator(nn.Module):
                     logits = torch.addcmul(logits, torch.exp(self.noise_scales[k](hk)), noise[:, lo:hi])
                 else:
                     scaled, sk = noise[:, lo:hi] * torch.exp(self.noise_log_scale[k]), shift[:, k : k + 1]
-                    logits = logits.addcmul_(scaled, sk) if not grad else torch.addcmul(logits, scaled, sk)
+                    nc, xa, xb = self.extra_runs[k] if self.extras_noise else (hi - lo, 0, 0)
+                    if xb == xa:
+                        logits = logits.addcmul_(scaled, sk) if not grad else torch.addcmul(logits, scaled, sk)
+                    else:  # the group's cells, then its extras with their own scale
+                        sx = torch.exp(self.extra_log_scale[xa:xb] + c[:, :1] * self.extra_slope[xa:xb] + x_shift[:, xa:xb])
+                        if not grad:
+                            logits[:, :nc].addcmul_(scaled[:, :nc], sk)
+                            logits[:, nc:].addcmul_(noise[:, lo + nc : hi], sx)
+                        else:
+                            logits = torch.cat([torch.addcmul(logits[:, :nc], scaled[:, :nc], sk),
+                                                torch.addcmul(logits[:, nc:], noise[:, lo + nc : hi], sx)], dim=1)
             all_logits.append(logits)
         if self.pattern_conv is not None:
             all_logits = self._conv_logits(all_logits, noise)
@@ -548,10 +584,10 @@ class CaloGenerator(nn.Module):
             e_k = group_energy[:, k : k + 1]
             st = None
             if self.group_sparse[k] and draws is not None:
-                hit, st = self._hit_mask(k, occ_shift, c, draws[:, lo:hi])
+                miss, st = self._hit_mask(k, occ_shift, c, draws[:, lo:hi])
                 if st is not None:
                     hit_parts.append(w.detach())  # rescaled below, once the group's sum is known
-                wm = (w.mul_(hit) if not grad else w * hit).scatter_(1, hottest, 1.0)  # missed cells exact zeros
+                wm = (w.masked_fill_(miss, 0.0) if not grad else w.masked_fill(miss, 0.0)).scatter_(1, hottest, 1.0)
                 scale = e_k / wm.sum(dim=1, keepdim=True)
                 if st is not None:
                     hit_parts[-1] = hit_parts[-1] * scale.detach()
