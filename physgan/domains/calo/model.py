@@ -78,6 +78,15 @@ and physics MLPs; ``pattern_conv`` (channels) gives the generator one over the p
 log shares and the per-cell noise, its output added to the logits (it starts at 0, so the generator starts as
 without it).
 
+Sampling (``bench/RESULTS.md`` §13, fourth session): :meth:`CaloGenerator.physics` is one code path for training and
+sampling; without gradients its element-wise steps run in place (the same values, fewer passes over (B, cells)
+arrays), and :meth:`CaloGenerator.sample_physical` hands its cells to the transform's last step
+(:meth:`~physgan.domains.calo.transform.CaloTransform.from_fractions`) instead of taking the log of
+:func:`~physgan.domains.calo.transform.fractions_to_model` for the inverse transform's exp to undo. Option
+``generator_width`` gives the generator a width of its own (narrower than the critic's ``model.width``). Option
+``extras_noise`` gives the extras (CaloGAN's overflow) a noise scale of their own that follows the incident energy
+from the start (the data's line of the spread, :func:`~physgan.domains.calo.transform.cell_log_std_line`).
+
 References
 ----------
 .. [1] I. Gulrajani et al., "Improved Training of Wasserstein GANs", NeurIPS 2017, arXiv:1704.00028.
