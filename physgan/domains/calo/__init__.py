@@ -52,9 +52,9 @@ def detect(header: Any) -> bool:
 #: 0.74), so it is not among them.
 G_OPTIONS: dict[str, Any] = {"cell_noise": True, "noise_head": "layer", "occupancy": True}
 #: The CPU presets' generator is half as wide as their critic (``generator_width``): at quickstart size G 42 539 instead
-#: of 100 811 parameters kept every separation within ~0.01 of the full width (AUC 0.74 vs 0.85, one seed each), and the
-#: default preset's G generates ~1.6x faster (``bench/RESULTS.md`` §13, fourth session). Not measured on a GPU: the
-#: ``gpu`` preset keeps one width.
+#: of 100 811 parameters kept every separation within ~0.01 of the full width (AUC 0.74 / 0.72 over two seeds vs 0.85,
+#: every centre and width < 0.05 in both), and the default preset's G generates ~1.6x faster (``bench/RESULTS.md`` §13,
+#: fourth session). Not measured on a GPU: the ``gpu`` preset keeps one width.
 
 #: Named config overrides (sections train / model / data of the engine config): sizes and schedules; the
 #: objective and optimiser come from the recipe (``--recipe``, default gulrajani2017).
