@@ -55,7 +55,7 @@ class FiLM(nn.Module):
     def forward(self, h: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
         gamma, beta = self.to_gamma_beta(e).chunk(2, dim=1)
         shape = (h.shape[0], h.shape[1]) + (1,) * (h.ndim - 2)
-        return torch.addcmul(beta.view(shape), h, 1 + gamma.view(shape))  # h (1 + gamma) + beta in one pass
+        return h * (1 + gamma.view(shape)) + beta.view(shape)
 
 
 class ProjectionHead(nn.Module):
