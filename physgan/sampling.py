@@ -18,7 +18,9 @@ def generate_batch(G, transform, normaliser, c_phys: torch.Tensor, z: torch.Tens
     G : nn.Module
         ``G(z, c_normalised) -> model-space samples``. A generator may offer ``G.sample_model(z, c)``:
         the same samples without the parts ``transform.inverse`` drops (e.g. calo's summary coordinates);
-        it is used when present.
+        it is used when present. A generator may also offer ``G.sample_physical(z, c, c_phys, transform)``: the
+        physical samples themselves, equal to ``transform.inverse(G.sample_model(z, c), c_phys)`` to rounding, made
+        without the model-space map and its inverse (calo: a log and an exp of every cell); it is used first.
     transform
         The run's fitted transform (``inverse(y, c_phys)`` back to physical units).
     normaliser : callable
@@ -35,6 +37,9 @@ def generate_batch(G, transform, normaliser, c_phys: torch.Tensor, z: torch.Tens
     Tensor
         Float32 physical samples on ``z``'s device.
     """
+    physical = getattr(G, "sample_physical", None)
     with autocast(precision, z.device):
+        if physical is not None:
+            return physical(z, normaliser(c_phys), c_phys, transform).float()
         y = getattr(G, "sample_model", G)(z, normaliser(c_phys))
     return transform.inverse(y.float(), c_phys)

@@ -610,3 +610,88 @@ def test_extras_summary_coordinate_is_the_overflow_energy():
     xd = rng.exponential(5.0, size=(32, ds1.n_features))
     td = CaloTransform(summary_extras=True).fit(xd, rng.uniform(1e3, 1e5, size=(32, 1)), ds1.to_attrs())
     assert not td.stats["summary_extras"]
+
+
+@pytest.mark.parametrize("options", [
+    {"cell_noise": True, "noise_head": "layer", "occupancy": True},  # the presets
+    {"cell_noise": True, "noise_head": "layer", "occupancy": True, "layer_hidden": False, "pattern_conv": 2},
+    {"cell_noise": True, "noise_head": "layer", "occupancy": True, "extras_noise": True, "generator_width": 16},
+    {"cell_noise": True, "noise_head": "cell", "occupancy": False},  # the relative threshold, a full noise head
+    {"cell_noise": False, "sparsify": False},
+], ids=["presets", "conv-no-hidden", "extras-narrow", "threshold", "dense"])
+def test_sampling_path_equals_the_training_forward(options):
+    """Without gradients the generator runs its element-wise steps in place: its cells equal the training forward's
+    bit for bit for the same latents; the direct physical path (no log / exp round trip) equals the inverse transform
+    of the model-space output to float rounding, with the same exact zeros, and is what ``generate_batch`` uses."""
+    from physgan.sampling import generate_batch
+
+    rng = np.random.default_rng(3)
+    stats = _occupancy_stats(CALOGAN, rng, rng.choice([0.01, 0.3, 0.9], size=CALOGAN.n_features))
+    t = CaloTransform()
+    t.stats = stats
+    n = CALOGAN.n_features
+    spec = ModelSpec(sample_shape=t.model_shape((n,)), n_cond=1, condition_names=["energy"], z_dim=8, width=24, depth=3,
+                     embed_dim=8, attrs=CALOGAN.to_attrs(), data_stats=stats, options=options)
+    torch.manual_seed(5)
+    g = build_generator(spec)
+    with torch.no_grad():  # non-trivial FiLM and noise shifts, as after training
+        for p in g.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    z, c = torch.randn(64, *g.latent_shape()), torch.randn(64, 1)
+    c_phys = torch.exp(torch.randn(64, 1)) * 10.0
+    u_train = g.physics(z, c)["u"]
+    y = g(z, c)
+    with torch.no_grad():
+        u_sample = g.physics(z, c)["u"]
+        direct = g.sample_physical(z, c, c_phys, t)
+        trip = t.inverse(y.detach(), c_phys)
+        via_engine = generate_batch(g, t, lambda cc: c, c_phys, z)
+    assert torch.equal(u_sample, u_train.detach())
+    assert (u_sample == 0).any() == (options.get("sparsify", True))
+    assert torch.equal(direct == 0, trip == 0)
+    torch.testing.assert_close(direct, trip, rtol=2e-5, atol=0.0)
+    assert torch.equal(via_engine, direct)
+    y.sum().backward()  # the training forward still has its gradients
+    assert all(p.grad is not None for p in g.patterns.parameters())
+
+
+def test_extras_noise_follows_the_datas_spread_against_the_energy():
+    """``cell_log_std_line`` recovers a known line of the log spread in the standardised log energy; with
+    ``extras_noise`` the untrained generator's overflow share spreads as that line says, at low and at high energy
+    (one energy-averaged scale would be too narrow at one end and too wide at the other), and ``generator_width``
+    narrows G alone."""
+    from physgan.domains.calo.transform import cell_log_std_line
+
+    rng = np.random.default_rng(7)
+    n, geom = 20000, CALOGAN
+    e = np.exp(rng.uniform(np.log(1.0), np.log(100.0), n))
+    t = (np.log(e) - np.log(e).mean()) / np.log(e).std()
+    sd_true = np.exp(-1.0 - 0.3 * t)  # the overflow's log share: wide at low energy, narrow at high
+    x = rng.exponential(1.0, size=(n, geom.n_features)) * (rng.random((n, geom.n_features)) < 0.5)
+    x[:, : geom.n_cells] += 1.0  # every cell hit
+    for i in range(geom.n_layers):
+        x[:, geom.n_cells + i] = 0.01 * x[:, geom.layer_slice(i)].sum(1) * np.exp(sd_true * rng.standard_normal(n))
+    a, b = cell_log_std_line(x, e, feature_groups(geom))
+    extra = geom.n_cells + np.arange(geom.n_layers)
+    np.testing.assert_allclose(b[extra], -0.3, atol=0.05)
+    np.testing.assert_allclose(a[extra], -1.0, atol=0.1)
+    stats = CaloTransform().fit(x, e[:, None] / 1000.0, geom.to_attrs()).stats  # CaloGAN energies in GeV
+    opts = {"cell_noise": True, "noise_head": "layer", "occupancy": True, "extras_noise": True}
+    spec = ModelSpec(sample_shape=(geom.n_features + len(stats["summary_mean"]),), n_cond=1, condition_names=["energy"],
+                     z_dim=8, width=24, depth=2, embed_dim=8, attrs=geom.to_attrs(), data_stats=stats, options=opts)
+    torch.manual_seed(0)
+    g = build_generator(spec)
+    for tt in (-1.5, 1.5):
+        c = torch.full((4000, 1), tt)
+        with torch.no_grad():
+            u = g.physics(torch.randn(4000, *g.latent_shape()), c)["u"].numpy()
+        i, sl = geom.n_cells + 1, geom.layer_slice(1)  # layer 1's overflow: its share of the layer group
+        hit = u[:, i] > 0
+        share = np.log(u[hit, i] / (u[hit, sl].sum(1) + u[hit, i]))
+        assert abs(share.std() / np.exp(-1.0 - 0.3 * tt) - 1.0) < 0.25
+    narrow = build_generator(ModelSpec(**{**spec.__dict__, "options": {**opts, "generator_width": 12}}))
+    assert narrow.inp.out_features == 12 and sum(p.numel() for p in narrow.parameters()) < sum(p.numel() for p in g.parameters())
+    from physgan.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="extras_noise"):
+        build_generator(ModelSpec(**{**spec.__dict__, "options": {**opts, "noise_head": "cell"}}))

@@ -78,6 +78,15 @@ and physics MLPs; ``pattern_conv`` (channels) gives the generator one over the p
 log shares and the per-cell noise, its output added to the logits (it starts at 0, so the generator starts as
 without it).
 
+Sampling (``bench/RESULTS.md`` §13, fourth session): :meth:`CaloGenerator.physics` is one code path for training and
+sampling; without gradients its element-wise steps run in place (the same values, fewer passes over (B, cells)
+arrays), and :meth:`CaloGenerator.sample_physical` hands its cells to the transform's last step
+(:meth:`~physgan.domains.calo.transform.CaloTransform.from_fractions`) instead of taking the log of
+:func:`~physgan.domains.calo.transform.fractions_to_model` for the inverse transform's exp to undo. Option
+``generator_width`` gives the generator a width of its own (narrower than the critic's ``model.width``). Option
+``extras_noise`` gives the extras (CaloGAN's overflow) a noise scale of their own that follows the incident energy
+from the start (the data's line of the spread, :func:`~physgan.domains.calo.transform.cell_log_std_line`).
+
 References
 ----------
 .. [1] I. Gulrajani et al., "Improved Training of Wasserstein GANs", NeurIPS 2017, arXiv:1704.00028.
@@ -124,6 +133,13 @@ S_MAX = 0.99
 #: (E_2 ~ 1e-6 E_inc) had input gradients up to 21 (through the widths), and with per-cell noise the penalty
 #: spiked to 24-40 and training diverged at step ~400 (measured, quickstart data).
 MOMENT_FLOOR = 0.05
+#: Negative slope of the generator's LeakyReLU.
+LEAKY_SLOPE = 0.2
+
+
+def _leaky(x: torch.Tensor, grad: bool) -> torch.Tensor:
+    """LeakyReLU of the generator, in place on ``x`` (a fresh tensor) when gradients are off."""
+    return torch.nn.functional.leaky_relu(x, LEAKY_SLOPE, inplace=not grad)
 
 
 def geometry_for_spec(spec: ModelSpec) -> CaloGeometry:
@@ -225,7 +241,8 @@ class CaloGenerator(nn.Module):
     ----------
     spec : ModelSpec
         ``z_dim``, ``width``, ``depth`` (hidden layers of the shared trunk, >= 1), ``embed_dim``;
-        ``options``: ``eps`` (log offset, as the transform), ``sparsify`` (default True),
+        ``options``: ``generator_width`` (the trunk's width when it differs from the critic's ``width``),
+        ``sparsify`` (default True),
         ``layer_hidden`` (a private hidden layer per group; default: when there are <= 8 groups),
         ``response_range`` (bounds of E_sum / E_inc; default from ``data_stats``, see :func:`_response_range`),
         ``data_stats`` (the fitted transform's statistics, passed by the engine: response range and mean, mean
@@ -241,12 +258,13 @@ class CaloGenerator(nn.Module):
         self.z_dim, self.n_features = int(spec.z_dim), geom.n_features
         self.eps = _eps(spec)
         self.sparsify = bool(_opt(spec, "sparsify", True))
-        width, depth = int(spec.width), max(1, int(spec.depth))
+        width, depth = int(_opt(spec, "generator_width", None) or spec.width), max(1, int(spec.depth))
+        if width < 1:
+            raise ConfigError(f"calo model: generator_width must be >= 1, got {width}")
         self.embed = ConditionEmbedding(spec.n_cond, spec.embed_dim)
         self.inp = nn.Linear(self.z_dim + spec.embed_dim, width)
         self.blocks = nn.ModuleList(nn.Linear(width, width) for _ in range(depth - 1))
         self.films = nn.ModuleList(FiLM(spec.embed_dim, width) for _ in range(depth))
-        self.act = nn.LeakyReLU(0.2)
         groups = layer_groups(geom)
         self.n_groups = len(groups)
         self.group_sizes = [len(g) for g in groups]
@@ -304,7 +322,7 @@ class CaloGenerator(nn.Module):
                 self.fractions.bias.copy_(torch.as_tensor(np.log(share + 1e-6), dtype=torch.float32))
         layer_hidden = _opt(spec, "layer_hidden", self.n_groups <= 8)
         self.layer_hidden = nn.ModuleList(
-            nn.Sequential(nn.Linear(width, width), nn.LeakyReLU(0.2)) if layer_hidden else nn.Identity()
+            nn.Sequential(nn.Linear(width, width), nn.LeakyReLU(LEAKY_SLOPE, inplace=True)) if layer_hidden else nn.Identity()
             for _ in groups
         )
         self.patterns = nn.ModuleList(nn.Linear(width, n) for n in self.group_sizes)
@@ -354,6 +372,31 @@ class CaloGenerator(nn.Module):
                 self.noise_shift = nn.Linear(width, self.n_groups)
                 nn.init.normal_(self.noise_shift.weight, std=0.01)
                 nn.init.zeros_(self.noise_shift.bias)
+        # option extras_noise: the extras (CaloGAN's overflow) get a noise scale of their own, log sigma = a + b t + d(h)
+        # with t the normalised log incident energy (condition 0), a, b the data's line (cell_log_std_line) and d one
+        # condition-dependent shift per extra, instead of a per-cell scale times their layer group's shift
+        self.extras_noise = bool(_opt(spec, "extras_noise", False)) and geom.n_extra > 0
+        if self.extras_noise:
+            if not (self.cell_noise and self.noise_head == "layer"):
+                raise ConfigError("calo model: extras_noise needs cell_noise with noise_head 'layer'")
+            extra_idx = np.concatenate([idx[idx >= geom.n_cells] for idx in groups])  # the extras in group order
+            a = np.asarray(data.get("cell_log_std_a", []), dtype=np.float64)
+            b = np.asarray(data.get("cell_log_std_b", []), dtype=np.float64)
+            if a.shape == b.shape == (geom.n_features,) and np.isfinite(a[extra_idx]).all() and np.isfinite(b[extra_idx]).all():
+                a, b = a[extra_idx], b[extra_idx]
+            else:  # the energy-averaged scale, flat in energy
+                fg = feature_groups(geom)
+                pos = {int(i): j for g_idx in groups for j, i in enumerate(g_idx)}
+                a = np.array([float(log_sd[fg[i]][pos[int(i)]]) for i in extra_idx])
+                b = np.zeros(len(extra_idx))
+            self.extra_log_scale = nn.Parameter(torch.as_tensor(a, dtype=torch.float32))
+            self.extra_slope = nn.Parameter(torch.as_tensor(b, dtype=torch.float32))
+            self.extra_noise_shift = nn.Linear(width, len(extra_idx))
+            nn.init.normal_(self.extra_noise_shift.weight, std=0.01)
+            nn.init.zeros_(self.extra_noise_shift.bias)
+            n_cells_in = [int((idx < geom.n_cells).sum()) for idx in groups]  # the extras follow a group's cells
+            ends = np.cumsum([len(idx) - nc for idx, nc in zip(groups, n_cells_in)]).tolist()
+            self.extra_runs = [(nc, e - (len(idx) - nc), e) for idx, nc, e in zip(groups, n_cells_in, ends)]
         # zero-inflated occupancy: a per-cell hit / miss draw replaces the relative threshold (module docstring)
         self.occupancy = bool(_opt(spec, "occupancy", False))
         self.occupancy_temperature = float(_opt(spec, "occupancy_temperature", 0.5))
@@ -425,23 +468,24 @@ class CaloGenerator(nn.Module):
             raise ConfigError("the calorimeter generator has a fixed geometry: latent scale must be 1")
         return (self.z_dim + self.n_features * (int(self.cell_noise) + int(self.occupancy)),)
 
-    def _hit_mask(self, k: int, h: torch.Tensor, c: torch.Tensor, hottest: torch.Tensor,
+    def _hit_mask(self, k: int, occ_shift: torch.Tensor, c: torch.Tensor,
                   draw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Hard hit / miss mask of group ``k`` and, when gradients are on, its zero-valued straight-through term.
+        """Miss mask of group ``k`` (bool, ``True``: missed) and, when gradients are on, the zero-valued straight-through
+        term of its hit draws.
 
         A cell is hit when its N(0, 1) draw ``n`` lies below its occupancy logit ``o`` (probit: ``P(hit) = Phi(o)``);
-        the group's hottest cell (index ``hottest``, (B, 1)) is always hit, so the group keeps its energy. The
-        relaxation is ``soft = sigmoid((o - n) / T)`` (``occupancy_temperature``), whose expected slope tends to
-        ``dP(hit)/do``.
+        ``occ_shift`` is ``occupancy_shift(h)`` (B, n_groups). The caller sets the group's hottest cell to hit, so the
+        group keeps its energy. The relaxation is ``soft = sigmoid((o - n) / T)`` (``occupancy_temperature``), whose
+        expected slope tends to ``dP(hit)/do``.
         """
-        logit = self.occupancy_logit[k] + self.occupancy_shift(h)[:, k : k + 1]
+        logit = self.occupancy_logit[k] + occ_shift[:, k : k + 1]
         if self.occupancy_slope is not None:  # condition 0: the normalised log incident energy
             logit = logit + c[:, :1] * self.occupancy_slope[k]
-        hard = (draw < logit).to(draw.dtype).scatter(1, hottest, 1.0)
+        miss = draw >= logit
         if not torch.is_grad_enabled():
-            return hard, None
+            return miss, None
         soft = torch.sigmoid((logit - draw) / self.occupancy_temperature)
-        return hard, soft - soft.detach()
+        return miss, soft - soft.detach()
 
     def _to_flat(self, parts: list[torch.Tensor]) -> torch.Tensor:
         """Per-group tensors ``(B, group_size)`` -> ``(B, n_features)`` in flat order."""
@@ -496,17 +540,25 @@ class CaloGenerator(nn.Module):
             raise ConfigError(f"calo generator: latent of shape {tuple(z.shape)}, expected (B, {self.latent_shape()[0]})")
         e = self.embed(c)
         nf = self.n_features
+        # without gradients (sampling) the element-wise steps below run in place on fresh tensors: the same values in
+        # fewer passes over (B, width) and (B, cells) arrays (tests/test_calo_model.py checks both paths agree)
+        grad = torch.is_grad_enabled()
         noise = z[:, self.z_dim : self.z_dim + nf] if self.cell_noise else None
         draws = z[:, self.z_dim + nf * int(self.cell_noise) :] if self.occupancy else None
         z = z[:, : self.z_dim]
-        h = self.act(self.films[0](self.inp(torch.cat([z, e], dim=1)), e))
+        h = _leaky(self.films[0](self.inp(torch.cat([z, e], dim=1)), e), grad)
         for block, film in zip(self.blocks, self.films[1:]):
-            h = self.act(film(block(h), e)) + h
+            a = _leaky(film(block(h), e), grad)
+            h = a.add_(h) if not grad else a + h
         response = (self.response_lo + self.response_span * torch.sigmoid(self.response(h))).squeeze(1)
         fractions = torch.softmax(self.fractions(h), dim=1)
         group_energy = response[:, None] * fractions
         s = None if self.occupancy else S_MAX * torch.sigmoid(self.thresholds(h))  # < 1: the hottest cell survives
-        shift = self.noise_shift(h) if noise is not None and self.noise_head == "layer" else None
+        # the per-layer noise head: sigma = exp(log_scale_i) exp(shift_g(h)), applied as (n exp(log_scale)) exp(shift)
+        # (no exp over a (B, cells) array); one occupancy shift per group, computed once
+        shift = torch.exp(self.noise_shift(h)) if noise is not None and self.noise_head == "layer" else None
+        occ_shift = self.occupancy_shift(h) if draws is not None else None
+        x_shift = self.extra_noise_shift(h) if shift is not None and self.extras_noise else None
         parts, st_parts, hit_parts = [], [], []
         all_logits = []
         for k, (hid, head) in enumerate(zip(self.layer_hidden, self.patterns)):
@@ -514,32 +566,48 @@ class CaloGenerator(nn.Module):
             logits = head(hk)
             lo, hi = self.noise_offsets[k], self.noise_offsets[k + 1]
             if noise is not None:
-                log_sigma = self.noise_scales[k](hk) if shift is None else self.noise_log_scale[k] + shift[:, k : k + 1]
-                logits = torch.addcmul(logits, torch.exp(log_sigma), noise[:, lo:hi])
+                if shift is None:
+                    logits = torch.addcmul(logits, torch.exp(self.noise_scales[k](hk)), noise[:, lo:hi])
+                else:
+                    scaled, sk = noise[:, lo:hi] * torch.exp(self.noise_log_scale[k]), shift[:, k : k + 1]
+                    nc, xa, xb = self.extra_runs[k] if self.extras_noise else (hi - lo, 0, 0)
+                    if xb == xa:
+                        logits = logits.addcmul_(scaled, sk) if not grad else torch.addcmul(logits, scaled, sk)
+                    else:  # the group's cells, then its extras with their own scale
+                        sx = torch.exp(self.extra_log_scale[xa:xb] + c[:, :1] * self.extra_slope[xa:xb] + x_shift[:, xa:xb])
+                        if not grad:
+                            logits[:, :nc].addcmul_(scaled[:, :nc], sk)
+                            logits[:, nc:].addcmul_(noise[:, lo + nc : hi], sx)
+                        else:
+                            logits = torch.cat([torch.addcmul(logits[:, :nc], scaled[:, :nc], sk),
+                                                torch.addcmul(logits[:, nc:], noise[:, lo + nc : hi], sx)], dim=1)
             all_logits.append(logits)
         if self.pattern_conv is not None:
             all_logits = self._conv_logits(all_logits, noise)
         for k, logits in enumerate(all_logits):
             lo, hi = self.noise_offsets[k], self.noise_offsets[k + 1]
             # the pattern unnormalised, exp(a - max a): every use below renormalises, so the softmax's division is
-            # not needed, and the max gives the hottest cell's index (no separate argmax)
+            # not needed, and the max gives the hottest cell's index (no separate argmax); exp(0) = 1 there exactly
             top, hottest = logits.max(dim=1, keepdim=True)
-            w = torch.exp(logits - top)
+            w = logits.sub_(top).exp_() if not grad else torch.exp(logits - top)
             e_k = group_energy[:, k : k + 1]
             st = None
             if self.group_sparse[k] and draws is not None:
-                hard, st = self._hit_mask(k, h, c, hottest, draws[:, lo:hi])
-                scale = e_k / (w * hard).sum(dim=1, keepdim=True)
+                miss, st = self._hit_mask(k, occ_shift, c, draws[:, lo:hi])
                 if st is not None:
-                    hit_parts.append((w * scale).detach())
-                part = w * hard * scale
+                    hit_parts.append(w.detach())  # rescaled below, once the group's sum is known
+                wm = (w.masked_fill_(miss, 0.0) if not grad else w.masked_fill(miss, 0.0)).scatter_(1, hottest, 1.0)
+                scale = e_k / wm.sum(dim=1, keepdim=True)
+                if st is not None:
+                    hit_parts[-1] = hit_parts[-1] * scale.detach()
+                part = wm.mul_(scale) if not grad else wm * scale
             elif self.group_sparse[k]:  # relative threshold s * max(w), and max(w) = 1
                 g = torch.relu(w - s[:, k : k + 1])
                 part = g * (e_k / g.sum(dim=1, keepdim=True))
             else:
-                part = w * (e_k / w.sum(dim=1, keepdim=True))
+                part = w.mul_(e_k / w.sum(dim=1, keepdim=True)) if not grad else w * (e_k / w.sum(dim=1, keepdim=True))
             parts.append(part)
-            if draws is not None and torch.is_grad_enabled():
+            if draws is not None and grad:
                 st_parts.append(st if st is not None else torch.zeros_like(part))
                 if st is None:
                     hit_parts.append(part.detach())
@@ -577,6 +645,15 @@ class CaloGenerator(nn.Module):
         """Model-space cells only ``(B, n_features)`` for sampling: the summary coordinates, which the inverse
         transform drops, are not computed."""
         return fractions_to_model(self.physics(z, c)["u"], self.eps)
+
+    def sample_physical(self, z: torch.Tensor, c: torch.Tensor, c_phys: torch.Tensor, transform: Any) -> torch.Tensor:
+        """Physical showers (MeV) for sampling: ``transform.from_fractions`` of :meth:`physics`'s cells, without the
+        log of :func:`~physgan.domains.calo.transform.fractions_to_model` and the exp of the inverse transform, which
+        undo each other; equal to ``transform.inverse(self.sample_model(z, c), c_phys)`` to float rounding (the round
+        trip's own error, ~1e-6 relative), with the same exact zeros."""
+        if not math.isclose(float(transform.eps), self.eps, rel_tol=1e-12):
+            raise ConfigError(f"calo generator: eps {self.eps} differs from the transform's {transform.eps}")
+        return transform.from_fractions(self.physics(z, c)["u"].float(), c_phys, inplace=True)
 
 
 class CaloCritic(nn.Module):

@@ -22,12 +22,14 @@ class CaloModelOptions:
 
     sparsify: bool = True  # generator: learned threshold zeroes small cells
     threshold_init: float = 1e-3  # initial relative threshold
+    generator_width: int | None = None  # hidden width of the generator (None: model.width, the critic's too; issue 19)
     layer_hidden: bool | None = None  # hidden layer of the layer-energy head (None: when <= 8 layer groups)
     pattern_scale_mm: float = 20.0  # initial lateral pattern softmax(-r / scale)
     response_range: tuple[float, float] | None = None  # bounds of E_sum / E_inc (None: from the data)
     cell_noise: bool = False  # per-cell noise (off for runs made before it)
     cell_noise_init: float = 0.5  # initial per-cell noise scale
     noise_head: Literal["cell", "layer"] = "cell"  # per-cell log sigma, or per-cell plus one shift per layer (issue 19)
+    extras_noise: bool = False  # the extras' (overflow's) own noise scale, from the data's spread against the energy (issue 19)
     occupancy: bool = False  # zero-inflated per-cell occupancy draw (issue 19)
     occupancy_init: float = 0.5  # (issue 19)
     occupancy_temperature: float = 0.5  # relaxed Bernoulli temperature (issue 19)
