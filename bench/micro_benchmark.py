@@ -149,11 +149,7 @@ def berea_stride(side: int, crop: int, n: int) -> int:
     int
         The largest stride with ``(floor((side - crop) / stride) + 1)^3 >= n`` (1 if even stride 1 gives fewer).
     """
-    k = max(2, math.ceil(round(n ** (1.0 / 3.0), 9)))
-    stride = max(1, (side - crop) // (k - 1))
-    while stride > 1 and ((side - crop) // stride + 1) ** 3 < n:
-        stride -= 1
-    return stride
+    return volume_stride((side,) * 3, crop, n)
 
 
 def volume_stride(shape: tuple[int, ...], crop: int, n: int) -> int:
