@@ -133,22 +133,7 @@ def _json_default(o: Any) -> Any:
 
 
 def berea_stride(side: int, crop: int, n: int) -> int:
-    """Largest stride giving at least ``n`` cubic crops of side ``crop`` from a cube of side ``side``.
-
-    Parameters
-    ----------
-    side : int
-        Volume side (voxels).
-    crop : int
-        Crop side (voxels).
-    n : int
-        Wanted number of crops.
-
-    Returns
-    -------
-    int
-        The largest stride with ``(floor((side - crop) / stride) + 1)^3 >= n`` (1 if even stride 1 gives fewer).
-    """
+    """Largest stride giving at least ``n`` cubic crops of side ``crop`` from a cube of side ``side`` (:func:`volume_stride`)."""
     return volume_stride((side,) * 3, crop, n)
 
 

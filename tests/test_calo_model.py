@@ -463,6 +463,16 @@ def _occupancy_stats(geom, rng, p_hit):
     return CaloTransform().fit(x, rng.uniform(10.0, 100.0, size=(n, 1)), geom.to_attrs()).stats
 
 
+def _occupancy_model(seed: int, depth: int, **options) -> tuple[CaloTransform, ModelSpec]:
+    """A CaloGAN transform fitted to zero-inflated toy showers (hit fractions 1 %, 30 %, 90 %) and a small G/D spec."""
+    rng = np.random.default_rng(seed)
+    t = CaloTransform()
+    t.stats = _occupancy_stats(CALOGAN, rng, rng.choice([0.01, 0.3, 0.9], size=CALOGAN.n_features))
+    spec = ModelSpec(sample_shape=t.model_shape((CALOGAN.n_features,)), n_cond=1, condition_names=["energy"], z_dim=8,
+                     width=24, depth=depth, embed_dim=8, attrs=CALOGAN.to_attrs(), data_stats=t.stats, options=options)
+    return t, spec
+
+
 @pytest.mark.parametrize("geom", [CALOGAN, calochallenge_geometry("ds1-photons")], ids=["calogan", "ds1"])
 def test_occupancy_draw_starts_at_the_datas_hit_fractions_and_keeps_the_sums(geom):
     """Zero-inflated patterns: each cell is hit as often as in the training data (per-cell, rare cells included),
@@ -500,14 +510,8 @@ def test_occupancy_straight_through_gradients_do_not_change_the_values():
     """With gradients on, the output equals the hard draw's (the straight-through terms are zero-valued), and the
     critic's gradient reaches the per-cell occupancy logits and the per-layer shifts; with the per-layer noise head
     G is smaller than with a full noise head per layer."""
-    rng = np.random.default_rng(1)
-    stats = _occupancy_stats(CALOGAN, rng, rng.choice([0.01, 0.3, 0.9], size=CALOGAN.n_features))
-    t = CaloTransform()
-    t.stats = stats
+    t, spec = _occupancy_model(1, 2, cell_noise=True, noise_head="layer", occupancy=True)
     n = CALOGAN.n_features
-    spec = ModelSpec(sample_shape=t.model_shape((n,)), n_cond=1, condition_names=["energy"], z_dim=8, width=24, depth=2,
-                     embed_dim=8, attrs=CALOGAN.to_attrs(),
-                     options={"data_stats": stats, "cell_noise": True, "noise_head": "layer", "occupancy": True})
     torch.manual_seed(2)
     g, d = build_generator(spec), build_critic(spec)
     z, c = torch.randn(32, *g.latent_shape()), torch.zeros(32, 1)
@@ -567,17 +571,10 @@ def test_occupancy_slope_follows_the_incident_energy_from_the_start():
 def test_occupancy_summary_straight_through_can_be_switched_off():
     """``occupancy_summary_st`` False: the hit draws' straight-through gradient reaches G only through the cells, not
     through the summary coordinates (whose energy-space gradient spiked to 4e10 in training)."""
-    rng = np.random.default_rng(6)
-    stats = _occupancy_stats(CALOGAN, rng, rng.choice([0.01, 0.3, 0.9], size=CALOGAN.n_features))
-    t = CaloTransform()
-    t.stats = stats
     n = CALOGAN.n_features
     grads = {}
     for flag in (True, False):
-        spec = ModelSpec(sample_shape=t.model_shape((n,)), n_cond=1, condition_names=["energy"], z_dim=8, width=24, depth=2,
-                         embed_dim=8, attrs=CALOGAN.to_attrs(),
-                         options={"data_stats": stats, "cell_noise": True, "noise_head": "layer", "occupancy": True,
-                                  "occupancy_summary_st": flag})
+        t, spec = _occupancy_model(6, 2, cell_noise=True, noise_head="layer", occupancy=True, occupancy_summary_st=flag)
         torch.manual_seed(7)
         g = build_generator(spec)
         y = g(torch.randn(16, *g.latent_shape()), torch.zeros(16, 1))
@@ -625,13 +622,7 @@ def test_sampling_path_equals_the_training_forward(options):
     of the model-space output to float rounding, with the same exact zeros, and is what ``generate_batch`` uses."""
     from physgan.sampling import generate_batch
 
-    rng = np.random.default_rng(3)
-    stats = _occupancy_stats(CALOGAN, rng, rng.choice([0.01, 0.3, 0.9], size=CALOGAN.n_features))
-    t = CaloTransform()
-    t.stats = stats
-    n = CALOGAN.n_features
-    spec = ModelSpec(sample_shape=t.model_shape((n,)), n_cond=1, condition_names=["energy"], z_dim=8, width=24, depth=3,
-                     embed_dim=8, attrs=CALOGAN.to_attrs(), data_stats=stats, options=options)
+    t, spec = _occupancy_model(3, 3, **options)
     torch.manual_seed(5)
     g = build_generator(spec)
     with torch.no_grad():  # non-trivial FiLM and noise shifts, as after training

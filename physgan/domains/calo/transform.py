@@ -221,6 +221,15 @@ def summary_coordinates(u: torch.Tensor, member: torch.Tensor, mean: torch.Tenso
     return torch.cat([s[:, :n_energy], k * torch.asinh(s[:, n_energy:] / k)], dim=1)
 
 
+def _energy_bins(e_inc: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """Standardised log incident energy ``t = (log E - mean) / std`` (the engine's normalisation of a log-scaled
+    condition) and each shower's bin among ``n_bins`` equal-count bins of it, ``(N,)`` each."""
+    t = np.log(np.asarray(e_inc, dtype=np.float64))
+    t = (t - t.mean()) / (t.std() or 1.0)
+    edges = np.quantile(t, np.linspace(0, 1, n_bins + 1))
+    return t, np.clip(np.searchsorted(edges, t, side="right") - 1, 0, n_bins - 1)
+
+
 def _binned_log_std(u: np.ndarray, e_inc: np.ndarray, feature_group: np.ndarray, n_bins: int,
                     min_count: int) -> tuple[np.ndarray, np.ndarray]:
     """Per incident-energy bin (``n_bins`` at the quantiles of ``log E_inc``) and cell, the standard deviation of
@@ -231,10 +240,7 @@ def _binned_log_std(u: np.ndarray, e_inc: np.ndarray, feature_group: np.ndarray,
     e_group = u @ group_member_matrix(feature_group, n_groups).astype(np.float64)
     hit = u > 0
     v = np.where(hit, np.log(np.where(hit, u, 1.0) / np.maximum(e_group[:, feature_group], 1e-300)), 0.0)
-    log_e = np.log(np.asarray(e_inc, dtype=np.float64))
-    t = (log_e - log_e.mean()) / (log_e.std() or 1.0)
-    edges = np.quantile(log_e, np.linspace(0, 1, n_bins + 1))
-    which = np.clip(np.searchsorted(edges, log_e, side="right") - 1, 0, n_bins - 1)
+    t, which = _energy_bins(e_inc, n_bins)
     stds, centres = [], []
     for b in range(n_bins):
         sel = which == b
@@ -360,10 +366,7 @@ def cell_hit_probit(u: np.ndarray, e_inc: np.ndarray, n_bins: int = 5) -> tuple[
     from scipy.special import ndtri
 
     hit = np.asarray(u) > 0
-    t = np.log(np.asarray(e_inc, dtype=np.float64))
-    t = (t - t.mean()) / (t.std() or 1.0)
-    edges = np.quantile(t, np.linspace(0, 1, n_bins + 1))
-    which = np.clip(np.searchsorted(edges, t, side="right") - 1, 0, n_bins - 1)
+    t, which = _energy_bins(e_inc, n_bins)
     xs, ys = [], []
     for b in range(n_bins):
         sel = which == b
