@@ -181,9 +181,9 @@ class SpectralFieldGenerator(nn.Module):
     1. *Spectral colouring.* The first ``channels`` latent channels are coloured in Fourier space by
        ``exp(log A_c(k, theta))``: an MLP of the shell index and the condition embedding gives ``log A`` on
        the shells ``|m| = 0, 1, 2, ...`` of the training grid, linearly interpolated onto each mode. Its last
-       layer starts at zero on top of the training fields' mean spectrum (``data_stats['pk_node']``: each shell's mean power
-       after the interpolation), so
-       training starts from the right power and learns its dependence on cosmology.
+       layer starts at zero on top of the training fields' mean spectrum (``data_stats['pk_node']``: node powers
+       that give each shell its mean power after the interpolation), so training starts from the right power and
+       learns its dependence on cosmology.
     2. *Local non-Gaussianity.* A residual of 1^d and circular 3^d convolutions (FiLM-modulated; the
        remaining ``z_dim - channels`` latent channels are per-pixel noise injected here) adds what the
        coloured field lacks (N-body filaments, peaks); its output layer starts at zero.
