@@ -108,6 +108,7 @@ from torch import nn
 from physgan.domains.base import ModelSpec
 from physgan.domains.calo.features import resolve_geometry
 from physgan.domains.calo.geometry import CaloGeometry
+from physgan.domains.calo.segments import SegmentMatrix, geometry_segments
 from physgan.domains.calo.spatial import LayerConvStream
 from physgan.domains.calo.transform import (
     DEFAULT_EPS,
@@ -117,6 +118,7 @@ from physgan.domains.calo.transform import (
     lateral_moments,
     layer_bounds,
     model_to_fractions,
+    segment_moments,
     summary_coordinates,
     summary_count,
 )
@@ -277,7 +279,8 @@ class CaloGenerator(nn.Module):
             if list(feature_group) != list(stats["feature_group"]):
                 raise ConfigError("calo model: the transform's layer groups differ from the geometry's")
             f32 = torch.float32
-            self.register_buffer("summary_member", torch.as_tensor(group_member_matrix(feature_group, self.n_groups)), persistent=False)
+            segs = geometry_segments(geom)
+            self.summary_member = SegmentMatrix(group_member_matrix(feature_group, self.n_groups), segs)
             self.register_buffer("summary_mean", torch.as_tensor(stats["summary_mean"], dtype=f32), persistent=False)
             self.register_buffer("summary_std", torch.as_tensor(stats["summary_std"], dtype=f32), persistent=False)
             self.summary_occupancy = bool(stats.get("summary_occupancy", False))
@@ -285,7 +288,7 @@ class CaloGenerator(nn.Module):
             self.summary_lateral = bool(stats.get("summary_lateral", False))
             self.summary_bounds = layer_bounds(geom) if self.summary_lateral else None
             if self.summary_lateral:
-                self.register_buffer("summary_moments", torch.as_tensor(moments), persistent=False)
+                self.summary_moments = nn.ModuleList(segment_moments(moments, segs))
             else:
                 self.summary_moments = None
             if stats.get("summary_extras", False):
@@ -681,10 +684,10 @@ class CaloCritic(nn.Module):
             member[geom.layer_slice(i), i] = 1.0
         moments, col_layer = lateral_moments(geom)
         f32 = torch.float32
-        self.register_buffer("member", torch.as_tensor(member, dtype=f32), persistent=False)
+        segs = geometry_segments(geom)
+        self.member = SegmentMatrix(member, segs)
         self.register_buffer("n_per_layer", torch.as_tensor(member.sum(axis=0), dtype=f32), persistent=False)
-        self.register_buffer("moment_1", torch.as_tensor(moments[1]), persistent=False)
-        self.register_buffer("moment_2", torch.as_tensor(moments[2]), persistent=False)
+        self.moment_1, self.moment_2 = SegmentMatrix(moments[1], segs), SegmentMatrix(moments[2], segs)
         self.register_buffer("col_layer", torch.as_tensor(col_layer, dtype=torch.long), persistent=False)
         # floor of the layer energy under the centre / width: a share of the data's mean layer energy
         mean_u = np.asarray(spec.data_stats.get("mean_fraction", []), dtype=np.float64)

@@ -41,6 +41,7 @@ import numpy as np
 import torch
 
 from physgan.domains.base import Transform, typed_options
+from physgan.domains.calo.segments import SegmentMatrix, column_sums, geometry_segments
 from physgan.errors import ConfigError
 
 __all__ = [
@@ -52,6 +53,7 @@ __all__ = [
     "group_member_matrix",
     "summary_coordinates",
     "lateral_moments",
+    "segment_moments",
     "summary_count",
     "cell_log_std",
     "cell_log_std_line",
@@ -130,6 +132,13 @@ def lateral_moments(geom: Any) -> tuple[np.ndarray, list[int]]:
     return np.stack(cols, axis=2).astype(np.float32), col_layer
 
 
+def segment_moments(moments: np.ndarray, segments: list[tuple[int, int]], dtype: torch.dtype = torch.float32,
+                    device: torch.device | str | None = None) -> tuple[SegmentMatrix, ...]:
+    """The three slices of :func:`lateral_moments` as :class:`~physgan.domains.calo.segments.SegmentMatrix`
+    products (per layer where that saves work), on ``dtype`` and ``device``."""
+    return tuple(SegmentMatrix(m, segments).to(dtype=dtype, device=device) for m in moments)
+
+
 def layer_bounds(geom: Any) -> list[tuple[int, int]]:
     """``(start, stop)`` of every layer's cells in the flat sample."""
     return [(geom.layer_slice(i).start, geom.layer_slice(i).stop) for i in range(geom.n_layers)]
@@ -159,8 +168,9 @@ def summary_coordinates(u: torch.Tensor, member: torch.Tensor, mean: torch.Tenso
     ----------
     u : torch.Tensor
         (B, n_features) non-negative energies / E_inc.
-    member : torch.Tensor
-        (n_features, G) group indicator (:func:`group_member_matrix`).
+    member : torch.Tensor or SegmentMatrix
+        (n_features, G) group indicator (:func:`group_member_matrix`), dense or as a
+        :class:`~physgan.domains.calo.segments.SegmentMatrix` (the same product, per layer).
     mean, std : torch.Tensor, optional
         Training statistics, one per coordinate.
     occupancy : bool
@@ -171,8 +181,9 @@ def summary_coordinates(u: torch.Tensor, member: torch.Tensor, mean: torch.Tenso
         The transform's log offset.
     sharpness : float
         ``k`` of the soft occupancy.
-    lateral : torch.Tensor, optional
-        (3, n_features, K) :func:`lateral_moments`: append the centre of energy ``c_k`` and the width
+    lateral : torch.Tensor or tuple of SegmentMatrix, optional
+        (3, n_features, K) :func:`lateral_moments` (or its slices from :func:`segment_moments`):
+        append the centre of energy ``c_k`` and the width
         ``w_k = sqrt(var_k + 1e-6)`` of every layer and axis (coordinates in units of the layer's extent;
         an empty layer has ``c = 0``, ``w = 1e-3``). Standardised, these are compressed beyond a few standard
         deviations, ``s -> k asinh(s / k)`` with ``k = LATERAL_SOFT_SCALE``: a centre of energy varies by
@@ -196,7 +207,7 @@ def summary_coordinates(u: torch.Tensor, member: torch.Tensor, mean: torch.Tenso
     parts = [torch.log(total + SUMMARY_EPS), torch.log(share + SUMMARY_EPS)]
     if occupancy:
         soft = torch.tanh(sharpness * (fractions_to_model(u, eps) + 1.0))
-        parts.append((soft @ member) / member.sum(dim=0))
+        parts.append((soft @ member) / column_sums(member))
     n_energy = sum(p.shape[1] for p in parts)
     if lateral is not None:
         e = u @ lateral[0] + 1e-12
@@ -509,9 +520,10 @@ class CaloTransform(Transform):
                 geom = resolve_geometry(attrs, u.shape[1])
                 feature_group = feature_groups(geom)
                 n_groups = int(feature_group.max()) + 1
-                member = torch.as_tensor(group_member_matrix(feature_group, n_groups), dtype=torch.float64)
+                segs = geometry_segments(geom)
+                member = SegmentMatrix(group_member_matrix(feature_group, n_groups), segs).double()
                 occupancy, lateral = bool(opts.summary_occupancy), bool(opts.summary_lateral)
-                moments = torch.as_tensor(lateral_moments(geom)[0], dtype=torch.float64) if lateral else None
+                moments = segment_moments(lateral_moments(geom)[0], segs, torch.float64) if lateral else None
                 extras = bool(opts.summary_extras) and geom.n_extra > 0
                 raw = summary_coordinates(torch.as_tensor(u), member, occupancy=occupancy, eps=self.eps, lateral=moments,
                                           bounds=layer_bounds(geom) if lateral else None,
@@ -597,17 +609,20 @@ class CaloTransform(Transform):
             from physgan.domains.calo.features import resolve_geometry
 
             member = group_member_matrix(self.stats["feature_group"], self.summary_groups)
-            arrays = [member, self.stats["summary_mean"], self.stats["summary_std"]]
-            lateral, bounds, extras = None, None, None
-            if self.summary_lateral or self.stats.get("summary_extras", False):
+            lateral, bounds, extras, segs = None, None, None, None
+            if "geometry_attrs" in self.stats:  # runs written before it have no lateral block: dense products
                 geom = resolve_geometry(self.stats["geometry_attrs"], int(self.stats["n_features"]))
+                segs = geometry_segments(geom)
                 if self.summary_lateral:
-                    lateral, bounds = lateral_moments(geom)[0], layer_bounds(geom)
+                    lateral, bounds = segment_moments(lateral_moments(geom)[0], segs, ref.dtype, ref.device), layer_bounds(geom)
                 if self.stats.get("summary_extras", False):
-                    extras = extra_indicator(geom)
-            cache[key] = tuple(torch.as_tensor(np.asarray(a), dtype=ref.dtype, device=ref.device) for a in arrays) + (
-                None if lateral is None else torch.as_tensor(lateral, dtype=ref.dtype, device=ref.device), bounds,
-                None if extras is None else torch.as_tensor(extras, dtype=ref.dtype, device=ref.device),
+                    extras = torch.as_tensor(extra_indicator(geom), dtype=ref.dtype, device=ref.device)
+            as_ref = {"dtype": ref.dtype, "device": ref.device}
+            cache[key] = (
+                SegmentMatrix(member, segs).to(**as_ref) if segs else torch.as_tensor(member, **as_ref),
+                torch.as_tensor(np.asarray(self.stats["summary_mean"]), **as_ref),
+                torch.as_tensor(np.asarray(self.stats["summary_std"]), **as_ref),
+                lateral, bounds, extras,
             )
         return cache[key]
 
