@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from physgan.errors import ConfigError, DataError
-from physgan.metrics.spectra import correlation_coefficient, cross_power, overdensity, paint, power_spectrum, readout
+from physgan.metrics.spectra import assignment, correlation_coefficient, cross_power, overdensity, paint, power_spectrum, readout
 
 
 def _mode_average(pk_fn, grid: int, box: float, dim: int, edges_kf: np.ndarray):
@@ -150,6 +150,23 @@ def test_paint_known_weights_and_mass_conservation():
     w = np.random.default_rng(2).uniform(0.5, 2, 5000)
     for scheme in ("ngp", "cic", "tsc"):
         assert paint(pos, 16, 10.0, scheme, weights=w).sum() == pytest.approx(w.sum(), rel=1e-12)
+
+
+def test_a_shared_assignment_gives_the_same_painting_and_readout():
+    rng = np.random.default_rng(5)
+    pos = rng.uniform(-3, 13, (700, 3))
+    field = rng.standard_normal((8, 8, 8))
+    w = rng.uniform(0.5, 2, 700)
+    for scheme in ("ngp", "cic", "tsc"):
+        st = assignment(pos, 8, 10.0, scheme)
+        assert st[0].shape == st[1].shape == (700, {"ngp": 1, "cic": 8, "tsc": 27}[scheme])
+        np.testing.assert_allclose(st[1].sum(axis=1), 1.0, rtol=1e-12)
+        assert np.array_equal(paint(pos, 8, 10.0, scheme, stencil=st), paint(pos, 8, 10.0, scheme))
+        np.testing.assert_allclose(paint(pos, 8, 10.0, scheme, weights=w, stencil=st, chunk=256),
+                                   paint(pos, 8, 10.0, scheme, weights=w), rtol=1e-12)
+        assert np.array_equal(readout(field, pos, 10.0, scheme, stencil=st, chunk=300), readout(field, pos, 10.0, scheme))
+    with pytest.raises(ConfigError):
+        assignment(pos, 8, 10.0, "none")
 
 
 def test_readout_is_the_transpose_of_paint():

@@ -46,6 +46,7 @@ __all__ = [
     "power_spectrum",
     "cross_power",
     "correlation_coefficient",
+    "assignment",
     "paint",
     "readout",
     "overdensity",
@@ -474,6 +475,49 @@ def _stencil(u: np.ndarray, order: int) -> tuple[np.ndarray, np.ndarray]:
     return (base[:, None] + np.arange(-1, 2)).astype(np.int64), w
 
 
+def _flat_stencil(p: np.ndarray, grid: int, order: int) -> tuple[np.ndarray, np.ndarray]:
+    """Flat node indices and weights ``(N, order**d)`` of particles at ``p`` (grid units), periodic."""
+    dim = p.shape[1]
+    strides = [grid ** (dim - 1 - a) for a in range(dim)]
+    idx = np.zeros((len(p), 1), dtype=np.int64)
+    wt = np.ones((len(p), 1))
+    for a in range(dim):
+        nodes, w = _stencil(p[:, a], order)
+        nodes %= grid
+        idx = (idx[:, :, None] + (nodes * strides[a])[:, None, :]).reshape(len(p), -1)
+        wt = (wt[:, :, None] * w[:, None, :]).reshape(len(p), -1)
+    return idx, wt
+
+
+def assignment(positions: np.ndarray, grid: int, box_size: float, scheme: str = "cic") -> tuple[np.ndarray, np.ndarray]:
+    """The nodes and weights that :func:`paint` and :func:`readout` use, computed once for several calls.
+
+    A particle-mesh step paints the particles and reads three force components back at the same positions:
+    passing this to both (``stencil=``) builds the stencil once instead of four times.
+
+    Parameters
+    ----------
+    positions : ndarray (N, d)
+        Positions in box units, d = 2 or 3.
+    grid : int
+        Cells per side.
+    box_size : float
+        Box side.
+    scheme : {'ngp', 'cic', 'tsc'}
+        Assignment scheme.
+
+    Returns
+    -------
+    idx, wt : ndarray (N, order**d)
+        Flat periodic node indices and their weights (each row sums to 1).
+    """
+    pos = _check_positions(positions, grid, box_size)
+    order = _order(scheme)
+    if order is None:
+        raise ConfigError("assignment needs a scheme: 'ngp', 'cic' or 'tsc'")
+    return _flat_stencil(pos.astype(np.float64) * (int(grid) / box_size), int(grid), order)
+
+
 def _check_positions(positions: np.ndarray, grid: int, box_size: float) -> np.ndarray:
     pos = np.asarray(positions)
     if pos.ndim != 2 or pos.shape[1] not in (2, 3):
@@ -492,6 +536,7 @@ def paint(
     scheme: str = "cic",
     weights: np.ndarray | None = None,
     chunk: int = 1 << 20,
+    stencil: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """Assign particles to a periodic grid (NGP, CIC or TSC).
 
@@ -510,6 +555,8 @@ def paint(
         Particle masses (default 1).
     chunk : int
         Particles per vectorised pass (bounds memory).
+    stencil : (ndarray, ndarray), optional
+        :func:`assignment` of these positions, grid and scheme, computed once for several calls.
 
     Returns
     -------
@@ -532,21 +579,19 @@ def paint(
     w_all = None if weights is None else np.asarray(weights, dtype=np.float64).ravel()
     if w_all is not None and len(w_all) != len(pos):
         raise DataError("<positions>", f"{len(w_all)} weights for {len(pos)} particles", dataset="weights")
-    strides = [grid ** (dim - 1 - a) for a in range(dim)]
     for s in range(0, len(pos), chunk):
-        p = pos[s : s + chunk].astype(np.float64) * (grid / box_size)
-        idx = np.zeros((len(p), 1), dtype=np.int64)
-        wt = np.ones((len(p), 1)) if w_all is None else w_all[s : s + chunk, None].copy()
-        for a in range(dim):
-            nodes, w = _stencil(p[:, a], order)
-            nodes %= grid
-            idx = (idx[:, :, None] + (nodes * strides[a])[:, None, :]).reshape(len(p), -1)
-            wt = (wt[:, :, None] * w[:, None, :]).reshape(len(p), -1)
+        if stencil is None:
+            idx, wt = _flat_stencil(pos[s : s + chunk].astype(np.float64) * (grid / box_size), grid, order)
+        else:
+            idx, wt = stencil[0][s : s + chunk], stencil[1][s : s + chunk]
+        if w_all is not None:
+            wt = wt * w_all[s : s + chunk, None]
         out += np.bincount(idx.ravel(), weights=wt.ravel(), minlength=grid**dim)
     return out.reshape((grid,) * dim)
 
 
-def readout(field: np.ndarray, positions: np.ndarray, box_size: float, scheme: str = "cic", chunk: int = 1 << 20) -> np.ndarray:
+def readout(field: np.ndarray, positions: np.ndarray, box_size: float, scheme: str = "cic", chunk: int = 1 << 20,
+            stencil: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Interpolate a periodic grid field at particle positions (the transpose of :func:`paint`).
 
     Parameters
@@ -561,6 +606,8 @@ def readout(field: np.ndarray, positions: np.ndarray, box_size: float, scheme: s
         Interpolation kernel (use the painting scheme for momentum conservation).
     chunk : int
         Particles per vectorised pass.
+    stencil : (ndarray, ndarray), optional
+        :func:`assignment` of these positions, the field's grid and the scheme, computed once for several calls.
 
     Returns
     -------
@@ -575,16 +622,11 @@ def readout(field: np.ndarray, positions: np.ndarray, box_size: float, scheme: s
     if f.ndim != dim:
         raise DataError("<array>", f"field is {f.ndim}-D but positions are {dim}-D", dataset="field")
     flat = f.ravel()
-    strides = [grid ** (dim - 1 - a) for a in range(dim)]
     out = np.empty(len(pos), dtype=np.result_type(f.dtype, np.float32))
     for s in range(0, len(pos), chunk):
-        p = pos[s : s + chunk].astype(np.float64) * (grid / box_size)
-        idx = np.zeros((len(p), 1), dtype=np.int64)
-        wt = np.ones((len(p), 1))
-        for a in range(dim):
-            nodes, w = _stencil(p[:, a], order)
-            nodes %= grid
-            idx = (idx[:, :, None] + (nodes * strides[a])[:, None, :]).reshape(len(p), -1)
-            wt = (wt[:, :, None] * w[:, None, :]).reshape(len(p), -1)
+        if stencil is None:
+            idx, wt = _flat_stencil(pos[s : s + chunk].astype(np.float64) * (grid / box_size), grid, order)
+        else:
+            idx, wt = stencil[0][s : s + chunk], stencil[1][s : s + chunk]
         out[s : s + chunk] = (flat[idx] * wt).sum(axis=1)
     return out

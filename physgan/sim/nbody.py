@@ -47,7 +47,7 @@ import numpy as np
 from scipy import integrate
 
 from physgan.errors import ConfigError
-from physgan.metrics.spectra import fourier_grid, paint, readout
+from physgan.metrics.spectra import assignment, fourier_grid, paint, readout
 
 __all__ = [
     "Cosmology",
@@ -465,7 +465,8 @@ def _pm_force(pos: np.ndarray, n_mesh: int, box_size: float, omega_m: float, n_p
     The density is CIC-painted, the potential divided by the squared CIC window
     (painting and read-out), differentiated by ``i k`` and read out with CIC.
     """
-    rho = paint(pos, n_mesh, box_size, "cic")
+    stencil = assignment(pos, n_mesh, box_size, "cic")  # shared by the painting and the three read-outs
+    rho = paint(pos, n_mesh, box_size, "cic", stencil=stencil)
     delta = rho * (n_mesh**3 / n_part) - 1.0
     dk = np.fft.rfftn(delta)
     kc = fourier_grid(n_mesh, box_size, 3)
@@ -483,7 +484,7 @@ def _pm_force(pos: np.ndarray, n_mesh: int, box_size: float, omega_m: float, n_p
     s = (n_mesh,) * 3
     for i in range(3):
         fi = np.fft.irfftn(-1j * kc_odd[i] * phik, s=s, axes=(0, 1, 2))
-        force[:, i] = readout(fi, pos, box_size, "cic")
+        force[:, i] = readout(fi, pos, box_size, "cic", stencil=stencil)
     return force
 
 
