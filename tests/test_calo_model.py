@@ -613,9 +613,10 @@ def test_extras_summary_coordinate_is_the_overflow_energy():
     {"cell_noise": True, "noise_head": "layer", "occupancy": True},  # the presets
     {"cell_noise": True, "noise_head": "layer", "occupancy": True, "layer_hidden": False, "pattern_conv": 2},
     {"cell_noise": True, "noise_head": "layer", "occupancy": True, "extras_noise": True, "generator_width": 16},
+    {"cell_noise": True, "noise_head": "layer", "occupancy": True, "extras_cap": True},
     {"cell_noise": True, "noise_head": "cell", "occupancy": False},  # the relative threshold, a full noise head
     {"cell_noise": False, "sparsify": False},
-], ids=["presets", "conv-no-hidden", "extras-narrow", "threshold", "dense"])
+], ids=["presets", "conv-no-hidden", "extras-narrow", "extras-cap", "threshold", "dense"])
 def test_sampling_path_equals_the_training_forward(options):
     """Without gradients the generator runs its element-wise steps in place: its cells equal the training forward's
     bit for bit for the same latents; the direct physical path (no log / exp round trip) equals the inverse transform
@@ -686,3 +687,30 @@ def test_extras_noise_follows_the_datas_spread_against_the_energy():
 
     with pytest.raises(ConfigError, match="extras_noise"):
         build_generator(ModelSpec(**{**spec.__dict__, "options": {**opts, "noise_head": "cell"}}))
+
+
+def test_extras_cap_keeps_the_layer_s_energy_in_its_cells():
+    """With ``extras_cap`` an overflow whose pattern logit is pushed above every cell's (as after 12k-16k default steps,
+    bench/RESULTS.md §13, fifth session) is at most as hot as the layer's hottest cell, which is always hit; the layer
+    sums stay exact, and a generator without the option lets the overflow take the group (what the cap prevents)."""
+    _, spec = _occupancy_model(3, 2, cell_noise=True, noise_head="layer", occupancy=True)
+    groups = layer_groups(CALOGAN)
+    out = {}
+    for cap in (False, True):
+        torch.manual_seed(0)
+        g = build_generator(ModelSpec(**{**spec.__dict__, "options": {**spec.options, "extras_cap": cap}}))
+        with torch.no_grad():
+            for k in range(len(groups)):  # the overflow (last in its group) far above the cells
+                g.patterns[k].bias[g.group_n_cells[k]:] += 30.0
+            out[cap] = g.physics(torch.randn(2000, *g.latent_shape()), torch.zeros(2000, 1))
+    for cap, o in out.items():
+        u = o["u"]
+        for k, idx in enumerate(groups):
+            nc = int((idx < CALOGAN.n_cells).sum())
+            cells, extras = u[:, idx[:nc]], u[:, idx[nc:]]
+            torch.testing.assert_close(u[:, idx].sum(1), o["group_energy"][:, k], rtol=1e-5, atol=1e-7)
+            if cap:
+                assert (cells > 0).any(1).all()  # the hottest cell is hit
+                assert (extras.max(1).values <= cells.max(1).values * (1 + 1e-5)).all()
+            else:
+                assert (extras.max(1).values > 0.99 * o["group_energy"][:, k]).float().mean() > 0.9

@@ -400,6 +400,13 @@ class CaloGenerator(nn.Module):
             n_cells_in = [int((idx < geom.n_cells).sum()) for idx in groups]  # the extras follow a group's cells
             ends = np.cumsum([len(idx) - nc for idx, nc in zip(groups, n_cells_in)]).tolist()
             self.extra_runs = [(nc, e - (len(idx) - nc), e) for idx, nc, e in zip(groups, n_cells_in, ends)]
+        # option extras_cap: an extra's (CaloGAN's overflow) pattern logit is capped at its group's hottest cell's, so the
+        # forced hit is always a cell of the layer and the overflow never takes the group's energy by itself
+        # (bench/RESULTS.md §13, fifth session: 23-31 % of the showers below 10 GeV did after 12k-16k default steps)
+        self.extras_cap = bool(_opt(spec, "extras_cap", False)) and geom.n_extra > 0
+        self.group_n_cells = [int((idx < geom.n_cells).sum()) for idx in groups]
+        if self.extras_cap and any((idx[:nc] >= geom.n_cells).any() for idx, nc in zip(groups, self.group_n_cells)):
+            raise ConfigError("calo model: extras_cap needs each group's cells before its extras")
         # zero-inflated occupancy: a per-cell hit / miss draw replaces the relative threshold (module docstring)
         self.occupancy = bool(_opt(spec, "occupancy", False))
         self.occupancy_temperature = float(_opt(spec, "occupancy_temperature", 0.5))
@@ -591,7 +598,12 @@ class CaloGenerator(nn.Module):
             lo, hi = self.noise_offsets[k], self.noise_offsets[k + 1]
             # the pattern unnormalised, exp(a - max a): every use below renormalises, so the softmax's division is
             # not needed, and the max gives the hottest cell's index (no separate argmax); exp(0) = 1 there exactly
-            top, hottest = logits.max(dim=1, keepdim=True)
+            nc = self.group_n_cells[k]
+            if self.extras_cap and nc < logits.shape[1]:  # the hottest over the cells; the extras at most as hot
+                top, hottest = logits[:, :nc].max(dim=1, keepdim=True)
+                logits = torch.cat([logits[:, :nc], torch.minimum(logits[:, nc:], top)], dim=1)
+            else:
+                top, hottest = logits.max(dim=1, keepdim=True)
             w = logits.sub_(top).exp_() if not grad else torch.exp(logits - top)
             e_k = group_energy[:, k : k + 1]
             st = None

@@ -30,6 +30,7 @@ class CaloModelOptions:
     cell_noise_init: float = 0.5  # initial per-cell noise scale
     noise_head: Literal["cell", "layer"] = "cell"  # per-cell log sigma, or per-cell plus one shift per layer (issue 19)
     extras_noise: bool = False  # the extras' (overflow's) own noise scale, from the data's spread against the energy (issue 19)
+    extras_cap: bool = False  # the extras' pattern logits at most their group's hottest cell's (issue 19)
     occupancy: bool = False  # zero-inflated per-cell occupancy draw (issue 19)
     occupancy_init: float = 0.5  # (issue 19)
     occupancy_temperature: float = 0.5  # relaxed Bernoulli temperature (issue 19)
