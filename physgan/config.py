@@ -107,6 +107,7 @@ class TrainConfig:
     keep_snapshots: int = 3  # numbered snapshots kept besides last.pt and best.pt
     max_rollbacks: int = 3  # divergence: roll back this many times before giving up
     lr_decay_on_rollback: float = 0.5  # learning rates are multiplied by this on each rollback
+    lr_final: float = 1.0  # learning rates fall linearly over train.steps to this fraction of lr_g / lr_d (1: constant)
     deterministic: bool = False  # torch.use_deterministic_algorithms
 
 
@@ -156,6 +157,7 @@ class Config:
         )
         need(t.keep_snapshots >= 0 and t.max_rollbacks >= 0, "train.keep_snapshots and train.max_rollbacks must be >= 0")
         need(0 < t.lr_decay_on_rollback <= 1, f"train.lr_decay_on_rollback must be in (0, 1] (got {t.lr_decay_on_rollback})")
+        need(0 < t.lr_final <= 1, f"train.lr_final must be in (0, 1] (got {t.lr_final})")
         need(0 <= d.val_fraction < 1, f"data.val_fraction must be in [0, 1) (got {d.val_fraction})")
         need(d.val_size >= 0, f"data.val_size must be >= 0 (got {d.val_size})")
         need(d.in_memory in ("auto", "yes", "no"), f"data.in_memory must be auto, yes or no (got '{d.in_memory}')")

@@ -320,3 +320,26 @@ def test_a_run_with_options_this_version_no_longer_declares_loads_and_resumes(ri
         resolve_config("array", overrides=[f"data.path={ring_file}", "model.options.retired_width=3"])
     with pytest.raises(ConfigError, match="retired_width"):  # resuming with a new value for it is a new setting
         resolve_config("array", base=saved, overrides=["model.options.retired_width=4"])
+
+
+def test_linear_learning_rate_decay_follows_the_step(ring_file, tmp_path):
+    """``train.lr_final``: both learning rates fall linearly from lr at step 0 to lr_final * lr at train.steps, as a
+    function of the step alone (so a resumed run continues the schedule); rollbacks multiply it; out-of-range values
+    fail; the default leaves the rates constant."""
+    from physgan.errors import ConfigError
+    from physgan.train.loop import learning_rate_factor
+
+    cfg = _cfg(ring_file, "train.steps=10", "train.lr_final=0.1", "train.val_every=0", "train.ckpt_every=4",
+               "train.lr_g=2e-4", "train.lr_d=1e-4")
+    t = cfg.train
+    assert learning_rate_factor(0, 0, t) == 1.0 and learning_rate_factor(10, 0, t) == pytest.approx(0.1)
+    assert learning_rate_factor(5, 0, t) == pytest.approx(0.55) and learning_rate_factor(5, 1, t) == pytest.approx(0.275)
+    train(cfg, tmp_path / "run", progress=False)
+    for name, every in (("step-0000004.pt", 3), ("last.pt", 9)):  # the rate set before the last step taken
+        state = load_checkpoint(tmp_path / "run" / "checkpoints" / name)
+        assert state["opt_g"]["param_groups"][0]["lr"] == pytest.approx(2e-4 * learning_rate_factor(every, 0, t))
+        assert state["opt_d"]["param_groups"][0]["lr"] == pytest.approx(1e-4 * learning_rate_factor(every, 0, t))
+    train(_cfg(ring_file, "train.steps=4", "train.val_every=0", "train.lr_g=2e-4"), tmp_path / "const", progress=False)
+    assert load_checkpoint(tmp_path / "const" / "checkpoints" / "last.pt")["opt_g"]["param_groups"][0]["lr"] == 2e-4
+    with pytest.raises(ConfigError, match="lr_final"):
+        _cfg(ring_file, "train.lr_final=0")

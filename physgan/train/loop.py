@@ -315,6 +315,8 @@ def _train(
     prog.start()
     try:
         while ts.step < t_cfg.steps:
+            if t_cfg.lr_final != 1.0:  # the linear decay (a constant rate is left as the optimisers hold it)
+                set_learning_rates(ts, t_cfg)
             st, bad_d = _critic_steps(ts, D_train, objective, t_cfg, device)
             st_g, bad_g = _generator_step(ts, G_train, objective, moments, t_cfg, device)
             bad |= bad_d | bad_g
@@ -498,15 +500,29 @@ def _roll_back(ts: TrainState, run_dir: Path, t_cfg, dist_info: DistInfo, runlog
     if note:
         runlog.log(note)
     ts.step = int(good_state["step"])
-    factor = t_cfg.lr_decay_on_rollback**ts.rollbacks
-    for opt, base_lr in ((ts.opt_g, t_cfg.lr_g), (ts.opt_d, t_cfg.lr_d)):
-        for group in opt.param_groups:
-            group["lr"] = base_lr * factor
+    factor = set_learning_rates(ts, t_cfg)
     ts.zgen.manual_seed(latent_seed(t_cfg.seed, dist_info, 104729 * ts.rollbacks))
     runlog.log(
         f"divergence detected: rolled back to {good.name} (step {ts.step}), learning rates x{factor:g} "
         f"(rollback {ts.rollbacks}/{t_cfg.max_rollbacks})"
     )
+
+
+def learning_rate_factor(step: int, rollbacks: int, t_cfg) -> float:
+    """The factor on ``lr_g`` / ``lr_d`` at generator step ``step``: ``lr_decay_on_rollback`` per rollback times the
+    linear schedule from 1 at step 0 to ``lr_final`` at ``train.steps`` (a function of the step, so a resumed run
+    continues it exactly)."""
+    frac = min(max(step / max(t_cfg.steps, 1), 0.0), 1.0)
+    return t_cfg.lr_decay_on_rollback**rollbacks * (1.0 - (1.0 - t_cfg.lr_final) * frac)
+
+
+def set_learning_rates(ts: TrainState, t_cfg) -> float:
+    """Set both optimisers' learning rates for ``ts.step`` (:func:`learning_rate_factor`); returns the factor."""
+    factor = learning_rate_factor(ts.step, ts.rollbacks, t_cfg)
+    for opt, base_lr in ((ts.opt_g, t_cfg.lr_g), (ts.opt_d, t_cfg.lr_d)):
+        for group in opt.param_groups:
+            group["lr"] = base_lr * factor
+    return factor
 
 
 def _checkpoint(ts: TrainState, saved: dict[str, Any], run_dir: Path, tag: str | None, t_cfg, dist_info: DistInfo) -> None:
