@@ -85,7 +85,10 @@ arrays), and :meth:`CaloGenerator.sample_physical` hands its cells to the transf
 :func:`~physgan.domains.calo.transform.fractions_to_model` for the inverse transform's exp to undo. Option
 ``generator_width`` gives the generator a width of its own (narrower than the critic's ``model.width``). Option
 ``extras_noise`` gives the extras (CaloGAN's overflow) a noise scale of their own that follows the incident energy
-from the start (the data's line of the spread, :func:`~physgan.domains.calo.transform.cell_log_std_line`).
+from the start (the data's line of the spread, :func:`~physgan.domains.calo.transform.cell_log_std_line`). Option
+``extras_cap`` caps an extra's pattern logit at its layer's hottest cell's, so the hit that every group keeps is a cell
+and the overflow cannot take a layer's energy by itself (it did in a quarter of the low-energy showers after long
+default runs, ``bench/RESULTS.md`` §13, fifth session).
 
 References
 ----------
