@@ -90,26 +90,31 @@ def make_file(out: Path, n: int, seed: int, threads: int, geometry: str = "calog
     return time.perf_counter() - t0
 
 
-def generation_speed(run, energies: np.ndarray, threads: int, seed: int, geometry: str = "calogan") -> list[dict[str, Any]]:
-    """Showers/s of the trained generator (to memory) and of GFlash, in this process."""
+def generation_speed(run, conditions: np.ndarray, threads: int, seed: int, geometry: str = "calogan") -> list[dict[str, Any]]:
+    """Showers/s of the trained generator (to memory) and of GFlash, in this process; ``conditions`` (N, k) as the
+    evaluation file stores them (CaloGAN: GeV, CaloChallenge: MeV)."""
     import torch
 
     from physgan.domains.calo.make import resolve_geometry
     from physgan.sim.gflash import simulate_showers
 
+    from physgan.domains.calo.features import incident_energy_mev
+
     torch.set_num_threads(threads)
     geom = resolve_geometry(geometry)
     particle = SETUPS[geometry]["particle"]
+    e_file = np.asarray(conditions, dtype=np.float64).reshape(len(conditions), -1)
+    energies = incident_energy_mev(e_file, geom) / 1000.0  # GFlash takes GeV
     rows = []
     for batch, reps in ((1, 200), (100, 30), (10000, 3)):
-        c = energies[:batch, None] if batch <= len(energies) else np.resize(energies, batch)[:, None]
+        c = e_file[:batch] if batch <= len(e_file) else np.resize(e_file[:, 0], batch)[:, None]
         run.sample(batch, c, seed=seed, batch_size=batch)  # warm-up
         t0 = time.perf_counter()
         for i in range(reps):
             run.sample(batch, c, seed=seed + i, batch_size=batch)
         rows.append({"what": "physgan G", "batch": batch, "per_s": batch * reps / (time.perf_counter() - t0)})
     for batch, reps in ((1, 20), (100, 3), (1000, 1)):
-        e_gev = np.resize(energies, batch).astype(np.float64)  # the files store GeV
+        e_gev = np.resize(energies, batch)
         simulate_showers(geom, e_gev[: min(batch, 10)], particle, seed=seed)  # warm-up
         t0 = time.perf_counter()
         for i in range(reps):
@@ -182,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     metrics = ev.to_dict()["metrics"]
 
     print("[4/4] generation speed", flush=True)
-    speed = generation_speed(run, c_eval[:, 0], args.threads, args.seed, args.geometry)
+    speed = generation_speed(run, c_eval, args.threads, args.seed, args.geometry)
 
     results = {
         "env": env_info(),
