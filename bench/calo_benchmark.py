@@ -95,10 +95,9 @@ def generation_speed(run, conditions: np.ndarray, threads: int, seed: int, geome
     evaluation file stores them (CaloGAN: GeV, CaloChallenge: MeV)."""
     import torch
 
+    from physgan.domains.calo.features import incident_energy_mev
     from physgan.domains.calo.make import resolve_geometry
     from physgan.sim.gflash import simulate_showers
-
-    from physgan.domains.calo.features import incident_energy_mev
 
     torch.set_num_threads(threads)
     geom = resolve_geometry(geometry)
