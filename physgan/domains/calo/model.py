@@ -604,7 +604,10 @@ class CaloGenerator(nn.Module):
             nc = self.group_n_cells[k]
             if self.extras_cap and nc < logits.shape[1]:  # the hottest over the cells; the extras at most as hot
                 top, hottest = logits[:, :nc].max(dim=1, keepdim=True)
-                logits = torch.cat([logits[:, :nc], torch.minimum(logits[:, nc:], top)], dim=1)
+                if not grad:  # in place: no copy of the group's logits
+                    logits[:, nc:].clamp_(max=top)
+                else:
+                    logits = torch.cat([logits[:, :nc], torch.minimum(logits[:, nc:], top)], dim=1)
             else:
                 top, hottest = logits.max(dim=1, keepdim=True)
             w = logits.sub_(top).exp_() if not grad else torch.exp(logits - top)
