@@ -576,15 +576,17 @@ def run_berea(args: argparse.Namespace, work: Path) -> dict[str, Any] | None:
         "data": data_info,
         "crop": args.crop,
         "side_eval": side,
-        "checkpoint": ckpt,
-        "checkpoint_step": run.step,
-        "budget": budget,
-        "generate_wall_s": gen_wall,
-        "comparisons": [cmp],
-        "speed": speed,
-        "figures": figures,
+        **_run_record(run, ckpt, budget, gen_wall, [cmp], speed, figures),
         "reference": BEREA_REFERENCE,
     }
+
+
+def _run_record(run, ckpt: str, budget: dict[str, Any], gen_wall: float, comparisons: list[dict[str, Any]],
+                speed: list[dict[str, Any]], figures: list[str]) -> dict[str, Any]:
+    """The keys every case's result shares: the evaluated checkpoint, the training budget, the comparisons, speed and
+    figures."""
+    return {"checkpoint": ckpt, "checkpoint_step": run.step, "budget": budget, "generate_wall_s": gen_wall,
+            "comparisons": comparisons, "speed": speed, "figures": figures}
 
 
 def axis_s2_errors(real_a: np.ndarray, real_b: np.ndarray, fake: np.ndarray, phase: int = 0) -> dict[str, Any]:
@@ -675,13 +677,7 @@ def run_separator(args: argparse.Namespace, work: Path) -> dict[str, Any] | None
         "crop": args.crop,
         "side_eval": args.crop,
         "latent_scale": 1,
-        "checkpoint": ckpt,
-        "checkpoint_step": run.step,
-        "budget": budget,
-        "generate_wall_s": gen_wall,
-        "comparisons": [cmp],
-        "speed": speed,
-        "figures": figures,
+        **_run_record(run, ckpt, budget, gen_wall, [cmp], speed, figures),
     }
 
 
@@ -743,15 +739,9 @@ def run_blobs(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "side_eval": side,
         "blobiness_train": blob,
         "blobiness_reference": 2.0 * blob,
-        "checkpoint": ckpt,
-        "checkpoint_step": run.step,
         "condition_range": {k: list(v) for k, v in run.condition_range.items()},
-        "budget": budget,
-        "generate_wall_s": gen_wall,
         "reference_wall_s": ref_wall,
-        "comparisons": comparisons,
-        "speed": speed,
-        "figures": figures,
+        **_run_record(run, ckpt, budget, gen_wall, comparisons, speed, figures),
     }
 
 

@@ -489,6 +489,16 @@ def _flat_stencil(p: np.ndarray, grid: int, order: int) -> tuple[np.ndarray, np.
     return idx, wt
 
 
+def _chunk_stencils(pos: np.ndarray, grid: int, box_size: float, order: int, chunk: int,
+                    stencil: tuple[np.ndarray, np.ndarray] | None):
+    """``(start, idx, wt)`` per chunk of particles: slices of a precomputed ``stencil``, or built chunk by chunk."""
+    for s in range(0, len(pos), chunk):
+        if stencil is None:
+            yield (s, *_flat_stencil(pos[s : s + chunk].astype(np.float64) * (grid / box_size), grid, order))
+        else:
+            yield s, stencil[0][s : s + chunk], stencil[1][s : s + chunk]
+
+
 def assignment(positions: np.ndarray, grid: int, box_size: float, scheme: str = "cic") -> tuple[np.ndarray, np.ndarray]:
     """The nodes and weights that :func:`paint` and :func:`readout` use, computed once for several calls.
 
@@ -579,11 +589,7 @@ def paint(
     w_all = None if weights is None else np.asarray(weights, dtype=np.float64).ravel()
     if w_all is not None and len(w_all) != len(pos):
         raise DataError("<positions>", f"{len(w_all)} weights for {len(pos)} particles", dataset="weights")
-    for s in range(0, len(pos), chunk):
-        if stencil is None:
-            idx, wt = _flat_stencil(pos[s : s + chunk].astype(np.float64) * (grid / box_size), grid, order)
-        else:
-            idx, wt = stencil[0][s : s + chunk], stencil[1][s : s + chunk]
+    for s, idx, wt in _chunk_stencils(pos, grid, box_size, order, chunk, stencil):
         if w_all is not None:
             wt = wt * w_all[s : s + chunk, None]
         out += np.bincount(idx.ravel(), weights=wt.ravel(), minlength=grid**dim)
@@ -623,10 +629,6 @@ def readout(field: np.ndarray, positions: np.ndarray, box_size: float, scheme: s
         raise DataError("<array>", f"field is {f.ndim}-D but positions are {dim}-D", dataset="field")
     flat = f.ravel()
     out = np.empty(len(pos), dtype=np.result_type(f.dtype, np.float32))
-    for s in range(0, len(pos), chunk):
-        if stencil is None:
-            idx, wt = _flat_stencil(pos[s : s + chunk].astype(np.float64) * (grid / box_size), grid, order)
-        else:
-            idx, wt = stencil[0][s : s + chunk], stencil[1][s : s + chunk]
+    for s, idx, wt in _chunk_stencils(pos, grid, box_size, order, chunk, stencil):
         out[s : s + chunk] = (flat[idx] * wt).sum(axis=1)
     return out

@@ -382,6 +382,7 @@ class CaloGenerator(nn.Module):
         # with t the normalised log incident energy (condition 0), a, b the data's line (cell_log_std_line) and d one
         # condition-dependent shift per extra, instead of a per-cell scale times their layer group's shift
         self.extras_noise = bool(_opt(spec, "extras_noise", False)) and geom.n_extra > 0
+        self.group_n_cells = [int((idx < geom.n_cells).sum()) for idx in groups]  # the extras follow a group's cells
         if self.extras_noise:
             if not (self.cell_noise and self.noise_head == "layer"):
                 raise ConfigError("calo model: extras_noise needs cell_noise with noise_head 'layer'")
@@ -400,14 +401,12 @@ class CaloGenerator(nn.Module):
             self.extra_noise_shift = nn.Linear(width, len(extra_idx))
             nn.init.normal_(self.extra_noise_shift.weight, std=0.01)
             nn.init.zeros_(self.extra_noise_shift.bias)
-            n_cells_in = [int((idx < geom.n_cells).sum()) for idx in groups]  # the extras follow a group's cells
-            ends = np.cumsum([len(idx) - nc for idx, nc in zip(groups, n_cells_in)]).tolist()
-            self.extra_runs = [(nc, e - (len(idx) - nc), e) for idx, nc, e in zip(groups, n_cells_in, ends)]
+            ends = np.cumsum([len(idx) - nc for idx, nc in zip(groups, self.group_n_cells)]).tolist()
+            self.extra_runs = [(nc, e - (len(idx) - nc), e) for idx, nc, e in zip(groups, self.group_n_cells, ends)]
         # option extras_cap: an extra's (CaloGAN's overflow) pattern logit is capped at its group's hottest cell's, so the
         # forced hit is always a cell of the layer and the overflow never takes the group's energy by itself
         # (bench/RESULTS.md §13, fifth session: 23-31 % of the showers below 10 GeV did after 12k-16k default steps)
         self.extras_cap = bool(_opt(spec, "extras_cap", False)) and geom.n_extra > 0
-        self.group_n_cells = [int((idx < geom.n_cells).sum()) for idx in groups]
         if self.extras_cap and any((idx[:nc] >= geom.n_cells).any() for idx, nc in zip(groups, self.group_n_cells)):
             raise ConfigError("calo model: extras_cap needs each group's cells before its extras")
         # zero-inflated occupancy: a per-cell hit / miss draw replaces the relative threshold (module docstring)

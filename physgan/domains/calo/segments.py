@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["SegmentMatrix", "column_sums", "geometry_segments"]
+__all__ = ["SegmentMatrix", "column_sums", "geometry_segments", "layer_bounds"]
 
 
 class SegmentMatrix(nn.Module):
@@ -128,9 +128,15 @@ def _runs(m: np.ndarray, segments: Sequence[tuple[int, int]]) -> list[tuple[int,
     return [tuple(r) for r in runs]  # type: ignore[misc]
 
 
+def layer_bounds(geom) -> list[tuple[int, int]]:
+    """``(start, stop)`` of every layer's cells in the flat sample."""
+    return [(geom.layer_slice(i).start, geom.layer_slice(i).stop) for i in range(geom.n_layers)]
+
+
 def geometry_segments(geom) -> list[tuple[int, int]]:
-    """Row segments of a calorimeter geometry's flat sample: each layer's cells, then the extras (if any)."""
-    segs = [(geom.layer_slice(i).start, geom.layer_slice(i).stop) for i in range(geom.n_layers)]
+    """Row segments of a calorimeter geometry's flat sample: each layer's cells (:func:`layer_bounds`), then the
+    extras (if any)."""
+    segs = layer_bounds(geom)
     if geom.n_features > geom.n_cells:
         segs.append((geom.n_cells, geom.n_features))
     return segs

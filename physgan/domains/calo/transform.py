@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from physgan.domains.base import Transform, typed_options
-from physgan.domains.calo.segments import SegmentMatrix, column_sums, geometry_segments
+from physgan.domains.calo.segments import SegmentMatrix, column_sums, geometry_segments, layer_bounds
 from physgan.errors import ConfigError
 
 __all__ = [
@@ -137,11 +137,6 @@ def segment_moments(moments: np.ndarray, segments: list[tuple[int, int]], dtype:
     """The three slices of :func:`lateral_moments` as :class:`~physgan.domains.calo.segments.SegmentMatrix`
     products (per layer where that saves work), on ``dtype`` and ``device``."""
     return tuple(SegmentMatrix(m, segments).to(dtype=dtype, device=device) for m in moments)
-
-
-def layer_bounds(geom: Any) -> list[tuple[int, int]]:
-    """``(start, stop)`` of every layer's cells in the flat sample."""
-    return [(geom.layer_slice(i).start, geom.layer_slice(i).stop) for i in range(geom.n_layers)]
 
 
 def summary_count(n_groups: int, n_lateral: int, n_layers: int, occupancy: bool, lateral: bool, extras: bool = False) -> int:
