@@ -19,7 +19,7 @@ from physgan.domains.nbody.spectral import (
     shell_members,
     shell_power,
 )
-from physgan.domains.nbody.transform import make_transform
+from physgan.domains.nbody.transform import make_transform, symmetric_log_eps
 from physgan.errors import ConfigError
 from physgan.sim import nbody as sim
 
@@ -81,6 +81,51 @@ def test_spectral_generator_starts_at_the_data_spectrum_and_mean_density():
     np.testing.assert_allclose(p_fake, p_real, rtol=0.15)
     # the offset holds E[density] = 1 by construction
     assert float(t.inverse(y).mean()) == pytest.approx(1.0, abs=0.01)
+
+
+def _skew(u):
+    d = u - u.mean()
+    return float(np.mean(d**3) / np.mean(d**2) ** 1.5)
+
+
+def test_auto_softening_makes_sparse_log_densities_symmetric_and_keeps_the_mean_density():
+    # squared Gaussian fields (mean 1): near-empty cells where the field crosses zero, as particle-mesh voids
+    g = np.stack([sim.gaussian_field(_pk2d, 16, 32.0, 2, seed=40 + i) for i in range(64)])
+    x = (g**2 / np.mean(g**2)).astype(np.float32)
+    assert _skew(np.log(x + 1e-3)) < -0.3  # what the fixed softening gives
+    eps = symmetric_log_eps(x)
+    assert 1e-4 < eps < 1.0 and _skew(np.log(x.astype(np.float64) + eps)) == pytest.approx(-0.05, abs=0.005)
+    t = make_transform({"kind": "gauss", "eps": "auto"}).fit(x)
+    assert t.stats["eps"] == pytest.approx(eps)
+    y = t.forward(torch.from_numpy(x))
+    assert _skew(y.numpy().ravel()) == pytest.approx(-0.05, abs=0.01)
+    np.testing.assert_allclose(t.inverse(y).numpy(), x, rtol=1e-4, atol=1e-4)
+    assert make_transform({}).load_state_dict(t.state_dict()).inverse(y).numpy() == pytest.approx(t.inverse(y).numpy())
+    # the spectral generator's closed-form offset uses the fitted softening: E[density] = 1 at the start
+    spec = ModelSpec(
+        sample_shape=(1, 16, 16), n_cond=2, condition_names=["omega_m", "sigma8"], z_dim=4, width=8, depth=2,
+        embed_dim=8, options={"data_stats": t.stats},
+    )  # fmt: skip
+    g = build_generator(spec)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        y_fake = g(torch.randn(400, *g.latent_shape()), torch.zeros(400, 2))
+    assert float(t.inverse(y_fake).mean()) == pytest.approx(1.0, abs=0.01)
+    # densities whose log is Gaussian are symmetric already: the smallest softening searched
+    assert symmetric_log_eps(np.exp(np.random.default_rng(1).normal(-0.5, 1.0, (64, 16, 16)))) == 1e-4
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"kind": "s", "eps": "auto"}, "needs kind 'gauss'"),
+        ({"kind": "gauss", "eps": -1}, "> 0"),
+        ({"kind": "gauss", "eps": "x"}, "'auto'"),
+    ],
+)
+def test_bad_softening_is_refused(options, match):
+    with pytest.raises(ConfigError, match=match):
+        make_transform(options)
 
 
 @pytest.mark.parametrize("shape", [(16, 16), (32, 32), (8, 8, 8)])

@@ -43,4 +43,6 @@ class NbodyTransformOptions:
 
     kind: Literal["s", "log", "gauss"] = "s"
     a: float | None = None  # scale of the 's' map (None: fitted median density)
-    eps: float = 1e-3  # softening of the logs at empty cells (units of the mean density)
+    # softening of the logs at empty cells (units of the mean density); "auto" (gauss only): the one that makes the
+    # training fields' log(x + eps) symmetric (zero skewness), chosen by the fit
+    eps: float | Literal["auto"] = 1e-3

@@ -4,7 +4,10 @@ Three options (``kind``):
 
 * ``'gauss'`` (default of the presets): ``y = (log(x + eps) - mu) / sd``, standardised with the training
   fields' mean ``mu`` and spread ``sd`` of ``log(x + eps)``. For a lognormal field ``log(1 + delta)`` is
-  exactly Gaussian, and nothing squashes the high-density tail (the generator's output is linear). Its fit
+  exactly Gaussian, and nothing squashes the high-density tail (the generator's output is linear). With
+  ``eps='auto'`` the fit chooses the softening from the data (:func:`symmetric_log_eps`): particle-mesh slabs
+  have near-empty void cells whose ``log(x + 1e-3)`` is skewed (-0.58), ``eps = 0.01`` makes it nearly
+  symmetric (-0.05). Its fit
   also records the training fields' power per Fourier shell and the mean and spread of the critic's
   summaries (:func:`physgan.domains.nbody.spectral.fit_spectral_stats`), which the spectral generator
   and the summary critic read from the run's ``data_stats``.
@@ -37,10 +40,53 @@ from physgan.domains.nbody.options import NbodyTransformOptions
 from physgan.domains.nbody.spectral import fit_spectral_stats
 from physgan.errors import ConfigError, DataError
 
-__all__ = ["DensityTransform", "make_transform"]
+__all__ = ["DensityTransform", "make_transform", "symmetric_log_eps"]
 
 _GAUSS_MAX = 30.0  # standardised log density; the inverse clamps here (no float overflow)
 _S_MAX = 1.0 - 1e-4  # inverse of s clamps here: x <= a (2 - 1e-4) / 1e-4
+
+
+def symmetric_log_eps(x: np.ndarray, tol: float = 0.05, lo: float = 1e-4, hi: float = 1.0, max_values: int = 500_000) -> float:
+    """The smallest softening ``eps`` in ``[lo, hi]`` at which ``log(x + eps)`` of the densities ``x`` is symmetric.
+
+    Symmetric: skewness ``>= -tol``. The skewness grows with ``eps`` (a larger softening lifts the empty cells'
+    long negative tail), so the ``eps`` where it reaches ``-tol`` is found by bisection in ``log eps``; ``lo``
+    where the data are symmetric already (a lognormal field: ``log x`` is Gaussian, and a softening would only
+    bend it), ``hi`` where even that is not enough. The smallest such ``eps`` keeps the most of the low-density
+    contrast. At most ``max_values`` cells enter (an evenly strided subset of the flattened sample: deterministic).
+
+    Parameters
+    ----------
+    x : ndarray
+        Densities (units of the mean, >= 0), any shape.
+    tol : float
+        Skewness accepted as symmetric.
+    lo, hi : float
+        The range searched.
+    max_values : int
+        Cells used at most.
+
+    Returns
+    -------
+    float
+    """
+    flat = np.asarray(x, dtype=np.float64).ravel()
+    flat = flat[:: max(1, flat.size // max_values)]
+
+    def skew(log_eps: float) -> float:
+        u = np.log(flat + np.exp(log_eps))
+        d = u - u.mean()
+        return float(np.mean(d**3) / (np.mean(d**2) ** 1.5 + 1e-300))
+
+    a, b = np.log(lo), np.log(hi)
+    if skew(a) >= -tol:
+        return float(lo)
+    if skew(b) < -tol:
+        return float(hi)
+    for _ in range(30):
+        m = 0.5 * (a + b)
+        a, b = (m, b) if skew(m) < -tol else (a, m)
+    return float(np.exp(b))
 
 
 def _as_tensor(x) -> tuple[torch.Tensor, bool]:
@@ -69,7 +115,17 @@ class DensityTransform(Transform):
         kind = self.options.setdefault("kind", "s")
         if kind not in ("s", "log", "gauss"):
             raise ConfigError(f"nbody transform kind must be 's', 'log' or 'gauss', got '{kind}'")
-        self.options.setdefault("eps", 1e-3)
+        eps = self.options.setdefault("eps", 1e-3)
+        if eps == "auto":
+            if kind != "gauss":
+                raise ConfigError(f"nbody transform eps='auto' needs kind 'gauss' (got kind '{kind}')")
+        else:
+            try:
+                self.options["eps"] = float(eps)
+            except (TypeError, ValueError):
+                raise ConfigError(f"nbody transform eps must be a number > 0 or 'auto', got {eps!r}") from None
+            if not self.options["eps"] > 0:
+                raise ConfigError(f"nbody transform eps must be > 0, got {eps!r}")
         if self.typed.a is not None and not float(self.typed.a) > 0:
             raise ConfigError(f"nbody transform 'a' must be > 0, got {self.options['a']}")
 
@@ -92,13 +148,14 @@ class DensityTransform(Transform):
                 a = float(np.mean(x)) or 1.0
             self.stats = {"a": a}
         elif self.options["kind"] == "gauss":
-            u = np.log(x + float(self.options["eps"]))
+            eps = symmetric_log_eps(x) if self.options["eps"] == "auto" else float(self.options["eps"])
+            u = np.log(x + eps)
             mu, sd = float(u.mean()), float(u.std()) or 1.0
             rng = np.random.default_rng(0)
             rows = rng.choice(len(u), size=min(len(u), 4096), replace=False) if len(u) > 4096 else slice(None)
             c_fit = None if c is None or np.asarray(c).size == 0 else np.asarray(c, dtype=np.float64).reshape(len(u), -1)[rows]
             spectral = fit_spectral_stats((u[rows] - mu) / sd, mu, sd, c=c_fit)
-            self.stats = {"mu": mu, "sd": sd, "eps": float(self.options["eps"]), **spectral}
+            self.stats = {"mu": mu, "sd": sd, "eps": eps, **spectral}
         else:
             eps = float(self.options["eps"])
             lo = float(np.log(eps))
@@ -109,6 +166,11 @@ class DensityTransform(Transform):
 
     def model_shape(self, sample_shape: tuple[int, ...]) -> tuple[int, ...]:
         return (1, *tuple(sample_shape))
+
+    @property
+    def _eps(self) -> float:
+        """The softening in use: the fitted one (``'gauss'`` records it; ``'auto'`` chooses it), else the option."""
+        return float(self.stats.get("eps", self.options["eps"]))
 
     def _need_fit(self) -> None:
         if not self.stats:
@@ -122,7 +184,7 @@ class DensityTransform(Transform):
             a = self.stats["a"]
             y = 2 * t / (t + a) - 1
         elif self.options["kind"] == "gauss":
-            y = (torch.log(t.clamp_min(0) + float(self.options["eps"])) - self.stats["mu"]) / self.stats["sd"]
+            y = (torch.log(t.clamp_min(0) + self._eps) - self.stats["mu"]) / self.stats["sd"]
         else:
             lo, hi = self.stats["lo"], self.stats["hi"]
             u = torch.log(t.clamp_min(0) + float(self.options["eps"]))
@@ -140,7 +202,7 @@ class DensityTransform(Transform):
             x = a * (1 + s) / (1 - s)
         elif self.options["kind"] == "gauss":
             u = self.stats["mu"] + self.stats["sd"] * t.clamp(max=_GAUSS_MAX)
-            x = (torch.exp(u) - float(self.options["eps"])).clamp_min(0)
+            x = (torch.exp(u) - self._eps).clamp_min(0)
         else:
             lo, hi = self.stats["lo"], self.stats["hi"]
             u = lo + (t + 1) * (hi - lo) / 2
