@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 import numpy as np
 import pytest
 
@@ -12,6 +14,7 @@ from bench.nbody_benchmark import (
     default_eval_train,
     default_held_out,
     merge_files,
+    paired_pm_ratio,
     parse_points,
     parse_values,
     verdict,
@@ -84,3 +87,20 @@ def test_merge_files_keeps_every_row(tmp_path):
     # each row keeps its own condition: value 1 <-> omega_m 0.25, value 2 <-> omega_m 0.3
     np.testing.assert_allclose(c[:, 0], np.where(x[:, 0, 0] == 1.0, 0.25, 0.3), rtol=1e-6)
     assert not np.array_equal(x[:, 0, 0], np.sort(x[:, 0, 0]))  # rows were shuffled
+
+
+def test_paired_pm_ratio_alternates_generator_and_simulator(tmp_path):
+    class _Run:  # a generator that makes empty fields: only the bookkeeping of the ratio is tested
+        calls = 0
+
+        def sample(self, n, c, seed, batch_size):
+            _Run.calls += 1
+            return np.zeros((n, 8, 8), dtype=np.float32)
+
+    args = argparse.Namespace(dim=2, grid=8, box=16.0)
+    q = paired_pm_ratio(_Run(), args, (0.3, 0.8), tmp_path, rounds=2, batch=4)
+    assert len(q["ratios"]) == 2 and _Run.calls > 2
+    for g, s, r in zip(q["generator_per_s"], q["pm_per_s"], q["ratios"]):
+        assert g > 0 and s > 0 and r == pytest.approx(g / s)
+    assert min(q["ratios"]) <= q["median_ratio"] <= max(q["ratios"])
+    assert not list(tmp_path.iterdir())  # the simulator's files are temporary
