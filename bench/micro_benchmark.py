@@ -608,6 +608,38 @@ def axis_s2_errors(real_a: np.ndarray, real_b: np.ndarray, fake: np.ndarray, pha
     }
 
 
+def random_crops(vol: np.ndarray, side: int, n: int, seed: int) -> np.ndarray:
+    """``n`` cubic crops of ``vol`` at uniformly random positions (they may overlap) -> (n, side, side, side)."""
+    rng = np.random.default_rng(seed)
+    starts = [rng.integers(0, m - side + 1, size=n) for m in vol.shape]
+    return np.stack([vol[i : i + side, j : j + side, k : k + side] for i, j, k in zip(*starts)])
+
+
+def volume_axis_s2_errors(volume: np.ndarray, fake: np.ndarray, crops: np.ndarray, phase: int = 0) -> dict[str, Any]:
+    """S2 of ``phase`` along each axis against the whole ``volume``'s (every position, not a few crops).
+
+    The reference is the material's own S2: the disjoint-crop sets of :func:`axis_s2_errors` hold 8 crops of 32^3
+    of the separator, whose floor (0.009-0.027) is above the goal's 0.01. Here the generated set is compared with
+    the volume's S2, and the floor is what as many random real crops of the same side (``crops``) give against it.
+    """
+    from physgan.domains.micro.metrics import axis_s2
+
+    r_max = min(fake.shape[1:]) // 2
+    r, sv = axis_s2(volume[None], phase, r_max)
+    _, sf = axis_s2(fake, phase, r_max)
+    _, sc = axis_s2(crops, phase, r_max)
+    return {
+        "phase": phase,
+        "r": r,
+        "n_fake": len(fake),
+        "s2_volume": sv,
+        "s2_fake": sf,
+        "s2_crops": sc,
+        "max_abs_err": np.abs(sf - sv).max(axis=1),
+        "floor": np.abs(sc - sv).max(axis=1),
+    }
+
+
 #: lattice directions of :func:`orientation_s2`: the three axes and the two diagonals of each slice orientation
 DIRECTIONS: dict[str, tuple[int, int, int]] = {
     "axis0": (1, 0, 0), "axis1": (0, 1, 0), "axis2": (0, 0, 1),
@@ -666,6 +698,9 @@ def run_separator(args: argparse.Namespace, work: Path) -> dict[str, Any] | None
     figures = write_figures(work, real_a, fake, "separator")
     cmp = compare_sets(real_a, real_b, fake, None, args.n_tau, tuple(args.tau_axes), args.device, not args.no_extras)
     cmp["s2_axis"] = axis_s2_errors(real_a, real_b, fake)
+    n_vol = max(64, len(fake))  # generated volumes are cheap: the comparison with the whole volume uses more
+    fake_vol, _ = _fake(run, n_vol, None, args.seed + 2, args.gen_batch, latent_scale=1)
+    cmp["s2_axis_volume"] = volume_axis_s2_errors(labels, fake_vol, random_crops(labels, args.crop, n_vol, args.seed + 8))
     print("[4/4] generation speed", flush=True)
     speed = generation_speed(run, None, 2 * args.crop, args.speed_batch, args.device, args.seed)
     return {
@@ -855,6 +890,18 @@ def report(results: dict[str, Any]) -> str:
         lines += [
             "",
             f"S2 of label {ax['phase']} along each axis (non-periodic, lags 0-{int(np.max(ax['r']))}): max |fake - A| (floor |B - A|)",
+            markdown_table(
+                ["axis", "max abs err (floor)", "goal <= 0.01"],
+                [[a, f"{e:.4f} ({f:.4f})", _ok(e, GOALS["s2_max_abs_err"] + 1e-12)] for a, (e, f) in enumerate(zip(err, floor))],
+            ),
+        ]
+    av = c0.get("s2_axis_volume")
+    if av:
+        err, floor = np.asarray(av["max_abs_err"], dtype=float), np.asarray(av["floor"], dtype=float)
+        lines += [
+            "",
+            f"S2 of label {av['phase']} along each axis against the whole volume's (every position), {av['n_fake']} generated "
+            f"volumes: max |fake - volume| (floor: as many random real crops against the volume)",
             markdown_table(
                 ["axis", "max abs err (floor)", "goal <= 0.01"],
                 [[a, f"{e:.4f} ({f:.4f})", _ok(e, GOALS["s2_max_abs_err"] + 1e-12)] for a, (e, f) in enumerate(zip(err, floor))],

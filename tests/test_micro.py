@@ -443,3 +443,21 @@ def test_orientation_s2_flags_a_diagonal_texture():
     assert asym["fake"] > 0.2 and asym["real_a"] < 0.05 and asym["real_b"] < 0.05
     assert out["err"]["diag12+"] > 0.2 and out["floor"]["diag12+"] < 0.05
     assert out["diag_asymmetry"]["01"]["fake"] < 1e-12  # slices normal to axis 2 see no diagonal texture
+
+
+def test_volume_axis_s2_compares_with_the_whole_volume():
+    from bench.micro_benchmark import random_crops, volume_axis_s2_errors
+
+    # anisotropic: layers of period 8 along axis 2, random along axes 0 and 1
+    rng = np.random.default_rng(0)
+    k = np.arange(48)
+    vol = (((k % 8) < 3)[None, None, :] | (rng.random((40, 40, 48)) < 0.2)).astype(np.uint8)
+    crops = random_crops(vol, 16, 40, seed=1)
+    assert crops.shape == (40, 16, 16, 16) and set(np.unique(crops)) <= {0, 1}
+    same = volume_axis_s2_errors(vol, random_crops(vol, 16, 40, seed=2), crops, phase=1)
+    assert same["max_abs_err"].max() < 0.02 and same["floor"].max() < 0.02
+    # the same layers along axis 0 instead: axis 0 and axis 2 are off, axis 1 (random in both) is not
+    turned = np.ascontiguousarray(np.swapaxes(crops, 1, 3))
+    out = volume_axis_s2_errors(vol, turned, crops, phase=1)
+    assert out["max_abs_err"][0] > 0.1 and out["max_abs_err"][2] > 0.1 and out["max_abs_err"][1] < 0.02
+    assert out["s2_volume"].shape == (3, 9) and out["n_fake"] == 40
