@@ -56,7 +56,7 @@ from typing import Any
 
 import numpy as np
 
-from bench._util import add_training_args, cpu_env, env_info, load, physgan_cmd, train_with_budget
+from bench._util import add_training_args, cpu_env, env_info, interleave, load, median, physgan_cmd, train_with_budget
 
 __all__ = [
     "GOALS",
@@ -405,23 +405,40 @@ def simulator_speed(args: argparse.Namespace, cond: tuple[float, float], sims: l
 
 
 def paired_pm_ratio(
-    run, args: argparse.Namespace, cond: tuple[float, float], workdir: Path, rounds: int = 3, batch: int = 16
+    run, args: argparse.Namespace, cond: tuple[float, float], workdir: Path, rounds: int = 3, batch: int = 16, calls: int = 20
 ) -> dict[str, Any]:
     """Generator fields/s over the PM simulator's, timed in alternation ``rounds`` times (goal 5).
 
-    Each round times the generator (``batch`` fields per call) and then the PM simulator (one box: its slabs in
-    2-D), back to back, so both see the same load on the machine; a load that comes and goes moves single
-    timings by 2x here (the generator measured 470-1200 fields/s in one process while the other core
-    trained). The median of the per-round ratios is the figure reported.
+    Each round times the generator (``calls`` calls of ``batch`` fields) and the PM simulator (one box: its slabs in
+    2-D) back to back (:func:`bench._util.interleave`), so both see the same load on the machine; a load that comes
+    and goes moves single timings by 2x here (the generator measured 470-1200 fields/s in one process while the
+    other core trained). The median of the per-round ratios is the figure reported.
     """
-    ratios, gen, pm = [], [], []
-    for i in range(int(rounds)):
-        g = generation_speed(run, cond, [batch], 1000 + i)[0]["per_s"]
-        s = simulator_speed(args, cond, ["pm"], workdir)[0]["per_s"]
-        gen.append(g)
-        pm.append(s)
-        ratios.append(g / s)
-    return {"batch": batch, "generator_per_s": gen, "pm_per_s": pm, "ratios": ratios, "median_ratio": float(np.median(ratios))}
+    from physgan.domains.nbody.make import make_dataset
+
+    c = np.tile(np.asarray(cond, dtype=np.float32), (batch, 1))
+    n_pm = 12 if args.dim == 2 else 1
+    count = iter(range(10**9))
+
+    def gen() -> None:
+        i = next(count)
+        for j in range(calls):
+            run.sample(batch, c, seed=1000 + i * calls + j, batch_size=batch)
+
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+
+        def pm() -> None:
+            i = next(count)
+            make_dataset(
+                Path(tmp) / f"pm_{i}.h5", sim_kind="pm", dim=args.dim, grid=args.grid, box=args.box,
+                omega_m=(cond[0], cond[0]), sigma8=(cond[1], cond[1]), n=n_pm, seed=900 + i, progress=False,
+            )  # fmt: skip
+
+        times = interleave({"generator": gen, "pm": pm}, rounds)
+    g = [batch * calls / t for t in times["generator"]]
+    s = [n_pm / t for t in times["pm"]]
+    ratios = [a / b for a, b in zip(g, s)]
+    return {"batch": batch, "generator_per_s": g, "pm_per_s": s, "ratios": ratios, "median_ratio": median(ratios)}
 
 
 def _write_json(path: Path, obj: Any) -> None:

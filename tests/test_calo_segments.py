@@ -81,3 +81,21 @@ def test_benchmark_goals_follow_the_geometry():
     assert goal("auc_high", "calochallenge-ds2") == "< 0.9"
     assert goal("coverage") == "> 0.8" and goal("coverage", "calochallenge-ds2") == ""
     assert goal("physics/sep/e_ratio") == "< 0.02" and goal("fpd") == ""
+
+
+def test_benchmark_times_generator_and_gflash_in_alternation():
+    from bench.calo_benchmark import paired_gflash_ratio
+
+    seen = []
+
+    class _Run:  # a generator that returns empty showers: only the ratio's bookkeeping is tested
+        def sample(self, n, c, seed, batch_size):
+            seen.append((n, c.shape, seed))
+            return np.zeros((n, 504), dtype=np.float32)
+
+    q = paired_gflash_ratio(_Run(), np.array([[10.0], [50.0]]), seed=3, rounds=2, batch=100, n_gflash=20)
+    assert len(q["ratios"]) == 2 and len(seen) == 3  # one warm-up call, then one per round
+    assert all(n == 100 and shape == (100, 1) for n, shape, _ in seen) and len({s for *_, s in seen}) == 3
+    for g, s, r in zip(q["generator_per_s"], q["gflash_per_s"], q["ratios"]):
+        assert g > 0 and s > 0 and r == pytest.approx(g / s)
+    assert min(q["ratios"]) <= q["median_ratio"] <= max(q["ratios"])
