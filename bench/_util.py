@@ -30,6 +30,8 @@ __all__ = [
     "sync",
     "timed",
     "interleave",
+    "paired_rates",
+    "paired_rates_line",
     "median",
     "load",
     "rss_mb",
@@ -117,6 +119,27 @@ def interleave(cands: dict[str, Callable[[], Any]], rounds: int, device: Any = N
             dt, out = timed(cands[name], device)
             times[name].append(float(out) if isinstance(out, float) else dt)
     return times
+
+
+def paired_rates(fast: Callable[[], Any], slow: Callable[[], Any], n_fast: int, n_slow: int, rounds: int = 3) -> dict[str, Any]:
+    """Items/s of ``fast`` over ``slow`` (a surrogate over its simulator), timed back to back ``rounds`` times.
+
+    Both are timed in alternation (:func:`interleave`, one warm-up call each), so a load on the machine that comes
+    and goes moves both: single timings put the same ratio anywhere in a 2x range here. ``n_fast`` / ``n_slow``:
+    items made per call. Returns the per-round rates (``fast_per_s``, ``slow_per_s``), their ``ratios`` and the
+    ``median_ratio`` reported.
+    """
+    times = interleave({"fast": fast, "slow": slow}, rounds)
+    f = [n_fast / t for t in times["fast"]]
+    s = [n_slow / t for t in times["slow"]]
+    ratios = [a / b for a, b in zip(f, s)]
+    return {"fast_per_s": f, "slow_per_s": s, "ratios": ratios, "median_ratio": median(ratios)}
+
+
+def paired_rates_line(q: dict[str, Any], fast: str, slow: str, goal: float = 100.0) -> str:
+    """One report line for :func:`paired_rates`: each round's rates and ratio, and the median against ``goal``."""
+    per_round = ", ".join(f"{a:.4g} / {b:.3g} = {r:.0f}x" for a, b, r in zip(q["fast_per_s"], q["slow_per_s"], q["ratios"]))
+    return f"{fast} over {slow}, timed in alternation: {per_round}; **median {q['median_ratio']:.0f}x** (goal ≥ {goal:g}x)"
 
 
 def median(xs) -> float:

@@ -46,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from bench._util import add_training_args, cpu_env, env_info, interleave, load, median, physgan_cmd, train_with_budget
+from bench._util import add_training_args, cpu_env, env_info, load, paired_rates, paired_rates_line, physgan_cmd, train_with_budget
 
 #: Issue 19's goals per geometry: goal 1 (CaloGAN, 100k e+ at 1-100 GeV) and goal 2 (CaloChallenge dataset 2, 30k e-
 #: at 1-1000 GeV log-uniform: E_layer < 0.01, centres and widths < 0.02, AUC < 0.90; the rest is not asked there).
@@ -140,17 +140,14 @@ def paired_gflash_ratio(
     c = e_file[:batch] if batch <= len(e_file) else np.resize(e_file[:, 0], batch)[:, None]
     e_gev = np.resize(incident_energy_mev(e_file, geom) / 1000.0, n_gflash)
     count = iter(range(10**9))
-    times = interleave(
-        {
-            "generator": lambda: run.sample(batch, c, seed=seed + next(count), batch_size=batch),
-            "gflash": lambda: simulate_showers(geom, e_gev, SETUPS[geometry]["particle"], seed=seed + next(count)),
-        },
-        rounds,
-    )
-    g = [batch / t for t in times["generator"]]
-    s = [n_gflash / t for t in times["gflash"]]
-    ratios = [a / b for a, b in zip(g, s)]
-    return {"batch": batch, "generator_per_s": g, "gflash_per_s": s, "ratios": ratios, "median_ratio": median(ratios)}
+    return {
+        "batch": batch,
+        **paired_rates(
+            lambda: run.sample(batch, c, seed=seed + next(count), batch_size=batch),
+            lambda: simulate_showers(geom, e_gev, SETUPS[geometry]["particle"], seed=seed + next(count)),
+            batch, n_gflash, rounds,
+        ),
+    }  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -275,11 +272,7 @@ def report(results: dict[str, Any]) -> str:
     lines += [f"| {r['what']} | {r['batch']} | {r['per_s']:.4g} |" for r in results["speed"]]
     q = results.get("speed_vs_gflash")
     if q:
-        per_round = ", ".join(f"{g:.4g} / {s:.3g} = {r:.0f}x" for g, s, r in zip(q["generator_per_s"], q["gflash_per_s"], q["ratios"]))
-        lines += [
-            "", f"Generator (batch {q['batch']}) over GFlash, timed in alternation: {per_round}; "
-            f"**median {q['median_ratio']:.0f}x** (goal ≥ 100x)",
-        ]  # fmt: skip
+        lines += ["", paired_rates_line(q, f"Generator (batch {q['batch']})", "GFlash")]
     return "\n".join(lines)
 
 

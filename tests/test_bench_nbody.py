@@ -100,7 +100,11 @@ def test_paired_pm_ratio_alternates_generator_and_simulator(tmp_path):
     args = argparse.Namespace(dim=2, grid=8, box=16.0)
     q = paired_pm_ratio(_Run(), args, (0.3, 0.8), tmp_path, rounds=2, batch=4)
     assert len(q["ratios"]) == 2 and _Run.calls > 2
-    for g, s, r in zip(q["generator_per_s"], q["pm_per_s"], q["ratios"]):
+    for g, s, r in zip(q["fast_per_s"], q["slow_per_s"], q["ratios"]):
         assert g > 0 and s > 0 and r == pytest.approx(g / s)
     assert min(q["ratios"]) <= q["median_ratio"] <= max(q["ratios"])
     assert not list(tmp_path.iterdir())  # the simulator's files are temporary
+    from bench._util import paired_rates_line
+
+    line = paired_rates_line(q, "G", "PM")
+    assert line.count(" = ") == 2 and f"median {q['median_ratio']:.0f}x" in line and "goal ≥ 100x" in line
