@@ -614,9 +614,10 @@ def test_extras_summary_coordinate_is_the_overflow_energy():
     {"cell_noise": True, "noise_head": "layer", "occupancy": True, "layer_hidden": False, "pattern_conv": 2},
     {"cell_noise": True, "noise_head": "layer", "occupancy": True, "extras_noise": True, "generator_width": 16},
     {"cell_noise": True, "noise_head": "layer", "occupancy": True, "extras_cap": True},
+    {"cell_noise": True, "noise_head": "layer", "occupancy": True, "extras_cap": True, "hit_floor": True},
     {"cell_noise": True, "noise_head": "cell", "occupancy": False},  # the relative threshold, a full noise head
     {"cell_noise": False, "sparsify": False},
-], ids=["presets", "conv-no-hidden", "extras-narrow", "extras-cap", "threshold", "dense"])
+], ids=["presets", "conv-no-hidden", "extras-narrow", "extras-cap", "hit-floor", "threshold", "dense"])
 def test_sampling_path_equals_the_training_forward(options):
     """Without gradients the generator runs its element-wise steps in place: its cells equal the training forward's
     bit for bit for the same latents; the direct physical path (no log / exp round trip) equals the inverse transform
@@ -714,3 +715,55 @@ def test_extras_cap_keeps_the_layer_s_energy_in_its_cells():
                 assert (extras.max(1).values <= cells.max(1).values * (1 + 1e-5)).all()
             else:
                 assert (extras.max(1).values > 0.99 * o["group_energy"][:, k]).float().mean() > 0.9
+
+
+def test_cell_hit_floor_fits_the_smallest_hit_against_the_energy():
+    from physgan.domains.calo.transform import cell_hit_floor
+
+    rng = np.random.default_rng(0)
+    n, e = 20000, np.exp(rng.uniform(0.0, np.log(100.0), 20000))
+    t = (np.log(e) - np.log(e).mean()) / np.log(e).std()
+    # the smallest deposit: 2 units at every energy in group 0, growing with the energy in group 1
+    e_min = np.where(np.array([0, 0, 0, 1, 1, 0]) == 0, 2.0, 0.5 * np.sqrt(e)[:, None])
+    u = e_min * (1.0 + rng.exponential(1.0, (n, 6))) * (rng.random((n, 6)) < 0.5) / e[:, None]
+    u[:, 5] = 1e-6 * rng.random(n)  # an extra (flat index >= n_cells) below every cell: not a cell, not in the floor
+    a, b = cell_hit_floor(u, e, np.array([0, 0, 0, 1, 1, 0]), n_cells=5)
+    got = np.exp(a[:, None] + b[:, None] * t[None, :]) * e  # the floor in energy, per shower
+    # the 0.5 % quantile of 1 + Exp(1) is 1.005
+    np.testing.assert_allclose(got[0], 2.0 * 1.005, rtol=0.02)
+    np.testing.assert_allclose(got[1], 0.5 * np.sqrt(e) * 1.005, rtol=0.08)
+
+
+def test_hit_floor_gives_every_hit_cell_at_least_the_data_s_smallest_deposit():
+    """With ``hit_floor`` each hit cell of a layer holds at least the floor fitted on the data (unless the floors would
+    exceed the layer's energy: then the hit cells share it equally), the layer sums stay exact, missed cells stay
+    exact zeros; the option needs the occupancy draws and the transform's statistics."""
+    from physgan.errors import ConfigError
+
+    t, spec = _occupancy_model(3, 2, cell_noise=True, noise_head="layer", occupancy=True, extras_cap=True, hit_floor=True)
+    groups = layer_groups(CALOGAN)
+    torch.manual_seed(0)
+    g = build_generator(spec)
+    c = torch.linspace(-2, 2, 500)[:, None]
+    with torch.no_grad():
+        o = g.physics(torch.randn(500, *g.latent_shape()), c)
+    u = o["u"]
+    low = 0
+    for k, idx in enumerate(groups):
+        nc = int((idx < CALOGAN.n_cells).sum())
+        cells = u[:, idx[:nc]]
+        torch.testing.assert_close(u[:, idx].sum(1), o["group_energy"][:, k], rtol=1e-5, atol=1e-7)
+        p = torch.exp(torch.tensor(t.stats["cell_hit_floor_a"][k]) + torch.tensor(t.stats["cell_hit_floor_b"][k]) * c[:, 0])
+        n_hit = (cells > 0).sum(1)
+        capped = p * n_hit > o["group_energy"][:, k]
+        smallest = torch.where(cells > 0, cells, torch.inf).min(1).values
+        assert (smallest[~capped] >= p[~capped] * (1 - 1e-5)).all()
+        equal = cells[capped]
+        assert torch.allclose(equal.max(1).values, torch.where(equal > 0, equal, torch.inf).min(1).values, rtol=1e-4)
+        low += int((~capped).sum())
+    assert low > 500  # most showers are above the cap
+    with pytest.raises(ConfigError, match="needs occupancy"):
+        build_generator(ModelSpec(**{**spec.__dict__, "options": {"hit_floor": True}}))
+    stale = {k: v for k, v in spec.data_stats.items() if not k.startswith("cell_hit_floor")}
+    with pytest.raises(ConfigError, match="cell_hit_floor"):
+        build_generator(ModelSpec(**{**spec.__dict__, "data_stats": stale}))
