@@ -798,6 +798,13 @@ def _nan_for_null(o: Any, key: str = "") -> Any:
     return float("nan") if o is None and key not in ("target_porosity", "command") else o
 
 
+def _axis_s2_table(d: dict[str, Any], title: str) -> list[str]:
+    """Report lines for :func:`axis_s2_errors` / :func:`volume_axis_s2_errors`: per axis, the error, its floor, the goal."""
+    err, floor = np.asarray(d["max_abs_err"], dtype=float), np.asarray(d["floor"], dtype=float)
+    rows = [[a, f"{e:.4f} ({f:.4f})", _ok(e, GOALS["s2_max_abs_err"] + 1e-12)] for a, (e, f) in enumerate(zip(err, floor))]
+    return ["", title, markdown_table(["axis", "max abs err (floor)", "goal <= 0.01"], rows)]
+
+
 def report(results: dict[str, Any]) -> str:
     """Markdown tables of the benchmark's headline figures (from the results in memory or re-read from results.json)."""
     results = _nan_for_null(results)
@@ -886,27 +893,12 @@ def report(results: dict[str, Any]) -> str:
         ]
     ax = c0.get("s2_axis")
     if ax:
-        err, floor = np.asarray(ax["max_abs_err"], dtype=float), np.asarray(ax["floor"], dtype=float)
-        lines += [
-            "",
-            f"S2 of label {ax['phase']} along each axis (non-periodic, lags 0-{int(np.max(ax['r']))}): max |fake - A| (floor |B - A|)",
-            markdown_table(
-                ["axis", "max abs err (floor)", "goal <= 0.01"],
-                [[a, f"{e:.4f} ({f:.4f})", _ok(e, GOALS["s2_max_abs_err"] + 1e-12)] for a, (e, f) in enumerate(zip(err, floor))],
-            ),
-        ]
+        lines += _axis_s2_table(ax, f"S2 of label {ax['phase']} along each axis (non-periodic, lags 0-{int(np.max(ax['r']))}): "
+                                    "max |fake - A| (floor |B - A|)")
     av = c0.get("s2_axis_volume")
     if av:
-        err, floor = np.asarray(av["max_abs_err"], dtype=float), np.asarray(av["floor"], dtype=float)
-        lines += [
-            "",
-            f"S2 of label {av['phase']} along each axis against the whole volume's (every position), {av['n_fake']} generated "
-            f"volumes: max |fake - volume| (floor: as many random real crops against the volume)",
-            markdown_table(
-                ["axis", "max abs err (floor)", "goal <= 0.01"],
-                [[a, f"{e:.4f} ({f:.4f})", _ok(e, GOALS["s2_max_abs_err"] + 1e-12)] for a, (e, f) in enumerate(zip(err, floor))],
-            ),
-        ]
+        lines += _axis_s2_table(av, f"S2 of label {av['phase']} along each axis against the whole volume's (every position), "
+                                    f"{av['n_fake']} generated volumes: max |fake - volume| (floor: as many random real crops)")
     ori = results["comparisons"][0].get("orientation")
     if ori:
         lines += [

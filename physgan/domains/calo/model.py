@@ -416,6 +416,9 @@ class CaloGenerator(nn.Module):
         # gave occupancy_shift gradients up to 4e10 in some batches while the critic's input gradient stayed <= 0.01,
         # and the quickstart A/B without it: AUC 0.88 -> 0.74, FPD 0.020 -> 0.011 (bench/RESULTS.md §13, arm H')
         self.occupancy_summary_st = bool(_opt(spec, "occupancy_summary_st", False))
+        self.hit_floor = bool(_opt(spec, "hit_floor", False))  # option hit_floor: see below
+        if self.hit_floor and not self.occupancy:
+            raise ConfigError("calo model: hit_floor needs occupancy (the per-cell hit draws)")
         if self.occupancy:
             if not self.occupancy_temperature > 0:
                 raise ConfigError(f"calo model: occupancy_temperature must be > 0, got {self.occupancy_temperature}")
@@ -441,7 +444,6 @@ class CaloGenerator(nn.Module):
             # line in the standardised log incident energy, the occupancy_slope's variable); without it the softmax
             # pattern gives hit cells any share down to 0, and 17 % of layer 2's generated hits fell below the
             # data's 0.1 % quantile at 100k (voxel-spectrum separation 0.03-0.04; bench/RESULTS.md §13, sixth session)
-            self.hit_floor = bool(_opt(spec, "hit_floor", False))
             if self.hit_floor:
                 fa, fb = data.get("cell_hit_floor_a"), data.get("cell_hit_floor_b")
                 if fa is None or fb is None or len(fa) != len(groups) or len(fb) != len(groups):
@@ -478,8 +480,6 @@ class CaloGenerator(nn.Module):
             self.layer_cells = [lay.n_cells for lay in geom.layers]  # group k < n_layers starts with layer k's cells
             self.register_buffer("log_cells", torch.log(torch.tensor(self.layer_cells, dtype=torch.float32)), persistent=False)
         if not self.occupancy:
-            if bool(_opt(spec, "hit_floor", False)):
-                raise ConfigError("calo model: hit_floor needs occupancy (the per-cell hit draws)")
             s0 = float(_opt(spec, "threshold_init", 1e-3))
             if not 0 < s0 < S_MAX:
                 raise ConfigError(f"calo model: threshold_init must lie in (0, {S_MAX}), got {s0}")
