@@ -767,3 +767,48 @@ def test_hit_floor_gives_every_hit_cell_at_least_the_data_s_smallest_deposit():
     stale = {k: v for k, v in spec.data_stats.items() if not k.startswith("cell_hit_floor")}
     with pytest.raises(ConfigError, match="cell_hit_floor"):
         build_generator(ModelSpec(**{**spec.__dict__, "data_stats": stale}))
+
+
+def test_critic_spectrum_counts_each_layer_s_cells_above_multiples_of_its_floor():
+    """Option ``critic_spectrum``: per layer and threshold, log(1 + the soft number of cells whose energy exceeds the
+    multiple of the layer's fitted hit floor at that shower's incident energy); the overflow is never counted; far
+    from the thresholds the soft count equals the hard one; the critic stays twice differentiable (gradient penalty)."""
+    from physgan.domains.calo.model import SPECTRUM_MULTIPLES, SPECTRUM_WIDTH
+    from physgan.errors import ConfigError
+
+    t, spec = _occupancy_model(3, 2, critic_spectrum=True)
+    # a floor of a few MeV at 1-100 GeV, as fitted on GFlash (the toy's own floor lies at eps, below the count's)
+    t.stats.update(cell_hit_floor_a=[-9.0, -8.5, -8.0], cell_hit_floor_b=[-0.6, -0.3, 0.0])
+    spec = ModelSpec(**{**spec.__dict__, "data_stats": t.stats})
+    d = build_critic(spec)
+    assert d.n_phys == build_critic(ModelSpec(**{**spec.__dict__, "options": {}})).n_phys + len(SPECTRUM_MULTIPLES) * 3
+    rng = np.random.default_rng(1)
+    c = torch.as_tensor(rng.normal(size=(40, 1)), dtype=torch.float32)
+    groups = layer_groups(CALOGAN)
+    floor = np.stack([np.exp(t.stats["cell_hit_floor_a"][k] + t.stats["cell_hit_floor_b"][k] * c[:, 0].numpy())
+                      for k in range(len(groups))], axis=1)  # (B, layers)
+    # each cell: empty, or a log-uniform multiple of its layer's floor kept away from the thresholds' soft edges
+    grid = np.log(np.asarray(SPECTRUM_MULTIPLES))
+    mid = np.concatenate([[grid[0] - 1.0], (grid[1:] + grid[:-1]) / 2, [grid[-1] + 1.0]])
+    u = np.zeros((40, CALOGAN.n_features))
+    for k, idx in enumerate(groups):
+        pick = rng.integers(0, len(mid), size=(40, len(idx)))
+        hit = rng.random((40, len(idx))) < 0.4
+        u[:, idx] = hit * floor[:, k : k + 1] * np.exp(mid[pick])
+    u[:, CALOGAN.n_cells :] = 1.0  # the overflow, above every threshold: not a cell
+    y = fractions_to_model(torch.as_tensor(u, dtype=torch.float64), d.eps).float()
+    got = torch.expm1(d.spectrum_features(y, c)).reshape(40, len(SPECTRUM_MULTIPLES), 3).detach().numpy()
+    for k, idx in enumerate(groups):
+        cells = idx[idx < CALOGAN.n_cells]
+        for j, m in enumerate(SPECTRUM_MULTIPLES):
+            want = (u[:, cells] > m * floor[:, k : k + 1]).sum(1)
+            # the nearest cell is >= (half a log gap) from a threshold: sigmoid(-gap / 2w) per cell at most
+            tol = len(cells) * 1.0 / (1.0 + np.exp(0.2 / SPECTRUM_WIDTH)) + 0.05
+            np.testing.assert_allclose(got[:, j, k], want, atol=tol)
+    y = torch.cat([y, torch.zeros(40, spec.sample_shape[0] - CALOGAN.n_features)], dim=1).requires_grad_(True)
+    (g1,) = torch.autograd.grad(d(y, c).sum(), y, create_graph=True)
+    (g2,) = torch.autograd.grad(g1.norm(), y)
+    assert torch.isfinite(g2).all() and g2.abs().sum() > 0
+    stale = {k: v for k, v in spec.data_stats.items() if not k.startswith("cell_hit_floor")}
+    with pytest.raises(ConfigError, match="cell_hit_floor"):
+        build_critic(ModelSpec(**{**spec.__dict__, "data_stats": stale}))

@@ -78,6 +78,10 @@ and physics MLPs; ``pattern_conv`` (channels) gives the generator one over the p
 log shares and the per-cell noise, its output added to the logits (it starts at 0, so the generator starts as
 without it).
 
+Option ``critic_spectrum`` (off by default): the critic's physics features also count, per layer, the cells above
+:data:`SPECTRUM_MULTIPLES` times the layer's fitted hit floor (:meth:`CaloCritic.spectrum_features`): each shower's
+cell-energy spectrum, which the voxel-energy metric pools over showers.
+
 Sampling (``bench/RESULTS.md`` §13, fourth session): :meth:`CaloGenerator.physics` is one code path for training and
 sampling; without gradients its element-wise steps run in place (the same values, fewer passes over (B, cells)
 arrays), and :meth:`CaloGenerator.sample_physical` hands its cells to the transform's last step
@@ -138,6 +142,14 @@ S_MAX = 0.99
 #: (E_2 ~ 1e-6 E_inc) had input gradients up to 21 (through the widths), and with per-cell noise the penalty
 #: spiked to 24-40 and training diverged at step ~400 (measured, quickstart data).
 MOMENT_FLOOR = 0.05
+
+#: Critic option ``critic_spectrum``: the cell-energy thresholds, as multiples of each layer's hit floor (the data's
+#: 0.5 % quantile of the hit energies, ``cell_hit_floor``), at which the critic counts the cells above; log-spaced
+#: from just above the floor, where a one-deposit cell lies, to the shower core.
+SPECTRUM_MULTIPLES = (1.4, 2.0, 3.0, 5.0, 10.0, 25.0, 60.0, 150.0, 400.0)
+
+#: Softness (in log energy) of the critic's count of cells above a spectrum threshold.
+SPECTRUM_WIDTH = 0.3
 #: Negative slope of the generator's LeakyReLU.
 LEAKY_SLOPE = 0.2
 
@@ -753,6 +765,24 @@ class CaloCritic(nn.Module):
         self.n_cells_model = geom.n_features
         self.n_summaries = n_summaries(spec, geom)
         n_phys = 2 + 2 * self.n_layers + 2 * len(col_layer) + self.n_summaries
+        # option critic_spectrum: per layer, log(1 + number of cells above each of SPECTRUM_MULTIPLES times the layer's
+        # hit floor), i.e. each shower's cell-energy spectrum; see spectrum_features
+        self.spectrum = bool(_opt(spec, "critic_spectrum", False))
+        if self.spectrum:
+            fa, fb = spec.data_stats.get("cell_hit_floor_a"), spec.data_stats.get("cell_hit_floor_b")
+            groups = layer_groups(geom)
+            if fa is None or fb is None or len(fa) != len(groups) or len(fb) != len(groups):
+                raise ConfigError("calo critic: critic_spectrum needs the transform statistics 'cell_hit_floor_a/b' of "
+                                  "this version (one per layer group); fit the transform again")
+            fg = feature_groups(geom)
+            base_a = np.asarray(fa, dtype=np.float64)[fg]
+            base_a[geom.n_cells :] = 60.0  # the extras (CaloGAN's overflow) are not cells: never counted
+            self.register_buffer("spectrum_a", torch.as_tensor(base_a, dtype=f32), persistent=False)
+            self.register_buffer("spectrum_b", torch.as_tensor(np.asarray(fb, dtype=np.float64)[fg], dtype=f32),
+                                 persistent=False)
+            self.register_buffer("spectrum_log_multiples", torch.log(torch.as_tensor(SPECTRUM_MULTIPLES, dtype=f32)),
+                                 persistent=False)
+            n_phys += len(SPECTRUM_MULTIPLES) * self.n_layers
         self.n_phys = n_phys
 
         def mlp(n_in: int, n_hidden: int, n_layers: int) -> nn.Sequential:
@@ -798,10 +828,38 @@ class CaloCritic(nn.Module):
         width = torch.sqrt(var.clamp(min=0) + 1e-6)
         return torch.cat([10.0 * torch.log(total + 1e-6), depth, torch.log(e_layers + 1e-6) / 4.0, occupancy, mean, width], dim=1)
 
+    def spectrum_features(self, y: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """Option ``critic_spectrum``: each shower's cell-energy spectrum per layer ``(B, n_thresholds * n_layers)``.
+
+        Column ``(j, l)`` is ``log(1 + n_jl)``, ``n_jl = sum_i sigmoid((log(u_i + eps) - log(m_j p_l(t))) / w)`` over the
+        cells of layer ``l``: the soft number of its cells above ``m_j`` (:data:`SPECTRUM_MULTIPLES`) times the layer's
+        hit floor ``p_l(t) = max(exp(a_l + b_l t), 20 eps)`` (the transform's ``cell_hit_floor`` line, ``t`` = condition
+        0, the normalised log incident energy), ``w`` = :data:`SPECTRUM_WIDTH`.
+
+        Why: the voxel-energy spectrum is a statistic of every cell at once; the cell MLP sees each cell's value but
+        not, without many units, how many cells sit at each energy. With the generator's hit floor, generated cells
+        piled up at the floor where the data's one-deposit cells lie at 1.5-5x it (voxel-spectrum separation
+        0.037-0.042 at 100k; bench/RESULTS.md §13, sixth session). Thresholds relative to the fitted floor follow the
+        incident energy and carry no constant of a particular simulator.
+        """
+        log_u = (y - 1.0) * (-0.5 * math.log(self.eps))  # = log(u + eps), fractions_to_model inverted
+        t = c[:, :1].to(y.dtype)
+        # (B, n_features): log of the energy over the floor; a floor is taken at least 20 eps, so that an empty cell
+        # (log u = log eps) stays 3 nats, 10 widths, below the lowest threshold
+        floor = torch.clamp(self.spectrum_a + self.spectrum_b * t, min=math.log(20.0 * self.eps))
+        d = log_u - floor
+        s = torch.sigmoid((d[:, None, :] - self.spectrum_log_multiples[None, :, None]) / SPECTRUM_WIDTH)
+        b, j = s.shape[0], s.shape[1]
+        counts = self.member(s.reshape(b * j, -1)).reshape(b, j * self.n_layers)
+        return torch.log1p(counts)
+
     def forward(self, y: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """Critic scores ``(B,)`` for model-space showers ``y`` with normalised conditions ``c``."""
         cells, summaries = y[:, : self.n_cells_model], y[:, self.n_cells_model :]
-        phys = torch.cat([self.physics_features(cells), summaries], dim=1)
+        phys = [self.physics_features(cells), summaries]
+        if self.spectrum:
+            phys.append(self.spectrum_features(cells, c))
+        phys = torch.cat(phys, dim=1)
         parts = [self.cell_net(cells), self.phys_net(phys)]
         if self.spatial is not None:  # y + 1: 0 for an empty cell, the zero padding of the grid
             parts.append(self.spatial.pooled(cells[:, : self.n_cells, None] + 1.0))
