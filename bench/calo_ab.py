@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", action="append", default=[], help="SECTION.KEY=VALUE override (repeatable)")
     p.add_argument("--preset", default="quick")
     p.add_argument("--no-train", action="store_true", help="evaluate an existing run")
+    p.add_argument("--checkpoint", default="best", help="checkpoint evaluated: best (default), last or step-NNNNNNN")
     args = p.parse_args(argv)
 
     data, run_dir = Path(args.data_dir), Path(args.run)
@@ -71,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     x_real, c_real = read_all(src)
     attrs = dict(src.header.attrs)
     src.close()
-    run = load_run(run_dir, device="cpu")
+    run = load_run(run_dir, checkpoint=args.checkpoint, device="cpu")
     x_fake = run.sample(len(c_real), c_real, seed=3)
     ev = evaluate(str(data / "heldout.h5"), (x_fake, c_real, attrs), domain="calo", train=str(data / "train.h5"), seed=0, run=run_dir)
     m = ev.to_dict()["metrics"]
@@ -83,8 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     n_params = {"G": sum(p.numel() for p in run.G.parameters())}
     res = {"train_wall_s": wall, "step": run.step, "params": n_params, "metrics": {k: m[k]["value"] for k in names},
            "floors": {k: m[k].get("floor") for k in names}, "dead_cells": dead}
-    (run_dir / "ab.json").write_text(json.dumps(res, indent=1))
-    print(f"arm {run_dir}: step {run.step} (checkpoint 'best'), training wall {'n/a' if wall is None else f'{wall / 60:.1f} min'}, "
+    (run_dir / ("ab.json" if args.checkpoint == "best" else f"ab-{args.checkpoint}.json")).write_text(json.dumps(res, indent=1))
+    wall_text = "n/a" if wall is None else f"{wall / 60:.1f} min"
+    print(f"arm {run_dir}: step {run.step} (checkpoint '{args.checkpoint}'), training wall {wall_text}, "
           f"parameters {n_params}")
     for k, v in res["metrics"].items():
         floor = res["floors"][k]

@@ -805,6 +805,14 @@ def test_critic_spectrum_counts_each_layer_s_cells_above_multiples_of_its_floor(
             # the nearest cell is >= (half a log gap) from a threshold: sigmoid(-gap / 2w) per cell at most
             tol = len(cells) * 1.0 / (1.0 + np.exp(0.2 / SPECTRUM_WIDTH)) + 0.05
             np.testing.assert_allclose(got[:, j, k], want, atol=tol)
+    # critic_spectrum=shares: the same counts over the layer's number of hit cells (the spectrum's shape only)
+    ds = build_critic(ModelSpec(**{**spec.__dict__, "options": {"critic_spectrum": "shares"}}))
+    shares = torch.exp(ds.spectrum_features(y, c)).reshape(40, len(SPECTRUM_MULTIPLES), 3).detach().numpy()
+    for k, idx in enumerate(groups):
+        n_hit = (u[:, idx[idx < CALOGAN.n_cells]] > 0).sum(1)
+        np.testing.assert_allclose(shares[:, :, k] * (1 + n_hit[:, None]), 1 + got[:, :, k], rtol=1e-4)
+    with pytest.raises(ConfigError, match="critic_spectrum"):
+        build_critic(ModelSpec(**{**spec.__dict__, "options": {"critic_spectrum": "cells"}}))
     y = torch.cat([y, torch.zeros(40, spec.sample_shape[0] - CALOGAN.n_features)], dim=1).requires_grad_(True)
     (g1,) = torch.autograd.grad(d(y, c).sum(), y, create_graph=True)
     (g2,) = torch.autograd.grad(g1.norm(), y)

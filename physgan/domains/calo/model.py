@@ -767,7 +767,13 @@ class CaloCritic(nn.Module):
         n_phys = 2 + 2 * self.n_layers + 2 * len(col_layer) + self.n_summaries
         # option critic_spectrum: per layer, log(1 + number of cells above each of SPECTRUM_MULTIPLES times the layer's
         # hit floor), i.e. each shower's cell-energy spectrum; see spectrum_features
-        self.spectrum = bool(_opt(spec, "critic_spectrum", False))
+        self.spectrum = str(_opt(spec, "critic_spectrum", "none"))
+        if self.spectrum in ("true", "True"):
+            self.spectrum = "counts"
+        if self.spectrum not in ("none", "counts", "shares"):
+            raise ConfigError(f"calo critic: critic_spectrum must be 'none', 'counts' or 'shares', got '{self.spectrum}'")
+        self.spectrum_shares = self.spectrum == "shares"
+        self.spectrum = self.spectrum != "none"
         if self.spectrum:
             fa, fb = spec.data_stats.get("cell_hit_floor_a"), spec.data_stats.get("cell_hit_floor_b")
             groups = layer_groups(geom)
@@ -850,8 +856,11 @@ class CaloCritic(nn.Module):
         d = log_u - floor
         s = torch.sigmoid((d[:, None, :] - self.spectrum_log_multiples[None, :, None]) / SPECTRUM_WIDTH)
         b, j = s.shape[0], s.shape[1]
-        counts = self.member(s.reshape(b * j, -1)).reshape(b, j * self.n_layers)
-        return torch.log1p(counts)
+        counts = self.member(s.reshape(b * j, -1)).reshape(b, j, self.n_layers)
+        if self.spectrum_shares:  # over the layer's soft number of hit cells: the shape of its spectrum only
+            hits = self.member(torch.tanh(self.kappa * (y + 1.0)))
+            return torch.log((1.0 + counts) / (1.0 + hits[:, None, :])).reshape(b, j * self.n_layers)
+        return torch.log1p(counts).reshape(b, j * self.n_layers)
 
     def forward(self, y: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """Critic scores ``(B,)`` for model-space showers ``y`` with normalised conditions ``c``."""

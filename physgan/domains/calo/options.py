@@ -39,7 +39,7 @@ class CaloModelOptions:
     hit_floor: bool = False  # with occupancy: every hit cell holds at least the data's smallest hit energy (issue 19)
     pattern_conv: int = 0  # channels of the generator's per-layer conv stream on the pattern logits (0: none; issue 19)
     critic_spatial: int = 0  # channels of the critic's per-layer conv streams (0: none; issue 19)
-    critic_spectrum: bool = False  # critic counts each layer's cells above multiples of the hit floor (issue 19)
+    critic_spectrum: Literal["none", "counts", "shares"] = "none"  # critic: cells above multiples of the hit floor (issue 19)
     critic_norm: Literal["none", "layer"] = "none"  # critic hidden-layer normalisation
     occupancy_sharpness: float = 10.0  # critic's soft occupancy
 
