@@ -776,7 +776,7 @@ def test_critic_spectrum_counts_each_layer_s_cells_above_multiples_of_its_floor(
     from physgan.domains.calo.model import SPECTRUM_MULTIPLES, SPECTRUM_WIDTH
     from physgan.errors import ConfigError
 
-    t, spec = _occupancy_model(3, 2, critic_spectrum=True)
+    t, spec = _occupancy_model(3, 2, critic_spectrum="counts")
     # a floor of a few MeV at 1-100 GeV, as fitted on GFlash (the toy's own floor lies at eps, below the count's)
     t.stats.update(cell_hit_floor_a=[-9.0, -8.5, -8.0], cell_hit_floor_b=[-0.6, -0.3, 0.0])
     spec = ModelSpec(**{**spec.__dict__, "data_stats": t.stats})

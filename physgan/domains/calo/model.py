@@ -765,16 +765,12 @@ class CaloCritic(nn.Module):
         self.n_cells_model = geom.n_features
         self.n_summaries = n_summaries(spec, geom)
         n_phys = 2 + 2 * self.n_layers + 2 * len(col_layer) + self.n_summaries
-        # option critic_spectrum: per layer, log(1 + number of cells above each of SPECTRUM_MULTIPLES times the layer's
-        # hit floor), i.e. each shower's cell-energy spectrum; see spectrum_features
+        # option critic_spectrum: per layer, the number of cells above each of SPECTRUM_MULTIPLES times the layer's hit
+        # floor ('counts'), or that over the layer's hit cells ('shares'): each shower's cell-energy spectrum
         self.spectrum = str(_opt(spec, "critic_spectrum", "none"))
-        if self.spectrum in ("true", "True"):
-            self.spectrum = "counts"
         if self.spectrum not in ("none", "counts", "shares"):
             raise ConfigError(f"calo critic: critic_spectrum must be 'none', 'counts' or 'shares', got '{self.spectrum}'")
-        self.spectrum_shares = self.spectrum == "shares"
-        self.spectrum = self.spectrum != "none"
-        if self.spectrum:
+        if self.spectrum != "none":
             fa, fb = spec.data_stats.get("cell_hit_floor_a"), spec.data_stats.get("cell_hit_floor_b")
             groups = layer_groups(geom)
             if fa is None or fb is None or len(fa) != len(groups) or len(fb) != len(groups):
@@ -837,8 +833,10 @@ class CaloCritic(nn.Module):
     def spectrum_features(self, y: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """Option ``critic_spectrum``: each shower's cell-energy spectrum per layer ``(B, n_thresholds * n_layers)``.
 
-        Column ``(j, l)`` is ``log(1 + n_jl)``, ``n_jl = sum_i sigmoid((log(u_i + eps) - log(m_j p_l(t))) / w)`` over the
-        cells of layer ``l``: the soft number of its cells above ``m_j`` (:data:`SPECTRUM_MULTIPLES`) times the layer's
+        Column ``(j, l)`` is ``log(1 + n_jl)`` (``counts``) or ``log((1 + n_jl) / (1 + h_l))`` (``shares``; ``h_l`` the
+        layer's soft number of hit cells, as the occupancy feature), with
+        ``n_jl = sum_i sigmoid((log(u_i + eps) - log(m_j p_l(t))) / w)`` over the cells of layer ``l``: the soft number
+        of its cells above ``m_j`` (:data:`SPECTRUM_MULTIPLES`) times the layer's
         hit floor ``p_l(t) = max(exp(a_l + b_l t), 20 eps)`` (the transform's ``cell_hit_floor`` line, ``t`` = condition
         0, the normalised log incident energy), ``w`` = :data:`SPECTRUM_WIDTH`.
 
@@ -857,7 +855,7 @@ class CaloCritic(nn.Module):
         s = torch.sigmoid((d[:, None, :] - self.spectrum_log_multiples[None, :, None]) / SPECTRUM_WIDTH)
         b, j = s.shape[0], s.shape[1]
         counts = self.member(s.reshape(b * j, -1)).reshape(b, j, self.n_layers)
-        if self.spectrum_shares:  # over the layer's soft number of hit cells: the shape of its spectrum only
+        if self.spectrum == "shares":  # over the layer's soft number of hit cells: the shape of its spectrum only
             hits = self.member(torch.tanh(self.kappa * (y + 1.0)))
             return torch.log((1.0 + counts) / (1.0 + hits[:, None, :])).reshape(b, j * self.n_layers)
         return torch.log1p(counts).reshape(b, j * self.n_layers)
@@ -866,7 +864,7 @@ class CaloCritic(nn.Module):
         """Critic scores ``(B,)`` for model-space showers ``y`` with normalised conditions ``c``."""
         cells, summaries = y[:, : self.n_cells_model], y[:, self.n_cells_model :]
         phys = [self.physics_features(cells), summaries]
-        if self.spectrum:
+        if self.spectrum != "none":
             phys.append(self.spectrum_features(cells, c))
         phys = torch.cat(phys, dim=1)
         parts = [self.cell_net(cells), self.phys_net(phys)]
