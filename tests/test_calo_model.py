@@ -813,6 +813,16 @@ def test_critic_spectrum_counts_each_layer_s_cells_above_multiples_of_its_floor(
         np.testing.assert_allclose(shares[:, :, k] * (1 + n_hit[:, None]), 1 + got[:, :, k], rtol=1e-4)
     with pytest.raises(ConfigError, match="critic_spectrum"):
         build_critic(ModelSpec(**{**spec.__dict__, "options": {"critic_spectrum": "cells"}}))
+    # critic_spectrum_layers: only the chosen layers' columns, in the order given
+    dl = build_critic(ModelSpec(**{**spec.__dict__, "options": {"critic_spectrum": "counts",
+                                                                "critic_spectrum_layers": [2, 1]}}))
+    assert dl.n_phys == d.n_phys - len(SPECTRUM_MULTIPLES)
+    part = torch.expm1(dl.spectrum_features(y, c)).reshape(40, len(SPECTRUM_MULTIPLES), 2).detach().numpy()
+    np.testing.assert_allclose(part, got[:, :, [2, 1]], rtol=1e-5, atol=1e-4)
+    for bad in ([], [0, 0], [3]):
+        with pytest.raises(ConfigError, match="critic_spectrum_layers"):
+            build_critic(ModelSpec(**{**spec.__dict__, "options": {"critic_spectrum": "counts",
+                                                                   "critic_spectrum_layers": bad}}))
     y = torch.cat([y, torch.zeros(40, spec.sample_shape[0] - CALOGAN.n_features)], dim=1).requires_grad_(True)
     (g1,) = torch.autograd.grad(d(y, c).sum(), y, create_graph=True)
     (g2,) = torch.autograd.grad(g1.norm(), y)

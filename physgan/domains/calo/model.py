@@ -784,7 +784,14 @@ class CaloCritic(nn.Module):
                                  persistent=False)
             self.register_buffer("spectrum_log_multiples", torch.log(torch.as_tensor(SPECTRUM_MULTIPLES, dtype=f32)),
                                  persistent=False)
-            n_phys += len(SPECTRUM_MULTIPLES) * self.n_layers
+            # option critic_spectrum_layers: the layers whose spectrum the critic sees (None: all)
+            chosen = _opt(spec, "critic_spectrum_layers", None)
+            chosen = list(range(self.n_layers)) if chosen is None else [int(v) for v in chosen]
+            if not chosen or len(set(chosen)) != len(chosen) or not all(0 <= v < self.n_layers for v in chosen):
+                raise ConfigError(f"calo critic: critic_spectrum_layers must be distinct layer indices in "
+                                  f"[0, {self.n_layers - 1}], got {chosen}")
+            self.spectrum_layers = chosen
+            n_phys += len(SPECTRUM_MULTIPLES) * len(chosen)
         self.n_phys = n_phys
 
         def mlp(n_in: int, n_hidden: int, n_layers: int) -> nn.Sequential:
@@ -831,7 +838,9 @@ class CaloCritic(nn.Module):
         return torch.cat([10.0 * torch.log(total + 1e-6), depth, torch.log(e_layers + 1e-6) / 4.0, occupancy, mean, width], dim=1)
 
     def spectrum_features(self, y: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        """Option ``critic_spectrum``: each shower's cell-energy spectrum per layer ``(B, n_thresholds * n_layers)``.
+        """Option ``critic_spectrum``: each shower's cell-energy spectrum per layer ``(B, n_thresholds * n_chosen)``.
+
+        The layers are those of option ``critic_spectrum_layers`` (all by default), in the order given.
 
         Column ``(j, l)`` is ``log(1 + n_jl)`` (``counts``) or ``log((1 + n_jl) / (1 + h_l))`` (``shares``; ``h_l`` the
         layer's soft number of hit cells, as the occupancy feature), with
@@ -854,11 +863,12 @@ class CaloCritic(nn.Module):
         d = log_u - floor
         s = torch.sigmoid((d[:, None, :] - self.spectrum_log_multiples[None, :, None]) / SPECTRUM_WIDTH)
         b, j = s.shape[0], s.shape[1]
-        counts = self.member(s.reshape(b * j, -1)).reshape(b, j, self.n_layers)
+        counts = self.member(s.reshape(b * j, -1)).reshape(b, j, self.n_layers)[:, :, self.spectrum_layers]
+        n = len(self.spectrum_layers)
         if self.spectrum == "shares":  # over the layer's soft number of hit cells: the shape of its spectrum only
-            hits = self.member(torch.tanh(self.kappa * (y + 1.0)))
-            return torch.log((1.0 + counts) / (1.0 + hits[:, None, :])).reshape(b, j * self.n_layers)
-        return torch.log1p(counts).reshape(b, j * self.n_layers)
+            hits = self.member(torch.tanh(self.kappa * (y + 1.0)))[:, self.spectrum_layers]
+            return torch.log((1.0 + counts) / (1.0 + hits[:, None, :])).reshape(b, j * n)
+        return torch.log1p(counts).reshape(b, j * n)
 
     def forward(self, y: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """Critic scores ``(B,)`` for model-space showers ``y`` with normalised conditions ``c``."""
