@@ -316,6 +316,24 @@ def test_physics_metrics_and_score():
     assert set(f) >= {"ssa", "euler_density", "mean_chord_axis0", "mean_chord_axis1", "s2_r1"}
 
 
+def test_score_sees_an_anisotropy_that_the_radial_s2_averages_away():
+    """Stripes along axis 1 and the same stripes along axis 0 have one radial S2 but opposite per-axis S2: the
+    metric ``s2_axis_max_abs_err`` and hence the validation score tell them apart."""
+    rng = np.random.default_rng(3)
+    n, side = 8, 32
+    # random-width bands: phase 0 where a 1-D telegraph signal along axis 0 is 0
+    bands = np.cumsum(rng.random((n, side)) < 0.2, axis=1) % 2
+    along_1 = np.repeat(bands[:, :, None], side, axis=2).astype(np.int64)  # constant along axis 1 (the last)
+    along_0 = np.swapaxes(along_1, 1, 2).copy()
+    attrs = {"n_phases": 2}
+    same = physics_metrics((along_1, None), (along_1, None), attrs)
+    turned = physics_metrics((along_1, None), (along_0, None), attrs)
+    assert same["s2_axis_max_abs_err"] == 0
+    assert turned["s2_max_abs_err"] < 0.02  # radially the same material
+    assert turned["s2_axis_max_abs_err"] > 0.1  # along an axis, S2 stays at phi for one and decays for the other
+    assert score(turned) - score(same) >= turned["s2_axis_max_abs_err"]
+
+
 def test_domain_record_is_complete():
     d = get_domain("micro")
     for name in (
