@@ -34,7 +34,8 @@ conditions of a **held-out** file (another seed):
   (:func:`blobiness_control`: the estimator calibrated on the real images).
 
 Training variants: ``softmax`` (before issue 14: plain softmax output), ``exact``
-(:func:`physgan.domains.micro.fractions.match_fractions` in the generator), ``exact+stats``
+(:func:`physgan.domains.micro.fractions.match_fractions` in the generator), ``exact+blur`` (and option
+``scale_blur``: the output logits blurred with a width that follows the conditions), ``exact+stats``
 (and image statistics in the critic's projection, option ``critic_stats``), ``exact+moments`` (and
 conditional moment matching, degree 2, of the interface density and S2(r): :mod:`physgan.domains.micro.summaries`).
 Hardenings also include ``calibrated``: the vote weight fitted on ``--n-calib`` training images so that the
@@ -63,6 +64,8 @@ VARIANTS: dict[str, list[str]] = {
     "softmax": ["model.options.exact_fractions=false"],
     "exact": ["model.options.exact_fractions=true"],
     "exact+stats": ["model.options.exact_fractions=true", "model.options.critic_stats=true"],
+    # a Gaussian blur of the output logits whose width follows the conditions (option scale_blur)
+    "exact+blur": ["model.options.exact_fractions=true", "model.options.scale_blur=true"],
     # conditional moment matching of interface density and S2(r) (physgan.domains.micro.summaries); weight: --moment-weight
     "exact+moments": ["model.options.exact_fractions=true", "train.moment_degree=2"],
     # the same summaries of the hardened labels (straight-through gradient)

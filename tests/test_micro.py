@@ -15,6 +15,7 @@ from physgan.domains.micro import importer
 from physgan.domains.micro.make import add_make_arguments, make
 from physgan.domains.micro.metrics import physics_metrics, sample_features, score
 from physgan.domains.micro.model import (
+    MicroGenerator,
     SliceCritic3d,
     build_critic,
     build_generator,
@@ -222,6 +223,37 @@ def test_generator_shapes_and_scale(shape):
     assert y2.shape == (1, shape[0], *[2 * s for s in shape[1:]])
     with pytest.raises(ConfigError):
         g.latent_shape(1.5)
+
+
+def test_scale_blur_is_a_gaussian_filter_whose_width_follows_the_condition():
+    """Option ``scale_blur``: the output logits are Gaussian-filtered (scipy's ``gaussian_filter``, edges replicated)
+    with a width per sample from the condition embedding; the width's parameters get a gradient."""
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(0)
+    h = torch.as_tensor(rng.normal(size=(2, 2, 10, 12, 14)))
+    sigma = torch.tensor([1.2, 0.8], dtype=torch.float64)
+    out = MicroGenerator.blur(h, sigma).numpy()
+    for i in range(2):
+        s = float(sigma[i])
+        want = gaussian_filter(h[i].numpy(), sigma=(0, s, s, s), mode="nearest", truncate=4 / s)
+        np.testing.assert_allclose(out[i], want, atol=1e-12)
+    torch.testing.assert_close(MicroGenerator.blur(h, torch.tensor([1e-3, 1e-3])), h)  # far below a voxel: identity
+    torch.manual_seed(0)
+    g = build_generator(_spec((2, 32, 32), scale_blur=True))
+    assert build_generator(_spec((2, 32, 32))).blur_width is None
+    with torch.no_grad():
+        g.blur_width.weight.zero_()
+        g.blur_width.weight[0, 0] = 1.0  # width = 0.7 exp(e_0(c)): two conditions, two widths
+    z = torch.randn(1, *g.latent_shape()).repeat(2, 1, 1, 1)
+    c = torch.randn(2, 2)
+    e = g.embed(c)
+    y = g(z, c)
+    rough = [float((y[i, 0, 1:] - y[i, 0, :-1]).abs().mean().detach()) for i in range(2)]
+    wider = int(torch.argmax(e[:, 0]))
+    assert rough[wider] < rough[1 - wider]  # the same latent, blurred more: a smoother texture
+    (y[:, 0] ** 2).mean().backward()
+    assert g.blur_width.weight.grad.abs().sum() > 0 and g.blur_width.bias.grad.abs() > 0
 
 
 def test_slicegan_rules_and_uniform_coverage():

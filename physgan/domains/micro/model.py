@@ -54,6 +54,8 @@ __all__ = [
 ]
 
 KERNEL, STRIDE, PAD, PAD_LAST = 4, 2, 2, 3
+#: option ``scale_blur``: taps either side of the blur kernel, and its initial width (voxels)
+BLUR_RADIUS, BLUR_SIGMA_INIT = 4, 0.7
 MAX_LAYERS = 5
 #: scale of the critic's image statistics (fractions and interface densities vary by ~0.05 between conditions)
 STATS_SCALE = 10.0
@@ -126,6 +128,10 @@ class MicroGenerator(nn.Module):
         ``options['exact_fractions']`` (bool): shift each sample's logits so that its soft
         phase fractions equal its ``porosity`` / ``fraction_<k>`` conditions exactly
         (:func:`~physgan.domains.micro.fractions.match_fractions`).
+        ``options['scale_blur']`` (bool): blur the output logits with a Gaussian whose width
+        ``sigma(c) = exp(a + w . e(c))`` voxels follows the condition embedding (:meth:`blur`), before
+        the fraction matching: a direct path from a length-scale condition (porespy's blobiness is the
+        width of the filter that made the image) to the texture's scale.
     """
 
     def __init__(self, spec: ModelSpec):
@@ -157,6 +163,12 @@ class MicroGenerator(nn.Module):
         if targets and not stats:
             raise ConfigError("micro generator: exact_fractions needs the condition statistics (ModelSpec.condition_stats)")
         self.normaliser = ConditionNormaliser.from_state(stats) if targets else None
+        # option scale_blur: the log width of the output blur, linear in the condition embedding
+        self.blur_width = None
+        if opts.scale_blur:
+            self.blur_width = nn.Linear(spec.embed_dim, 1)
+            nn.init.normal_(self.blur_width.weight, std=0.01)
+            nn.init.constant_(self.blur_width.bias, math.log(BLUR_SIGMA_INIT))
 
     def latent_shape(self, scale: int = 1) -> tuple[int, ...]:
         """Shape of one latent: ``(z_dim, *l)`` with ``l = scale (l_1 - 2) + 2`` for ``scale`` x the training size."""
@@ -171,10 +183,35 @@ class MicroGenerator(nn.Module):
             h = conv(h)
             if i < len(self.norms):
                 h = F.relu(self.films[i](self.norms[i](h), e))
+        if self.blur_width is not None:
+            h = self.blur(h, torch.exp(self.blur_width(e))[:, 0])
         if self.fraction_phases:
             t = self.normaliser.inverse(c.float())[:, self.fraction_columns]
             h = match_fractions(h.float(), t, self.fraction_phases)
         return torch.softmax(h, dim=1)
+
+
+    @staticmethod
+    def blur(h: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """Separable Gaussian blur of ``h`` (B, P, *spatial) with one width ``sigma`` (B,) in voxels per sample.
+
+        The kernel has ``2 BLUR_RADIUS + 1`` taps per axis, normalised to sum 1 (a width far below one voxel is the
+        identity); the edges replicate the outermost voxel, so a larger latent (a larger volume) is blurred the same
+        way in its interior.
+        """
+        b, p, *spatial = h.shape
+        taps = torch.arange(-BLUR_RADIUS, BLUR_RADIUS + 1, dtype=h.dtype, device=h.device)
+        k = torch.softmax(-0.5 * (taps[None, :] / sigma.to(h.dtype).clamp(min=0.05)[:, None]) ** 2, dim=1)  # (B, K)
+        k = k.repeat_interleave(p, dim=0)  # (B P, K): one kernel per sample and channel (grouped convolution)
+        out = h.reshape(1, b * p, *spatial)
+        conv = F.conv3d if len(spatial) == 3 else F.conv2d
+        for axis in range(len(spatial)):
+            shape = [b * p, 1] + [1] * len(spatial)
+            shape[2 + axis] = 2 * BLUR_RADIUS + 1
+            pad = [0, 0] * len(spatial)
+            pad[2 * (len(spatial) - 1 - axis) : 2 * (len(spatial) - 1 - axis) + 2] = [BLUR_RADIUS, BLUR_RADIUS]
+            out = conv(F.pad(out, pad, mode="replicate"), k.reshape(shape), groups=b * p)
+        return out.reshape(b, p, *spatial)
 
 
 class SliceCritic2d(nn.Module):

@@ -24,6 +24,7 @@ class MicroModelOptions:
     isotropic: bool = True  # one slice critic for the three axes of a volume
     slice_stride: int = 1
     slices_per_axis: int = 0  # 0: every slice
+    scale_blur: bool = False  # generator: a Gaussian blur of the output logits whose width follows the conditions (issue 14)
     moment_hard: bool = False  # summaries of the hardened labels (straight-through); measured worse (RESULTS §12.11)
 
 
