@@ -348,7 +348,7 @@ def test_physics_metrics_and_score():
     assert set(f) >= {"ssa", "euler_density", "mean_chord_axis0", "mean_chord_axis1", "s2_r1"}
 
 
-def test_score_sees_an_anisotropy_that_the_radial_s2_averages_away():
+def test_score_sees_an_anisotropy_or_a_diagonal_texture_that_the_radial_s2_averages_away():
     """Stripes along axis 1 and the same stripes along axis 0 have one radial S2 but opposite per-axis S2: the
     metric ``s2_axis_max_abs_err`` and hence the validation score tell them apart."""
     rng = np.random.default_rng(3)
@@ -364,6 +364,15 @@ def test_score_sees_an_anisotropy_that_the_radial_s2_averages_away():
     assert turned["s2_max_abs_err"] < 0.02  # radially the same material
     assert turned["s2_axis_max_abs_err"] > 0.1  # along an axis, S2 stays at phi for one and decays for the other
     assert score(turned) - score(same) >= turned["s2_axis_max_abs_err"]
+    # bands along one diagonal against the same bands along the other: axes and radius agree, the diagonals do not
+    i, j = np.meshgrid(np.arange(side), np.arange(side), indexing="ij")
+    wide = np.cumsum(rng.random((n, 2 * side)) < 0.2, axis=1) % 2
+    plus = np.stack([w[i + j] for w in wide]).astype(np.int64)  # constant along (1, -1)
+    minus = np.stack([w[i - j + side] for w in wide]).astype(np.int64)  # constant along (1, 1)
+    mirrored = physics_metrics((plus, None), (minus, None), attrs)
+    assert mirrored["s2_axis_max_abs_err"] < 0.02 and mirrored["s2_max_abs_err"] < 0.02
+    assert mirrored["s2_diagonal_max_abs_err"] > 0.1
+    assert physics_metrics((plus, None), (plus, None), attrs)["s2_diagonal_max_abs_err"] == 0
 
 
 def test_domain_record_is_complete():

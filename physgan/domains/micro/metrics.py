@@ -15,6 +15,9 @@ Metrics (:func:`physics_metrics`)
   (sample-averaged, non-periodic estimator: unbiased for periodic data too, and generated samples are not periodic).
 * ``s2_axis_max_abs_err``: the same along each spatial axis separately (:func:`axis_s2`), max over phases, axes and
   lags: the radial S2 averages an anisotropy away (a separator whose pores run along one axis), this one does not.
+* ``s2_diagonal_max_abs_err``: the same along the two diagonals of every axis-aligned plane (:func:`diagonal_s2`,
+  lags up to a quarter of the smallest side): pores elongated along one diagonal of the slices (the Berea generator
+  of bench/RESULTS.md §12.8) leave the radial and the per-axis S2 nearly unchanged.
 * ``ssa_real|fake`` (1/voxel, Crofton estimator, phase-0 interface for 2 phases,
   mean over phases otherwise) and ``ssa_rel_err``.
 * ``chord_separation_power``: separation power of chord-length histograms, mean over
@@ -61,6 +64,8 @@ __all__ = [
     "sample_features",
     "mean_s2",
     "axis_s2",
+    "diagonal_s2",
+    "slice_diagonals",
     "direction_s2",
     "blobiness_estimate",
     "speckle_stats",
@@ -79,6 +84,7 @@ SCORE_WEIGHTS = {
     "blobiness_mae_excess": 1.0,
     "s2_max_abs_err": 1.0,
     "s2_axis_max_abs_err": 1.0,
+    "s2_diagonal_max_abs_err": 1.0,
     "ssa_rel_err": 0.5,
     "chord_separation_power": 1.0,
     "euler_rel_diff": 0.25,
@@ -268,6 +274,27 @@ def axis_s2(x: np.ndarray, phase: int, r_max: int | None = None) -> tuple[np.nda
     return np.arange(r_max + 1), np.stack([direction_s2(x, phase, tuple(unit[a]), r_max) for a in range(len(spatial))])
 
 
+def slice_diagonals(ndim: int) -> list[tuple[int, ...]]:
+    """The two diagonals ``e_a + e_b`` and ``e_a - e_b`` of every plane of spatial axes ``a < b`` (2 in 2-D, 6 in 3-D)."""
+    unit = np.eye(ndim, dtype=int)
+    return [tuple(int(v) for v in unit[a] + sign * unit[b]) for a in range(ndim) for b in range(a + 1, ndim) for sign in (1, -1)]
+
+
+def diagonal_s2(x: np.ndarray, phase: int, r_max: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Sample-averaged S2 of ``phase`` along each slice diagonal (:func:`slice_diagonals`, :func:`direction_s2`).
+
+    Returns
+    -------
+    r : ndarray (r_max + 1,)
+        Lags in steps of the diagonal (one voxel along each of its two axes); ``r_max`` defaults to a quarter of the
+        smallest side.
+    s2 : ndarray (n_diagonals, r_max + 1)
+    """
+    spatial = np.shape(x)[1:]
+    r_max = int(r_max if r_max is not None else min(spatial) // 4)
+    return np.arange(r_max + 1), np.stack([direction_s2(x, phase, d, r_max) for d in slice_diagonals(len(spatial))])
+
+
 def speckle_stats(x: np.ndarray, n_phases: int) -> tuple[float, float]:
     """Pixel-level speckle of labels ``x`` (N, [d,] h, w).
 
@@ -424,6 +451,12 @@ def physics_metrics(
         _, af = axis_s2(fl, k, r_max)
         axis_err = max(axis_err, float(np.nanmax(np.abs(ar - af))))
     m["s2_axis_max_abs_err"] = axis_err
+    diag_err = 0.0
+    for k in phases:
+        _, dr = diagonal_s2(rl, k)
+        _, df = diagonal_s2(fl, k)
+        diag_err = max(diag_err, float(np.nanmax(np.abs(dr - df))))
+    m["s2_diagonal_max_abs_err"] = diag_err
     ssa_r = np.mean([[_ssa(im, k) for k in phases] for im in rl])
     ssa_f = np.mean([[_ssa(im, k) for k in phases] for im in fl])
     m["ssa_real"], m["ssa_fake"] = float(ssa_r), float(ssa_f)
