@@ -349,8 +349,9 @@ def test_physics_metrics_and_score():
 
 
 def test_score_sees_an_anisotropy_or_a_diagonal_texture_that_the_radial_s2_averages_away():
-    """Stripes along axis 1 and the same stripes along axis 0 have one radial S2 but opposite per-axis S2: the
-    metric ``s2_axis_max_abs_err`` and hence the validation score tell them apart."""
+    """Stripes along axis 1 and the same stripes along axis 0 have one radial S2 but opposite per-axis S2, and bands
+    along one diagonal against the other differ only along the diagonals: ``s2_axis_max_abs_err``,
+    ``s2_diagonal_max_abs_err`` and hence the validation score tell them apart."""
     rng = np.random.default_rng(3)
     n, side = 8, 32
     # random-width bands: phase 0 where a 1-D telegraph signal along axis 0 is 0

@@ -190,7 +190,6 @@ class MicroGenerator(nn.Module):
             h = match_fractions(h.float(), t, self.fraction_phases)
         return torch.softmax(h, dim=1)
 
-
     @staticmethod
     def blur(h: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         """Separable Gaussian blur of ``h`` (B, P, *spatial) with one width ``sigma`` (B,) in voxels per sample.
