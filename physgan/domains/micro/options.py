@@ -21,6 +21,7 @@ class MicroModelOptions:
     exact_fractions: bool = False  # shift logits so soft phase fractions meet the conditions
     critic_layers: int = 5
     critic_stats: bool = False  # image statistics beside the critic's convolutions
+    critic_euler: bool = False  # 3-D: the volume's soft Euler characteristic beside the slice critic (issue 14)
     isotropic: bool = True  # one slice critic for the three axes of a volume
     slice_stride: int = 1
     slices_per_axis: int = 0  # 0: every slice

@@ -26,11 +26,12 @@ References
 
 from __future__ import annotations
 
-import itertools
 from functools import lru_cache
 
 import numpy as np
 import torch
+
+from physgan.nn.topology import soft_euler_characteristic
 
 __all__ = [
     "QUANTILES",
@@ -192,13 +193,7 @@ def soft_minkowski(y: torch.Tensor, thresholds: torch.Tensor, width: float = MF_
     n_cells = float(np.prod(y.shape[2:]))
     s = torch.sigmoid((y.float() - thresholds.view(1, -1, *([1] * d))) / width)  # (B, T, *spatial)
     boundary = sum((s * (1 - torch.roll(s, 1, dims=a)) + (1 - s) * torch.roll(s, 1, dims=a)) for a in dims)
-    chi = 0.0
-    for extent in itertools.product((0, 1), repeat=d):  # axes along which the k-cell extends
-        empty = 1 - s
-        for axis, ext in zip(dims, extent):
-            if not ext:
-                empty = empty * torch.roll(empty, 1, dims=axis)
-        chi = chi + (-1) ** sum(extent) * (1 - empty).sum(dim=dims)
+    chi = soft_euler_characteristic(s, d, periodic=True)
     return torch.cat([boundary.sum(dim=dims) / n_cells, chi / n_cells], dim=1)
 
 
