@@ -313,6 +313,7 @@ def test_critic_euler_counts_a_volume_s_loops_and_refuses_2d():
     with pytest.raises(ConfigError, match="critic_euler is for 3-D"):
         build_critic(_spec((2, 16, 16), critic_euler=True))
 
+
 def _double_backward(d, x, c):
     x = x.clone().requires_grad_(True)
     out = d(x, c)
