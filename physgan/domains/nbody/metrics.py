@@ -37,6 +37,7 @@ References
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +54,7 @@ __all__ = [
     "separation_power",
     "peak_heights",
     "minkowski_functionals",
+    "minkowski_deviations",
     "cross_correlation",
     "nearest_training",
     "physics_metrics",
@@ -417,16 +419,46 @@ def physics_metrics(real: Pair, fake: Pair, attrs: dict[str, Any]) -> dict[str, 
     nr = np.mean([len(p) for p in peaks_r])
     nf = np.mean([len(p) for p in peaks_f])
     out["peak_count_ratio"] = float(nf / nr) if nr > 0 else float("nan")
-    thr = _mf_thresholds(xr)
-    mr = minkowski_functionals(xr, thr, box).mean(axis=0)
-    mf = minkowski_functionals(xf, thr, box).mean(axis=0)
-    for j, name in enumerate(("v0", "v1", "chi")):
-        scale = np.ptp(mr[:, j]) or np.abs(mr[:, j]).max() or 1.0
-        out[f"mf_{name}_dev"] = float(np.mean(np.abs(mf[:, j] - mr[:, j])) / scale)
+    out.update({k: v for k, v in minkowski_deviations(xr, xf, box).items() if not k.endswith("_expected")})
     slope_r = sigma8_response(xr, real[1], box, attrs)
     slope_f = sigma8_response(xf, fake[1], box, attrs)
     if np.isfinite(slope_r) and np.isfinite(slope_f) and slope_r != 0:
         out["pk_sigma8_response_ratio"] = float(slope_f / slope_r)
+    return out
+
+
+def minkowski_deviations(real: np.ndarray, fake: np.ndarray, box: float) -> dict[str, float]:
+    """Deviation of the mean Minkowski curves of ``fake`` from ``real``, and what a perfect surrogate would score.
+
+    Thresholds are quantiles of the real log densities. ``mf_<f>_dev`` (f = v0, v1, chi) is the mean over
+    thresholds of ``|mean_fake - mean_real|`` in units of the real curve's range. ``mf_<f>_dev_expected`` is
+    its expectation when ``fake`` is a second independent draw of the real distribution with as many fields,
+    ``sqrt(2 / pi) * sd_real * sqrt(1/N_real + 1/N_fake)`` per threshold (fields independent, the mean of
+    each curve Gaussian). One real-vs-real draw of ``mf_<f>_dev`` scatters about this by its own size (a
+    mean of absolute Gaussian deviations), so ``k x floor`` goals read against the expectation, not a draw.
+
+    Parameters
+    ----------
+    real, fake : ndarray (N, n, n[, n])
+        Densities in units of the mean.
+    box : float
+        Box side (Mpc/h).
+
+    Returns
+    -------
+    dict of str to float
+    """
+    thr = _mf_thresholds(real)
+    per_r = minkowski_functionals(real, thr, box)  # (N, T, 3)
+    mr = per_r.mean(axis=0)
+    mf = minkowski_functionals(fake, thr, box).mean(axis=0)
+    sd = per_r.std(axis=0, ddof=1) if len(real) > 1 else np.zeros_like(mr)
+    null = math.sqrt(2 / math.pi) * sd * math.sqrt(1 / len(real) + 1 / max(len(fake), 1))
+    out: dict[str, float] = {}
+    for j, name in enumerate(("v0", "v1", "chi")):
+        scale = np.ptp(mr[:, j]) or np.abs(mr[:, j]).max() or 1.0
+        out[f"mf_{name}_dev"] = float(np.mean(np.abs(mf[:, j] - mr[:, j])) / scale)
+        out[f"mf_{name}_dev_expected"] = float(np.mean(null[:, j]) / scale)
     return out
 
 
