@@ -83,6 +83,7 @@ __all__ = [
     "volume_stride",
     "axis_s2_errors",
     "orientation_s2",
+    "directions",
     "disjoint_crops",
     "porosities",
     "tortuosity_stats",
@@ -640,16 +641,20 @@ def volume_axis_s2_errors(volume: np.ndarray, fake: np.ndarray, crops: np.ndarra
     }
 
 
-#: lattice directions of :func:`orientation_s2`: the three axes and the two diagonals of each slice orientation
-DIRECTIONS: dict[str, tuple[int, int, int]] = {
-    "axis0": (1, 0, 0), "axis1": (0, 1, 0), "axis2": (0, 0, 1),
-    "diag12+": (0, 1, 1), "diag12-": (0, 1, -1), "diag02+": (1, 0, 1), "diag02-": (1, 0, -1),
-    "diag01+": (1, 1, 0), "diag01-": (1, -1, 0),
-}  # fmt: skip
+def directions() -> dict[str, tuple[int, ...]]:
+    """Lattice directions of :func:`orientation_s2` by name: ``axis<a>``, and ``diag<ab>+`` / ``diag<ab>-`` for the two
+    diagonals of the plane of axes ``a < b`` (:func:`physgan.domains.micro.metrics.slice_diagonals`)."""
+    from physgan.domains.micro.metrics import slice_diagonals
+
+    out: dict[str, tuple[int, ...]] = {f"axis{a}": tuple(int(a == b) for b in range(3)) for a in range(3)}
+    for d in slice_diagonals(3):
+        a, b = (i for i, v in enumerate(d) if v)
+        out[f"diag{a}{b}{'+' if d[b] > 0 else '-'}"] = d
+    return out
 
 
 def orientation_s2(real_a: np.ndarray, real_b: np.ndarray, fake: np.ndarray, phase: int = 0, r_max: int = 16) -> dict[str, Any]:
-    """S2 of ``phase`` along the axes and the slice diagonals (:data:`DIRECTIONS`): a preferred orientation.
+    """S2 of ``phase`` along the axes and the slice diagonals (:func:`directions`): a preferred orientation.
 
     Per direction: max over lags of |fake - A| (floor |B - A|); per slice orientation: the largest
     |S2(d+) - S2(d-)| between its two diagonals for each set (an isotropic material has about 0; a
@@ -659,7 +664,7 @@ def orientation_s2(real_a: np.ndarray, real_b: np.ndarray, fake: np.ndarray, pha
 
     r_max = min(r_max, min(fake.shape[1:]) - 1)
     curves = {k: {t: direction_s2(v, phase, d, r_max) for t, v in (("fake", fake), ("real_a", real_a), ("real_b", real_b))}
-              for k, d in DIRECTIONS.items()}  # fmt: skip
+              for k, d in directions().items()}  # fmt: skip
     out: dict[str, Any] = {"r_max": r_max, "err": {}, "floor": {}, "diag_asymmetry": {}}
     for k, c in curves.items():
         out["err"][k] = float(np.abs(c["fake"] - c["real_a"]).max())
