@@ -306,6 +306,15 @@ def test_critic_euler_counts_a_volume_s_loops_and_refuses_2d():
     got = d.volume_euler(x)[:, 0].numpy() * (12**3 / EULER_VOXELS)
     want = [euler_number(v, connectivity=3) for v in pore]
     np.testing.assert_allclose(got, want, atol=1e-3)
+    # a larger volume is counted in a 32^3 window at a place drawn with the critic's generator
+    big = np.random.default_rng(1).random((1, 40, 40, 40)) < 0.7
+    xb = torch.as_tensor(np.stack([big, ~big], axis=1), dtype=torch.float32)
+    d.generator = torch.Generator().manual_seed(3)
+    got = d.volume_euler(xb)[0, 0].item() * (32**3 / EULER_VOXELS)
+    g = torch.Generator().manual_seed(3)
+    o = [int(torch.randint(0, 9, (1,), generator=g)) for _ in range(3)]
+    want = euler_number(big[0, o[0] : o[0] + 32, o[1] : o[1] + 32, o[2] : o[2] + 32], connectivity=3)
+    assert got == pytest.approx(want, abs=1e-2)
     soft = x.clone().requires_grad_(True)
     d.volume_euler(0.8 * soft + 0.1).sum().backward()
     assert (soft.grad[:, 0] != 0).float().mean() > 0.9

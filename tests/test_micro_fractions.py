@@ -326,7 +326,10 @@ def test_summaries_are_the_usual_estimators_on_one_hot_and_differentiable():
     lab = (rng.random((6, 16, 16, 16)) < 0.6).astype(np.uint8)
     t = OneHotTransform().fit(lab, attrs={"n_phases": 2})
     f = soft_summaries(t.forward(torch.as_tensor(lab))).double().numpy()
-    assert f.shape == (6, 4)  # interface density, S2 at r = 1, 2, 4 (8 is not below 16 // 2)
+    assert f.shape == (6, 5)  # interface density, S2 at r = 1, 2, 4 (8 is not below 16 // 2), Euler characteristic per voxel
+    from skimage.measure import euler_number
+
+    np.testing.assert_allclose(f[:, 4], [euler_number(v == 0, connectivity=3) / 16**3 for v in lab], rtol=1e-5, atol=1e-7)
     ind = (lab == 0).astype(np.float64)
     inter = np.mean([np.abs(np.diff(ind, axis=a)).reshape(6, -1).mean(1) for a in (1, 2, 3)], axis=0)
     np.testing.assert_allclose(f[:, 0], inter, rtol=1e-5)
@@ -337,7 +340,7 @@ def test_summaries_are_the_usual_estimators_on_one_hot_and_differentiable():
     spec = ModelSpec(sample_shape=(2, 16, 16, 16), n_cond=0, condition_names=[], data_stats=t.stats)
     m = moment_features(spec)
     z = m(t.forward(torch.as_tensor(lab)))
-    assert torch.allclose(z.mean(0), torch.zeros(4), atol=1e-4) and torch.allclose(z.std(0), torch.ones(4), atol=1e-3)
+    assert torch.allclose(z.mean(0), torch.zeros(5), atol=1e-4) and torch.allclose(z.std(0), torch.ones(5), atol=1e-3)
     soft = torch.softmax(torch.randn(2, 2, 16, 16, 16), dim=1).requires_grad_(True)
     m(soft).sum().backward()
     assert soft.grad is not None and soft.grad.abs().sum() > 0

@@ -6,7 +6,9 @@ the generator to follow it (slope 0.00-0.06, real 0.94). :class:`MicroSummaries`
 samples ``(B, P, [d,] h, w)`` (one-hot for real data, softmax probabilities for generated ones) to,
 per phase, the interface density (mean |p(i+1) - p(i)| over neighbour pairs, all axes) and S2 at
 :data:`RADII` voxels (mean of p(i) p(i+r), all axes, non-periodic), standardised with the training
-data's mean and spread (fitted by the transform, :func:`fit_summary_stats`). With
+data's mean and spread (fitted by the transform, :func:`fit_summary_stats`). Volumes (3-D samples) add,
+per phase, the Euler characteristic per voxel (:func:`~physgan.nn.topology.soft_euler_characteristic`,
+26-connectivity): their connectivity, which no slice of them shows (RESULTS §12.22). With
 ``train.moment_weight > 0`` the engine (:mod:`physgan.train.moments`) drives the generator's mean
 summaries, and their slopes against every condition, to the data's.
 """
@@ -23,6 +25,7 @@ from torch import nn
 from physgan.domains.base import ModelSpec
 from physgan.domains.micro.fractions import harden
 from physgan.errors import ConfigError
+from physgan.nn.topology import soft_euler_characteristic
 
 __all__ = [
     "RADII",
@@ -48,10 +51,11 @@ def _radii(spatial: tuple[int, ...]) -> list[int]:
 
 
 def soft_summaries(x: torch.Tensor) -> torch.Tensor:
-    """``(B, F)`` summaries of phase probabilities ``x`` (B, P, [d,] h, w): per phase, interface density and S2(r).
+    """``(B, F)`` summaries of phase probabilities ``x`` (B, P, [d,] h, w): per phase, interface density and S2(r)
+    (and, for volumes, the Euler characteristic per voxel).
 
-    Both reduce to the usual estimators for one-hot input (the fraction of neighbour pairs that differ;
-    the non-periodic S2 averaged over axes).
+    All reduce to the usual estimators for one-hot input (the fraction of neighbour pairs that differ;
+    the non-periodic S2 averaged over axes; scikit-image's ``euler_number`` with 26-connectivity).
     """
     spatial = tuple(x.shape[2:])
     out = []
@@ -64,6 +68,8 @@ def soft_summaries(x: torch.Tensor) -> torch.Tensor:
         p = x[:, k]
         out.append(along(p, 1, lambda a, b: (a - b).abs()))
         out += [along(p, r, torch.mul) for r in _radii(spatial)]
+        if len(spatial) == 3:
+            out.append(soft_euler_characteristic(p, 3) / float(np.prod(spatial)))
     return torch.stack(out, dim=1)
 
 
