@@ -289,7 +289,7 @@ class SliceCritic3d(nn.Module):
     projection head (zero-initialised), added to the slice score. Why: a
     volume's connectivity (its number of loops and isolated clusters, which set its tortuosity) is not
     visible in any 2-D section, so slice critics alone cannot teach it (RESULTS §12.22: a Berea generator
-    with slice statistics at the floor had 2.4x too few pore loops and a tortuosity 44 % too high).
+    with slice statistics at the floor had less than half the real Euler characteristic and a tortuosity 44 % too high).
     """
 
     def __init__(
