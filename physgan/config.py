@@ -96,6 +96,7 @@ class TrainConfig:
     ema_beta: float = 0.999  # EMA of generator weights (used for sampling)
     moment_weight: float = 0.0  # conditional moment matching of the domain's summaries (physgan.train.moments); 0: off
     moment_degree: int = 1  # degree of its condition basis: 0 means, 1 + slopes, 2 + curvature
+    moment_start: int = 0  # generator step from which the moment term is on (before it the critic alone trains)
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16
@@ -143,6 +144,7 @@ class Config:
         need(0 <= t.ema_beta < 1, f"train.ema_beta must be in [0, 1) (got {t.ema_beta})")
         need(t.moment_weight >= 0, f"train.moment_weight must be >= 0 (got {t.moment_weight})")
         need(t.moment_degree in (0, 1, 2), f"train.moment_degree must be 0, 1 or 2 (got {t.moment_degree})")
+        need(t.moment_start >= 0, f"train.moment_start must be >= 0 (got {t.moment_start})")
         need(t.drift >= 0, f"train.drift must be >= 0 (got {t.drift})")
         need(t.loss in LOSSES, f"train.loss '{t.loss}' is unknown; choose one of {', '.join(LOSSES)}")
         need(t.optimizer in ("adam", "rmsprop"), f"train.optimizer must be 'adam' or 'rmsprop' (got '{t.optimizer}')")

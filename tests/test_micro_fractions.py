@@ -367,6 +367,12 @@ def test_micro_trainer_matches_summary_moments(tmp_path):
     rows = [json.loads(line) for line in (tmp_path / "run" / "stats.jsonl").read_text().splitlines()]
     vals = [r["Loss/moments"] for r in rows if "Loss/moments" in r]
     assert len(vals) == 2 and all(math.isfinite(v) for v in vals) and any(v != 0.0 for v in vals)
+    # train.moment_start: the term is off for the first generator steps
+    train(resolve_config("micro", "quick", overrides=[*over, "train.moment_start=1"]), tmp_path / "run1", progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "run1" / "stats.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "Loss/moments" in r] == [2]
+    with pytest.raises(ConfigError, match="moment_start"):
+        resolve_config("micro", "quick", overrides=[*over, "train.moment_start=-1"])
 
 
 def test_straight_through_hard_summaries():

@@ -464,6 +464,8 @@ def _generator_step(ts: TrainState, G_train, objective: Objective, moments, t_cf
     """
     G, D = ts.G, ts.D
     D.requires_grad_(False)
+    if moments is not None and ts.step < t_cfg.moment_start:
+        moments = None  # off until the generator is near the data (an untrained one's summaries are 100s of spreads off)
     if moments is not None:
         real, c = ts.sampler.next()
     else:
