@@ -285,14 +285,16 @@ def test_untrained_generator_has_flat_phase_profile():
 
 
 def test_critic_euler_counts_a_volume_s_loops_and_refuses_2d():
-    """``critic_euler``: the volume branch reads scikit-image's Euler number of the pore phase (26-connectivity).
+    """``critic_euler``: the volume branch reads the Euler density of the pore phase (26-connectivity) in a window.
 
-    A hollow cube (one cavity: chi 2) and a solid block (chi 1) differ in topology; a torus-like ring has chi 0.
-    The soft count has gradients at every voxel, and the critic still double-backwards (the WGAN-GP penalty).
+    Inside the window it is :func:`~physgan.nn.topology.soft_euler_density`, whose 0/1 count is scikit-image's
+    Euler number where the window's outer layer is empty (a block chi 1, a hollow block with a cavity chi 2, a ring
+    chi 0). The soft count has gradients at every voxel, and the critic still double-backwards (the WGAN-GP penalty).
     """
     from skimage.measure import euler_number
 
     from physgan.domains.micro.model import EULER_VOXELS
+    from physgan.nn.topology import soft_euler_density
 
     d = build_critic(_spec((2, 12, 12, 12), n_cond=1, critic_euler=True))
     pore = np.zeros((3, 12, 12, 12), bool)
@@ -301,20 +303,32 @@ def test_critic_euler_counts_a_volume_s_loops_and_refuses_2d():
     pore[1, 4:8, 4:8, 4:8] = False  # hollow: a cavity inside
     pore[2, 2:10, 2:10, 5:7] = True
     pore[2, 4:8, 4:8, 5:7] = False  # a ring: one loop
-    pore |= np.random.default_rng(0).random(pore.shape) < 0.1  # and isolated specks
     x = torch.as_tensor(np.stack([pore, ~pore], axis=1), dtype=torch.float32)
-    got = d.volume_euler(x)[:, 0].numpy() * (12**3 / EULER_VOXELS)
-    want = [euler_number(v, connectivity=3) for v in pore]
-    np.testing.assert_allclose(got, want, atol=1e-3)
-    # a larger volume is counted in a 32^3 window at a place drawn with the critic's generator
+    got = d.volume_euler(x)[:, 0].numpy() / EULER_VOXELS
+    # with an empty outer layer the interior cells are all the cells: chi = sum_k (-1)^k n_k, n_k = density_k * sites_k
+    ind = torch.as_tensor(pore, dtype=torch.float64)
+    counts = []
+    for v in ind:
+        n = 0.0
+        for mask in range(8):
+            ext = [(mask >> a) & 1 for a in range(3)]
+            cell = 1 - v
+            for a, e in enumerate(ext):
+                if not e:
+                    cell = cell[(slice(None),) * a + (slice(1, None),)] * cell[(slice(None),) * a + (slice(None, -1),)]
+            n += (-1) ** sum(ext) * float((1 - cell).sum())
+        counts.append(n)
+    assert counts == [euler_number(v, connectivity=3) for v in pore] == [1, 2, 0]
+    np.testing.assert_allclose(got, soft_euler_density(x[:, 0].double(), 3).numpy(), atol=1e-6)  # float32 sums
+    # a larger volume is read in a 32^3 window at a place drawn with the critic's generator
     big = np.random.default_rng(1).random((1, 40, 40, 40)) < 0.7
     xb = torch.as_tensor(np.stack([big, ~big], axis=1), dtype=torch.float32)
     d.generator = torch.Generator().manual_seed(3)
-    got = d.volume_euler(xb)[0, 0].item() * (32**3 / EULER_VOXELS)
+    got = d.volume_euler(xb)[0, 0].item() / EULER_VOXELS
     g = torch.Generator().manual_seed(3)
     o = [int(torch.randint(0, 9, (1,), generator=g)) for _ in range(3)]
-    want = euler_number(big[0, o[0] : o[0] + 32, o[1] : o[1] + 32, o[2] : o[2] + 32], connectivity=3)
-    assert got == pytest.approx(want, abs=1e-2)
+    window = torch.as_tensor(big[0, o[0] : o[0] + 32, o[1] : o[1] + 32, o[2] : o[2] + 32], dtype=torch.float64)
+    assert got == pytest.approx(soft_euler_density(window, 3).item(), abs=1e-6)
     soft = x.clone().requires_grad_(True)
     d.volume_euler(0.8 * soft + 0.1).sum().backward()
     assert (soft.grad[:, 0] != 0).float().mean() > 0.9

@@ -11,7 +11,7 @@ voxel units; pass ``voxel_size`` (metres per voxel side) to get physical units.
   or marching cubes).
 * :func:`chord_lengths` / :func:`chord_length_distribution`: lengths of maximal
   in-phase segments along one axis.
-* :func:`euler_characteristic`, :func:`minkowski_functionals`: topology and the
+* :func:`euler_characteristic`, :func:`euler_density`, :func:`minkowski_functionals`: topology and the
   additive functionals (volume, surface, Euler) as densities.
 * :func:`tortuosity_factor`: steady-state diffusion tortuosity (TauFactor's SOR
   solver, CPU or GPU).
@@ -50,6 +50,7 @@ __all__ = [
     "chord_lengths",
     "chord_length_distribution",
     "euler_characteristic",
+    "euler_density",
     "minkowski_functionals",
     "tortuosity_factor",
     "TortuosityResult",
@@ -563,6 +564,28 @@ def euler_characteristic(im: np.ndarray, phase: int | None = None, connectivity:
 
     ind = indicator(im, phase)
     return int(euler_number(ind, connectivity=connectivity or ind.ndim))
+
+
+def euler_density(im: np.ndarray, phase: int | None = None) -> float:
+    """Euler characteristic per voxel of a stationary phase, estimated from the cells inside the image.
+
+    The convention of :func:`euler_characteristic` (``ndim``-connectivity: 8 in 2-D, 26 in 3-D) without its
+    border: the count of a whole image adds one for every cluster the border cuts, which on small crops can
+    outweigh the network's own loops (Berea 64^3 crops: -0.2 against an interior density of -0.9 per 10^4
+    voxels). This is :func:`physgan.nn.topology.soft_euler_density` of the 0/1 indicator (one mechanism with
+    the critic's and the moment summaries' soft count); it does not depend on the crop size.
+
+    Returns
+    -------
+    float
+        Euler characteristic per voxel (per pixel in 2-D).
+    """
+    import torch
+
+    from physgan.nn.topology import soft_euler_density
+
+    ind = indicator(im, phase)
+    return float(soft_euler_density(torch.from_numpy(ind.astype(np.float64)), ind.ndim))
 
 
 def minkowski_functionals(im: np.ndarray, phase: int | None = None, voxel_size: float = 1.0) -> dict[str, float]:

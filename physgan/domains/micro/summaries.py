@@ -7,8 +7,8 @@ samples ``(B, P, [d,] h, w)`` (one-hot for real data, softmax probabilities for 
 per phase, the interface density (mean |p(i+1) - p(i)| over neighbour pairs, all axes) and S2 at
 :data:`RADII` voxels (mean of p(i) p(i+r), all axes, non-periodic), standardised with the training
 data's mean and spread (fitted by the transform, :func:`fit_summary_stats`). Volumes (3-D samples) add,
-per phase, the Euler characteristic per voxel (:func:`~physgan.nn.topology.soft_euler_characteristic`,
-26-connectivity): their connectivity, which no slice of them shows (RESULTS §12.22). With
+per phase, the Euler characteristic per voxel (:func:`~physgan.nn.topology.soft_euler_density`,
+26-connectivity, cells inside the volume only): their connectivity, which no slice of them shows (RESULTS §12.22). With
 ``train.moment_weight > 0`` the engine (:mod:`physgan.train.moments`) drives the generator's mean
 summaries, and their slopes against every condition, to the data's.
 """
@@ -25,7 +25,7 @@ from torch import nn
 from physgan.domains.base import ModelSpec
 from physgan.domains.micro.fractions import harden
 from physgan.errors import ConfigError
-from physgan.nn.topology import soft_euler_characteristic
+from physgan.nn.topology import soft_euler_density
 
 __all__ = [
     "RADII",
@@ -69,7 +69,7 @@ def soft_summaries(x: torch.Tensor) -> torch.Tensor:
         out.append(along(p, 1, lambda a, b: (a - b).abs()))
         out += [along(p, r, torch.mul) for r in _radii(spatial)]
         if len(spatial) == 3:
-            out.append(soft_euler_characteristic(p, 3) / float(np.prod(spatial)))
+            out.append(soft_euler_density(p, 3))
     return torch.stack(out, dim=1)
 
 
