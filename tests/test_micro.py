@@ -13,7 +13,7 @@ import torch
 from physgan.domains import ModelSpec, get_domain
 from physgan.domains.micro import importer
 from physgan.domains.micro.make import add_make_arguments, make
-from physgan.domains.micro.metrics import physics_metrics, sample_features, score
+from physgan.domains.micro.metrics import SCORE_WEIGHTS, physics_metrics, sample_features, score
 from physgan.domains.micro.model import (
     MicroGenerator,
     SliceCritic3d,
@@ -284,6 +284,41 @@ def test_untrained_generator_has_flat_phase_profile():
     assert torch.max(torch.abs(prof[:32] - prof[32:])) < 0.02
 
 
+def test_critic_volume_scores_a_3d_window_silent_at_start_and_refuses_2d():
+    """``critic_volume``: a small 3-D critic on one random window per call, added to the slice score. Its head starts
+    at zero (the critic's score equals the slice critics' alone), it learns (gradients reach it and change its
+    output), the window comes from the critic's generator, and the WGAN-GP double backward works."""
+    from physgan.domains.micro.model import VolumeCritic3d
+
+    torch.manual_seed(0)
+    plain = build_critic(_spec((2, 20, 20, 20), n_cond=1))
+    torch.manual_seed(0)
+    d = build_critic(_spec((2, 20, 20, 20), n_cond=1, critic_volume=16))
+    assert isinstance(d.volume_critic, VolumeCritic3d) and d.volume_side == 16
+    x, c = torch.rand(3, 2, 20, 20, 20), torch.randn(3, 1)
+    plain.generator, d.generator = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    torch.testing.assert_close(d(x, c), plain(x, c))
+    d.volume_critic(d.window(x, 16), c).sum().backward()
+    assert d.volume_critic.head.psi.weight.grad.abs().sum() > 0
+    with torch.no_grad():
+        d.volume_critic.head.psi.weight.fill_(0.1)
+    out = d(x, c)
+    plain.generator = torch.Generator().manual_seed(5)
+    d.generator = torch.Generator().manual_seed(5)
+    assert not torch.allclose(d(x, c), plain(x, c))
+    # the window: drawn with the critic's generator after the slices, one place for the batch
+    g = torch.Generator().manual_seed(9)
+    d.generator = torch.Generator().manual_seed(9)
+    w = d.window(x, 16)
+    o = [int(torch.randint(0, 5, (1,), generator=g)) for _ in range(3)]
+    torch.testing.assert_close(w, x[:, :, o[0] : o[0] + 16, o[1] : o[1] + 16, o[2] : o[2] + 16])
+    assert out.shape == (3,)
+    _double_backward(d, torch.rand(2, 2, 20, 20, 20), torch.randn(2, 1))
+    assert build_critic(_spec((2, 12, 12, 12), critic_volume=32)).volume_side == 12  # never larger than the volume
+    with pytest.raises(ConfigError, match="critic_volume are for 3-D"):
+        build_critic(_spec((2, 16, 16), critic_volume=16))
+
+
 def test_critic_euler_counts_a_volume_s_loops_and_refuses_2d():
     """``critic_euler``: the volume branch reads the Euler density of the pore phase (26-connectivity) in a window.
 
@@ -333,7 +368,7 @@ def test_critic_euler_counts_a_volume_s_loops_and_refuses_2d():
     d.volume_euler(0.8 * soft + 0.1).sum().backward()
     assert (soft.grad[:, 0] != 0).float().mean() > 0.9
     _double_backward(d, torch.rand(2, 2, 12, 12, 12), torch.randn(2, 1))
-    with pytest.raises(ConfigError, match="critic_euler is for 3-D"):
+    with pytest.raises(ConfigError, match="critic_euler and critic_volume are for 3-D"):
         build_critic(_spec((2, 16, 16), critic_euler=True))
 
 
@@ -399,6 +434,24 @@ def test_physics_metrics_and_score():
     f = sample_features(real, cr, attrs)
     np.testing.assert_allclose(f["fraction_0"], cr[:, 0], atol=1e-6)
     assert set(f) >= {"ssa", "euler_density", "mean_chord_axis0", "mean_chord_axis1", "s2_r1"}
+
+
+def test_score_sees_a_cut_pore_network_in_volumes_only():
+    """Volumes with the same pore tubes, one set cut by a solid plane normal to each axis: the spanning fraction
+    falls to 0 and the score rises by its weight; images (2-D) carry no percolation term."""
+    v = np.ones((4, 16, 16, 16), np.int16)  # solid 1, pore 0
+    for a in range(3):  # pore tubes along every axis
+        idx = [slice(None)] * 4
+        idx[1 + (a + 1) % 3] = idx[1 + (a + 2) % 3] = slice(6, 10)  # the three meet in the centre
+        v[tuple(idx)] = 0
+    cut = v.copy()
+    cut[:, 8], cut[:, :, 8], cut[:, :, :, 8] = 1, 1, 1
+    attrs = {"n_phases": 2}
+    m0, m1 = physics_metrics((v, None), (v, None), attrs), physics_metrics((v, None), (cut, None), attrs)
+    assert m0["percolating_fraction_real"] == 1.0 and m0["percolation_err"] == 0
+    assert m1["percolating_fraction_fake"] == 0.0 and m1["percolation_err"] == 1.0
+    assert score(m1) - score(m0) >= SCORE_WEIGHTS["percolation_err"]
+    assert "percolation_err" not in physics_metrics((v[:, 0], None), (cut[:, 0], None), attrs)
 
 
 def test_score_sees_an_anisotropy_or_a_diagonal_texture_that_the_radial_s2_averages_away():

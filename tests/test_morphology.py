@@ -133,6 +133,23 @@ def test_euler_characteristic_of_known_shapes():
     assert mf["euler_density"] == pytest.approx(1 / 3600)
 
 
+def test_percolating_fraction_counts_only_clusters_that_span():
+    v = np.zeros((10, 10, 10), bool)
+    v[:, 2, 2] = True  # a tube along axis 0: 10 voxels spanning axis 0 only
+    v[4:6, 6:8, 6:8] = True  # an isolated block: 8 voxels
+    assert M.percolating_fraction(v) == pytest.approx((10 / 18 + 0 + 0) / 3)
+    v[4, :, 2] = True  # a bar across axis 1 through the tube
+    v[4, 6, 2:7] = True  # and a bridge from it to the block: one cluster spanning axes 0 and 1
+    n = v.sum()
+    assert M.percolating_fraction(v) == pytest.approx((n / n + n / n + 0) / 3)
+    cut = v.copy()
+    cut[5, 2, 2] = False  # the tube cut: below the cut it spans nothing along axis 0
+    assert M.percolating_fraction(cut) < M.percolating_fraction(v)
+    diag = np.eye(6, dtype=bool)  # a diagonal line is not face-connected: nothing spans
+    assert M.percolating_fraction(diag) == 0.0
+    assert M.percolating_fraction(np.ones((5, 5), bool)) == 1.0 and M.percolating_fraction(np.zeros((5, 5), bool)) == 0.0
+
+
 def test_separation_power():
     from physgan.metrics.separation import separation_power
 

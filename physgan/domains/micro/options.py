@@ -22,6 +22,7 @@ class MicroModelOptions:
     critic_layers: int = 5
     critic_stats: bool = False  # image statistics beside the critic's convolutions
     critic_euler: bool = False  # 3-D: the volume's soft Euler characteristic beside the slice critic (issue 14)
+    critic_volume: int = 0  # 3-D: side of a random window scored by a small 3-D convolutional critic (0: off; issue 14)
     isotropic: bool = True  # one slice critic for the three axes of a volume
     slice_stride: int = 1
     slices_per_axis: int = 0  # 0: every slice
