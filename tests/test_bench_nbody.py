@@ -52,6 +52,16 @@ def _lognormal_like(n: int, grid: int, seed: int, amp: float = 1.0) -> np.ndarra
     return np.exp(g - g.var() / 2)
 
 
+def test_particle_mesh_runs_are_read_against_goal_2():
+    from bench.nbody_benchmark import GOALS_PM, goals_for
+
+    pm, ln = goals_for("pm"), goals_for("lognormal")
+    assert ln == GOALS and pm == GOALS_PM
+    assert pm["pk_max_dev"] == pm["pk_max_dev_held_out"] == 0.10 and pm["pdf_separation"] == 0.02 and pm["peak_count_dev"] == 0.10
+    assert ln["pk_max_dev"] == 0.05 and ln["pdf_separation"] == 0.01 and ln["peak_count_dev"] == 0.05
+    assert verdict(0.08, 0.04, pm["pk_max_dev"]) == "pass" and verdict(0.08, 0.04, ln["pk_max_dev"]) == "FAIL"
+
+
 def test_compare_identical_and_scaled_sets():
     real, real2 = _lognormal_like(40, 16, 0), _lognormal_like(40, 16, 1)
     attrs = {"box_size": 32.0}
