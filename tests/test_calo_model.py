@@ -615,9 +615,11 @@ def test_extras_summary_coordinate_is_the_overflow_energy():
     {"cell_noise": True, "noise_head": "layer", "occupancy": True, "extras_noise": True, "generator_width": 16},
     {"cell_noise": True, "noise_head": "layer", "occupancy": True, "extras_cap": True},
     {"cell_noise": True, "noise_head": "layer", "occupancy": True, "extras_cap": True, "hit_floor": True},
+    {"cell_noise": True, "noise_head": "layer", "occupancy": True, "extras_cap": True, "hit_floor": True,
+     "occupancy_slope": True, "empty_layers": True},
     {"cell_noise": True, "noise_head": "cell", "occupancy": False},  # the relative threshold, a full noise head
     {"cell_noise": False, "sparsify": False},
-], ids=["presets", "conv-no-hidden", "extras-narrow", "extras-cap", "hit-floor", "threshold", "dense"])
+], ids=["presets", "conv-no-hidden", "extras-narrow", "extras-cap", "hit-floor", "empty-layers", "threshold", "dense"])
 def test_sampling_path_equals_the_training_forward(options):
     """Without gradients the generator runs its element-wise steps in place: its cells equal the training forward's
     bit for bit for the same latents; the direct physical path (no log / exp round trip) equals the inverse transform
@@ -767,6 +769,46 @@ def test_hit_floor_gives_every_hit_cell_at_least_the_data_s_smallest_deposit():
     stale = {k: v for k, v in spec.data_stats.items() if not k.startswith("cell_hit_floor")}
     with pytest.raises(ConfigError, match="cell_hit_floor"):
         build_generator(ModelSpec(**{**spec.__dict__, "data_stats": stale}))
+
+
+def test_empty_layers_lets_a_layer_with_no_hit_draw_be_empty_and_keeps_the_total():
+    """With ``empty_layers`` a layer group none of whose draws hits holds exactly nothing and the other groups share
+    its energy (the total stays the response, each group's sum its renormalised share); without it the same draws
+    leave no group empty (the hottest cell is kept). Gradients reach the layer-fraction head; the option needs the
+    occupancy draws."""
+    from physgan.errors import ConfigError
+
+    options = {"cell_noise": True, "noise_head": "layer", "occupancy": True, "extras_cap": True, "hit_floor": True}
+    groups = layer_groups(CALOGAN)
+    u, out = {}, {}
+    for empty in (False, True):
+        _, spec = _occupancy_model(4, 2, **options, empty_layers=empty)
+        torch.manual_seed(0)
+        g = build_generator(spec)
+        with torch.no_grad():
+            g.occupancy_logit[2].fill_(-3.0)  # layer 2 (72 cells and its overflow) is hit rarely: P(all miss) ~ 0.9
+        torch.manual_seed(1)
+        z, c = torch.randn(400, *g.latent_shape()), torch.randn(400, 1)
+        with torch.no_grad():
+            out[empty] = g.physics(z, c)
+        u[empty] = out[empty]["u"]
+    assert (u[False][:, groups[2]] > 0).any(1).all()  # without the option a layer is never empty
+    gone = ~(u[True][:, groups[2]] > 0).any(1)
+    assert 0.5 < gone.float().mean() < 1.0
+    o = out[True]
+    torch.testing.assert_close(u[True].sum(1), o["response"], rtol=1e-5, atol=0.0)
+    for k, idx in enumerate(groups):
+        torch.testing.assert_close(u[True][:, idx].sum(1), o["group_energy"][:, k], rtol=1e-5, atol=1e-7)
+    assert (o["fractions"][gone, 2] == 0).all() and (o["fractions"][~gone, 2] > 0).all()
+    # the non-empty groups share the empty layer's fraction in proportion to their own
+    kept = out[False]["fractions"][gone][:, :2]
+    torch.testing.assert_close(o["fractions"][gone][:, :2], kept / kept.sum(1, keepdim=True), rtol=1e-5, atol=1e-7)
+    _, spec = _occupancy_model(4, 2, **options, empty_layers=True)
+    g = build_generator(spec)
+    g(torch.randn(64, *g.latent_shape()), torch.randn(64, 1)).sum().backward()
+    assert g.fractions.weight.grad is not None and g.fractions.weight.grad.abs().sum() > 0
+    with pytest.raises(ConfigError, match="empty_layers needs occupancy"):
+        build_generator(ModelSpec(**{**spec.__dict__, "options": {"empty_layers": True}}))
 
 
 def test_critic_spectrum_counts_each_layer_s_cells_above_multiples_of_its_floor():

@@ -39,7 +39,9 @@ exact. The critic shapes the draw through a straight-through relaxed Bernoulli, 
 (``occupancy_temperature`` ``T``, default 0.5): the forward values are the hard draw's, the gradient of a draw
 is ``d soft`` times the change it makes, in model space (``y + 1``) for the cells; through the summary
 coordinates (energy space) only with option ``occupancy_summary_st`` (its gradients spiked to 1e10).
-With ``occupancy`` the relative threshold is not built.
+With ``occupancy`` the relative threshold is not built. Option ``empty_layers``: a layer group none of whose draws
+hits is left empty (otherwise its hottest cell is always hit), and the other groups share its energy in proportion to
+their fractions, so the shower's sum stays ``response`` exactly; low-energy showers leave the last layers empty.
 
 Noise head (option ``noise_head``): ``'cell'`` (the default, runs made before it) predicts ``log sigma`` per
 cell with a ``Linear(width, cells)`` per group; ``'layer'`` (every preset) learns a per-cell log-scale (starting
@@ -431,6 +433,14 @@ class CaloGenerator(nn.Module):
         self.hit_floor = bool(_opt(spec, "hit_floor", False))  # option hit_floor: see below
         if self.hit_floor and not self.occupancy:
             raise ConfigError("calo model: hit_floor needs occupancy (the per-cell hit draws)")
+        # option empty_layers: a layer group none of whose draws hits is empty, and the other groups share its energy;
+        # without it the group's hottest cell is always hit, so no generated shower has an empty layer, where GFlash's
+        # e+ at 1-3 GeV leave CaloGAN's last layer empty in 53 % of the showers (4 % of the 100k benchmark's showers:
+        # E_layer 2 separation 0.013-0.014 at 100k, 0.15-0.22 in the two lowest energy bins; bench/RESULTS.md §13,
+        # eleventh session)
+        self.empty_layers = bool(_opt(spec, "empty_layers", False))
+        if self.empty_layers and not self.occupancy:
+            raise ConfigError("calo model: empty_layers needs occupancy (the per-cell hit draws)")
         if self.occupancy:
             if not self.occupancy_temperature > 0:
                 raise ConfigError(f"calo model: occupancy_temperature must be > 0, got {self.occupancy_temperature}")
@@ -525,6 +535,34 @@ class CaloGenerator(nn.Module):
         soft = torch.sigmoid((logit - draw) / self.occupancy_temperature)
         return miss, soft - soft.detach()
 
+    def _empty_groups(self, fractions: torch.Tensor, occ_shift: torch.Tensor, c: torch.Tensor,
+                      draws: torch.Tensor) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor | None] | None]]:
+        """Option ``empty_layers``: the hit draws of every sparse group and the layer fractions with the empty groups'
+        shares given to the others (renormalised), so the shower's energy stays ``response`` exactly.
+
+        A group is empty when every one of its draws (cells and extras) misses. Should every group of a shower be
+        empty, none is (the group keeps its hottest cell, as without the option).
+
+        Returns
+        -------
+        fractions : torch.Tensor
+            (B, n_groups), zero for the empty groups.
+        masks : list
+            Per group, :meth:`_hit_mask`'s ``(miss, straight-through term)``, or None for a group without draws.
+        """
+        masks: list[tuple[torch.Tensor, torch.Tensor | None] | None] = []
+        empty = torch.zeros_like(fractions, dtype=torch.bool)
+        for k in range(self.n_groups):
+            if not self.group_sparse[k]:
+                masks.append(None)
+                continue
+            lo, hi = self.noise_offsets[k], self.noise_offsets[k + 1]
+            masks.append(self._hit_mask(k, occ_shift, c, draws[:, lo:hi]))
+            empty[:, k] = masks[k][0].all(dim=1)
+        keep = ~empty | empty.all(dim=1, keepdim=True)
+        kept = fractions * keep
+        return kept / kept.sum(dim=1, keepdim=True), masks
+
     def _floor(self, k: int, wm: torch.Tensor, e_k: torch.Tensor,
                c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Option ``hit_floor`` for group ``k``: each hit cell's floor ``p`` (B, 1), their sum over the hit cells (B, 1)
@@ -604,12 +642,15 @@ class CaloGenerator(nn.Module):
             h = a.add_(h) if not grad else a + h
         response = (self.response_lo + self.response_span * torch.sigmoid(self.response(h))).squeeze(1)
         fractions = torch.softmax(self.fractions(h), dim=1)
-        group_energy = response[:, None] * fractions
         s = None if self.occupancy else S_MAX * torch.sigmoid(self.thresholds(h))  # < 1: the hottest cell survives
         # the per-layer noise head: sigma = exp(log_scale_i) exp(shift_g(h)), applied as (n exp(log_scale)) exp(shift)
         # (no exp over a (B, cells) array); one occupancy shift per group, computed once
         shift = torch.exp(self.noise_shift(h)) if noise is not None and self.noise_head == "layer" else None
         occ_shift = self.occupancy_shift(h) if draws is not None else None
+        masks: list[tuple[torch.Tensor, torch.Tensor | None] | None] = [None] * self.n_groups
+        if self.empty_layers and draws is not None:  # the hit draws first: which groups are empty
+            fractions, masks = self._empty_groups(fractions, occ_shift, c, draws)
+        group_energy = response[:, None] * fractions
         x_shift = self.extra_noise_shift(h) if shift is not None and self.extras_noise else None
         parts, st_parts, hit_parts = [], [], []
         all_logits = []
@@ -653,7 +694,7 @@ class CaloGenerator(nn.Module):
             e_k = group_energy[:, k : k + 1]
             st = None
             if self.group_sparse[k] and draws is not None:
-                miss, st = self._hit_mask(k, occ_shift, c, draws[:, lo:hi])
+                miss, st = masks[k] or self._hit_mask(k, occ_shift, c, draws[:, lo:hi])
                 if st is not None:
                     hit_parts.append(w.detach())  # rescaled below, once the group's sum is known
                 wm = (w.masked_fill_(miss, 0.0) if not grad else w.masked_fill(miss, 0.0)).scatter_(1, hottest, 1.0)
