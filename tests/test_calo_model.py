@@ -803,6 +803,12 @@ def test_empty_layers_lets_a_layer_with_no_hit_draw_be_empty_and_keeps_the_total
     # the non-empty groups share the empty layer's fraction in proportion to their own
     kept = out[False]["fractions"][gone][:, :2]
     torch.testing.assert_close(o["fractions"][gone][:, :2], kept / kept.sum(1, keepdim=True), rtol=1e-5, atol=1e-7)
+    # with gradients on, an empty layer's cells keep a counterfactual energy (had one been hit) for the straight-through
+    # term of their draws, so the critic can pull an empty layer back to a hit
+    with_grad = g.physics(z, c)
+    torch.testing.assert_close(with_grad["u"].detach(), u[True])
+    cells2 = groups[2][groups[2] < CALOGAN.n_cells]
+    assert (with_grad["u_hit"][gone][:, cells2] > 0).all()
     _, spec = _occupancy_model(4, 2, **options, empty_layers=True)
     g = build_generator(spec)
     g(torch.randn(64, *g.latent_shape()), torch.randn(64, 1)).sum().backward()
