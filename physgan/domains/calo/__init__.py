@@ -56,8 +56,13 @@ def detect(header: Any) -> bool:
 #: ``hit_floor`` (sixth session): every hit cell holds at least the data's smallest deposit; at 100k (35 min) AUC 0.842
 #: -> 0.777, FPD 0.22 -> 0.006, sparsity of layer 2 0.034 -> 0.004, every centre of energy < 0.01. At quickstart size
 #: (one seed) AUC 0.791 -> 0.761 but FPD 0.42 -> 4.05 (a few layer-2 outliers), so the quick preset keeps its figures.
+#: And ``occupancy_slope`` (eleventh session): each cell's hit probability follows the incident energy from the data's
+#: line; at 100k (35 min, two seeds each) AUC 0.777 / 0.752 -> 0.676 / 0.708, voxel spectrum 0.037 / 0.042 -> 0.012 /
+#: 0.0067, and layer 0 no longer drifts late; the lowest energy bin's resolution got worse (1.09 -> 1.33 / 1.91). Its
+#: only quickstart-size A/B predates the hit floor (§13 arm S: sparsity of layer 2 worse), so the quick preset keeps
+#: its figures.
 G_OPTIONS: dict[str, Any] = {"cell_noise": True, "noise_head": "layer", "occupancy": True}
-LONG_G_OPTIONS: dict[str, Any] = {**G_OPTIONS, "extras_cap": True, "hit_floor": True}
+LONG_G_OPTIONS: dict[str, Any] = {**G_OPTIONS, "extras_cap": True, "hit_floor": True, "occupancy_slope": True}
 #: The CPU presets' generator is half as wide as their critic (``generator_width``): at quickstart size G 42 539 instead
 #: of 100 811 parameters kept every separation within ~0.01 of the full width (AUC 0.74 / 0.72 over two seeds vs 0.85,
 #: every centre and width < 0.05 in both), and the default preset's G generates ~1.6x faster (``bench/RESULTS.md`` §13,
