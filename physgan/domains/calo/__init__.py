@@ -55,7 +55,7 @@ def detect(header: Any) -> bool:
 #: that defect in 3000 steps (0 % in five A/B arms) and keeps what its figures were measured with. They also add
 #: ``hit_floor`` (sixth session): every hit cell holds at least the data's smallest deposit; at 100k (35 min) AUC 0.842
 #: -> 0.777, FPD 0.22 -> 0.006, sparsity of layer 2 0.034 -> 0.004, every centre of energy < 0.01. At quickstart size
-#: (one seed) AUC 0.791 -> 0.761 but FPD 0.42 -> 4.05 (a few layer-2 outliers), so the quick preset keeps its figures.
+#: (one seed) AUC 0.791 -> 0.761 but FPD 0.42 -> 4.05 (a few layer-2 outliers), so the quick preset did not take it alone.
 #: And ``occupancy_slope`` (eleventh session): each cell's hit probability follows the incident energy from the data's
 #: line; at 100k (35 min, two seeds each) AUC 0.777 / 0.752 -> 0.676 / 0.708, voxel spectrum 0.037 / 0.042 -> 0.012 /
 #: 0.0067, and layer 0 no longer drifts late; the lowest energy bin's resolution got worse (1.09 -> 1.33 / 1.91). The

@@ -696,7 +696,7 @@ class CaloGenerator(nn.Module):
             e_k = group_energy[:, k : k + 1]
             st = None
             if self.group_sparse[k] and draws is not None:
-                miss, st = masks[k] or self._hit_mask(k, occ_shift, c, draws[:, lo:hi])
+                miss, st = masks[k] if masks[k] is not None else self._hit_mask(k, occ_shift, c, draws[:, lo:hi])
                 if st is not None:
                     hit_parts.append(w.detach())  # rescaled below, once the group's sum is known
                 wm = (w.masked_fill_(miss, 0.0) if not grad else w.masked_fill(miss, 0.0)).scatter_(1, hottest, 1.0)
