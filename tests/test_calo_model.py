@@ -11,7 +11,7 @@ import torch
 from physgan.domains.base import ModelSpec, get_domain
 from physgan.domains.calo.geometry import calochallenge_geometry, calogan_geometry
 from physgan.domains.calo.model import build_critic, build_generator, feature_groups, layer_groups
-from physgan.domains.calo.transform import CaloTransform, fractions_to_model
+from physgan.domains.calo.transform import GROUP_ALWAYS_HIT, CaloTransform, fractions_to_model
 
 CALOGAN = calogan_geometry()
 
@@ -617,9 +617,12 @@ def test_extras_summary_coordinate_is_the_overflow_energy():
     {"cell_noise": True, "noise_head": "layer", "occupancy": True, "extras_cap": True, "hit_floor": True},
     {"cell_noise": True, "noise_head": "layer", "occupancy": True, "extras_cap": True, "hit_floor": True,
      "occupancy_slope": True, "empty_layers": True},
+    {"cell_noise": True, "noise_head": "layer", "occupancy": True, "extras_cap": True, "hit_floor": True,
+     "occupancy_slope": True, "empty_draw": True},
     {"cell_noise": True, "noise_head": "cell", "occupancy": False},  # the relative threshold, a full noise head
     {"cell_noise": False, "sparsify": False},
-], ids=["presets", "conv-no-hidden", "extras-narrow", "extras-cap", "hit-floor", "empty-layers", "threshold", "dense"])
+], ids=["presets", "conv-no-hidden", "extras-narrow", "extras-cap", "hit-floor", "empty-layers", "empty-draw", "threshold",
+        "dense"])
 def test_sampling_path_equals_the_training_forward(options):
     """Without gradients the generator runs its element-wise steps in place: its cells equal the training forward's
     bit for bit for the same latents; the direct physical path (no log / exp round trip) equals the inverse transform
@@ -878,3 +881,73 @@ def test_critic_spectrum_counts_each_layer_s_cells_above_multiples_of_its_floor(
     stale = {k: v for k, v in spec.data_stats.items() if not k.startswith("cell_hit_floor")}
     with pytest.raises(ConfigError, match="cell_hit_floor"):
         build_critic(ModelSpec(**{**spec.__dict__, "data_stats": stale}))
+
+
+def _toy_with_empty_layer(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """CaloGAN toy showers whose layer 2 (cells and overflow) holds energy with probability ``Phi(0.3 + 1.2 t)``
+    (``t``: the standardised log incident energy); also returns ``t``."""
+    from scipy.special import ndtr
+
+    rng = np.random.default_rng(seed)
+    e = np.exp(rng.uniform(np.log(1.0), np.log(100.0), size=n))
+    t = (np.log(e) - np.log(e).mean()) / np.log(e).std()
+    x = rng.exponential(1.0, size=(n, CALOGAN.n_features)) * (rng.random((n, CALOGAN.n_features)) < 0.5)
+    x[:, [0, CALOGAN.layers[0].n_cells]] += 1.0  # layers 0 and 1 always hold energy
+    layer2 = layer_groups(CALOGAN)[2]
+    x[np.ix_(rng.random(n) >= ndtr(0.3 + 1.2 * t), layer2)] = 0.0
+    x[np.ix_(np.arange(n), layer2)] *= (x[:, layer2].sum(1) > 0)[:, None]
+    return x, e[:, None], t
+
+
+def test_empty_draw_empties_a_layer_at_the_datas_rate_and_the_trunk_sees_it():
+    """The transform fits the probit line of a layer group holding energy against the incident energy; with
+    ``empty_draw`` the untrained generator leaves that group empty at the data's rate at low and at high energy, empty
+    groups hold exact zeros and the others the whole response, and the trunk takes the outcome as input (the same
+    latent with the other outcome changes the remaining layers' shares, not only their normalisation)."""
+    from scipy.special import ndtr
+
+    from physgan.errors import ConfigError
+
+    x, e, _ = _toy_with_empty_layer(20000, 3)
+    t = CaloTransform().fit(x, e, CALOGAN.to_attrs())
+    a, b = t.stats["group_hit_probit_a"], t.stats["group_hit_probit_b"]
+    assert abs(a[2] - 0.3) < 0.1 and abs(b[2] - 1.2) < 0.1
+    assert a[0] == a[1] == GROUP_ALWAYS_HIT and b[0] == b[1] == 0.0  # never empty in the data: never drawn empty
+    options = {"cell_noise": True, "noise_head": "layer", "occupancy": True, "extras_cap": True, "hit_floor": True,
+               "occupancy_slope": True, "empty_draw": True}
+    spec = ModelSpec(sample_shape=t.model_shape((CALOGAN.n_features,)), n_cond=1, condition_names=["energy"], z_dim=8,
+                     width=24, depth=2, embed_dim=8, attrs=CALOGAN.to_attrs(), data_stats=t.stats, options=options)
+    torch.manual_seed(0)
+    g = build_generator(spec)
+    assert g.latent_shape() == (8 + 2 * CALOGAN.n_features + 3,)
+    groups = layer_groups(CALOGAN)
+    n = 20000
+    for level in (-1.0, 1.0):
+        c = torch.full((n, 1), level)
+        with torch.no_grad():
+            o = g.physics(torch.randn(n, *g.latent_shape()), c)
+        u = o["u"]
+        empty = torch.stack([~(u[:, idx] > 0).any(1) for idx in groups], dim=1)
+        p = 1.0 - ndtr(a[2] + b[2] * level)
+        assert abs(float(empty[:, 2].float().mean()) - p) < 4 * np.sqrt(p * (1 - p) / n)
+        assert not empty[:, :2].any()
+        torch.testing.assert_close(u.sum(1), o["response"], rtol=1e-5, atol=0.0)
+        for k, idx in enumerate(groups):
+            torch.testing.assert_close(u[:, idx].sum(1), o["group_energy"][:, k], rtol=1e-5, atol=1e-7)
+        assert (o["fractions"][empty[:, 2], 2] == 0).all()
+    # one latent, both outcomes for layer 2: the trunk's input differs, so layers 0 and 1 split differently
+    z = torch.randn(256, *g.latent_shape())
+    z_full, z_empty = z.clone(), z.clone()
+    z_full[:, -1], z_empty[:, -1] = -10.0, 10.0
+    with torch.no_grad():
+        f_full, f_empty = g.physics(z_full, torch.zeros(256, 1))["fractions"], g.physics(z_empty, torch.zeros(256, 1))["fractions"]
+    assert (f_empty[:, 2] == 0).all() and (f_full[:, 2] > 0).all()
+    ratio_full, ratio_empty = f_full[:, 0] / f_full[:, 1], f_empty[:, 0] / f_empty[:, 1]
+    assert (ratio_full - ratio_empty).abs().max() > 1e-4
+    g(z, torch.zeros(256, 1)).sum().backward()  # trains: the flags' input weights get gradients
+    assert g.inp.weight.grad[:, -3:].abs().sum() > 0
+    stale = {k: v for k, v in t.stats.items() if not k.startswith("group_hit_probit")}
+    with pytest.raises(ConfigError, match="group_hit_probit"):
+        build_generator(ModelSpec(**{**spec.__dict__, "data_stats": stale}))
+    with pytest.raises(ConfigError, match="set one"):
+        build_generator(ModelSpec(**{**spec.__dict__, "options": {**options, "empty_layers": True}}))

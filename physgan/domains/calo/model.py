@@ -42,6 +42,10 @@ coordinates (energy space) only with option ``occupancy_summary_st`` (its gradie
 With ``occupancy`` the relative threshold is not built. Option ``empty_layers``: a layer group none of whose draws
 hits is left empty (otherwise its hottest cell is always hit), and the other groups share its energy in proportion to
 their fractions, so the shower's sum stays ``response`` exactly; low-energy showers leave the last layers empty.
+Option ``empty_draw`` (instead): one more N(0, 1) latent value per group decides, before anything else, whether the
+group is empty, at the training data's rate for the shower's incident energy (a probit line fitted by the transform,
+``group_hit_probit``, not learned); the trunk takes the outcome as input, so the other groups' fractions and patterns
+can follow it, and an empty group's energy goes to the others as with ``empty_layers``.
 
 Noise head (option ``noise_head``): ``'cell'`` (the default, runs made before it) predicts ``log sigma`` per
 cell with a ``Linear(width, cells)`` per group; ``'layer'`` (every preset) learns a per-cell log-scale (starting
@@ -159,6 +163,14 @@ LEAKY_SLOPE = 0.2
 def _leaky(x: torch.Tensor, grad: bool) -> torch.Tensor:
     """LeakyReLU of the generator, in place on ``x`` (a fresh tensor) when gradients are off."""
     return torch.nn.functional.leaky_relu(x, LEAKY_SLOPE, inplace=not grad)
+
+
+def _without_groups(fractions: torch.Tensor, empty: torch.Tensor) -> torch.Tensor:
+    """``fractions`` (B, G) with the ``empty`` (bool, B x G) groups at 0 and the others sharing their part in proportion
+    to their own, so each row still sums to 1; a row whose every group is marked keeps them all."""
+    keep = ~empty | empty.all(dim=1, keepdim=True)
+    kept = fractions * keep
+    return kept / kept.sum(dim=1, keepdim=True)
 
 
 def geometry_for_spec(spec: ModelSpec) -> CaloGeometry:
@@ -281,7 +293,11 @@ class CaloGenerator(nn.Module):
         if width < 1:
             raise ConfigError(f"calo model: generator_width must be >= 1, got {width}")
         self.embed = ConditionEmbedding(spec.n_cond, spec.embed_dim)
-        self.inp = nn.Linear(self.z_dim + spec.embed_dim, width)
+        # option empty_draw: which layer groups are empty is drawn first, at the data's rate for the shower's energy
+        # (group_hit_probit), and the trunk sees the outcome (one 0 / 1 input per group); see physics()
+        self.empty_draw = bool(_opt(spec, "empty_draw", False))
+        n_flags = len(layer_groups(geom)) if self.empty_draw else 0
+        self.inp = nn.Linear(self.z_dim + spec.embed_dim + n_flags, width)
         self.blocks = nn.ModuleList(nn.Linear(width, width) for _ in range(depth - 1))
         self.films = nn.ModuleList(FiLM(spec.embed_dim, width) for _ in range(depth))
         groups = layer_groups(geom)
@@ -441,6 +457,18 @@ class CaloGenerator(nn.Module):
         self.empty_layers = bool(_opt(spec, "empty_layers", False))
         if self.empty_layers and not self.occupancy:
             raise ConfigError("calo model: empty_layers needs occupancy (the per-cell hit draws)")
+        if self.empty_draw:
+            # the empty_layers way learns the rate through its straight-through estimate and drifted to over-empty
+            # layer 2 (79-93 % of the 1-3 GeV showers by step 6000, real 51 %; bench/RESULTS.md §13); here the rate is
+            # the data's and is not learned, only what the rest of the shower does given the outcome
+            if self.empty_layers:
+                raise ConfigError("calo model: empty_draw and empty_layers are two ways to empty a layer group; set one")
+            ga, gb = data.get("group_hit_probit_a"), data.get("group_hit_probit_b")
+            if ga is None or gb is None or len(ga) != self.n_groups or len(gb) != self.n_groups:
+                raise ConfigError("calo model: empty_draw needs the transform statistics 'group_hit_probit_a/b' of this "
+                                  "version (one per layer group); fit the transform again")
+            self.register_buffer("group_hit_a", torch.as_tensor(ga, dtype=torch.float32), persistent=False)
+            self.register_buffer("group_hit_b", torch.as_tensor(gb, dtype=torch.float32), persistent=False)
         if self.occupancy:
             if not self.occupancy_temperature > 0:
                 raise ConfigError(f"calo model: occupancy_temperature must be > 0, got {self.occupancy_temperature}")
@@ -510,11 +538,13 @@ class CaloGenerator(nn.Module):
             nn.init.constant_(self.thresholds.bias, math.log(s0 / (S_MAX - s0)))
 
     def latent_shape(self, scale: int = 1) -> tuple[int, ...]:
-        """Shape of one latent vector: ``(z_dim + k n_features,)`` with ``k`` = 1 per per-cell block in use (noise,
-        occupancy); the geometry is fixed, so ``scale`` must be 1."""
+        """Shape of one latent vector: ``(z_dim + k n_features [+ n_groups],)`` with ``k`` = 1 per per-cell block in
+        use (noise, occupancy), then one draw per layer group with ``empty_draw``; the geometry is fixed, so ``scale``
+        must be 1."""
         if int(scale) != 1:
             raise ConfigError("the calorimeter generator has a fixed geometry: latent scale must be 1")
-        return (self.z_dim + self.n_features * (int(self.cell_noise) + int(self.occupancy)),)
+        n_empty = self.n_groups if self.empty_draw else 0
+        return (self.z_dim + self.n_features * (int(self.cell_noise) + int(self.occupancy)) + n_empty,)
 
     def _hit_mask(self, k: int, occ_shift: torch.Tensor, c: torch.Tensor,
                   draw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -559,9 +589,18 @@ class CaloGenerator(nn.Module):
             lo, hi = self.noise_offsets[k], self.noise_offsets[k + 1]
             masks.append(self._hit_mask(k, occ_shift, c, draws[:, lo:hi]))
             empty[:, k] = masks[k][0].all(dim=1)
-        keep = ~empty | empty.all(dim=1, keepdim=True)
-        kept = fractions * keep
-        return kept / kept.sum(dim=1, keepdim=True), masks
+        return _without_groups(fractions, empty), masks
+
+    def _drawn_empty(self, draw: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """Option ``empty_draw``: which groups of each shower are empty (bool, (B, n_groups)).
+
+        Group ``k`` holds energy when its N(0, 1) draw lies below ``a_k + b_k t`` (``t``: condition 0, the normalised
+        log incident energy; ``a, b``: the transform's ``group_hit_probit``, the data's probit line of the fraction of
+        showers whose group ``k`` holds any energy), independently per group. Should every group of a shower come out
+        empty, none is.
+        """
+        empty = draw >= self.group_hit_a + c[:, :1].to(draw.dtype) * self.group_hit_b
+        return empty & ~empty.all(dim=1, keepdim=True)
 
     def _floor(self, k: int, wm: torch.Tensor, e_k: torch.Tensor,
                c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -634,14 +673,18 @@ class CaloGenerator(nn.Module):
         # fewer passes over (B, width) and (B, cells) arrays (tests/test_calo_model.py checks both paths agree)
         grad = torch.is_grad_enabled()
         noise = z[:, self.z_dim : self.z_dim + nf] if self.cell_noise else None
-        draws = z[:, self.z_dim + nf * int(self.cell_noise) :] if self.occupancy else None
+        draws = z[:, self.z_dim + nf * int(self.cell_noise) : self.z_dim + nf * (int(self.cell_noise) + 1)] if self.occupancy else None
+        drawn_empty = self._drawn_empty(z[:, z.shape[1] - self.n_groups :], c) if self.empty_draw else None
         z = z[:, : self.z_dim]
-        h = _leaky(self.films[0](self.inp(torch.cat([z, e], dim=1)), e), grad)
+        trunk_in = [z, e] if drawn_empty is None else [z, e, drawn_empty.to(z.dtype)]
+        h = _leaky(self.films[0](self.inp(torch.cat(trunk_in, dim=1)), e), grad)
         for block, film in zip(self.blocks, self.films[1:]):
             a = _leaky(film(block(h), e), grad)
             h = a.add_(h) if not grad else a + h
         response = (self.response_lo + self.response_span * torch.sigmoid(self.response(h))).squeeze(1)
         fractions = torch.softmax(self.fractions(h), dim=1)
+        if drawn_empty is not None:  # the empty groups' cells then hold exact zeros (their group energy is 0)
+            fractions = _without_groups(fractions, drawn_empty)
         s = None if self.occupancy else S_MAX * torch.sigmoid(self.thresholds(h))  # < 1: the hottest cell survives
         # the per-layer noise head: sigma = exp(log_scale_i) exp(shift_g(h)), applied as (n exp(log_scale)) exp(shift)
         # (no exp over a (B, cells) array); one occupancy shift per group, computed once

@@ -63,6 +63,10 @@ __all__ = [
     "cell_hit_floor",
 ]
 
+#: Probit intercept of ``group_hit_probit`` for a layer group that holds energy in every training shower: P(empty) = 0
+#: in float32 (Phi(-40) underflows).
+GROUP_ALWAYS_HIT = 40.0
+
 #: Default log offset, relative to the incident energy.
 DEFAULT_EPS = 1e-7
 
@@ -612,6 +616,13 @@ class CaloTransform(Transform):
                 stats.update(cell_hit_fraction=hit_fraction.tolist(), cell_hit_share=hit_share.tolist())
                 probit_a, probit_b = cell_hit_probit(u, e)
                 stats.update(cell_hit_probit_a=probit_a.tolist(), cell_hit_probit_b=probit_b.tolist())
+                # the same line for a whole layer group holding any energy (the generator's empty_draw option)
+                fg = np.asarray(stats["feature_group"])
+                e_group = u @ group_member_matrix(fg, int(fg.max()) + 1).astype(np.float64)
+                group_a, group_b = cell_hit_probit(e_group, e)
+                always = (e_group > 0).all(axis=0)  # never empty in the data: never drawn empty (not Jeffreys' 1 / 2N)
+                group_a, group_b = np.where(always, GROUP_ALWAYS_HIT, group_a), np.where(always, 0.0, group_b)
+                stats.update(group_hit_probit_a=group_a.tolist(), group_hit_probit_b=group_b.tolist())
                 floor_a, floor_b = cell_hit_floor(u, e, np.asarray(stats["feature_group"]), geom.n_cells)
                 stats.update(cell_hit_floor_a=floor_a.tolist(), cell_hit_floor_b=floor_b.tolist())
         self.stats = stats
