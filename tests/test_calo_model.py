@@ -618,7 +618,7 @@ def test_extras_summary_coordinate_is_the_overflow_energy():
     {"cell_noise": True, "noise_head": "layer", "occupancy": True, "extras_cap": True, "hit_floor": True,
      "occupancy_slope": True, "empty_layers": True},
     {"cell_noise": True, "noise_head": "layer", "occupancy": True, "extras_cap": True, "hit_floor": True,
-     "occupancy_slope": True, "empty_draw": True},
+     "occupancy_slope": True, "empty_draw": True, "response_noise": True},
     {"cell_noise": True, "noise_head": "cell", "occupancy": False},  # the relative threshold, a full noise head
     {"cell_noise": False, "sparsify": False},
 ], ids=["presets", "conv-no-hidden", "extras-narrow", "extras-cap", "hit-floor", "empty-layers", "empty-draw", "threshold",
@@ -951,3 +951,45 @@ def test_empty_draw_empties_a_layer_at_the_datas_rate_and_the_trunk_sees_it():
         build_generator(ModelSpec(**{**spec.__dict__, "data_stats": stale}))
     with pytest.raises(ConfigError, match="set one"):
         build_generator(ModelSpec(**{**spec.__dict__, "options": {**options, "empty_layers": True}}))
+
+
+def test_response_noise_gives_the_response_the_datas_spread_at_every_energy():
+    """``response_log_std_line`` recovers a known resolution line (a sampling calorimeter's ``sigma / E ~ 1 /
+    sqrt(E)``); with ``response_noise`` the untrained generator's response spreads as that line says at low and at high
+    energy around the same mean, the line is a trained parameter, and the option needs the transform's statistic."""
+    from physgan.domains.calo.transform import response_log_std_line
+    from physgan.errors import ConfigError
+
+    rng = np.random.default_rng(4)
+    n = 40000
+    e = np.exp(rng.uniform(np.log(1.0), np.log(100.0), size=n))
+    t = (np.log(e) - np.log(e).mean()) / np.log(e).std()
+    sd_true = 0.1 / np.sqrt(e)  # 10 % / sqrt(E)
+    r = 0.05 * np.exp(sd_true * rng.standard_normal(n))
+    a, b = response_log_std_line(r, e)
+    got = np.exp(a + b * t)
+    np.testing.assert_allclose(got[e < 1.5], sd_true[e < 1.5], rtol=0.1)
+    np.testing.assert_allclose(got[e > 80], sd_true[e > 80], rtol=0.1)
+    # the generator: its statistic from a fitted toy, replaced by a steep line
+    _, spec = _occupancy_model(3, 2, cell_noise=True, noise_head="layer", occupancy=True, response_noise=True)
+    stats = {**spec.data_stats, "response_log_std_a": -3.0, "response_log_std_b": -0.5}
+    spec = ModelSpec(**{**spec.__dict__, "data_stats": stats})
+    torch.manual_seed(0)
+    g = build_generator(spec)
+    assert g.latent_shape() == (8 + 2 * CALOGAN.n_features + 1,)
+    with torch.no_grad():  # the trunk's own part of the spread off, to see the draw's alone
+        g.response.weight.zero_()
+    means = []
+    for level in (-1.5, 1.5):
+        with torch.no_grad():
+            o = g.physics(torch.randn(20000, *g.latent_shape()), torch.full((20000, 1), level))
+        spread = float(torch.log(o["response"]).std())
+        assert abs(spread / np.exp(-3.0 - 0.5 * level) - 1.0) < 0.03
+        torch.testing.assert_close(o["u"].sum(1), o["response"], rtol=1e-5, atol=0.0)
+        means.append(float(o["response"].mean()))
+    assert abs(means[0] / means[1] - 1.0) < 0.02
+    g(torch.randn(64, *g.latent_shape()), torch.randn(64, 1)).sum().backward()
+    assert g.response_log_sd.grad is not None and g.response_log_sd.grad.abs().sum() > 0
+    stale = {k: v for k, v in stats.items() if not k.startswith("response_log_std")}
+    with pytest.raises(ConfigError, match="response_log_std"):
+        build_generator(ModelSpec(**{**spec.__dict__, "data_stats": stale}))

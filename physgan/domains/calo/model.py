@@ -349,6 +349,17 @@ class CaloGenerator(nn.Module):
         lo, hi, r0 = _response_range(spec, data)
         self.response_lo, self.response_span = lo, hi - lo
         nn.init.constant_(self.response.bias, math.log((r0 - lo) / (hi - r0)))  # response starts at r0
+        # option response_noise: the response E_sum / E_inc gets its own log-normal draw, whose spread is a line in the
+        # normalised log incident energy starting at the data's (response_log_std_a/b) and then learned; without it every
+        # fluctuation of the response comes through the trunk, and a trained generator's spread at 1-3 GeV came out 1.3-1.9x
+        # GFlash's 0.3 % (bench/RESULTS.md §13, eleventh session), where only 2 % of the training showers lie
+        self.response_log_sd = None
+        if bool(_opt(spec, "response_noise", False)):
+            ra, rb = data.get("response_log_std_a"), data.get("response_log_std_b")
+            if ra is None or rb is None or not (math.isfinite(float(ra)) and math.isfinite(float(rb))):
+                raise ConfigError("calo model: response_noise needs the transform statistics 'response_log_std_a/b' of "
+                                  "this version; fit the transform again")
+            self.response_log_sd = nn.Parameter(torch.tensor([float(ra), float(rb)]))
         mean_u = np.asarray(data.get("mean_fraction", []), dtype=np.float64)
         if mean_u.shape != (geom.n_features,) or not np.isfinite(mean_u).all() or mean_u.sum() <= 0:
             mean_u = None
@@ -538,13 +549,14 @@ class CaloGenerator(nn.Module):
             nn.init.constant_(self.thresholds.bias, math.log(s0 / (S_MAX - s0)))
 
     def latent_shape(self, scale: int = 1) -> tuple[int, ...]:
-        """Shape of one latent vector: ``(z_dim + k n_features [+ n_groups],)`` with ``k`` = 1 per per-cell block in
-        use (noise, occupancy), then one draw per layer group with ``empty_draw``; the geometry is fixed, so ``scale``
-        must be 1."""
+        """Shape of one latent vector: ``(z_dim + k n_features [+ n_groups] [+ 1],)`` with ``k`` = 1 per per-cell block
+        in use (noise, occupancy), then one draw per layer group with ``empty_draw`` and the response's own draw with
+        ``response_noise``; the geometry is fixed, so ``scale`` must be 1."""
         if int(scale) != 1:
             raise ConfigError("the calorimeter generator has a fixed geometry: latent scale must be 1")
         n_empty = self.n_groups if self.empty_draw else 0
-        return (self.z_dim + self.n_features * (int(self.cell_noise) + int(self.occupancy)) + n_empty,)
+        return (self.z_dim + self.n_features * (int(self.cell_noise) + int(self.occupancy)) + n_empty
+                + int(self.response_log_sd is not None),)
 
     def _hit_mask(self, k: int, occ_shift: torch.Tensor, c: torch.Tensor,
                   draw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -674,7 +686,9 @@ class CaloGenerator(nn.Module):
         grad = torch.is_grad_enabled()
         noise = z[:, self.z_dim : self.z_dim + nf] if self.cell_noise else None
         draws = z[:, self.z_dim + nf * int(self.cell_noise) : self.z_dim + nf * (int(self.cell_noise) + 1)] if self.occupancy else None
-        drawn_empty = self._drawn_empty(z[:, z.shape[1] - self.n_groups :], c) if self.empty_draw else None
+        tail = self.z_dim + nf * (int(self.cell_noise) + int(self.occupancy))  # then the empty draws, the response's
+        drawn_empty = self._drawn_empty(z[:, tail : tail + self.n_groups], c) if self.empty_draw else None
+        response_draw = z[:, -1] if self.response_log_sd is not None else None
         z = z[:, : self.z_dim]
         trunk_in = [z, e] if drawn_empty is None else [z, e, drawn_empty.to(z.dtype)]
         h = _leaky(self.films[0](self.inp(torch.cat(trunk_in, dim=1)), e), grad)
@@ -682,6 +696,9 @@ class CaloGenerator(nn.Module):
             a = _leaky(film(block(h), e), grad)
             h = a.add_(h) if not grad else a + h
         response = (self.response_lo + self.response_span * torch.sigmoid(self.response(h))).squeeze(1)
+        if response_draw is not None:  # log-normal with the same mean: exp(sd n - sd^2 / 2)
+            sd = torch.exp(self.response_log_sd[0] + self.response_log_sd[1] * c[:, 0].to(response.dtype))
+            response = response * torch.exp(sd * response_draw - 0.5 * sd * sd)
         fractions = torch.softmax(self.fractions(h), dim=1)
         if drawn_empty is not None:  # the empty groups' cells then hold exact zeros (their group energy is 0)
             fractions = _without_groups(fractions, drawn_empty)

@@ -38,6 +38,7 @@ class CaloModelOptions:
     occupancy_summary_st: bool = False  # straight-through of the hit draw also into the summary coordinates (issue 19)
     hit_floor: bool = False  # with occupancy: every hit cell holds at least the data's smallest hit energy (issue 19)
     empty_layers: bool = False  # with occupancy: a layer group whose every draw misses is empty (issue 19)
+    response_noise: bool = False  # the response's own log-normal draw, spread from the data's line in the energy (issue 19)
     empty_draw: bool = False  # a layer group is empty at the data's rate for the shower's energy; the trunk sees it (issue 19)
     pattern_conv: int = 0  # channels of the generator's per-layer conv stream on the pattern logits (0: none; issue 19)
     critic_spatial: int = 0  # channels of the critic's per-layer conv streams (0: none; issue 19)
