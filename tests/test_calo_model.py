@@ -900,7 +900,7 @@ def _toy_with_empty_layer(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np
 
 
 def test_empty_draw_empties_a_layer_at_the_datas_rate_and_the_trunk_sees_it():
-    """The transform fits the probit line of a layer group holding energy against the incident energy; with
+    """The transform fits the probit curve of a layer group holding energy against the incident energy; with
     ``empty_draw`` the untrained generator leaves that group empty at the data's rate at low and at high energy, empty
     groups hold exact zeros and the others the whole response, and the trunk takes the outcome as input (the same
     latent with the other outcome changes the remaining layers' shares, not only their normalisation)."""
@@ -910,9 +910,10 @@ def test_empty_draw_empties_a_layer_at_the_datas_rate_and_the_trunk_sees_it():
 
     x, e, _ = _toy_with_empty_layer(20000, 3)
     t = CaloTransform().fit(x, e, CALOGAN.to_attrs())
-    a, b = t.stats["group_hit_probit_a"], t.stats["group_hit_probit_b"]
-    assert abs(a[2] - 0.3) < 0.1 and abs(b[2] - 1.2) < 0.1
-    assert a[0] == a[1] == GROUP_ALWAYS_HIT and b[0] == b[1] == 0.0  # never empty in the data: never drawn empty
+    knots, probit = np.asarray(t.stats["group_hit_knots"]), np.asarray(t.stats["group_hit_probit"])
+    curve = lambda level, k: float(np.interp(level, knots, probit[:, k]))  # noqa: E731
+    assert abs(curve(-1.0, 2) - (0.3 - 1.2)) < 0.1 and abs(curve(1.0, 2) - (0.3 + 1.2)) < 0.1
+    assert (probit[:, :2] == GROUP_ALWAYS_HIT).all()  # never empty in the data: never drawn empty
     options = {"cell_noise": True, "noise_head": "layer", "occupancy": True, "extras_cap": True, "hit_floor": True,
                "occupancy_slope": True, "empty_draw": True}
     spec = ModelSpec(sample_shape=t.model_shape((CALOGAN.n_features,)), n_cond=1, condition_names=["energy"], z_dim=8,
@@ -928,7 +929,7 @@ def test_empty_draw_empties_a_layer_at_the_datas_rate_and_the_trunk_sees_it():
             o = g.physics(torch.randn(n, *g.latent_shape()), c)
         u = o["u"]
         empty = torch.stack([~(u[:, idx] > 0).any(1) for idx in groups], dim=1)
-        p = 1.0 - ndtr(a[2] + b[2] * level)
+        p = 1.0 - ndtr(curve(level, 2))
         assert abs(float(empty[:, 2].float().mean()) - p) < 4 * np.sqrt(p * (1 - p) / n)
         assert not empty[:, :2].any()
         torch.testing.assert_close(u.sum(1), o["response"], rtol=1e-5, atol=0.0)
@@ -946,8 +947,8 @@ def test_empty_draw_empties_a_layer_at_the_datas_rate_and_the_trunk_sees_it():
     assert (ratio_full - ratio_empty).abs().max() > 1e-4
     g(z, torch.zeros(256, 1)).sum().backward()  # trains: the flags' input weights get gradients
     assert g.inp.weight.grad[:, -3:].abs().sum() > 0
-    stale = {k: v for k, v in t.stats.items() if not k.startswith("group_hit_probit")}
-    with pytest.raises(ConfigError, match="group_hit_probit"):
+    stale = {k: v for k, v in t.stats.items() if not k.startswith("group_hit")}
+    with pytest.raises(ConfigError, match="group_hit_knots"):
         build_generator(ModelSpec(**{**spec.__dict__, "data_stats": stale}))
     with pytest.raises(ConfigError, match="set one"):
         build_generator(ModelSpec(**{**spec.__dict__, "options": {**options, "empty_layers": True}}))
@@ -993,3 +994,30 @@ def test_response_noise_gives_the_response_the_datas_spread_at_every_energy():
     stale = {k: v for k, v in stats.items() if not k.startswith("response_log_std")}
     with pytest.raises(ConfigError, match="response_log_std"):
         build_generator(ModelSpec(**{**spec.__dict__, "data_stats": stale}))
+
+
+def test_group_hit_curve_follows_a_bending_probit_at_the_low_end_of_a_uniform_spectrum():
+    """Incident energies uniform in 1-100 GeV (few showers at the low end) and a group that is empty half the time at
+    1-3 GeV and almost never above 30 GeV: the curve gives the empty fraction of each energy range within a few per
+    cent, where one probit line over equal-count bins is far off at 1-3 GeV."""
+    from scipy.special import ndtr
+
+    from physgan.domains.calo.transform import cell_hit_probit, group_hit_curve
+
+    rng = np.random.default_rng(8)
+    n = 100_000
+    e = rng.uniform(1.0, 100.0, size=n)
+    p_empty = np.interp(np.log10(e), [0.0, 0.25, 0.75, 1.25, 1.75, 2.0], [0.6, 0.5, 0.25, 0.046, 0.002, 0.001])
+    held = (rng.random(n) >= p_empty).astype(float)
+    e_group = np.stack([np.ones(n), held], axis=1)
+    knots, probit = group_hit_curve(e_group, e)
+    assert (probit[:, 0] == GROUP_ALWAYS_HIT).all()
+    t = (np.log(e) - np.log(e).mean()) / np.log(e).std()
+    line_a, line_b = cell_hit_probit(e_group, e)
+    for lo, hi in [(1, 3.16), (3.16, 10), (10, 31.6), (31.6, 100)]:
+        sel = (e >= lo) & (e < hi)
+        want = p_empty[sel].mean()
+        got = np.mean(1.0 - ndtr(np.interp(t[sel], knots, probit[:, 1])))
+        assert abs(got - want) < 0.03 + 0.1 * want, (lo, got, want)
+    low = (e < 3.16)
+    assert abs(np.mean(1.0 - ndtr(line_a[1] + line_b[1] * t[low])) - p_empty[low].mean()) > 0.1  # the line misses

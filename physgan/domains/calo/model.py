@@ -44,7 +44,7 @@ hits is left empty (otherwise its hottest cell is always hit), and the other gro
 their fractions, so the shower's sum stays ``response`` exactly; low-energy showers leave the last layers empty.
 Option ``empty_draw`` (instead): one more N(0, 1) latent value per group decides, before anything else, whether the
 group is empty, at the training data's rate for the shower's incident energy (a probit line fitted by the transform,
-``group_hit_probit``, not learned); the trunk takes the outcome as input, so the other groups' fractions and patterns
+``group_hit_curve``, not learned); the trunk takes the outcome as input, so the other groups' fractions and patterns
 can follow it, and an empty group's energy goes to the others as with ``empty_layers``.
 
 Noise head (option ``noise_head``): ``'cell'`` (the default, runs made before it) predicts ``log sigma`` per
@@ -294,7 +294,7 @@ class CaloGenerator(nn.Module):
             raise ConfigError(f"calo model: generator_width must be >= 1, got {width}")
         self.embed = ConditionEmbedding(spec.n_cond, spec.embed_dim)
         # option empty_draw: which layer groups are empty is drawn first, at the data's rate for the shower's energy
-        # (group_hit_probit), and the trunk sees the outcome (one 0 / 1 input per group); see physics()
+        # (group_hit_curve), and the trunk sees the outcome (one 0 / 1 input per group); see physics()
         self.empty_draw = bool(_opt(spec, "empty_draw", False))
         n_flags = len(layer_groups(geom)) if self.empty_draw else 0
         self.inp = nn.Linear(self.z_dim + spec.embed_dim + n_flags, width)
@@ -474,12 +474,13 @@ class CaloGenerator(nn.Module):
             # the data's and is not learned, only what the rest of the shower does given the outcome
             if self.empty_layers:
                 raise ConfigError("calo model: empty_draw and empty_layers are two ways to empty a layer group; set one")
-            ga, gb = data.get("group_hit_probit_a"), data.get("group_hit_probit_b")
-            if ga is None or gb is None or len(ga) != self.n_groups or len(gb) != self.n_groups:
-                raise ConfigError("calo model: empty_draw needs the transform statistics 'group_hit_probit_a/b' of this "
-                                  "version (one per layer group); fit the transform again")
-            self.register_buffer("group_hit_a", torch.as_tensor(ga, dtype=torch.float32), persistent=False)
-            self.register_buffer("group_hit_b", torch.as_tensor(gb, dtype=torch.float32), persistent=False)
+            knots, probit = data.get("group_hit_knots"), data.get("group_hit_probit")
+            probit = np.asarray(probit if probit is not None else [], dtype=np.float32)
+            if knots is None or len(knots) < 1 or probit.shape != (len(knots), self.n_groups):
+                raise ConfigError("calo model: empty_draw needs the transform statistics 'group_hit_knots' and "
+                                  "'group_hit_probit' of this version (a curve per layer group); fit the transform again")
+            self.register_buffer("group_hit_knots", torch.as_tensor(knots, dtype=torch.float32), persistent=False)
+            self.register_buffer("group_hit_probit", torch.as_tensor(probit), persistent=False)
         if self.occupancy:
             if not self.occupancy_temperature > 0:
                 raise ConfigError(f"calo model: occupancy_temperature must be > 0, got {self.occupancy_temperature}")
@@ -606,12 +607,20 @@ class CaloGenerator(nn.Module):
     def _drawn_empty(self, draw: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """Option ``empty_draw``: which groups of each shower are empty (bool, (B, n_groups)).
 
-        Group ``k`` holds energy when its N(0, 1) draw lies below ``a_k + b_k t`` (``t``: condition 0, the normalised
-        log incident energy; ``a, b``: the transform's ``group_hit_probit``, the data's probit line of the fraction of
-        showers whose group ``k`` holds any energy), independently per group. Should every group of a shower come out
-        empty, none is.
+        Group ``k`` holds energy when its N(0, 1) draw lies below ``p_k(t)`` (``t``: condition 0, the normalised log
+        incident energy; ``p_k``: the transform's :func:`~physgan.domains.calo.transform.group_hit_curve`, the probit
+        of the data's fraction of showers whose group ``k`` holds any energy, linear between its knots and constant
+        beyond them), independently per group. Should every group of a shower come out empty, none is.
         """
-        empty = draw >= self.group_hit_a + c[:, :1].to(draw.dtype) * self.group_hit_b
+        knots, probit = self.group_hit_knots, self.group_hit_probit
+        t = c[:, 0].to(knots.dtype).contiguous()
+        if len(knots) == 1:
+            level = probit[0].expand(len(t), -1)
+        else:
+            hi = torch.searchsorted(knots, t).clamp(1, len(knots) - 1)
+            w = ((t - knots[hi - 1]) / (knots[hi] - knots[hi - 1])).clamp(0.0, 1.0)[:, None]
+            level = torch.lerp(probit[hi - 1], probit[hi], w)
+        empty = draw >= level.to(draw.dtype)
         return empty & ~empty.all(dim=1, keepdim=True)
 
     def _floor(self, k: int, wm: torch.Tensor, e_k: torch.Tensor,
