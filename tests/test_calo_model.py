@@ -618,7 +618,7 @@ def test_extras_summary_coordinate_is_the_overflow_energy():
     {"cell_noise": True, "noise_head": "layer", "occupancy": True, "extras_cap": True, "hit_floor": True,
      "occupancy_slope": True, "empty_layers": True},
     {"cell_noise": True, "noise_head": "layer", "occupancy": True, "extras_cap": True, "hit_floor": True,
-     "occupancy_slope": True, "empty_draw": True, "response_noise": True},
+     "occupancy_slope": True, "empty_draw": True, "response_noise": True, "occupancy_radial": True},
     {"cell_noise": True, "noise_head": "cell", "occupancy": False},  # the relative threshold, a full noise head
     {"cell_noise": False, "sparsify": False},
 ], ids=["presets", "conv-no-hidden", "extras-narrow", "extras-cap", "hit-floor", "empty-layers", "empty-draw", "threshold",
@@ -1021,3 +1021,33 @@ def test_group_hit_curve_follows_a_bending_probit_at_the_low_end_of_a_uniform_sp
         assert abs(got - want) < 0.03 + 0.1 * want, (lo, got, want)
     low = (e < 3.16)
     assert abs(np.mean(1.0 - ndtr(line_a[1] + line_b[1] * t[low])) - p_empty[low].mean()) > 0.1  # the line misses
+
+
+def test_occupancy_radial_lets_a_shower_keep_its_outer_cells_empty():
+    """With ``occupancy_radial`` each shower also sets a radial slope of every layer's hit probit: a steep negative
+    slope misses every outer cell (bar the group's hottest, always hit), a zero slope leaves the data's hit rates; the
+    slope is trained (gradients through the straight-through term) and adds no latent."""
+    options = {"cell_noise": True, "noise_head": "layer", "occupancy": True}
+    _, spec = _occupancy_model(5, 2, **options, occupancy_radial=True)
+    _, plain = _occupancy_model(5, 2, **options)
+    torch.manual_seed(0)
+    g = build_generator(spec)
+    assert g.latent_shape() == build_generator(plain).latent_shape()
+    groups = layer_groups(CALOGAN)
+    r_flat = np.concatenate([np.asarray(lay.r_mm) for lay in CALOGAN.layers])
+    z, c = torch.randn(2000, *g.latent_shape()), torch.zeros(2000, 1)
+    hit_outer = {}
+    for slope in (0.0, -30.0):
+        with torch.no_grad():
+            g.occupancy_shift.weight.zero_()
+            g.occupancy_shift.bias.zero_()
+            g.occupancy_shift.bias[g.n_groups :] = slope
+            u = g.physics(z, c)["u"]
+        cells = groups[1][groups[1] < CALOGAN.n_cells]
+        outer = cells[r_flat[cells] > 0.5 * r_flat[cells].max()]
+        hit_outer[slope] = (u[:, outer] > 0).sum(1)
+    assert hit_outer[0.0].float().mean() > 1.0
+    assert (hit_outer[-30.0] <= 1).all()  # at most the hottest
+    g.occupancy_shift.weight.requires_grad_(True)
+    g(torch.randn(64, *g.latent_shape()), torch.randn(64, 1)).sum().backward()
+    assert g.occupancy_shift.weight.grad[g.n_groups :].abs().sum() > 0
