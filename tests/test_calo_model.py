@@ -957,7 +957,8 @@ def test_empty_draw_empties_a_layer_at_the_datas_rate_and_the_trunk_sees_it():
 def test_response_noise_gives_the_response_the_datas_spread_at_every_energy():
     """``response_log_std_line`` recovers a known resolution line (a sampling calorimeter's ``sigma / E ~ 1 /
     sqrt(E)``); with ``response_noise`` the untrained generator's response spreads as that line says at low and at high
-    energy around the same mean, the line is a trained parameter, and the option needs the transform's statistic."""
+    energy (the mean is a function of the condition only, the trunk takes the draw), the line is a trained parameter,
+    and the option needs the transform's statistic."""
     from physgan.domains.calo.transform import response_log_std_line
     from physgan.errors import ConfigError
 
@@ -978,8 +979,8 @@ def test_response_noise_gives_the_response_the_datas_spread_at_every_energy():
     torch.manual_seed(0)
     g = build_generator(spec)
     assert g.latent_shape() == (8 + 2 * CALOGAN.n_features + 1,)
-    with torch.no_grad():  # the trunk's own part of the spread off, to see the draw's alone
-        g.response.weight.zero_()
+    with torch.no_grad():  # as after training: the mean depends on the condition (not on the shower latent)
+        g.response.weight.normal_(0.0, 0.5)
     means = []
     for level in (-1.5, 1.5):
         with torch.no_grad():
@@ -988,7 +989,13 @@ def test_response_noise_gives_the_response_the_datas_spread_at_every_energy():
         assert abs(spread / np.exp(-3.0 - 0.5 * level) - 1.0) < 0.03
         torch.testing.assert_close(o["u"].sum(1), o["response"], rtol=1e-5, atol=0.0)
         means.append(float(o["response"].mean()))
-    assert abs(means[0] / means[1] - 1.0) < 0.02
+    assert abs(means[0] / means[1] - 1.0) > 0.01  # the mean follows the condition
+    # the trunk takes the response's draw: the same latent with another draw changes the layers' shares
+    z = torch.randn(64, *g.latent_shape())
+    z2 = z.clone()
+    z2[:, -1] += 1.0
+    with torch.no_grad():
+        assert (g.physics(z, torch.zeros(64, 1))["fractions"] - g.physics(z2, torch.zeros(64, 1))["fractions"]).abs().max() > 1e-5
     g(torch.randn(64, *g.latent_shape()), torch.randn(64, 1)).sum().backward()
     assert g.response_log_sd.grad is not None and g.response_log_sd.grad.abs().sum() > 0
     stale = {k: v for k, v in stats.items() if not k.startswith("response_log_std")}

@@ -297,7 +297,9 @@ class CaloGenerator(nn.Module):
         # (group_hit_curve), and the trunk sees the outcome (one 0 / 1 input per group); see physics()
         self.empty_draw = bool(_opt(spec, "empty_draw", False))
         n_flags = len(layer_groups(geom)) if self.empty_draw else 0
-        self.inp = nn.Linear(self.z_dim + spec.embed_dim + n_flags, width)
+        # option response_noise (see below): the trunk also takes the response's draw
+        response_noise = bool(_opt(spec, "response_noise", False))
+        self.inp = nn.Linear(self.z_dim + spec.embed_dim + n_flags + int(response_noise), width)
         self.blocks = nn.ModuleList(nn.Linear(width, width) for _ in range(depth - 1))
         self.films = nn.ModuleList(FiLM(spec.embed_dim, width) for _ in range(depth))
         groups = layer_groups(geom)
@@ -340,7 +342,8 @@ class CaloGenerator(nn.Module):
         cuts = np.flatnonzero((np.diff(owner) != 0) | (np.diff(within) != 1)) + 1
         self.flat_runs = [(int(owner[a]), int(within[a]), int(within[a]) + (b - a))
                           for a, b in zip(np.r_[0, cuts], np.r_[cuts, len(owner)])]
-        self.response = nn.Linear(width, 1)
+        # with response_noise the response's mean is a function of the condition alone (its spread is the draw's)
+        self.response = nn.Linear(spec.embed_dim if response_noise else width, 1)
         self.fractions = nn.Linear(width, self.n_groups)
         for head in (self.response, self.fractions):
             nn.init.normal_(head.weight, std=0.01)
@@ -350,11 +353,14 @@ class CaloGenerator(nn.Module):
         self.response_lo, self.response_span = lo, hi - lo
         nn.init.constant_(self.response.bias, math.log((r0 - lo) / (hi - r0)))  # response starts at r0
         # option response_noise: the response E_sum / E_inc gets its own log-normal draw, whose spread is a line in the
-        # normalised log incident energy starting at the data's (response_log_std_a/b) and then learned; without it every
-        # fluctuation of the response comes through the trunk, and a trained generator's spread at 1-3 GeV came out 1.3-1.9x
-        # GFlash's 0.3 % (bench/RESULTS.md §13, eleventh session), where only 2 % of the training showers lie
+        # normalised log incident energy starting at the data's (response_log_std_a/b) and then learned, around a mean
+        # that depends on the condition only; the trunk takes the draw, so the shower's shape can follow its response.
+        # Without it every fluctuation of the response comes through the trunk: a trained generator's spread at 1-3 GeV
+        # came out 1.3-1.9x GFlash's 0.3 % (CaloGAN), and on dataset 2, whose spread falls from 7 % at 1 GeV to 0.4 % at
+        # 1 TeV, 0.19x at the lowest energies and 1.5x at the highest (bench/RESULTS.md §13, eleventh and twelfth
+        # sessions); a draw whose mean still came from the trunk gave 1.2x and 3-4x (the trunk's spread on top)
         self.response_log_sd = None
-        if bool(_opt(spec, "response_noise", False)):
+        if response_noise:
             ra, rb = data.get("response_log_std_a"), data.get("response_log_std_b")
             if ra is None or rb is None or not (math.isfinite(float(ra)) and math.isfinite(float(rb))):
                 raise ConfigError("calo model: response_noise needs the transform statistics 'response_log_std_a/b' of "
@@ -718,12 +724,17 @@ class CaloGenerator(nn.Module):
         drawn_empty = self._drawn_empty(z[:, tail : tail + self.n_groups], c) if self.empty_draw else None
         response_draw = z[:, -1] if self.response_log_sd is not None else None
         z = z[:, : self.z_dim]
-        trunk_in = [z, e] if drawn_empty is None else [z, e, drawn_empty.to(z.dtype)]
+        trunk_in = [z, e]
+        if drawn_empty is not None:
+            trunk_in.append(drawn_empty.to(z.dtype))
+        if response_draw is not None:
+            trunk_in.append(response_draw[:, None])
         h = _leaky(self.films[0](self.inp(torch.cat(trunk_in, dim=1)), e), grad)
         for block, film in zip(self.blocks, self.films[1:]):
             a = _leaky(film(block(h), e), grad)
             h = a.add_(h) if not grad else a + h
-        response = (self.response_lo + self.response_span * torch.sigmoid(self.response(h))).squeeze(1)
+        mean_from = e if response_draw is not None else h
+        response = (self.response_lo + self.response_span * torch.sigmoid(self.response(mean_from))).squeeze(1)
         if response_draw is not None:  # log-normal with the same mean: exp(sd n - sd^2 / 2)
             sd = torch.exp(self.response_log_sd[0] + self.response_log_sd[1] * c[:, 0].to(response.dtype))
             response = response * torch.exp(sd * response_draw - 0.5 * sd * sd)
