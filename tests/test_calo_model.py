@@ -895,7 +895,6 @@ def _toy_with_empty_layer(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np
     x[:, [0, CALOGAN.layers[0].n_cells]] += 1.0  # layers 0 and 1 always hold energy
     layer2 = layer_groups(CALOGAN)[2]
     x[np.ix_(rng.random(n) >= ndtr(0.3 + 1.2 * t), layer2)] = 0.0
-    x[np.ix_(np.arange(n), layer2)] *= (x[:, layer2].sum(1) > 0)[:, None]
     return x, e[:, None], t
 
 

@@ -43,7 +43,7 @@ With ``occupancy`` the relative threshold is not built. Option ``empty_layers``:
 hits is left empty (otherwise its hottest cell is always hit), and the other groups share its energy in proportion to
 their fractions, so the shower's sum stays ``response`` exactly; low-energy showers leave the last layers empty.
 Option ``empty_draw`` (instead): one more N(0, 1) latent value per group decides, before anything else, whether the
-group is empty, at the training data's rate for the shower's incident energy (a probit line fitted by the transform,
+group is empty, at the training data's rate for the shower's incident energy (a probit curve fitted by the transform,
 ``group_hit_curve``, not learned); the trunk takes the outcome as input, so the other groups' fractions and patterns
 can follow it, and an empty group's energy goes to the others as with ``empty_layers``.
 
@@ -524,16 +524,15 @@ class CaloGenerator(nn.Module):
             # outer cell hit) or wide as a whole; with one shift per layer the cells' draws are independent given the
             # level, and on dataset 2 the generated layer 1 always hit an outer ring where 27 % of the real showers keep
             # all of it in the innermost one (width_r separation 0.47; bench/RESULTS.md §13, twelfth session)
-            self.occupancy_radial = None
-            if bool(_opt(spec, "occupancy_radial", False)):
+            self.occupancy_radial = bool(_opt(spec, "occupancy_radial", False))
+            if self.occupancy_radial:  # every feature's radius over its group's largest, in group order (extras: 0)
                 r_flat = np.concatenate([np.asarray(lay.r_mm, dtype=np.float64) for lay in geom.layers])
                 radii = []
                 for idx in groups:
                     r = np.where(idx < geom.n_cells, r_flat[np.minimum(idx, geom.n_cells - 1)], 0.0)
-                    radii.append(torch.as_tensor(r / (r.max() if r.max() > 0 else 1.0), dtype=torch.float32))
-                for k, r in enumerate(radii):
-                    self.register_buffer(f"_radius_{k}", r, persistent=False)
-                self.occupancy_radial = [f"_radius_{k}" for k in range(self.n_groups)]
+                    radii.append(r / (r.max() if r.max() > 0 else 1.0))
+                self.register_buffer("cell_radius", torch.as_tensor(np.concatenate(radii), dtype=torch.float32),
+                                     persistent=False)
             self.occupancy_shift = nn.Linear(width, self.n_groups * (2 if self.occupancy_radial else 1))
             nn.init.normal_(self.occupancy_shift.weight, std=0.01)
             nn.init.zeros_(self.occupancy_shift.bias)
@@ -592,9 +591,9 @@ class CaloGenerator(nn.Module):
         expected slope tends to ``dP(hit)/do``.
         """
         logit = self.occupancy_logit[k] + occ_shift[:, k : k + 1]
-        if self.occupancy_radial is not None:
-            g = self.n_groups
-            logit = logit + occ_shift[:, g + k : g + k + 1] * getattr(self, self.occupancy_radial[k])
+        if self.occupancy_radial:
+            g, lo, hi = self.n_groups, self.noise_offsets[k], self.noise_offsets[k + 1]
+            logit = logit + occ_shift[:, g + k : g + k + 1] * self.cell_radius[lo:hi]
         if self.occupancy_slope is not None:  # condition 0: the normalised log incident energy
             logit = logit + c[:, :1] * self.occupancy_slope[k]
         miss = draw >= logit
