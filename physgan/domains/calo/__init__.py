@@ -66,7 +66,7 @@ def detect(header: Any) -> bool:
 #: seeds 0 / 1, against the eleventh session's two default runs): E_layer 2 0.014 / 0.011 -> 0.0064 / 0.0049, the
 #: resolution at 1-3 GeV (generated / simulated) 1.33 / 1.91 -> 1.10 / 0.95, FPD 0.0024 / 0.013 -> 0.0012 / 0.0018, AUC
 #: 0.676 / 0.708 -> 0.681 / 0.725 (tied); width y of layer 2 0.009 / 0.011 -> 0.013 / 0.016 (worse). On dataset 2
-#: (quick preset, one run each) the E_layer median 0.030 -> 0.0043-0.0052 and the resolution 0.19-1.52x -> 0.85-0.93x.
+#: (quick preset) the E_layer median 0.030 -> 0.004-0.009 and the resolution 0.19-1.52x -> 0.85-1.11x (three runs).
 G_OPTIONS: dict[str, Any] = {"cell_noise": True, "noise_head": "layer", "occupancy": True}
 QUICK_G_OPTIONS: dict[str, Any] = {**G_OPTIONS, "hit_floor": True, "occupancy_slope": True}
 LONG_G_OPTIONS: dict[str, Any] = {**QUICK_G_OPTIONS, "extras_cap": True, "empty_draw": True, "response_noise": True}
