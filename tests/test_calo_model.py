@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from physgan.domains.base import ModelSpec, get_domain
+from physgan.domains.calo import LONG_G_OPTIONS, QUICK_G_OPTIONS
 from physgan.domains.calo.geometry import calochallenge_geometry, calogan_geometry
 from physgan.domains.calo.model import build_critic, build_generator, feature_groups, layer_groups
 from physgan.domains.calo.transform import GROUP_ALWAYS_HIT, CaloTransform, fractions_to_model
@@ -610,7 +611,9 @@ def test_extras_summary_coordinate_is_the_overflow_energy():
 
 
 @pytest.mark.parametrize("options", [
-    {"cell_noise": True, "noise_head": "layer", "occupancy": True},  # the presets
+    {"cell_noise": True, "noise_head": "layer", "occupancy": True},  # the options every preset shares
+    QUICK_G_OPTIONS,  # the quick preset's, as shipped
+    LONG_G_OPTIONS,  # the default and gpu presets', as shipped
     {"cell_noise": True, "noise_head": "layer", "occupancy": True, "layer_hidden": False, "pattern_conv": 2},
     {"cell_noise": True, "noise_head": "layer", "occupancy": True, "extras_noise": True, "generator_width": 16},
     {"cell_noise": True, "noise_head": "layer", "occupancy": True, "extras_cap": True},
@@ -621,8 +624,8 @@ def test_extras_summary_coordinate_is_the_overflow_energy():
      "occupancy_slope": True, "empty_draw": True, "response_noise": True, "occupancy_radial": True},
     {"cell_noise": True, "noise_head": "cell", "occupancy": False},  # the relative threshold, a full noise head
     {"cell_noise": False, "sparsify": False},
-], ids=["presets", "conv-no-hidden", "extras-narrow", "extras-cap", "hit-floor", "empty-layers", "empty-draw", "threshold",
-        "dense"])
+], ids=["shared", "quick-preset", "long-presets", "conv-no-hidden", "extras-narrow", "extras-cap", "hit-floor",
+        "empty-layers", "empty-draw", "threshold", "dense"])
 def test_sampling_path_equals_the_training_forward(options):
     """Without gradients the generator runs its element-wise steps in place: its cells equal the training forward's
     bit for bit for the same latents; the direct physical path (no log / exp round trip) equals the inverse transform
