@@ -84,6 +84,10 @@ and physics MLPs; ``pattern_conv`` (channels) gives the generator one over the p
 log shares and the per-cell noise, its output added to the logits (it starts at 0, so the generator starts as
 without it).
 
+Option ``critic_layer_stream`` (channels, off by default; :mod:`~physgan.domains.calo.layer_stream`): the critic also
+reads the layers as a sequence, each layer's energy, occupancy, centres and widths beside its neighbours', through
+convolutions along the depth with one set of weights for every layer, averaged over the layers.
+
 Option ``critic_spectrum`` (off by default): the critic's physics features also count, per layer, the cells above
 :data:`SPECTRUM_MULTIPLES` times the layer's fitted hit floor (:meth:`CaloCritic.spectrum_features`): each shower's
 cell-energy spectrum, which the voxel-energy metric pools over showers.
@@ -121,6 +125,7 @@ from torch import nn
 from physgan.domains.base import ModelSpec
 from physgan.domains.calo.features import resolve_geometry
 from physgan.domains.calo.geometry import CaloGeometry
+from physgan.domains.calo.layer_stream import LayerSequenceStream
 from physgan.domains.calo.segments import SegmentMatrix, geometry_segments
 from physgan.domains.calo.spatial import LayerConvStream
 from physgan.domains.calo.transform import (
@@ -960,7 +965,13 @@ class CaloCritic(nn.Module):
         self.n_cells = geom.n_cells
         self.spatial = LayerConvStream(geom, 1, spatial) if spatial else None
         n_spatial = spatial * geom.n_layers
-        self.joint = mlp(2 * width + n_spatial, width, 1)
+        # option critic_layer_stream: a stream along the layers over each layer's features, one set of weights for
+        # every layer, averaged over the layers (layer_stream.py)
+        stream = int(_opt(spec, "critic_layer_stream", 0))
+        if stream < 0:
+            raise ConfigError(f"calo critic: critic_layer_stream must be >= 0 channels, got {stream}")
+        self.layer_stream = LayerSequenceStream(geom, col_layer, stream) if stream else None
+        self.joint = mlp(2 * width + n_spatial + stream, width, 1)
         self.embed = ConditionEmbedding(spec.n_cond, spec.embed_dim)
         self.head = ProjectionHead(width, spec.embed_dim)
 
@@ -984,6 +995,15 @@ class CaloCritic(nn.Module):
         var = (u @ self.moment_2) / el - mean * mean
         width = torch.sqrt(var.clamp(min=0) + 1e-6)
         return torch.cat([10.0 * torch.log(total + 1e-6), depth, torch.log(e_layers + 1e-6) / 4.0, occupancy, mean, width], dim=1)
+
+    def layer_stream_features(self, phys: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """Option ``critic_layer_stream``: the pooled output ``(B, channels)`` of the stream over the layers
+        (:class:`~physgan.domains.calo.layer_stream.LayerSequenceStream`), read from :meth:`physics_features`'s
+        columns ``phys``."""
+        n, m = self.n_layers, len(self.col_layer)
+        log_e, occupancy = phys[:, 2 : 2 + n], phys[:, 2 + n : 2 + 2 * n]
+        mean, width = phys[:, 2 + 2 * n : 2 + 2 * n + m], phys[:, 2 + 2 * n + m : 2 + 2 * n + 2 * m]
+        return self.layer_stream(log_e, occupancy, mean, width, c[:, 0])
 
     def spectrum_features(self, y: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """Option ``critic_spectrum``: each shower's cell-energy spectrum per layer ``(B, n_thresholds * n_chosen)``.
@@ -1021,11 +1041,14 @@ class CaloCritic(nn.Module):
     def forward(self, y: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """Critic scores ``(B,)`` for model-space showers ``y`` with normalised conditions ``c``."""
         cells, summaries = y[:, : self.n_cells_model], y[:, self.n_cells_model :]
-        phys = [self.physics_features(cells), summaries]
+        features = self.physics_features(cells)
+        phys = [features, summaries]
         if self.spectrum != "none":
             phys.append(self.spectrum_features(cells, c))
         phys = torch.cat(phys, dim=1)
         parts = [self.cell_net(cells), self.phys_net(phys)]
+        if self.layer_stream is not None:
+            parts.append(self.layer_stream_features(features, c))
         if self.spatial is not None:  # y + 1: 0 for an empty cell, the zero padding of the grid
             parts.append(self.spatial.pooled(cells[:, : self.n_cells, None] + 1.0))
         return self.head(self.joint(torch.cat(parts, dim=1)), self.embed(c))

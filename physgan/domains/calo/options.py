@@ -42,6 +42,7 @@ class CaloModelOptions:
     response_noise: bool = False  # the response's own log-normal draw, spread from the data's line in the energy (issue 19)
     empty_draw: bool = False  # a layer group is empty at the data's rate for the shower's energy; the trunk sees it (issue 19)
     pattern_conv: int = 0  # channels of the generator's per-layer conv stream on the pattern logits (0: none; issue 19)
+    critic_layer_stream: int = 0  # channels of the critic's stream along the layers (0: none; issue 19)
     critic_spatial: int = 0  # channels of the critic's per-layer conv streams (0: none; issue 19)
     critic_spectrum: Literal["none", "counts", "shares"] = "none"  # critic: cells above multiples of the hit floor (issue 19)
     critic_spectrum_layers: tuple[int, ...] | None = None  # layers whose spectrum the critic sees (None: all; issue 19)

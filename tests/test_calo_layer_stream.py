@@ -1,0 +1,74 @@
+"""The calo critic's stream along the layers (physgan.domains.calo.layer_stream, option critic_layer_stream)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from physgan.domains.base import ModelSpec
+from physgan.domains.calo.geometry import calochallenge_geometry, calogan_geometry
+from physgan.domains.calo.layer_stream import LayerSequenceStream, axis_slots
+from physgan.domains.calo.model import build_critic
+from physgan.domains.calo.transform import lateral_moments
+from physgan.errors import ConfigError
+
+CALOGAN = calogan_geometry()
+
+
+def test_axis_slots_put_each_layer_s_columns_under_x_y_r():
+    _, cols = lateral_moments(CALOGAN)  # x, y per layer
+    assert axis_slots(CALOGAN, cols).tolist() == [[0, 1], [2, 3], [4, 5]]
+    ds1 = calochallenge_geometry("ds1-photons")
+    _, cols = lateral_moments(ds1)
+    table = axis_slots(ds1, cols)
+    assert table.shape == (ds1.n_layers, 3)
+    for i, lay in enumerate(ds1.layers):
+        own = [j for j, owner in enumerate(cols) if owner == i]
+        if lay.n_alpha > 1:
+            assert table[i].tolist() == own  # x, y, r
+        else:  # r only: x and y point at the zero column
+            assert table[i].tolist() == [len(cols), len(cols), own[0]]
+    assert any(lay.n_alpha == 1 for lay in ds1.layers) and any(lay.n_alpha > 1 for lay in ds1.layers)
+
+
+def test_one_set_of_weights_reads_every_layer_with_its_neighbours():
+    geom = calochallenge_geometry("ds2")
+    _, cols = lateral_moments(geom)
+    torch.manual_seed(0)
+    stream = LayerSequenceStream(geom, cols, 6)
+    b, n, m = 3, geom.n_layers, len(cols)
+    args = [torch.randn(b, n), torch.rand(b, n), torch.randn(b, m), torch.rand(b, m), torch.randn(b)]
+    out = stream(*args)
+    assert out.shape == (b, 6)
+    # a change in layer 20's centre reaches the output only through layers 19-21 (kernel 3, two convolutions: 18-22)
+    x = args[2].clone().requires_grad_(True)
+    stream(args[0], args[1], x, args[3], args[4]).sum().backward()
+    moved = x.grad.abs().sum(dim=0)
+    assert (moved > 0).all()  # every column of every layer is read
+    h1 = stream.act(stream.conv1(stream._neighbours(torch.randn(1, n, stream.conv1.in_features // 3))))
+    assert h1.shape == (1, n, 6)
+    probe = torch.zeros(1, n, 6, requires_grad=True)
+    stream._neighbours(probe)[0, 20].sum().backward()
+    assert probe.grad[0].abs().sum(dim=1).nonzero().flatten().tolist() == [19, 20, 21]
+    with pytest.raises(ValueError, match="channels"):
+        LayerSequenceStream(geom, cols, 0)
+
+
+@pytest.mark.parametrize("geom", [CALOGAN, calochallenge_geometry("ds2")], ids=["calogan", "ds2"])
+def test_critic_with_layer_stream_double_backward(geom):
+    spec = ModelSpec(sample_shape=(geom.n_features,), n_cond=1, condition_names=["energy"], z_dim=8, width=16, depth=2,
+                     embed_dim=8, options={"critic_layer_stream": 5}, attrs=geom.to_attrs())
+    torch.manual_seed(0)
+    d = build_critic(spec)
+    y = (torch.rand(6, geom.n_features) * 2 - 1).requires_grad_(True)
+    s = d(y, torch.randn(6, 1))
+    assert s.shape == (6,)
+    (g,) = torch.autograd.grad(s.sum(), y, create_graph=True)
+    (g.norm(dim=1) ** 2).mean().backward()
+    w = d.layer_stream.conv1.weight
+    assert w.grad is not None and w.grad.abs().sum() > 0  # the gradient penalty's double backward reaches the stream
+    d0 = build_critic(ModelSpec(**{**spec.__dict__, "options": {}}))
+    assert d0.layer_stream is None
+    assert sum(p.numel() for p in d.parameters()) > sum(p.numel() for p in d0.parameters())
+    with pytest.raises(ConfigError, match="critic_layer_stream"):
+        build_critic(ModelSpec(**{**spec.__dict__, "options": {"critic_layer_stream": -1}}))
