@@ -616,6 +616,7 @@ def test_extras_summary_coordinate_is_the_overflow_energy():
     LONG_G_OPTIONS,  # the default and gpu presets', as shipped
     {"cell_noise": True, "noise_head": "layer", "occupancy": True, "layer_hidden": False, "pattern_conv": 2},
     {"cell_noise": True, "noise_head": "layer", "occupancy": True, "extras_noise": True, "generator_width": 16},
+    {"cell_noise": True, "noise_head": "layer", "occupancy": True, "noise_slope": True, "extras_cap": True},
     {"cell_noise": True, "noise_head": "layer", "occupancy": True, "extras_cap": True},
     {"cell_noise": True, "noise_head": "layer", "occupancy": True, "extras_cap": True, "hit_floor": True},
     {"cell_noise": True, "noise_head": "layer", "occupancy": True, "extras_cap": True, "hit_floor": True,
@@ -624,7 +625,7 @@ def test_extras_summary_coordinate_is_the_overflow_energy():
      "occupancy_slope": True, "empty_draw": True, "response_noise": True, "occupancy_radial": True},
     {"cell_noise": True, "noise_head": "cell", "occupancy": False},  # the relative threshold, a full noise head
     {"cell_noise": False, "sparsify": False},
-], ids=["shared", "quick-preset", "long-presets", "conv-no-hidden", "extras-narrow", "extras-cap", "hit-floor",
+], ids=["shared", "quick-preset", "long-presets", "conv-no-hidden", "extras-narrow", "noise-slope", "extras-cap", "hit-floor",
         "empty-layers", "empty-draw", "threshold", "dense"])
 def test_sampling_path_equals_the_training_forward(options):
     """Without gradients the generator runs its element-wise steps in place: its cells equal the training forward's
@@ -696,6 +697,41 @@ def test_extras_noise_follows_the_datas_spread_against_the_energy():
 
     with pytest.raises(ConfigError, match="extras_noise"):
         build_generator(ModelSpec(**{**spec.__dict__, "options": {**opts, "noise_head": "cell"}}))
+
+
+def test_noise_slope_gives_each_cell_the_datas_spread_at_every_energy():
+    """With ``noise_slope`` the untrained generator's per-cell noise follows the data's line of each cell's log-share
+    spread in the standardised log energy (``cell_log_std_line``), at low and at high energy; without it one
+    energy-averaged scale is too wide at one end and too narrow at the other."""
+    rng = np.random.default_rng(11)
+    n, geom = 20000, CALOGAN
+    e = np.exp(rng.uniform(np.log(1.0), np.log(100.0), n))
+    t = (np.log(e) - np.log(e).mean()) / np.log(e).std()
+    x = 1.0 + 0.05 * rng.standard_normal((n, geom.n_features)) ** 2  # every cell hit, small spread
+    x[:, geom.n_cells :] = 0.0
+    cell = geom.layer_slice(1).start + 5  # one cell of layer 1: its log share spreads by exp(-0.5 - 0.4 t)
+    x[:, cell] = 0.01 * x[:, geom.layer_slice(1)].sum(1) * np.exp(np.exp(-0.5 - 0.4 * t) * rng.standard_normal(n))
+    stats = CaloTransform().fit(x, e[:, None] / 1000.0, geom.to_attrs()).stats  # CaloGAN energies in GeV
+    opts = {"cell_noise": True, "noise_head": "layer", "occupancy": True}
+    spec = ModelSpec(sample_shape=(geom.n_features + len(stats["summary_mean"]),), n_cond=1, condition_names=["energy"],
+                     z_dim=8, width=24, depth=2, embed_dim=8, attrs=geom.to_attrs(), data_stats=stats, options=opts)
+    spreads = {}
+    for slope in (False, True):
+        torch.manual_seed(0)
+        g = build_generator(ModelSpec(**{**spec.__dict__, "options": {**opts, "noise_slope": slope}}))
+        for tt in (-1.5, 1.5):
+            with torch.no_grad():
+                u = g.physics(torch.randn(4000, *g.latent_shape()), torch.full((4000, 1), tt))["u"].numpy()
+            sl = geom.layer_slice(1)
+            hit = u[:, cell] > 0
+            spreads[slope, tt] = np.log(u[hit, cell] / u[hit, sl].sum(1)).std()
+    for tt in (-1.5, 1.5):
+        assert abs(spreads[True, tt] / np.exp(-0.5 - 0.4 * tt) - 1.0) < 0.25
+    assert spreads[False, -1.5] / np.exp(-0.5 + 0.6) < 0.75 and spreads[False, 1.5] / np.exp(-0.5 - 0.6) > 1.33
+    from physgan.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="noise_slope"):
+        build_generator(ModelSpec(**{**spec.__dict__, "options": {**opts, "noise_slope": True, "noise_head": "cell"}}))
 
 
 def test_extras_cap_keeps_the_layer_s_energy_in_its_cells():

@@ -405,6 +405,9 @@ class CaloGenerator(nn.Module):
         # added to the pattern logits with a learned, condition-dependent scale (see the module docstring)
         self.cell_noise = bool(_opt(spec, "cell_noise", False))
         self.noise_head = str(_opt(spec, "noise_head", "cell"))
+        self.noise_slope = None  # option noise_slope, see below
+        if bool(_opt(spec, "noise_slope", False)) and not (self.cell_noise and self.noise_head == "layer"):
+            raise ConfigError("calo model: noise_slope needs cell_noise with noise_head 'layer'")
         if self.noise_head not in ("cell", "layer"):
             raise ConfigError(f"calo model: noise_head must be 'cell' or 'layer', got '{self.noise_head}'")
         if self.cell_noise:
@@ -426,6 +429,25 @@ class CaloGenerator(nn.Module):
                         nn.init.normal_(head.weight, std=0.01)
                         head.bias.copy_(b)
             else:  # per-cell log-scale (learned, from the data) + one condition-dependent shift per group
+                # option noise_slope: the per-cell log-scale is a line in the normalised log incident energy (condition
+                # 0), a_i + b_i t, starting at the data's line (cell_log_std_line); without it one energy-averaged
+                # scale per cell. On dataset 2 (1-1000 GeV) a core cell's real spread falls from ~1.1 at 1-10 GeV to
+                # ~0.18 at 100-1000 GeV; the averaged start (~1.4) was 3-8x too wide for most showers, and the trained
+                # generator had switched its noise off through the layer shift (exp(shift) < 0.003 in every layer),
+                # leaving its cells 3-5x smoother than the data (bench/RESULTS.md §13, fourteenth session)
+                if bool(_opt(spec, "noise_slope", False)):
+                    a = np.asarray(data.get("cell_log_std_a", []), dtype=np.float64)
+                    b = np.asarray(data.get("cell_log_std_b", []), dtype=np.float64)
+                    if a.shape != (geom.n_features,) or b.shape != (geom.n_features,):
+                        raise ConfigError("calo model: noise_slope needs the transform statistics 'cell_log_std_a/b' "
+                                          "of this version; fit the transform again")
+                    lines = []
+                    for idx, fallback in zip(groups, log_sd):  # cells without a line: the averaged scale, flat
+                        ok = np.isfinite(a[idx]) & np.isfinite(b[idx])
+                        lines.append((torch.as_tensor(np.where(ok, a[idx], fallback.numpy()), dtype=torch.float32),
+                                      torch.as_tensor(np.where(ok, b[idx], 0.0), dtype=torch.float32)))
+                    log_sd = [la for la, _ in lines]
+                    self.noise_slope = nn.ParameterList(nn.Parameter(lb) for _, lb in lines)
                 self.noise_log_scale = nn.ParameterList(nn.Parameter(b) for b in log_sd)
                 self.noise_shift = nn.Linear(width, self.n_groups)
                 nn.init.normal_(self.noise_shift.weight, std=0.01)
@@ -767,7 +789,12 @@ class CaloGenerator(nn.Module):
                 if shift is None:
                     logits = torch.addcmul(logits, torch.exp(self.noise_scales[k](hk)), noise[:, lo:hi])
                 else:
-                    scaled, sk = noise[:, lo:hi] * torch.exp(self.noise_log_scale[k]), shift[:, k : k + 1]
+                    if self.noise_slope is None:
+                        scaled = noise[:, lo:hi] * torch.exp(self.noise_log_scale[k])
+                    else:  # the per-cell scale follows the incident energy: one exp over (B, cells)
+                        scaled = noise[:, lo:hi] * torch.exp(torch.addcmul(self.noise_log_scale[k], c[:, :1].to(noise.dtype),
+                                                                           self.noise_slope[k]))
+                    sk = shift[:, k : k + 1]
                     nc, xa, xb = self.extra_runs[k] if self.extras_noise else (hi - lo, 0, 0)
                     if xb == xa:
                         logits = logits.addcmul_(scaled, sk) if not grad else torch.addcmul(logits, scaled, sk)
