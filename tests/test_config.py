@@ -92,6 +92,9 @@ def test_a_preset_names_its_recipe_and_a_named_recipe_replaces_it():
     assert (t.recipe, t.lr_g) == ("gulrajani2017-lr2e-4", 2e-4)
     t = resolve_config("micro", "quick", recipe="gulrajani2017").train
     assert (t.recipe, t.lr_g, t.steps) == ("gulrajani2017", 1e-4, 400)
+    t = resolve_config("micro", "default").train  # the 3-D CPU preset: two critic updates, the critic at twice the rate
+    assert (t.recipe, t.n_critic, t.lr_g, t.lr_d) == ("gulrajani2017-ttur", 2, 2e-4, 4e-4)
+    assert resolve_config("micro", "anisotropic").train.recipe == "gulrajani2017-lr2e-4"
 
 
 def test_a_preset_setting_a_recipe_key_is_refused(monkeypatch):

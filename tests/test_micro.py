@@ -284,7 +284,7 @@ def test_untrained_generator_has_flat_phase_profile():
     assert torch.max(torch.abs(prof[:32] - prof[32:])) < 0.02
 
 
-def test_critic_volume_scores_a_3d_window_silent_at_start_and_refuses_2d():
+def test_critic_volume_scores_a_3d_window_silent_at_start_and_does_not_apply_to_2d():
     """``critic_volume``: a small 3-D critic on one random window per call, added to the slice score. Its head starts
     at zero (the critic's score equals the slice critics' alone), it learns (gradients reach it and change its
     output), the window comes from the critic's generator, and the WGAN-GP double backward works."""
@@ -315,11 +315,12 @@ def test_critic_volume_scores_a_3d_window_silent_at_start_and_refuses_2d():
     assert out.shape == (3,)
     _double_backward(d, torch.rand(2, 2, 20, 20, 20), torch.randn(2, 1))
     assert build_critic(_spec((2, 12, 12, 12), critic_volume=32)).volume_side == 12  # never larger than the volume
-    with pytest.raises(ConfigError, match="critic_volume are for 3-D"):
-        build_critic(_spec((2, 16, 16), critic_volume=16))
+    # a 2-D image has no volume: the option does not apply (the default preset, which 2-D files also get, sets it)
+    flat = build_critic(_spec((2, 16, 16), critic_volume=16))
+    assert not any(isinstance(m, VolumeCritic3d) for m in flat.modules())
 
 
-def test_critic_euler_counts_a_volume_s_loops_and_refuses_2d():
+def test_critic_euler_counts_a_volume_s_loops_and_does_not_apply_to_2d():
     """``critic_euler``: the volume branch reads the Euler density of the pore phase (26-connectivity) in a window.
 
     Inside the window it is :func:`~physgan.nn.topology.soft_euler_density`, whose 0/1 count is scikit-image's
@@ -368,8 +369,7 @@ def test_critic_euler_counts_a_volume_s_loops_and_refuses_2d():
     d.volume_euler(0.8 * soft + 0.1).sum().backward()
     assert (soft.grad[:, 0] != 0).float().mean() > 0.9
     _double_backward(d, torch.rand(2, 2, 12, 12, 12), torch.randn(2, 1))
-    with pytest.raises(ConfigError, match="critic_euler and critic_volume are for 3-D"):
-        build_critic(_spec((2, 16, 16), critic_euler=True))
+    assert type(build_critic(_spec((2, 16, 16), critic_euler=True))) is type(build_critic(_spec((2, 16, 16))))
 
 
 def _double_backward(d, x, c):

@@ -431,7 +431,7 @@ def build_critic(spec: ModelSpec) -> nn.Module:
     beside the learnt features, :class:`SliceCritic2d`), ``critic_euler`` (bool, default False: the
     volume's soft Euler characteristic beside the slice scores, 3-D only, :class:`SliceCritic3d`),
     ``critic_volume`` (int, default 0: the side of a window scored by :class:`VolumeCritic3d` beside the slice
-    scores, 3-D only).
+    scores, 3-D only). The 3-D-only options do not apply to 2-D samples.
     """
     n_phases, *spatial = spec.sample_shape
     opts = typed_options(MicroModelOptions, spec.options or {})
@@ -444,10 +444,9 @@ def build_critic(spec: ModelSpec) -> nn.Module:
         stats=bool(opts.critic_stats),
     )
     if len(spatial) == 2:
-        if opts.critic_euler or opts.critic_volume:
-            raise ConfigError(
-                "model.options.critic_euler and critic_volume are for 3-D samples (a 2-D critic sees an image's connectivity itself)"
-            )
+        # critic_euler and critic_volume, like isotropic and slices_per_axis, are about volumes: a 2-D critic sees an
+        # image's connectivity itself, so they do not apply (the default preset, which 2-D files also get, has
+        # critic_volume)
         return SliceCritic2d(int(n_phases), tuple(spatial), **common)
     if len(spatial) == 3:
         return SliceCritic3d(
