@@ -219,7 +219,7 @@ RECIPES: dict[str, dict[str, Any]] = {
     },
     # Gulrajani et al. 2017 with two critic updates per generator step and the critic at twice the generator's rate
     # (the two time-scale rule of Heusel et al. 2017): a step costs ~2.5x less than with five critic updates; the micro
-    # 3-D CPU preset's own (bench/RESULTS.md §12.26-12.27: Berea's tortuosity +28-47 % -> within 10 % in 60 min)
+    # 3-D CPU preset's own (bench/RESULTS.md §12.26-12.27: Berea's tortuosity +28-47 % -> +7.8 % / +22 % in 60 min, two seeds)
     "gulrajani2017-ttur": {
         "loss": "wgan-gp",
         "gp_lambda": 10.0,

@@ -59,8 +59,9 @@ def detect(header: Any) -> bool:
 #: ``default`` also scores one 32^3 window of each volume with a small 3-D critic (``critic_volume``: the slices cannot
 #: show how pores connect; Berea's tortuosity +47 % -> +28 %, RESULTS §12.24) and trains with recipe
 #: ``gulrajani2017-ttur`` (two critic updates per generator step, the critic at 4e-4: 1.0 steps/s instead of 0.5-0.6 at
-#: 64^3, and Berea's tortuosity within 10 % in 60 min, §12.26-12.27). ``anisotropic`` (three critics) keeps recipe
-#: ``gulrajani2017-lr2e-4`` and no window critic, which is what its figures were measured with (§12.16).
+#: 64^3, and Berea's tortuosity +7.8 % / +22 % of the real in 60 min over two seeds, §12.26-12.27). ``anisotropic``
+#: (three critics) keeps recipe ``gulrajani2017-lr2e-4`` and no window critic, which is what its figures were measured
+#: with (§12.16).
 #: A recipe named with ``--recipe`` replaces a preset's.
 _CPU_3D = {"z_dim": 8, "width": 16, "embed_dim": 16}
 _CPU_OPTS = {"max_channels": 64, "slices_per_axis": 4, "exact_fractions": True}
