@@ -16,6 +16,9 @@
 3. **What the generator expresses** (with ``--run``): at the real conditions, the spread of each centre of
    energy and width (real vs generated), the cells that are non-zero in some real shower but zero in every
    generated one, and the numerical rank of ``d u / d z`` (the directions in which one shower can vary).
+4. **How much per-cell noise it uses** (with ``--run``): per layer and energy third, the factor ``exp(shift)`` on
+   the layer's noise scale and the spread of the hottest cells' log share, real vs generated (a trained dataset-2
+   generator had switched its noise off: ``bench/RESULTS.md`` §13, fourteenth session).
 
 Prints markdown tables; nothing is asserted.
 """
@@ -56,10 +59,51 @@ def _group(name: str) -> str:
     return "".join(ch for ch in name if not ch.isdigit()).rstrip()
 
 
+def noise_in_use(G: Any, x: np.ndarray, fake: np.ndarray, c: np.ndarray, cn: torch.Tensor, geom: Any, seed: int) -> None:
+    """Print, per layer and incident-energy third, how much per-cell noise the trained generator uses.
+
+    With the per-layer noise head, ``exp(shift)`` is the factor on every cell's noise scale of the layer (1 at the
+    start; near 0: the noise is switched off). Beside it, the spread of ``log(cell / layer energy)`` of the layer's
+    three hottest cells (by mean share), over the showers that hit them, real and generated: the fluctuation the
+    noise is there to give.
+    """
+    shift = None
+    if getattr(G, "noise_shift", None) is not None:
+        got: dict[str, torch.Tensor] = {}
+        hook = G.noise_shift.register_forward_hook(lambda mod, inp, out: got.setdefault("s", out))
+        z = torch.randn((len(cn), *G.latent_shape(1)), generator=torch.Generator().manual_seed(seed))
+        with torch.no_grad():
+            G.physics(z, cn)
+        hook.remove()
+        shift = torch.exp(got["s"]).numpy()
+    log_e = np.log(c[:, 0])
+    cuts = np.quantile(log_e, [1 / 3, 2 / 3])
+    thirds = [log_e < cuts[0], (log_e >= cuts[0]) & (log_e < cuts[1]), log_e >= cuts[1]]
+    print("\n## Per-cell noise in use (incident-energy thirds: low / mid / high)\n")
+    print("| layer | exp(noise shift), median | hottest cells' log-share spread, real | generated |")
+    print("|---|---|---|---|")
+    for i in range(geom.n_layers):
+        sl = geom.layer_slice(i)
+        spreads = {}
+        for name, arr in (("real", x), ("fake", fake)):
+            cells = arr[:, sl]
+            total = cells.sum(axis=1, keepdims=True)
+            share = np.divide(cells, total, out=np.zeros_like(cells), where=total > 0)
+            out = []
+            for m in thirds:
+                hot = np.argsort(share[m].mean(axis=0))[::-1][:3]
+                sd = [np.log(share[m][share[m][:, j] > 0, j]).std() for j in hot if (share[m][:, j] > 0).sum() > 5]
+                out.append(f"{np.mean(sd):.3f}" if sd else "n/a")
+            spreads[name] = " / ".join(out)
+        sh = " / ".join(f"{np.median(shift[m, i]):.3g}" for m in thirds) if shift is not None else "n/a"
+        print(f"| {i} | {sh} | {spreads['real']} | {spreads['fake']} |")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", required=True, help="calorimeter HDF5 file (training data)")
     p.add_argument("--run", help="a trained run directory (critic gradients, generator spread)")
+    p.add_argument("--checkpoint", default="last", help="checkpoint of --run (last, best, step-NNNNNNN)")
     p.add_argument("--n", type=int, default=4000, help="showers used")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
@@ -84,8 +128,8 @@ def main(argv: list[str] | None = None) -> int:
         from physgan.train.checkpoint import load_checkpoint
         from physgan.train.loop import model_spec
 
-        run = load_run(args.run, checkpoint="last", device="cpu")
-        state = load_checkpoint(sorted((run.run_dir / "checkpoints").glob("last.pt"))[0], map_location="cpu")
+        run = load_run(args.run, checkpoint=args.checkpoint, device="cpu")
+        state = load_checkpoint(run.run_dir / "checkpoints" / f"{args.checkpoint}.pt", map_location="cpu")
         transform = run.transform
         spec = model_spec(run.info["model_shape"], run.info["condition_names"], run.config.model, state["conditions"],
                           transform.stats, run.info.get("attrs", {}))
@@ -110,7 +154,12 @@ def main(argv: list[str] | None = None) -> int:
         cn = run.normaliser(ct).float()
         phys_in = phys.clone().requires_grad_(True)
         cells = y[:, :n_cells]
-        h = torch.cat([critic.cell_net(cells), critic.phys_net(phys_in)], dim=1)
+        parts = [critic.cell_net(cells), critic.phys_net(phys_in)]
+        if critic.spatial is not None:
+            parts.append(critic.spatial.pooled(cells[:, : critic.n_cells, None] + 1.0))
+        if critic.layer_stream is not None:
+            parts.append(critic.layer_stream_features(phys_in[:, : phys.shape[1] - (y.shape[1] - n_cells)], cn))
+        h = torch.cat(parts, dim=1)
         score = critic.head(critic.joint(h), critic.embed(cn))
         (grad,) = torch.autograd.grad(score.sum(), phys_in)
         sens = (grad.abs().mean(dim=0).numpy() * std)
@@ -151,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         r, f = hit_real[sl], hit_fake[sl]
         print(f"| {i} | {int(r.sum())} | {int((r & ~f).sum())} ({(r & ~f).sum() / max(r.sum(), 1):.0%}) |")
     G = run.G
+    noise_in_use(G, x, np.asarray(fake, dtype=np.float64), c, run.normaliser(ct).float(), geom, args.seed)
     z = torch.randn((1, *G.latent_shape(1)), generator=torch.Generator().manual_seed(args.seed))
     cn1 = torch.zeros(1, G.embed.n_cond)
     jac = torch.autograd.functional.jacobian(lambda zz: G.physics(zz, cn1)["u"], z)[0, :, 0, :]
