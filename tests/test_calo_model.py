@@ -734,6 +734,33 @@ def test_noise_slope_gives_each_cell_the_datas_spread_at_every_energy():
         build_generator(ModelSpec(**{**spec.__dict__, "options": {**opts, "noise_slope": True, "noise_head": "cell"}}))
 
 
+def test_noise_clip_clips_each_cells_noise_draw_above():
+    """``noise_clip``: the generator reads each per-cell noise draw as ``min(n, clip)``, so it equals the generator
+    without the option fed the clipped draws, and a draw above the clip changes nothing."""
+    geom = CALOGAN
+    spec = ModelSpec(sample_shape=(geom.n_features,), n_cond=1, condition_names=["energy"], z_dim=8, width=16, depth=2,
+                     embed_dim=8, attrs=geom.to_attrs(), options={"cell_noise": True, "noise_head": "layer", "occupancy": True})
+    torch.manual_seed(0)
+    g0 = build_generator(spec)
+    torch.manual_seed(0)
+    g1 = build_generator(ModelSpec(**{**spec.__dict__, "options": {**spec.options, "noise_clip": 0.5}}))
+    z = torch.randn(6, *g1.latent_shape(), generator=torch.Generator().manual_seed(2))
+    c = torch.randn(6, 1, generator=torch.Generator().manual_seed(3))
+    noise = slice(g1.z_dim, g1.z_dim + geom.n_features)
+    clipped = z.clone()
+    clipped[:, noise] = clipped[:, noise].clamp(max=0.5)
+    with torch.no_grad():
+        torch.testing.assert_close(g1.physics(z, c)["u"], g0.physics(clipped, c)["u"])
+        assert not torch.allclose(g0.physics(z, c)["u"], g0.physics(clipped, c)["u"])
+        higher = z.clone()
+        higher[:, noise] = torch.where(z[:, noise] > 0.5, z[:, noise] + 3.0, z[:, noise])
+        torch.testing.assert_close(g1.physics(higher, c)["u"], g1.physics(z, c)["u"])
+    from physgan.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="noise_clip"):
+        build_generator(ModelSpec(**{**spec.__dict__, "options": {"noise_clip": 0.5}}))
+
+
 def test_extras_cap_keeps_the_layer_s_energy_in_its_cells():
     """With ``extras_cap`` an overflow whose pattern logit is pushed above every cell's (as after 12k-16k default steps,
     bench/RESULTS.md §13, fifth session) is at most as hot as the layer's hottest cell, which is always hit; the layer

@@ -406,6 +406,16 @@ class CaloGenerator(nn.Module):
         self.cell_noise = bool(_opt(spec, "cell_noise", False))
         self.noise_head = str(_opt(spec, "noise_head", "cell"))
         self.noise_slope = None  # option noise_slope, see below
+        # option noise_clip: each cell's N(0, 1) noise draw is clipped above at this value (None: not clipped). A cell
+        # holds a few deposits, so its log share can fall far below its usual value but hardly rise far above it: on
+        # dataset 2 GFlash's per-cell log shares have skewness -1 to -3 (upper tail, q99 - median, 0.8-2.8; lower
+        # 1.6-11), and a symmetric noise at their spread made the centres 3-6x and the widths 4x further from the data,
+        # so the trained generator switched its noise off; clipping the draws at 0.5 brought both back near the
+        # noise-off level with the cells fluctuating nearly as the data's (bench/RESULTS.md §13, fourteenth session)
+        clip = _opt(spec, "noise_clip", None)
+        self.noise_clip = None if clip is None else float(clip)
+        if self.noise_clip is not None and not self.cell_noise:
+            raise ConfigError("calo model: noise_clip needs cell_noise")
         if bool(_opt(spec, "noise_slope", False)) and not (self.cell_noise and self.noise_head == "layer"):
             raise ConfigError("calo model: noise_slope needs cell_noise with noise_head 'layer'")
         if self.noise_head not in ("cell", "layer"):
@@ -745,6 +755,8 @@ class CaloGenerator(nn.Module):
         # fewer passes over (B, width) and (B, cells) arrays (tests/test_calo_model.py checks both paths agree)
         grad = torch.is_grad_enabled()
         noise = z[:, self.z_dim : self.z_dim + nf] if self.cell_noise else None
+        if noise is not None and self.noise_clip is not None:  # a new tensor: the latent is not modified
+            noise = noise.clamp(max=self.noise_clip)
         draws = z[:, self.z_dim + nf * int(self.cell_noise) : self.z_dim + nf * (int(self.cell_noise) + 1)] if self.occupancy else None
         tail = self.z_dim + nf * (int(self.cell_noise) + int(self.occupancy))  # then the empty draws, the response's
         drawn_empty = self._drawn_empty(z[:, tail : tail + self.n_groups], c) if self.empty_draw else None
