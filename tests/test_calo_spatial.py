@@ -76,20 +76,26 @@ def test_layers_of_one_shape_share_a_stack_and_pooling_is_per_layer():
     assert diff[7] > 1e-3 and int((diff > 1e-6).sum()) == 1  # (batch rows round differently at ~1e-9)
 
 
-@pytest.mark.parametrize("geom", [CALOGAN, calochallenge_geometry("ds1-photons")], ids=["calogan", "ds1"])
-def test_critic_with_spatial_branch_double_backward(geom):
+@pytest.mark.parametrize(("option", "channels", "branch", "weight"), [
+    ("critic_spatial", 4, "spatial", lambda d: d.spatial.groups[0].conv.weight),
+    ("critic_layer_stream", 5, "layer_stream", lambda d: d.layer_stream.conv1.weight),  # along the layers
+], ids=["spatial", "layer-stream"])
+@pytest.mark.parametrize("geom", [CALOGAN, calochallenge_geometry("ds1-photons"), calochallenge_geometry("ds2")],
+                         ids=["calogan", "ds1", "ds2"])
+def test_critic_branch_double_backward(geom, option, channels, branch, weight):
     spec = ModelSpec(sample_shape=(geom.n_features,), n_cond=1, condition_names=["energy"], z_dim=8, width=16, depth=2,
-                     embed_dim=8, options={"critic_spatial": 4}, attrs=geom.to_attrs())
+                     embed_dim=8, options={option: channels}, attrs=geom.to_attrs())
     torch.manual_seed(0)
     d = build_critic(spec)
     y = (torch.rand(6, geom.n_features) * 2 - 1).requires_grad_(True)
     s = d(y, torch.randn(6, 1))
+    assert s.shape == (6,)
     (g,) = torch.autograd.grad(s.sum(), y, create_graph=True)
     (g.norm(dim=1) ** 2).mean().backward()
-    conv = d.spatial.groups[0].conv.weight
-    assert conv.grad is not None and conv.grad.abs().sum() > 0  # the penalty's double backward reaches the stream
+    w = weight(d)
+    assert w.grad is not None and w.grad.abs().sum() > 0  # the penalty's double backward reaches the branch
     d0 = build_critic(ModelSpec(**{**spec.__dict__, "options": {}}))
-    assert d0.spatial is None and sum(p.numel() for p in d.parameters()) > sum(p.numel() for p in d0.parameters())
+    assert getattr(d0, branch) is None and sum(p.numel() for p in d.parameters()) > sum(p.numel() for p in d0.parameters())
 
 
 def _gspec(geom, **options):
