@@ -410,8 +410,10 @@ class CaloGenerator(nn.Module):
         # holds a few deposits, so its log share can fall far below its usual value but hardly rise far above it: on
         # dataset 2 GFlash's per-cell log shares have skewness -1 to -3 (upper tail, q99 - median, 0.8-2.8; lower
         # 1.6-11), and a symmetric noise at their spread made the centres 3-6x and the widths 4x further from the data,
-        # so the trained generator switched its noise off; clipping the draws at 0.5 brought both back near the
-        # noise-off level with the cells fluctuating nearly as the data's (bench/RESULTS.md §13, fourteenth session)
+        # so the trained generator switched its noise off. Clipping a trained generator's draws at 0.5 brought both back
+        # near the noise-off level with the cells fluctuating nearly as the data's, but a generator trained with the
+        # clip still switched its noise off by step 3000 (bench/RESULTS.md §13, fourteenth session): an option, in no
+        # preset
         clip = _opt(spec, "noise_clip", None)
         self.noise_clip = None if clip is None else float(clip)
         if self.noise_clip is not None and not self.cell_noise:
@@ -442,9 +444,9 @@ class CaloGenerator(nn.Module):
                 # option noise_slope: the per-cell log-scale is a line in the normalised log incident energy (condition
                 # 0), a_i + b_i t, starting at the data's line (cell_log_std_line); without it one energy-averaged
                 # scale per cell. On dataset 2 (1-1000 GeV) a core cell's real spread falls from ~1.1 at 1-10 GeV to
-                # ~0.18 at 100-1000 GeV; the averaged start (~1.4) was 3-8x too wide for most showers, and the trained
-                # generator had switched its noise off through the layer shift (exp(shift) < 0.003 in every layer),
-                # leaving its cells 3-5x smoother than the data (bench/RESULTS.md §13, fourteenth session)
+                # ~0.18 at 100-1000 GeV, so the averaged start (~1.4) is 3-8x too wide for most showers. It did not stop
+                # the trained generator from switching its noise off through the layer shift (exp(shift) < 0.003 with
+                # and without it; bench/RESULTS.md §13, fourteenth session): an option, in no preset
                 if bool(_opt(spec, "noise_slope", False)):
                     a = np.asarray(data.get("cell_log_std_a", []), dtype=np.float64)
                     b = np.asarray(data.get("cell_log_std_b", []), dtype=np.float64)
