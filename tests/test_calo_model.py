@@ -761,6 +761,64 @@ def test_noise_clip_clips_each_cells_noise_draw_above():
         build_generator(ModelSpec(**{**spec.__dict__, "options": {"noise_clip": 0.5}}))
 
 
+def test_gamma_log_noise_is_the_log_of_a_unit_mean_gamma():
+    """``_gamma_log_noise`` (Wilson-Hilferty): its quantiles match the log of a gamma of shape ``1 / sigma^2`` and unit
+    mean drawn by torch where the approximation holds (sigma <= 0.5 here; the upper tail and median up to sigma 1), it
+    is ``sigma n`` for a small sigma, and it is monotone in the draw (so a larger draw never makes a cell emptier)."""
+    from physgan.domains.calo.model import _gamma_log_noise
+
+    n = torch.randn(100_000, generator=torch.Generator().manual_seed(0))
+    qs = torch.tensor([0.01, 0.1, 0.5, 0.9, 0.99])
+    for sigma in (0.2, 0.5, 1.0):
+        torch.manual_seed(1)
+        ref = torch.distributions.Gamma(1 / sigma**2, 1 / sigma**2).sample((100_000,)).log()
+        ours = _gamma_log_noise(torch.tensor(sigma), n)
+        q_ref, q_ours = torch.quantile(ref, qs), torch.quantile(ours, qs)
+        upper = slice(0 if sigma <= 0.5 else 2, None)
+        torch.testing.assert_close(q_ours[upper], q_ref[upper], atol=0.02, rtol=0.04)
+        assert q_ours[2] - q_ours[0] > q_ours[4] - q_ours[2]  # left-skewed: the lower tail is the longer one
+    torch.testing.assert_close(_gamma_log_noise(torch.tensor(1e-3), n), 1e-3 * n, atol=1e-5, rtol=0)
+    grid = torch.linspace(-6, 6, 201)
+    assert (torch.diff(_gamma_log_noise(torch.tensor(1.5), grid)) >= 0).all()
+
+
+def test_noise_shape_gamma_makes_a_cell_s_log_share_left_skewed():
+    """``noise_shape: gamma``: with the same per-cell scales, one cell's log share over many draws at a fixed
+    condition is left-skewed (like the data's: GFlash on dataset 2, skewness -1 to -3), where the normal shape's is
+    not; the noise scales still get gradients; the option needs the layer noise head."""
+    from physgan.errors import ConfigError
+
+    geom = CALOGAN
+    base = {"cell_noise": True, "noise_head": "layer", "sparsify": False}
+    skew, grads = {}, {}
+    for shape in ("normal", "gamma"):
+        spec = ModelSpec(sample_shape=(geom.n_features,), n_cond=1, condition_names=["energy"], z_dim=8, width=16,
+                         depth=2, embed_dim=8, attrs=geom.to_attrs(), options={**base, "noise_shape": shape})
+        torch.manual_seed(0)
+        g = build_generator(spec)
+        with torch.no_grad():
+            for p in g.noise_log_scale:
+                p.fill_(float(np.log(0.8)))
+        z = torch.randn(4000, *g.latent_shape(), generator=torch.Generator().manual_seed(1))
+        z[:, : g.z_dim] = 0.0  # one shower pattern, only the cell noise varies
+        u = g.physics(z, torch.zeros(4000, 1))["u"]
+        groups = layer_groups(geom)
+        cells = torch.as_tensor(groups[1])
+        share = u[:, cells] / u[:, cells].sum(dim=1, keepdim=True)
+        hottest = int(share.mean(dim=0).argmax())
+        x = torch.log(share[:, hottest].detach().double())
+        skew[shape] = float(((x - x.mean()) ** 3).mean() / x.std() ** 3)
+        u[:, cells].sum().backward()
+        grads[shape] = (g.noise_log_scale[1].grad, g.noise_shift.weight.grad)
+    assert skew["gamma"] < -0.5 and skew["gamma"] < skew["normal"] - 0.4, skew
+    for grad in grads["gamma"]:
+        assert grad is not None and torch.isfinite(grad).all()
+    with pytest.raises(ConfigError, match="noise_shape"):
+        build_generator(ModelSpec(sample_shape=(geom.n_features,), n_cond=1, condition_names=["energy"], z_dim=8,
+                                  width=16, depth=2, embed_dim=8, attrs=geom.to_attrs(),
+                                  options={"cell_noise": True, "noise_shape": "gamma"}))
+
+
 def test_extras_cap_keeps_the_layer_s_energy_in_its_cells():
     """With ``extras_cap`` an overflow whose pattern logit is pushed above every cell's (as after 12k-16k default steps,
     bench/RESULTS.md §13, fifth session) is at most as hot as the layer's hottest cell, which is always hit; the layer

@@ -170,6 +170,38 @@ def _leaky(x: torch.Tensor, grad: bool) -> torch.Tensor:
     return torch.nn.functional.leaky_relu(x, LEAKY_SLOPE, inplace=not grad)
 
 
+#: Floor of the Wilson-Hilferty cube root's base in :func:`_gamma_log_noise`: a draw below it leaves the cell at
+#: e^-21 of its share (empty in effect; whether a cell is hit at all is the occupancy draw's to decide).
+GAMMA_BASE_FLOOR = 1e-3
+
+
+def _gamma_log_noise(sigma: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+    """Log of a unit-mean gamma variable with shape ``k = 1 / sigma^2``, drawn from a standard normal ``n``.
+
+    A cell's energy is a sum of a few discrete deposits, so its share of the layer is roughly gamma distributed
+    with a shape ``k`` near the number of deposits, and its log share is left-skewed: a cell can be much emptier than
+    usual but hardly much hotter (GFlash on dataset 2: skewness -1 to -3, upper tail q99 - median 0.8-2.8 against a
+    lower tail of 1.6-11; bench/RESULTS.md §13, fourteenth session). The Wilson-Hilferty approximation
+    ``G / k ~ (1 - 1 / (9k) + n / (3 sqrt(k)))^3`` is a smooth function of ``n`` and ``k`` (so the latent still
+    determines the shower, and ``sigma`` gets gradients). For small ``sigma`` it is ``sigma n`` to first order, the
+    symmetric noise of option ``noise_shape: normal``.
+
+    Parameters
+    ----------
+    sigma : torch.Tensor
+        The cells' noise scales (> 0), broadcastable against ``n``.
+    n : torch.Tensor
+        Standard-normal draws.
+
+    Returns
+    -------
+    torch.Tensor
+        ``3 log(max(1 - sigma^2 / 9 + sigma n / 3, GAMMA_BASE_FLOOR))``, to be added to the pattern logits.
+    """
+    base = 1.0 - sigma * sigma / 9.0 + sigma * n / 3.0
+    return 3.0 * torch.log(base.clamp(min=GAMMA_BASE_FLOOR))
+
+
 def _without_groups(fractions: torch.Tensor, empty: torch.Tensor) -> torch.Tensor:
     """``fractions`` (B, G) with the ``empty`` (bool, B x G) groups at 0 and the others sharing their part in proportion
     to their own, so each row still sums to 1; a row whose every group is marked keeps them all."""
@@ -414,6 +446,13 @@ class CaloGenerator(nn.Module):
         # near the noise-off level with the cells fluctuating nearly as the data's, but a generator trained with the
         # clip still switched its noise off by step 3000 (bench/RESULTS.md §13, fourteenth session): an option, in no
         # preset
+        # option noise_shape: 'normal' adds sigma n to a cell's pattern logit; 'gamma' adds the log of a unit-mean gamma
+        # variable of shape 1 / sigma^2 drawn from n (_gamma_log_noise): left-skewed like a sum of a few deposits
+        self.noise_shape = str(_opt(spec, "noise_shape", "normal"))
+        if self.noise_shape not in ("normal", "gamma"):
+            raise ConfigError(f"calo model: noise_shape must be 'normal' or 'gamma', got '{self.noise_shape}'")
+        if self.noise_shape == "gamma" and not (self.cell_noise and _opt(spec, "noise_head", "cell") == "layer"):
+            raise ConfigError("calo model: noise_shape 'gamma' needs cell_noise with noise_head 'layer'")
         clip = _opt(spec, "noise_clip", None)
         self.noise_clip = None if clip is None else float(clip)
         if self.noise_clip is not None and not self.cell_noise:
@@ -804,11 +843,14 @@ class CaloGenerator(nn.Module):
                     logits = torch.addcmul(logits, torch.exp(self.noise_scales[k](hk)), noise[:, lo:hi])
                 else:
                     if self.noise_slope is None:
-                        scaled = noise[:, lo:hi] * torch.exp(self.noise_log_scale[k])
+                        scale = torch.exp(self.noise_log_scale[k])
                     else:  # the per-cell scale follows the incident energy: one exp over (B, cells)
-                        scaled = noise[:, lo:hi] * torch.exp(torch.addcmul(self.noise_log_scale[k], c[:, :1].to(noise.dtype),
-                                                                           self.noise_slope[k]))
+                        scale = torch.exp(torch.addcmul(self.noise_log_scale[k], c[:, :1].to(noise.dtype), self.noise_slope[k]))
                     sk = shift[:, k : k + 1]
+                    if self.noise_shape == "gamma":  # the cell's sigma is its scale times the shift; see _gamma_log_noise
+                        scaled, sk = _gamma_log_noise(scale * sk, noise[:, lo:hi]), torch.ones_like(sk)
+                    else:
+                        scaled = noise[:, lo:hi] * scale
                     nc, xa, xb = self.extra_runs[k] if self.extras_noise else (hi - lo, 0, 0)
                     if xb == xa:
                         logits = logits.addcmul_(scaled, sk) if not grad else torch.addcmul(logits, scaled, sk)
