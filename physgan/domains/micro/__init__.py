@@ -61,9 +61,11 @@ def detect(header: Any) -> bool:
 #: ``gulrajani2017-ttur`` (two critic updates per generator step, the critic at 4e-4: 1.0 steps/s instead of 0.5-0.6 at
 #: 64^3, and Berea's tortuosity +7.8 % / +22 % of the real in 60 min over two seeds, §12.26-12.27). ``anisotropic``
 #: (three critics) keeps recipe ``gulrajani2017-lr2e-4`` and no window critic, which is what its figures were measured
-#: with (§12.16). A 2-D file trained with ``default`` gets its recipe too (the window critic does not apply to images):
-#: at 400 steps on 32^2 blobs it was worse than the old recipe (S2 0.077 vs 0.020, islands 2.8 vs 1.1x; in half the
-#: time, §12.27), so for 2-D use ``--preset quick`` (the quickstart's) or ``--recipe gulrajani2017-lr2e-4``.
+#: with (§12.16). A 2-D file trained with ``default`` gets its recipe too (the window critic does not apply to images).
+#: On 32^2 blobs at matched steps (400) it is worse than the old recipe (S2 0.077 vs 0.020), but a step costs half as
+#: much; at matched time (800 ttur steps in 24 s against 400 old-recipe steps in 21 s) it is better on S2 (0.011 vs
+#: 0.020), one-pixel islands (0.88 vs 1.13 per image, real 0.64) and chord lengths (0.012 vs 0.018), worse on surface
+#: area (-5.3 % vs -2.3 %) (§12.27, fifteenth session). The 2-D quickstart uses ``quick``.
 #: A recipe named with ``--recipe`` replaces a preset's.
 _CPU_3D = {"z_dim": 8, "width": 16, "embed_dim": 16}
 _CPU_OPTS = {"max_channels": 64, "slices_per_axis": 4, "exact_fractions": True}
