@@ -19,6 +19,8 @@
 4. **How much per-cell noise it uses** (with ``--run``): per layer and energy third, the factor ``exp(shift)`` on
    the layer's noise scale and the spread of the hottest cells' log share, real vs generated (a trained dataset-2
    generator had switched its noise off: ``bench/RESULTS.md`` §13, fourteenth session).
+5. **What pulls the noise** (with ``--run``): the generator loss's gradient on each layer's noise shift, split by
+   the critic's input path (cell MLP, physics features, summary coordinates).
 
 Prints markdown tables; nothing is asserted.
 """
@@ -99,6 +101,33 @@ def noise_in_use(G: Any, x: np.ndarray, fake: np.ndarray, c: np.ndarray, cn: tor
         print(f"| {i} | {sh} | {spreads['real']} | {spreads['fake']} |")
 
 
+def noise_pull(G: Any, critic: Any, cn: torch.Tensor, seed: int) -> None:
+    """Print, per layer group, the gradient of the generator's loss ``-D(G(z))`` on the noise shift's bias, split by
+    the critic's input path: its cell MLP (and spatial stream), its physics features (and layer stream, spectrum), its
+    summary coordinates. A positive entry: a generator step lowers the layer's noise. The three add up to the total
+    (the chain rule at one point), so the columns say which part of the critic switches the noise off.
+    """
+    if getattr(G, "noise_shift", None) is None:
+        return
+    G.requires_grad_(True)
+    z = torch.randn((len(cn), *G.latent_shape(1)), generator=torch.Generator().manual_seed(seed))
+    y = G(z, cn)
+    nc = critic.n_cells_model
+    cells, summ = y[:, :nc], y[:, nc:]
+    paths = {"cell MLP": (cells, cells.detach(), summ.detach()),
+             "physics features": (cells.detach(), cells, summ.detach()),
+             "summary coordinates": (cells.detach(), cells.detach(), summ)}
+    grads = {}
+    for name, args in paths.items():
+        (grads[name],) = torch.autograd.grad(-critic.score_by_path(*args, cn).mean(), G.noise_shift.bias, retain_graph=True)
+    print("\n## What pulls the noise (d(-D(G)) / d(noise shift bias); positive: a generator step lowers the noise)\n")
+    print("| group | " + " | ".join(grads) + " | total |")
+    print("|---|" + "---|" * (len(grads) + 1))
+    for k in range(len(G.noise_shift.bias)):
+        row = [float(g[k]) for g in grads.values()]
+        print(f"| {k} | " + " | ".join(f"{v:+.2e}" for v in row) + f" | {sum(row):+.2e} |")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", required=True, help="calorimeter HDF5 file (training data)")
@@ -106,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoint", default="last", help="checkpoint of --run (last, best, step-NNNNNNN)")
     p.add_argument("--n", type=int, default=4000, help="showers used")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-jacobian", action="store_true", help="skip the rank of d u / d z (slow at dataset 2's 6480 cells)")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
 
@@ -201,6 +231,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {i} | {int(r.sum())} | {int((r & ~f).sum())} ({(r & ~f).sum() / max(r.sum(), 1):.0%}) |")
     G = run.G
     noise_in_use(G, x, np.asarray(fake, dtype=np.float64), c, run.normaliser(ct).float(), geom, args.seed)
+    noise_pull(G, critic, run.normaliser(ct[:1024]).float(), args.seed)
+    if args.no_jacobian:
+        return 0
     z = torch.randn((1, *G.latent_shape(1)), generator=torch.Generator().manual_seed(args.seed))
     cn1 = torch.zeros(1, G.embed.n_cond)
     jac = torch.autograd.functional.jacobian(lambda zz: G.physics(zz, cn1)["u"], z)[0, :, 0, :]

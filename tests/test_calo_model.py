@@ -819,6 +819,29 @@ def test_noise_shape_gamma_makes_a_cell_s_log_share_left_skewed():
                                   options={"cell_noise": True, "noise_shape": "gamma"}))
 
 
+def test_critic_score_by_path_splits_the_gradient_exactly():
+    """``CaloCritic.score_by_path``: with the same cells on both paths it is ``forward``; with one path detached at a
+    time, the gradients on a generator parameter (the noise shift, as ``bench/calo_diagnose.py`` reads it) add up to
+    the full gradient, and each path's part is not zero."""
+    _, spec = _occupancy_model(5, 2, cell_noise=True, noise_head="layer", occupancy=True)
+    torch.manual_seed(0)
+    g, d = build_generator(spec), build_critic(spec)
+    z = torch.randn(32, *g.latent_shape(), generator=torch.Generator().manual_seed(1))
+    c = torch.randn(32, 1, generator=torch.Generator().manual_seed(2))
+    y = g(z, c)
+    nc = d.n_cells_model
+    cells, summ = y[:, :nc], y[:, nc:]
+    assert summ.shape[1] > 0
+    torch.testing.assert_close(d.score_by_path(cells, cells, summ, c), d(y, c))
+    total = torch.autograd.grad(d(y, c).mean(), g.noise_shift.weight, retain_graph=True)[0]
+    parts = []
+    for args in ((cells, cells.detach(), summ.detach()), (cells.detach(), cells, summ.detach()),
+                 (cells.detach(), cells.detach(), summ)):
+        parts.append(torch.autograd.grad(d.score_by_path(*args, c).mean(), g.noise_shift.weight, retain_graph=True)[0])
+        assert parts[-1].abs().max() > 0
+    torch.testing.assert_close(sum(parts), total, atol=1e-7, rtol=1e-4)
+
+
 def test_extras_cap_keeps_the_layer_s_energy_in_its_cells():
     """With ``extras_cap`` an overflow whose pattern logit is pushed above every cell's (as after 12k-16k default steps,
     bench/RESULTS.md §13, fifth session) is at most as hot as the layer's hottest cell, which is always hit; the layer

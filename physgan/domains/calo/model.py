@@ -1124,10 +1124,35 @@ class CaloCritic(nn.Module):
     def forward(self, y: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """Critic scores ``(B,)`` for model-space showers ``y`` with normalised conditions ``c``."""
         cells, summaries = y[:, : self.n_cells_model], y[:, self.n_cells_model :]
-        features = self.physics_features(cells)
+        return self.score_by_path(cells, cells, summaries, c)
+
+    def score_by_path(self, cells: torch.Tensor, cells_physics: torch.Tensor, summaries: torch.Tensor,
+                      c: torch.Tensor) -> torch.Tensor:
+        """Critic scores with the cells given twice: once to the cell MLP and the spatial stream, once to the physics
+        features (and through them the layer stream and the spectrum).
+
+        :meth:`forward` passes the same tensor to both. Passing one of them detached lets a caller take the gradient
+        through one path of the critic at a time (``bench/calo_diagnose.py``: which input pulls the generator's noise
+        down).
+
+        Parameters
+        ----------
+        cells, cells_physics : torch.Tensor
+            ``(B, n_cells_model)`` model-space cells.
+        summaries : torch.Tensor
+            ``(B, n_summaries)`` summary coordinates (may have zero columns).
+        c : torch.Tensor
+            ``(B, n_cond)`` normalised conditions.
+
+        Returns
+        -------
+        torch.Tensor
+            ``(B,)`` scores.
+        """
+        features = self.physics_features(cells_physics)
         phys = [features, summaries]
         if self.spectrum != "none":
-            phys.append(self.spectrum_features(cells, c))
+            phys.append(self.spectrum_features(cells_physics, c))
         phys = torch.cat(phys, dim=1)
         parts = [self.cell_net(cells), self.phys_net(phys)]
         if self.layer_stream is not None:
