@@ -77,7 +77,8 @@ def noise_in_use(G: Any, x: np.ndarray, fake: np.ndarray, c: np.ndarray, cn: tor
         with torch.no_grad():
             G.physics(z, cn)
         hook.remove()
-        shift = torch.exp(got["s"]).numpy()
+        floor = float(getattr(G, "noise_floor", 0.0))
+        shift = (floor + (1.0 - floor) * torch.exp(got["s"])).numpy()
     log_e = np.log(c[:, 0])
     cuts = np.quantile(log_e, [1 / 3, 2 / 3])
     thirds = [log_e < cuts[0], (log_e >= cuts[0]) & (log_e < cuts[1]), log_e >= cuts[1]]

@@ -819,6 +819,37 @@ def test_noise_shape_gamma_makes_a_cell_s_log_share_left_skewed():
                                   options={"cell_noise": True, "noise_shape": "gamma"}))
 
 
+def test_noise_floor_keeps_the_noise_when_the_shift_switches_it_off():
+    """``noise_floor``: at the start the generator is the one without the option (factor 1); with the layer shift
+    driven to ~0 (as trained dataset-2 generators did) a cell's log share still spreads by the floor times its scale,
+    where without the floor it does not spread at all."""
+    geom = CALOGAN
+    base = {"cell_noise": True, "noise_head": "layer", "sparsify": False}
+    z = torch.randn(3000, 8 + geom.n_features, generator=torch.Generator().manual_seed(1))
+    z[:, :8] = 0.0
+    c = torch.zeros(3000, 1)
+    spread = {}
+    for floor in (0.0, 0.5):
+        spec = ModelSpec(sample_shape=(geom.n_features,), n_cond=1, condition_names=["energy"], z_dim=8, width=16,
+                         depth=2, embed_dim=8, attrs=geom.to_attrs(), options={**base, "noise_floor": floor})
+        torch.manual_seed(0)
+        g = build_generator(spec)
+        with torch.no_grad():
+            u0 = g.physics(z, c)["u"]
+            g.noise_shift.bias.fill_(-30.0)
+            u1 = g.physics(z, c)["u"]
+        cells = torch.as_tensor(layer_groups(geom)[1])
+        hottest = int(u0[:, cells].mean(dim=0).argmax())
+        spread[floor] = [float(torch.log(u[:, cells][:, hottest] / u[:, cells].sum(dim=1)).std()) for u in (u0, u1)]
+    assert spread[0.5][0] == pytest.approx(spread[0.0][0], rel=0.01)  # the same at the start (factor 1 at shift 0)
+    assert spread[0.0][1] < 1e-3 * spread[0.0][0]
+    assert spread[0.5][1] == pytest.approx(0.5 * spread[0.5][0], rel=0.15)
+    from physgan.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="noise_floor"):
+        build_generator(ModelSpec(**{**spec.__dict__, "options": {**base, "noise_floor": 1.0}}))
+
+
 def test_critic_score_by_path_splits_the_gradient_exactly():
     """``CaloCritic.score_by_path``: with the same cells on both paths it is ``forward``; with one path detached at a
     time, the gradients on a generator parameter (the noise shift, as ``bench/calo_diagnose.py`` reads it) add up to

@@ -67,6 +67,12 @@ the quickstart's trained generator (``python -m bench.calo_diagnose``), ``d u / 
 E_ratio's spread was 2.4x too wide while two of three layer centres were 3-9x too narrow. The noise keeps the
 energy bookkeeping exact (it only reshapes each group's softmax).
 
+Noise shape (option ``noise_shape``, with the layer noise head): ``'normal'`` (the default) adds ``sigma_i n_i`` to
+the logit, which makes a cell's share log-normal: symmetric in log, and on average ``exp(sigma^2 / 2)`` too hot, so
+the widest-fluctuating (tail) cells gain weight and the mean pattern widens. ``'gamma'`` adds the log of a unit-mean
+gamma variable of shape ``1 / sigma_i^2`` drawn from the same ``n_i`` (:func:`_gamma_log_noise`): the share of a cell
+that holds a few deposits, left-skewed in log (much emptier than usual, hardly much hotter) and unbiased on average.
+
 Critic ``D(y, c)``: an MLP on the model-space cells, beside an MLP on differentiable physics features
 computed in torch from ``y`` (log layer energies and total response, per-layer centres of energy and
 widths in x, y (and r for cylindrical layers), soft per-layer occupancy, shower depth), joined and
@@ -453,6 +459,15 @@ class CaloGenerator(nn.Module):
             raise ConfigError(f"calo model: noise_shape must be 'normal' or 'gamma', got '{self.noise_shape}'")
         if self.noise_shape == "gamma" and not (self.cell_noise and _opt(spec, "noise_head", "cell") == "layer"):
             raise ConfigError("calo model: noise_shape 'gamma' needs cell_noise with noise_head 'layer'")
+        # option noise_floor (in [0, 1)): the layer's factor on its cells' noise scales is noise_floor + (1 - noise_floor)
+        # exp(shift), so the trained generator cannot switch its noise off (a dataset-2 generator did by step 2000-4000
+        # whatever the noise's shape or start: the critic's cell MLP, the layers' centres and peak ratios pulled it down;
+        # bench/RESULTS.md §13, fifteenth session)
+        self.noise_floor = float(_opt(spec, "noise_floor", 0.0))
+        if not 0.0 <= self.noise_floor < 1.0:
+            raise ConfigError(f"calo model: noise_floor must be in [0, 1), got {self.noise_floor}")
+        if self.noise_floor > 0 and not (self.cell_noise and _opt(spec, "noise_head", "cell") == "layer"):
+            raise ConfigError("calo model: noise_floor needs cell_noise with noise_head 'layer'")
         clip = _opt(spec, "noise_clip", None)
         self.noise_clip = None if clip is None else float(clip)
         if self.noise_clip is not None and not self.cell_noise:
@@ -824,6 +839,8 @@ class CaloGenerator(nn.Module):
         # the per-layer noise head: sigma = exp(log_scale_i) exp(shift_g(h)), applied as (n exp(log_scale)) exp(shift)
         # (no exp over a (B, cells) array); one occupancy shift per group, computed once
         shift = torch.exp(self.noise_shift(h)) if noise is not None and self.noise_head == "layer" else None
+        if shift is not None and self.noise_floor > 0:  # at least noise_floor of the start; 1 at the start as without
+            shift = self.noise_floor + (1.0 - self.noise_floor) * shift
         occ_shift = self.occupancy_shift(h) if draws is not None else None
         masks: list[tuple[torch.Tensor, torch.Tensor | None] | None] = [None] * self.n_groups
         full = None  # with empty_layers: the groups' energies had none been empty (the straight-through's counterfactual)
