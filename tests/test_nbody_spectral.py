@@ -376,6 +376,38 @@ def test_zero_mean_residual_leaves_each_field_mean_to_the_offset():
     assert torch.allclose(means[True], torch.zeros(3), atol=1e-5)
 
 
+def test_residual_highpass_leaves_the_large_scales_to_the_coloured_field():
+    """``residual_highpass``: the residual adds nothing to the modes below the cut (the mean among them) and still
+    shapes the modes above it; on a field twice as large (latent scale 2) the cut stays at the same wavenumber."""
+    from physgan.domains.nbody.spectral import low_modes
+
+    x = _lognormal(16)
+    c = torch.randn(3, 2, generator=torch.Generator().manual_seed(1))
+    spec, _ = _spec(x, residual_highpass=4)
+    torch.manual_seed(0)
+    g = build_generator(spec)
+    for scale in (1, 2):
+        z = torch.randn(3, *g.latent_shape(scale), generator=torch.Generator().manual_seed(scale))
+        with torch.no_grad():
+            g.res_out.weight.normal_()
+            g.res_out.bias.fill_(0.3)
+            y_res = g(z, c)
+            saved = (g.res_out.weight.clone(), g.res_out.bias.clone())
+            g.res_out.weight.zero_()
+            g.res_out.bias.zero_()
+            y_plain = g(z, c)
+            g.res_out.weight.copy_(saved[0])
+            g.res_out.bias.copy_(saved[1])
+        f = torch.fft.rfftn(y_res - y_plain, dim=(2, 3), norm="ortho")[:, 0].abs()
+        low = low_modes(tuple(z.shape[2:]), 16, 4.0)
+        assert int(low.sum()) > 1 and float(f[:, low].max()) < 1e-4
+        assert float(f[:, ~low].abs().mean()) > 1e-2
+    from physgan.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="residual_highpass"):
+        build_generator(_spec(x, residual_highpass=-1)[0])
+
+
 def test_unconditioned_residual_ignores_the_conditions():
     """``residual_conditioned=False``: the residual's FiLM reads no conditions (its embedding weights get no gradient)."""
     x = _lognormal(16)

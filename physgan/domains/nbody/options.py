@@ -34,6 +34,9 @@ class NbodyModelOptions:
     mean_offset: Literal["conditional", "constant", "none"] = "conditional"
     # spectral generator: remove each field's mean from the residual (it shapes the field; the mean is the offset's)
     zero_mean_residual: bool = False
+    # spectral generator: the residual's modes below this |m| (training grid units) are removed, so the large-scale power is
+    # the spectral amplitude's alone (0: none; >= 1 removes the mean too, as zero_mean_residual does)
+    residual_highpass: float = 0.0
     residual_conditioned: bool = True  # spectral generator: FiLM of the residual reads the conditions (False: a constant)
 
 

@@ -128,6 +128,19 @@ def shell_interpolation(shape: tuple[int, ...], n_train: int, n_nodes: int) -> t
     return torch.as_tensor(lo), torch.as_tensor(hi), torch.as_tensor(w)
 
 
+@lru_cache(maxsize=16)
+def low_modes(shape: tuple[int, ...], n_train: int, cut: float) -> torch.Tensor:
+    """Which rfftn modes of a field of spatial ``shape`` lie below ``|m| = cut`` on the training grid of side ``n_train``.
+
+    A grid ``n`` cells per side holds the training grid's mode ``m`` at ``|m| n / n_train`` (the same physical
+    wavenumber, as in :func:`shell_interpolation`), so a larger generated field keeps the same physical cut. Returns a
+    boolean tensor of the rfftn shape (the mean, ``m = 0``, is below any positive cut). Cached per grid: callers must
+    not modify it.
+    """
+    kmag, _ = _index(tuple(int(s) for s in shape))
+    return torch.as_tensor(kmag * n_train / shape[0] < cut)
+
+
 def n_summaries(n: int, density_power: bool = True) -> int:
     """Length of :func:`field_summaries` for fields ``n`` cells per side."""
     return (2 if density_power else 1) * (n // 2) + len(QUANTILES) + 3
