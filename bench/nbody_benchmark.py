@@ -20,9 +20,9 @@ With ``--sim pm`` the verdicts read goal 2 instead (:data:`GOALS_PM`): P(k) with
 PDF separation < 0.02, peaks within 10 %.
 
 Steps, each timed and each skipped when its output already exists in ``--workdir`` (an interrupted
-benchmark resumes; training resumes from its last checkpoint). Everything runs one process at a time.
+benchmark resumes; training resumes from its last checkpoint). The steps run one after another.
 
-1. Data, one ``physgan data make nbody`` call per cosmology (``--omega-m v:v --sigma8 v:v``, its own
+1. Data, one ``physgan data make nbody`` call per cosmology (``--sim-jobs`` at once) (``--omega-m v:v --sigma8 v:v``, its own
    seed): ``--n-per-cosmology`` training fields per grid point, merged (rows shuffled, seeded) into
    one training file through physgan's :class:`~physgan.io.hdf5.SampleWriter`; ``--n-eval``
    independent fields (other seeds) at each evaluation cosmology, and as many again (other seeds
@@ -71,6 +71,7 @@ __all__ = [
     "default_eval_train",
     "cosmo_tag",
     "make_part",
+    "make_parts",
     "merge_files",
     "compare",
     "response",
@@ -197,6 +198,29 @@ def make_part(out: Path, args: argparse.Namespace, om: float, s8: float, n: int,
     t0 = time.perf_counter()
     subprocess.run(physgan_cmd(*argv), check=True, env=cpu_env(args.threads), stdout=subprocess.DEVNULL)
     return time.perf_counter() - t0
+
+
+def make_parts(
+    jobs: list[tuple[Path, float, float, int, int]], args: argparse.Namespace, sim_times: dict[str, Any], timing_path: Path
+) -> None:
+    """Run :func:`make_part` for every ``(out, omega_m, sigma8, n, seed)`` in ``jobs``, ``args.sim_jobs`` at a time.
+
+    Each part is its own seeded CLI call, so the files are the same whatever the number of concurrent calls; the wall
+    time of each call is recorded in ``sim_times`` (key ``<folder>_<cosmology>``, ``train_...`` for the training parts)
+    and written to ``timing_path`` as the calls finish.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(job: tuple[Path, float, float, int, int]) -> tuple[Path, float, float, int, float | None]:
+        out, om, s8, n, seed = job
+        return out, om, s8, n, make_part(out, args, om, s8, n, seed)
+
+    with ThreadPoolExecutor(max_workers=max(1, int(getattr(args, "sim_jobs", 1)))) as pool:
+        for out, om, s8, n, t in pool.map(one, jobs):
+            if t is not None:
+                folder = out.parent.name if out.parent.name != "parts" else "train"
+                sim_times[f"{folder}_{cosmo_tag(om, s8)}"] = {"n": n, "wall_s": t}
+                _write_json(timing_path, sim_times)
 
 
 def merge_files(parts: list[Path], out: Path, seed: int) -> Path:
@@ -493,6 +517,10 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     add_training_args(p, preset="default", minutes=40.0)
     p.add_argument("--no-pm-speed", action="store_true", help="skip timing the PM simulator")
+    p.add_argument(
+        "--sim-jobs", type=int, default=1,
+        help="simulator calls run at once (default 1; each is one process with --threads threads; the files do not depend on it)",
+    )  # fmt: skip
     p.add_argument("--report", action="store_true", help="also run physgan.evaluate on the pooled evaluation sets (HTML report)")
     p.add_argument("--workdir", default="bench/_nbody_benchmark")
     p.add_argument(
@@ -533,14 +561,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[1/4] simulating ({args.sim}, {args.dim}-D, {args.grid}^{args.dim}): {len(grid)} training cosmologies x "
           f"{args.n_per_cosmology}, {len(eval_train) + len(held)} evaluation cosmologies x {args.n_eval} x 2", flush=True)  # fmt: skip
     if not train_file.exists():
-        parts = []
-        for i, (om, s8) in enumerate(grid):
-            part = work / "parts" / f"train_{cosmo_tag(om, s8)}.h5"
-            t = make_part(part, args, om, s8, args.n_per_cosmology, args.seed * 100_000 + _SEED_TRAIN + i)
-            if t is not None:
-                sim_times[f"train_{cosmo_tag(om, s8)}"] = {"n": args.n_per_cosmology, "wall_s": t}
-                _write_json(timing_path, sim_times)
-            parts.append(part)
+        parts = [work / "parts" / f"train_{cosmo_tag(om, s8)}.h5" for om, s8 in grid]
+        jobs = [
+            (part, om, s8, args.n_per_cosmology, args.seed * 100_000 + _SEED_TRAIN + i)
+            for i, (part, (om, s8)) in enumerate(zip(parts, grid))
+        ]
+        make_parts(jobs, args, sim_times, timing_path)
         merge_files(parts, train_file, args.seed)
         for part in parts:
             part.unlink()
@@ -552,15 +578,13 @@ def main(argv: list[str] | None = None) -> int:
     def simulate_evaluation_sets() -> dict[tuple[float, float], tuple[Path, Path]]:
         """The evaluation and floor files of every evaluation cosmology (made after training: not needed before)."""
         files: dict[tuple[float, float], tuple[Path, Path]] = {}
+        jobs = []
         for j, (_, (om, s8)) in enumerate(evals):
             fe = work / "eval" / f"{cosmo_tag(om, s8)}.h5"
             ff = work / "floor" / f"{cosmo_tag(om, s8)}.h5"
-            for f, base in ((fe, _SEED_EVAL), (ff, _SEED_FLOOR)):
-                t = make_part(f, args, om, s8, args.n_eval, args.seed * 100_000 + base + j)
-                if t is not None:
-                    sim_times[f"{f.parent.name}_{cosmo_tag(om, s8)}"] = {"n": args.n_eval, "wall_s": t}
-                    _write_json(timing_path, sim_times)
+            jobs += [(f, om, s8, args.n_eval, args.seed * 100_000 + base + j) for f, base in ((fe, _SEED_EVAL), (ff, _SEED_FLOOR))]
             files[(om, s8)] = (fe, ff)
+        make_parts(jobs, args, sim_times, timing_path)
         return files
 
     if args.stop_after == "data":
