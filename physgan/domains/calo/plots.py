@@ -74,7 +74,7 @@ def plot_average_showers(real: tuple, fake: tuple, attrs: Any, path: str | Path)
     vmin, vmax = (float(pos.min()), float(pos.max())) if pos.size else (1e-3, 1.0)
     vmin = max(vmin, vmax * 1e-6)
     cyl = geom.kind == "cylindrical"
-    fig = plt.figure(figsize=(3.2 * len(layers), 6.2))
+    fig = plt.figure(figsize=(3.2 * len(layers), 6.2), layout="constrained")  # titles clear of the row above's axis labels
     for row, (label, m) in enumerate(zip(("real", "generated"), means)):
         for col, i in enumerate(layers):
             lay = geom.layers[i]
