@@ -19,7 +19,7 @@ interrupted benchmark resumes; training resumes from its last checkpoint):
    ``--train-minutes`` the benchmark sends SIGTERM, which physgan answers like a preempted batch job
    (checkpoint, exit 0). The training budget reported is steps, wall time and device.
 3. The run's own best checkpoint (selected on its validation split of the *training* file, never on
-   the evaluation file) generates one shower per evaluation condition; :func:`physgan.evaluate` then
+   the evaluation file; ``--checkpoint step-0004000.pt`` evaluates another of a trained workdir) generates one shower per evaluation condition; :func:`physgan.evaluate` then
    reports every separation power (with its noise floor from the two independent simulator files),
    the low- and high-level classifier AUCs, FPD and KPD, and the per-energy-bin figures. The HTML
    report (plots: average shower per layer, feature histograms with ratio panels, response vs
@@ -158,6 +158,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-eval", type=int, default=20_000, help="evaluation showers (and as many for the noise floor)")
     add_training_args(p, preset="default")  # the goal 1 is stated for the default preset
     p.add_argument("--workdir", default="bench/_calo_benchmark")
+    p.add_argument(
+        "--checkpoint", default="best",
+        help="checkpoint evaluated: best (default; else last), last, or a file in run/checkpoints (e.g. step-0004000.pt) "
+        "of a trained workdir; other than best, the report goes to <workdir>/report_<name>",
+    )  # fmt: skip
     p.add_argument("--out", help="write the results as JSON here (default <workdir>/results.json)")
     args = p.parse_args(argv)
 
@@ -200,7 +205,9 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(len(os.sched_getaffinity(0)) if args.device == "cpu" else args.threads)  # the cores this process may use
     print("[3/4] generating and evaluating", flush=True)
-    ckpt = "best" if (run_dir / "checkpoints" / "best.pt").exists() else "last"
+    ckpt = args.checkpoint
+    if ckpt == "best" and not (run_dir / "checkpoints" / "best.pt").exists():
+        ckpt = "last"
     run = load_run(run_dir, checkpoint=ckpt, device=args.device)
     src = open_source(files["eval"])
     x_eval, c_eval = read_all(src)
@@ -210,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     x_fake = run.sample(len(x_eval), c_eval, seed=args.seed + 1)
     gen_wall = time.perf_counter() - t0
     ev = evaluate(files["eval"], (x_fake, c_eval, attrs), domain="calo", real2=files["floor"], seed=args.seed, run=run_dir)
-    ev.to_html(work / "report", overwrite=True)
+    ev.to_html(work / ("report" if args.checkpoint == "best" else f"report_{Path(ckpt).stem}"), overwrite=True)
     metrics = ev.to_dict()["metrics"]
 
     print("[4/4] generation speed", flush=True)
