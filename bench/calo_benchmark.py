@@ -19,7 +19,8 @@ interrupted benchmark resumes; training resumes from its last checkpoint):
    ``--train-minutes`` the benchmark sends SIGTERM, which physgan answers like a preempted batch job
    (checkpoint, exit 0). The training budget reported is steps, wall time and device.
 3. The run's own best checkpoint (selected on its validation split of the *training* file, never on
-   the evaluation file; ``--checkpoint step-0004000.pt`` evaluates another of a trained workdir) generates one shower per evaluation condition; :func:`physgan.evaluate` then
+   the evaluation file; ``--checkpoint step-0004000.pt`` evaluates another of a trained workdir)
+   generates one shower per evaluation condition; :func:`physgan.evaluate` then
    reports every separation power (with its noise floor from the two independent simulator files),
    the low- and high-level classifier AUCs, FPD and KPD, and the per-energy-bin figures. The HTML
    report (plots: average shower per layer, feature histograms with ratio panels, response vs
