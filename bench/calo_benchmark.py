@@ -162,9 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--checkpoint", default="best",
         help="checkpoint evaluated: best (default; else last), last, or a file in run/checkpoints (e.g. step-0004000.pt) "
-        "of a trained workdir; other than best, the report goes to <workdir>/report_<name>",
+        "of a trained workdir; other than best, the report and results go to <workdir>/report_<name>, results_<name>.json",
     )  # fmt: skip
-    p.add_argument("--out", help="write the results as JSON here (default <workdir>/results.json)")
+    p.add_argument("--out", help="write the results as JSON here (default <workdir>/results.json; results_<name>.json with --checkpoint)")
     args = p.parse_args(argv)
 
     args.n_train = args.n_train or SETUPS[args.geometry]["n_train"]
@@ -240,7 +240,8 @@ def main(argv: list[str] | None = None) -> int:
         "speed": speed,
         "speed_vs_gflash": speed_vs_gflash,
     }
-    Path(args.out or work / "results.json").write_text(json.dumps(results, indent=1))
+    default_out = work / ("results.json" if args.checkpoint == "best" else f"results_{Path(ckpt).stem}.json")  # best's kept
+    Path(args.out or default_out).write_text(json.dumps(results, indent=1))
     print(report(results))
     return 0
 

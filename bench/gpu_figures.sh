@@ -54,7 +54,8 @@ calo_data() { # dir geometry particle energy nparts npart neval: train (parts me
   OMP_NUM_THREADS=1 $PY -m physgan data make calo --geometry $g --particle $pa --energy $en --n $ne --seed 2 --out $d/eval.h5 > $d/make_eval.log 2>&1 & pids="$pids $!"
   OMP_NUM_THREADS=1 $PY -m physgan data make calo --geometry $g --particle $pa --energy $en --n $ne --seed 3 --out $d/floor.h5 > $d/make_floor.log 2>&1 & pids="$pids $!"
   for p in $pids; do wait $p || return 1; done
-  $PY -m bench.merge_h5 $d/train.h5 $parts && rm -f $parts && echo "data made after $(( $(date +%s) - start )) s"
+  $PY -c "import sys; from physgan.generate_sharded import merge_shards; merge_shards(sys.argv[1], sys.argv[2:])" $d/train.h5 $parts \
+    && rm -f $parts && echo "data made after $(( $(date +%s) - start )) s"
 }
 run calogan bash -c "$(declare -f calo_data); start=$start PY=$PY; calo_data $W/calogan calogan e+ 1:100 $CG_PARTS $CG_PART $CG_EVAL && \
   $PY -m bench.calo_benchmark --geometry calogan --n-train $((CG_PARTS*CG_PART)) --n-eval $CG_EVAL $CALO_SET --device $DEV --preset gpu --train-minutes $T --threads 6 --workdir $W/calogan"

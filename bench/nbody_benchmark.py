@@ -22,8 +22,8 @@ PDF separation < 0.02, peaks within 10 %.
 Steps, each timed and each skipped when its output already exists in ``--workdir`` (an interrupted
 benchmark resumes; training resumes from its last checkpoint). The steps run one after another.
 
-1. Data, one ``physgan data make nbody`` call per cosmology (``--sim-jobs`` at once) (``--omega-m v:v --sigma8 v:v``, its own
-   seed): ``--n-per-cosmology`` training fields per grid point, merged (rows shuffled, seeded) into
+1. Data, one ``physgan data make nbody`` call per cosmology (``--omega-m v:v --sigma8 v:v``, its own
+   seed; ``--sim-jobs`` calls at once): ``--n-per-cosmology`` training fields per grid point, merged (rows shuffled, seeded) into
    one training file through physgan's :class:`~physgan.io.hdf5.SampleWriter`; ``--n-eval``
    independent fields (other seeds) at each evaluation cosmology, and as many again (other seeds
    still) for the noise floor.
