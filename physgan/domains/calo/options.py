@@ -64,3 +64,4 @@ class CaloTransformOptions:
     summary_lateral: bool = True  # centres and widths of every layer among them
     summary_occupancy: bool = False  # soft occupancy per layer group among them
     summary_extras: bool = False  # log energy of the extras (CaloGAN's overflow) among them (issue 19)
+    readout_threshold: bool = False  # zero the cells below the geometry's voxel threshold before fitting and training
