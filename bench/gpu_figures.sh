@@ -9,8 +9,9 @@
 #   pip download --no-deps --only-binary=:all: --python-version 3.12 --platform manylinux2014_x86_64 -d .gpu/whl taufactor==1.2.1
 # then run `bash bench/gpu_figures.sh` there; $OUT/results.tgz holds every log, results.json, report and figure.
 # TauFactor imports IPython only for a notebook helper, so on an image without IPython a stub module stands in.
-# env: DEV (cuda|cpu), T (training minutes, default 3), W (work root), ONLY (job names), DEADLINE (s),
-#      SMALL=1 for a local smoke run on CPU (tiny sizes)
+# env: DEV (cuda|cpu), T (training minutes, default 3), W (work root), ONLY (job names: profile tau micro calogan ds2
+#      nbody; profile runs first, alone), DEADLINE (s, counted from the start), MICRO_ARGS / NB_ARGS (more options of
+#      those benchmarks), SMALL=1 for a local smoke run on CPU (tiny sizes)
 set -u
 DEV=${DEV:-cuda}; T=${T:-3}; W=${W:-/tmp/g}; OUTD=${OUT:-/tmp/g_out}; SMALL=${SMALL:-0}
 mkdir -p "$W" "$OUTD"
@@ -27,12 +28,19 @@ if [ "$SMALL" = 1 ]; then
   NB_N="--n-per-cosmology 20 --n-eval 20 --omega-m 0.25,0.35 --sigma8 0.7,0.9 --sim-jobs 2"
   MI_N="--n 40 --n-eval 2 --n-tau 1 --tau-axes 0"; TAU_S="64"; NBG=32; CALO_SET="--set train.batch_size=64 --set train.log_every=2 --set train.val_every=4 --set train.ckpt_every=4"
   CG_PARTS=2; CG_PART=300; CG_EVAL=300; DS_PARTS=2; DS_PART=150; DS_EVAL=200
+  PROF_ARGS="--n 64 --batch 16 --steps 2 --warmup 1 --top 5"
 else
+  PROF_ARGS="--n 2048 --steps 20 --warmup 5"
   NB_N="--n-eval 2000 --sim-jobs 8"
   MI_N="--n-eval 16 --n-tau 6"; TAU_S="500"; NBG=128; CALO_SET=""
   CG_PARTS=10; CG_PART=10000; CG_EVAL=10000; DS_PARTS=6; DS_PART=5000; DS_EVAL=5000
 fi
 start=$(date +%s)
+# first, alone on the GPU: where a calorimeter gpu-preset step spends its time (host or device), both geometries
+case " ${ONLY:-profile tau micro calogan ds2 nbody} " in *" profile "*)
+  $PY -m bench.calo_step_profile --geometry calogan,calochallenge-ds2 --preset gpu --device $DEV $PROF_ARGS --workdir "$W/profile" \
+    > "$W/profile.log" 2>&1; echo "exit $? after $(( $(date +%s) - start )) s" >> "$W/profile.log" ;;
+esac
 run() { # name, command...
   local name=$1; shift
   case " ${ONLY:-tau micro calogan ds2 nbody} " in *" $name "*) ;; *) return 0 ;; esac
@@ -43,7 +51,7 @@ PIDS=""
 alive() { local n=0; for p in $PIDS; do kill -0 $p 2>/dev/null && n=$((n+1)); done; echo $n; }
 run tau $PY -m bench.tortuosity_benchmark --data .gpu/tortuosity_benchmark_500.zip --sizes $TAU_S --conv-crit 1e-2 --device $DEV
 run micro $PY -m bench.micro_benchmark --case berea --crop 64 --berea .gpu/berea_sandstone_400.zip $MI_N --device $DEV --preset default \
-  --train-minutes $T --threads 2 --workdir $W/micro --no-extras
+  --train-minutes $T --threads 2 --workdir $W/micro --no-extras ${MICRO_ARGS:-}
 calo_data() { # dir geometry particle energy nparts npart neval: train (parts merged), eval (seed 2), floor (seed 3) in parallel
   local d=$1 g=$2 pa=$3 en=$4 np=$5 n=$6 ne=$7 pids="" parts=""
   mkdir -p $d
@@ -62,7 +70,7 @@ run calogan bash -c "$(declare -f calo_data); start=$start PY=$PY; calo_data $W/
 run ds2 bash -c "$(declare -f calo_data); start=$start PY=$PY; calo_data $W/ds2 calochallenge-ds2 e- 1:1000 $DS_PARTS $DS_PART $DS_EVAL && \
   $PY -m bench.calo_benchmark --geometry calochallenge-ds2 --n-train $((DS_PARTS*DS_PART)) --n-eval $DS_EVAL $CALO_SET --device $DEV --preset gpu --train-minutes $T --threads 4 --workdir $W/ds2"
 run nbody $PY -m bench.nbody_benchmark --grid $NBG $NB_N --device $DEV --preset gpu --train-minutes $T --threads 2 --no-pm-speed \
-  --checkpoint last --workdir $W/nbody
+  --checkpoint last --workdir $W/nbody ${NB_ARGS:-}
 ( while sleep 20; do echo "$(( $(date +%s) - start )) s"; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader 2>/dev/null; done ) > "$W/gpu_util.log" 2>&1 &
 mon=$!
 DEADLINE=${DEADLINE:-440}
