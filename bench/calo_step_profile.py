@@ -13,7 +13,9 @@ nothing of the start-up. Printed per geometry: wall seconds per step (median of 
 per step, the device's busy time per step (the sum of the kernels' own times: far below the wall time means the step
 is bound by the host, launching many small kernels, not by the device), and the operators with the largest own time
 on the host and on the device. Issue 19 goal 5: the ``gpu`` preset made 2.3 steps/s on dataset 2 (6480 cells) on an
-H200 shared with other jobs, against 5.5 on CaloGAN (507 cells); this tells which.
+H200 shared with other jobs, against 5.5 on CaloGAN (507 cells); this tells which. Alone on an H200 (``bench/RESULTS.md`` §16,
+seventeenth session) both were bound by the host: ~21 800 kernel launches per dataset-2 step, the device busy 9 % of it.
+The profiler's own overhead slows the host further: on that node the whole run took ~6 minutes.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ def _make_data(geometry: str, n: int, seed: int, workdir: Path) -> Path:
 
 def profile_geometry(geometry: str, args: argparse.Namespace, workdir: Path) -> None:
     """Train ``args.preset`` on a small file of ``geometry`` and print the profile of ``args.steps`` steps."""
+    from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile, schedule
 
     from physgan.config import resolve_config
@@ -84,12 +87,15 @@ def profile_geometry(geometry: str, args: argparse.Namespace, workdir: Path) -> 
     wall = statistics.median(per_step) if per_step else float("nan")
     events = prof.key_averages()
     n_calls = sum(e.count for e in events if not e.key.startswith("ProfilerStep"))
-    own_dev = sum(getattr(e, "self_device_time_total", getattr(e, "self_cuda_time_total", 0.0)) for e in events)
+    # the kernels' own time: device-side events only (an operator's row repeats its kernels' time)
+    own_dev = sum(getattr(e, "self_device_time_total", 0.0) for e in events if e.device_type != DeviceType.CPU)
+    launches = sum(e.count for e in events if e.key.startswith(("cudaLaunchKernel", "cuLaunchKernel")))
     print(f"\n## {geometry}, preset {args.preset}, batch {cfg.train.batch_size}, n_critic {cfg.train.n_critic}, device {args.device}")
     print(f"wall per step {wall * 1e3:.1f} ms ({1 / wall:.2f} steps/s), operator calls per step {n_calls / args.steps:.0f}", end="")
     if cuda:
         busy = own_dev / args.steps / 1e6
-        print(f", device busy per step {busy * 1e3:.1f} ms ({100 * busy / wall:.0f} % of the wall time)")
+        print(f", kernel launches per step {launches / args.steps:.0f}, device busy per step {busy * 1e3:.1f} ms "
+              f"({100 * busy / wall:.0f} % of the wall time)")
     else:
         print()
     key_dev = "self_device_time_total" if cuda and hasattr(events[0], "self_device_time_total") else "self_cuda_time_total"

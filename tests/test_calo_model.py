@@ -1235,3 +1235,43 @@ def test_occupancy_radial_lets_a_shower_keep_its_outer_cells_empty():
     g.occupancy_shift.weight.requires_grad_(True)
     g(torch.randn(64, *g.latent_shape()), torch.randn(64, 1)).sum().backward()
     assert g.occupancy_shift.weight.grad[g.n_groups :].abs().sum() > 0
+
+
+def test_readout_threshold_reads_the_showers_as_the_evaluation_does():
+    """With ``readout_threshold`` the transform zeroes every cell below the geometry's voxel threshold, in the fitted
+    statistics (a layer holding only sub-threshold deposits counts as empty) and in forward, and keeps the threshold
+    with its state; the extras (CaloGAN's overflow) are not cells and keep their values. Without it nothing changes."""
+    ds2 = calochallenge_geometry("ds2")
+    thr = ds2.voxel_threshold_mev
+    assert thr > 0
+    rng = np.random.default_rng(3)
+    n = 400
+    x = rng.exponential(5.0, size=(n, ds2.n_features)) * (rng.random((n, ds2.n_features)) < 0.05)
+    first = ds2.layer_slice(0)
+    faint = rng.random(n) < 0.5  # half the showers hold only sub-threshold deposits in layer 0
+    x[faint, first] = np.where(x[faint, first] > 0, 0.2 * thr, 0.0)
+    x[~faint, first.start] = 10.0  # the others one measured cell there
+    c = rng.uniform(1e3, 1e6, size=(n, 1))
+    raw, read = CaloTransform().fit(x, c, ds2.to_attrs()), CaloTransform(readout_threshold=True).fit(x, c, ds2.to_attrs())
+    assert "readout_threshold_mev" not in raw.stats and read.stats["readout_threshold_mev"] == pytest.approx(thr)
+    from scipy.special import ndtr
+
+    empty_raw = 1 - ndtr(np.asarray(raw.stats["group_hit_probit"])[:, 0]).mean()
+    empty_read = 1 - ndtr(np.asarray(read.stats["group_hit_probit"])[:, 0]).mean()
+    assert empty_raw < 0.1 and abs(empty_read - faint.mean()) < 0.1
+    xt, ct = torch.as_tensor(x), torch.as_tensor(c)
+    back = read.inverse(read.forward(xt, ct), ct).numpy()
+    kept = x >= np.maximum(thr, read.eps * c)  # c in MeV; the transform's own eps snap zeroes less than eps E_inc / 2
+    assert (back[x < thr] == 0).all() and (back[kept] > 0).all()
+    np.testing.assert_allclose(back[kept], x[kept], rtol=1e-4)
+    state = CaloTransform().load_state_dict(json.loads(json.dumps(read.state_dict())))
+    torch.testing.assert_close(state.forward(xt, ct), read.forward(xt, ct))
+    back_raw = raw.inverse(raw.forward(xt, ct), ct).numpy()
+    assert ((back_raw > 0) & (back_raw < thr)).any()  # the raw transform keeps them
+    # CaloGAN: the extras keep their values below any threshold; its geometry's threshold is 0, so a forced one is used
+    t = CaloTransform(readout_threshold=True).fit(np.zeros((2, CALOGAN.n_features)), np.ones((2, 1)), CALOGAN.to_attrs())
+    assert t.stats["readout_threshold_mev"] == 0.0
+    t.stats["readout_threshold_mev"] = 5.0
+    xc = torch.full((1, CALOGAN.n_features), 1.0)
+    u = t._read_out(xc)
+    assert (u[:, : CALOGAN.n_cells] == 0).all() and (u[:, CALOGAN.n_cells :] == 1.0).all()
