@@ -9,8 +9,8 @@
 #   pip download --no-deps --only-binary=:all: --python-version 3.12 --platform manylinux2014_x86_64 -d .gpu/whl taufactor==1.2.1
 # then run `bash bench/gpu_figures.sh` there; $OUT/results.tgz holds every log, results.json, report and figure.
 # TauFactor imports IPython only for a notebook helper, so on an image without IPython a stub module stands in.
-# env: DEV (cuda|cpu), T (training minutes, default 3), W (work root), ONLY (job names: profile tau micro calogan ds2
-#      nbody; profile runs first, alone), DEADLINE (s, counted from the start), MICRO_ARGS / NB_ARGS (more options of
+# env: DEV (cuda|cpu), T (training minutes, default 3), W (work root), ONLY (job names: tau micro calogan ds2 nbody,
+#      default all of them; and profile, only when named, which runs first and alone), DEADLINE (s, counted from the start), MICRO_ARGS / NB_ARGS (more options of
 #      those benchmarks), SMALL=1 for a local smoke run on CPU (tiny sizes)
 set -u
 DEV=${DEV:-cuda}; T=${T:-3}; W=${W:-/tmp/g}; OUTD=${OUT:-/tmp/g_out}; SMALL=${SMALL:-0}
@@ -30,14 +30,15 @@ if [ "$SMALL" = 1 ]; then
   CG_PARTS=2; CG_PART=300; CG_EVAL=300; DS_PARTS=2; DS_PART=150; DS_EVAL=200
   PROF_ARGS="--n 64 --batch 16 --steps 2 --warmup 1 --top 5"
 else
-  PROF_ARGS="--n 2048 --steps 20 --warmup 5"
+  PROF_ARGS="--n 1024 --steps 10 --warmup 3"
   NB_N="--n-eval 2000 --sim-jobs 8"
   MI_N="--n-eval 16 --n-tau 6"; TAU_S="500"; NBG=128; CALO_SET=""
   CG_PARTS=10; CG_PART=10000; CG_EVAL=10000; DS_PARTS=6; DS_PART=5000; DS_EVAL=5000
 fi
 start=$(date +%s)
-# first, alone on the GPU: where a calorimeter gpu-preset step spends its time (host or device), both geometries
-case " ${ONLY:-profile tau micro calogan ds2 nbody} " in *" profile "*)
+# only when ONLY names it, first and alone on the GPU: where a calorimeter gpu-preset step spends its time (host or
+# device), both geometries; it took 383 s on an H200 node with 20 steps each (RESULTS.md section 16), now 10
+case " ${ONLY:-} " in *" profile "*)
   $PY -m bench.calo_step_profile --geometry calogan,calochallenge-ds2 --preset gpu --device $DEV $PROF_ARGS --workdir "$W/profile" \
     > "$W/profile.log" 2>&1; echo "exit $? after $(( $(date +%s) - start )) s" >> "$W/profile.log" ;;
 esac
