@@ -10,8 +10,8 @@
 # then run `bash bench/gpu_figures.sh` there; $OUT/results.tgz holds every log, results.json, report and figure.
 # TauFactor imports IPython only for a notebook helper, so on an image without IPython a stub module stands in.
 # env: DEV (cuda|cpu), T (training minutes, default 3), W (work root), ONLY (job names: tau micro calogan ds2 nbody,
-#      default all of them; and profile, only when named, which runs first and alone), DEADLINE (s, counted from the start), MICRO_ARGS / NB_ARGS (more options of
-#      those benchmarks), SMALL=1 for a local smoke run on CPU (tiny sizes)
+#      default all of them; and profile, only when named, which runs first and alone), DEADLINE (s, counted from the
+#      start), MICRO_ARGS / NB_ARGS (more options of those benchmarks), SMALL=1 for a local smoke run on CPU (tiny sizes)
 set -u
 DEV=${DEV:-cuda}; T=${T:-3}; W=${W:-/tmp/g}; OUTD=${OUT:-/tmp/g_out}; SMALL=${SMALL:-0}
 mkdir -p "$W" "$OUTD"
