@@ -623,10 +623,11 @@ def test_extras_summary_coordinate_is_the_overflow_energy():
      "occupancy_slope": True, "empty_layers": True},
     {"cell_noise": True, "noise_head": "layer", "occupancy": True, "extras_cap": True, "hit_floor": True,
      "occupancy_slope": True, "empty_draw": True, "response_noise": True, "occupancy_radial": True},
+    {**LONG_G_OPTIONS, "layer_noise": True},
     {"cell_noise": True, "noise_head": "cell", "occupancy": False},  # the relative threshold, a full noise head
     {"cell_noise": False, "sparsify": False},
 ], ids=["shared", "quick-preset", "long-presets", "conv-no-hidden", "extras-narrow", "noise-slope", "extras-cap", "hit-floor",
-        "empty-layers", "empty-draw", "threshold", "dense"])
+        "empty-layers", "empty-draw", "layer-noise", "threshold", "dense"])
 def test_sampling_path_equals_the_training_forward(options):
     """Without gradients the generator runs its element-wise steps in place: its cells equal the training forward's
     bit for bit for the same latents; the direct physical path (no log / exp round trip) equals the inverse transform
@@ -1275,3 +1276,54 @@ def test_readout_threshold_reads_the_showers_as_the_evaluation_does():
     xc = torch.full((1, CALOGAN.n_features), 1.0)
     u = t._read_out(xc)
     assert (u[:, : CALOGAN.n_cells] == 0).all() and (u[:, CALOGAN.n_cells :] == 1.0).all()
+
+
+def test_layer_noise_gives_each_layer_the_datas_spread_around_its_neighbours():
+    """``group_share_noise_line`` recovers a known per-layer spread around a smooth profile (the neighbours' own spread
+    taken out), at low and high energy; with ``layer_noise`` an untrained generator's layer energies get that spread
+    around their neighbours' (a generator without it: none, its layers follow the trunk), the sums stay exact, the
+    learned factor gets gradients and is held at ``layer_noise_floor`` or above, and the option needs the statistic."""
+    from physgan.domains.calo.transform import group_share_noise_line
+    from physgan.errors import ConfigError
+
+    rng = np.random.default_rng(6)
+    n, g = 60000, 6
+    e = np.exp(rng.uniform(np.log(1.0), np.log(100.0), size=n))
+    t = (np.log(e) - np.log(e).mean()) / np.log(e).std()
+    depth = rng.normal(0.0, 0.5, size=(n, 1))  # the smooth part: where the shower peaks
+    profile = -0.5 * (np.arange(g)[None, :] - 2.5 - depth) ** 2
+    sd_true = np.exp(-1.0 - 0.4 * t)[:, None] * np.ones((1, g))
+    e_group = np.exp(profile + sd_true * rng.standard_normal((n, g)))
+    a, b = group_share_noise_line(e_group, e)
+    for k in range(1, g - 1):  # inner groups (two neighbours)
+        np.testing.assert_allclose(np.exp(a[k] + b[k] * np.array([-1.5, 1.5])), np.exp(-1.0 - 0.4 * np.array([-1.5, 1.5])),
+                                   rtol=0.2)
+    # the generator
+    _, spec = _occupancy_model(3, 2, **LONG_G_OPTIONS, layer_noise=True, layer_noise_floor=0.3)
+    stats = {**spec.data_stats, "group_share_noise_a": [-1.0, -0.5, -1.5], "group_share_noise_b": [0.0, 0.0, 0.0]}
+    spec = ModelSpec(**{**spec.__dict__, "data_stats": stats})
+    torch.manual_seed(0)
+    gen = build_generator(spec)
+    plain = build_generator(ModelSpec(**{**spec.__dict__, "options": dict(LONG_G_OPTIONS)}))
+    assert gen.latent_shape()[0] == plain.latent_shape()[0] + 3
+    c = torch.zeros(20000, 1)
+    with torch.no_grad():
+        o = gen.physics(torch.randn(20000, *gen.latent_shape()), c)
+        p = plain.physics(torch.randn(20000, *plain.latent_shape()), c)
+    torch.testing.assert_close(o["u"].sum(1), o["response"], rtol=1e-5, atol=0.0)
+    def relative(out):  # log energy of group 1 over group 0's, and of group 2 over group 1's (the response cancels)
+        logs = torch.log(out["group_energy"][(out["group_energy"] > 0).all(1)]).double()
+        return (logs[:, 1:] - logs[:, :-1]).std(0)
+
+    sd = np.exp([-1.0, -0.5, -1.5])
+    np.testing.assert_allclose(relative(o).numpy(), np.hypot(sd[1:], sd[:-1]), rtol=0.05)
+    assert float(relative(p).max()) < 0.05  # without the option the trunk's (untrained: nearly constant) shares
+    gen(torch.randn(64, *gen.latent_shape()), torch.randn(64, 1)).sum().backward()
+    assert gen.layer_noise_shift.grad is not None and gen.layer_noise_shift.grad.abs().sum() > 0
+    with torch.no_grad():  # a shift that switched the noise off: the floor keeps 0.3 of the line
+        gen.layer_noise_shift.fill_(-30.0)
+        o = gen.physics(torch.randn(20000, *gen.latent_shape()), c)
+    np.testing.assert_allclose(relative(o).numpy(), 0.3 * np.hypot(sd[1:], sd[:-1]), rtol=0.05)
+    stale = {k: v for k, v in stats.items() if not k.startswith("group_share_noise")}
+    with pytest.raises(ConfigError, match="group_share_noise"):
+        build_generator(ModelSpec(**{**spec.__dict__, "data_stats": stale}))

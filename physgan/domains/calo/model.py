@@ -409,6 +409,22 @@ class CaloGenerator(nn.Module):
                 raise ConfigError("calo model: response_noise needs the transform statistics 'response_log_std_a/b' of "
                                   "this version; fit the transform again")
             self.response_log_sd = nn.Parameter(torch.tensor([float(ra), float(rb)]))
+        # option layer_noise: each group's share gets its own unit-mean log-normal factor, spread the data's line of the
+        # group's log energy around its neighbours' (group_share_noise_line) times a learned factor per group of at least
+        # layer_noise_floor; a profile from the trunk alone is a smooth function of a few latent directions: on dataset 2
+        # a layer's log energy given its neighbours spread 5-20x less than GFlash's (bench/RESULTS.md §13, 17th session)
+        self.layer_noise = bool(_opt(spec, "layer_noise", False))
+        if self.layer_noise:
+            na, nb = data.get("group_share_noise_a"), data.get("group_share_noise_b")
+            if na is None or nb is None or len(na) != self.n_groups:
+                raise ConfigError("calo model: layer_noise needs the transform statistics 'group_share_noise_a/b' of this "
+                                  "version; fit the transform again")
+            self.layer_noise_floor = float(_opt(spec, "layer_noise_floor", 0.5))
+            if not 0.0 <= self.layer_noise_floor < 1.0:
+                raise ConfigError(f"calo model: layer_noise_floor must lie in [0, 1), got {self.layer_noise_floor}")
+            self.register_buffer("layer_noise_a", torch.tensor(na, dtype=torch.float32))
+            self.register_buffer("layer_noise_b", torch.tensor(nb, dtype=torch.float32))
+            self.layer_noise_shift = nn.Parameter(torch.zeros(self.n_groups))
         mean_u = np.asarray(data.get("mean_fraction", []), dtype=np.float64)
         if mean_u.shape != (geom.n_features,) or not np.isfinite(mean_u).all() or mean_u.sum() <= 0:
             mean_u = None
@@ -664,12 +680,12 @@ class CaloGenerator(nn.Module):
 
     def latent_shape(self, scale: int = 1) -> tuple[int, ...]:
         """Shape of one latent vector: ``(z_dim + k n_features [+ n_groups] [+ 1],)`` with ``k`` = 1 per per-cell block
-        in use (noise, occupancy), then one draw per layer group with ``empty_draw`` and the response's own draw with
-        ``response_noise``; the geometry is fixed, so ``scale`` must be 1."""
+        in use (noise, occupancy), then one draw per layer group with ``empty_draw``, one per group with ``layer_noise``
+        and the response's own draw with ``response_noise``; the geometry is fixed, so ``scale`` must be 1."""
         if int(scale) != 1:
             raise ConfigError("the calorimeter generator has a fixed geometry: latent scale must be 1")
-        n_empty = self.n_groups if self.empty_draw else 0
-        return (self.z_dim + self.n_features * (int(self.cell_noise) + int(self.occupancy)) + n_empty
+        n_groups = self.n_groups * (int(self.empty_draw) + int(self.layer_noise))
+        return (self.z_dim + self.n_features * (int(self.cell_noise) + int(self.occupancy)) + n_groups
                 + int(self.response_log_sd is not None),)
 
     def _hit_mask(self, k: int, occ_shift: torch.Tensor, c: torch.Tensor,
@@ -816,6 +832,8 @@ class CaloGenerator(nn.Module):
         draws = z[:, self.z_dim + nf * int(self.cell_noise) : self.z_dim + nf * (int(self.cell_noise) + 1)] if self.occupancy else None
         tail = self.z_dim + nf * (int(self.cell_noise) + int(self.occupancy))  # then the empty draws, the response's
         drawn_empty = self._drawn_empty(z[:, tail : tail + self.n_groups], c) if self.empty_draw else None
+        tail += self.n_groups * int(self.empty_draw)
+        layer_draw = z[:, tail : tail + self.n_groups] if self.layer_noise else None
         response_draw = z[:, -1] if self.response_log_sd is not None else None
         z = z[:, : self.z_dim]
         trunk_in = [z, e]
@@ -832,7 +850,12 @@ class CaloGenerator(nn.Module):
         if response_draw is not None:  # log-normal with the same mean: exp(sd n - sd^2 / 2)
             sd = torch.exp(self.response_log_sd[0] + self.response_log_sd[1] * c[:, 0].to(response.dtype))
             response = response * torch.exp(sd * response_draw - 0.5 * sd * sd)
-        fractions = torch.softmax(self.fractions(h), dim=1)
+        share_logits = self.fractions(h)
+        if layer_draw is not None:  # unit-mean log-normal: exp(sd n - sd^2 / 2)
+            sd = torch.exp(self.layer_noise_a + self.layer_noise_b * c[:, :1].to(share_logits.dtype))
+            sd = sd * (self.layer_noise_floor + (1.0 - self.layer_noise_floor) * torch.exp(self.layer_noise_shift))
+            share_logits = share_logits + sd * layer_draw - 0.5 * sd * sd
+        fractions = torch.softmax(share_logits, dim=1)
         if drawn_empty is not None:  # the empty groups' cells then hold exact zeros (their group energy is 0)
             fractions = _without_groups(fractions, drawn_empty)
         s = None if self.occupancy else S_MAX * torch.sigmoid(self.thresholds(h))  # < 1: the hottest cell survives

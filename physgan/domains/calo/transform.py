@@ -62,6 +62,7 @@ __all__ = [
     "cell_hit_probit",
     "cell_hit_floor",
     "group_hit_curve",
+    "group_share_noise_line",
     "response_log_std_line",
 ]
 
@@ -318,6 +319,63 @@ def response_log_std_line(r: np.ndarray, e_inc: np.ndarray, n_bins: int = 5) -> 
     xc = x - x.mean()
     b = float(xc @ (y - y.mean()) / (xc @ xc))
     return float(y.mean() - b * x.mean()), b
+
+
+def group_share_noise_line(e_group: np.ndarray, e_inc: np.ndarray, n_bins: int = 5,
+                           min_count: int = 50) -> tuple[np.ndarray, np.ndarray]:
+    """Per layer group, a line ``log s_g(t) = a_g + b_g t`` of the spread of the group's log energy that its
+    neighbouring groups do not explain (``t`` as :func:`cell_hit_probit`'s).
+
+    Within each of ``n_bins`` equal-count bins of the incident energy, over the showers where group ``g`` and its
+    neighbours ``g - 1`` and ``g + 1`` (those that exist) hold energy, ``log e_g`` is regressed on ``1, t`` and the
+    neighbours' log energies; the residual's standard deviation, divided by ``sqrt(1 + sum beta^2)`` (the part of the
+    residual that is the neighbours' own independent spread, were theirs the same), is the bin's ``s_g``. A shower's
+    longitudinal profile is a smooth curve (where it starts, how deep it peaks) plus each layer's own fluctuation, the
+    count of the few deposits it catches: GFlash on dataset 2 leaves 0.2-0.8 in log energy around the neighbours, a
+    trained generator without ``layer_noise`` 5-20x less (``bench/RESULTS.md`` §13, seventeenth session).
+
+    Parameters
+    ----------
+    e_group : numpy.ndarray
+        (N, n_groups) non-negative group energies (any unit).
+    e_inc : numpy.ndarray
+        (N,) incident energies.
+    n_bins, min_count : int
+        Energy bins, and the fewest usable showers a bin needs.
+
+    Returns
+    -------
+    a, b : numpy.ndarray
+        float32 (n_groups,) each; a group with no usable bin gets ``a = log 1e-4``, ``b = 0`` (no noise to speak of).
+    """
+    e_group = np.asarray(e_group, dtype=np.float64)
+    t, which = _energy_bins(e_inc, n_bins)
+    n_groups = e_group.shape[1]
+    logs = np.log(np.where(e_group > 0, e_group, 1.0))
+    a, b = np.full(n_groups, math.log(1e-4)), np.zeros(n_groups)
+    for g in range(n_groups):
+        nb = [j for j in (g - 1, g + 1) if 0 <= j < n_groups]
+        if not nb:
+            continue
+        held = (e_group[:, [g, *nb]] > 0).all(axis=1)
+        xs, ys = [], []
+        for k in range(n_bins):
+            sel = held & (which == k)
+            if sel.sum() < min_count:
+                continue
+            design = np.column_stack([np.ones(sel.sum()), t[sel], logs[sel][:, nb]])
+            beta, *_ = np.linalg.lstsq(design, logs[sel, g], rcond=None)
+            sd = (logs[sel, g] - design @ beta).std() / math.sqrt(1.0 + float(beta[2:] @ beta[2:]))
+            xs.append(t[sel].mean())
+            ys.append(math.log(max(sd, 1e-4)))
+        if len(xs) >= 2 and np.ptp(xs) > 0:
+            x, y = np.asarray(xs), np.asarray(ys)
+            xc = x - x.mean()
+            b[g] = float(xc @ (y - y.mean()) / (xc @ xc))
+            a[g] = float(y.mean() - b[g] * x.mean())
+        elif xs:
+            a[g] = ys[0]
+    return a.astype(np.float32), b.astype(np.float32)
 
 
 def _binned_log_std(u: np.ndarray, e_inc: np.ndarray, feature_group: np.ndarray, n_bins: int,
@@ -716,6 +774,8 @@ class CaloTransform(Transform):
                 e_group = u @ group_member_matrix(fg, int(fg.max()) + 1).astype(np.float64)
                 knots, probit = group_hit_curve(e_group, e)
                 stats.update(group_hit_knots=knots.tolist(), group_hit_probit=probit.tolist())
+                noise_a, noise_b = group_share_noise_line(e_group, e)  # option layer_noise
+                stats.update(group_share_noise_a=noise_a.tolist(), group_share_noise_b=noise_b.tolist())
                 floor_a, floor_b = cell_hit_floor(u, e, np.asarray(stats["feature_group"]), geom.n_cells)
                 stats.update(cell_hit_floor_a=floor_a.tolist(), cell_hit_floor_b=floor_b.tolist())
         self.stats = stats
