@@ -290,6 +290,17 @@ def group_hit_curve(e_group: np.ndarray, e_inc: np.ndarray, n_bins: int = 16,
     return np.asarray(knots, np.float32), probit.astype(np.float32)
 
 
+def _line(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Least-squares line ``y ~ a + b x`` over points ``x`` (K,), ``y`` (K,) or (K, m) (one line per column); with fewer
+    than two distinct ``x`` the line is flat at the mean of ``y``. Returns ``(a, b)`` as float64 scalars or (m,) arrays."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if len(x) < 2 or np.ptp(x) == 0:
+        return y.mean(axis=0), np.zeros_like(y.mean(axis=0))
+    xc = x - x.mean()
+    b = (xc @ (y - y.mean(axis=0))) / (xc @ xc)
+    return y.mean(axis=0) - b * x.mean(), b
+
+
 def response_log_std_line(r: np.ndarray, e_inc: np.ndarray, n_bins: int = 5) -> tuple[float, float]:
     """Line ``log sd(t) ~ a + b t`` of the spread of ``log r`` (the response ``E_sum / E_inc``) against the
     standardised log incident energy ``t`` (:func:`cell_hit_probit`'s), least squares over ``n_bins`` equal-count
@@ -313,12 +324,8 @@ def response_log_std_line(r: np.ndarray, e_inc: np.ndarray, n_bins: int = 5) -> 
             ys.append(np.log(max(np.log(r[sel]).std(), 1e-4)))
     if not xs:
         return math.log(1e-4), 0.0
-    x, y = np.asarray(xs), np.asarray(ys)
-    if len(x) < 2 or np.ptp(x) == 0:
-        return float(y.mean()), 0.0
-    xc = x - x.mean()
-    b = float(xc @ (y - y.mean()) / (xc @ xc))
-    return float(y.mean() - b * x.mean()), b
+    a, b = _line(np.asarray(xs), np.asarray(ys))
+    return float(a), float(b)
 
 
 def group_share_noise_line(e_group: np.ndarray, e_inc: np.ndarray, n_bins: int = 5,
@@ -368,13 +375,8 @@ def group_share_noise_line(e_group: np.ndarray, e_inc: np.ndarray, n_bins: int =
             sd = (logs[sel, g] - design @ beta).std() / math.sqrt(1.0 + float(beta[2:] @ beta[2:]))
             xs.append(t[sel].mean())
             ys.append(math.log(max(sd, 1e-4)))
-        if len(xs) >= 2 and np.ptp(xs) > 0:
-            x, y = np.asarray(xs), np.asarray(ys)
-            xc = x - x.mean()
-            b[g] = float(xc @ (y - y.mean()) / (xc @ xc))
-            a[g] = float(y.mean() - b[g] * x.mean())
-        elif xs:
-            a[g] = ys[0]
+        if xs:
+            a[g], b[g] = _line(np.asarray(xs), np.asarray(ys))
     return a.astype(np.float32), b.astype(np.float32)
 
 
@@ -521,12 +523,8 @@ def cell_hit_probit(u: np.ndarray, e_inc: np.ndarray, n_bins: int = 5) -> tuple[
         if sel.any():
             xs.append(t[sel].mean())
             ys.append(ndtri((hit[sel].sum(axis=0) + 0.5) / (sel.sum() + 1.0)))
-    x, y = np.asarray(xs), np.stack(ys)
-    if len(x) < 2 or np.ptp(x) == 0:
-        return y.mean(axis=0).astype(np.float32), np.zeros(y.shape[1], np.float32)
-    xc = x - x.mean()
-    slope = (xc @ (y - y.mean(axis=0))) / (xc @ xc)
-    return (y.mean(axis=0) - slope * x.mean()).astype(np.float32), slope.astype(np.float32)
+    a, b = _line(np.asarray(xs), np.stack(ys))
+    return a.astype(np.float32), b.astype(np.float32)
 
 
 def cell_hit_floor(u: np.ndarray, e_inc: np.ndarray, feature_group: np.ndarray, n_cells: int, q: float = 0.005,
@@ -580,12 +578,8 @@ def cell_hit_floor(u: np.ndarray, e_inc: np.ndarray, feature_group: np.ndarray, 
                 ys.append(np.quantile(np.log(v[hit]) + np.broadcast_to(log_e[sel, None], v.shape)[hit], q))
         if not xs:
             continue
-        x, y = np.asarray(xs), np.asarray(ys)
-        slope = 0.0
-        if len(x) >= 2 and np.ptp(x) > 0:
-            xc = x - x.mean()
-            slope = (xc @ (y - y.mean())) / (xc @ xc)
-        a[g], b[g] = y.mean() - slope * x.mean() - m, slope - sd
+        intercept, slope = _line(np.asarray(xs), np.asarray(ys))
+        a[g], b[g] = intercept - m, slope - sd
     return a.astype(np.float32), b.astype(np.float32)
 
 
