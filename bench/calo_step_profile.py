@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 
 from bench._util import env_info
+from bench.train_throughput import timing_overrides
 
 
 def _make_data(geometry: str, n: int, seed: int, workdir: Path) -> Path:
@@ -54,9 +55,7 @@ def profile_geometry(geometry: str, args: argparse.Namespace, workdir: Path) -> 
 
     data = _make_data(geometry, args.n, args.seed, workdir)
     total = args.warmup + args.steps
-    overrides = [f"data.path={data}", f"train.device={args.device}", f"train.steps={total}", "train.val_every=0",
-                 "train.ckpt_every=1000000000", "train.keep_snapshots=0", f"train.log_every={total}", "data.in_memory=yes",
-                 *args.set]
+    overrides = [*timing_overrides(data, args.device, total, total), *args.set]
     if args.batch:
         overrides.append(f"train.batch_size={args.batch}")
     cfg = resolve_config("calo", args.preset, overrides=overrides)

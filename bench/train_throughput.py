@@ -73,11 +73,16 @@ def make_data(model: str, n: int) -> Path:
     return path
 
 
+def timing_overrides(data: Path, device: str, steps: int, log_every: int) -> list[str]:
+    """Config overrides of a timed training run: ``steps`` steps on ``data`` in memory, no validation, no checkpoints."""
+    return [f"data.path={data}", f"train.device={device}", f"train.steps={steps}", "train.val_every=0",
+            "train.ckpt_every=1000000000", "train.keep_snapshots=0", f"train.log_every={log_every}", "data.in_memory=yes"]
+
+
 def config(model: str, data: Path, device: str, steps: int, log_every: int):
     from physgan.config import resolve_config
 
-    common = [f"data.path={data}", f"train.device={device}", f"train.steps={steps}", "train.val_every=0",
-              "train.ckpt_every=1000000000", "train.keep_snapshots=0", f"train.log_every={log_every}", "data.in_memory=yes"]
+    common = timing_overrides(data, device, steps, log_every)
     if model == "calo":
         return resolve_config("calo", "quick", overrides=common)
     opts = ["model.width=32", "model.depth=2", "model.z_dim=16", "model.embed_dim=16", "train.batch_size=64", "train.n_critic=5"]
