@@ -624,10 +624,11 @@ def test_extras_summary_coordinate_is_the_overflow_energy():
     {"cell_noise": True, "noise_head": "layer", "occupancy": True, "extras_cap": True, "hit_floor": True,
      "occupancy_slope": True, "empty_draw": True, "response_noise": True, "occupancy_radial": True},
     {**LONG_G_OPTIONS, "layer_noise": True},
+    {**LONG_G_OPTIONS, "layer_noise": True, "layer_noise_hits": True, "occupancy_radial": True},
     {"cell_noise": True, "noise_head": "cell", "occupancy": False},  # the relative threshold, a full noise head
     {"cell_noise": False, "sparsify": False},
 ], ids=["shared", "quick-preset", "long-presets", "conv-no-hidden", "extras-narrow", "noise-slope", "extras-cap", "hit-floor",
-        "empty-layers", "empty-draw", "layer-noise", "threshold", "dense"])
+        "empty-layers", "empty-draw", "layer-noise", "layer-noise-hits", "threshold", "dense"])
 def test_sampling_path_equals_the_training_forward(options):
     """Without gradients the generator runs its element-wise steps in place: its cells equal the training forward's
     bit for bit for the same latents; the direct physical path (no log / exp round trip) equals the inverse transform
@@ -1327,3 +1328,57 @@ def test_layer_noise_gives_each_layer_the_datas_spread_around_its_neighbours():
     stale = {k: v for k, v in stats.items() if not k.startswith("group_share_noise")}
     with pytest.raises(ConfigError, match="group_share_noise"):
         build_generator(ModelSpec(**{**spec.__dict__, "data_stats": stale}))
+
+
+def test_layer_noise_hits_ties_each_groups_occupancy_to_its_layer_draw():
+    """``group_hit_slope`` recovers a known slope of a group's hit-fraction probit on its log energy at fixed incident
+    energy (0 where the hits do not follow the energy); with ``layer_noise_hits`` an untrained generator's hit count
+    of a group rises with the group's layer draw as its slope says (none at slope 0), the sums stay exact, the slope
+    gets gradients, and the option needs ``layer_noise``, ``occupancy`` and the statistic."""
+    from scipy.stats import norm
+
+    from physgan.domains.calo.transform import group_hit_slope, group_member_matrix
+    from physgan.errors import ConfigError
+
+    rng = np.random.default_rng(11)
+    n, cells, slopes = 40000, 200, np.array([0.0, 0.5, 1.5])
+    e = np.exp(rng.uniform(np.log(1.0), np.log(100.0), size=n))
+    t = (np.log(e) - np.log(e).mean()) / np.log(e).std()
+    dev = 0.4 * rng.standard_normal((n, 3))  # each group's log energy around its mean at this incident energy
+    e_group = e[:, None] * np.exp(-1.0 + dev)
+    p_hit = norm.cdf(-0.3 + 0.2 * t[:, None] + slopes[None, :] * dev)  # (n, 3), every cell of a group alike
+    hit = rng.random((n, 3, cells)) < p_hit[:, :, None]
+    hit[:, :, 0] = True  # a group holding energy has a hit cell
+    u = (hit * (e_group[:, :, None] / hit.sum(axis=2, keepdims=True))).reshape(n, 3 * cells)
+    got = group_hit_slope(u, e, np.repeat(np.arange(3), cells))
+    np.testing.assert_allclose(got, slopes, atol=0.06, rtol=0.1)
+    # the generator
+    opts = {**LONG_G_OPTIONS, "layer_noise": True, "layer_noise_hits": True}
+    _, spec = _occupancy_model(3, 2, **opts)
+    stats = {**spec.data_stats, "group_share_noise_a": [-0.5, -0.5, -0.5], "group_share_noise_b": [0.0, 0.0, 0.0],
+             "group_hit_slope": [0.0, 1.0, 3.0]}
+    spec = ModelSpec(**{**spec.__dict__, "data_stats": stats})
+    torch.manual_seed(0)
+    gen = build_generator(spec)
+    z = torch.randn(20000, *gen.latent_shape())
+    with torch.no_grad():
+        o = gen.physics(z, torch.zeros(20000, 1))
+    torch.testing.assert_close(o["u"].sum(1), o["response"], rtol=1e-5, atol=0.0)
+    draw = z[:, -1 - gen.n_groups : -1]  # the layer draws come just before the response's
+    member = torch.as_tensor(group_member_matrix(np.asarray(stats["feature_group"]), gen.n_groups), dtype=torch.float32)
+    n_hit = (o["u"] > 0).float() @ member
+    corr = [float(np.corrcoef(draw[:, k].numpy(), n_hit[:, k].numpy())[0, 1]) for k in range(gen.n_groups)]
+    assert abs(corr[0]) < 0.03 and min(corr[1:]) > 0.5, corr
+    spread = float(n_hit[:, 1].std())
+    with torch.no_grad():  # group 1's slope at 0: its hit count no longer follows the draw, and spreads less
+        gen.layer_hit_slope[1] = 0.0
+        n_hit = (gen.physics(z, torch.zeros(20000, 1))["u"] > 0).float() @ member
+    assert abs(float(np.corrcoef(draw[:, 1].numpy(), n_hit[:, 1].numpy())[0, 1])) < 0.03
+    assert float(n_hit[:, 1].std()) < 0.7 * spread
+    gen(torch.randn(64, *gen.latent_shape()), torch.randn(64, 1)).sum().backward()
+    assert gen.layer_hit_slope.grad is not None and gen.layer_hit_slope.grad.abs().sum() > 0
+    stale = {k: v for k, v in stats.items() if k != "group_hit_slope"}
+    with pytest.raises(ConfigError, match="group_hit_slope"):
+        build_generator(ModelSpec(**{**spec.__dict__, "data_stats": stale}))
+    with pytest.raises(ConfigError, match="needs layer_noise"):
+        build_generator(ModelSpec(**{**spec.__dict__, "options": {**opts, "layer_noise": False}}))

@@ -425,6 +425,19 @@ class CaloGenerator(nn.Module):
             self.register_buffer("layer_noise_a", torch.tensor(na, dtype=torch.float32))
             self.register_buffer("layer_noise_b", torch.tensor(nb, dtype=torch.float32))
             self.layer_noise_shift = nn.Parameter(torch.zeros(self.n_groups))
+        # option layer_noise_hits (with layer_noise and occupancy): each group's hit probit moves by a learned slope per
+        # group times its layer draw's log deviation (sd n), the slope starting at the data's (group_hit_slope); with the
+        # layer draw alone a layer holding more of the shower hit no more cells, and on dataset 2 the hit counts then
+        # separated generated from GFlash showers (sparsity alone AUC 0.90-0.92; bench/RESULTS.md §13, 17th session)
+        self.layer_noise_hits = bool(_opt(spec, "layer_noise_hits", False))
+        if self.layer_noise_hits:
+            if not (self.layer_noise and bool(_opt(spec, "occupancy", False))):
+                raise ConfigError("calo model: layer_noise_hits needs layer_noise and occupancy")
+            slope = data.get("group_hit_slope")
+            if slope is None or len(slope) != self.n_groups:
+                raise ConfigError("calo model: layer_noise_hits needs the transform statistic 'group_hit_slope' of this "
+                                  "version (one per layer group); fit the transform again")
+            self.layer_hit_slope = nn.Parameter(torch.tensor(slope, dtype=torch.float32))
         mean_u = np.asarray(data.get("mean_fraction", []), dtype=np.float64)
         if mean_u.shape != (geom.n_features,) or not np.isfinite(mean_u).all() or mean_u.sum() <= 0:
             mean_u = None
@@ -851,10 +864,12 @@ class CaloGenerator(nn.Module):
             sd = torch.exp(self.response_log_sd[0] + self.response_log_sd[1] * c[:, 0].to(response.dtype))
             response = response * torch.exp(sd * response_draw - 0.5 * sd * sd)
         share_logits = self.fractions(h)
+        layer_dev = None  # with layer_noise: each group's log deviation sd n (B, n_groups)
         if layer_draw is not None:  # unit-mean log-normal: exp(sd n - sd^2 / 2)
             sd = torch.exp(self.layer_noise_a + self.layer_noise_b * c[:, :1].to(share_logits.dtype))
             sd = sd * (self.layer_noise_floor + (1.0 - self.layer_noise_floor) * torch.exp(self.layer_noise_shift))
-            share_logits = share_logits + sd * layer_draw - 0.5 * sd * sd
+            layer_dev = sd * layer_draw
+            share_logits = share_logits + layer_dev - 0.5 * sd * sd
         fractions = torch.softmax(share_logits, dim=1)
         if drawn_empty is not None:  # the empty groups' cells then hold exact zeros (their group energy is 0)
             fractions = _without_groups(fractions, drawn_empty)
@@ -865,6 +880,9 @@ class CaloGenerator(nn.Module):
         if shift is not None and self.noise_floor > 0:  # at least noise_floor of the start; 1 at the start as without
             shift = self.noise_floor + (1.0 - self.noise_floor) * shift
         occ_shift = self.occupancy_shift(h) if draws is not None else None
+        if occ_shift is not None and self.layer_noise_hits:  # the level columns come first (then the radial slopes)
+            moved = occ_shift[:, : self.n_groups] + self.layer_hit_slope * layer_dev
+            occ_shift = torch.cat([moved, occ_shift[:, self.n_groups :]], dim=1) if self.occupancy_radial else moved
         masks: list[tuple[torch.Tensor, torch.Tensor | None] | None] = [None] * self.n_groups
         full = None  # with empty_layers: the groups' energies had none been empty (the straight-through's counterfactual)
         if self.empty_layers and draws is not None:  # the hit draws first: which groups are empty

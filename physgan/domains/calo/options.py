@@ -47,6 +47,7 @@ class CaloModelOptions:
     empty_draw: bool = False  # a layer group is empty at the data's rate for the shower's energy; the trunk sees it (issue 19)
     layer_noise: bool = False  # each layer group's share gets its own log-normal draw, from the data's spread (issue 19)
     layer_noise_floor: float = 0.5  # layer_noise: its learned factor on the data's spread is at least this (issue 19)
+    layer_noise_hits: bool = False  # layer_noise + occupancy: a group's hit probit follows its layer draw (issue 19)
     pattern_conv: int = 0  # channels of the generator's per-layer conv stream on the pattern logits (0: none; issue 19)
     critic_layer_stream: int = 0  # channels of the critic's stream along the layers (0: none; issue 19)
     critic_spatial: int = 0  # channels of the critic's per-layer conv streams (0: none; issue 19)

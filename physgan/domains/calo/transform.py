@@ -63,6 +63,7 @@ __all__ = [
     "cell_hit_floor",
     "group_hit_curve",
     "group_share_noise_line",
+    "group_hit_slope",
     "response_log_std_line",
 ]
 
@@ -527,6 +528,62 @@ def cell_hit_probit(u: np.ndarray, e_inc: np.ndarray, n_bins: int = 5) -> tuple[
     return a.astype(np.float32), b.astype(np.float32)
 
 
+def group_hit_slope(u: np.ndarray, e_inc: np.ndarray, feature_group: np.ndarray, n_bins: int = 5,
+                    min_count: int = 50) -> np.ndarray:
+    """Per layer group, the slope of the probit of its hit-cell fraction against its log energy at fixed incident
+    energy.
+
+    Within each of ``n_bins`` equal-count bins of the incident energy, over the showers where group ``g`` holds
+    energy, ``Phi^-1((n_hit + 0.5) / (n_cells + 1))`` is regressed on ``1, t`` (:func:`cell_hit_probit`'s) and
+    ``log e_g``; the slopes on ``log e_g`` are averaged over the usable bins, weighted by their showers. A layer that
+    catches more of the shower hits more cells: GFlash on dataset 2 ties the two closely, and a generator whose
+    layer energy gets its own draw (option ``layer_noise``) but whose occupancy does not is told apart by the hit
+    counts (``bench/RESULTS.md`` §13, seventeenth session).
+
+    Parameters
+    ----------
+    u : numpy.ndarray
+        (N, n_features) non-negative energies (any unit).
+    e_inc : numpy.ndarray
+        (N,) incident energies.
+    feature_group : numpy.ndarray
+        (n_features,) each feature's layer group.
+    n_bins, min_count : int
+        Energy bins, and the fewest usable showers a bin needs.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 (n_groups,); 0 for a group with no usable bin or a single feature.
+    """
+    from scipy.special import ndtri
+
+    fg = np.asarray(feature_group)
+    n_groups = int(fg.max()) + 1
+    member = group_member_matrix(fg, n_groups).astype(np.float32)
+    u = np.asarray(u)
+    e_group = u @ member.astype(u.dtype)
+    n_hit = np.concatenate([(u[i : i + 4096] > 0).astype(np.float32) @ member for i in range(0, len(u), 4096)])
+    n_cells = member.sum(axis=0)
+    t, which = _energy_bins(e_inc, n_bins)
+    slope = np.zeros(n_groups)
+    for g in range(n_groups):
+        if n_cells[g] < 2:
+            continue
+        held = e_group[:, g] > 0
+        num = den = 0.0
+        for k in range(n_bins):
+            sel = held & (which == k)
+            if sel.sum() < min_count:
+                continue
+            y = ndtri((n_hit[sel, g] + 0.5) / (n_cells[g] + 1.0))
+            design = np.column_stack([np.ones(sel.sum()), t[sel], np.log(e_group[sel, g])])
+            beta, *_ = np.linalg.lstsq(design, y, rcond=None)
+            num, den = num + beta[2] * sel.sum(), den + sel.sum()
+        slope[g] = num / den if den else 0.0
+    return slope.astype(np.float32)
+
+
 def cell_hit_floor(u: np.ndarray, e_inc: np.ndarray, feature_group: np.ndarray, n_cells: int, q: float = 0.005,
                    n_bins: int = 10) -> tuple[np.ndarray, np.ndarray]:
     """Per group, a line of the log smallest hit energy (over ``E_inc``) against the standardised log incident energy.
@@ -770,6 +827,7 @@ class CaloTransform(Transform):
                 stats.update(group_hit_knots=knots.tolist(), group_hit_probit=probit.tolist())
                 noise_a, noise_b = group_share_noise_line(e_group, e)  # option layer_noise
                 stats.update(group_share_noise_a=noise_a.tolist(), group_share_noise_b=noise_b.tolist())
+                stats.update(group_hit_slope=group_hit_slope(u, e, fg).tolist())  # option layer_noise_hits
                 floor_a, floor_b = cell_hit_floor(u, e, np.asarray(stats["feature_group"]), geom.n_cells)
                 stats.update(cell_hit_floor_a=floor_a.tolist(), cell_hit_floor_b=floor_b.tolist())
         self.stats = stats
