@@ -113,3 +113,25 @@ def test_calogan_plots(tmp_path):
     assert sum(n.startswith("calo_features") for n in names) == 2  # 24 features, 12 per page
     again = plots(real, fake, CALOGAN.to_attrs(), tmp_path)  # re-plotting into the same folder replaces the files
     assert [p for _, p in again] == [p for _, p in figs]
+
+
+def test_layer_profiles_show_cartesian_centres_as_a_difference(tmp_path, monkeypatch):
+    """CaloGAN's centres lie about 0 mm with either sign, so their lower panel is generated - real in mm (a ratio of
+    two near-zero means is noise); energies and widths keep the ratio; a shifted generated centre shows in the panel."""
+    import importlib
+
+    calo_plots = importlib.import_module("physgan.domains.calo.plots")  # the package's `plots` attribute is the function
+    saved = []
+    original = calo_plots._save
+    monkeypatch.setattr(calo_plots, "_save", lambda fig, path: (saved.append(fig), original(fig, path))[1])
+    real, fake = toy_showers(300, seed=6), toy_showers(300, seed=7)
+    x = np.array(fake[0], copy=True)
+    lay = CALOGAN.layers[1]  # 12 x 12 cells of 40 mm, x along the first axis
+    grid = x[:, CALOGAN.layer_slice(1)].reshape(len(x), *lay.shape)
+    x[:, CALOGAN.layer_slice(1)] = np.roll(grid, 2, axis=1).reshape(len(x), -1)  # layer 1 moved 80 mm in x
+    calo_plots.plot_layer_profiles(real, (x, fake[1]), CALOGAN.to_attrs(), tmp_path / "profiles.png")
+    lower = [ax for ax in saved[-1].axes if ax.get_xlabel() == "layer"]
+    assert [ax.get_ylabel() for ax in lower] == ["gen/real", "gen - real [mm]", "gen/real"]
+    diff = lower[1].lines[0].get_ydata() if lower[1].lines else lower[1].containers[0][0].get_ydata()
+    lo, hi = lower[1].get_ylim()
+    assert lo == -hi and abs(diff[1]) > 5 * max(abs(diff[0]), abs(diff[2]), 0.1) and hi > abs(diff[1])

@@ -16,7 +16,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.colors import LogNorm
-from matplotlib.ticker import NullLocator
+from matplotlib.ticker import MaxNLocator, NullLocator
 
 from physgan.domains.calo.features import incident_energy_mev, resolve_geometry, shower_features, voxel_energies
 from physgan.domains.calo.metrics import real_binning
@@ -246,7 +246,8 @@ def _layer_profile(feats: dict[str, np.ndarray], prefix: str, n_layers: int) -> 
 
 def plot_layer_profiles(real: tuple, fake: tuple, attrs: Any, path: str | Path) -> Path:
     """Per layer, real vs generated: mean layer energy (with a generated/real ratio panel), mean centre of
-    energy and mean width (over showers with energy in the layer), each with the error of the mean.
+    energy and mean width (over showers with energy in the layer), each with the error of the mean. Cartesian
+    centres (about 0 mm, either sign) get a generated - real panel in mm instead of a ratio.
 
     Parameters
     ----------
@@ -268,8 +269,11 @@ def plot_layer_profiles(real: tuple, fake: tuple, attrs: Any, path: str | Path) 
     grid = fig.add_gridspec(2, 3, height_ratios=[3, 1.2], hspace=0.08, wspace=0.3)
     pos = "ec_r_" if "ec_r_0" in fr else "ec_x_"
     wid = "width_r_" if "width_r_0" in fr else "width_x_"
-    panels = (("e_layer_", "mean layer energy [MeV]", True), (pos, f"mean {pos[:-1]} [mm]", False), (wid, f"mean {wid[:-1]} [mm]", False))
+    # the lower panel: gen/real, except for Cartesian centres (about 0, either sign: a ratio is noise), gen - real
+    panels = (("e_layer_", "mean layer energy [MeV]", True), (pos, f"mean {pos[:-1]} [mm]", False),
+              (wid, f"mean {wid[:-1]} [mm]", False))
     for col, (prefix, label, log) in enumerate(panels):
+        difference = prefix == "ec_x_"
         ax = fig.add_subplot(grid[0, col])
         axr = fig.add_subplot(grid[1, col], sharex=ax)
         lr, mr, er = _layer_profile(fr, prefix, n_layers)
@@ -281,14 +285,26 @@ def plot_layer_profiles(real: tuple, fake: tuple, attrs: Any, path: str | Path) 
         ax.set_ylabel(label, fontsize=9)
         ax.tick_params(labelbottom=False)
         ax.legend(fontsize=8)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = mf / mr if len(mf) == len(mr) else np.full(len(mr), np.nan)
-            rerr = np.abs(ratio) * np.sqrt((er / mr) ** 2 + (ef / mf) ** 2) if len(mf) == len(mr) else ratio
-        axr.errorbar(lr, ratio, yerr=rerr, fmt="o", ms=3, color=FAKE_STYLE["color"])
-        axr.axhline(1.0, color="k", lw=0.8)
-        set_ratio_axis(axr, ratio, rerr)
+        same = len(mf) == len(mr)
+        if difference:
+            diff = mf - mr if same else np.full(len(mr), np.nan)
+            derr = np.hypot(er, ef) if same else diff
+            axr.errorbar(lr, diff, yerr=derr, fmt="o", ms=3, color=FAKE_STYLE["color"])
+            axr.axhline(0.0, color="k", lw=0.8)
+            reach = np.nan_to_num(np.abs(diff) + derr, nan=0.0)
+            top = 1.15 * max(float(reach.max()) if reach.size else 0.0, 0.1)
+            axr.set_ylim(-top, top)
+            axr.set_ylabel("gen - real [mm]", fontsize=8)
+        else:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratio = mf / mr if same else np.full(len(mr), np.nan)
+                rerr = np.abs(ratio) * np.sqrt((er / mr) ** 2 + (ef / mf) ** 2) if same else ratio
+            axr.errorbar(lr, ratio, yerr=rerr, fmt="o", ms=3, color=FAKE_STYLE["color"])
+            axr.axhline(1.0, color="k", lw=0.8)
+            set_ratio_axis(axr, ratio, rerr)
+            axr.set_ylabel("gen/real", fontsize=8)
         axr.set_xlabel("layer")
-        axr.set_ylabel("gen/real", fontsize=8)
+        axr.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.suptitle("Per-layer profiles: energy, centre of energy, width", fontsize=10)
     return _save(fig, Path(path))
 
