@@ -624,7 +624,8 @@ def test_extras_summary_coordinate_is_the_overflow_energy():
     {"cell_noise": True, "noise_head": "layer", "occupancy": True, "extras_cap": True, "hit_floor": True,
      "occupancy_slope": True, "empty_draw": True, "response_noise": True, "occupancy_radial": True},
     {**LONG_G_OPTIONS, "layer_noise": True},
-    {**LONG_G_OPTIONS, "layer_noise": True, "layer_noise_hits": True, "occupancy_radial": True},
+    {**LONG_G_OPTIONS, "layer_noise": True, "layer_noise_hits": True, "occupancy_radial": True,
+     "occupancy_from_condition": True},
     {"cell_noise": True, "noise_head": "cell", "occupancy": False},  # the relative threshold, a full noise head
     {"cell_noise": False, "sparsify": False},
 ], ids=["shared", "quick-preset", "long-presets", "conv-no-hidden", "extras-narrow", "noise-slope", "extras-cap", "hit-floor",
@@ -1382,3 +1383,28 @@ def test_layer_noise_hits_ties_each_groups_occupancy_to_its_layer_draw():
         build_generator(ModelSpec(**{**spec.__dict__, "data_stats": stale}))
     with pytest.raises(ConfigError, match="needs layer_noise"):
         build_generator(ModelSpec(**{**spec.__dict__, "options": {**opts, "layer_noise": False}}))
+
+
+def test_occupancy_from_condition_takes_the_hit_shift_from_the_condition_alone():
+    """With ``occupancy_from_condition`` every shower of one condition gets the same hit-probit shift whatever its
+    shower latent (without it the trunk's shift varies between them), a different condition gets another one, and
+    the shift still gets gradients through the straight-through hit draws."""
+    _, spec = _occupancy_model(3, 2, **LONG_G_OPTIONS, occupancy_from_condition=True)
+    torch.manual_seed(0)
+    gen = build_generator(spec)
+    plain = build_generator(ModelSpec(**{**spec.__dict__, "options": dict(LONG_G_OPTIONS)}))
+    shifts = []
+    for g in (gen, plain):
+        cap = []
+        g.occupancy_shift.register_forward_hook(lambda m, i, o, cap=cap: cap.append(o.detach()))
+        with torch.no_grad():  # trained-looking weights: the trunk's output and the shift head far from their init
+            for p in g.parameters():
+                p.add_(0.3 * torch.randn_like(p))
+            g.physics(torch.randn(500, *g.latent_shape()), torch.zeros(500, 1))
+            g.physics(torch.randn(500, *g.latent_shape()), torch.ones(500, 1))
+        shifts.append(cap)
+    (same_c, other_c), (plain_c, _) = shifts
+    assert float(same_c.std(0).max()) < 1e-6 and float(plain_c.std(0).min()) > 1e-3
+    assert float((same_c[0] - other_c[0]).abs().max()) > 1e-3
+    gen(torch.randn(64, *gen.latent_shape()), torch.randn(64, 1)).sum().backward()
+    assert gen.occupancy_shift.weight.grad is not None and gen.occupancy_shift.weight.grad.abs().sum() > 0

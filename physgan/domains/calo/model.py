@@ -655,7 +655,14 @@ class CaloGenerator(nn.Module):
                     radii.append(r / (r.max() if r.max() > 0 else 1.0))
                 self.register_buffer("cell_radius", torch.as_tensor(np.concatenate(radii), dtype=torch.float32),
                                      persistent=False)
-            self.occupancy_shift = nn.Linear(width, self.n_groups * (2 if self.occupancy_radial else 1))
+            # option occupancy_from_condition: the shift is a function of the condition alone (as the response's mean with
+            # response_noise), so a shower's hit counts vary only through the cells' own draws and, with
+            # layer_noise_hits, its layer draws; from the trunk it varied 0.2-0.8 in probit between showers of one energy
+            # on dataset 2, and each layer's hit count given its energy spread 1.1-1.8x GFlash's, correlated across the
+            # layers (bench/RESULTS.md §13, eighteenth session)
+            self.occupancy_from_condition = bool(_opt(spec, "occupancy_from_condition", False))
+            shift_in = spec.embed_dim if self.occupancy_from_condition else width
+            self.occupancy_shift = nn.Linear(shift_in, self.n_groups * (2 if self.occupancy_radial else 1))
             nn.init.normal_(self.occupancy_shift.weight, std=0.01)
             nn.init.zeros_(self.occupancy_shift.bias)
             share = np.asarray(data.get("cell_hit_share", []), dtype=np.float64)
@@ -707,7 +714,8 @@ class CaloGenerator(nn.Module):
         term of its hit draws.
 
         A cell is hit when its N(0, 1) draw ``n`` lies below its occupancy logit ``o`` (probit: ``P(hit) = Phi(o)``);
-        ``occ_shift`` is ``occupancy_shift(h)`` (B, n_groups), with ``occupancy_radial`` followed by each group's radial
+        ``occ_shift`` is ``occupancy_shift(h)`` (of the condition's embedding with ``occupancy_from_condition``;
+        plus the layer draws' term with ``layer_noise_hits``) (B, n_groups), with ``occupancy_radial`` followed by each group's radial
         slope (B, n_groups), times the cells' normalised radii. The caller sets the group's hottest cell to hit, so the
         group keeps its energy. The relaxation is ``soft = sigmoid((o - n) / T)`` (``occupancy_temperature``), whose
         expected slope tends to ``dP(hit)/do``.
@@ -879,7 +887,7 @@ class CaloGenerator(nn.Module):
         shift = torch.exp(self.noise_shift(h)) if noise is not None and self.noise_head == "layer" else None
         if shift is not None and self.noise_floor > 0:  # at least noise_floor of the start; 1 at the start as without
             shift = self.noise_floor + (1.0 - self.noise_floor) * shift
-        occ_shift = self.occupancy_shift(h) if draws is not None else None
+        occ_shift = self.occupancy_shift(e if self.occupancy_from_condition else h) if draws is not None else None
         if occ_shift is not None and self.layer_noise_hits:  # the level columns come first (then the radial slopes)
             moved = occ_shift[:, : self.n_groups] + self.layer_hit_slope * layer_dev
             occ_shift = torch.cat([moved, occ_shift[:, self.n_groups :]], dim=1) if self.occupancy_radial else moved
