@@ -659,7 +659,8 @@ class CaloGenerator(nn.Module):
             # response_noise), so a shower's hit counts vary only through the cells' own draws and, with
             # layer_noise_hits, its layer draws; from the trunk it varied 0.2-0.8 in probit between showers of one energy
             # on dataset 2, and each layer's hit count given its energy spread 1.1-1.8x GFlash's, correlated across the
-            # layers (bench/RESULTS.md §13, eighteenth session)
+            # layers; but taking it from the condition alone made dataset 2 worse (AUC 0.915 -> 0.950, sparsity max 0.02 ->
+            # 0.14: the trunk also sets each layer's mean occupancy for the shower's profile) (bench/RESULTS.md §13, 18th)
             self.occupancy_from_condition = bool(_opt(spec, "occupancy_from_condition", False))
             shift_in = spec.embed_dim if self.occupancy_from_condition else width
             self.occupancy_shift = nn.Linear(shift_in, self.n_groups * (2 if self.occupancy_radial else 1))
