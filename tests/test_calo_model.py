@@ -626,10 +626,11 @@ def test_extras_summary_coordinate_is_the_overflow_energy():
     {**LONG_G_OPTIONS, "layer_noise": True},
     {**LONG_G_OPTIONS, "layer_noise": True, "layer_noise_hits": True, "occupancy_radial": True,
      "occupancy_from_condition": True},
+    {**LONG_G_OPTIONS, "layer_noise": True, "layer_noise_hits": True, "occupancy_from_shares": True},
     {"cell_noise": True, "noise_head": "cell", "occupancy": False},  # the relative threshold, a full noise head
     {"cell_noise": False, "sparsify": False},
 ], ids=["shared", "quick-preset", "long-presets", "conv-no-hidden", "extras-narrow", "noise-slope", "extras-cap", "hit-floor",
-        "empty-layers", "empty-draw", "layer-noise", "layer-noise-hits", "threshold", "dense"])
+        "empty-layers", "empty-draw", "layer-noise", "layer-noise-hits", "occupancy-from-shares", "threshold", "dense"])
 def test_sampling_path_equals_the_training_forward(options):
     """Without gradients the generator runs its element-wise steps in place: its cells equal the training forward's
     bit for bit for the same latents; the direct physical path (no log / exp round trip) equals the inverse transform
@@ -1408,3 +1409,32 @@ def test_occupancy_from_condition_takes_the_hit_shift_from_the_condition_alone()
     assert float((same_c[0] - other_c[0]).abs().max()) > 1e-3
     gen(torch.randn(64, *gen.latent_shape()), torch.randn(64, 1)).sum().backward()
     assert gen.occupancy_shift.weight.grad is not None and gen.occupancy_shift.weight.grad.abs().sum() > 0
+
+
+def test_occupancy_from_shares_takes_the_hit_shift_from_the_condition_and_the_layer_shares():
+    """With ``occupancy_from_shares`` the hit-probit shift is a function of the condition and the layer groups' log
+    shares only: two showers of one condition whose share logits agree get the same shift whatever their shower latent;
+    showers with other shares get other shifts; the map gets gradients; it excludes ``occupancy_from_condition``."""
+    from physgan.errors import ConfigError
+
+    _, spec = _occupancy_model(3, 2, **LONG_G_OPTIONS, occupancy_from_shares=True)
+    torch.manual_seed(0)
+    gen = build_generator(spec)
+    with torch.no_grad():
+        for p in gen.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    cap = []
+    gen.occupancy_shift.register_forward_hook(lambda m, i, o: cap.append((i[0].detach(), o.detach())))
+    with torch.no_grad():
+        gen.physics(torch.randn(300, *gen.latent_shape()), torch.zeros(300, 1))
+    inp, out = cap[-1]
+    assert inp.shape[1] == spec.embed_dim + gen.n_groups
+    torch.testing.assert_close(out, gen.occupancy_shift(inp))  # a function of (condition, log shares) alone
+    shares = inp[:, spec.embed_dim :]
+    assert float(shares.std(0).min()) > 1e-4 and float(out.std(0).min()) > 1e-4  # the shares vary, so does the shift
+    torch.testing.assert_close(torch.logsumexp(shares, dim=1), torch.zeros(300))  # log shares
+    gen(torch.randn(64, *gen.latent_shape()), torch.randn(64, 1)).sum().backward()
+    assert gen.occupancy_shift.weight.grad is not None and gen.occupancy_shift.weight.grad[:, spec.embed_dim :].abs().sum() > 0
+    with pytest.raises(ConfigError, match="set one"):
+        build_generator(ModelSpec(**{**spec.__dict__, "options": {**LONG_G_OPTIONS, "occupancy_from_shares": True,
+                                                                   "occupancy_from_condition": True}}))

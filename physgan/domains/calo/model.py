@@ -662,7 +662,16 @@ class CaloGenerator(nn.Module):
             # layers; but taking it from the condition alone made dataset 2 worse (AUC 0.915 -> 0.950, sparsity max 0.02 ->
             # 0.14: the trunk also sets each layer's mean occupancy for the shower's profile) (bench/RESULTS.md §13, 18th)
             self.occupancy_from_condition = bool(_opt(spec, "occupancy_from_condition", False))
+            # option occupancy_from_shares: the shift from the condition's embedding and the layer groups' log shares
+            # (the profile the trunk and the layer draws produced), not from the hidden state: each layer's mean
+            # occupancy can follow the shower's profile, but at fixed layer energies the hit counts vary only through
+            # the cells' own draws (the next step after occupancy_from_condition; bench/RESULTS.md §13, 18th session)
+            self.occupancy_from_shares = bool(_opt(spec, "occupancy_from_shares", False))
+            if self.occupancy_from_shares and self.occupancy_from_condition:
+                raise ConfigError("calo model: occupancy_from_condition and occupancy_from_shares are two sources of the "
+                                  "hit shift; set one")
             shift_in = spec.embed_dim if self.occupancy_from_condition else width
+            shift_in = spec.embed_dim + self.n_groups if self.occupancy_from_shares else shift_in
             self.occupancy_shift = nn.Linear(shift_in, self.n_groups * (2 if self.occupancy_radial else 1))
             nn.init.normal_(self.occupancy_shift.weight, std=0.01)
             nn.init.zeros_(self.occupancy_shift.bias)
@@ -888,7 +897,13 @@ class CaloGenerator(nn.Module):
         shift = torch.exp(self.noise_shift(h)) if noise is not None and self.noise_head == "layer" else None
         if shift is not None and self.noise_floor > 0:  # at least noise_floor of the start; 1 at the start as without
             shift = self.noise_floor + (1.0 - self.noise_floor) * shift
-        occ_shift = self.occupancy_shift(e if self.occupancy_from_condition else h) if draws is not None else None
+        occ_shift = None
+        if draws is not None:
+            if self.occupancy_from_shares:
+                occ_in = torch.cat([e, torch.log_softmax(share_logits, dim=1).to(e.dtype)], dim=1)
+            else:
+                occ_in = e if self.occupancy_from_condition else h
+            occ_shift = self.occupancy_shift(occ_in)
         if occ_shift is not None and self.layer_noise_hits:  # the level columns come first (then the radial slopes)
             moved = occ_shift[:, : self.n_groups] + self.layer_hit_slope * layer_dev
             occ_shift = torch.cat([moved, occ_shift[:, self.n_groups :]], dim=1) if self.occupancy_radial else moved
