@@ -1351,12 +1351,13 @@ def test_layer_noise_hits_ties_each_groups_occupancy_to_its_layer_draw():
     p_hit = norm.cdf(-0.3 + 0.2 * t[:, None] + slopes[None, :] * dev)  # (n, 3), every cell of a group alike
     hit = rng.random((n, 3, cells)) < p_hit[:, :, None]
     hit[:, :, 0] = True  # a group holding energy has a hit cell
-    u = (hit * (e_group[:, :, None] / hit.sum(axis=2, keepdims=True))).reshape(n, 3 * cells)
-    got = group_hit_slope(u, e, np.repeat(np.arange(3), cells))
+    got = group_hit_slope(e_group, hit.sum(axis=2), np.full(3, cells), e)
     np.testing.assert_allclose(got, slopes, atol=0.06, rtol=0.1)
     # the generator
     opts = {**LONG_G_OPTIONS, "layer_noise": True, "layer_noise_hits": True}
     _, spec = _occupancy_model(3, 2, **opts)
+    fitted = np.asarray(spec.data_stats["group_hit_slope"])  # the transform fits it: one finite slope per group
+    assert fitted.shape == (3,) and np.isfinite(fitted).all()
     stats = {**spec.data_stats, "group_share_noise_a": [-0.5, -0.5, -0.5], "group_share_noise_b": [0.0, 0.0, 0.0],
              "group_hit_slope": [0.0, 1.0, 3.0]}
     spec = ModelSpec(**{**spec.__dict__, "data_stats": stats})

@@ -724,8 +724,9 @@ class CaloGenerator(nn.Module):
         term of its hit draws.
 
         A cell is hit when its N(0, 1) draw ``n`` lies below its occupancy logit ``o`` (probit: ``P(hit) = Phi(o)``);
-        ``occ_shift`` is ``occupancy_shift(h)`` (of the condition's embedding with ``occupancy_from_condition``;
-        plus the layer draws' term with ``layer_noise_hits``) (B, n_groups), with ``occupancy_radial`` followed by each group's radial
+        ``occ_shift`` is ``occupancy_shift`` of the trunk's ``h`` (of the condition's embedding with
+        ``occupancy_from_condition``, of it and the groups' log shares with ``occupancy_from_shares``), plus the layer
+        draws' term with ``layer_noise_hits``: (B, n_groups), with ``occupancy_radial`` followed by each group's radial
         slope (B, n_groups), times the cells' normalised radii. The caller sets the group's hottest cell to hit, so the
         group keeps its energy. The relaxation is ``soft = sigmoid((o - n) / T)`` (``occupancy_temperature``), whose
         expected slope tends to ``dP(hit)/do``.

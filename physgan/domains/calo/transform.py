@@ -528,7 +528,7 @@ def cell_hit_probit(u: np.ndarray, e_inc: np.ndarray, n_bins: int = 5) -> tuple[
     return a.astype(np.float32), b.astype(np.float32)
 
 
-def group_hit_slope(u: np.ndarray, e_inc: np.ndarray, feature_group: np.ndarray, n_bins: int = 5,
+def group_hit_slope(e_group: np.ndarray, n_hit: np.ndarray, n_cells: np.ndarray, e_inc: np.ndarray, n_bins: int = 5,
                     min_count: int = 50) -> np.ndarray:
     """Per layer group, the slope of the probit of its hit-cell fraction against its log energy at fixed incident
     energy.
@@ -542,12 +542,14 @@ def group_hit_slope(u: np.ndarray, e_inc: np.ndarray, feature_group: np.ndarray,
 
     Parameters
     ----------
-    u : numpy.ndarray
-        (N, n_features) non-negative energies (any unit).
+    e_group : numpy.ndarray
+        (N, n_groups) non-negative group energies (any unit).
+    n_hit : numpy.ndarray
+        (N, n_groups) each group's number of features holding energy.
+    n_cells : numpy.ndarray
+        (n_groups,) each group's number of features.
     e_inc : numpy.ndarray
         (N,) incident energies.
-    feature_group : numpy.ndarray
-        (n_features,) each feature's layer group.
     n_bins, min_count : int
         Energy bins, and the fewest usable showers a bin needs.
 
@@ -558,17 +560,11 @@ def group_hit_slope(u: np.ndarray, e_inc: np.ndarray, feature_group: np.ndarray,
     """
     from scipy.special import ndtri
 
-    fg = np.asarray(feature_group)
-    n_groups = int(fg.max()) + 1
-    member = group_member_matrix(fg, n_groups).astype(np.float32)
-    u = np.asarray(u)
-    e_group = u @ member.astype(u.dtype)
-    n_hit = np.concatenate([(u[i : i + 4096] > 0).astype(np.float32) @ member for i in range(0, len(u), 4096)])
-    n_cells = member.sum(axis=0)
+    e_group, n_hit = np.asarray(e_group, dtype=np.float64), np.asarray(n_hit, dtype=np.float64)
     t, which = _energy_bins(e_inc, n_bins)
-    slope = np.zeros(n_groups)
-    for g in range(n_groups):
-        if n_cells[g] < 2:
+    slope = np.zeros(e_group.shape[1])
+    for g, n in enumerate(np.asarray(n_cells)):
+        if n < 2:
             continue
         held = e_group[:, g] > 0
         num = den = 0.0
@@ -576,7 +572,7 @@ def group_hit_slope(u: np.ndarray, e_inc: np.ndarray, feature_group: np.ndarray,
             sel = held & (which == k)
             if sel.sum() < min_count:
                 continue
-            y = ndtri((n_hit[sel, g] + 0.5) / (n_cells[g] + 1.0))
+            y = ndtri((n_hit[sel, g] + 0.5) / (n + 1.0))
             design = np.column_stack([np.ones(sel.sum()), t[sel], np.log(e_group[sel, g])])
             beta, *_ = np.linalg.lstsq(design, y, rcond=None)
             num, den = num + beta[2] * sel.sum(), den + sel.sum()
@@ -822,12 +818,17 @@ class CaloTransform(Transform):
                 stats.update(cell_hit_probit_a=probit_a.tolist(), cell_hit_probit_b=probit_b.tolist())
                 # the probit of a whole layer group holding any energy, as a curve in the energy (option empty_draw)
                 fg = np.asarray(stats["feature_group"])
-                e_group = u @ group_member_matrix(fg, int(fg.max()) + 1).astype(np.float64)
+                member = group_member_matrix(fg, int(fg.max()) + 1)
+                e_group = u @ member.astype(np.float64)
                 knots, probit = group_hit_curve(e_group, e)
                 stats.update(group_hit_knots=knots.tolist(), group_hit_probit=probit.tolist())
                 noise_a, noise_b = group_share_noise_line(e_group, e)  # option layer_noise
                 stats.update(group_share_noise_a=noise_a.tolist(), group_share_noise_b=noise_b.tolist())
-                stats.update(group_hit_slope=group_hit_slope(u, e, fg).tolist())  # option layer_noise_hits
+                # option layer_noise_hits; the hit counts in row blocks (no (N, n_features) float copy of the mask)
+                n_hit = np.concatenate([(u[i : i + 4096] > 0).astype(np.float32) @ member.astype(np.float32)
+                                        for i in range(0, len(u), 4096)])
+                slope = group_hit_slope(e_group, n_hit, member.sum(axis=0), e)
+                stats.update(group_hit_slope=slope.tolist())
                 floor_a, floor_b = cell_hit_floor(u, e, np.asarray(stats["feature_group"]), geom.n_cells)
                 stats.update(cell_hit_floor_a=floor_a.tolist(), cell_hit_floor_b=floor_b.tolist())
         self.stats = stats
