@@ -1439,3 +1439,64 @@ def test_occupancy_from_shares_takes_the_hit_shift_from_the_condition_and_the_la
     with pytest.raises(ConfigError, match="set one"):
         build_generator(ModelSpec(**{**spec.__dict__, "options": {**LONG_G_OPTIONS, "occupancy_from_shares": True,
                                                                    "occupancy_from_condition": True}}))
+
+
+def test_group_share_curve_is_the_mean_share_where_the_group_holds_energy():
+    """A group that is empty in most low-energy showers and holds a share falling with the energy when hit: the curve
+    gives its mean share over the hit showers in each energy range within 10 %, far above the all-shower mean at the
+    low end; a group hit too rarely at some knots is interpolated there; one never hit gets log 1e-9."""
+    from physgan.domains.calo.transform import group_hit_curve, group_share_curve
+
+    rng = np.random.default_rng(3)
+    n = 60_000
+    e = np.exp(rng.uniform(np.log(1.0), np.log(1000.0), size=n))
+    p_hit = np.clip(np.log10(e) / 3.0, 0.02, 1.0)  # 2 % at 1 GeV, every shower at 1 TeV
+    held = rng.random(n) < p_hit
+    want_share = 0.02 * e ** -0.3  # when hit: 2 % at 1 GeV, 0.25 % at 1 TeV
+    deep = np.where(held, want_share * rng.lognormal(0.0, 0.3, size=n), 0.0)
+    rare = np.where(rng.random(n) < 0.0003, 0.01, 0.0)  # a handful of hits: most knots have fewer than min_hits
+    e_group = np.stack([1.0 - deep - rare, deep, rare, np.zeros(n)], axis=1)
+    knots, log_share = group_share_curve(e_group, e)
+    np.testing.assert_array_equal(knots, group_hit_curve(e_group, e)[0])  # the same knots
+    assert log_share.shape == (len(knots), 4) and np.isfinite(log_share).all()
+    t = (np.log(e) - np.log(e).mean()) / np.log(e).std()
+    for lo, hi in [(1.0, 3.0), (10.0, 30.0), (300.0, 1000.0)]:
+        sel = (e >= lo) & (e < hi)
+        got = np.exp(np.interp(t[sel & held], knots, log_share[:, 1])).mean()
+        want = (deep / e_group.sum(1))[sel & held].mean()
+        assert abs(got / want - 1.0) < 0.1, (lo, got, want)
+    low = e < 3.0
+    assert (deep / e_group.sum(1))[low].mean() < 0.2 * np.exp(log_share[0, 1])  # the all-shower mean: 5x and more below
+    assert np.allclose(log_share[:, 2], np.log(0.01 / 1.0), atol=0.05)  # interpolated / held from the knots with hits
+    np.testing.assert_allclose(log_share[:, 3], np.log(1e-9))
+
+
+def test_share_curve_starts_the_layer_shares_at_the_datas_curve():
+    """With ``share_curve`` the generator's layer shares (before training) follow the fitted curve along the energy:
+    the log ratio of two groups' fractions is the curve's difference at each shower's energy, where without the option
+    it is one constant; the statistic is required."""
+    from physgan.errors import ConfigError
+
+    _, spec = _occupancy_model(3, 2, **LONG_G_OPTIONS, share_curve=True)
+    stats = dict(spec.data_stats)
+    knots = np.asarray(stats["group_hit_knots"], dtype=np.float32)
+    n_groups = len(stats["group_hit_probit"][0])
+    curve = np.zeros((len(knots), n_groups), np.float32)
+    curve[:, 0] = np.linspace(-1.0, 2.0, len(knots))  # group 0 against the others: from e^-1 to e^2 along the energy
+    stats["group_hit_probit"] = np.full((len(knots), n_groups), 40.0, np.float32).tolist()  # never empty: clean ratios
+    stats["group_share_log"] = curve.tolist()
+    spec = ModelSpec(**{**spec.__dict__, "data_stats": stats})
+    torch.manual_seed(0)
+    gen = build_generator(spec)
+    base = build_generator(ModelSpec(**{**spec.__dict__, "options": {**LONG_G_OPTIONS}}))
+    c = torch.as_tensor(np.repeat(knots[[0, -1]], 200))[:, None]
+    with torch.no_grad():
+        ratio = [torch.log(g.physics(torch.randn(400, *g.latent_shape()), c)["fractions"]) for g in (gen, base)]
+    got = (ratio[0][:, 0] - ratio[0][:, 1]).numpy()
+    np.testing.assert_allclose(got[:200].mean(), -1.0, atol=0.1)
+    np.testing.assert_allclose(got[200:].mean(), 2.0, atol=0.1)
+    flat = (ratio[1][:, 0] - ratio[1][:, 1]).numpy()
+    assert abs(flat[:200].mean() - flat[200:].mean()) < 0.1  # without the option: the head's one bias
+    del stats["group_share_log"]
+    with pytest.raises(ConfigError, match="group_share_log"):
+        build_generator(ModelSpec(**{**spec.__dict__, "data_stats": stats}))

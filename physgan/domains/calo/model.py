@@ -45,7 +45,9 @@ their fractions, so the shower's sum stays ``response`` exactly; low-energy show
 Option ``empty_draw`` (instead): one more N(0, 1) latent value per group decides, before anything else, whether the
 group is empty, at the training data's rate for the shower's incident energy (a probit curve fitted by the transform,
 ``group_hit_curve``, not learned); the trunk takes the outcome as input, so the other groups' fractions and patterns
-can follow it, and an empty group's energy goes to the others as with ``empty_layers``.
+can follow it, and an empty group's energy goes to the others as with ``empty_layers``. Option ``share_curve``: the
+layer shares' logits add the data's log mean share of each group in the showers where it holds energy, a curve in the
+incident energy (``group_share_curve``), so a group drawn non-empty starts at what the data hold there.
 
 Noise head (option ``noise_head``): ``'cell'`` (the default, runs made before it) predicts ``log sigma`` per
 cell with a ``Linear(width, cells)`` per group; ``'layer'`` (every preset) learns a per-cell log-scale (starting
@@ -206,6 +208,17 @@ def _gamma_log_noise(sigma: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
     """
     base = 1.0 - sigma * sigma / 9.0 + sigma * n / 3.0
     return 3.0 * torch.log(base.clamp(min=GAMMA_BASE_FLOOR))
+
+
+def _along_knots(knots: torch.Tensor, values: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """Per-group curves ``values`` (K, n_groups) at knots (K,) of the normalised log incident energy (condition 0),
+    read at each shower's: (B, n_groups), linear between the knots and constant beyond them."""
+    t = c[:, 0].to(knots.dtype).contiguous()
+    if len(knots) == 1:
+        return values[0].expand(len(t), -1)
+    hi = torch.searchsorted(knots, t).clamp(1, len(knots) - 1)
+    w = ((t - knots[hi - 1]) / (knots[hi] - knots[hi - 1])).clamp(0.0, 1.0)[:, None]
+    return torch.lerp(values[hi - 1], values[hi], w)
 
 
 def _without_groups(fractions: torch.Tensor, empty: torch.Tensor) -> torch.Tensor:
@@ -441,7 +454,21 @@ class CaloGenerator(nn.Module):
         mean_u = np.asarray(data.get("mean_fraction", []), dtype=np.float64)
         if mean_u.shape != (geom.n_features,) or not np.isfinite(mean_u).all() or mean_u.sum() <= 0:
             mean_u = None
-        if mean_u is not None:  # layer fractions start at the training data's mean fractions
+        # option share_curve: the layer shares' logits are the trunk's head plus the data's log mean share of each group
+        # where it holds energy, a curve in the incident energy (group_share_curve); without it the head's bias starts at
+        # the all-shower mean share, which for a layer empty in most showers of an energy is far below what it holds
+        # when hit (dataset 2, layers 35-44 at 1-10 GeV: e^3-e^5 below), and the trunk alone did not learn the
+        # difference in 4000 steps (their energies 0.3-1 decade low; bench/RESULTS.md §13, nineteenth session)
+        self.share_curve = bool(_opt(spec, "share_curve", False))
+        if self.share_curve:
+            knots, log_share = data.get("group_hit_knots"), data.get("group_share_log")
+            log_share = np.asarray(log_share if log_share is not None else [], dtype=np.float32)
+            if knots is None or len(knots) < 1 or log_share.shape != (len(knots), self.n_groups):
+                raise ConfigError("calo model: share_curve needs the transform statistics 'group_hit_knots' and "
+                                  "'group_share_log' of this version (a curve per layer group); fit the transform again")
+            self.register_buffer("share_knots", torch.as_tensor(knots, dtype=torch.float32), persistent=False)
+            self.register_buffer("group_share_log", torch.as_tensor(log_share), persistent=False)
+        elif mean_u is not None:  # layer fractions start at the training data's mean fractions
             share = np.array([mean_u[g].sum() for g in groups]) / mean_u.sum()
             with torch.no_grad():
                 self.fractions.bias.copy_(torch.as_tensor(np.log(share + 1e-6), dtype=torch.float32))
@@ -777,15 +804,7 @@ class CaloGenerator(nn.Module):
         of the data's fraction of showers whose group ``k`` holds any energy, linear between its knots and constant
         beyond them), independently per group. Should every group of a shower come out empty, none is.
         """
-        knots, probit = self.group_hit_knots, self.group_hit_probit
-        t = c[:, 0].to(knots.dtype).contiguous()
-        if len(knots) == 1:
-            level = probit[0].expand(len(t), -1)
-        else:
-            hi = torch.searchsorted(knots, t).clamp(1, len(knots) - 1)
-            w = ((t - knots[hi - 1]) / (knots[hi] - knots[hi - 1])).clamp(0.0, 1.0)[:, None]
-            level = torch.lerp(probit[hi - 1], probit[hi], w)
-        empty = draw >= level.to(draw.dtype)
+        empty = draw >= _along_knots(self.group_hit_knots, self.group_hit_probit, c).to(draw.dtype)
         return empty & ~empty.all(dim=1, keepdim=True)
 
     def _floor(self, k: int, wm: torch.Tensor, e_k: torch.Tensor,
@@ -883,6 +902,8 @@ class CaloGenerator(nn.Module):
             sd = torch.exp(self.response_log_sd[0] + self.response_log_sd[1] * c[:, 0].to(response.dtype))
             response = response * torch.exp(sd * response_draw - 0.5 * sd * sd)
         share_logits = self.fractions(h)
+        if self.share_curve:
+            share_logits = share_logits + _along_knots(self.share_knots, self.group_share_log, c).to(share_logits.dtype)
         layer_dev = None  # with layer_noise: each group's log deviation sd n (B, n_groups)
         if layer_draw is not None:  # unit-mean log-normal: exp(sd n - sd^2 / 2)
             sd = torch.exp(self.layer_noise_a + self.layer_noise_b * c[:, :1].to(share_logits.dtype))

@@ -47,6 +47,7 @@ class CaloModelOptions:
     empty_layers: bool = False  # with occupancy: a layer group whose every draw misses is empty (issue 19)
     response_noise: bool = False  # the response's own log-normal draw, spread from the data's line in the energy (issue 19)
     empty_draw: bool = False  # a layer group is empty at the data's rate for the shower's energy; the trunk sees it (issue 19)
+    share_curve: bool = False  # the layer shares start at the data's log mean share where each group is hit, by energy (issue 19)
     layer_noise: bool = False  # each layer group's share gets its own log-normal draw, from the data's spread (issue 19)
     layer_noise_floor: float = 0.5  # layer_noise: its learned factor on the data's spread is at least this (issue 19)
     layer_noise_hits: bool = False  # layer_noise + occupancy: a group's hit probit follows its layer draw (issue 19)

@@ -62,6 +62,7 @@ __all__ = [
     "cell_hit_probit",
     "cell_hit_floor",
     "group_hit_curve",
+    "group_share_curve",
     "group_share_noise_line",
     "group_hit_slope",
     "response_log_std_line",
@@ -276,19 +277,72 @@ def group_hit_curve(e_group: np.ndarray, e_inc: np.ndarray, n_bins: int = 16,
     from scipy.special import ndtri
 
     hit = np.asarray(e_group) > 0
+    knots, bins = _curve_bins(e_inc, n_bins, min_count)
+    probit = np.stack([ndtri((hit[sel].sum(axis=0) + 0.5) / (sel.sum() + 1.0)) for sel in bins])
+    probit = np.where(hit.all(axis=0), GROUP_ALWAYS_HIT, probit)
+    return knots, probit.astype(np.float32)
+
+
+def _curve_bins(e_inc: np.ndarray, n_bins: int, min_count: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The knots of :func:`group_hit_curve` and :func:`group_share_curve`: ``n_bins`` bins of equal width in the
+    standardised log incident energy ``t``, those with at least ``min_count`` showers kept (all showers as one bin when
+    none is). Returns the knots (each kept bin's mean ``t``, float32 (K,), increasing) and each kept bin's mask (N,)."""
     t, _ = _energy_bins(e_inc, 1)
     edges = np.linspace(t.min(), t.max(), n_bins + 1)
     which = np.clip(np.searchsorted(edges, t, side="right") - 1, 0, n_bins - 1)
-    knots, rows = [], []
-    for k in range(n_bins):
-        sel = which == k
-        if sel.sum() >= min(min_count, len(t)):
-            knots.append(t[sel].mean())
-            rows.append(ndtri((hit[sel].sum(axis=0) + 0.5) / (sel.sum() + 1.0)))
-    if not rows:  # too few showers for any bin: one knot
-        knots, rows = [t.mean()], [ndtri((hit.sum(axis=0) + 0.5) / (len(t) + 1.0))]
-    probit = np.where(hit.all(axis=0), GROUP_ALWAYS_HIT, np.stack(rows))
-    return np.asarray(knots, np.float32), probit.astype(np.float32)
+    bins = [which == k for k in range(n_bins) if (which == k).sum() >= min(min_count, len(t))]
+    if not bins:  # too few showers for any bin: one knot
+        bins = [np.ones(len(t), dtype=bool)]
+    return np.asarray([t[sel].mean() for sel in bins], np.float32), bins
+
+
+def group_share_curve(e_group: np.ndarray, e_inc: np.ndarray, n_bins: int = 16, min_count: int = 30,
+                      min_hits: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """Per layer group, the log of its mean share of the shower's energy over the showers where it holds energy, as
+    a piecewise-linear curve in the standardised log incident energy ``t`` on :func:`group_hit_curve`'s knots.
+
+    A deep layer is empty in most low-energy showers, so its mean share over all showers (the generator's start
+    without option ``share_curve``) lies far below what it holds when it does hold energy: on GFlash's dataset 2 at
+    1-10 GeV, layers 35-44 hold e^3 to e^5 times the all-shower mean, and a generator trained 4000 steps still put
+    their energy 0.3-1 decade too low there (``bench/RESULTS.md`` §13, nineteenth session). Shares are of the summed
+    group energy (the response), as the generator's layer fractions are.
+
+    Parameters
+    ----------
+    e_group : numpy.ndarray
+        (N, n_groups) non-negative group energies (any unit).
+    e_inc : numpy.ndarray
+        (N,) incident energies (any unit).
+    n_bins, min_count : int
+        As :func:`group_hit_curve`'s (the same knots).
+    min_hits : int
+        The fewest showers holding energy in the group that a knot's value needs; the others are interpolated
+        along ``t`` from the knots that have them (held constant beyond the end ones). A group that holds energy in
+        fewer than ``min_hits`` showers at every knot gets its overall mean share, and one never holding energy
+        ``log 1e-9``.
+
+    Returns
+    -------
+    knots : numpy.ndarray
+        float32 (K,), :func:`group_hit_curve`'s.
+    log_share : numpy.ndarray
+        float32 (K, n_groups).
+    """
+    e_group = np.asarray(e_group, dtype=np.float64)
+    total = e_group.sum(axis=1, keepdims=True)
+    share = np.divide(e_group, total, out=np.zeros_like(e_group), where=total > 0)
+    hit = e_group > 0
+    knots, bins = _curve_bins(e_inc, n_bins, min_count)
+    n_hit = np.stack([hit[sel].sum(axis=0) for sel in bins])
+    mean = np.stack([share[sel].sum(axis=0) for sel in bins]) / np.maximum(n_hit, 1)
+    out = np.empty_like(mean)
+    for g in range(e_group.shape[1]):
+        ok = n_hit[:, g] >= min_hits
+        if ok.any():
+            out[:, g] = np.interp(knots, knots[ok], np.log(mean[ok, g]))
+        else:
+            out[:, g] = math.log(share[hit[:, g], g].mean()) if hit[:, g].any() else math.log(1e-9)
+    return knots, out.astype(np.float32)
 
 
 def _line(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -822,6 +876,7 @@ class CaloTransform(Transform):
                 e_group = u @ member.astype(np.float64)
                 knots, probit = group_hit_curve(e_group, e)
                 stats.update(group_hit_knots=knots.tolist(), group_hit_probit=probit.tolist())
+                stats.update(group_share_log=group_share_curve(e_group, e)[1].tolist())  # option share_curve
                 noise_a, noise_b = group_share_noise_line(e_group, e)  # option layer_noise
                 stats.update(group_share_noise_a=noise_a.tolist(), group_share_noise_b=noise_b.tolist())
                 # option layer_noise_hits; the hit counts in row blocks (no (N, n_features) float copy of the mask)
