@@ -1297,7 +1297,8 @@ def test_layer_noise_gives_each_layer_the_datas_spread_around_its_neighbours():
     profile = -0.5 * (np.arange(g)[None, :] - 2.5 - depth) ** 2
     sd_true = np.exp(-1.0 - 0.4 * t)[:, None] * np.ones((1, g))
     e_group = np.exp(profile + sd_true * rng.standard_normal((n, g)))
-    a, b = group_share_noise_line(e_group, e)
+    a, b, t_range = group_share_noise_line(e_group, e)
+    assert t_range.shape == (2, g) and (t_range[0] < -1.0).all() and (t_range[1] > 1.0).all()  # every bin usable
     for k in range(1, g - 1):  # inner groups (two neighbours)
         np.testing.assert_allclose(np.exp(a[k] + b[k] * np.array([-1.5, 1.5])), np.exp(-1.0 - 0.4 * np.array([-1.5, 1.5])),
                                    rtol=0.2)
@@ -1500,3 +1501,42 @@ def test_share_curve_starts_the_layer_shares_at_the_datas_curve():
     del stats["group_share_log"]
     with pytest.raises(ConfigError, match="group_share_log"):
         build_generator(ModelSpec(**{**spec.__dict__, "data_stats": stats}))
+
+
+def test_layer_noise_holds_the_spread_line_within_the_energies_it_was_fitted_on():
+    """A group hit only at high energies gets its spread line from the upper bins alone; the fitted range says so, and
+    the generator's layer draw at an energy below it has the spread at the range's end, not the line's extrapolation;
+    stats without the range (runs fitted before it) read the line everywhere."""
+    from physgan.domains.calo.transform import group_share_noise_line
+
+    rng = np.random.default_rng(7)
+    n = 40000
+    e = np.exp(rng.uniform(np.log(1.0), np.log(1000.0), size=n))
+    t = (np.log(e) - np.log(e).mean()) / np.log(e).std()
+    e_group = np.exp(rng.normal(0.0, 0.5, size=(n, 3)) + np.array([0.0, -2.0, -4.0]))
+    e_group[:, 2] *= t > 0.3  # the last group only in the upper showers
+    _, _, t_range = group_share_noise_line(e_group, e)
+    # group 0 (its neighbour always hit): every bin; groups 1 and 2 (the regression needs the neighbours hit): the upper
+    assert t_range[0, 0] < -0.8 and (t_range[0, 1:] > 0.3).all() and (t_range[1] > 1.0).all()
+    _, spec = _occupancy_model(3, 2, **LONG_G_OPTIONS, layer_noise=True)
+    stats = dict(spec.data_stats)
+    ng = len(stats["group_share_noise_a"])
+    stats.update(group_share_noise_a=[-1.0] * ng, group_share_noise_b=[-1.0] * ng,  # spread e^-1 e^-t: steep
+                 group_share_noise_t=[[0.5] * ng, [1.0] * ng])
+    held = build_generator(ModelSpec(**{**spec.__dict__, "data_stats": stats}))
+    free = build_generator(ModelSpec(**{**spec.__dict__, "data_stats": {k: v for k, v in stats.items() if k != "group_share_noise_t"}}))
+    c = torch.tensor([[-1.5], [0.7], [2.0]])
+    with torch.no_grad():
+        got, line = held.layer_noise_sd(c), free.layer_noise_sd(c)
+    want = torch.exp(torch.tensor([[-1.5], [-1.7], [-2.0]])).expand(3, ng)  # t held at 0.5, inside, held at 1.0
+    torch.testing.assert_close(got, want)
+    torch.testing.assert_close(line, torch.exp(-1.0 - c).expand(3, ng))  # without the range: the line everywhere
+    with torch.no_grad():  # the layer draw uses it: n = 1 in group 0 alone moves its log share against group 1 by sd
+        z = torch.randn(1, *held.latent_shape()).expand(2, -1).clone()
+        lo = held.z_dim + held.n_features * 2  # the empty draws (set to never empty), then the layer draws
+        z[:, lo : lo + ng] = -10.0
+        z[:, lo + ng : lo + 2 * ng] = 0.0
+        z[0, lo + ng] = 1.0
+        f = held.physics(z, torch.full((2, 1), -1.5))["fractions"]
+    moved = float(torch.log(f[0, 0] / f[0, 1]) - torch.log(f[1, 0] / f[1, 1]))
+    np.testing.assert_allclose(moved, float(want[0, 0]), rtol=1e-4)

@@ -437,6 +437,11 @@ class CaloGenerator(nn.Module):
                 raise ConfigError(f"calo model: layer_noise_floor must lie in [0, 1), got {self.layer_noise_floor}")
             self.register_buffer("layer_noise_a", torch.tensor(na, dtype=torch.float32))
             self.register_buffer("layer_noise_b", torch.tensor(nb, dtype=torch.float32))
+            # the line is read within the energies it was fitted on (group_share_noise_t), held constant beyond; runs
+            # fitted before that statistic existed read it everywhere, as they were trained
+            nt = data.get("group_share_noise_t")
+            nt = np.asarray(nt, dtype=np.float32) if nt is not None else np.array([[-np.inf], [np.inf]], dtype=np.float32)
+            self.register_buffer("layer_noise_t", torch.as_tensor(nt), persistent=False)
             self.layer_noise_shift = nn.Parameter(torch.zeros(self.n_groups))
         # option layer_noise_hits (with layer_noise and occupancy): each group's hit probit moves by a learned slope per
         # group times its layer draw's log deviation (sd n), the slope starting at the data's (group_hit_slope); with the
@@ -796,6 +801,17 @@ class CaloGenerator(nn.Module):
             empty[:, k] = masks[k][0].all(dim=1)
         return _without_groups(fractions, empty), masks
 
+    def layer_noise_sd(self, c: torch.Tensor) -> torch.Tensor:
+        """Option ``layer_noise``: each group's spread of its log share draw at each shower's energy, (B, n_groups).
+
+        The data's line ``exp(a_g + b_g t)`` (:func:`~physgan.domains.calo.transform.group_share_noise_line`), ``t``
+        (condition 0, the normalised log incident energy) held within the energies the line was fitted on, times the
+        learned factor ``floor + (1 - floor) exp(shift_g)`` (at least ``layer_noise_floor``).
+        """
+        t = torch.minimum(torch.maximum(c[:, :1].to(self.layer_noise_a.dtype), self.layer_noise_t[0]), self.layer_noise_t[1])
+        sd = torch.exp(self.layer_noise_a + self.layer_noise_b * t)
+        return sd * (self.layer_noise_floor + (1.0 - self.layer_noise_floor) * torch.exp(self.layer_noise_shift))
+
     def _drawn_empty(self, draw: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """Option ``empty_draw``: which groups of each shower are empty (bool, (B, n_groups)).
 
@@ -906,8 +922,7 @@ class CaloGenerator(nn.Module):
             share_logits = share_logits + _along_knots(self.share_knots, self.group_share_log, c).to(share_logits.dtype)
         layer_dev = None  # with layer_noise: each group's log deviation sd n (B, n_groups)
         if layer_draw is not None:  # unit-mean log-normal: exp(sd n - sd^2 / 2)
-            sd = torch.exp(self.layer_noise_a + self.layer_noise_b * c[:, :1].to(share_logits.dtype))
-            sd = sd * (self.layer_noise_floor + (1.0 - self.layer_noise_floor) * torch.exp(self.layer_noise_shift))
+            sd = self.layer_noise_sd(c).to(share_logits.dtype)
             layer_dev = sd * layer_draw
             share_logits = share_logits + layer_dev - 0.5 * sd * sd
         fractions = torch.softmax(share_logits, dim=1)

@@ -384,7 +384,7 @@ def response_log_std_line(r: np.ndarray, e_inc: np.ndarray, n_bins: int = 5) -> 
 
 
 def group_share_noise_line(e_group: np.ndarray, e_inc: np.ndarray, n_bins: int = 5,
-                           min_count: int = 50) -> tuple[np.ndarray, np.ndarray]:
+                           min_count: int = 50) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per layer group, a line ``log s_g(t) = a_g + b_g t`` of the spread of the group's log energy that its
     neighbouring groups do not explain (``t`` as :func:`cell_hit_probit`'s).
 
@@ -409,12 +409,19 @@ def group_share_noise_line(e_group: np.ndarray, e_inc: np.ndarray, n_bins: int =
     -------
     a, b : numpy.ndarray
         float32 (n_groups,) each; a group with no usable bin gets ``a = log 1e-4``, ``b = 0`` (no noise to speak of).
+    t_range : numpy.ndarray
+        float32 (2, n_groups): the lowest and highest mean ``t`` of the bins each line was fitted on (0, 0 for a group
+        with none). The line is meant to be read within it and held constant beyond: a deep layer is hit in too few
+        low-energy showers for a bin there, and dataset 2's layer 40, fitted on the upper three bins (1.06 / 0.78 /
+        0.57), extrapolated to 1.97 at the lowest bin's energies, where the data's spread of its log energy over the
+        showers that hit it is 1.26 (``bench/RESULTS.md`` §13, nineteenth session).
     """
     e_group = np.asarray(e_group, dtype=np.float64)
     t, which = _energy_bins(e_inc, n_bins)
     n_groups = e_group.shape[1]
     logs = np.log(np.where(e_group > 0, e_group, 1.0))
     a, b = np.full(n_groups, math.log(1e-4)), np.zeros(n_groups)
+    t_range = np.zeros((2, n_groups))
     for g in range(n_groups):
         nb = [j for j in (g - 1, g + 1) if 0 <= j < n_groups]
         if not nb:
@@ -432,7 +439,8 @@ def group_share_noise_line(e_group: np.ndarray, e_inc: np.ndarray, n_bins: int =
             ys.append(math.log(max(sd, 1e-4)))
         if xs:
             a[g], b[g] = _line(np.asarray(xs), np.asarray(ys))
-    return a.astype(np.float32), b.astype(np.float32)
+            t_range[:, g] = min(xs), max(xs)
+    return a.astype(np.float32), b.astype(np.float32), t_range.astype(np.float32)
 
 
 def _binned_log_std(u: np.ndarray, e_inc: np.ndarray, feature_group: np.ndarray, n_bins: int,
@@ -877,8 +885,9 @@ class CaloTransform(Transform):
                 knots, probit = group_hit_curve(e_group, e)
                 stats.update(group_hit_knots=knots.tolist(), group_hit_probit=probit.tolist())
                 stats.update(group_share_log=group_share_curve(e_group, e)[1].tolist())  # option share_curve
-                noise_a, noise_b = group_share_noise_line(e_group, e)  # option layer_noise
-                stats.update(group_share_noise_a=noise_a.tolist(), group_share_noise_b=noise_b.tolist())
+                noise_a, noise_b, noise_t = group_share_noise_line(e_group, e)  # option layer_noise
+                stats.update(group_share_noise_a=noise_a.tolist(), group_share_noise_b=noise_b.tolist(),
+                             group_share_noise_t=noise_t.tolist())
                 # option layer_noise_hits; the hit counts in row blocks (no (N, n_features) float copy of the mask)
                 n_hit = np.concatenate([(u[i : i + 4096] > 0).astype(np.float32) @ member.astype(np.float32)
                                         for i in range(0, len(u), 4096)])
