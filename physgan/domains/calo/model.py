@@ -210,6 +210,17 @@ def _gamma_log_noise(sigma: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
     return 3.0 * torch.log(base.clamp(min=GAMMA_BASE_FLOOR))
 
 
+def _knot_curve(data: dict[str, Any], key: str, n_groups: int, option: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """A per-group curve of the transform's statistics on ``group_hit_knots``: the knots (K,) and ``data[key]``
+    (K, n_groups), float32; a missing or misshapen one is a :class:`ConfigError` naming ``option``."""
+    knots, values = data.get("group_hit_knots"), data.get(key)
+    values = np.asarray(values if values is not None else [], dtype=np.float32)
+    if knots is None or len(knots) < 1 or values.shape != (len(knots), n_groups):
+        raise ConfigError(f"calo model: {option} needs the transform statistics 'group_hit_knots' and '{key}' of this "
+                          "version (a curve per layer group); fit the transform again")
+    return torch.as_tensor(np.asarray(knots, dtype=np.float32)), torch.as_tensor(values)
+
+
 def _along_knots(knots: torch.Tensor, values: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
     """Per-group curves ``values`` (K, n_groups) at knots (K,) of the normalised log incident energy (condition 0),
     read at each shower's: (B, n_groups), linear between the knots and constant beyond them."""
@@ -466,13 +477,9 @@ class CaloGenerator(nn.Module):
         # difference in 4000 steps (their energies 0.3-1 decade low; bench/RESULTS.md §13, nineteenth session)
         self.share_curve = bool(_opt(spec, "share_curve", False))
         if self.share_curve:
-            knots, log_share = data.get("group_hit_knots"), data.get("group_share_log")
-            log_share = np.asarray(log_share if log_share is not None else [], dtype=np.float32)
-            if knots is None or len(knots) < 1 or log_share.shape != (len(knots), self.n_groups):
-                raise ConfigError("calo model: share_curve needs the transform statistics 'group_hit_knots' and "
-                                  "'group_share_log' of this version (a curve per layer group); fit the transform again")
-            self.register_buffer("share_knots", torch.as_tensor(knots, dtype=torch.float32), persistent=False)
-            self.register_buffer("group_share_log", torch.as_tensor(log_share), persistent=False)
+            knots, log_share = _knot_curve(data, "group_share_log", self.n_groups, "share_curve")
+            self.register_buffer("share_knots", knots, persistent=False)
+            self.register_buffer("group_share_log", log_share, persistent=False)
         elif mean_u is not None:  # layer fractions start at the training data's mean fractions
             share = np.array([mean_u[g].sum() for g in groups]) / mean_u.sum()
             with torch.no_grad():
@@ -634,13 +641,9 @@ class CaloGenerator(nn.Module):
             # the data's and is not learned, only what the rest of the shower does given the outcome
             if self.empty_layers:
                 raise ConfigError("calo model: empty_draw and empty_layers are two ways to empty a layer group; set one")
-            knots, probit = data.get("group_hit_knots"), data.get("group_hit_probit")
-            probit = np.asarray(probit if probit is not None else [], dtype=np.float32)
-            if knots is None or len(knots) < 1 or probit.shape != (len(knots), self.n_groups):
-                raise ConfigError("calo model: empty_draw needs the transform statistics 'group_hit_knots' and "
-                                  "'group_hit_probit' of this version (a curve per layer group); fit the transform again")
-            self.register_buffer("group_hit_knots", torch.as_tensor(knots, dtype=torch.float32), persistent=False)
-            self.register_buffer("group_hit_probit", torch.as_tensor(probit), persistent=False)
+            knots, probit = _knot_curve(data, "group_hit_probit", self.n_groups, "empty_draw")
+            self.register_buffer("group_hit_knots", knots, persistent=False)
+            self.register_buffer("group_hit_probit", probit, persistent=False)
         if self.occupancy:
             if not self.occupancy_temperature > 0:
                 raise ConfigError(f"calo model: occupancy_temperature must be > 0, got {self.occupancy_temperature}")
