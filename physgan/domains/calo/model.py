@@ -474,7 +474,9 @@ class CaloGenerator(nn.Module):
         # where it holds energy, a curve in the incident energy (group_share_curve); without it the head's bias starts at
         # the all-shower mean share, which for a layer empty in most showers of an energy is far below what it holds
         # when hit (dataset 2, layers 35-44 at 1-10 GeV: e^3-e^5 below), and the trunk alone did not learn the
-        # difference in 4000 steps (their energies 0.3-1 decade low; bench/RESULTS.md §13, nineteenth session)
+        # difference in 4000 steps (their energies 0.3-1 decade low). Measured on dataset 2 over two seeds: the deep
+        # layers' medians come out right, their spread stays too wide, layers 0-1 narrow, AUC 0.917 / 0.938 against
+        # 0.915 / 0.917 without: no gain, in no preset (bench/RESULTS.md §13, nineteenth session)
         self.share_curve = bool(_opt(spec, "share_curve", False))
         if self.share_curve:
             knots, log_share = _knot_curve(data, "group_share_log", self.n_groups, "share_curve")
@@ -700,7 +702,9 @@ class CaloGenerator(nn.Module):
             # option occupancy_from_shares: the shift from the condition's embedding and the layer groups' log shares
             # (the profile the trunk and the layer draws produced), not from the hidden state: each layer's mean
             # occupancy can follow the shower's profile, but at fixed layer energies the hit counts vary only through
-            # the cells' own draws (the next step after occupancy_from_condition; bench/RESULTS.md §13, 18th session)
+            # the cells' own draws (the next step after occupancy_from_condition). Negative on dataset 2 over two seeds:
+            # AUC 0.915 / 0.917 -> 0.997 / 0.947, layers 0-1 broke (layer 0's share is tiny and noisy, and its hit level
+            # swung with it) (bench/RESULTS.md §13, 18th and 19th sessions)
             self.occupancy_from_shares = bool(_opt(spec, "occupancy_from_shares", False))
             if self.occupancy_from_shares and self.occupancy_from_condition:
                 raise ConfigError("calo model: occupancy_from_condition and occupancy_from_shares are two sources of the "
