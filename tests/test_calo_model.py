@@ -627,12 +627,10 @@ def test_extras_summary_coordinate_is_the_overflow_energy():
     {**LONG_G_OPTIONS, "layer_noise": True, "layer_noise_hits": True, "occupancy_radial": True,
      "occupancy_from_condition": True},
     {**LONG_G_OPTIONS, "layer_noise": True, "layer_noise_hits": True, "occupancy_from_shares": True},
-    {**LONG_G_OPTIONS, "noise_shape": "gamma", "gamma_clamp_miss": True},
     {"cell_noise": True, "noise_head": "cell", "occupancy": False},  # the relative threshold, a full noise head
     {"cell_noise": False, "sparsify": False},
 ], ids=["shared", "quick-preset", "long-presets", "conv-no-hidden", "extras-narrow", "noise-slope", "extras-cap", "hit-floor",
-        "empty-layers", "empty-draw", "layer-noise", "layer-noise-hits", "occupancy-from-shares", "gamma-clamp-miss",
-        "threshold", "dense"])
+        "empty-layers", "empty-draw", "layer-noise", "layer-noise-hits", "occupancy-from-shares", "threshold", "dense"])
 def test_sampling_path_equals_the_training_forward(options):
     """Without gradients the generator runs its element-wise steps in place: its cells equal the training forward's
     bit for bit for the same latents; the direct physical path (no log / exp round trip) equals the inverse transform
@@ -823,47 +821,6 @@ def test_noise_shape_gamma_makes_a_cell_s_log_share_left_skewed():
         build_generator(ModelSpec(sample_shape=(geom.n_features,), n_cond=1, condition_names=["energy"], z_dim=8,
                                   width=16, depth=2, embed_dim=8, attrs=geom.to_attrs(),
                                   options={"cell_noise": True, "noise_shape": "gamma"}))
-
-
-def test_gamma_clamp_miss_makes_the_clamped_draws_misses_not_hits_on_the_floor():
-    """``gamma_clamp_miss``: at a large cell spread (1.9, as dataset 2's layer 0 trained) the gamma noise's base is
-    clamped for a sixth of the draws; without the option those cells are hits holding only the hit floor, with it they
-    are misses (exact zeros). Same weights and latents: the option only removes hits, every removed hit is one that sat
-    on the floor, the layer sums stay exact, and the option needs occupancy with the gamma shape."""
-    from physgan.domains.calo.model import GAMMA_BASE_FLOOR, _gamma_log_noise
-    from physgan.errors import ConfigError
-
-    base = {**QUICK_G_OPTIONS, "noise_shape": "gamma"}
-    out = {}
-    for on in (False, True):
-        t, spec = _occupancy_model(3, 2, **base, gamma_clamp_miss=on)
-        torch.manual_seed(0)
-        g = build_generator(spec)
-        with torch.no_grad():
-            for p in g.noise_log_scale:
-                p.fill_(float(np.log(1.9)))
-        c = torch.linspace(-1, 1, 2000)[:, None]
-        with torch.no_grad():
-            out[on] = g.physics(torch.randn(2000, *g.latent_shape(), generator=torch.Generator().manual_seed(4)), c)
-    n = torch.randn(100000, generator=torch.Generator().manual_seed(5))
-    assert float((_gamma_log_noise(torch.tensor(1.9), n) <= 3 * np.log(GAMMA_BASE_FLOOR) + 1e-4).double().mean()) > 0.1
-    u0, u1 = out[False]["u"], out[True]["u"]
-    hit0, hit1 = u0 > 0, u1 > 0
-    assert not (hit1 & ~hit0).any()  # only removes hits
-    removed = hit0 & ~hit1
-    n_removed = int(removed.sum())
-    assert n_removed > 0.05 * int(hit0.sum())
-    groups = layer_groups(CALOGAN)
-    for k, idx in enumerate(groups):
-        nc = int((idx < CALOGAN.n_cells).sum())
-        cells = torch.as_tensor(idx[:nc])
-        p = torch.exp(torch.tensor(t.stats["cell_hit_floor_a"][k]) + torch.tensor(t.stats["cell_hit_floor_b"][k]) * c[:, 0])
-        gone = removed[:, cells]
-        on_floor = u0[:, cells] <= p[:, None] * (1 + 1e-3)
-        assert (on_floor | ~gone).all()  # every removed hit sat on its floor without the option
-        torch.testing.assert_close(u1[:, idx].sum(1), out[True]["group_energy"][:, k], rtol=1e-5, atol=1e-7)
-    with pytest.raises(ConfigError, match="gamma_clamp_miss"):
-        build_generator(ModelSpec(**{**spec.__dict__, "options": {**QUICK_G_OPTIONS, "gamma_clamp_miss": True}}))
 
 
 def test_noise_floor_keeps_the_noise_when_the_shift_switches_it_off():

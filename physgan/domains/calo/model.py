@@ -181,9 +181,6 @@ def _leaky(x: torch.Tensor, grad: bool) -> torch.Tensor:
 #: Floor of the Wilson-Hilferty cube root's base in :func:`_gamma_log_noise`: a draw below it leaves the cell at
 #: e^-21 of its share (empty in effect; whether a cell is hit at all is the occupancy draw's to decide).
 GAMMA_BASE_FLOOR = 1e-3
-#: :func:`_gamma_log_noise` at its clamped base, a little above ``3 log(GAMMA_BASE_FLOOR)`` (float rounding): a draw at
-#: or below it is a clamped one (option ``gamma_clamp_miss``).
-GAMMA_LOG_FLOOR = 3.0 * math.log(GAMMA_BASE_FLOOR) + 1e-4
 
 
 def _gamma_log_noise(sigma: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
@@ -640,16 +637,6 @@ class CaloGenerator(nn.Module):
         self.empty_layers = bool(_opt(spec, "empty_layers", False))
         if self.empty_layers and not self.occupancy:
             raise ConfigError("calo model: empty_layers needs occupancy (the per-cell hit draws)")
-        # option gamma_clamp_miss (noise_shape gamma, occupancy): a cell whose gamma draw's base is clamped (share e^-21 of
-        # its pattern's, no deposit in effect) is a miss, not a hit on the hit floor. At the spread dataset 2's layers 0-1
-        # trained (1.5-1.9) the base is clamped for 2-17 % of the draws, and a fifth of the generated layer-0 hits sat on
-        # the floor (real 3 %) with 30 % too many hits in all (bench/RESULTS.md §13, nineteenth session). Negative on
-        # dataset 2 (seed 0, 4000 steps; twentieth session): the trained generator hit more layer-0 cells (3.91 against
-        # 3.37, real 2.67) with more of them tiny (24 % below 0.03 MeV against 17 %, real 3 %), AUC 0.907 -> 0.918: the
-        # tiny hits are cells far from the hottest, not the clamp. Off, in no preset
-        self.gamma_clamp_miss = bool(_opt(spec, "gamma_clamp_miss", False))
-        if self.gamma_clamp_miss and not (self.occupancy and self.noise_shape == "gamma"):
-            raise ConfigError("calo model: gamma_clamp_miss needs occupancy and noise_shape 'gamma'")
         if self.empty_draw:
             # the empty_layers way learns the rate through its straight-through estimate and drifted to over-empty
             # layer 2 (79-93 % of the 1-3 GeV showers by step 6000, real 51 %; bench/RESULTS.md §13); here the rate is
@@ -973,7 +960,6 @@ class CaloGenerator(nn.Module):
         x_shift = self.extra_noise_shift(h) if shift is not None and self.extras_noise else None
         parts, st_parts, hit_parts = [], [], []
         all_logits = []
-        clamped: list[torch.Tensor | None] = [None] * self.n_groups  # option gamma_clamp_miss: (B, cells) per group
         for k, (hid, head) in enumerate(zip(self.layer_hidden, self.patterns)):
             hk = hid(h)
             logits = head(hk)
@@ -989,9 +975,6 @@ class CaloGenerator(nn.Module):
                     sk = shift[:, k : k + 1]
                     if self.noise_shape == "gamma":  # the cell's sigma is its scale times the shift; see _gamma_log_noise
                         scaled, sk = _gamma_log_noise(scale * sk, noise[:, lo:hi]), torch.ones_like(sk)
-                        if self.gamma_clamp_miss:
-                            nc = self.group_n_cells[k]
-                            clamped[k] = scaled[:, :nc].detach() <= GAMMA_LOG_FLOOR
                     else:
                         scaled = noise[:, lo:hi] * scale
                     nc, xa, xb = self.extra_runs[k] if self.extras_noise else (hi - lo, 0, 0)
@@ -1026,9 +1009,6 @@ class CaloGenerator(nn.Module):
             st = None
             if self.group_sparse[k] and draws is not None:
                 miss, st = masks[k] if masks[k] is not None else self._hit_mask(k, occ_shift, c, draws[:, lo:hi])
-                if clamped[k] is not None:  # option gamma_clamp_miss: no deposit in effect, no hit
-                    miss = miss.clone()
-                    miss[:, : clamped[k].shape[1]] |= clamped[k]
                 if st is not None:
                     hit_parts.append(w.detach())  # rescaled below, once the group's sum is known
                 wm = (w.masked_fill_(miss, 0.0) if not grad else w.masked_fill(miss, 0.0)).scatter_(1, hottest, 1.0)

@@ -31,7 +31,6 @@ class CaloModelOptions:
     noise_head: Literal["cell", "layer"] = "cell"  # per-cell log sigma, or per-cell plus one shift per layer (issue 19)
     noise_slope: bool = False  # noise_head layer: each cell's noise scale a line in the log incident energy (issue 19)
     noise_shape: Literal["normal", "gamma"] = "normal"  # noise on the log shares: symmetric, or a gamma's log (issue 19)
-    gamma_clamp_miss: bool = False  # noise_shape gamma + occupancy: a cell whose gamma draw is clamped is a miss (issue 19)
     noise_floor: float = 0.0  # noise_head layer: the layer's noise factor is at least this (0: may switch off; issue 19)
     noise_clip: float | None = None  # per-cell noise draws clipped above at this value (None: not clipped; issue 19)
     extras_noise: bool = False  # the extras' (overflow's) own noise scale, from the data's spread against the energy (issue 19)
