@@ -627,10 +627,12 @@ def test_extras_summary_coordinate_is_the_overflow_energy():
     {**LONG_G_OPTIONS, "layer_noise": True, "layer_noise_hits": True, "occupancy_radial": True,
      "occupancy_from_condition": True},
     {**LONG_G_OPTIONS, "layer_noise": True, "layer_noise_hits": True, "occupancy_from_shares": True},
+    {**LONG_G_OPTIONS, "layer_noise": True, "layer_noise_hits": True, "occupancy_mean_preserving": True},
     {"cell_noise": True, "noise_head": "cell", "occupancy": False},  # the relative threshold, a full noise head
     {"cell_noise": False, "sparsify": False},
 ], ids=["shared", "quick-preset", "long-presets", "conv-no-hidden", "extras-narrow", "noise-slope", "extras-cap", "hit-floor",
-        "empty-layers", "empty-draw", "layer-noise", "layer-noise-hits", "occupancy-from-shares", "threshold", "dense"])
+        "empty-layers", "empty-draw", "layer-noise", "layer-noise-hits", "occupancy-from-shares", "mean-preserving",
+        "threshold", "dense"])
 def test_sampling_path_equals_the_training_forward(options):
     """Without gradients the generator runs its element-wise steps in place: its cells equal the training forward's
     bit for bit for the same latents; the direct physical path (no log / exp round trip) equals the inverse transform
@@ -643,6 +645,9 @@ def test_sampling_path_equals_the_training_forward(options):
     with torch.no_grad():  # non-trivial FiLM and noise shifts, as after training
         for p in g.parameters():
             p.add_(0.05 * torch.randn_like(p))
+        if options.get("occupancy_mean_preserving"):  # a learned spread; eval mode: the forwards below do not move it
+            g.occupancy_shift_var.fill_(0.3)
+            g.eval()
     z, c = torch.randn(64, *g.latent_shape()), torch.randn(64, 1)
     c_phys = torch.exp(torch.randn(64, 1)) * 10.0
     u_train = g.physics(z, c)["u"]
@@ -1540,3 +1545,64 @@ def test_layer_noise_holds_the_spread_line_within_the_energies_it_was_fitted_on(
         f = held.physics(z, torch.full((2, 1), -1.5))["fractions"]
     moved = float(torch.log(f[0, 0] / f[0, 1]) - torch.log(f[1, 0] / f[1, 1]))
     np.testing.assert_allclose(moved, float(want[0, 0]), rtol=1e-4)
+
+
+def _hit_shift(g, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """The generator's ``occupancy_shift`` output (B, n_groups [x 2]) for latents ``z`` at conditions ``c``."""
+    out = []
+    hook = g.occupancy_shift.register_forward_hook(lambda m, i, o: out.append(o.detach()))
+    with torch.no_grad():
+        g.physics(z, c)
+    hook.remove()
+    return out[0]
+
+
+def test_occupancy_mean_preserving_keeps_each_cells_hit_rate_whatever_the_shifts_spread():
+    """A zero-mean spread of a group's hit-probit shift raises a rare cell's mean hit rate (Phi is convex below 0).
+    With ``occupancy_mean_preserving`` the generator's training forwards learn the shift's variance about its line in
+    the energy (a buffer, carried by the checkpoint), and sampling then hits each rare cell at the data's rate, where
+    the same generator without the option hits it far more often; untrained (variance 0) both draw the same showers."""
+    from physgan.errors import ConfigError
+
+    opts = {"cell_noise": True, "noise_head": "layer", "occupancy": True}
+    _, spec = _occupancy_model(3, 2, **opts, occupancy_mean_preserving=True)
+    torch.manual_seed(0)
+    gen = build_generator(spec)
+    plain = build_generator(ModelSpec(**{**spec.__dict__, "options": opts}))
+    missing = plain.load_state_dict(gen.state_dict(), strict=False)
+    assert missing.unexpected_keys == ["occupancy_shift_var"] and not missing.missing_keys
+    n = 20000
+    z0, c0 = torch.randn(n, *gen.latent_shape()), torch.zeros(n, 1)
+    with torch.no_grad():
+        torch.testing.assert_close(gen.physics(z0, c0)["u"], plain.physics(z0, c0)["u"])  # variance 0: same draws
+        for g in (gen, plain):  # a shift spreading 0.55-0.7 in probit between showers of one energy (mean 0 at c0)
+            g.occupancy_shift.weight.normal_(std=0.6, generator=torch.Generator().manual_seed(1))
+            g.occupancy_shift.bias -= _hit_shift(g, z0, c0).mean(dim=0)
+    shifts, conds = [], []
+    hook = gen.occupancy_shift.register_forward_hook(lambda m, i, o: shifts.append(o.detach().numpy()))
+    gen.train()
+    for _ in range(300):  # training forwards (gradients on) over batches of all energies
+        conds.append(torch.randn(256, 1))
+        gen(torch.randn(256, *gen.latent_shape()), conds[-1])
+    hook.remove()
+    var = gen.occupancy_shift_var.numpy()
+    assert var.min() > 0.2  # it learned a spread
+    # the running estimate against one line per group fitted to the last 100 batches at once: within 15 %
+    shift, t = np.concatenate(shifts[-100:]), torch.cat(conds[-100:])[:, 0].numpy()
+    pooled = [np.var(shift[:, k] - np.polyval(np.polyfit(t, shift[:, k], 1), t)) for k in range(gen.n_groups)]
+    np.testing.assert_allclose(var, pooled, rtol=0.15)
+    with torch.no_grad():
+        states = {k: v.clone() for k, v in gen.state_dict().items()}
+        u_gen, u_plain = gen.physics(z0, c0)["u"], plain.physics(z0, c0)["u"]
+    torch.testing.assert_close(gen.state_dict()["occupancy_shift_var"], states["occupancy_shift_var"])  # sampling reads it
+    target = np.asarray(spec.data_stats["cell_hit_fraction"])
+    rare = target < 0.05
+    with torch.no_grad():  # the rate without any spread (each cell also hit when it is its group's hottest)
+        plain.occupancy_shift.weight.zero_()
+        plain.occupancy_shift.bias.zero_()
+        u_none = plain.physics(z0, c0)["u"]
+    rate_gen, rate_plain, rate_none = ((u > 0).double().mean(0).numpy()[rare].mean() for u in (u_gen, u_plain, u_none))
+    assert rate_plain > 2.0 * rate_none  # the spread alone doubles the rare cells' hits
+    assert abs(rate_gen / rate_none - 1.0) < 0.15, (rate_gen, rate_none)
+    with pytest.raises(ConfigError, match="occupancy_mean_preserving needs occupancy"):
+        build_generator(ModelSpec(**{**spec.__dict__, "options": {"cell_noise": True, "occupancy_mean_preserving": True}}))

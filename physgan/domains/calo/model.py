@@ -629,6 +629,9 @@ class CaloGenerator(nn.Module):
         self.hit_floor = bool(_opt(spec, "hit_floor", False))  # option hit_floor: see below
         if self.hit_floor and not self.occupancy:
             raise ConfigError("calo model: hit_floor needs occupancy (the per-cell hit draws)")
+        self.occupancy_mean_preserving = bool(_opt(spec, "occupancy_mean_preserving", False))  # option: see below
+        if self.occupancy_mean_preserving and not self.occupancy:
+            raise ConfigError("calo model: occupancy_mean_preserving needs occupancy (the per-cell hit draws)")
         # option empty_layers: a layer group none of whose draws hits is empty, and the other groups share its energy;
         # without it the group's hottest cell is always hit, so no generated shower has an empty layer, where GFlash's
         # e+ at 1-3 GeV leave CaloGAN's last layer empty in 53 % of the showers (4 % of the 100k benchmark's showers:
@@ -709,6 +712,16 @@ class CaloGenerator(nn.Module):
             if self.occupancy_from_shares and self.occupancy_from_condition:
                 raise ConfigError("calo model: occupancy_from_condition and occupancy_from_shares are two sources of the "
                                   "hit shift; set one")
+            # option occupancy_mean_preserving: a zero-mean shift of spread v in a rare cell's hit probit o raises its
+            # mean hit rate, E Phi(o + v n) = Phi(o / sqrt(1 + v^2)) > Phi(o) for o < 0. On dataset 2 the trunk's shift of
+            # layer 0 spread 0.69 in probit between showers of one energy, and that alone took the layer's hits from 2.46
+            # to 3.41 per shower (GFlash 2.70; bench/RESULTS.md §13, 21st session). With the option each group's cell
+            # probits (and their energy slopes) are scaled by sqrt(1 + v_g^2), v_g^2 a running estimate of the variance
+            # of the group's shift about its line in the energy, kept from the training batches of the generator's
+            # steps (as batch normalisation keeps its statistics; a buffer, so sampling reads the trained value): each
+            # cell's hit rate is then Phi(o) on average over the showers of one energy, whatever the shift's spread
+            if self.occupancy_mean_preserving:
+                self.register_buffer("occupancy_shift_var", torch.zeros(self.n_groups))
             shift_in = spec.embed_dim if self.occupancy_from_condition else width
             shift_in = spec.embed_dim + self.n_groups if self.occupancy_from_shares else shift_in
             self.occupancy_shift = nn.Linear(shift_in, self.n_groups * (2 if self.occupancy_radial else 1))
@@ -770,17 +783,37 @@ class CaloGenerator(nn.Module):
         group keeps its energy. The relaxation is ``soft = sigmoid((o - n) / T)`` (``occupancy_temperature``), whose
         expected slope tends to ``dP(hit)/do``.
         """
-        logit = self.occupancy_logit[k] + occ_shift[:, k : k + 1]
+        if self.occupancy_mean_preserving:  # the cells' own probits scaled, then the shower's shift
+            base = self.occupancy_logit[k]
+            if self.occupancy_slope is not None:
+                base = base + c[:, :1] * self.occupancy_slope[k]
+            logit = base * torch.sqrt(1.0 + self.occupancy_shift_var[k]) + occ_shift[:, k : k + 1]
+        else:
+            logit = self.occupancy_logit[k] + occ_shift[:, k : k + 1]
         if self.occupancy_radial:
             g, lo, hi = self.n_groups, self.noise_offsets[k], self.noise_offsets[k + 1]
             logit = logit + occ_shift[:, g + k : g + k + 1] * self.cell_radius[lo:hi]
-        if self.occupancy_slope is not None:  # condition 0: the normalised log incident energy
+        if self.occupancy_slope is not None and not self.occupancy_mean_preserving:  # condition 0: normalised log E_inc
             logit = logit + c[:, :1] * self.occupancy_slope[k]
         miss = draw >= logit
         if not torch.is_grad_enabled():
             return miss, None
         soft = torch.sigmoid((logit - draw) / self.occupancy_temperature)
         return miss, soft - soft.detach()
+
+    @torch.no_grad()
+    def _track_shift_var(self, level: torch.Tensor, c: torch.Tensor, momentum: float = 0.02) -> None:
+        """Option ``occupancy_mean_preserving``: move the running variance of each group's hit shift towards this
+        batch's, the mean square of ``level`` (B, n_groups) about its least-squares line in condition 0 (the normalised
+        log incident energy), by ``momentum``. Only the generator's training forward calls it; sampling reads the buffer.
+        """
+        if len(level) < 3:
+            return
+        level, t = level.float(), c[:, :1].float()  # float32 also under autocast
+        level, t = level - level.mean(dim=0), t - t.mean()
+        slope = (t * level).sum(dim=0) / (t * t).sum().clamp(min=1e-12)  # 0 when the batch has one energy
+        var = (level - t * slope).pow(2).mean(dim=0)
+        self.occupancy_shift_var.lerp_(var.to(self.occupancy_shift_var.dtype), momentum)
 
     def _empty_groups(self, fractions: torch.Tensor, occ_shift: torch.Tensor, c: torch.Tensor,
                       draws: torch.Tensor) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor | None] | None]]:
@@ -951,6 +984,8 @@ class CaloGenerator(nn.Module):
         if occ_shift is not None and self.layer_noise_hits:  # the level columns come first (then the radial slopes)
             moved = occ_shift[:, : self.n_groups] + self.layer_hit_slope * layer_dev
             occ_shift = torch.cat([moved, occ_shift[:, self.n_groups :]], dim=1) if self.occupancy_radial else moved
+        if occ_shift is not None and self.occupancy_mean_preserving and grad and self.training:
+            self._track_shift_var(occ_shift[:, : self.n_groups].detach(), c)
         masks: list[tuple[torch.Tensor, torch.Tensor | None] | None] = [None] * self.n_groups
         full = None  # with empty_layers: the groups' energies had none been empty (the straight-through's counterfactual)
         if self.empty_layers and draws is not None:  # the hit draws first: which groups are empty
