@@ -717,7 +717,7 @@ class CaloGenerator(nn.Module):
             # layer 0 spread 0.69 in probit between showers of one energy, and that alone took the layer's hits from 2.46
             # to 3.41 per shower (GFlash 2.70; bench/RESULTS.md §13, 21st session). With the option each group's cell
             # probits (and their energy slopes) are scaled by sqrt(1 + v_g^2), v_g^2 a running estimate of the variance
-            # of the group's shift about its line in the energy, kept from the training batches of the generator's
+            # of the group's shift at fixed energy (_track_shift_var), kept from the training batches of the generator's
             # steps (as batch normalisation keeps its statistics; a buffer, so sampling reads the trained value): each
             # cell's hit rate is then Phi(o) on average over the showers of one energy, whatever the shift's spread
             if self.occupancy_mean_preserving:
@@ -803,16 +803,21 @@ class CaloGenerator(nn.Module):
 
     @torch.no_grad()
     def _track_shift_var(self, level: torch.Tensor, c: torch.Tensor, momentum: float = 0.02) -> None:
-        """Option ``occupancy_mean_preserving``: move the running variance of each group's hit shift towards this
-        batch's, the mean square of ``level`` (B, n_groups) about its least-squares line in condition 0 (the normalised
-        log incident energy), by ``momentum``. Only the generator's training forward calls it; sampling reads the buffer.
+        """Option ``occupancy_mean_preserving``: move the running variance of each group's hit shift at fixed incident
+        energy towards this batch's, by ``momentum``. Only the generator's training forward calls it; sampling reads the
+        buffer.
+
+        The batch's estimate is half the mean squared difference of ``level`` (B, n_groups) between showers adjacent in
+        condition 0 (the normalised log incident energy), von Neumann's successive-difference variance: any smooth mean
+        trend in the energy cancels between neighbours. A residual about a line in the energy had read the trend's
+        curvature as spread (layer 0 of dataset 2: 0.87 against 0.74 about a quadratic), and the scaled probits then
+        hit the outer rings 2-3x too rarely (bench/RESULTS.md §13, twenty-first session).
         """
         if len(level) < 3:
             return
-        level, t = level.float(), c[:, :1].float()  # float32 also under autocast
-        level, t = level - level.mean(dim=0), t - t.mean()
-        slope = (t * level).sum(dim=0) / (t * t).sum().clamp(min=1e-12)  # 0 when the batch has one energy
-        var = (level - t * slope).pow(2).mean(dim=0)
+        order = torch.argsort(c[:, 0])
+        level = level.float()[order]  # float32 also under autocast
+        var = 0.5 * (level[1:] - level[:-1]).pow(2).mean(dim=0)
         self.occupancy_shift_var.lerp_(var.to(self.occupancy_shift_var.dtype), momentum)
 
     def _empty_groups(self, fractions: torch.Tensor, occ_shift: torch.Tensor, c: torch.Tensor,
