@@ -181,6 +181,13 @@ def _leaky(x: torch.Tensor, grad: bool) -> torch.Tensor:
 #: Floor of the Wilson-Hilferty cube root's base in :func:`_gamma_log_noise`: a draw below it leaves the cell at
 #: e^-21 of its share (empty in effect; whether a cell is hit at all is the occupancy draw's to decide).
 GAMMA_BASE_FLOOR = 1e-3
+#: Option ``occupancy_mean_preserving``: the shift's variance is kept in this many bins of the normalised log incident
+#: energy over [-SHIFT_VAR_EDGE, SHIFT_VAR_EDGE] (a uniform log spectrum standardises to +-1.73; beyond, the end bins hold)
+#: and read linearly between the bins' centres: on dataset 2 layer 0's shift spread 0.45 in probit at the lowest
+#: energies and 0.90 at the highest, so one variance over all energies over-corrected the low energies' rare cells
+#: (outer rings 3-4x too rarely hit there; bench/RESULTS.md §13, twenty-second session)
+SHIFT_VAR_BINS = 8
+SHIFT_VAR_EDGE = 2.0
 
 
 def _gamma_log_noise(sigma: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
@@ -717,11 +724,13 @@ class CaloGenerator(nn.Module):
             # layer 0 spread 0.69 in probit between showers of one energy, and that alone took the layer's hits from 2.46
             # to 3.41 per shower (GFlash 2.70; bench/RESULTS.md §13, 21st session). With the option each group's cell
             # probits (and their energy slopes) are scaled by sqrt(1 + v_g^2), v_g^2 a running estimate of the variance
-            # of the group's shift at fixed energy (_track_shift_var), kept from the training batches of the generator's
-            # steps (as batch normalisation keeps its statistics; a buffer, so sampling reads the trained value): each
+            # of the group's shift at fixed energy, per energy bin (_track_shift_var, SHIFT_VAR_BINS), kept from the
+            # training batches of the generator's steps (as batch normalisation keeps its statistics; a buffer, so
+            # sampling reads the trained value): each
             # cell's hit rate is then Phi(o) on average over the showers of one energy, whatever the shift's spread
             if self.occupancy_mean_preserving:
-                self.register_buffer("occupancy_shift_var", torch.zeros(self.n_groups))
+                self.register_buffer("occupancy_shift_var", torch.zeros(self.n_groups, SHIFT_VAR_BINS))
+                self.register_buffer("occupancy_shift_seen", torch.zeros(SHIFT_VAR_BINS, dtype=torch.bool))
             shift_in = spec.embed_dim if self.occupancy_from_condition else width
             shift_in = spec.embed_dim + self.n_groups if self.occupancy_from_shares else shift_in
             self.occupancy_shift = nn.Linear(shift_in, self.n_groups * (2 if self.occupancy_radial else 1))
@@ -787,7 +796,7 @@ class CaloGenerator(nn.Module):
             base = self.occupancy_logit[k]
             if self.occupancy_slope is not None:
                 base = base + c[:, :1] * self.occupancy_slope[k]
-            logit = base * torch.sqrt(1.0 + self.occupancy_shift_var[k]) + occ_shift[:, k : k + 1]
+            logit = base * torch.sqrt(1.0 + self._shift_var_at(c[:, 0], k))[:, None] + occ_shift[:, k : k + 1]
         else:
             logit = self.occupancy_logit[k] + occ_shift[:, k : k + 1]
         if self.occupancy_radial:
@@ -801,24 +810,49 @@ class CaloGenerator(nn.Module):
         soft = torch.sigmoid((logit - draw) / self.occupancy_temperature)
         return miss, soft - soft.detach()
 
+    def _shift_var_at(self, t: torch.Tensor, k: int) -> torch.Tensor:
+        """Option ``occupancy_mean_preserving``: group ``k``'s shift variance at normalised log energies ``t`` (B,),
+        linear between the bins' centres of :data:`SHIFT_VAR_BINS` (constant beyond the outer centres)."""
+        width = 2.0 * SHIFT_VAR_EDGE / SHIFT_VAR_BINS
+        pos = ((t.float() + SHIFT_VAR_EDGE) / width - 0.5).clamp(0.0, SHIFT_VAR_BINS - 1.0)
+        i0 = pos.floor().long().clamp(max=SHIFT_VAR_BINS - 2)
+        frac = pos - i0
+        row = self.occupancy_shift_var[k]
+        return (row[i0] * (1.0 - frac) + row[i0 + 1] * frac).to(t.dtype)
+
     @torch.no_grad()
     def _track_shift_var(self, level: torch.Tensor, c: torch.Tensor, momentum: float = 0.02) -> None:
         """Option ``occupancy_mean_preserving``: move the running variance of each group's hit shift at fixed incident
-        energy towards this batch's, by ``momentum``. Only the generator's training forward calls it; sampling reads the
-        buffer.
+        energy, per energy bin, towards this batch's, by ``momentum``. Only the generator's training forward calls it;
+        sampling reads the buffer.
 
         The batch's estimate is half the mean squared difference of ``level`` (B, n_groups) between showers adjacent in
         condition 0 (the normalised log incident energy), von Neumann's successive-difference variance: any smooth mean
         trend in the energy cancels between neighbours. A residual about a line in the energy had read the trend's
         curvature as spread (layer 0 of dataset 2: 0.87 against 0.74 about a quadratic), and the scaled probits then
-        hit the outer rings 2-3x too rarely (bench/RESULTS.md §13, twenty-first session).
+        hit the outer rings 2-3x too rarely (bench/RESULTS.md §13, twenty-first session). Each difference counts in the
+        bin of its pair's mean energy; a bin with at least two differences in the batch moves (the first time it is
+        set), and a bin never seen takes its nearest seen neighbour's value.
         """
         if len(level) < 3:
             return
-        order = torch.argsort(c[:, 0])
+        t, order = torch.sort(c[:, 0].float())
         level = level.float()[order]  # float32 also under autocast
-        var = 0.5 * (level[1:] - level[:-1]).pow(2).mean(dim=0)
-        self.occupancy_shift_var.lerp_(var.to(self.occupancy_shift_var.dtype), momentum)
+        half_sq = 0.5 * (level[1:] - level[:-1]).pow(2)
+        width = 2.0 * SHIFT_VAR_EDGE / SHIFT_VAR_BINS
+        mid = 0.5 * (t[1:] + t[:-1])
+        bins = ((mid + SHIFT_VAR_EDGE) / width).floor().long().clamp(0, SHIFT_VAR_BINS - 1)
+        sums = torch.zeros(SHIFT_VAR_BINS, level.shape[1]).index_add_(0, bins, half_sq)
+        counts = torch.bincount(bins, minlength=SHIFT_VAR_BINS)
+        buf, seen = self.occupancy_shift_var, self.occupancy_shift_seen
+        for b in torch.nonzero(counts >= 2).flatten().tolist():
+            est = (sums[b] / counts[b]).to(buf.dtype)
+            buf[:, b] = buf[:, b].lerp(est, momentum) if seen[b] else est
+            seen[b] = True
+        if seen.any() and not seen.all():
+            idx = torch.nonzero(seen).flatten()
+            for b in torch.nonzero(~seen).flatten().tolist():
+                buf[:, b] = buf[:, idx[(idx - b).abs().argmin()]]
 
     def _empty_groups(self, fractions: torch.Tensor, occ_shift: torch.Tensor, c: torch.Tensor,
                       draws: torch.Tensor) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor | None] | None]]:
