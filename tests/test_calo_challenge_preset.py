@@ -7,6 +7,7 @@ import numpy as np
 from physgan.cli import main
 from physgan.domains.calo import CHALLENGE_G_OPTIONS, PRESETS
 from physgan.domains.calo.geometry import calochallenge_geometry
+from physgan.domains.calo.model import SHIFT_VAR_BINS
 from physgan.run import load_run
 
 
@@ -25,7 +26,7 @@ def test_calochallenge_preset_trains_on_dataset_2_with_its_recipe_and_samples_sh
     # trained on the showers as the readout sees them, and the hit level's spread learned from the training forwards
     assert run.transform.stats["readout_threshold_mev"] == ds2.voxel_threshold_mev
     var = run.G.occupancy_shift_var.numpy()
-    assert var.shape == (run.G.n_groups,) and np.isfinite(var).all() and (var > 0).all()
+    assert var.shape == (run.G.n_groups, SHIFT_VAR_BINS) and np.isfinite(var).all() and (var > 0).all()
     x = run.sample(64, {"energy": 5.0e4}, seed=0)
     assert x.shape == (64, ds2.n_features) and np.isfinite(x).all() and (x >= 0).all()
     totals = x.sum(axis=1)
