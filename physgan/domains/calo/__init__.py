@@ -79,7 +79,8 @@ LONG_G_OPTIONS: dict[str, Any] = {**QUICK_G_OPTIONS, "extras_cap": True, "empty_
 #: (``layer_noise_hits``), the hit level's spread kept from raising the rare cells' hit rates
 #: (``occupancy_mean_preserving``), and training on the showers as the readout sees them (``readout_threshold``).
 #: Dataset 2, high-level classifier AUC: 0.99 with the quick preset and the long presets' draws alone, 0.905-0.95 with the
-#: noise options, 0.907-0.927 with the layer draws, 0.896 (seed 0) with the mean-preserving hit level. On CaloGAN at
+#: noise options, 0.907-0.927 with the layer draws, 0.899 / 0.907 (seeds 0 / 1) with the mean-preserving hit level read
+#: per energy bin (coverage 0.81-0.82; layers 0-1's radial centres and widths still 0.04-0.08). On CaloGAN at
 #: quickstart size the noise options made things worse (AUC 0.54 -> 0.60-0.67), so the other presets do not take them.
 CHALLENGE_G_OPTIONS: dict[str, Any] = {
     **QUICK_G_OPTIONS, "empty_draw": True, "response_noise": True, "noise_shape": "gamma", "noise_slope": True,
