@@ -62,7 +62,7 @@ GOAL_FAMILY = {"e_tot": "e_tot", "e_layer": "e_layer", "ec_": "lateral", "width_
                "shower_depth": "shape", "e_ratio": "spectrum", "voxel_energy": "spectrum"}
 #: What each geometry's files hold: particle, energy range (GeV), default training showers; and the default preset and
 #: step cap of its training (CaloGAN: the default preset until the time budget; dataset 2: the ``calochallenge`` preset,
-#: the recipe measured there, for its 4000 steps, 40-45 min on one core).
+#: the recipe measured there, for its 4000 steps, ~45 min on one core).
 SETUPS: dict[str, dict[str, Any]] = {
     "calogan": {"particle": "e+", "energy": "1:100", "n_train": 100_000, "preset": "default", "max_steps": 1_000_000},
     "calochallenge-ds2": {"particle": "e-", "energy": "1:1000", "n_train": 30_000, "preset": "calochallenge",

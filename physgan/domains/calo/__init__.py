@@ -71,7 +71,7 @@ G_OPTIONS: dict[str, Any] = {"cell_noise": True, "noise_head": "layer", "occupan
 QUICK_G_OPTIONS: dict[str, Any] = {**G_OPTIONS, "hit_floor": True, "occupancy_slope": True}
 LONG_G_OPTIONS: dict[str, Any] = {**QUICK_G_OPTIONS, "extras_cap": True, "empty_draw": True, "response_noise": True}
 #: The ``calochallenge`` preset is the best recipe measured on CaloChallenge dataset 2 (cylindrical, 45 layers x 144
-#: cells; ``bench/RESULTS.md`` §13, fourteenth to twenty-second sessions): the quick preset's sizes, 4000 steps (40-45
+#: cells; ``bench/RESULTS.md`` §13, fourteenth to twenty-second sessions): the quick preset's sizes, 4000 steps (~45
 #: min on one CPU core), and on top of the quick preset's options the long presets' empty-layer and response draws (not
 #: their ``extras_cap``: it was not in the measured runs), a gamma-shaped cell noise with its energy slope held at
 #: least at 0.7 of the data's spread (``noise_floor``: the trained generator otherwise switched its cell noise off), a
@@ -107,7 +107,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "model": {"z_dim": 64, "width": 256, "depth": 3, "embed_dim": 32, "options": {**LONG_G_OPTIONS, "generator_width": 128}},
         "data": {"val_fraction": 0.1},
     },
-    # CaloChallenge dataset 2 on one CPU core in 40-45 min (the recipe above; measured there, not on datasets 1 and 3)
+    # CaloChallenge dataset 2 on one CPU core in ~45 min (the recipe above; measured there, not on datasets 1 and 3)
     "calochallenge": {
         "train": {"steps": 4000, "batch_size": 64,
                   "ema_beta": 0.999, "val_every": 500, "ckpt_every": 1000},

@@ -188,6 +188,7 @@ GAMMA_BASE_FLOOR = 1e-3
 #: (outer rings 3-4x too rarely hit there; bench/RESULTS.md §13, twenty-second session)
 SHIFT_VAR_BINS = 8
 SHIFT_VAR_EDGE = 2.0
+SHIFT_VAR_WIDTH = 2.0 * SHIFT_VAR_EDGE / SHIFT_VAR_BINS
 
 
 def _gamma_log_noise(sigma: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
@@ -813,8 +814,7 @@ class CaloGenerator(nn.Module):
     def _shift_var_at(self, t: torch.Tensor, k: int) -> torch.Tensor:
         """Option ``occupancy_mean_preserving``: group ``k``'s shift variance at normalised log energies ``t`` (B,),
         linear between the bins' centres of :data:`SHIFT_VAR_BINS` (constant beyond the outer centres)."""
-        width = 2.0 * SHIFT_VAR_EDGE / SHIFT_VAR_BINS
-        pos = ((t.float() + SHIFT_VAR_EDGE) / width - 0.5).clamp(0.0, SHIFT_VAR_BINS - 1.0)
+        pos = ((t.float() + SHIFT_VAR_EDGE) / SHIFT_VAR_WIDTH - 0.5).clamp(0.0, SHIFT_VAR_BINS - 1.0)
         i0 = pos.floor().long().clamp(max=SHIFT_VAR_BINS - 2)
         frac = pos - i0
         row = self.occupancy_shift_var[k]
@@ -839,10 +839,9 @@ class CaloGenerator(nn.Module):
         t, order = torch.sort(c[:, 0].float())
         level = level.float()[order]  # float32 also under autocast
         half_sq = 0.5 * (level[1:] - level[:-1]).pow(2)
-        width = 2.0 * SHIFT_VAR_EDGE / SHIFT_VAR_BINS
         mid = 0.5 * (t[1:] + t[:-1])
-        bins = ((mid + SHIFT_VAR_EDGE) / width).floor().long().clamp(0, SHIFT_VAR_BINS - 1)
-        sums = torch.zeros(SHIFT_VAR_BINS, level.shape[1]).index_add_(0, bins, half_sq)
+        bins = ((mid + SHIFT_VAR_EDGE) / SHIFT_VAR_WIDTH).floor().long().clamp(0, SHIFT_VAR_BINS - 1)
+        sums = torch.zeros(SHIFT_VAR_BINS, level.shape[1], device=level.device).index_add_(0, bins, half_sq)
         counts = torch.bincount(bins, minlength=SHIFT_VAR_BINS)
         buf, seen = self.occupancy_shift_var, self.occupancy_shift_seen
         for b in torch.nonzero(counts >= 2).flatten().tolist():
