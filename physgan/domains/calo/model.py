@@ -144,6 +144,7 @@ from physgan.domains.calo.transform import (
     lateral_moments,
     layer_bounds,
     model_to_fractions,
+    ring_members,
     segment_moments,
     summary_coordinates,
     summary_count,
@@ -1168,7 +1169,8 @@ class CaloCritic(nn.Module):
     ----------
     spec : ModelSpec
         ``width``, ``depth`` (hidden layers of the cell MLP), ``embed_dim``; ``options``: ``eps``,
-        ``critic_norm`` ('none' default, or 'layer'), ``occupancy_sharpness`` (default 10).
+        ``critic_norm`` ('none' default, or 'layer'), ``occupancy_sharpness`` (default 10), ``critic_spectrum``,
+        ``critic_ring_hits`` (default false), ``critic_spatial``, ``critic_layer_stream``.
     """
 
     def __init__(self, spec: ModelSpec):
@@ -1227,6 +1229,12 @@ class CaloCritic(nn.Module):
                                   f"[0, {self.n_layers - 1}], got {chosen}")
             self.spectrum_layers = chosen
             n_phys += len(SPECTRUM_MULTIPLES) * len(chosen)
+        # option critic_ring_hits: per layer and ring (cells at one distance from the axis), the soft number of hit cells
+        self.ring_hits = None
+        if bool(_opt(spec, "critic_ring_hits", False)):
+            rings, _ = ring_members(geom)
+            self.ring_hits = SegmentMatrix(rings, segs)
+            n_phys += rings.shape[1]
         self.n_phys = n_phys
 
         def mlp(n_in: int, n_hidden: int, n_layers: int) -> nn.Sequential:
@@ -1320,6 +1328,18 @@ class CaloCritic(nn.Module):
             return torch.log((1.0 + counts) / (1.0 + hits[:, None, :])).reshape(b, j * n)
         return torch.log1p(counts).reshape(b, j * n)
 
+    def ring_hit_features(self, y: torch.Tensor) -> torch.Tensor:
+        """Option ``critic_ring_hits``: ``log(1 + h_lr)`` per layer ``l`` and ring ``r`` ``(B, n_rings)``, ``h_lr`` the
+        soft number of hit cells of the ring (``tanh(k (y + 1))`` summed, as the occupancy feature); rings from
+        :func:`~physgan.domains.calo.transform.ring_members`.
+
+        Why: the per-layer occupancy counts a layer's hits wherever they are, and the energy-weighted widths do not see
+        how many cells carry an outer ring's energy. On dataset 2 the generator hit layer 0's outer rings 3-5x too
+        rarely at low energies and gave the hit outer cells of layers 1-2 1.5-2x the data's energy: fewer, hotter
+        hits with nearly the right width (bench/RESULTS.md §13, twenty-second session).
+        """
+        return torch.log1p(self.ring_hits(torch.tanh(self.kappa * (y + 1.0))))
+
     def forward(self, y: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """Critic scores ``(B,)`` for model-space showers ``y`` with normalised conditions ``c``."""
         cells, summaries = y[:, : self.n_cells_model], y[:, self.n_cells_model :]
@@ -1352,6 +1372,8 @@ class CaloCritic(nn.Module):
         phys = [features, summaries]
         if self.spectrum != "none":
             phys.append(self.spectrum_features(cells_physics, c))
+        if self.ring_hits is not None:
+            phys.append(self.ring_hit_features(cells_physics))
         phys = torch.cat(phys, dim=1)
         parts = [self.cell_net(cells), self.phys_net(phys)]
         if self.layer_stream is not None:

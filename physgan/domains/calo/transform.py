@@ -58,6 +58,7 @@ __all__ = [
     "cell_log_std",
     "cell_log_std_line",
     "layer_bounds",
+    "ring_members",
     "cell_hit_stats",
     "cell_hit_probit",
     "cell_hit_floor",
@@ -140,6 +141,50 @@ def lateral_moments(geom: Any) -> tuple[np.ndarray, list[int]]:
             cols.append(m)
             col_layer.append(i)
     return np.stack(cols, axis=2).astype(np.float32), col_layer
+
+
+#: Most rings per layer of :func:`ring_members` (a layer with more distinct cell radii is cut by rank of radius).
+MAX_RINGS = 12
+
+
+def ring_members(geom: Any, max_rings: int = MAX_RINGS) -> tuple[np.ndarray, list[int]]:
+    """Indicator ``(n_features, K)`` of each layer's rings (cells at one distance from the shower axis) and their layers.
+
+    A cylindrical layer's rings are its radial bins; a layer with more than ``max_rings`` distinct cell radii
+    (a Cartesian grid) is cut into ``max_rings`` rings of about equal numbers of cells by rank of radius, cells
+    at one radius always in one ring. Extras (overflow) are in no ring.
+
+    Parameters
+    ----------
+    geom : CaloGeometry
+    max_rings : int
+        Most rings per layer.
+
+    Returns
+    -------
+    members : numpy.ndarray
+        (n_features, K) float32, columns ordered by layer then radius.
+    ring_layer : list of int
+        The layer of each of the K columns.
+    """
+    if max_rings < 1:
+        raise ValueError(f"ring_members: max_rings must be >= 1, got {max_rings}")
+    cols: list[np.ndarray] = []
+    ring_layer: list[int] = []
+    for i, lay in enumerate(geom.layers):
+        sl = geom.layer_slice(i)
+        r = np.round(np.asarray(lay.r_mm, dtype=np.float64), 6)
+        radii, ring = np.unique(r, return_inverse=True)
+        if len(radii) > max_rings:  # rank cuts on the distinct radii, weighted by their numbers of cells
+            below = np.cumsum(np.bincount(ring)) - np.bincount(ring)  # cells at smaller radii
+            ring = (below * max_rings // len(r))[ring]
+            ring = np.unique(ring, return_inverse=True)[1]
+        for j in range(int(ring.max()) + 1):
+            m = np.zeros(geom.n_features, dtype=np.float32)
+            m[sl.start + np.flatnonzero(ring == j)] = 1.0
+            cols.append(m)
+            ring_layer.append(i)
+    return np.stack(cols, axis=1), ring_layer
 
 
 def segment_moments(moments: np.ndarray, segments: list[tuple[int, int]], dtype: torch.dtype = torch.float32,
