@@ -1588,7 +1588,7 @@ def test_occupancy_mean_preserving_keeps_each_cells_hit_rate_whatever_the_shifts
     ts = (-1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5)
     fixed = np.array([_hit_shift(gen, torch.randn(4000, *gen.latent_shape()), torch.full((4000, 1), t)).var(dim=0).numpy()
                       for t in ts])
-    read = np.array([[float(gen._shift_var_at(torch.tensor([t]), k)) for k in range(gen.n_groups)] for t in ts])
+    read = np.array([[float(gen._binned_at(gen.occupancy_shift_var, torch.tensor([t]), k)) for k in range(gen.n_groups)] for t in ts])
     np.testing.assert_allclose(read, fixed, rtol=0.15)
     assert (fixed.max(axis=0) / fixed.min(axis=0)).max() > 1.2
     with torch.no_grad():
@@ -1644,3 +1644,51 @@ def test_critic_ring_hits_counts_each_ring_s_hit_cells(geom):
     (g1,) = torch.autograd.grad(d(y, c).sum(), y, create_graph=True)
     (g2,) = torch.autograd.grad(g1.norm(), y)
     assert torch.isfinite(g2).all() and g2.abs().sum() > 0
+
+
+def test_occupancy_pinned_keeps_each_cells_hit_rate_whatever_the_shifts_mean_and_does_not_learn_it():
+    """Option ``occupancy_pinned``: the shift's running mean at fixed energy is taken off as its variance is scaled in,
+    so a shift with a mean and a spread leaves every rare cell's hit rate at the data's line, where mean-preserving
+    alone follows the mean; the cells' probits and slopes get no gradient; it needs mean-preserving and the slope."""
+    from physgan.errors import ConfigError
+
+    opts = {"cell_noise": True, "noise_head": "layer", "occupancy": True, "occupancy_slope": True,
+            "occupancy_mean_preserving": True}
+    _, spec = _occupancy_model(3, 2, **opts, occupancy_pinned=True)
+    gens = {}
+    for name, options in (("pinned", {**opts, "occupancy_pinned": True}), ("free", opts)):
+        torch.manual_seed(0)
+        g = build_generator(ModelSpec(**{**spec.__dict__, "options": options}))
+        with torch.no_grad():  # a shift with a mean of +0.8 in probit and a spread of ~0.6 between showers
+            g.occupancy_shift.weight.normal_(std=0.6, generator=torch.Generator().manual_seed(1))
+            g.occupancy_shift.bias += 0.8
+        g.train()
+        for _ in range(300):
+            g(torch.randn(256, *g.latent_shape()), torch.randn(256, 1))
+        gens[name] = g
+    pinned, free = gens["pinned"], gens["free"]
+    assert pinned.occupancy_shift_mean.shape == (pinned.n_groups, SHIFT_VAR_BINS)
+    assert float(pinned.occupancy_shift_mean.mean()) > 0.4  # it learned the mean
+    torch.manual_seed(0)
+    ref = build_generator(ModelSpec(**{**spec.__dict__, "options": opts}))  # no shift at all: the data's line
+    with torch.no_grad():
+        ref.occupancy_shift.weight.zero_()
+        ref.occupancy_shift.bias.zero_()
+    n = 20000
+    target = np.asarray(spec.data_stats["cell_hit_fraction"])
+    rare = target < 0.05
+    for t in (-1.0, 0.0, 1.0):
+        z, c = torch.randn(n, *pinned.latent_shape()), torch.full((n, 1), t)
+        with torch.no_grad():
+            rates = [float((g.physics(z, c)["u"] > 0).double().mean(0).numpy()[rare].mean()) for g in (pinned, free, ref)]
+        assert abs(rates[0] / rates[2] - 1.0) < 0.15, (t, rates)
+        assert rates[1] > 1.5 * rates[2], (t, rates)  # without pinning the shift's mean raises them
+    pinned.zero_grad()
+    pinned(torch.randn(64, *pinned.latent_shape()), torch.randn(64, 1)).sum().backward()
+    assert all(p.grad is None and not p.requires_grad for p in [*pinned.occupancy_logit, *pinned.occupancy_slope])
+    assert pinned.occupancy_shift.weight.grad is not None and pinned.occupancy_shift.weight.grad.abs().sum() > 0
+    for options in ({**opts, "occupancy_mean_preserving": False, "occupancy_pinned": True},
+                    {**opts, "occupancy_slope": False, "occupancy_pinned": True},
+                    {"cell_noise": True, "occupancy_pinned": True}):
+        with pytest.raises(ConfigError, match="occupancy_pinned needs"):
+            build_generator(ModelSpec(**{**spec.__dict__, "options": options}))

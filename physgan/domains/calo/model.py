@@ -641,6 +641,9 @@ class CaloGenerator(nn.Module):
         self.occupancy_mean_preserving = bool(_opt(spec, "occupancy_mean_preserving", False))  # option: see below
         if self.occupancy_mean_preserving and not self.occupancy:
             raise ConfigError("calo model: occupancy_mean_preserving needs occupancy (the per-cell hit draws)")
+        self.occupancy_pinned = False  # option occupancy_pinned: see below
+        if bool(_opt(spec, "occupancy_pinned", False)) and not self.occupancy:
+            raise ConfigError("calo model: occupancy_pinned needs occupancy (the per-cell hit draws)")
         # option empty_layers: a layer group none of whose draws hits is empty, and the other groups share its energy;
         # without it the group's hottest cell is always hit, so no generated shower has an empty layer, where GFlash's
         # e+ at 1-3 GeV leave CaloGAN's last layer empty in 53 % of the showers (4 % of the 100k benchmark's showers:
@@ -733,6 +736,21 @@ class CaloGenerator(nn.Module):
             if self.occupancy_mean_preserving:
                 self.register_buffer("occupancy_shift_var", torch.zeros(self.n_groups, SHIFT_VAR_BINS))
                 self.register_buffer("occupancy_shift_seen", torch.zeros(SHIFT_VAR_BINS, dtype=torch.bool))
+            # option occupancy_pinned (with occupancy_mean_preserving and occupancy_slope): every cell's hit rate at each
+            # energy is the data's probit line's, not learned. The cells' probits and slopes stay at the data's fit and
+            # the shift's running mean at fixed energy (per energy bin, kept as its variance) is taken off, so the
+            # shower's shift only moves its cells' hits together around the data's rates. Why: with mean-preserving
+            # alone, training lowered layer 0's outer-ring probits by 0.07-0.11 and the trunk's shift kept a mean of
+            # -0.36 at fixed energy in layer 1: the outer rings were hit 3-5x too rarely at low energies, the rings'
+            # energy went to fewer, hotter hits (bench/RESULTS.md §13, twenty-second session)
+            self.occupancy_pinned = bool(_opt(spec, "occupancy_pinned", False))
+            if self.occupancy_pinned:
+                if not (self.occupancy_mean_preserving and self.occupancy_slope is not None):
+                    raise ConfigError("calo model: occupancy_pinned needs occupancy_mean_preserving and occupancy_slope "
+                                      "(the data's hit-rate lines and the shift's statistics at fixed energy)")
+                for p in [*self.occupancy_logit, *self.occupancy_slope]:
+                    p.requires_grad_(False)
+                self.register_buffer("occupancy_shift_mean", torch.zeros(self.n_groups, SHIFT_VAR_BINS))
             shift_in = spec.embed_dim if self.occupancy_from_condition else width
             shift_in = spec.embed_dim + self.n_groups if self.occupancy_from_shares else shift_in
             self.occupancy_shift = nn.Linear(shift_in, self.n_groups * (2 if self.occupancy_radial else 1))
@@ -798,7 +816,10 @@ class CaloGenerator(nn.Module):
             base = self.occupancy_logit[k]
             if self.occupancy_slope is not None:
                 base = base + c[:, :1] * self.occupancy_slope[k]
-            logit = base * torch.sqrt(1.0 + self._shift_var_at(c[:, 0], k))[:, None] + occ_shift[:, k : k + 1]
+            level = occ_shift[:, k : k + 1]
+            if self.occupancy_pinned:  # the shift's mean at this energy taken off: its rates are the data's
+                level = level - self._binned_at(self.occupancy_shift_mean, c[:, 0], k)[:, None]
+            logit = base * torch.sqrt(1.0 + self._binned_at(self.occupancy_shift_var, c[:, 0], k))[:, None] + level
         else:
             logit = self.occupancy_logit[k] + occ_shift[:, k : k + 1]
         if self.occupancy_radial:
@@ -812,13 +833,15 @@ class CaloGenerator(nn.Module):
         soft = torch.sigmoid((logit - draw) / self.occupancy_temperature)
         return miss, soft - soft.detach()
 
-    def _shift_var_at(self, t: torch.Tensor, k: int) -> torch.Tensor:
-        """Option ``occupancy_mean_preserving``: group ``k``'s shift variance at normalised log energies ``t`` (B,),
-        linear between the bins' centres of :data:`SHIFT_VAR_BINS` (constant beyond the outer centres)."""
+    @staticmethod
+    def _binned_at(table: torch.Tensor, t: torch.Tensor, k: int) -> torch.Tensor:
+        """Option ``occupancy_mean_preserving``: row ``k`` of a per-energy-bin ``table`` (the shift's variance or mean;
+        (n_groups, :data:`SHIFT_VAR_BINS`)) at normalised log energies ``t`` (B,), linear between the bins' centres
+        (constant beyond the outer centres)."""
         pos = ((t.float() + SHIFT_VAR_EDGE) / SHIFT_VAR_WIDTH - 0.5).clamp(0.0, SHIFT_VAR_BINS - 1.0)
         i0 = pos.floor().long().clamp(max=SHIFT_VAR_BINS - 2)
         frac = pos - i0
-        row = self.occupancy_shift_var[k]
+        row = table[k]
         return (row[i0] * (1.0 - frac) + row[i0 + 1] * frac).to(t.dtype)
 
     @torch.no_grad()
@@ -844,15 +867,23 @@ class CaloGenerator(nn.Module):
         bins = ((mid + SHIFT_VAR_EDGE) / SHIFT_VAR_WIDTH).floor().long().clamp(0, SHIFT_VAR_BINS - 1)
         sums = torch.zeros(SHIFT_VAR_BINS, level.shape[1], device=level.device).index_add_(0, bins, half_sq)
         counts = torch.bincount(bins, minlength=SHIFT_VAR_BINS)
-        buf, seen = self.occupancy_shift_var, self.occupancy_shift_seen
-        for b in torch.nonzero(counts >= 2).flatten().tolist():
-            est = (sums[b] / counts[b]).to(buf.dtype)
-            buf[:, b] = buf[:, b].lerp(est, momentum) if seen[b] else est
+        tables = [(self.occupancy_shift_var, sums)]
+        if self.occupancy_pinned:  # option occupancy_pinned: the mean too, of each difference's pair
+            mid_level = 0.5 * (level[1:] + level[:-1])
+            tables.append((self.occupancy_shift_mean, torch.zeros_like(sums).index_add_(0, bins, mid_level)))
+        seen = self.occupancy_shift_seen
+        fresh = [b for b in torch.nonzero(counts >= 2).flatten().tolist()]
+        for buf, batch_sums in tables:
+            for b in fresh:
+                est = (batch_sums[b] / counts[b]).to(buf.dtype)
+                buf[:, b] = buf[:, b].lerp(est, momentum) if seen[b] else est
+        for b in fresh:
             seen[b] = True
         if seen.any() and not seen.all():
             idx = torch.nonzero(seen).flatten()
             for b in torch.nonzero(~seen).flatten().tolist():
-                buf[:, b] = buf[:, idx[(idx - b).abs().argmin()]]
+                for buf, _ in tables:
+                    buf[:, b] = buf[:, idx[(idx - b).abs().argmin()]]
 
     def _empty_groups(self, fractions: torch.Tensor, occ_shift: torch.Tensor, c: torch.Tensor,
                       draws: torch.Tensor) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor | None] | None]]:
