@@ -1687,6 +1687,12 @@ def test_occupancy_pinned_keeps_each_cells_hit_rate_whatever_the_shifts_mean_and
     pinned(torch.randn(64, *pinned.latent_shape()), torch.randn(64, 1)).sum().backward()
     assert all(p.grad is None and not p.requires_grad for p in [*pinned.occupancy_logit, *pinned.occupancy_slope])
     assert pinned.occupancy_shift.weight.grad is not None and pinned.occupancy_shift.weight.grad.abs().sum() > 0
+    # a training forward centres with the batch's quadratic in the energy, gradient included: the shift's constant
+    # (its bias) gets no gradient, so nothing pushes the shift's mean away (with the running mean it ran away)
+    assert float(pinned.occupancy_shift.bias.grad.abs().max()) < 1e-4 * float(pinned.occupancy_shift.weight.grad.abs().max())
+    free.zero_grad()
+    free(torch.randn(64, *free.latent_shape()), torch.randn(64, 1)).sum().backward()
+    assert float(free.occupancy_shift.bias.grad.abs().max()) > 1e-3
     for options in ({**opts, "occupancy_mean_preserving": False, "occupancy_pinned": True},
                     {**opts, "occupancy_slope": False, "occupancy_pinned": True},
                     {"cell_noise": True, "occupancy_pinned": True}):

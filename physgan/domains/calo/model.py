@@ -742,7 +742,7 @@ class CaloGenerator(nn.Module):
             # shower's shift only moves its cells' hits together around the data's rates. Why: with mean-preserving
             # alone, training lowered layer 0's outer-ring probits by 0.07-0.11 and the trunk's shift kept a mean of
             # -0.36 at fixed energy in layer 1: the outer rings were hit 3-5x too rarely at low energies, the rings'
-            # energy went to fewer, hotter hits (bench/RESULTS.md §13, twenty-second session)
+            # energy went to fewer, hotter hits (bench/RESULTS.md §13, twenty-second session). Centring: _centred_shift
             self.occupancy_pinned = bool(_opt(spec, "occupancy_pinned", False))
             if self.occupancy_pinned:
                 if not (self.occupancy_mean_preserving and self.occupancy_slope is not None):
@@ -816,10 +816,8 @@ class CaloGenerator(nn.Module):
             base = self.occupancy_logit[k]
             if self.occupancy_slope is not None:
                 base = base + c[:, :1] * self.occupancy_slope[k]
-            level = occ_shift[:, k : k + 1]
-            if self.occupancy_pinned:  # the shift's mean at this energy taken off: its rates are the data's
-                level = level - self._binned_at(self.occupancy_shift_mean, c[:, 0], k)[:, None]
-            logit = base * torch.sqrt(1.0 + self._binned_at(self.occupancy_shift_var, c[:, 0], k))[:, None] + level
+            logit = base * torch.sqrt(1.0 + self._binned_at(self.occupancy_shift_var, c[:, 0], k))[:, None]
+            logit = logit + occ_shift[:, k : k + 1]
         else:
             logit = self.occupancy_logit[k] + occ_shift[:, k : k + 1]
         if self.occupancy_radial:
@@ -843,6 +841,27 @@ class CaloGenerator(nn.Module):
         frac = pos - i0
         row = table[k]
         return (row[i0] * (1.0 - frac) + row[i0 + 1] * frac).to(t.dtype)
+
+    def _centred_shift(self, occ_shift: torch.Tensor, c: torch.Tensor, batch: bool) -> torch.Tensor:
+        """Option ``occupancy_pinned``: the hit shift's level columns less their mean at each shower's energy.
+
+        In a training forward (``batch``) the mean is the batch's least-squares quadratic in condition 0, with its
+        gradient, so the loss does not depend on the shift's mean at fixed energy and nothing pushes it (as batch
+        normalisation centres with the batch's mean). Taking off the running mean instead let the shift's mean run
+        away: the critic pushed it, the running mean followed 50 steps behind, and their difference held the rates
+        0.3 probit off the data's while the means reached +-11 by step 2000 (bench/RESULTS.md §13, twenty-third
+        session). Sampling takes off the running per-bin mean (:meth:`_track_shift_var`).
+        """
+        g = self.n_groups
+        level = occ_shift[:, :g]
+        t = c[:, :1].to(level.dtype)
+        if batch and len(level) > 3:
+            x = torch.cat([torch.ones_like(t), t, t * t], dim=1)
+            beta = torch.linalg.solve(x.T @ x + 1e-6 * torch.eye(3, dtype=x.dtype, device=x.device), x.T @ level)
+            mean = x @ beta
+        else:
+            mean = torch.stack([self._binned_at(self.occupancy_shift_mean, c[:, 0], k) for k in range(g)], dim=1)
+        return torch.cat([level - mean.to(level.dtype), occ_shift[:, g:]], dim=1)
 
     @torch.no_grad()
     def _track_shift_var(self, level: torch.Tensor, c: torch.Tensor, momentum: float = 0.02) -> None:
@@ -1056,6 +1075,8 @@ class CaloGenerator(nn.Module):
             occ_shift = torch.cat([moved, occ_shift[:, self.n_groups :]], dim=1) if self.occupancy_radial else moved
         if occ_shift is not None and self.occupancy_mean_preserving and grad and self.training:
             self._track_shift_var(occ_shift[:, : self.n_groups].detach(), c)
+        if occ_shift is not None and self.occupancy_pinned:
+            occ_shift = self._centred_shift(occ_shift, c, batch=grad and self.training)
         masks: list[tuple[torch.Tensor, torch.Tensor | None] | None] = [None] * self.n_groups
         full = None  # with empty_layers: the groups' energies had none been empty (the straight-through's counterfactual)
         if self.empty_layers and draws is not None:  # the hit draws first: which groups are empty
