@@ -742,7 +742,9 @@ class CaloGenerator(nn.Module):
             # shower's shift only moves its cells' hits together around the data's rates. Why: with mean-preserving
             # alone, training lowered layer 0's outer-ring probits by 0.07-0.11 and the trunk's shift kept a mean of
             # -0.36 at fixed energy in layer 1: the outer rings were hit 3-5x too rarely at low energies, the rings'
-            # energy went to fewer, hotter hits (bench/RESULTS.md §13, twenty-second session). Centring: _centred_shift
+            # energy went to fewer, hotter hits (bench/RESULTS.md §13, twenty-second session). Centring: _centred_shift.
+            # Negative on dataset 2 so far (twenty-third session): the EMA generator that samples has its own shift mean,
+            # up to 0.4 probit off the running table it inherits, and layers 5-16's widths went to separation 0.3
             self.occupancy_pinned = bool(_opt(spec, "occupancy_pinned", False))
             if self.occupancy_pinned:
                 if not (self.occupancy_mean_preserving and self.occupancy_slope is not None):
