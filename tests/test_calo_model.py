@@ -1698,3 +1698,33 @@ def test_occupancy_pinned_keeps_each_cells_hit_rate_whatever_the_shifts_mean_and
                     {"cell_noise": True, "occupancy_pinned": True}):
         with pytest.raises(ConfigError, match="occupancy_pinned needs"):
             build_generator(ModelSpec(**{**spec.__dict__, "options": options}))
+
+
+def test_calibrate_statistics_sets_the_shift_tables_from_the_generators_own_shifts():
+    """``calibrate_statistics`` (called by the training loop on the EMA generator before validating and saving): the
+    per-bin variance (and, pinned, the mean) of the hit shift become this generator's own at each bin's centre, whatever
+    the inherited tables held; the global random state and the train/eval mode are untouched; without
+    mean-preserving it changes nothing."""
+    opts = {"cell_noise": True, "noise_head": "layer", "occupancy": True, "occupancy_slope": True,
+            "occupancy_mean_preserving": True, "occupancy_pinned": True}
+    _, spec = _occupancy_model(3, 2, **opts)
+    torch.manual_seed(0)
+    g = build_generator(spec)
+    with torch.no_grad():
+        g.occupancy_shift.weight.normal_(std=0.6, generator=torch.Generator().manual_seed(1))
+        g.occupancy_shift.bias += 0.5
+        g.occupancy_shift_var.fill_(3.0)  # an inherited table, far from this generator's spread
+        g.occupancy_shift_mean.fill_(-2.0)
+    g.train()
+    state = torch.random.get_rng_state()
+    g.calibrate_statistics()
+    assert torch.equal(torch.random.get_rng_state(), state) and g.training and bool(g.occupancy_shift_seen.all())
+    for b in (0, 3, 7):
+        t = -2.0 + (b + 0.5) * 0.5
+        level = _hit_shift(g, torch.randn(8000, *g.latent_shape()), torch.full((8000, 1), t))
+        np.testing.assert_allclose(g.occupancy_shift_var[:, b].numpy(), level.var(dim=0).numpy(), rtol=0.12)
+        np.testing.assert_allclose(g.occupancy_shift_mean[:, b].numpy(), level.mean(dim=0).numpy(), atol=0.05)
+    plain = build_generator(ModelSpec(**{**spec.__dict__, "options": {"cell_noise": True, "occupancy": True}}))
+    before = {k: v.clone() for k, v in plain.state_dict().items()}
+    plain.calibrate_statistics()
+    assert all(torch.equal(before[k], v) for k, v in plain.state_dict().items())

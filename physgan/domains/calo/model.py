@@ -368,6 +368,7 @@ class CaloGenerator(nn.Module):
         width, depth = int(_opt(spec, "generator_width", None) or spec.width), max(1, int(spec.depth))
         if width < 1:
             raise ConfigError(f"calo model: generator_width must be >= 1, got {width}")
+        self.n_cond = int(spec.n_cond)
         self.embed = ConditionEmbedding(spec.n_cond, spec.embed_dim)
         # option empty_draw: which layer groups are empty is drawn first, at the data's rate for the shower's energy
         # (group_hit_curve), and the trunk sees the outcome (one 0 / 1 input per group); see physics()
@@ -642,6 +643,7 @@ class CaloGenerator(nn.Module):
         if self.occupancy_mean_preserving and not self.occupancy:
             raise ConfigError("calo model: occupancy_mean_preserving needs occupancy (the per-cell hit draws)")
         self.occupancy_pinned = False  # option occupancy_pinned: see below
+        self._level_sink: list[torch.Tensor] | None = None  # calibrate_statistics collects the hit shifts here
         if bool(_opt(spec, "occupancy_pinned", False)) and not self.occupancy:
             raise ConfigError("calo model: occupancy_pinned needs occupancy (the per-cell hit draws)")
         # option empty_layers: a layer group none of whose draws hits is empty, and the other groups share its energy;
@@ -843,6 +845,48 @@ class CaloGenerator(nn.Module):
         frac = pos - i0
         row = table[k]
         return (row[i0] * (1.0 - frac) + row[i0 + 1] * frac).to(t.dtype)
+
+    @torch.no_grad()
+    def calibrate_statistics(self, n_per_bin: int = 2048, seed: int = 0) -> None:
+        """Option ``occupancy_mean_preserving``: set the per-energy-bin tables of the hit shift (its variance, and with
+        ``occupancy_pinned`` its mean) from this generator's own shifts at each bin's centre; no-op without the option.
+
+        The training loop calls it on the EMA generator before each validation and checkpoint. The EMA generator
+        inherits the training generator's running tables with the other buffers, but its averaged weights spread the
+        shift less: on dataset 2 its layer-0 shift spread 0.53-0.57 at the lowest energies where the inherited table
+        read 0.72-0.73, so the rare outer cells' probits were scaled too far and layer 0's outer rings came out ~2x too
+        rarely hit at low energies (bench/RESULTS.md §13, twenty-third session). Other conditions than the energy are
+        held at 0 (their normalised mean). Uses its own random generator: the global random state is untouched.
+
+        Parameters
+        ----------
+        n_per_bin : int
+            Latent draws at each bin's centre.
+        seed : int
+            Seed of the latent draws.
+        """
+        if not self.occupancy_mean_preserving:
+            return
+        device = self.occupancy_shift_var.device
+        gen = torch.Generator(device="cpu").manual_seed(int(seed))
+        was_training = self.training
+        self.eval()
+        self._level_sink = []
+        try:
+            for b in range(SHIFT_VAR_BINS):
+                self._level_sink.clear()
+                z = torch.randn(n_per_bin, *self.latent_shape(), generator=gen).to(device)
+                c = torch.zeros(n_per_bin, self.n_cond, device=device)
+                c[:, 0] = -SHIFT_VAR_EDGE + (b + 0.5) * SHIFT_VAR_WIDTH
+                self.physics(z, c)
+                level = torch.cat(self._level_sink).float()
+                self.occupancy_shift_var[:, b] = level.var(dim=0).to(self.occupancy_shift_var.dtype)
+                if self.occupancy_pinned:
+                    self.occupancy_shift_mean[:, b] = level.mean(dim=0).to(self.occupancy_shift_mean.dtype)
+            self.occupancy_shift_seen.fill_(True)
+        finally:
+            self._level_sink = None
+            self.train(was_training)
 
     def _centred_shift(self, occ_shift: torch.Tensor, c: torch.Tensor, batch: bool) -> torch.Tensor:
         """Option ``occupancy_pinned``: the hit shift's level columns less their mean at each shower's energy.
@@ -1077,6 +1121,8 @@ class CaloGenerator(nn.Module):
             occ_shift = torch.cat([moved, occ_shift[:, self.n_groups :]], dim=1) if self.occupancy_radial else moved
         if occ_shift is not None and self.occupancy_mean_preserving and grad and self.training:
             self._track_shift_var(occ_shift[:, : self.n_groups].detach(), c)
+        if occ_shift is not None and self._level_sink is not None:
+            self._level_sink.append(occ_shift[:, : self.n_groups].detach())
         if occ_shift is not None and self.occupancy_pinned:
             occ_shift = self._centred_shift(occ_shift, c, batch=grad and self.training)
         masks: list[tuple[torch.Tensor, torch.Tensor | None] | None] = [None] * self.n_groups
