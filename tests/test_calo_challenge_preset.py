@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from physgan.cli import main
 from physgan.domains.calo import CHALLENGE_G_OPTIONS, PRESETS
@@ -27,6 +28,12 @@ def test_calochallenge_preset_trains_on_dataset_2_with_its_recipe_and_samples_sh
     assert run.transform.stats["readout_threshold_mev"] == ds2.voxel_threshold_mev
     var = run.G.occupancy_shift_var.numpy()
     assert var.shape == (run.G.n_groups, SHIFT_VAR_BINS) and np.isfinite(var).all() and (var > 0).all()
+    # the saved (EMA) generator's tables are its own shifts' (the loop calibrated it before saving), not the inherited
+    # ones of the training generator
+    run.G.calibrate_statistics()
+    np.testing.assert_allclose(run.G.occupancy_shift_var.numpy(), var, rtol=1e-5, atol=1e-7)
+    state = torch.load(run_dir / "checkpoints" / "last.pt", map_location="cpu", weights_only=True)
+    assert not np.allclose(state["G"]["occupancy_shift_var"].numpy(), var)
     x = run.sample(64, {"energy": 5.0e4}, seed=0)
     assert x.shape == (64, ds2.n_features) and np.isfinite(x).all() and (x >= 0).all()
     totals = x.sum(axis=1)
