@@ -5,7 +5,8 @@
     OMP_NUM_THREADS=1 taskset -c 1 python -m bench.micro3d_speed                  # 32^3 and 64^3
     python -m bench.micro3d_speed --sides 32 --configs old,new --profile          # + torch profiler table
 
-One *generator step* is what physgan's training loop does per step: ``n_critic`` critic
+One *generator step* is what physgan's training loop does per step, timed through the loop's
+own functions (``physgan.train.loop._critic_steps`` / ``_generator_step``): ``n_critic`` critic
 updates (fakes under ``no_grad``, Wasserstein loss + gradient penalty with its double
 backward) and one generator update through the frozen critic
 (:class:`physgan.train.losses.WassersteinGP`, Adam). Random one-hot volumes stand in for
@@ -14,7 +15,10 @@ domain's presets):
 
 * ``old``: the ``default`` preset before issue 14 (z 16, width 64, up to 512 channels,
   batch 8, every slice of every axis through the critic);
-* ``new``: the ``default`` preset now (see ``physgan.domains.micro.PRESETS``).
+* ``new``: the ``default`` preset now (see ``physgan.domains.micro.PRESETS``);
+* ``lazy``, ``reuse``, ``lazy+reuse``: ``new`` with ``train.gp_every=2`` (the penalty on every
+  second critic update at twice the weight) and / or ``train.reuse_fake`` (the generator update
+  reuses the last critic update's fakes).
 
 Each configuration is timed for ``--steps`` steps after one warm-up step (the old one,
 which is slow, for ``--old-steps`` after its first, by default only its first step);
@@ -27,6 +31,7 @@ from __future__ import annotations
 import argparse
 import copy
 import time
+from dataclasses import fields
 from typing import Any
 
 import numpy as np
@@ -48,15 +53,32 @@ def _new() -> dict[str, Any]:
     return copy.deepcopy(PRESETS["default"])
 
 
-CONFIGS = {"old": lambda: copy.deepcopy(OLD), "new": _new}
+def _variant(**train: Any):
+    def make() -> dict[str, Any]:
+        cfg = _new()
+        cfg["train"].update(train)
+        return cfg
+
+    return make
+
+
+CONFIGS = {
+    "old": lambda: copy.deepcopy(OLD),
+    "new": _new,
+    "lazy": _variant(gp_every=2),
+    "reuse": _variant(reuse_fake=True),
+    "lazy+reuse": _variant(gp_every=2, reuse_fake=True),
+}
 
 
 def build(cfg: dict[str, Any], side: int, n_cond: int = 1):
-    """G, D, optimisers and a batch of one-hot volumes for a preset dict at ``side``^3."""
-    from physgan.config import recipe_settings
+    """The training state (G, D, optimisers, a fixed batch of one-hot volumes), train config and objective of a preset
+    dict at ``side``^3."""
+    from physgan.config import TrainConfig, recipe_settings
     from physgan.domains import ModelSpec
     from physgan.domains.micro.model import build_critic, build_generator
     from physgan.train.conditions import ConditionNormaliser
+    from physgan.train.losses import make_objective
 
     m = cfg["model"]
     names = ["porosity"][:n_cond]
@@ -73,40 +95,54 @@ def build(cfg: dict[str, Any], side: int, n_cond: int = 1):
     )
     torch.manual_seed(0)
     G, D = build_generator(spec), build_critic(spec)
-    rec = recipe_settings(cfg["train"].get("recipe", "gulrajani2017"))
-    opt_g = torch.optim.Adam(G.parameters(), rec["lr_g"], betas=tuple(rec["betas"]))
-    opt_d = torch.optim.Adam(D.parameters(), rec["lr_d"], betas=tuple(rec["betas"]))
-    b = int(cfg["train"]["batch_size"])
+    train = {**recipe_settings(cfg["train"].get("recipe", "gulrajani2017")), **cfg["train"]}
+    t_cfg = TrainConfig(**{k: v for k, v in train.items() if k in {f.name for f in fields(TrainConfig)}})
+    t_cfg.betas = tuple(t_cfg.betas)
+    opt_g = torch.optim.Adam(G.parameters(), t_cfg.lr_g, betas=t_cfg.betas)
+    opt_d = torch.optim.Adam(D.parameters(), t_cfg.lr_d, betas=t_cfg.betas)
+    b = t_cfg.batch_size
     lab = torch.randint(0, 2, (b, side, side, side))
     real = torch.nn.functional.one_hot(lab, 2).movedim(-1, 1).float()
     c = norm(torch.rand(b, n_cond) * 0.4 + 0.2)
-    return G, D, opt_g, opt_d, real, c, int(rec["n_critic"])
+    objective = make_objective(t_cfg.loss, t_cfg.gp_lambda, t_cfg.drift, t_cfg.clip, t_cfg.gp_every)
+    return train_state(G, D, opt_g, opt_d, real, c), t_cfg, objective
 
 
-def train_step(G, D, opt_g, opt_d, real, c, n_critic: int, objective) -> None:
-    """One generator step as in :func:`physgan.train.loop.train` (n_critic critic updates, one G update)."""
-    D.requires_grad_(True)
-    for _ in range(n_critic):
-        z = torch.randn((real.shape[0], *G.latent_shape(1)))
-        with torch.no_grad():
-            fake = G(z, c)
-        loss_d, _ = objective.critic_loss(D, real, fake, c)
-        opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        opt_d.step()
-    D.requires_grad_(False)
-    z = torch.randn((real.shape[0], *G.latent_shape(1)))
-    loss_g, _ = objective.generator_loss(D, G(z, c), c)
-    opt_g.zero_grad(set_to_none=True)
-    loss_g.backward()
-    opt_g.step()
+class _FixedBatches:
+    """The sampler interface of the training loop over one fixed batch (speed does not depend on the values)."""
+
+    def __init__(self, real: torch.Tensor, c: torch.Tensor):
+        self.real, self.c = real, c
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.real, self.c
+
+    def next_conditions(self) -> torch.Tensor:
+        return self.c
 
 
-def _time(parts, steps: int, objective) -> list[float]:
+def train_state(G, D, opt_g, opt_d, real, c):
+    """A :class:`physgan.train.state.TrainState` of these networks over the fixed batch (no EMA, no monitor)."""
+    from physgan.train.state import TrainState
+
+    return TrainState(G, D, None, opt_g, opt_d, _FixedBatches(real, c), torch.Generator().manual_seed(0), None)
+
+
+def train_step(ts, t_cfg, objective) -> None:
+    """One generator step of :func:`physgan.train.loop.train`: its own critic updates and generator update."""
+    from physgan.train.loop import _critic_steps, _generator_step
+
+    device = torch.device("cpu")
+    _, _, held = _critic_steps(ts, ts.D, objective, t_cfg, device, ts.G)
+    _generator_step(ts, ts.G, objective, None, t_cfg, device, held)
+    ts.step += 1
+
+
+def _time(parts, steps: int) -> list[float]:
     out = []
     for _ in range(steps):
         t0 = time.perf_counter()
-        train_step(*parts, objective=objective)
+        train_step(*parts)
         out.append(time.perf_counter() - t0)
     return out
 
@@ -121,20 +157,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--profile", action="store_true", help="print a torch profiler table of one step per configuration")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    from physgan.train.losses import WassersteinGP
-
-    objective = WassersteinGP(10.0)
     rows, res = [], {}
     for side in (int(s) for s in args.sides.split(",")):
         base = None
         for name in args.configs.split(","):
             cfg = CONFIGS[name]()
             parts = build(cfg, side)
-            G, D = parts[0], parts[1]
+            G, D = parts[0].G, parts[0].D
             n_par = (sum(q.numel() for q in G.parameters()), sum(q.numel() for q in D.parameters()))
-            t_first = _time(parts, 1, objective)[0]  # warm-up, and the latency of the first step
+            t_first = _time(parts, 1)[0]  # warm-up, and the latency of the first step
             steps = args.old_steps if name == "old" else args.steps
-            ts = _time(parts, steps, objective) if steps else [t_first]
+            ts = _time(parts, steps) if steps else [t_first]
             med = float(np.median(ts))
             base = base or med
             res[f"{name}_{side}"] = {"s_per_step": med, "first_step_s": t_first, "params": n_par, "load": load()}
@@ -147,7 +180,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 from torch.profiler import ProfilerActivity, profile
 
                 with profile(activities=[ProfilerActivity.CPU]) as prof:
-                    train_step(*parts, objective=objective)
+                    train_step(*parts)
                 print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
     header = ["volume", "config", "params G / D", "first step s", "s / G step", "G steps / s", "G steps / min", "speed-up", "load"]
     print(markdown_table(header, rows))

@@ -91,6 +91,8 @@ class TrainConfig:
     lr_d: float = 1e-4
     betas: tuple[float, float] = (0.0, 0.9)
     gp_lambda: float = 10.0  # gradient-penalty weight (wgan-gp)
+    gp_every: int = 1  # lazy penalty (wgan-gp): on every gp_every-th critic update only, at weight gp_lambda * gp_every
+    reuse_fake: bool = False  # the generator update reuses the last critic update's latents and fakes (one G forward fewer)
     drift: float = 0.0  # ProGAN drift term eps_drift * E[D(x)^2]
     clip: float = 0.01  # weight clipping bound (wgan-clip)
     ema_beta: float = 0.999  # EMA of generator weights (used for sampling)
@@ -140,6 +142,8 @@ class Config:
         need(t.lr_g > 0 and t.lr_d > 0, f"learning rates must be positive (lr_g={t.lr_g}, lr_d={t.lr_d})")
         need(len(t.betas) == 2 and all(0 <= b < 1 for b in t.betas), f"train.betas must be two numbers in [0, 1) (got {t.betas})")
         need(t.gp_lambda >= 0, f"train.gp_lambda must be >= 0 (got {t.gp_lambda})")
+        need(t.gp_every >= 1, f"train.gp_every must be >= 1: the penalty on every k-th critic update (got {t.gp_every})")
+        need(t.gp_every == 1 or t.loss == "wgan-gp", f"train.gp_every applies to loss wgan-gp only (got loss '{t.loss}')")
         need(t.clip > 0, f"train.clip must be > 0 (got {t.clip})")
         need(0 <= t.ema_beta < 1, f"train.ema_beta must be in [0, 1) (got {t.ema_beta})")
         need(t.moment_weight >= 0, f"train.moment_weight must be >= 0 (got {t.moment_weight})")

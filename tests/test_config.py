@@ -133,6 +133,7 @@ def test_preset_then_file_then_overrides(tmp_path):
         ("trian.steps=3", "did you mean 'train'"),
         ("steps=3", "needs a section"),
         ("train.deterministic=maybe", "true or false"),
+        ("train.gp_every=0", "gp_every must be >= 1"),
     ],
 )
 def test_bad_values_give_readable_errors(override, message):
@@ -153,6 +154,12 @@ def test_yaml_round_trip(tmp_path):
     back = config_from_dict(yaml.safe_load((tmp_path / "config.yaml").read_text()))
     assert config_to_dict(back) == config_to_dict(cfg)
     assert isinstance(back.train.betas, tuple)
+
+
+def test_lazy_penalty_needs_the_penalised_loss():
+    with pytest.raises(ConfigError, match="gp_every applies to loss wgan-gp only"):
+        resolve_config("array", overrides=["train.loss=wgan-clip", "train.gp_every=2"])
+    assert resolve_config("array", overrides=["train.gp_every=2"]).train.gp_every == 2
 
 
 def test_validate_catches_unconstrained_critic():

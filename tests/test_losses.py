@@ -172,3 +172,35 @@ def test_wgan_gp_loss_penalty_is_the_tested_gradient_penalty():
     assert gp.item() > 0
     assert torch.equal(stats["Loss/GP"], gp.detach())
     assert torch.equal(stats["Grad/x_norm"], norms.mean())
+
+
+def test_lazy_penalty_is_due_on_every_kth_update_at_k_times_the_weight():
+    torch.manual_seed(0)
+    D = torch.nn.Sequential(torch.nn.Linear(5 + 1, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1))
+
+    def critic(x, c):
+        return D(torch.cat([x, c], 1)).squeeze(1)
+
+    real, fake, cond = torch.randn(8, 5), torch.randn(8, 5), torch.randn(8, 1)
+    full, _ = WassersteinGP(10.0).critic_loss(critic, real, fake, cond, generator=torch.Generator().manual_seed(3))
+    lazy = WassersteinGP(10.0, gp_every=3)
+    w_only = critic(fake, cond).mean() - critic(real, cond).mean()
+    due = []
+    for update in range(6):
+        gen = torch.Generator().manual_seed(3)
+        loss, stats = lazy.critic_loss(critic, real, fake, cond, generator=gen, update=update)
+        due.append("Loss/GP" in stats)
+        # the interpolates are drawn whether or not the penalty is due: the latent stream does not depend on the phase
+        assert torch.equal(gen.get_state(), _after_one_interpolate(real))
+        if due[-1]:  # -W + 3 lambda gp: three times the full loss's penalty term
+            assert (loss - w_only).item() == pytest.approx(3 * (full - w_only).item(), rel=1e-5)
+            assert (full - w_only).item() > 0
+        else:
+            assert loss.item() == pytest.approx(w_only.item(), rel=1e-6) and "Grad/x_norm" not in stats
+    assert due == [False, False, True, False, False, True]
+
+
+def _after_one_interpolate(real):
+    gen = torch.Generator().manual_seed(3)
+    interpolate(real, real, gen)
+    return gen.get_state()

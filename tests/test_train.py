@@ -148,6 +148,42 @@ class _FlakyObjective:
         return {}
 
 
+class _SpyObjective:
+    """Wraps an objective and records the fakes and update numbers each phase sees."""
+
+    def __init__(self, inner):
+        self.inner, self.name, self.critic, self.generator = inner, inner.name, [], []
+
+    def critic_loss(self, D, real, fake, cond, generator=None, update=0):
+        self.critic.append((fake.detach().clone(), update))
+        return self.inner.critic_loss(D, real, fake, cond, generator=generator, update=update)
+
+    def generator_loss(self, D, fake, cond):
+        self.generator.append((fake.detach().clone(), fake.requires_grad))
+        return self.inner.generator_loss(D, fake, cond)
+
+    def after_critic_step(self, D):
+        return {}
+
+
+@pytest.mark.parametrize("reuse", [False, True])
+def test_reuse_fake_puts_the_generator_update_through_the_last_critic_updates_fakes(ring_file, tmp_path, reuse):
+    spy = _SpyObjective(make_objective("wgan-gp", gp_every=2))
+    run = tmp_path / "run"
+    over = ["train.steps=4", "train.val_every=0", "train.gp_every=2", f"train.reuse_fake={str(reuse).lower()}"]
+    res = train(_cfg(ring_file, *over), run, progress=False, objective=spy)
+    assert res.step == 4
+    assert [u for _, u in spy.critic] == list(range(8))  # the run's critic updates, counted across steps (n_critic 2)
+    assert len(spy.generator) == 4 and all(grad for _, grad in spy.generator)
+    same = [torch.equal(spy.critic[2 * k + 1][0], spy.generator[k][0]) for k in range(4)]
+    assert same == [reuse] * 4
+    first = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert all(torch.isfinite(v).all() for v in first["G"].values())
+    # the lazy penalty (every second update: each step's last) is in every status line's statistics
+    lines = [json.loads(s) for s in (run / "stats.jsonl").read_text().splitlines()]
+    assert sum("Loss/GP" in rec for rec in lines) >= 2 and all(rec["Loss/GP"] >= 0 for rec in lines if "Loss/GP" in rec)
+
+
 def test_divergence_rolls_back_then_recovers(ring_file, tmp_path):
     flaky = _FlakyObjective(make_objective("wgan-gp"), start=9, stop=10)
     res = train(
