@@ -627,3 +627,16 @@ def test_volume_axis_s2_compares_with_the_whole_volume():
     out = volume_axis_s2_errors(vol, turned, crops, phase=1)
     assert out["max_abs_err"][0] > 0.1 and out["max_abs_err"][2] > 0.1 and out["max_abs_err"][1] < 0.02
     assert out["s2_volume"].shape == (3, 9) and out["n_fake"] == 40
+
+
+def test_speed_bench_runs_the_training_loops_own_step_with_the_lazy_penalty_and_reused_fakes():
+    """bench.micro3d_speed times physgan.train.loop's step functions (not a copy): a step of each variant trains."""
+    from bench.micro3d_speed import CONFIGS, build, train_step
+
+    for name in ("new", "lazy+reuse"):
+        ts, t_cfg, objective = build(CONFIGS[name](), 16)
+        assert (t_cfg.gp_every, t_cfg.reuse_fake) == ((2, True) if name == "lazy+reuse" else (1, False))
+        before = [p.detach().clone() for p in ts.G.parameters()]
+        train_step(ts, t_cfg, objective)
+        assert ts.step == 1
+        assert any(not torch.equal(a, p) for a, p in zip(before, ts.G.parameters()))
