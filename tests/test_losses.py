@@ -100,14 +100,19 @@ def test_penalty_finite_where_gradient_vanishes():
     assert all(torch.isfinite(p.grad).all() for p in lin.parameters() if p.grad is not None)
 
 
-def test_fused_critic_loss_equals_separate_terms():
+def _mlp_critic_and_batch():
+    """A small conditional MLP critic and a real / fake / condition batch (seeded)."""
     torch.manual_seed(0)
     D = torch.nn.Sequential(torch.nn.Linear(5 + 1, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1))
 
     def critic(x, c):
         return D(torch.cat([x, c], 1)).squeeze(1)
 
-    real, fake, cond = torch.randn(8, 5), torch.randn(8, 5), torch.randn(8, 1)
+    return critic, torch.randn(8, 5), torch.randn(8, 5), torch.randn(8, 1)
+
+
+def test_fused_critic_loss_equals_separate_terms():
+    critic, real, fake, cond = _mlp_critic_and_batch()
     obj = WassersteinGP(gp_lambda=10.0)
     loss, stats = obj.critic_loss(critic, real, fake, cond, generator=torch.Generator().manual_seed(3))
     gp, _ = gradient_penalty(critic, real, fake, cond, generator=torch.Generator().manual_seed(3))
@@ -175,13 +180,7 @@ def test_wgan_gp_loss_penalty_is_the_tested_gradient_penalty():
 
 
 def test_lazy_penalty_is_due_on_every_kth_update_at_k_times_the_weight():
-    torch.manual_seed(0)
-    D = torch.nn.Sequential(torch.nn.Linear(5 + 1, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1))
-
-    def critic(x, c):
-        return D(torch.cat([x, c], 1)).squeeze(1)
-
-    real, fake, cond = torch.randn(8, 5), torch.randn(8, 5), torch.randn(8, 1)
+    critic, real, fake, cond = _mlp_critic_and_batch()
     full, _ = WassersteinGP(10.0).critic_loss(critic, real, fake, cond, generator=torch.Generator().manual_seed(3))
     lazy = WassersteinGP(10.0, gp_every=3)
     w_only = critic(fake, cond).mean() - critic(real, cond).mean()
