@@ -4,6 +4,7 @@
 
     OMP_NUM_THREADS=1 taskset -c 1 python -m bench.micro3d_speed                  # 32^3 and 64^3
     python -m bench.micro3d_speed --sides 32 --configs old,new --profile          # + torch profiler table
+    python -m bench.micro3d_speed --sides 64 --configs new --parts                # + the time of each piece of a step
 
 One *generator step* is what physgan's training loop does per step, timed through the loop's
 own functions (``physgan.train.loop._critic_steps`` / ``_generator_step``): ``n_critic`` critic
@@ -133,7 +134,7 @@ def train_step(ts, t_cfg, objective) -> None:
     from physgan.train.loop import _critic_steps, _generator_step
 
     device = torch.device("cpu")
-    _, _, held = _critic_steps(ts, ts.D, objective, t_cfg, device, ts.G)
+    _, _, held = _critic_steps(ts, ts.G, ts.D, objective, t_cfg, device)
     _generator_step(ts, ts.G, objective, None, t_cfg, device, held)
     ts.step += 1
 
@@ -147,6 +148,50 @@ def _time(parts, steps: int) -> list[float]:
     return out
 
 
+def part_times(ts, t_cfg, objective, reps: int = 5) -> dict[str, float]:
+    """Median seconds of the pieces a generator step is made of (``--parts``), on the state's fixed batch:
+    a generator forward under no_grad, the critic's Wasserstein terms with their backward, the penalty with its
+    double backward (:func:`physgan.train.losses.penalty_at`), and the generator update's forward and backward
+    through the frozen critic. Nothing is stepped, so the networks do not change between pieces."""
+    from physgan.train.losses import interpolate, penalty_at
+
+    G, D, (real, c) = ts.G, ts.D, ts.sampler.next()
+    z = torch.randn((real.shape[0], *G.latent_shape(1)), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        fake = G(z, c)
+
+    def g_forward():
+        with torch.no_grad():
+            G(z, c)
+
+    def critic_w():
+        D.requires_grad_(True)
+        (D(fake, c).mean() - D(real, c).mean()).backward()
+
+    def penalty():
+        D.requires_grad_(True)
+        gp, _ = penalty_at(D, interpolate(real, fake), c)
+        (objective.gp_lambda * gp).backward()
+
+    def g_update():
+        D.requires_grad_(False)
+        (-D(G(z, c), c).mean()).backward()
+
+    out = {}
+    for name, fn in [("G forward, no_grad", g_forward), ("critic W terms + backward", critic_w),
+                     ("penalty + double backward", penalty), ("G update (G and D forward + backward)", g_update)]:  # fmt: skip
+        fn()  # warm-up
+        times = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        out[name] = float(np.median(times))
+    for net in (G, D):
+        net.zero_grad(set_to_none=True)
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sides", default="32,64")
@@ -155,6 +200,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--old-steps", type=int, default=0, help="timed steps of 'old' after its first (0: the first step is the figure)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--profile", action="store_true", help="print a torch profiler table of one step per configuration")
+    p.add_argument("--parts", action="store_true", help="print the median time of each piece of a step (part_times)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     rows, res = [], {}
@@ -182,6 +228,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 with profile(activities=[ProfilerActivity.CPU]) as prof:
                     train_step(*parts)
                 print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
+            if args.parts:
+                pieces = part_times(*parts)
+                res[f"{name}_{side}"]["parts_s"] = pieces
+                print("  " + "; ".join(f"{k} {1000 * v:.0f} ms" for k, v in pieces.items()), flush=True)
     header = ["volume", "config", "params G / D", "first step s", "s / G step", "G steps / s", "G steps / min", "speed-up", "load"]
     print(markdown_table(header, rows))
     return res

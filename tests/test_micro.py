@@ -640,3 +640,7 @@ def test_speed_bench_runs_the_training_loops_own_step_with_the_lazy_penalty_and_
         train_step(ts, t_cfg, objective)
         assert ts.step == 1
         assert any(not torch.equal(a, p) for a, p in zip(before, ts.G.parameters()))
+    from bench.micro3d_speed import part_times
+
+    pieces = part_times(ts, t_cfg, objective, reps=1)
+    assert len(pieces) == 4 and all(v > 0 for v in pieces.values())

@@ -177,8 +177,8 @@ def test_reuse_fake_puts_the_generator_update_through_the_last_critic_updates_fa
     assert len(spy.generator) == 4 and all(grad for _, grad in spy.generator)
     same = [torch.equal(spy.critic[2 * k + 1][0], spy.generator[k][0]) for k in range(4)]
     assert same == [reuse] * 4
-    first = load_checkpoint(run / "checkpoints" / "last.pt")
-    assert all(torch.isfinite(v).all() for v in first["G"].values())
+    state = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert all(torch.isfinite(v).all() for v in state["G"].values())
     # the lazy penalty (every second update: each step's last) is in every status line's statistics
     lines = [json.loads(s) for s in (run / "stats.jsonl").read_text().splitlines()]
     assert sum("Loss/GP" in rec for rec in lines) >= 2 and all(rec["Loss/GP"] >= 0 for rec in lines if "Loss/GP" in rec)

@@ -318,7 +318,7 @@ def _train(
         while ts.step < t_cfg.steps:
             if t_cfg.lr_final != 1.0:  # the linear decay (a constant rate is left as the optimisers hold it)
                 set_learning_rates(ts, t_cfg)
-            st, bad_d, held = _critic_steps(ts, D_train, objective, t_cfg, device, G_train)
+            st, bad_d, held = _critic_steps(ts, G_train, D_train, objective, t_cfg, device)
             st_g, bad_g = _generator_step(ts, G_train, objective, moments, t_cfg, device, held)
             bad |= bad_d | bad_g
             update_ema(ts.G_ema, G, t_cfg.ema_beta, ts.step)
@@ -435,7 +435,7 @@ def _run_info(cfg: Config, layout: str, identity, header, split, spec, G, transf
 
 
 def _critic_steps(
-    ts: TrainState, D_train, objective: Objective, t_cfg, device, G_train=None
+    ts: TrainState, G_train, D_train, objective: Objective, t_cfg, device
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor, tuple | None]:
     """``n_critic`` critic updates; fakes made under no_grad with the real batch's conditions.
 
@@ -454,7 +454,7 @@ def _critic_steps(
         z = torch.randn((real.shape[0], *G.latent_shape(1)), device=device, generator=ts.zgen)
         if t_cfg.reuse_fake and i == t_cfg.n_critic - 1:
             with autocast(t_cfg.precision, device):
-                fake_g = (G_train or G)(z, c)
+                fake_g = G_train(z, c)
             held, fake = (real, c, fake_g), fake_g.detach()
         else:
             with torch.no_grad(), autocast(t_cfg.precision, device):

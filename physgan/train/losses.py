@@ -157,9 +157,10 @@ class WassersteinGP(Objective):
         return (int(update) + 1) % self.gp_every == 0
 
     def critic_loss(self, D, real, fake, cond, generator=None, update: int = 0):
-        """Wasserstein loss; the penalty at weight ``gp_lambda * gp_every`` when :meth:`penalty_due` (lazy: its
-        double backward is ~60 % of a 3-D critic update's time, RESULTS §12.28), so its mean weight is ``gp_lambda``.
-        The interpolates are drawn either way (the random streams do not depend on ``gp_every``'s phase)."""
+        """Wasserstein loss; the penalty at weight ``gp_lambda * gp_every`` when :meth:`penalty_due`, so its mean
+        weight is ``gp_lambda``. Lazy because its double backward is the costly part: 177 of the 274 ms of a 64^3
+        micro critic loss and backward (RESULTS §12.28). The interpolates are drawn either way (the random streams
+        do not depend on ``gp_every``'s phase)."""
         b = real.shape[0]
         fake = fake.detach()
         x_hat = interpolate(real, fake, generator)  # drawn before the critic forwards (a critic may draw too)
