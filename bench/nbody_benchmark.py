@@ -290,7 +290,9 @@ def _finite(v: float) -> float | None:
     return float(v) if v is not None and np.isfinite(v) else None
 
 
-def compare(real: np.ndarray, fake: np.ndarray, real2: np.ndarray, attrs: dict[str, Any]) -> dict[str, Any]:
+def compare(
+    real: np.ndarray, fake: np.ndarray, real2: np.ndarray, attrs: dict[str, Any], train: np.ndarray | None = None
+) -> dict[str, Any]:
     """The issue-4 figures of one cosmology, each with its noise floor (``real`` vs ``real2``).
 
     Parameters
@@ -299,6 +301,8 @@ def compare(real: np.ndarray, fake: np.ndarray, real2: np.ndarray, attrs: dict[s
         Densities (units of the mean): evaluation set, generated set, second independent set.
     attrs : dict
         File attributes (``box_size`` in Mpc/h).
+    train : ndarray, optional
+        The training fields of this cosmology (a training cosmology's), read against ``real`` as ``pk_amplitude_train``.
 
     Returns
     -------
@@ -311,9 +315,14 @@ def compare(real: np.ndarray, fake: np.ndarray, real2: np.ndarray, attrs: dict[s
         domain's :func:`~physgan.domains.nbody.metrics.physics_metrics`; ``mf_expected_floor``: per Minkowski
         functional (v0, v1, chi) the deviation a perfect surrogate would show on average at these set sizes
         (:func:`~physgan.domains.nbody.metrics.minkowski_deviations`), against which the goal's "3x the noise
-        floor" is read (``physics_floor``'s one real-vs-real draw scatters about it by its own size).
+        floor" is read (``physics_floor``'s one real-vs-real draw scatters about it by its own size);
+        ``pk_amplitude`` (+ ``_err``, ``_floor``, ``_floor_err``): the mean over the used bins of P_G / P_sim with a
+        bootstrap error over fields (:func:`~physgan.domains.nbody.metrics.pk_amplitude_ratio`: a set's spectrum moves
+        as a whole, so this, not the per-bin error, is how far a whole spectrum can sit off by chance), and with
+        ``train`` given ``pk_amplitude_train`` (+ ``_err``): the same for the training fields, what the generator
+        learnt from.
     """
-    from physgan.domains.nbody.metrics import minkowski_deviations, peak_heights, physics_metrics, pk_ratio
+    from physgan.domains.nbody.metrics import minkowski_deviations, peak_heights, physics_metrics, pk_amplitude_ratio, pk_ratio
 
     box = float(attrs.get("box_size", real.shape[-1]))
     pf = pk_ratio(real, fake, box)
@@ -335,6 +344,12 @@ def compare(real: np.ndarray, fake: np.ndarray, real2: np.ndarray, attrs: dict[s
 
     cd, cd_err = count_dev(real, fake)
     cd2, _ = count_dev(real, real2)
+    amp = {"pk_amplitude": pk_amplitude_ratio(real, fake, box), "pk_amplitude_floor": pk_amplitude_ratio(real, real2, box)}
+    if train is not None and len(train) > 1:
+        amp["pk_amplitude_train"] = pk_amplitude_ratio(real, train, box)
+    amp_out = {}
+    for key, (v, e) in amp.items():
+        amp_out[key], amp_out[f"{key}_err"] = v, e
     return {
         "n_real": len(real),
         "n_fake": len(fake),
@@ -361,6 +376,7 @@ def compare(real: np.ndarray, fake: np.ndarray, real2: np.ndarray, attrs: dict[s
         "physics": {k: _finite(v) for k, v in phys.items()},
         "physics_floor": {k: _finite(v) for k, v in phys2.items()},
         "mf_expected_floor": {k.removeprefix("mf_").removesuffix("_dev_expected"): _finite(v) for k, v in mf_expected.items()},
+        **amp_out,
     }
 
 
@@ -623,7 +639,7 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         x_fake = run.sample(len(x_eval), c_eval, seed=args.seed + 1 + j, batch_size=256)
         gen_wall = time.perf_counter() - t0
-        res = compare(x_eval, x_fake, x_floor, attrs)
+        res = compare(x_eval, x_fake, x_floor, attrs, train=_training_fields(train_file, om, s8) if kind == "train" else None)
         res.update({"omega_m": om, "sigma8": s8, "kind": kind, "generate_wall_s": gen_wall})
         per_cosmo.append(res)
         if args.report:
@@ -669,6 +685,18 @@ def main(argv: list[str] | None = None) -> int:
     _write_json(Path(args.out or work / "results.json"), results)
     print(report(results))
     return 0
+
+
+def _training_fields(train_file: Path, om: float, s8: float) -> np.ndarray:
+    """The training file's fields made at (om, s8) (none: an empty array)."""
+    from physgan.io.hdf5 import open_source, read_all
+
+    src = open_source(train_file)
+    names = list(src.condition_names)
+    x, c = read_all(src)
+    src.close()
+    rows = np.isclose(c[:, names.index("omega_m")], om, atol=1e-5) & np.isclose(c[:, names.index("sigma8")], s8, atol=1e-5)
+    return x[rows]
 
 
 def _pm(v: float | None, e: float | None = None, fmt: str = ".3g") -> str:
@@ -734,6 +762,13 @@ def report(results: dict[str, Any]) -> str:
             f"| peak-height separation power | {_pm(r['peak_separation'])} | {_pm(r['peak_separation_floor'])} | | |",
             f"| density-PDF W1 (log density) | {_pm(ph.get('pdf_w1'))} | {_pm(ph2.get('pdf_w1'))} | | |",
             f"| mean density G/sim | {_pm(ph.get('mean_density_ratio'))} | {_pm(ph2.get('mean_density_ratio'))} | | |",
+            f"| P_G/P_sim averaged over k ≤ k_N/2 (whole-spectrum error) | {_pm(r.get('pk_amplitude'), r.get('pk_amplitude_err'), '.3f')} "
+            f"| {_pm(r.get('pk_amplitude_floor'), r.get('pk_amplitude_floor_err'), '.3f')} | | |",
+            *(
+                [f"| P_train/P_sim averaged over k ≤ k_N/2 (the training fields of this cosmology) "
+                 f"| {_pm(r['pk_amplitude_train'], r.get('pk_amplitude_train_err'), '.3f')} | | | |"]
+                if r.get("pk_amplitude_train") is not None else []
+            ),  # fmt: skip
             *(
                 f"| Minkowski {m} deviation | {_pm(ph.get(f'mf_{m}_dev'))} | expected {_pm(mf_floor.get(m))}, one draw "
                 f"{_pm(ph2.get(f'mf_{m}_dev'))} | < {g.get('mf_floor_factor', 3.0):g}x expected | |"

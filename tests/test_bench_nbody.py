@@ -10,6 +10,7 @@ import pytest
 from bench.nbody_benchmark import (
     GOALS,
     _check_points,
+    _training_fields,
     compare,
     default_eval_train,
     default_held_out,
@@ -70,9 +71,13 @@ def test_compare_identical_and_scaled_sets():
     assert same["pdf_separation"] == pytest.approx(0.0, abs=1e-12)
     assert same["peak_count_dev"] == pytest.approx(0.0, abs=1e-12)
     assert same["pk_max_dev_floor"] > 0  # independent sets differ by noise
+    assert same["pk_amplitude"] == pytest.approx(1.0, abs=1e-12) and same["pk_amplitude_err"] > 0
+    assert "pk_amplitude_train" not in same
+    with_train = compare(real, real.copy(), real2, attrs, train=real2)
+    assert with_train["pk_amplitude_train"] == pytest.approx(with_train["pk_amplitude_floor"], abs=1e-12)
     # a field with twice the Gaussian amplitude has ~4x the power at every k and another PDF
     louder = compare(real, _lognormal_like(40, 16, 2, amp=2.0), real2, attrs)
-    assert louder["pk_max_dev"] > 1.0
+    assert louder["pk_max_dev"] > 1.0 and louder["pk_amplitude"] > 2.0
     assert louder["pdf_separation"] > GOALS["pdf_separation"]
     used = np.asarray(louder["pk"]["used"])
     k = np.asarray(louder["pk"]["k"])
@@ -97,6 +102,9 @@ def test_merge_files_keeps_every_row(tmp_path):
     # each row keeps its own condition: value 1 <-> omega_m 0.25, value 2 <-> omega_m 0.3
     np.testing.assert_allclose(c[:, 0], np.where(x[:, 0, 0] == 1.0, 0.25, 0.3), rtol=1e-6)
     assert not np.array_equal(x[:, 0, 0], np.sort(x[:, 0, 0]))  # rows were shuffled
+    # the benchmark reads a training cosmology's own fields back (pk_amplitude_train)
+    np.testing.assert_array_equal(_training_fields(out, 0.3, 0.8), np.full((5, 4, 4), 2.0, np.float32))
+    assert _training_fields(out, 0.35, 0.9).shape == (0, 4, 4)
 
 
 def test_paired_pm_ratio_alternates_generator_and_simulator(tmp_path):

@@ -12,7 +12,15 @@ import torch
 from physgan.domains.base import ModelSpec, get_domain
 from physgan.domains.nbody.importer import import_snapshots
 from physgan.domains.nbody.make import make_dataset
-from physgan.domains.nbody.metrics import cross_correlation, minkowski_deviations, minkowski_functionals, physics_metrics, score
+from physgan.domains.nbody.metrics import (
+    cross_correlation,
+    minkowski_deviations,
+    minkowski_functionals,
+    physics_metrics,
+    pk_amplitude_ratio,
+    pk_ratio,
+    score,
+)
 from physgan.domains.nbody.model import build_critic, build_generator
 from physgan.domains.nbody.transform import make_transform
 from physgan.errors import ConfigError, OutputExistsError
@@ -268,6 +276,37 @@ def test_metrics_identical_zero_and_sensitive():
     wrong = physics_metrics((real, None), (_fields(12, 100, amp=0.3), None), attrs)
     assert wrong["pk_ratio_mean_dev"] > 0.5 and wrong["pdf_separation"] > other["pdf_separation"]
     assert score(wrong) > score(other) > 0
+
+
+def test_pk_amplitude_ratio_reads_a_scaled_spectrum_and_keeps_the_bins_correlation():
+    real = _fields(24, 0)
+    attrs_box = 64.0
+    same, same_err = pk_amplitude_ratio(real, real.copy(), attrs_box)
+    assert same == pytest.approx(1.0, abs=1e-12) and same_err > 0
+    # contrast scaled by 1.1: power x 1.21 at every k, read within its own error
+    louder = 1 + 1.1 * (_fields(24, 100) - 1)
+    r, err = pk_amplitude_ratio(real, louder, attrs_box)
+    assert abs(r - 1.21) < 4 * err + 0.05 and r > 1.1
+    # Gaussian fields have independent modes: the whole-spectrum error is about what independent bins give (the
+    # per-bin error over sqrt(number of bins)); give every field its own amplitude and the bins move together, so the
+    # error must grow well beyond that
+    def gauss(n, seed, amp=None):
+        f = np.stack([sim.gaussian_field(_pk2d, 32, 64.0, 2, seed=seed + i) for i in range(n)])
+        return 1 + (f if amp is None else amp[:, None, None] * f)
+
+    def independent_bins_error(a, b):
+        pr = pk_ratio(a, b, attrs_box)
+        used = pr.k <= pr.k_nyquist / 2
+        return float(pr.ratio_err[used].mean() / np.sqrt(used.sum()))
+
+    g_real, g_fake = gauss(64, 300), gauss(64, 400)
+    _, err_g = pk_amplitude_ratio(g_real, g_fake, attrs_box)
+    assert 0.6 < err_g / independent_bins_error(g_real, g_fake) < 1.6
+    g_coh = gauss(64, 400, amp=np.random.default_rng(3).uniform(0.3, 1.7, 64))
+    _, err_c = pk_amplitude_ratio(g_real, g_coh, attrs_box)
+    assert err_c > 2.0 * independent_bins_error(g_real, g_coh)
+    with pytest.raises(ValueError, match="at least two fields"):
+        pk_amplitude_ratio(real[:1], real, attrs_box)
 
 
 def test_minkowski_known_shapes():
