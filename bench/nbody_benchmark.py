@@ -627,6 +627,7 @@ def main(argv: list[str] | None = None) -> int:
     ckpt = "best" if args.checkpoint == "best" and (run_dir / "checkpoints" / "best.pt").exists() else "last"
     run = load_run(run_dir, checkpoint=ckpt, device=args.device)
     per_cosmo = []
+    train_sets = _training_fields(train_file, [pt for kind, pt in evals if kind == "train"])  # pk_amplitude_train
     pooled: dict[str, list[np.ndarray]] = {"real": [], "fake": [], "real2": [], "c": []}
     attrs: dict[str, Any] = {}
     for j, (kind, (om, s8)) in enumerate(evals):
@@ -639,7 +640,7 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         x_fake = run.sample(len(x_eval), c_eval, seed=args.seed + 1 + j, batch_size=256)
         gen_wall = time.perf_counter() - t0
-        res = compare(x_eval, x_fake, x_floor, attrs, train=_training_fields(train_file, om, s8) if kind == "train" else None)
+        res = compare(x_eval, x_fake, x_floor, attrs, train=train_sets.get((om, s8)))
         res.update({"omega_m": om, "sigma8": s8, "kind": kind, "generate_wall_s": gen_wall})
         per_cosmo.append(res)
         if args.report:
@@ -687,16 +688,18 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _training_fields(train_file: Path, om: float, s8: float) -> np.ndarray:
-    """The training file's fields made at (om, s8) (none: an empty array)."""
+def _training_fields(train_file: Path, points: list[tuple[float, float]]) -> dict[tuple[float, float], np.ndarray]:
+    """The training file's fields made at each (om, s8) of ``points`` (none: an empty array), read in one pass."""
     from physgan.io.hdf5 import open_source, read_all
 
+    if not points:
+        return {}
     src = open_source(train_file)
     names = list(src.condition_names)
     x, c = read_all(src)
     src.close()
-    rows = np.isclose(c[:, names.index("omega_m")], om, atol=1e-5) & np.isclose(c[:, names.index("sigma8")], s8, atol=1e-5)
-    return x[rows]
+    om_col, s8_col = c[:, names.index("omega_m")], c[:, names.index("sigma8")]
+    return {(om, s8): x[np.isclose(om_col, om, atol=1e-5) & np.isclose(s8_col, s8, atol=1e-5)] for om, s8 in points}
 
 
 def _pm(v: float | None, e: float | None = None, fmt: str = ".3g") -> str:

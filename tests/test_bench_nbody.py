@@ -103,8 +103,9 @@ def test_merge_files_keeps_every_row(tmp_path):
     np.testing.assert_allclose(c[:, 0], np.where(x[:, 0, 0] == 1.0, 0.25, 0.3), rtol=1e-6)
     assert not np.array_equal(x[:, 0, 0], np.sort(x[:, 0, 0]))  # rows were shuffled
     # the benchmark reads a training cosmology's own fields back (pk_amplitude_train)
-    np.testing.assert_array_equal(_training_fields(out, 0.3, 0.8), np.full((5, 4, 4), 2.0, np.float32))
-    assert _training_fields(out, 0.35, 0.9).shape == (0, 4, 4)
+    sets = _training_fields(out, [(0.3, 0.8), (0.35, 0.9)])
+    np.testing.assert_array_equal(sets[(0.3, 0.8)], np.full((5, 4, 4), 2.0, np.float32))
+    assert sets[(0.35, 0.9)].shape == (0, 4, 4) and _training_fields(out, []) == {}
 
 
 def test_paired_pm_ratio_alternates_generator_and_simulator(tmp_path):
