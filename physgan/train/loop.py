@@ -356,7 +356,7 @@ def _train(
 
             # ---- validation on the fixed held-out batch (EMA generator) ----------------------
             if is_main and n_val and t_cfg.val_every and (ts.step % t_cfg.val_every == 0 or ts.step == t_cfg.steps):
-                calibrate_statistics(ts.G_ema)
+                calibrate_statistics(ts.G_ema, ts.step)
                 metrics = validation_metrics(domain, ts.G_ema, transform, normaliser, val, z_val, header.attrs, t_cfg.precision)
                 stats.write(ts.step, {f"Val/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))})
                 better = metrics["score"] < ts.best_score
@@ -550,18 +550,22 @@ def set_learning_rates(ts: TrainState, t_cfg) -> float:
     return factor
 
 
-def calibrate_statistics(model: torch.nn.Module) -> None:
+def calibrate_statistics(model: torch.nn.Module, step: int | None = None) -> None:
     """Let a generator set its own sampling statistics (``calibrate_statistics()``, where it has one) before it is
     validated or saved: the EMA generator inherits the training generator's buffers, which describe the training
-    generator's outputs, not its own (the calorimeter's hit-shift tables; bench/RESULTS.md §13, twenty-third session)."""
+    generator's outputs, not its own (the calorimeter's hit-shift tables; bench/RESULTS.md §13, twenty-third session;
+    the N-body generator's mean density and power, physgan.domains.nbody.calibration). With ``step``, a model already
+    calibrated at that step is not calibrated again (a validation and a checkpoint at one step: nothing changed between)."""
     hook = getattr(model, "calibrate_statistics", None)
-    if callable(hook):
-        hook()
+    if not callable(hook) or (step is not None and getattr(model, "_calibrated_step", None) == step):
+        return
+    hook()
+    model._calibrated_step = step
 
 
 def _checkpoint(ts: TrainState, saved: dict[str, Any], run_dir: Path, tag: str | None, t_cfg, dist_info: DistInfo) -> None:
     """Write ``last.pt`` (and a step snapshot or ``best.pt`` by ``tag``); every rank takes part in a distributed run."""
-    calibrate_statistics(ts.G_ema)
+    calibrate_statistics(ts.G_ema, ts.step)
     per_rank = None
     if dist_info.enabled and tag != "best":  # raises if the ranks drifted apart
         check_consistency(ts.G, dist_info)

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from physgan.domains.base import ModelSpec, typed_options
+from physgan.domains.nbody.calibration import calibrate_generator, grid_basis
 from physgan.domains.nbody.options import NbodyModelOptions
 from physgan.domains.nbody.spectral import (
     field_summaries,
@@ -265,6 +266,21 @@ class SpectralFieldGenerator(nn.Module):
             self.register_buffer("af_mean", torch.as_tensor(fit["c_mean"], dtype=torch.float32), persistent=False)
             self.register_buffer("af_std", torch.as_tensor(fit["c_std"], dtype=torch.float32), persistent=False)
         self.mu, self.sd, self.eps = float(stats["mu"]), float(stats["sd"]), float(stats.get("eps", 1e-3))
+        # option calibrate: the mean density and the density power set to the training fields' after training
+        # (physgan.domains.nbody.calibration); runs whose statistics lack the density fit have no such buffers
+        self.power_fit = stats.get("density_power_fit") if opts.calibrate and spec.n_cond and spec.condition_stats else None
+        if self.power_fit is not None:
+            if len(self.power_fit["coef"]) != self.n_nodes:
+                raise ConfigError(
+                    f"nbody spectral generator: data_stats['density_power_fit'] has {len(self.power_fit['coef'])} shells, "
+                    f"expected {self.n_nodes}"
+                )
+            self.cond_norm = ConditionNormaliser.from_state(spec.condition_stats)
+            n_cal = grid_basis(torch.zeros(1, spec.n_cond)).shape[1]
+            self.register_buffer("cal_power", torch.zeros(self.n_nodes, n_cal))  # log-power correction per node and term
+            self.register_buffer("cal_mean", torch.zeros(n_cal))  # log-density shift per term
+            self.register_buffer("cal_c_mean", torch.as_tensor(self.power_fit["c_mean"], dtype=torch.float32), persistent=False)
+            self.register_buffer("cal_c_std", torch.as_tensor(self.power_fit["c_std"], dtype=torch.float32), persistent=False)
         self.offset = nn.Linear(spec.embed_dim, 1)
         nn.init.zeros_(self.offset.weight)
         nn.init.zeros_(self.offset.bias)
@@ -322,7 +338,34 @@ class SpectralFieldGenerator(nn.Module):
             u = (self.amp_fit.inverse(c.float()) - self.af_mean) / self.af_std
             fitted = condition_basis(u, self.amp_fit_degree) @ self.af_coef.T - self.af_offset  # (B, nodes): log power
             log_a = log_a + 0.5 * fitted[:, :, None]
+        if self.power_fit is not None:
+            log_a = log_a + 0.5 * (self._calibration_basis(c) @ self.cal_power.T)[:, :, None]
         return log_a
+
+    def _calibration_basis(self, c: torch.Tensor) -> torch.Tensor:
+        """Condition basis of the calibration (:mod:`physgan.domains.nbody.calibration`) at normalised conditions ``c``."""
+        u = (self.cond_norm.inverse(c.float()) - self.cal_c_mean) / self.cal_c_std
+        return grid_basis(u)
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether this generator has the calibration (option ``calibrate`` and the data's density power fit)."""
+        return self.power_fit is not None
+
+    def calibrate_statistics(self, n_per_point: int = 512, seed: int = 0) -> None:
+        """Set the mean density and the density power to the training fields' at every condition (no-op without
+        :attr:`calibrated`); see :func:`physgan.domains.nbody.calibration.calibrate_generator`. The training loop
+        calls it on the EMA generator before each validation and checkpoint.
+
+        Parameters
+        ----------
+        n_per_point : int
+            Fields generated at each calibration condition.
+        seed : int
+            Seed of their latents (the global random state is untouched).
+        """
+        if self.calibrated:
+            calibrate_generator(self, n_per_point=n_per_point, seed=seed)
 
     def forward(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         if z.ndim != self.dim + 2 or z.shape[1] != self.z_dim:
@@ -343,6 +386,8 @@ class SpectralFieldGenerator(nn.Module):
         for blk in self.res_blocks:
             h = self.act(blk["film"](blk["conv"](h), e_res))
         b = (np.log1p(self.eps) - self.mu - self.sd**2 * var / 2) / self.sd + self.offset(e)[:, 0]
+        if self.power_fit is not None:
+            b = b + self._calibration_basis(c) @ self.cal_mean
         shape = (z.shape[0], 1) + (1,) * self.dim
         r = self.res_out(h)
         if self.residual_highpass > 0:

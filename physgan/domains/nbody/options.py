@@ -37,6 +37,9 @@ class NbodyModelOptions:
     # spectral generator: the residual's modes below this |m| (training grid units) are removed, so the large-scale power is
     # the spectral amplitude's alone (0: none; >= 1 removes the mean too, as zero_mean_residual does)
     residual_highpass: float = 0.0
+    # spectral generator: after training, the mean density and the density power are set to the training fields' at every
+    # condition (physgan.domains.nbody.calibration; needs the transform's density power fit, made by runs since it exists)
+    calibrate: bool = True
     residual_conditioned: bool = True  # spectral generator: FiLM of the residual reads the conditions (False: a constant)
 
 

@@ -210,7 +210,9 @@ def soft_minkowski(y: torch.Tensor, thresholds: torch.Tensor, width: float = MF_
     return torch.cat([boundary.sum(dim=dims) / n_cells, chi / n_cells], dim=1)
 
 
-def fit_amplitude_response(y: np.ndarray, c: np.ndarray, n_nodes: int, degree: int = 2, batch: int = 512) -> dict[str, list]:
+def fit_amplitude_response(
+    y: np.ndarray, c: np.ndarray, n_nodes: int, degree: int = 2, batch: int = 512, statistic: str = "log"
+) -> dict[str, list]:
     """Least-squares fit of each shell's log power as a polynomial of the conditions, from the training fields.
 
     ``log P_j(field i) = sum_t beta_{j t} phi_t(u_i) + noise`` with ``u = (c - c_mean) / c_std`` and ``phi`` the
@@ -228,11 +230,17 @@ def fit_amplitude_response(y: np.ndarray, c: np.ndarray, n_nodes: int, degree: i
         Shell nodes of the generator (``0..n_nodes-1``); shells without modes take the nearest filled one's fit.
     degree : int
         Polynomial degree (1 or 2).
+    batch : int
+        Fields per FFT batch.
+    statistic : {'log', 'mean'}
+        ``'log'``: fit ``log P`` with the constant column zero (the generator's starting point); ``'mean'``: fit ``P``
+        itself, constant kept, so ``phi(u) . coef_j`` estimates the mean power at ``u`` without the log's bias (the
+        calibration's target, :mod:`physgan.domains.nbody.calibration`; ``offset`` is then zero).
 
     Returns
     -------
     dict
-        ``c_mean``, ``c_std`` (k,), ``degree``, ``coef`` (n_nodes x n_terms, the constant column zero) and
+        ``c_mean``, ``c_std`` (k,), ``degree``, ``coef`` (n_nodes x n_terms, the constant column zero unless kept) and
         ``offset`` (n_nodes,): ``log mean_i exp(phi(u_i) . coef_j)`` over the fitted fields, so that
         ``phi(u) . coef_j - offset_j`` keeps the pooled spectrum.
     """
@@ -247,20 +255,25 @@ def fit_amplitude_response(y: np.ndarray, c: np.ndarray, n_nodes: int, degree: i
     phi = condition_basis(torch.as_tensor((c - c_mean) / c_std), degree).numpy()  # (N, T)
     n_shells = n_nodes - 1
     with torch.no_grad():
+        if statistic not in ("log", "mean"):
+            raise ValueError(f"fit_amplitude_response: statistic must be 'log' or 'mean', got {statistic!r}")
         logp = np.concatenate(
             [torch.log(shell_power(torch.as_tensor(y[i : i + batch])[:, None], n_shells) + 1e-12).numpy() for i in range(0, len(y), batch)]
         ).astype(np.float64)  # (N, n_shells); empty shells hold log(1e-12)
+    if statistic == "mean":
+        logp = np.exp(logp)  # the power itself (the name stays: one least-squares fit for both)
     filled = np.zeros(n_nodes, dtype=bool)
     filled[1:] = shell_members(spatial, n_shells).numpy().sum(axis=0) > 0
     coef = np.zeros((n_nodes, phi.shape[1]))
     ridge = 1e-6 * len(phi) * np.eye(phi.shape[1])
     beta = np.linalg.solve(phi.T @ phi + ridge, phi.T @ logp)  # (T, n_shells)
     coef[1:] = beta.T
-    coef[:, 0] = 0.0  # the constant comes from the pooled spectrum
+    if statistic == "log":
+        coef[:, 0] = 0.0  # the generator's constant comes from the pooled spectrum
     idx = np.flatnonzero(filled)
     nearest = idx[np.abs(np.arange(n_nodes)[:, None] - idx[None, :]).argmin(axis=1)]
     coef = coef[nearest]
-    offset = np.log(np.mean(np.exp(phi @ coef.T), axis=0))
+    offset = np.log(np.mean(np.exp(phi @ coef.T), axis=0)) if statistic == "log" else np.zeros(n_nodes)
     return {
         "c_mean": c_mean.tolist(),
         "c_std": c_std.tolist(),
@@ -318,7 +331,9 @@ def node_power(pk_shell: np.ndarray, shape: tuple[int, ...], n_iter: int = 50) -
     return np.exp(log_node)
 
 
-def fit_spectral_stats(y: np.ndarray, mu: float, sd: float, batch: int = 512, c: np.ndarray | None = None) -> dict:
+def fit_spectral_stats(
+    y: np.ndarray, mu: float, sd: float, batch: int = 512, c: np.ndarray | None = None, eps: float | None = None
+) -> dict:
     """Training statistics of standardised fields ``y`` (N, *spatial), JSON-serialisable.
 
     ``pk_shell``: mean power per shell ``0..ceil(sqrt(d) n/2)+1`` (empty shells take the nearest filled one);
@@ -326,7 +341,9 @@ def fit_spectral_stats(y: np.ndarray, mu: float, sd: float, batch: int = 512, c:
     the generator's initial spectrum); ``summary_mean`` / ``summary_std``: of :func:`field_summaries`;
     ``mf_thresholds`` (the pooled values' quantiles at :data:`MF_LEVELS`) and ``mf_mean`` / ``mf_std``: of
     :func:`soft_minkowski` at those thresholds; with conditions ``c`` (N, k), ``amp_fit``: the spectrum's
-    dependence on them (:func:`fit_amplitude_response`), the spectral generator's starting point.
+    dependence on them (:func:`fit_amplitude_response`), the spectral generator's starting point, and with the
+    transform's softening ``eps`` too, ``density_power_fit``: the mean power's fit (``statistic='mean'``) of the densities
+    ``x = exp(mu + sd y) - eps``, the target of :mod:`physgan.domains.nbody.calibration`.
     """
     y = np.asarray(y, dtype=np.float32)
     thresholds = torch.as_tensor(np.quantile(y[: min(len(y), 256)], MF_LEVELS), dtype=torch.float32)
@@ -355,6 +372,9 @@ def fit_spectral_stats(y: np.ndarray, mu: float, sd: float, batch: int = 512, c:
     extra = {}
     if c is not None and np.asarray(c).size and len(y) > 10:
         extra["amp_fit"] = fit_amplitude_response(y, c, n_nodes, degree=2, batch=batch)
+        if eps is not None:
+            x = np.exp(mu + sd * y.astype(np.float64)) - eps
+            extra["density_power_fit"] = fit_amplitude_response(x, c, n_nodes, degree=2, batch=batch, statistic="mean")
     return {
         **extra,
         "mf_thresholds": [float(v) for v in thresholds],

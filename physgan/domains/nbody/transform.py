@@ -154,7 +154,7 @@ class DensityTransform(Transform):
             rng = np.random.default_rng(0)
             rows = rng.choice(len(u), size=min(len(u), 4096), replace=False) if len(u) > 4096 else slice(None)
             c_fit = None if c is None or np.asarray(c).size == 0 else np.asarray(c, dtype=np.float64).reshape(len(u), -1)[rows]
-            spectral = fit_spectral_stats((u[rows] - mu) / sd, mu, sd, c=c_fit)
+            spectral = fit_spectral_stats((u[rows] - mu) / sd, mu, sd, c=c_fit, eps=eps)
             self.stats = {"mu": mu, "sd": sd, "eps": eps, **spectral}
         else:
             eps = float(self.options["eps"])

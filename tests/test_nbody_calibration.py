@@ -1,0 +1,151 @@
+"""The spectral generator's post-training calibration of mean density and density power (physgan.domains.nbody.calibration)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from physgan.domains.base import ModelSpec
+from physgan.domains.nbody.calibration import calibrate_generator, calibration_grid, grid_basis
+from physgan.domains.nbody.model import build_generator
+from physgan.domains.nbody.spectral import fit_amplitude_response, shell_power
+from physgan.domains.nbody.transform import make_transform
+from physgan.sim import nbody as sim
+from physgan.train.conditions import ConditionNormaliser
+from physgan.train.loop import calibrate_statistics
+from physgan.train.moments import condition_basis
+
+OMEGA = (0.25, 0.30, 0.35)
+SIGMA8 = (0.7, 0.8, 0.9)
+
+
+def _pk2d(k):
+    return 30.0 * (k / 0.3) / (1 + (k / 0.3) ** 2.5)
+
+
+@pytest.fixture(scope="module")
+def grid_data():
+    """Lognormal 16^2 fields on a 3 x 3 (Omega_m, sigma8) grid: the power scales with sigma8^2 and with Omega_m."""
+    x, c = [], []
+    for i, om in enumerate(OMEGA):
+        for j, s8 in enumerate(SIGMA8):
+            amp2 = (s8 / 0.8) ** 2 * (om / 0.3)
+            for r in range(30):
+                x.append(1 + sim.lognormal_field(lambda k, a=amp2: a * _pk2d(k), 16, 32.0, 2, seed=10_000 * i + 100 * j + r))
+                c.append((om, s8))
+    return np.stack(x).astype(np.float32), np.asarray(c)
+
+
+def _generator(x, c, **options):
+    t = make_transform({"kind": "gauss"}).fit(x, c)
+    norm = ConditionNormaliser(["omega_m", "sigma8"]).fit(c)
+    spec = ModelSpec(
+        sample_shape=(1, 16, 16), n_cond=2, condition_names=["omega_m", "sigma8"], z_dim=4, width=8, depth=2, embed_dim=8,
+        options={"amp_degree": 2, **options}, data_stats=t.stats, condition_stats=norm.state_dict(),
+    )  # fmt: skip
+    return build_generator(spec), t, norm
+
+
+def _measure(g, norm, c_phys, n=1024, seed=123):
+    """Mean density and mean power in shells 1..4 of ``n`` fresh fields at each physical condition."""
+    out = []
+    for p, cp in enumerate(c_phys):
+        torch.manual_seed(seed + p)
+        cn = norm(torch.as_tensor(np.tile(cp, (n, 1)), dtype=torch.float32))
+        with torch.no_grad():
+            x = torch.exp(g.mu + g.sd * g(torch.randn(n, *g.latent_shape()), cn).double()) - g.eps
+        out.append((float(x.mean()), shell_power(x, 4).mean(dim=0).numpy()))
+    return out
+
+
+def test_density_power_fit_reads_the_mean_power_at_each_condition(grid_data):
+    x, c = grid_data
+    fit = fit_amplitude_response(x, c, n_nodes=14, degree=2, statistic="mean")
+    u = (c - np.asarray(fit["c_mean"])) / np.asarray(fit["c_std"])
+    pred = condition_basis(torch.as_tensor(u), 2).numpy() @ np.asarray(fit["coef"]).T  # (N, nodes)
+    power = shell_power(torch.as_tensor(x)[:, None], 4).double().numpy()
+    for cp in {tuple(r) for r in c}:
+        rows = np.all(c == cp, axis=1)
+        # a quadratic in the conditions through 9 points: the fitted mean power is each point's own mean within its noise
+        # (shell 1 holds 4 modes: 120 per point, 13 % noise; shells 2-4 hold 8-16)
+        np.testing.assert_allclose(pred[rows][0, 2:5], power[rows].mean(axis=0)[1:], rtol=0.12)
+    assert np.all(np.asarray(fit["offset"]) == 0.0)
+    with pytest.raises(ValueError, match="statistic"):
+        fit_amplitude_response(x, c, n_nodes=14, statistic="median")
+
+
+def test_grid_basis_interpolates_the_calibration_grid_exactly():
+    mean, std = np.array([0.3, 0.8]), np.array([0.0408, 0.0816])
+    pts = calibration_grid(mean, std, np.array([0.25, 0.7]), np.array([0.35, 0.9]))
+    assert pts.shape == (9, 2)
+    np.testing.assert_allclose(sorted(set(np.round(pts[:, 0], 3))), [0.25, 0.3, 0.35], atol=1e-3)
+    phi = grid_basis(torch.as_tensor((pts - mean) / std)).numpy()
+    assert phi.shape == (9, 9) and np.linalg.matrix_rank(phi) == 9
+    np.testing.assert_allclose(phi[:, 0], 1.0)
+    # clipped to the training range
+    assert calibration_grid(mean, 3 * std, np.array([0.25, 0.7]), np.array([0.35, 0.9])).max(axis=0).tolist() == [0.35, 0.9]
+
+
+def test_calibration_brings_a_mis_set_generator_to_the_data_mean_density_and_power(grid_data):
+    x, c = grid_data
+    g, t, norm = _generator(x, c)
+    assert g.calibrated and "density_power_fit" in t.stats
+    with torch.no_grad():  # a generator whose colouring is 25 % too strong at every condition and whose mean density is off
+        g.amp_net[-1].bias.view(g.channels, g.n_terms)[:, 0] = 0.11
+        g.offset.bias.fill_(0.15)
+    pts = [(0.25, 0.7), (0.30, 0.8), (0.35, 0.9)]
+    fit = t.stats["density_power_fit"]  # the calibration's target: the training fields' mean power, fitted
+    u = (np.asarray(pts) - np.asarray(fit["c_mean"])) / np.asarray(fit["c_std"])
+    target = condition_basis(torch.as_tensor(u), 2).numpy() @ np.asarray(fit["coef"]).T
+    before = _measure(g, norm, pts)
+    report = calibrate_generator(g, n_per_point=512, seed=0)
+    after = _measure(g, norm, pts)
+    assert report["power_dev"][-1] < 0.3 * report["power_dev"][0] and report["mean_dev"][-1] < 0.3 * report["mean_dev"][0]
+    for p, (cp, (m0, p0), (m1, p1)) in enumerate(zip(pts, before, after)):
+        assert abs(m0 - 1) > 0.03 and abs(m1 - 1) < 0.01, (cp, m0, m1)
+        dev0, dev1 = (float(np.abs(np.log(pw / target[p, 1:5])).mean()) for pw in (p0, p1))
+        assert dev0 > 0.15 and dev1 < min(0.08, dev0 / 4), (cp, dev0, dev1)  # the sample noise of 512 + 1024 fields: ~3 % each
+
+
+def test_calibration_is_seeded_saved_and_absent_from_runs_made_before(grid_data):
+    x, c = grid_data
+    g, t, norm = _generator(x, c)
+    state = torch.get_rng_state()
+    g.calibrate_statistics(n_per_point=64, seed=3)
+    first = g.cal_power.clone(), g.cal_mean.clone()
+    assert torch.equal(torch.get_rng_state(), state)  # the global random state is untouched
+    g.calibrate_statistics(n_per_point=64, seed=3)
+    assert torch.equal(first[0], g.cal_power) and torch.equal(first[1], g.cal_mean) and float(first[0].abs().max()) > 0
+    assert {"cal_power", "cal_mean"} <= set(g.state_dict())
+    g2, _, _ = _generator(x, c)
+    g2.load_state_dict(g.state_dict())
+    assert torch.equal(g2.cal_power, g.cal_power)
+    # statistics of runs made before the density power fit, or the option off: no calibration, the old state loads
+    stats = {k: v for k, v in t.stats.items() if k != "density_power_fit"}
+    spec = ModelSpec(
+        sample_shape=(1, 16, 16), n_cond=2, condition_names=["omega_m", "sigma8"], z_dim=4, width=8, depth=2, embed_dim=8,
+        options={"amp_degree": 2}, data_stats=stats, condition_stats=norm.state_dict(),
+    )  # fmt: skip
+    for old in (build_generator(spec), _generator(x, c, calibrate=False)[0]):
+        assert not old.calibrated and "cal_power" not in old.state_dict()
+        before = {k: v.clone() for k, v in old.state_dict().items()}
+        old.calibrate_statistics()
+        assert all(torch.equal(before[k], v) for k, v in old.state_dict().items())
+        old.load_state_dict({k: v for k, v in g.state_dict().items() if not k.startswith("cal_")})
+
+
+def test_training_loop_calibrates_once_per_step():
+    calls = []
+
+    class Model(torch.nn.Module):
+        def calibrate_statistics(self):
+            calls.append(1)
+
+    m = Model()
+    calibrate_statistics(m, 500)
+    calibrate_statistics(m, 500)  # the checkpoint after a validation at the same step
+    assert len(calls) == 1
+    calibrate_statistics(m, 1000)
+    calibrate_statistics(m)  # no step: always
+    assert len(calls) == 3
