@@ -331,9 +331,7 @@ def node_power(pk_shell: np.ndarray, shape: tuple[int, ...], n_iter: int = 50) -
     return np.exp(log_node)
 
 
-def fit_spectral_stats(
-    y: np.ndarray, mu: float, sd: float, batch: int = 512, c: np.ndarray | None = None, eps: float | None = None
-) -> dict:
+def fit_spectral_stats(y: np.ndarray, mu: float, sd: float, batch: int = 512, c: np.ndarray | None = None) -> dict:
     """Training statistics of standardised fields ``y`` (N, *spatial), JSON-serialisable.
 
     ``pk_shell``: mean power per shell ``0..ceil(sqrt(d) n/2)+1`` (empty shells take the nearest filled one);
@@ -341,9 +339,7 @@ def fit_spectral_stats(
     the generator's initial spectrum); ``summary_mean`` / ``summary_std``: of :func:`field_summaries`;
     ``mf_thresholds`` (the pooled values' quantiles at :data:`MF_LEVELS`) and ``mf_mean`` / ``mf_std``: of
     :func:`soft_minkowski` at those thresholds; with conditions ``c`` (N, k), ``amp_fit``: the spectrum's
-    dependence on them (:func:`fit_amplitude_response`), the spectral generator's starting point, and with the
-    transform's softening ``eps`` too, ``density_power_fit``: the mean power's fit (``statistic='mean'``) of the densities
-    ``x = exp(mu + sd y) - eps``, the target of :mod:`physgan.domains.nbody.calibration`.
+    dependence on them (:func:`fit_amplitude_response`), the spectral generator's starting point.
     """
     y = np.asarray(y, dtype=np.float32)
     thresholds = torch.as_tensor(np.quantile(y[: min(len(y), 256)], MF_LEVELS), dtype=torch.float32)
@@ -372,9 +368,6 @@ def fit_spectral_stats(
     extra = {}
     if c is not None and np.asarray(c).size and len(y) > 10:
         extra["amp_fit"] = fit_amplitude_response(y, c, n_nodes, degree=2, batch=batch)
-        if eps is not None:
-            x = np.exp(mu + sd * y.astype(np.float64)) - eps
-            extra["density_power_fit"] = fit_amplitude_response(x, c, n_nodes, degree=2, batch=batch, statistic="mean")
     return {
         **extra,
         "mf_thresholds": [float(v) for v in thresholds],

@@ -10,7 +10,9 @@ Three options (``kind``):
   symmetric (-0.05). Its fit
   also records the training fields' power per Fourier shell and the mean and spread of the critic's
   summaries (:func:`physgan.domains.nbody.spectral.fit_spectral_stats`), which the spectral generator
-  and the summary critic read from the run's ``data_stats``.
+  and the summary critic read from the run's ``data_stats``, and with conditions the densities' mean power per
+  shell as a quadratic in them (``density_power_fit``, from every training field), the target of the generator's
+  calibration (:mod:`physgan.domains.nbody.calibration`).
 
 The other two map into [-1, 1) so a ``tanh`` generator output fits (runs made before ``'gauss'`` use them):
 
@@ -37,7 +39,7 @@ import torch
 
 from physgan.domains.base import Transform, typed_options
 from physgan.domains.nbody.options import NbodyTransformOptions
-from physgan.domains.nbody.spectral import fit_spectral_stats
+from physgan.domains.nbody.spectral import fit_amplitude_response, fit_spectral_stats
 from physgan.errors import ConfigError, DataError
 
 __all__ = ["DensityTransform", "make_transform", "symmetric_log_eps"]
@@ -154,7 +156,12 @@ class DensityTransform(Transform):
             rng = np.random.default_rng(0)
             rows = rng.choice(len(u), size=min(len(u), 4096), replace=False) if len(u) > 4096 else slice(None)
             c_fit = None if c is None or np.asarray(c).size == 0 else np.asarray(c, dtype=np.float64).reshape(len(u), -1)[rows]
-            spectral = fit_spectral_stats((u[rows] - mu) / sd, mu, sd, c=c_fit, eps=eps)
+            spectral = fit_spectral_stats((u[rows] - mu) / sd, mu, sd, c=c_fit)
+            if c_fit is not None and len(u) > 10:
+                # the calibration's target (physgan.domains.nbody.calibration): every training field, not the subsample, as
+                # its noise is what the calibrated generator inherits
+                c_all = np.asarray(c, dtype=np.float64).reshape(len(u), -1)
+                spectral["density_power_fit"] = fit_amplitude_response(x, c_all, len(spectral["pk_shell"]), degree=2, statistic="mean")
             self.stats = {"mu": mu, "sd": sd, "eps": eps, **spectral}
         else:
             eps = float(self.options["eps"])
