@@ -92,8 +92,9 @@ class TrainConfig:
     betas: tuple[float, float] = (0.0, 0.9)
     gp_lambda: float = 10.0  # gradient-penalty weight (wgan-gp)
     # gp_every 2 + reuse_fake: 1.2-1.4x the steps/s (micro, nbody, calo); better on Berea at equal time, but on calorimeter
-    # dataset 2 layer 0 collapsed at step ~2750 with both (each alone had not by step 3000; bench/RESULTS.md §12.28, §13
-    # twenty-fifth session): off by default
+    # dataset 2 layer 0 collapsed at step ~2750 with both, and reuse_fake alone ran to 6000 steps in 60 min for a worse
+    # classifier than the preset's 4000 (AUC 0.927 vs 0.897; bench/RESULTS.md §12.28, §13 twenty-fifth and twenty-sixth
+    # sessions): off by default
     gp_every: int = 1  # lazy penalty (wgan-gp): on every gp_every-th critic update only, at weight gp_lambda * gp_every
     reuse_fake: bool = False  # the generator update reuses the last critic update's latents and fakes (one G forward fewer)
     drift: float = 0.0  # ProGAN drift term eps_drift * E[D(x)^2]
