@@ -352,19 +352,22 @@ class SpectralFieldGenerator(nn.Module):
         """Whether this generator has the calibration (option ``calibrate`` and the data's density power fit)."""
         return self.power_fit is not None
 
-    def calibrate_statistics(self, n_per_point: int = 512, seed: int = 0) -> None:
+    def calibrate_statistics(self, n_per_point: int | None = None, seed: int = 0) -> None:
         """Set the mean density and the density power to the training fields' at every condition (no-op without
         :attr:`calibrated`); see :func:`physgan.domains.nbody.calibration.calibrate_generator`. The training loop
         calls it on the EMA generator before each validation and checkpoint.
 
         Parameters
         ----------
-        n_per_point : int
-            Fields generated at each calibration condition.
+        n_per_point : int, optional
+            Fields generated at each calibration condition; default 512 at 64^2 and below, fewer for larger fields
+            (as many cells as 512 fields of 64^2: 64 at 32^3), at least 64. The cost is ~20 s on one core at 64^2.
         seed : int
             Seed of their latents (the global random state is untouched).
         """
         if self.calibrated:
+            if n_per_point is None:
+                n_per_point = int(np.clip(512 * 64**2 // self.n**self.dim, 64, 512))
             calibrate_generator(self, n_per_point=n_per_point, seed=seed)
 
     def forward(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
