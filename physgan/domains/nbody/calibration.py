@@ -15,8 +15,9 @@ generator sets its hit-shift tables from its own outputs (``calibrate_statistics
 
 Both corrections are functions of the conditions in :func:`grid_basis`, measured at a grid that spans the training
 data (three values of each condition at its mean and mean +- sqrt(3/2) standard deviations: the grid points
-themselves for a three-value training grid), with the same latents in every round, and refined ``n_iter`` times with
-damped steps (the log-density shift and the colouring interact through the exponential). The mean log power per
+themselves for a three-value training grid; beyond the grid's edge a correction is held at the edge's value), with the
+same latents in every round, and refined ``n_iter`` times with damped steps (the log-density shift and the colouring
+interact through the exponential). The mean log power per
 field, a less noisy estimator, overshot the mean power by 4-9 % on PM slabs (the generator's fields spread their
 power differently from the simulator's), so the mean power is the target (bench/RESULTS.md §11, twenty-sixth
 session). The estimate is noisy where the densities are heavy-tailed: 512 fields per point leave ~0.5 % on the mean
@@ -33,7 +34,7 @@ import torch
 from physgan.domains.nbody.spectral import shell_members, shell_power
 from physgan.train.moments import condition_basis
 
-__all__ = ["calibration_grid", "grid_basis", "shell_basis", "fit_correction", "calibrate_generator"]
+__all__ = ["GRID_OFFSETS", "calibration_grid", "grid_basis", "shell_basis", "fit_correction", "calibrate_generator"]
 
 #: the grid's offsets from the conditions' mean, in standard deviations (a three-value grid's own points)
 GRID_OFFSETS = (-float(np.sqrt(1.5)), 0.0, float(np.sqrt(1.5)))

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from physgan.domains.base import ModelSpec, typed_options
-from physgan.domains.nbody.calibration import calibrate_generator, grid_basis
+from physgan.domains.nbody.calibration import GRID_OFFSETS, calibrate_generator, grid_basis
 from physgan.domains.nbody.options import NbodyModelOptions
 from physgan.domains.nbody.spectral import (
     field_summaries,
@@ -213,7 +213,9 @@ class SpectralFieldGenerator(nn.Module):
     (0, 1 or 2: the learned part of ``log A`` is a polynomial of that degree in the conditions, see
     :meth:`log_amplitude`; 0 learns one correction for all conditions on top of the fitted response) and ``amp_fit``
     (default true: with ``amp_degree``, ``log A`` starts from the training fields' own least-squares dependence on
-    the conditions, ``data_stats['amp_fit']``, so the networks learn a correction rather than the whole response).
+    the conditions, ``data_stats['amp_fit']``, so the networks learn a correction rather than the whole response) and
+    ``calibrate`` (default true: after training, :meth:`calibrate_statistics` sets the mean density and the density power
+    to the training fields' at every condition, :mod:`physgan.domains.nbody.calibration`).
     """
 
     def __init__(self, spec: ModelSpec):
@@ -345,7 +347,8 @@ class SpectralFieldGenerator(nn.Module):
     def _calibration_basis(self, c: torch.Tensor) -> torch.Tensor:
         """Condition basis of the calibration (:mod:`physgan.domains.nbody.calibration`) at normalised conditions ``c``."""
         u = (self.cond_norm.inverse(c.float()) - self.cal_c_mean) / self.cal_c_std
-        return grid_basis(u)
+        edge = max(abs(o) for o in GRID_OFFSETS)  # held at the grid's edge beyond it, not extrapolated
+        return grid_basis(u.clamp(-edge, edge))
 
     @property
     def calibrated(self) -> bool:
