@@ -42,7 +42,7 @@ def _generator(x, c, **options):
     norm = ConditionNormaliser(["omega_m", "sigma8"]).fit(c)
     spec = ModelSpec(
         sample_shape=(1, 16, 16), n_cond=2, condition_names=["omega_m", "sigma8"], z_dim=4, width=8, depth=2, embed_dim=8,
-        options={"amp_degree": 2, **options}, data_stats=t.stats, condition_stats=norm.state_dict(),
+        options={"amp_degree": 2, "calibrate": True, **options}, data_stats=t.stats, condition_stats=norm.state_dict(),
     )  # fmt: skip
     return build_generator(spec), t, norm
 
@@ -121,13 +121,15 @@ def test_calibration_is_seeded_saved_and_absent_from_runs_made_before(grid_data)
     g2, _, _ = _generator(x, c)
     g2.load_state_dict(g.state_dict())
     assert torch.equal(g2.cal_power, g.cal_power)
-    # statistics of runs made before the density power fit, or the option off: no calibration, the old state loads
+    # statistics of runs made before the density power fit, or the option off (the default): no calibration, the old
+    # state loads
     stats = {k: v for k, v in t.stats.items() if k != "density_power_fit"}
     spec = ModelSpec(
         sample_shape=(1, 16, 16), n_cond=2, condition_names=["omega_m", "sigma8"], z_dim=4, width=8, depth=2, embed_dim=8,
-        options={"amp_degree": 2}, data_stats=stats, condition_stats=norm.state_dict(),
+        options={"amp_degree": 2, "calibrate": True}, data_stats=stats, condition_stats=norm.state_dict(),
     )  # fmt: skip
-    for old in (build_generator(spec), _generator(x, c, calibrate=False)[0]):
+    default = ModelSpec(**{**spec.__dict__, "options": {"amp_degree": 2}, "data_stats": t.stats})
+    for old in (build_generator(spec), _generator(x, c, calibrate=False)[0], build_generator(default)):
         assert not old.calibrated and "cal_power" not in old.state_dict()
         before = {k: v.clone() for k, v in old.state_dict().items()}
         old.calibrate_statistics()
@@ -163,7 +165,7 @@ def test_calibration_runs_on_3d_boxes():
     norm = ConditionNormaliser(["omega_m", "sigma8"]).fit(c)
     spec = ModelSpec(
         sample_shape=(1, 8, 8, 8), n_cond=2, condition_names=["omega_m", "sigma8"], z_dim=4, width=8, depth=2, embed_dim=8,
-        options={"amp_degree": 2}, data_stats=t.stats, condition_stats=norm.state_dict(),
+        options={"amp_degree": 2, "calibrate": True}, data_stats=t.stats, condition_stats=norm.state_dict(),
     )  # fmt: skip
     g = build_generator(spec)
     report = calibrate_generator(g, n_per_point=32, n_iter=2)
