@@ -174,3 +174,23 @@ def test_calibration_runs_on_3d_boxes():
     with torch.no_grad():  # a latent twice as large still gives a periodic field of twice the side
         y = g(torch.randn(2, *g.latent_shape(2)), torch.zeros(2, 2))
     assert y.shape == (2, 1, 16, 16, 16) and torch.isfinite(y).all()
+
+
+def test_a_calibrated_checkpoint_keeps_its_calibration_unless_the_user_turns_it_off(grid_data):
+    x, c = grid_data
+    g, t, norm = _generator(x, c)
+    g.calibrate_statistics(n_per_point=64, seed=1)
+    state = g.state_dict()
+    base = dict(sample_shape=(1, 16, 16), n_cond=2, condition_names=["omega_m", "sigma8"], z_dim=4, width=8, depth=2, embed_dim=8)
+    default = build_generator(ModelSpec(**base, options={"amp_degree": 2}, data_stats=t.stats, condition_stats=norm.state_dict()))
+    assert not default.calibrated
+    default.load_state_dict(state)  # the option at its default: the checkpoint's calibration is kept
+    assert default.calibrated and torch.equal(default.cal_power, g.cal_power)
+    off = build_generator(
+        ModelSpec(**base, options={"amp_degree": 2, "calibrate": False}, data_stats=t.stats, condition_stats=norm.state_dict())
+    )
+    off.load_state_dict(state)  # set off by the user: dropped
+    assert not off.calibrated and "cal_power" not in off.state_dict()
+    z, cn = torch.randn(4, *g.latent_shape()), torch.zeros(4, 2)
+    with torch.no_grad():
+        assert torch.allclose(default(z, cn), g(z, cn)) and not torch.allclose(off(z, cn), g(z, cn))

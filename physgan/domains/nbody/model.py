@@ -169,6 +169,19 @@ class FieldCritic(nn.Module):
         return self.head(phi, self.embed(c))
 
 
+def _load_calibration(module: nn.Module, state_dict: dict, prefix: str, *args) -> None:
+    """Load-state pre-hook of :class:`SpectralFieldGenerator`: a checkpoint that carries the calibration's buffers keeps
+    its calibration when the option is at its default (runs made while the default was on, 2026-12-06), and drops
+    them when the user set ``calibrate: false``."""
+    if prefix + "cal_power" not in state_dict or module.power_fit is not None:
+        return
+    if module._calibrate_set or module._fit_available is None:
+        for key in ("cal_power", "cal_mean"):
+            state_dict.pop(prefix + key, None)
+    else:
+        module._enable_calibration(module._fit_available)
+
+
 def _data_stats(spec: ModelSpec) -> dict:
     stats = dict(spec.data_stats)
     missing = [k for k in ("mu", "sd", "pk_shell", "summary_mean", "summary_std") if k not in stats]
@@ -270,19 +283,14 @@ class SpectralFieldGenerator(nn.Module):
         self.mu, self.sd, self.eps = float(stats["mu"]), float(stats["sd"]), float(stats.get("eps", 1e-3))
         # option calibrate: the mean density and the density power set to the training fields' after training
         # (physgan.domains.nbody.calibration); runs whose statistics lack the density fit have no such buffers
-        self.power_fit = stats.get("density_power_fit") if opts.calibrate and spec.n_cond and spec.condition_stats else None
-        if self.power_fit is not None:
-            if len(self.power_fit["coef"]) != self.n_nodes:
-                raise ConfigError(
-                    f"nbody spectral generator: data_stats['density_power_fit'] has {len(self.power_fit['coef'])} shells, "
-                    f"expected {self.n_nodes}"
-                )
-            self.cond_norm = ConditionNormaliser.from_state(spec.condition_stats)
-            n_cal = grid_basis(torch.zeros(1, spec.n_cond)).shape[1]
-            self.register_buffer("cal_power", torch.zeros(self.n_nodes, n_cal))  # log-power correction per node and term
-            self.register_buffer("cal_mean", torch.zeros(n_cal))  # log-density shift per term
-            self.register_buffer("cal_c_mean", torch.as_tensor(self.power_fit["c_mean"], dtype=torch.float32), persistent=False)
-            self.register_buffer("cal_c_std", torch.as_tensor(self.power_fit["c_std"], dtype=torch.float32), persistent=False)
+        fit = stats.get("density_power_fit") if spec.n_cond and spec.condition_stats else None
+        self._fit_available = fit
+        self._calibrate_set = "calibrate" in (spec.options or {})  # set by the user, not the default
+        self._condition_stats = spec.condition_stats
+        self.power_fit = None
+        if fit is not None and opts.calibrate:
+            self._enable_calibration(fit)
+        self.register_load_state_dict_pre_hook(_load_calibration)
         self.offset = nn.Linear(spec.embed_dim, 1)
         nn.init.zeros_(self.offset.weight)
         nn.init.zeros_(self.offset.bias)
@@ -343,6 +351,21 @@ class SpectralFieldGenerator(nn.Module):
         if self.power_fit is not None:
             log_a = log_a + 0.5 * (self._calibration_basis(c) @ self.cal_power.T)[:, :, None]
         return log_a
+
+    def _enable_calibration(self, fit: dict) -> None:
+        """Register the calibration's buffers (zero: no correction until :meth:`calibrate_statistics`) for ``fit``."""
+        if len(fit["coef"]) != self.n_nodes:
+            raise ConfigError(
+                f"nbody spectral generator: data_stats['density_power_fit'] has {len(fit['coef'])} shells, expected {self.n_nodes}"
+            )
+        self.power_fit = fit
+        self.cond_norm = ConditionNormaliser.from_state(self._condition_stats)
+        n_cal = grid_basis(torch.zeros(1, len(fit["c_mean"]))).shape[1]
+        device = self.log_amp0.device
+        self.register_buffer("cal_power", torch.zeros(self.n_nodes, n_cal, device=device))  # log-power correction per node and term
+        self.register_buffer("cal_mean", torch.zeros(n_cal, device=device))  # log-density shift per term
+        self.register_buffer("cal_c_mean", torch.as_tensor(fit["c_mean"], dtype=torch.float32, device=device), persistent=False)
+        self.register_buffer("cal_c_std", torch.as_tensor(fit["c_std"], dtype=torch.float32, device=device), persistent=False)
 
     def _calibration_basis(self, c: torch.Tensor) -> torch.Tensor:
         """Condition basis of the calibration (:mod:`physgan.domains.nbody.calibration`) at normalised conditions ``c``."""
