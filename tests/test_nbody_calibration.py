@@ -137,7 +137,7 @@ def test_calibration_is_seeded_saved_and_absent_from_runs_made_before(grid_data)
         old.load_state_dict({k: v for k, v in g.state_dict().items() if not k.startswith("cal_")})
 
 
-def test_training_loop_calibrates_once_per_step():
+def test_training_loop_calibrates_once_per_ema_update():
     calls = []
 
     class Model(torch.nn.Module):
@@ -145,12 +145,12 @@ def test_training_loop_calibrates_once_per_step():
             calls.append(1)
 
     m = Model()
-    calibrate_statistics(m, 500)
-    calibrate_statistics(m, 500)  # the checkpoint after a validation at the same step
+    calibrate_statistics(m)
+    calibrate_statistics(m)  # the checkpoint after a validation at the same step: nothing changed between
     assert len(calls) == 1
-    calibrate_statistics(m, 1000)
-    calibrate_statistics(m)  # no step: always
-    assert len(calls) == 3
+    m._calibration_current = False  # what the loop does after each EMA update (it overwrites the buffers)
+    calibrate_statistics(m)
+    assert len(calls) == 2
 
 
 def test_calibration_runs_on_3d_boxes():
@@ -194,3 +194,22 @@ def test_a_calibrated_checkpoint_keeps_its_calibration_unless_the_user_turns_it_
     z, cn = torch.randn(4, *g.latent_shape()), torch.zeros(4, 2)
     with torch.no_grad():
         assert torch.allclose(default(z, cn), g(z, cn)) and not torch.allclose(off(z, cn), g(z, cn))
+
+
+def test_every_checkpoint_of_a_calibrated_run_holds_its_own_calibration(tmp_path):
+    """The loop calibrates the EMA generator before each validation and checkpoint, and again after the EMA update has
+    overwritten the buffers: the last checkpoint's buffers are what calibrating its weights gives, not zeros."""
+    from physgan.config import resolve_config
+    from physgan.domains.nbody.make import make_dataset
+    from physgan.run import load_run
+    from physgan.train.loop import train
+
+    data = make_dataset(tmp_path / "ln.h5", sim_kind="lognormal", dim=2, grid=16, box=32.0, n=120, seed=3)
+    over = ["model.width=8", "model.z_dim=4", "model.embed_dim=8", "train.batch_size=16", "train.steps=6",
+            "train.val_every=3", "train.ckpt_every=3", "model.options.calibrate=true", "train.device=cpu"]  # fmt: skip
+    train(resolve_config("nbody", preset="quick", overrides=[f"data.path={data}", *over]), tmp_path / "run", progress=False)
+    g = load_run(tmp_path / "run", checkpoint="last", device="cpu").G
+    assert g.calibrated and float(g.cal_power.abs().max()) > 0
+    saved = g.cal_power.clone(), g.cal_mean.clone()
+    g.calibrate_statistics()  # the same seed and weights: the same buffers
+    assert torch.allclose(saved[0], g.cal_power, atol=1e-5) and torch.allclose(saved[1], g.cal_mean, atol=1e-5)

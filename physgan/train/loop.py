@@ -322,6 +322,7 @@ def _train(
             st_g, bad_g = _generator_step(ts, G_train, objective, moments, t_cfg, device, held)
             bad |= bad_d | bad_g
             update_ema(ts.G_ema, G, t_cfg.ema_beta, ts.step)
+            ts.G_ema._calibration_current = False  # the update copied G's buffers over any calibration
             ts.step += 1
             prog.heartbeat(ts.step)
             for k, v in {**st, **st_g}.items():
@@ -356,7 +357,7 @@ def _train(
 
             # ---- validation on the fixed held-out batch (EMA generator) ----------------------
             if is_main and n_val and t_cfg.val_every and (ts.step % t_cfg.val_every == 0 or ts.step == t_cfg.steps):
-                calibrate_statistics(ts.G_ema, ts.step)
+                calibrate_statistics(ts.G_ema)
                 metrics = validation_metrics(domain, ts.G_ema, transform, normaliser, val, z_val, header.attrs, t_cfg.precision)
                 stats.write(ts.step, {f"Val/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))})
                 better = metrics["score"] < ts.best_score
@@ -550,22 +551,23 @@ def set_learning_rates(ts: TrainState, t_cfg) -> float:
     return factor
 
 
-def calibrate_statistics(model: torch.nn.Module, step: int | None = None) -> None:
+def calibrate_statistics(model: torch.nn.Module) -> None:
     """Let a generator set its own sampling statistics (``calibrate_statistics()``, where it has one) before it is
     validated or saved: the EMA generator inherits the training generator's buffers, which describe the training
     generator's outputs, not its own (the calorimeter's hit-shift tables; bench/RESULTS.md §13, twenty-third session;
-    the N-body generator's mean density and power, physgan.domains.nbody.calibration). With ``step``, a model already
-    calibrated at that step is not calibrated again (a validation and a checkpoint at one step: nothing changed between)."""
+    the N-body generator's mean density and power, physgan.domains.nbody.calibration). A model calibrated since its last
+    EMA update (the loop clears ``_calibration_current`` there) is not calibrated again: a validation and a checkpoint at
+    one step, or weights restored by a rollback together with the buffers they were saved with."""
     hook = getattr(model, "calibrate_statistics", None)
-    if not callable(hook) or (step is not None and getattr(model, "_calibrated_step", None) == step):
+    if not callable(hook) or getattr(model, "_calibration_current", False):
         return
     hook()
-    model._calibrated_step = step
+    model._calibration_current = True
 
 
 def _checkpoint(ts: TrainState, saved: dict[str, Any], run_dir: Path, tag: str | None, t_cfg, dist_info: DistInfo) -> None:
     """Write ``last.pt`` (and a step snapshot or ``best.pt`` by ``tag``); every rank takes part in a distributed run."""
-    calibrate_statistics(ts.G_ema, ts.step)
+    calibrate_statistics(ts.G_ema)
     per_rank = None
     if dist_info.enabled and tag != "best":  # raises if the ranks drifted apart
         check_consistency(ts.G, dist_info)

@@ -17,11 +17,15 @@ Both corrections are functions of the conditions in :func:`grid_basis`, measured
 data (three values of each condition at its mean and mean +- sqrt(3/2) standard deviations: the grid points
 themselves for a three-value training grid; beyond the grid's edge a correction is held at the edge's value), with the
 same latents in every round, and refined ``n_iter`` times with damped steps (the log-density shift and the colouring
-interact through the exponential). The mean log power per
-field, a less noisy estimator, overshot the mean power by 4-9 % on PM slabs (the generator's fields spread their
-power differently from the simulator's), so the mean power is the target (bench/RESULTS.md §11, twenty-sixth
-session). The estimate is noisy where the densities are heavy-tailed: 512 fields per point leave ~0.5 % on the mean
-density and a few per cent on the lowest shells.
+interact through the exponential). The mean log power per field, a less noisy estimator, overshot the mean power by
+4-9 % on PM slabs (the generator's fields spread their power differently from the simulator's), so the mean power is
+the target.
+
+Off by default (``model.options.calibrate``): the fields' power is heavy-tailed, so the mean over 512 fields per point
+scatters by several per cent and the calibration copies that scatter into the generator. On particle-mesh slabs,
+whose generator is 5-20 % off, it helps (P(k) within 10 % at 6, 5 and 5 of 6 cosmologies over three training seeds,
+against 0, 4 and 4); on lognormal slabs, already within 2-4 %, it made the grid centre 6 % high (bench/RESULTS.md §11,
+twenty-sixth session).
 """
 
 from __future__ import annotations
@@ -34,10 +38,12 @@ import torch
 from physgan.domains.nbody.spectral import shell_members, shell_power
 from physgan.train.moments import condition_basis
 
-__all__ = ["GRID_OFFSETS", "calibration_grid", "grid_basis", "shell_basis", "fit_correction", "calibrate_generator"]
+__all__ = ["GRID_OFFSETS", "GRID_EDGE", "calibration_grid", "grid_basis", "shell_basis", "fit_correction", "calibrate_generator"]
 
 #: the grid's offsets from the conditions' mean, in standard deviations (a three-value grid's own points)
 GRID_OFFSETS = (-float(np.sqrt(1.5)), 0.0, float(np.sqrt(1.5)))
+#: beyond the grid's edge (in standard deviations) a correction is held at the edge's value, not extrapolated
+GRID_EDGE = float(np.sqrt(1.5))
 #: degree of the correction's polynomial in log |m|
 SHELL_DEGREE = 3
 

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from physgan.domains.base import ModelSpec, typed_options
-from physgan.domains.nbody.calibration import GRID_OFFSETS, calibrate_generator, grid_basis
+from physgan.domains.nbody.calibration import GRID_EDGE, calibrate_generator, grid_basis
 from physgan.domains.nbody.options import NbodyModelOptions
 from physgan.domains.nbody.spectral import (
     field_summaries,
@@ -370,8 +370,7 @@ class SpectralFieldGenerator(nn.Module):
     def _calibration_basis(self, c: torch.Tensor) -> torch.Tensor:
         """Condition basis of the calibration (:mod:`physgan.domains.nbody.calibration`) at normalised conditions ``c``."""
         u = (self.cond_norm.inverse(c.float()) - self.cal_c_mean) / self.cal_c_std
-        edge = max(abs(o) for o in GRID_OFFSETS)  # held at the grid's edge beyond it, not extrapolated
-        return grid_basis(u.clamp(-edge, edge))
+        return grid_basis(u.clamp(-GRID_EDGE, GRID_EDGE))  # held at the grid's edge beyond it, not extrapolated
 
     @property
     def calibrated(self) -> bool:

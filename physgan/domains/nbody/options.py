@@ -39,9 +39,9 @@ class NbodyModelOptions:
     residual_highpass: float = 0.0
     # spectral generator: after training, the mean density and the density power are set to the training fields' at every
     # condition (physgan.domains.nbody.calibration; needs the transform's density power fit, made by runs since it exists).
-    # Off by default: on particle-mesh slabs it brought P(k) within 10 % at 5 of 6 cosmologies (1-4 of 6 without), but
-    # 512 fields per grid point leave ~4 % of sample noise on the power, and on lognormal slabs, already within 2-4 %, it
-    # made the grid centre 6 % high (bench/RESULTS.md §11, twenty-sixth session)
+    # Off by default: on particle-mesh slabs it brought P(k) within 10 % at 6, 5 and 5 of 6 cosmologies over three training
+    # seeds (0, 4 and 4 without), but 512 fields per grid point leave several per cent of sample noise on the power, and on
+    # lognormal slabs, already within 2-4 %, it made the grid centre 6 % high (bench/RESULTS.md §11, twenty-sixth session)
     calibrate: bool = False
     residual_conditioned: bool = True  # spectral generator: FiLM of the residual reads the conditions (False: a constant)
 

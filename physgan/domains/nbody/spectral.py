@@ -213,7 +213,7 @@ def soft_minkowski(y: torch.Tensor, thresholds: torch.Tensor, width: float = MF_
 def fit_amplitude_response(
     y: np.ndarray, c: np.ndarray, n_nodes: int, degree: int = 2, batch: int = 512, statistic: str = "log"
 ) -> dict[str, list]:
-    """Least-squares fit of each shell's log power as a polynomial of the conditions, from the training fields.
+    """Least-squares fit of each shell's log power (or power) as a polynomial of the conditions, from the training fields.
 
     ``log P_j(field i) = sum_t beta_{j t} phi_t(u_i) + noise`` with ``u = (c - c_mean) / c_std`` and ``phi`` the
     monomials up to ``degree`` (:func:`physgan.train.moments.condition_basis`). The estimator's bias (the mean log
@@ -254,19 +254,18 @@ def fit_amplitude_response(
     c_std = np.where(c_std > 1e-12 * np.maximum(np.abs(c_mean), 1.0), c_std, 1.0)
     phi = condition_basis(torch.as_tensor((c - c_mean) / c_std), degree).numpy()  # (N, T)
     n_shells = n_nodes - 1
+    if statistic not in ("log", "mean"):
+        raise ValueError(f"fit_amplitude_response: statistic must be 'log' or 'mean', got {statistic!r}")
     with torch.no_grad():
-        if statistic not in ("log", "mean"):
-            raise ValueError(f"fit_amplitude_response: statistic must be 'log' or 'mean', got {statistic!r}")
-        logp = np.concatenate(
-            [torch.log(shell_power(torch.as_tensor(y[i : i + batch])[:, None], n_shells) + 1e-12).numpy() for i in range(0, len(y), batch)]
-        ).astype(np.float64)  # (N, n_shells); empty shells hold log(1e-12)
-    if statistic == "mean":
-        logp = np.exp(logp)  # the power itself (the name stays: one least-squares fit for both)
+        power = np.concatenate(
+            [shell_power(torch.as_tensor(y[i : i + batch])[:, None], n_shells).numpy() for i in range(0, len(y), batch)]
+        ).astype(np.float64)  # (N, n_shells)
+    fitted = np.log(power + 1e-12) if statistic == "log" else power  # empty shells hold log(1e-12) / 0
     filled = np.zeros(n_nodes, dtype=bool)
     filled[1:] = shell_members(spatial, n_shells).numpy().sum(axis=0) > 0
     coef = np.zeros((n_nodes, phi.shape[1]))
     ridge = 1e-6 * len(phi) * np.eye(phi.shape[1])
-    beta = np.linalg.solve(phi.T @ phi + ridge, phi.T @ logp)  # (T, n_shells)
+    beta = np.linalg.solve(phi.T @ phi + ridge, phi.T @ fitted)  # (T, n_shells)
     coef[1:] = beta.T
     if statistic == "log":
         coef[:, 0] = 0.0  # the generator's constant comes from the pooled spectrum
