@@ -213,3 +213,23 @@ def test_every_checkpoint_of_a_calibrated_run_holds_its_own_calibration(tmp_path
     saved = g.cal_power.clone(), g.cal_mean.clone()
     g.calibrate_statistics()  # the same seed and weights: the same buffers
     assert torch.allclose(saved[0], g.cal_power, atol=1e-5) and torch.allclose(saved[1], g.cal_mean, atol=1e-5)
+
+
+def test_a_checkpoint_made_without_calibration_samples_as_it_was_trained(grid_data):
+    """A run made without the calibration has no buffers: it loads into a generator with the option set as no correction
+    (the same samples), and calibrating it afterwards changes them."""
+    x, c = grid_data
+    raw, t, norm = _generator(x, c, calibrate=False)
+    state = raw.state_dict()
+    assert "cal_power" not in state
+    base = dict(sample_shape=(1, 16, 16), n_cond=2, condition_names=["omega_m", "sigma8"], z_dim=4, width=8, depth=2, embed_dim=8)
+    opted = build_generator(
+        ModelSpec(**base, options={"amp_degree": 2, "calibrate": True}, data_stats=t.stats, condition_stats=norm.state_dict())
+    )
+    opted.load_state_dict(state)
+    z, cn = torch.randn(4, *raw.latent_shape()), torch.zeros(4, 2)
+    with torch.no_grad():
+        assert opted.calibrated and float(opted.cal_power.abs().max()) == 0.0
+        assert torch.equal(opted(z, cn), raw(z, cn))
+        opted.calibrate_statistics(n_per_point=64, seed=0)
+        assert not torch.allclose(opted(z, cn), raw(z, cn))

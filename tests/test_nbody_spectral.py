@@ -101,10 +101,12 @@ def test_auto_softening_makes_sparse_log_densities_symmetric_and_keeps_the_mean_
     assert _skew(y.numpy().ravel()) == pytest.approx(-0.05, abs=0.01)
     np.testing.assert_allclose(t.inverse(y).numpy(), x, rtol=1e-4, atol=1e-4)
     assert make_transform({}).load_state_dict(t.state_dict()).inverse(y).numpy() == pytest.approx(t.inverse(y).numpy())
-    # the spectral generator's closed-form offset uses the fitted softening: E[density] = 1 at the start
+    # the spectral generator's closed-form offset uses the fitted softening: E[density] = 1 at the start (without the
+    # density cap, which the closed form ignores: the lognormal start's tail beyond these 64 fields' densest cell holds
+    # 4 % of the mean, which the learned constant offset takes up in training)
     spec = ModelSpec(
         sample_shape=(1, 16, 16), n_cond=2, condition_names=["omega_m", "sigma8"], z_dim=4, width=8, depth=2,
-        embed_dim=8, options={"data_stats": t.stats},
+        embed_dim=8, options={"data_stats": t.stats, "density_cap": False},
     )  # fmt: skip
     g = build_generator(spec)
     torch.manual_seed(0)
@@ -362,7 +364,7 @@ def test_zero_mean_residual_leaves_each_field_mean_to_the_offset():
     c = torch.randn(3, 2, generator=torch.Generator().manual_seed(1))
     means = {}
     for flag in (False, True):
-        spec, _ = _spec(x, zero_mean_residual=flag)
+        spec, _ = _spec(x, zero_mean_residual=flag, density_cap=False)  # no cell held at the ceiling: the means are exact
         torch.manual_seed(0)
         g = build_generator(spec)
         with torch.no_grad():
@@ -421,3 +423,30 @@ def test_unconditioned_residual_ignores_the_conditions():
         film = [p.grad for name, p in g.named_parameters() if "film" in name and name.endswith("to_gamma_beta.weight")]
         assert film and all(gr is not None for gr in film)
         assert any(float(gr.abs().sum()) > 0 for gr in film) == flag
+
+
+def test_generated_log_density_is_capped_at_the_training_fields_largest():
+    """``density_cap``: no generated cell is denser than the densest training cell; below that the output is untouched."""
+    x = _lognormal(16)
+    spec, t = _spec(x)
+    assert t.stats["y_max"] == pytest.approx(float(t.forward(torch.from_numpy(x)).max()), abs=1e-5)
+    z = torch.randn(8, 4, 16, 16, generator=torch.Generator().manual_seed(0))
+    c = torch.zeros(8, 2)
+    out = {}
+    for name, stats, options in (
+        ("capped", t.stats, {}),
+        ("off", t.stats, {"density_cap": False}),
+        ("fitted before", {k: v for k, v in t.stats.items() if k != "y_max"}, {}),
+    ):
+        spec, _ = _spec(x, **options)
+        torch.manual_seed(0)
+        g = build_generator(dataclasses.replace(spec, data_stats=stats))
+        with torch.no_grad():
+            g.res_out.bias.fill_(1.5)  # lifts the densest cells above the training maximum
+            out[name] = g(z, c)
+    y_max = t.stats["y_max"]
+    assert float(out["off"].max()) > y_max + 0.5 and torch.equal(out["off"], out["fitted before"])
+    assert float(out["capped"].max()) <= y_max
+    below = out["off"] < y_max
+    assert 0 < int((~below).sum()) < below.numel() // 10
+    assert torch.equal(out["capped"][below], out["off"][below])

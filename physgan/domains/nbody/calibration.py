@@ -21,11 +21,13 @@ interact through the exponential). The mean log power per field, a less noisy es
 4-9 % on PM slabs (the generator's fields spread their power differently from the simulator's), so the mean power is
 the target.
 
-Off by default (``model.options.calibrate``): the fields' power is heavy-tailed, so the mean over 512 fields per point
-scatters by several per cent and the calibration copies that scatter into the generator. On particle-mesh slabs,
-whose generator is 5-20 % off, it helps (P(k) within 10 % at 6, 5 and 5 of 6 cosmologies over three training seeds,
-against 0, 4 and 4); on lognormal slabs, already within 2-4 %, it made the grid centre 6 % high (bench/RESULTS.md §11,
-twenty-sixth session).
+Off by default (``model.options.calibrate``): the fields' power is heavy-tailed, so the mean over the calibration's
+fields scatters and the calibration copies that scatter into the generator. With 512 fields per point it made the
+grid centre of lognormal slabs (already within 2-4 %) 6 % high (bench/RESULTS.md §11, twenty-sixth session). The
+generator's density cap (the particle-mesh generator's rare fields up to 4.6 times denser than the densest training
+cell doubled the spread of its mean power) and four times the fields in the last two rounds halved that noise
+(twenty-seventh session), but one lognormal calibration in three still put the grid corner 8 % high. On particle-mesh
+slabs, whose raw generator is 5-20 % off, it helps: P(k) within 10 % at 5-6 of 6 cosmologies.
 """
 
 from __future__ import annotations
@@ -118,7 +120,13 @@ def fit_correction(delta: np.ndarray, phi: np.ndarray, psi: np.ndarray, weight: 
 
 @torch.no_grad()
 def calibrate_generator(
-    gen, n_per_point: int = 512, n_iter: int = 4, seed: int = 0, batch_size: int = 64, damping: float = 0.6
+    gen,
+    n_per_point: int = 512,
+    n_iter: int = 4,
+    seed: int = 0,
+    batch_size: int = 64,
+    damping: float = 0.6,
+    n_final: int | None = None,
 ) -> dict[str, list[float]]:
     """Set ``gen.cal_mean`` and ``gen.cal_power`` (a :class:`~physgan.domains.nbody.model.SpectralFieldGenerator`).
 
@@ -127,9 +135,13 @@ def calibrate_generator(
     gen : SpectralFieldGenerator
         With ``density_power_fit`` in its data statistics (``gen.calibrated``).
     n_per_point : int
-        Fields generated at each calibration condition (the same latents in every iteration).
+        Fields generated at each calibration condition in the first ``n_iter - 2`` rounds (the same latents in each).
     n_iter : int
         Measure-and-correct rounds.
+    n_final : int, optional
+        Fields per condition in the last two rounds (default ``4 * n_per_point``), which set what is left of the noise:
+        each field's power spreads by ~75 % about the mean on particle-mesh slabs, so 512 fields leave ~3 % on the mean
+        power of each point. The first rounds only take off the bulk.
     seed : int
         Seed of the latents; the global random state is untouched.
     batch_size : int
@@ -166,20 +178,23 @@ def calibrate_generator(
     gen.cal_mean.zero_()
     gen.cal_power.zero_()
     report: dict[str, list[float]] = {"mean_dev": [], "power_dev": []}
+    n_final = 4 * int(n_per_point) if n_final is None else int(n_final)
     try:
-        for _ in range(int(n_iter)):
+        for it in range(int(n_iter)):
+            size = n_final if it >= int(n_iter) - 2 else int(n_per_point)
             mean_x = np.zeros(len(c_phys))
             logp = np.zeros((len(c_phys), n_fit))
             for p in range(len(c_phys)):
-                rng = torch.Generator(device="cpu").manual_seed(int(seed) * 1_000_003 + p)  # the same latents every round
+                # the same latents in every round of one size
+                rng = torch.Generator(device="cpu").manual_seed(int(seed) * 1_000_003 + p + 7919 * (size != int(n_per_point)))
                 sums, powers = 0.0, []
-                for start in range(0, n_per_point, batch_size):
-                    b = min(batch_size, n_per_point - start)
+                for start in range(0, size, batch_size):
+                    b = min(batch_size, size - start)
                     z = torch.randn(b, *gen.latent_shape(), generator=rng).to(device)
                     x = torch.exp(gen.mu + gen.sd * gen(z, c_in[p : p + 1].expand(b, -1)).double()) - gen.eps
                     sums += float(x.mean()) * b
                     powers.append(shell_power(x, n_fit).double().cpu())
-                mean_x[p] = sums / n_per_point
+                mean_x[p] = sums / size
                 logp[p] = np.log(torch.cat(powers).mean(dim=0).numpy() + 1e-30)
             shift = -np.log((mean_x + gen.eps) / (1.0 + gen.eps)) / gen.sd
             delta = target - logp

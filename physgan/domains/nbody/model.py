@@ -170,14 +170,25 @@ class FieldCritic(nn.Module):
 
 
 def _load_calibration(module: nn.Module, state_dict: dict, prefix: str, *args) -> None:
-    """Load-state pre-hook of :class:`SpectralFieldGenerator`: a checkpoint that carries the calibration's buffers keeps
-    its calibration when the option is at its default (runs made while the default was on, 2026-12-06), and drops
-    them when the user set ``calibrate: false``."""
-    if prefix + "cal_power" not in state_dict or module.power_fit is not None:
+    """Load-state pre-hook of :class:`SpectralFieldGenerator`, for checkpoints made under another ``calibrate`` setting.
+
+    * A checkpoint without the calibration's buffers (a run made without it) loads into a generator that has them (the
+      user set ``calibrate: true``) as no correction: it samples what it was trained and judged as, and a resumed
+      training calibrates it at its next checkpoint.
+    * A checkpoint with them (runs made while the default was on, 2026-12-06) keeps its calibration when the option is
+      at its default, and drops it when the user set ``calibrate: false``.
+    """
+    key_power, key_mean = prefix + "cal_power", prefix + "cal_mean"
+    if module.power_fit is not None:
+        if key_power not in state_dict:
+            state_dict[key_power] = torch.zeros_like(module.cal_power)
+            state_dict[key_mean] = torch.zeros_like(module.cal_mean)
+        return
+    if key_power not in state_dict:
         return
     if module._calibrate_set or module._fit_available is None:
-        for key in ("cal_power", "cal_mean"):
-            state_dict.pop(prefix + key, None)
+        for key in (key_power, key_mean):
+            state_dict.pop(key, None)
     else:
         module._enable_calibration(module._fit_available)
 
@@ -208,7 +219,8 @@ class SpectralFieldGenerator(nn.Module):
     2. *Local non-Gaussianity.* A residual of 1^d and circular 3^d convolutions (FiLM-modulated; the
        remaining ``z_dim - channels`` latent channels are per-pixel noise injected here) adds what the
        coloured field lacks (N-body filaments, peaks); its output layer starts at zero.
-    3. ``y = b + g_0 + r``, linear: nothing squashes the tail (the transform is ``'gauss'``). The offset ``b``
+    3. ``y = b + g_0 + r``, linear: nothing squashes the tail (the transform is ``'gauss'``) below the training
+       fields' largest log density, where it is cut (option ``density_cap``, ``data_stats['y_max']``). The offset ``b``
        holds the mean density at the cosmic mean by construction, as the calorimeter generator holds its
        energy bookkeeping: for the transform ``x = exp(mu + sd y) - eps`` and a Gaussian ``g_0`` of variance
        ``var`` (known from its own amplitudes), ``b = (log(1 + eps) - mu - sd^2 var / 2) / sd`` gives
@@ -227,7 +239,7 @@ class SpectralFieldGenerator(nn.Module):
     :meth:`log_amplitude`; 0 learns one correction for all conditions on top of the fitted response) and ``amp_fit``
     (default true: with ``amp_degree``, ``log A`` starts from the training fields' own least-squares dependence on
     the conditions, ``data_stats['amp_fit']``, so the networks learn a correction rather than the whole response) and
-    ``calibrate`` (default true: after training, :meth:`calibrate_statistics` sets the mean density and the density power
+    ``calibrate`` (default false: after training, :meth:`calibrate_statistics` sets the mean density and the density power
     to the training fields' at every condition, :mod:`physgan.domains.nbody.calibration`).
     """
 
@@ -281,6 +293,8 @@ class SpectralFieldGenerator(nn.Module):
             self.register_buffer("af_mean", torch.as_tensor(fit["c_mean"], dtype=torch.float32), persistent=False)
             self.register_buffer("af_std", torch.as_tensor(fit["c_std"], dtype=torch.float32), persistent=False)
         self.mu, self.sd, self.eps = float(stats["mu"]), float(stats["sd"]), float(stats.get("eps", 1e-3))
+        y_max = stats.get("y_max")
+        self.y_max = float(y_max) if y_max is not None and opts.density_cap else None  # the output's ceiling
         # option calibrate: the mean density and the density power set to the training fields' after training
         # (physgan.domains.nbody.calibration); runs whose statistics lack the density fit have no such buffers
         fit = stats.get("density_power_fit") if spec.n_cond and spec.condition_stats else None
@@ -385,8 +399,9 @@ class SpectralFieldGenerator(nn.Module):
         Parameters
         ----------
         n_per_point : int, optional
-            Fields generated at each calibration condition; default 512 at 64^2 and below, fewer for larger fields
-            (as many cells as 512 fields of 64^2: 64 at 32^3), at least 64. The cost is ~20 s on one core at 64^2.
+            Fields generated at each calibration condition in the first rounds, four times as many in the last two;
+            default 512 at 64^2 and below, fewer for larger fields (as many cells as 512 fields of 64^2: 64 at 32^3), at
+            least 64. The cost is ~55 s on one core at 64^2.
         seed : int
             Seed of their latents (the global random state is untouched).
         """
@@ -424,7 +439,8 @@ class SpectralFieldGenerator(nn.Module):
             r = torch.fft.irfftn(fr, s=spatial, dim=dims, norm="ortho")
         elif self.zero_mean_residual:
             r = r - r.mean(dim=dims, keepdim=True)
-        return b.view(shape) + g[:, :1] + r
+        y = b.view(shape) + g[:, :1] + r
+        return y if self.y_max is None else y.clamp(max=self.y_max)
 
 
 class StandardisedSummaries(nn.Module):

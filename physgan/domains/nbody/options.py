@@ -39,10 +39,17 @@ class NbodyModelOptions:
     residual_highpass: float = 0.0
     # spectral generator: after training, the mean density and the density power are set to the training fields' at every
     # condition (physgan.domains.nbody.calibration; needs the transform's density power fit, made by runs since it exists).
-    # Off by default: on particle-mesh slabs it brought P(k) within 10 % at 6, 5 and 5 of 6 cosmologies over three training
-    # seeds (0, 4 and 4 without), but 512 fields per grid point leave several per cent of sample noise on the power, and on
-    # lognormal slabs, already within 2-4 %, it made the grid centre 6 % high (bench/RESULTS.md §11, twenty-sixth session)
+    # Off by default: on particle-mesh slabs (raw power 5-20 % off, moving with the training seed) it brings P(k) within
+    # 10 % at 5-6 of 6 cosmologies, but the fields' power is heavy-tailed and the calibration copies the noise of its own
+    # sample into the generator: on lognormal slabs, within 2-4 % raw, one calibration in three still put the grid corner
+    # 8 % high with the density cap and 2048 fields per point (bench/RESULTS.md §11, twenty-sixth and twenty-seventh sessions)
     calibrate: bool = False
+    # spectral generator: its standardised log density is capped at the training fields' largest (data_stats['y_max'];
+    # transforms fitted before it exist have none, and no cap). Without it the particle-mesh generator made fields up to
+    # 1136 times the mean density where the 5400 training slabs reach 248, and their power was heavy-tailed: the top 1 %
+    # of fields carried 8 % of the mean power (the simulator's: 4.5 %), which doubled the noise of every estimate of the
+    # generator's mean power (bench/RESULTS.md §11, twenty-seventh session). It does not bind on lognormal slabs.
+    density_cap: bool = True
     residual_conditioned: bool = True  # spectral generator: FiLM of the residual reads the conditions (False: a constant)
 
 

@@ -12,7 +12,8 @@ Three options (``kind``):
   summaries (:func:`physgan.domains.nbody.spectral.fit_spectral_stats`), which the spectral generator
   and the summary critic read from the run's ``data_stats``, and with conditions the densities' mean power per
   shell as a quadratic in them (``density_power_fit``, from every training field), the target of the generator's
-  calibration (:mod:`physgan.domains.nbody.calibration`).
+  calibration (:mod:`physgan.domains.nbody.calibration`), and the largest standardised log density ``y_max`` (the
+  spectral generator's ceiling).
 
 The other two map into [-1, 1) so a ``tanh`` generator output fits (runs made before ``'gauss'`` use them):
 
@@ -162,7 +163,10 @@ class DensityTransform(Transform):
                 # its noise is what the calibrated generator inherits
                 c_all = np.asarray(c, dtype=np.float64).reshape(len(u), -1)
                 spectral["density_power_fit"] = fit_amplitude_response(x, c_all, len(spectral["pk_shell"]), degree=2, statistic="mean")
-            self.stats = {"mu": mu, "sd": sd, "eps": eps, **spectral}
+            # the largest standardised log density of the training fields: the spectral generator's ceiling (option
+            # density_cap of physgan.domains.nbody.model)
+            y_max = float((np.nanmax(u) - mu) / sd)
+            self.stats = {"mu": mu, "sd": sd, "eps": eps, "y_max": y_max, **spectral}
         else:
             eps = float(self.options["eps"])
             lo = float(np.log(eps))
