@@ -413,6 +413,26 @@ def load_run(path: str | Path, checkpoint: str = "best", device: str = "auto") -
     device : str
         ``auto``, ``cpu`` or ``cuda``.
     """
+    ck, run_dir = resolve_checkpoint(path, checkpoint)
+    dev = resolve_device(device)
+    return Run(run_dir, load_checkpoint(ck, map_location="cpu"), dev)
+
+
+def resolve_checkpoint(path: str | Path, checkpoint: str = "best") -> tuple[Path, Path]:
+    """The checkpoint file :func:`load_run` reads for ``path`` and ``checkpoint``, and its run directory.
+
+    Parameters
+    ----------
+    path : path
+        Run directory (or a checkpoint file, whose run directory is two levels up).
+    checkpoint : str
+        As in :func:`load_run`.
+
+    Returns
+    -------
+    (Path, Path)
+        The checkpoint file and the run directory.
+    """
     path = Path(path)
     if path.is_file():
         ck, run_dir = path, path.parent.parent
@@ -428,8 +448,7 @@ def load_run(path: str | Path, checkpoint: str = "best", device: str = "auto") -
         else:
             ck = _named_checkpoint(path, checkpoint)
         run_dir = path
-    dev = resolve_device(device)
-    return Run(run_dir, load_checkpoint(ck, map_location="cpu"), dev)
+    return ck, run_dir
 
 
 def _named_checkpoint(run_dir: Path, name: str) -> Path:

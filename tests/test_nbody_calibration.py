@@ -233,3 +233,53 @@ def test_a_checkpoint_made_without_calibration_samples_as_it_was_trained(grid_da
         assert torch.equal(opted(z, cn), raw(z, cn))
         opted.calibrate_statistics(n_per_point=64, seed=0)
         assert not torch.allclose(opted(z, cn), raw(z, cn))
+
+
+def test_physgan_calibrate_recalibrates_a_checkpoint_in_place_with_more_fields(tmp_path, capsys):
+    """``physgan calibrate RUN``: the checkpoint's calibration buffers change (more fields, another estimate), its
+    weights and training state do not; a second call with the same settings is skipped; a run without the calibration
+    is a clear error, and the checkpoint is left as it was."""
+    from physgan.cli import main
+    from physgan.config import resolve_config
+    from physgan.domains.nbody.make import make_dataset
+    from physgan.run import load_run
+    from physgan.train.checkpoint import load_checkpoint
+    from physgan.train.loop import train
+
+    data = make_dataset(tmp_path / "ln.h5", sim_kind="lognormal", dim=2, grid=16, box=32.0, n=120, seed=3)
+    over = ["model.width=8", "model.z_dim=4", "model.embed_dim=8", "train.batch_size=16", "train.steps=4",
+            "train.val_every=4", "train.ckpt_every=4", "train.device=cpu", f"data.path={data}"]  # fmt: skip
+    train(resolve_config("nbody", preset="quick", overrides=[*over, "model.options.calibrate=true"]), tmp_path / "run", progress=False)
+    ck = tmp_path / "run" / "checkpoints" / "last.pt"
+    before = load_checkpoint(ck)
+    assert main(["calibrate", str(tmp_path / "run"), "--checkpoint", "last", "--scale", "2", "--seed", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "calibrated at step 4 (scale 2, seed 5)" in out and "power_dev by round" in out
+    after = load_checkpoint(ck)
+    assert after["calibration"]["scale"] == 2 and after["calibration"]["seed"] == 5
+    assert set(after["calibration"]["buffers"]) == {"cal_mean", "cal_power"}
+    for k, v in before["G_ema"].items():  # only the calibration's buffers moved
+        assert torch.equal(v, after["G_ema"][k]) != k.startswith("cal_"), k
+    assert all(torch.equal(v, after["G"][k]) for k, v in before["G"].items())
+    assert after["step"] == before["step"]
+    g = load_run(tmp_path / "run", checkpoint="last", device="cpu").G
+    assert torch.equal(g.cal_power, after["G_ema"]["cal_power"])
+    assert main(["calibrate", str(tmp_path / "run"), "--checkpoint", "last", "--scale", "2", "--seed", "5"]) == 0
+    assert "already calibrated" in capsys.readouterr().out
+    assert torch.equal(load_checkpoint(ck)["G_ema"]["cal_power"], after["G_ema"]["cal_power"])
+
+    train(resolve_config("nbody", preset="quick", overrides=over), tmp_path / "plain", progress=False)
+    plain = tmp_path / "plain" / "checkpoints" / "best.pt"  # what generate reads by default
+    stamp = plain.stat().st_mtime_ns
+    assert main(["calibrate", str(tmp_path / "plain")]) != 0
+    err = capsys.readouterr().err
+    assert str(plain) in err and "nothing to calibrate" in err
+    assert plain.stat().st_mtime_ns == stamp
+    # the benchmark's step after training: only for a generator trained with its calibration, once per settings
+    from bench.nbody_benchmark import calibrate_after_training
+
+    assert calibrate_after_training(tmp_path / "plain", "best", 4, 0, "cpu") is None
+    assert calibrate_after_training(tmp_path / "run", "last", 0, 5, "cpu") is None
+    assert calibrate_after_training(tmp_path / "run", "last", 2, 5, "cpu")["skipped"]
+    assert not calibrate_after_training(tmp_path / "run", "last", 1, 5, "cpu")["skipped"]
+    assert load_checkpoint(ck)["calibration"]["scale"] == 1

@@ -847,7 +847,12 @@ class CaloGenerator(nn.Module):
         return (row[i0] * (1.0 - frac) + row[i0 + 1] * frac).to(t.dtype)
 
     @torch.no_grad()
-    def calibrate_statistics(self, n_per_bin: int = 2048, seed: int = 0) -> None:
+    @property
+    def calibrated(self) -> bool:
+        """Whether :meth:`calibrate_statistics` sets anything (option ``occupancy_mean_preserving``)."""
+        return self.occupancy_mean_preserving
+
+    def calibrate_statistics(self, n_per_bin: int = 2048, seed: int = 0, scale: int = 1) -> None:
         """Option ``occupancy_mean_preserving``: set the per-energy-bin tables of the hit shift (its variance, and with
         ``occupancy_pinned`` its mean) from this generator's own shifts at each bin's centre; no-op without the option.
 
@@ -861,9 +866,11 @@ class CaloGenerator(nn.Module):
         Parameters
         ----------
         n_per_bin : int
-            Latent draws at each bin's centre.
+            Latent draws at each bin's centre per batch.
         seed : int
             Seed of the latent draws.
+        scale : int
+            Batches per bin (``physgan calibrate --scale``: more draws than the training loop spends).
         """
         if not self.occupancy_mean_preserving:
             return
@@ -875,10 +882,11 @@ class CaloGenerator(nn.Module):
         try:
             for b in range(SHIFT_VAR_BINS):
                 self._level_sink.clear()
-                z = torch.randn(n_per_bin, *self.latent_shape(), generator=gen).to(device)
-                c = torch.zeros(n_per_bin, self.n_cond, device=device)
-                c[:, 0] = -SHIFT_VAR_EDGE + (b + 0.5) * SHIFT_VAR_WIDTH
-                self.physics(z, c)
+                for _ in range(max(1, int(scale))):
+                    z = torch.randn(n_per_bin, *self.latent_shape(), generator=gen).to(device)
+                    c = torch.zeros(n_per_bin, self.n_cond, device=device)
+                    c[:, 0] = -SHIFT_VAR_EDGE + (b + 0.5) * SHIFT_VAR_WIDTH
+                    self.physics(z, c)
                 level = torch.cat(self._level_sink).float()
                 self.occupancy_shift_var[:, b] = level.var(dim=0).to(self.occupancy_shift_var.dtype)
                 if self.occupancy_pinned:
