@@ -169,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--scale", type=int, default=4, help="times the samples the training loop spends (default 4: N-body ~3.5 min at 64^2)"
     )
     p_cal.add_argument("--seed", type=int, default=0, help="seed of the calibration's latents")
-    p_cal.add_argument("--device", default="cpu")
+    p_cal.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
     p_cal.add_argument("--force", action="store_true", help="calibrate again a checkpoint already calibrated so")
 
     # ---- evaluate ----
