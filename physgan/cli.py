@@ -299,7 +299,10 @@ def cmd_quickstart(args) -> int:
 def cmd_calibrate(args) -> int:
     from physgan.calibrate import calibrate_run
 
-    res = calibrate_run(args.run, args.checkpoint, scale=args.scale, seed=args.seed, device=args.device, force=args.force)
+    res = calibrate_run(
+        args.run, args.checkpoint, scale=args.scale, seed=args.seed, device=args.device, force=args.force,
+        log=lambda line: print(line, flush=True),
+    )  # fmt: skip
     if res["skipped"]:
         what = f"step {res['step']} with scale {res['scale']}, seed {res['seed']}"
         print(f"{res['checkpoint']}: already calibrated at {what} (--force to redo)")

@@ -1719,12 +1719,20 @@ def test_calibrate_statistics_sets_the_shift_tables_from_the_generators_own_shif
     state = torch.random.get_rng_state()
     g.calibrate_statistics()
     assert torch.equal(torch.random.get_rng_state(), state) and g.training and bool(g.occupancy_shift_seen.all())
+    # no autograd graph hangs on the tables (the loop calls it with gradients enabled)
+    assert g.occupancy_shift_var.grad_fn is None and g.occupancy_shift_mean.grad_fn is None
+    assert g.calibrated
+    tables = {1: (g.occupancy_shift_var.clone(), g.occupancy_shift_mean.clone())}
+    g.calibrate_statistics(scale=2)  # physgan calibrate --scale 2: twice the draws, the same statistic
+    tables[2] = (g.occupancy_shift_var.clone(), g.occupancy_shift_mean.clone())
+    assert not torch.equal(tables[1][0], tables[2][0])
     for b in (0, 3, 7):
         t = -2.0 + (b + 0.5) * 0.5
         level = _hit_shift(g, torch.randn(8000, *g.latent_shape()), torch.full((8000, 1), t))
-        np.testing.assert_allclose(g.occupancy_shift_var[:, b].numpy(), level.var(dim=0).numpy(), rtol=0.12)
-        np.testing.assert_allclose(g.occupancy_shift_mean[:, b].numpy(), level.mean(dim=0).numpy(), atol=0.05)
+        for var, mean in tables.values():
+            np.testing.assert_allclose(var[:, b].numpy(), level.var(dim=0).numpy(), rtol=0.12)
+            np.testing.assert_allclose(mean[:, b].numpy(), level.mean(dim=0).numpy(), atol=0.05)
     plain = build_generator(ModelSpec(**{**spec.__dict__, "options": {"cell_noise": True, "occupancy": True}}))
     before = {k: v.clone() for k, v in plain.state_dict().items()}
     plain.calibrate_statistics()
-    assert all(torch.equal(before[k], v) for k, v in plain.state_dict().items())
+    assert all(torch.equal(before[k], v) for k, v in plain.state_dict().items()) and not plain.calibrated

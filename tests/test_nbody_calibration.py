@@ -254,6 +254,7 @@ def test_physgan_calibrate_recalibrates_a_checkpoint_in_place_with_more_fields(t
     before = load_checkpoint(ck)
     assert main(["calibrate", str(tmp_path / "run"), "--checkpoint", "last", "--scale", "2", "--seed", "5"]) == 0
     out = capsys.readouterr().out
+    assert "calibrating the nbody generator at step 4 with scale 2" in out  # before the minutes it can take
     assert "calibrated at step 4 (scale 2, seed 5)" in out and "power_dev by round" in out
     after = load_checkpoint(ck)
     assert after["calibration"]["scale"] == 2 and after["calibration"]["seed"] == 5

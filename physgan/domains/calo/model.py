@@ -846,12 +846,12 @@ class CaloGenerator(nn.Module):
         row = table[k]
         return (row[i0] * (1.0 - frac) + row[i0 + 1] * frac).to(t.dtype)
 
-    @torch.no_grad()
     @property
     def calibrated(self) -> bool:
         """Whether :meth:`calibrate_statistics` sets anything (option ``occupancy_mean_preserving``)."""
         return self.occupancy_mean_preserving
 
+    @torch.no_grad()
     def calibrate_statistics(self, n_per_bin: int = 2048, seed: int = 0, scale: int = 1) -> None:
         """Option ``occupancy_mean_preserving``: set the per-energy-bin tables of the hit shift (its variance, and with
         ``occupancy_pinned`` its mean) from this generator's own shifts at each bin's centre; no-op without the option.
