@@ -450,3 +450,29 @@ def test_generated_log_density_is_capped_at_the_training_fields_largest():
     below = out["off"] < y_max
     assert 0 < int((~below).sum()) < below.numel() // 10
     assert torch.equal(out["capped"][below], out["off"][below])
+
+
+def test_generator_without_residual_is_a_log_gaussian_field_with_the_mean_density_held():
+    """``residual=False``: ``y = b + g_0``, a Gaussian field per cell (the model class of lognormal data): no residual
+    network is built, the output equals the trained generator's with its residual zeroed, and E[density] stays 1."""
+    x = _lognormal(64)
+    spec, t = _spec(x, residual=False)
+    g = build_generator(spec)
+    assert not any(name.startswith("res_") for name, _ in g.named_parameters())
+    torch.manual_seed(0)
+    with_res = build_generator(_spec(x)[0])
+    with torch.no_grad():
+        with_res.res_out.weight.normal_()  # a residual that changes the field
+        with_res.res_out.bias.fill_(0.2)
+    g.load_state_dict({k: v for k, v in with_res.state_dict().items() if not k.startswith("res_")})
+    z = torch.randn(2000, *g.latent_shape(), generator=torch.Generator().manual_seed(1))
+    c = torch.zeros(2000, 2)
+    with torch.no_grad():
+        y = g(z, c)
+        assert not torch.allclose(y, with_res(z, c))
+        with_res.res_out.weight.zero_()
+        with_res.res_out.bias.zero_()
+        np.testing.assert_allclose(y.numpy(), with_res(z, c).numpy(), atol=1e-5)
+    cells = y[:, 0].flatten(1)[:, 0].numpy()  # one cell across 2000 fields: Gaussian
+    assert abs(_skew(cells)) < 0.2 and abs(float(((cells - cells.mean()) ** 4).mean() / cells.var() ** 2) - 3) < 0.4
+    assert float(t.inverse(y).mean()) == pytest.approx(1.0, abs=0.01)

@@ -323,6 +323,9 @@ class SpectralFieldGenerator(nn.Module):
         self.residual_highpass = float(opts.residual_highpass)
         if self.residual_highpass < 0:
             raise ConfigError(f"nbody spectral generator: residual_highpass must be >= 0, got {self.residual_highpass}")
+        self.residual = bool(opts.residual)
+        if not self.residual:  # y = b + g_0: nothing else is built (the other latent channels are read by nothing)
+            return
         width = int(spec.width)
         conv = _conv(dim)
         self.res_in = conv(self.z_dim, width, 1)
@@ -433,14 +436,21 @@ class SpectralFieldGenerator(nn.Module):
         g = torch.fft.irfftn(f * amp, s=spatial, dim=dims, norm="ortho")
         mult = shell_multiplicity(spatial).to(z.device)
         var = (amp[:, 0].flatten(1) ** 2 * mult).sum(dim=1) / mult.sum()  # variance of g_0 (ortho: per-mode power)
-        e_res = e if self.residual_conditioned else torch.zeros_like(e)
-        h = self.act(self.res_film(self.res_in(torch.cat([g, z[:, self.channels :]], dim=1)), e_res))
-        for blk in self.res_blocks:
-            h = self.act(blk["film"](blk["conv"](h), e_res))
         b = (np.log1p(self.eps) - self.mu - self.sd**2 * var / 2) / self.sd + self.offset(e)[:, 0]
         if self.power_fit is not None:
             b = b + self._calibration_basis(c) @ self.cal_mean
         shape = (z.shape[0], 1) + (1,) * self.dim
+        y = b.view(shape) + g[:, :1]
+        if self.residual:
+            y = y + self._residual(g, z, e, spatial, dims)
+        return y if self.y_max is None else y.clamp(max=self.y_max)
+
+    def _residual(self, g: torch.Tensor, z: torch.Tensor, e: torch.Tensor, spatial: tuple, dims: tuple) -> torch.Tensor:
+        """The local residual ``r`` of the coloured channels ``g`` and the noise channels of ``z`` (option ``residual``)."""
+        e_res = e if self.residual_conditioned else torch.zeros_like(e)
+        h = self.act(self.res_film(self.res_in(torch.cat([g, z[:, self.channels :]], dim=1)), e_res))
+        for blk in self.res_blocks:
+            h = self.act(blk["film"](blk["conv"](h), e_res))
         r = self.res_out(h)
         if self.residual_highpass > 0:
             low = low_modes(spatial, self.n, self.residual_highpass).to(r.device)
@@ -448,8 +458,7 @@ class SpectralFieldGenerator(nn.Module):
             r = torch.fft.irfftn(fr, s=spatial, dim=dims, norm="ortho")
         elif self.zero_mean_residual:
             r = r - r.mean(dim=dims, keepdim=True)
-        y = b.view(shape) + g[:, :1] + r
-        return y if self.y_max is None else y.clamp(max=self.y_max)
+        return r
 
 
 class StandardisedSummaries(nn.Module):

@@ -51,6 +51,9 @@ class NbodyModelOptions:
     # generator's mean power (bench/RESULTS.md §11, twenty-seventh session). It does not bind on lognormal slabs.
     density_cap: bool = True
     residual_conditioned: bool = True  # spectral generator: FiLM of the residual reads the conditions (False: a constant)
+    # spectral generator: the local residual network (False: none, y = b + g_0: a log-Gaussian field whose spectrum and
+    # its dependence on the conditions are all that is learned; the exact model class of lognormal data)
+    residual: bool = True
 
 
 @dataclass(frozen=True)
