@@ -228,7 +228,9 @@ class SpectralFieldGenerator(nn.Module):
        residual changes: a function of the conditions, one constant or none (option ``mean_offset``). With
        ``zero_mean_residual`` the residual has zero mean in every field, so only ``b`` sets the mean density; with
        ``residual_highpass`` its modes below that ``|m|`` are removed (the mean among them), so the large scales are
-       the coloured field's alone.
+       the coloured field's alone. Option ``residual`` false builds no residual (``y = b + g_0``: a log-Gaussian
+       field, exactly the model class of lognormal data, where all that is learned is the spectrum and its
+       dependence on the conditions).
 
     Every operation commutes with periodic shifts and sees the field only through Fourier shells or 3^d
     stencils, so rolling the latent rolls the output by as many cells, and a latent ``scale`` times larger
