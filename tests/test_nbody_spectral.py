@@ -476,3 +476,56 @@ def test_generator_without_residual_is_a_log_gaussian_field_with_the_mean_densit
     cells = y[:, 0].flatten(1)[:, 0].numpy()  # one cell across 2000 fields: Gaussian
     assert abs(_skew(cells)) < 0.2 and abs(float(((cells - cells.mean()) ** 4).mean() / cells.var() ** 2) - 3) < 0.4
     assert float(t.inverse(y).mean()) == pytest.approx(1.0, abs=0.01)
+
+
+@pytest.mark.parametrize("mode", ["variance", "moments"])
+def test_residual_conditioned_on_its_own_spectral_moments(mode):
+    """``residual_condition='variance'|'moments'``: the residual's FiLM reads the coloured field's log variance (and its
+    gradient's), not the condition embedding: conditions with the same spectrum give the same field, and the moments
+    follow the amplitude (read on the training grid, so a larger latent sees the same ones)."""
+    x = _lognormal(16)
+    spec, _ = _spec(x, residual_condition=mode, amp_degree=2)
+    torch.manual_seed(0)
+    g = build_generator(spec)
+    assert g.res_film.to_gamma_beta.in_features == (1 if mode == "variance" else 2)
+    with torch.no_grad():
+        for m in g.modules():
+            if hasattr(m, "to_gamma_beta"):
+                m.to_gamma_beta.weight.normal_()
+                m.to_gamma_beta.bias.normal_()
+        g.res_out.weight.normal_()
+    z = torch.randn(1, *g.latent_shape(), generator=torch.Generator().manual_seed(1)).expand(3, -1, -1, -1)
+    c = torch.tensor([[-1.0, -1.0], [0.0, 0.0], [1.0, 0.5]])
+    with torch.no_grad():
+        same = g(z, c)  # the amplitude does not depend on the conditions yet: one field for all three
+        np.testing.assert_allclose(same[0].numpy(), same[1].numpy(), atol=1e-5)
+        np.testing.assert_allclose(same[0].numpy(), same[2].numpy(), atol=1e-5)
+        g.amp_net[-1].weight.normal_(std=0.3)  # now it does: the spectrum, hence the residual, moves with them
+        moved = g(z, c)
+        assert float((moved[0] - moved[1]).abs().max()) > 1e-2
+        la = g.log_amplitude(g.embed(c), c)
+        m1 = g._log_moments(la, (16, 16))
+        assert g(torch.randn(3, *g.latent_shape(2)), c).shape == (3, 1, 32, 32)
+    assert float((m1[0] - m1[1]).abs().max()) > 1e-2
+    # log sigma_0^2 is the coloured channel's variance per cell: measured on its own white-noise colouring
+    lo, hi, w = shell_interpolation((16, 16), 16, g.n_nodes)
+    a = torch.exp(la[1:2, lo, 0] * (1 - w) + la[1:2, hi, 0] * w).reshape(1, 16, 9)
+    wn = torch.randn(4000, 16, 16, generator=torch.Generator().manual_seed(2))
+    col = torch.fft.irfftn(torch.fft.rfftn(wn, dim=(1, 2), norm="ortho") * a, s=(16, 16), dim=(1, 2), norm="ortho")
+    assert float(torch.log(col.var())) == pytest.approx(float(m1[1, 0]), abs=0.03)
+
+
+def test_embedding_conditioned_residual_reads_the_conditions():
+    """The default residual (``residual_condition='embedding'``) moves with the conditions at a fixed spectrum."""
+    x = _lognormal(16)
+    spec, _ = _spec(x)
+    torch.manual_seed(0)
+    g = build_generator(spec)
+    with torch.no_grad():
+        for m in g.modules():
+            if hasattr(m, "to_gamma_beta"):
+                m.to_gamma_beta.weight.normal_()
+        g.res_out.weight.normal_()
+        z = torch.randn(1, *g.latent_shape(), generator=torch.Generator().manual_seed(1)).expand(2, -1, -1, -1)
+        y = g(z, torch.tensor([[-1.0, -1.0], [1.0, 0.5]]))
+    assert float((y[0] - y[1]).abs().max()) > 1e-2

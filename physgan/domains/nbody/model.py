@@ -330,10 +330,16 @@ class SpectralFieldGenerator(nn.Module):
             return
         width = int(spec.width)
         conv = _conv(dim)
+        self.residual_condition = opts.residual_condition
+        n_film = spec.embed_dim
+        if self.residual_condition != "embedding":
+            n_film = 1 if self.residual_condition == "variance" else 2
+            # the moments of the training fields' mean spectrum: the features are log moments relative to these
+            self.register_buffer("moment_ref", self._log_moments(self.log_amp0[None, :, None], (n,) * dim)[0], persistent=False)
         self.res_in = conv(self.z_dim, width, 1)
-        self.res_film = FiLM(spec.embed_dim, width)
+        self.res_film = FiLM(n_film, width)
         self.res_blocks = nn.ModuleList(
-            nn.ModuleDict({"conv": conv(width, width, 3, padding=1, padding_mode="circular"), "film": FiLM(spec.embed_dim, width)})
+            nn.ModuleDict({"conv": conv(width, width, 3, padding=1, padding_mode="circular"), "film": FiLM(n_film, width)})
             for _ in range(int(opts.res_blocks))
         )
         self.res_out = conv(width, 1, 1)
@@ -346,6 +352,16 @@ class SpectralFieldGenerator(nn.Module):
         if int(scale) < 1:
             raise ConfigError(f"scale must be a positive integer, got {scale}")
         return (self.z_dim,) + (self.n * int(scale),) * self.dim
+
+    def _log_moments(self, log_a: torch.Tensor, spatial: tuple[int, ...]) -> torch.Tensor:
+        """``(log sigma_0^2, log sigma_1^2)`` (B, 2) of the first coloured channel for node log amplitudes ``log_a``
+        (B, nodes, C): its variance and its gradient's (``|m|`` in training-grid units), per field."""
+        lo, hi, w = (t.to(log_a.device) for t in shell_interpolation(spatial, self.n, self.n_nodes))
+        la = log_a[:, lo, 0] * (1 - w) + log_a[:, hi, 0] * w  # (B, modes)
+        mult = shell_multiplicity(spatial).to(log_a.device).flatten()
+        m2 = (lo * (1 - w) + hi * w) ** 2
+        p = torch.exp(2 * la) * mult
+        return torch.log(torch.stack([p.sum(dim=1), (p * m2).sum(dim=1)], dim=1) / mult.sum())
 
     def log_amplitude(self, e: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """``log A`` per shell node -> (B, n_nodes, channels), for condition embeddings ``e`` (B, E) and conditions ``c``.
@@ -430,8 +446,8 @@ class SpectralFieldGenerator(nn.Module):
         e = self.embed(c)
         spatial = tuple(z.shape[2:])
         lo, hi, w = (t.to(z.device) for t in shell_interpolation(spatial, self.n, self.n_nodes))
-        log_a = self.log_amplitude(e, c)  # (B, nodes, C)
-        log_a = log_a[:, lo] * (1 - w)[None, :, None] + log_a[:, hi] * w[None, :, None]  # (B, modes, C)
+        log_a_nodes = self.log_amplitude(e, c)  # (B, nodes, C)
+        log_a = log_a_nodes[:, lo] * (1 - w)[None, :, None] + log_a_nodes[:, hi] * w[None, :, None]  # (B, modes, C)
         dims = tuple(range(2, z.ndim))
         f = torch.fft.rfftn(z[:, : self.channels], dim=dims, norm="ortho")
         amp = torch.exp(log_a).transpose(1, 2).reshape(f.shape)
@@ -444,6 +460,11 @@ class SpectralFieldGenerator(nn.Module):
         shape = (z.shape[0], 1) + (1,) * self.dim
         y = b.view(shape) + g[:, :1]
         if self.residual:
+            if self.residual_condition != "embedding":  # the coloured field's own log moments, x4: O(1) over a grid;
+                # read on the training grid whatever the latent's size (a larger field's extra large-scale modes would
+                # move them by a few per cent: the residual would act as at another cosmology)
+                e = 4.0 * (self._log_moments(log_a_nodes, (self.n,) * self.dim).detach() - self.moment_ref)
+                e = e[:, :1] if self.residual_condition == "variance" else e
             y = y + self._residual(g, z, e, spatial, dims)
         return y if self.y_max is None else y.clamp(max=self.y_max)
 

@@ -54,6 +54,10 @@ class NbodyModelOptions:
     # spectral generator: the local residual network (False: none, y = b + g_0: a log-Gaussian field whose spectrum and
     # its dependence on the conditions are all that is learned; the exact model class of lognormal data)
     residual: bool = True
+    # spectral generator: what the residual's FiLM reads: the condition embedding, or the spectral moments of its own
+    # coloured field (log variance, "variance"; and log variance of the gradient, "moments": what a Gaussian field's
+    # Minkowski functionals depend on), linearly: smooth between the training cosmologies by construction
+    residual_condition: Literal["embedding", "variance", "moments"] = "embedding"
 
 
 @dataclass(frozen=True)
