@@ -52,11 +52,14 @@ class NbodyModelOptions:
     density_cap: bool = True
     residual_conditioned: bool = True  # spectral generator: FiLM of the residual reads the conditions (False: a constant)
     # spectral generator: the local residual network (False: none, y = b + g_0: a log-Gaussian field whose spectrum and
-    # its dependence on the conditions are all that is learned; the exact model class of lognormal data)
+    # its dependence on the conditions are all that is learned; the exact model class of data lognormal per cell). Not
+    # for slabs: the benchmark's 2-D lognormal slabs average 4 cells, their log is not Gaussian, and without the residual
+    # their density power came out 5-13 % low and chi 10-12x its floor (bench/RESULTS.md §11, twenty-ninth session)
     residual: bool = True
     # spectral generator: what the residual's FiLM reads: the condition embedding, or the spectral moments of its own
     # coloured field (log variance, "variance"; and log variance of the gradient, "moments": what a Gaussian field's
-    # Minkowski functionals depend on), linearly: smooth between the training cosmologies by construction
+    # Minkowski functionals depend on), linearly: smooth between the training cosmologies by construction. Measured
+    # against the embedding on lognormal slabs: no better (moments) or worse (variance): bench/RESULTS.md §11, 29th session
     residual_condition: Literal["embedding", "variance", "moments"] = "embedding"
 
 
