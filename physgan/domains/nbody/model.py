@@ -229,7 +229,8 @@ class SpectralFieldGenerator(nn.Module):
        ``zero_mean_residual`` the residual has zero mean in every field, so only ``b`` sets the mean density; with
        ``residual_highpass`` its modes below that ``|m|`` are removed (the mean among them), so the large scales are
        the coloured field's alone. Option ``residual`` false builds no residual (``y = b + g_0``: a log-Gaussian
-       field, exactly the model class of lognormal data, where all that is learned is the spectrum and its
+       field, the model class of data lognormal per cell (not of slabs through lognormal boxes: bench/RESULTS.md §11,
+       twenty-ninth session), where all that is learned is the spectrum and its
        dependence on the conditions).
 
     Every operation commutes with periodic shifts and sees the field only through Fourier shells or 3^d
