@@ -291,7 +291,12 @@ def _finite(v: float) -> float | None:
 
 
 def compare(
-    real: np.ndarray, fake: np.ndarray, real2: np.ndarray, attrs: dict[str, Any], train: np.ndarray | None = None
+    real: np.ndarray,
+    fake: np.ndarray,
+    real2: np.ndarray,
+    attrs: dict[str, Any],
+    train: np.ndarray | None = None,
+    fit_power: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """The issue-4 figures of one cosmology, each with its noise floor (``real`` vs ``real2``).
 
@@ -303,6 +308,10 @@ def compare(
         File attributes (``box_size`` in Mpc/h).
     train : ndarray, optional
         The training fields of this cosmology (a training cosmology's), read against ``real`` as ``pk_amplitude_train``.
+    fit_power : ndarray (n_nodes,), optional
+        The mean density power per shell ``|m| = 0, 1, ...`` that the training fields' quadratic fit in the conditions
+        predicts at this cosmology (:func:`~physgan.domains.nbody.spectral.fitted_power` of the run's
+        ``density_power_fit``), read against ``real``'s as ``pk_fit_ratio`` / ``pk_amplitude_fit``.
 
     Returns
     -------
@@ -320,7 +329,10 @@ def compare(
         bootstrap error over fields (:func:`~physgan.domains.nbody.metrics.pk_amplitude_ratio`: a set's spectrum moves
         as a whole, so this, not the per-bin error, is how far a whole spectrum can sit off by chance), and with
         ``train`` given ``pk_amplitude_train`` (+ ``_err``): the same for the training fields, what the generator
-        learnt from.
+        learnt from. With ``fit_power``, ``pk_fit_ratio`` (fit over ``real``'s mean power in shells ``1..n/4``, i.e.
+        k ≤ k_N/2) and its mean ``pk_amplitude_fit``: what a surrogate that reproduced its training data exactly and
+        smoothly in the conditions would show here. Between the grid points (held-out cosmologies) it is the part of
+        a miss that the training data's own noise makes, which no model trained on them can remove.
     """
     from physgan.domains.nbody.metrics import minkowski_deviations, peak_heights, physics_metrics, pk_amplitude_ratio, pk_ratio
 
@@ -350,6 +362,9 @@ def compare(
     amp_out = {}
     for key, (v, e) in amp.items():
         amp_out[key], amp_out[f"{key}_err"] = v, e
+    if fit_power is not None:
+        amp_out["pk_fit_ratio"] = training_fit_ratio(real, fit_power).tolist()
+        amp_out["pk_amplitude_fit"] = float(np.mean(amp_out["pk_fit_ratio"]))
     return {
         "n_real": len(real),
         "n_fake": len(fake),
@@ -380,12 +395,43 @@ def compare(
     }
 
 
+def training_fit_ratio(real: np.ndarray, fit_power: np.ndarray, batch: int = 512) -> np.ndarray:
+    """Per shell ``|m| = 1..n/4`` (k ≤ k_N/2): a fitted mean power (``fit_power``, per shell node) over ``real``'s.
+
+    Parameters
+    ----------
+    real : ndarray (N, n, n[, n])
+        Densities (units of the mean).
+    fit_power : ndarray (n_nodes,)
+        Mean power per shell node (``|FFT_ortho|^2`` of the densities, :func:`~physgan.domains.nbody.spectral.shell_power`).
+    batch : int
+        Fields per FFT batch.
+
+    Returns
+    -------
+    ndarray (n/4,)
+    """
+    import torch
+
+    from physgan.domains.nbody.spectral import shell_power
+
+    n_fit = max(real.shape[-1] // 4, 2)
+    with torch.no_grad():
+        total = sum(
+            shell_power(torch.as_tensor(real[i : i + batch], dtype=torch.float32)[:, None], n_fit).double().sum(dim=0)
+            for i in range(0, len(real), batch)
+        )
+    return np.asarray(fit_power, dtype=np.float64)[1 : n_fit + 1] / (total.numpy() / len(real))
+
+
 def response(per_cosmo: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The conditioning response of every pair of evaluated cosmologies, against the simulator's.
 
     ``P_G(k;a)/P_G(k;b)`` over ``P_sim(k;a)/P_sim(k;b)`` is the ratio of the two cosmologies' P(k) ratios
     (each generated over simulated); its maximum deviation from 1 over ``k <= k_N/2`` is what an inference
-    pipeline differentiating the surrogate gets wrong. The floor is the same with the second simulated sets.
+    pipeline differentiating the surrogate gets wrong. The floor is the same with the second simulated sets;
+    ``response_dev_fit`` (where both have ``pk_fit_ratio``) the same for the training fields' quadratic fit in the
+    conditions, over shells ``1..n/4``: the response a surrogate that reproduced its training data would get.
     """
     out = []
     for i, a in enumerate(per_cosmo):
@@ -401,12 +447,15 @@ def response(per_cosmo: list[dict[str, Any]]) -> list[dict[str, Any]]:
             err = np.abs(rel) * np.hypot(arr(a, "ratio_err") / arr(a, "ratio"), arr(b, "ratio_err") / arr(b, "ratio"))
             floor = arr(a, "floor_ratio") / arr(b, "floor_ratio")
             j = int(np.nanargmax(np.abs(rel - 1)))
+            fit = {}
+            if a.get("pk_fit_ratio") is not None and b.get("pk_fit_ratio") is not None:
+                fit["response_dev_fit"] = float(np.max(np.abs(np.array(a["pk_fit_ratio"]) / np.array(b["pk_fit_ratio"]) - 1)))
             out.append({
                 "a": [a["omega_m"], a["sigma8"]], "b": [b["omega_m"], b["sigma8"]],
                 "response_dev": float(abs(rel[j] - 1)), "response_dev_err": _finite(err[j]),
                 "response_dev_k": float(np.array(a["pk"]["k"])[used][j]),
                 "response_dev_floor": float(np.nanmax(np.abs(floor - 1))),
-                "relative_range": [float(np.nanmin(rel)), float(np.nanmax(rel))],
+                "relative_range": [float(np.nanmin(rel)), float(np.nanmax(rel))], **fit,
             })  # fmt: skip
     return out
 
@@ -644,6 +693,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
+    from physgan.domains.nbody.spectral import fitted_power
     from physgan.io.hdf5 import open_source, read_all
     from physgan.run import load_run
 
@@ -653,6 +703,7 @@ def main(argv: list[str] | None = None) -> int:
     ckpt = "best" if args.checkpoint == "best" and (run_dir / "checkpoints" / "best.pt").exists() else "last"
     calibration = calibrate_after_training(run_dir, ckpt, args.calibrate_scale, args.seed, args.device)
     run = load_run(run_dir, checkpoint=ckpt, device=args.device)
+    power_fit = run.transform.stats.get("density_power_fit")  # the training densities' power, quadratic in the conditions
     per_cosmo = []
     train_sets = _training_fields(train_file, [pt for kind, pt in evals if kind == "train"])  # pk_amplitude_train
     pooled: dict[str, list[np.ndarray]] = {"real": [], "fake": [], "real2": [], "c": []}
@@ -667,7 +718,8 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         x_fake = run.sample(len(x_eval), c_eval, seed=args.seed + 1 + j, batch_size=256)
         gen_wall = time.perf_counter() - t0
-        res = compare(x_eval, x_fake, x_floor, attrs, train=train_sets.get((om, s8)))
+        fit_power = None if power_fit is None else fitted_power(power_fit, np.array([[om, s8]]))[0]
+        res = compare(x_eval, x_fake, x_floor, attrs, train=train_sets.get((om, s8)), fit_power=fit_power)
         res.update({"omega_m": om, "sigma8": s8, "kind": kind, "generate_wall_s": gen_wall})
         per_cosmo.append(res)
         if args.report:
@@ -805,6 +857,11 @@ def report(results: dict[str, Any]) -> str:
                 [f"| P_train/P_sim averaged over k ≤ k_N/2 (the training fields of this cosmology) "
                  f"| {_pm(r['pk_amplitude_train'], r.get('pk_amplitude_train_err'), '.3f')} | | | |"]
                 if r.get("pk_amplitude_train") is not None else []
+            ),
+            *(
+                [f"| P_fit/P_sim averaged over k ≤ k_N/2 (the training fields' quadratic fit in the conditions: what a "
+                 f"surrogate reproducing its training data would show) | {r['pk_amplitude_fit']:.3f} | | | |"]
+                if r.get("pk_amplitude_fit") is not None else []
             ),  # fmt: skip
             *(
                 f"| Minkowski {m} deviation | {_pm(ph.get(f'mf_{m}_dev'))} | expected {_pm(mf_floor.get(m))}, one draw "
@@ -836,11 +893,13 @@ def report(results: dict[str, Any]) -> str:
     resp = results.get("response") or []
     if resp:
         lines += ["", "### Conditioning response: P_G(k;a)/P_G(k;b) over the simulator's, max over k ≤ k_N/2 (goal < 5 %)", ""]
-        lines += ["| a | b | range over k of G ratio / sim ratio | max abs(dev) ± err, k | floor | verdict |", "|---|---|---|---|---|---|"]
+        lines += ["| a | b | range over k of G ratio / sim ratio | max abs(dev) ± err, k | floor | training-data fit | verdict |",
+                  "|---|---|---|---|---|---|---|"]  # fmt: skip
         for q in resp:
             lines.append(
                 f"| {tuple(q['a'])} | {tuple(q['b'])} | {q['relative_range'][0]:.3g}-{q['relative_range'][1]:.3g} "
                 f"| {_pm(q['response_dev'], q['response_dev_err'])} at {q['response_dev_k']:.3g} | {_pm(q['response_dev_floor'])} "
+                f"| {_pm(q.get('response_dev_fit'))} "
                 f"| {verdict(q['response_dev'], q['response_dev_floor'], g.get('response_dev', 0.05))} |"
             )
     c = results.get("speed_condition")

@@ -18,8 +18,11 @@ from bench.nbody_benchmark import (
     paired_pm_ratio,
     parse_points,
     parse_values,
+    response,
+    training_fit_ratio,
     verdict,
 )
+from physgan.domains.nbody.spectral import fit_amplitude_response, fitted_power
 from physgan.io.hdf5 import open_source, read_all, write_samples
 
 
@@ -82,6 +85,27 @@ def test_compare_identical_and_scaled_sets():
     used = np.asarray(louder["pk"]["used"])
     k = np.asarray(louder["pk"]["k"])
     assert used.any() and np.all(k[used] <= louder["k_nyquist"] / 2 + 1e-12)
+
+
+def test_training_data_fit_reads_the_fields_it_was_fitted_on_and_feeds_the_response():
+    """The training-data reference: a density-power fit made on a set reads 1 against that set, scales with the fit,
+    and two cosmologies' references give the response a surrogate reproducing its training data would get."""
+    real, real2 = _lognormal_like(40, 16, 0), _lognormal_like(40, 16, 1)
+    attrs = {"box_size": 32.0}
+    c = np.tile([0.3, 0.8], (len(real), 1))  # one condition: the fit is the set's own mean power per shell
+    power = fitted_power(fit_amplitude_response(real, c, n_nodes=14, degree=2, statistic="mean"), c[:1])[0]
+    ratio = training_fit_ratio(real, power)
+    assert ratio.shape == (4,)  # shells 1..n/4: k <= k_N/2
+    np.testing.assert_allclose(ratio, 1.0, rtol=1e-4)
+    assert not np.allclose(training_fit_ratio(real2, power), 1.0, rtol=1e-3)  # another set's power differs by its noise
+    a = compare(real, real.copy(), real2, attrs, fit_power=power)
+    b = compare(real, real.copy(), real2, attrs, fit_power=1.25 * power)
+    assert a["pk_amplitude_fit"] == pytest.approx(1.0, rel=1e-4) and b["pk_amplitude_fit"] == pytest.approx(1.25, rel=1e-4)
+    for r, om in ((a, 0.3), (b, 0.35)):
+        r.update({"omega_m": om, "sigma8": 0.8})
+    (pair,) = response([a, b])
+    assert pair["response_dev_fit"] == pytest.approx(0.2, rel=1e-3)  # (1 / 1.25) - 1
+    assert "response_dev_fit" not in response([a, compare(real, real.copy(), real2, attrs) | {"omega_m": 0.35, "sigma8": 0.8}])[0]
 
 
 def test_merge_files_keeps_every_row(tmp_path):

@@ -9,7 +9,7 @@ import torch
 from physgan.domains.base import ModelSpec
 from physgan.domains.nbody.calibration import calibrate_generator, calibration_grid, grid_basis
 from physgan.domains.nbody.model import build_generator
-from physgan.domains.nbody.spectral import fit_amplitude_response, shell_power
+from physgan.domains.nbody.spectral import fit_amplitude_response, fitted_power, shell_power
 from physgan.domains.nbody.transform import make_transform
 from physgan.sim import nbody as sim
 from physgan.train.conditions import ConditionNormaliser
@@ -62,8 +62,7 @@ def _measure(g, norm, c_phys, n=1024, seed=123):
 def test_density_power_fit_reads_the_mean_power_at_each_condition(grid_data):
     x, c = grid_data
     fit = fit_amplitude_response(x, c, n_nodes=14, degree=2, statistic="mean")
-    u = (c - np.asarray(fit["c_mean"])) / np.asarray(fit["c_std"])
-    pred = condition_basis(torch.as_tensor(u), 2).numpy() @ np.asarray(fit["coef"]).T  # (N, nodes)
+    pred = fitted_power(fit, c)  # (N, nodes)
     power = shell_power(torch.as_tensor(x)[:, None], 4).double().numpy()
     for cp in {tuple(r) for r in c}:
         rows = np.all(c == cp, axis=1)

@@ -41,8 +41,7 @@ import itertools
 import numpy as np
 import torch
 
-from physgan.domains.nbody.spectral import shell_members, shell_power
-from physgan.train.moments import condition_basis
+from physgan.domains.nbody.spectral import fitted_power, shell_members, shell_power
 
 __all__ = ["GRID_OFFSETS", "GRID_EDGE", "calibration_grid", "grid_basis", "shell_basis", "fit_correction", "calibrate_generator"]
 
@@ -166,13 +165,11 @@ def calibrate_generator(
     c_phys = calibration_grid(fit["c_mean"], fit["c_std"], np.asarray(gen.cond_norm.min), np.asarray(gen.cond_norm.max))
     c_phys_t = torch.as_tensor(c_phys, dtype=torch.float32)
     u = (c_phys_t - torch.as_tensor(fit["c_mean"], dtype=torch.float32)) / torch.as_tensor(fit["c_std"], dtype=torch.float32)
-    phi_fit = condition_basis(u.double(), int(fit["degree"])).numpy()  # (P, T): the density power fit's basis
     phi = grid_basis(u.double()).numpy()  # (P, 3^k): the corrections' basis
-    coef = np.asarray(fit["coef"], dtype=np.float64)  # (n_nodes, T)
     # shells up to half the Nyquist frequency: beyond it the densities' power comes from mode coupling and the residual
     # more than from the colouring, and chasing it there made the rounds diverge (bench/RESULTS.md §11, twenty-sixth session)
     n_fit = max(gen.n // 4, 2)
-    target = np.log(np.maximum(phi_fit @ coef.T, 1e-30))[:, 1 : n_fit + 1]  # (P, n_fit): log mean power, shells 1..n_fit
+    target = np.log(fitted_power(fit, c_phys))[:, 1 : n_fit + 1]  # (P, n_fit): log mean power, shells 1..n_fit
     spatial = (gen.n,) * gen.dim
     weight = (shell_members(spatial, n_fit).numpy() > 0).sum(axis=0).astype(np.float64)
     psi = shell_basis(gen.n_nodes, n_fit)

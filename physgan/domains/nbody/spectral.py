@@ -282,6 +282,29 @@ def fit_amplitude_response(
     }
 
 
+def fitted_power(fit: dict, c: np.ndarray) -> np.ndarray:
+    """The mean power per shell node that a :func:`fit_amplitude_response` fit with ``statistic='mean'`` predicts.
+
+    Parameters
+    ----------
+    fit : dict
+        The fit (e.g. ``data_stats['density_power_fit']``: the training densities' power as a quadratic in the conditions).
+    c : ndarray (P, k)
+        Physical conditions.
+
+    Returns
+    -------
+    ndarray (P, n_nodes)
+        ``phi(u) . coef_j`` with ``u = (c - c_mean) / c_std``, floored at 1e-30 (a fit is not a power where it dips below).
+    """
+    from physgan.train.moments import condition_basis
+
+    c = np.atleast_2d(np.asarray(c, dtype=np.float64))
+    u = (c - np.asarray(fit["c_mean"], dtype=np.float64)) / np.asarray(fit["c_std"], dtype=np.float64)
+    phi = condition_basis(torch.as_tensor(u), int(fit["degree"])).numpy()
+    return np.maximum(phi @ np.asarray(fit["coef"], dtype=np.float64).T, 1e-30)
+
+
 def node_power(pk_shell: np.ndarray, shape: tuple[int, ...], n_iter: int = 50) -> np.ndarray:
     """Node powers whose interpolation (:func:`shell_interpolation`) gives each shell its mean power ``pk_shell``.
 
