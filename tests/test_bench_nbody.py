@@ -16,6 +16,7 @@ from bench.nbody_benchmark import (
     default_held_out,
     merge_files,
     paired_pm_ratio,
+    parse_args,
     parse_points,
     parse_values,
     response,
@@ -106,6 +107,13 @@ def test_training_data_fit_reads_the_fields_it_was_fitted_on_and_feeds_the_respo
     (pair,) = response([a, b])
     assert pair["response_dev_fit"] == pytest.approx(0.2, rel=1e-3)  # (1 / 1.25) - 1
     assert "response_dev_fit" not in response([a, compare(real, real.copy(), real2, attrs) | {"omega_m": 0.35, "sigma8": 0.8}])[0]
+
+
+def test_training_set_size_defaults_by_simulator():
+    # lognormal: 2000 per grid point (heavy-tailed density power, RESULTS §11 thirtieth session); pm keeps 1000
+    assert parse_args([]).n_per_cosmology == 2000
+    assert parse_args(["--sim", "pm"]).n_per_cosmology == 1000
+    assert parse_args(["--n-per-cosmology", "64"]).n_per_cosmology == 64
 
 
 def test_merge_files_keeps_every_row(tmp_path):
