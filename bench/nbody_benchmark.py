@@ -405,6 +405,9 @@ def compare(
 def training_fit_ratio(real: np.ndarray, fit_power: np.ndarray, batch: int = 512) -> np.ndarray:
     """Per shell ``|m| = 1..n/4`` (k ≤ k_N/2): a fitted mean power (``fit_power``, per shell node) over ``real``'s.
 
+    The shells are the fit's (``round(|m|)``, :func:`~physgan.domains.nbody.spectral.shell_power`), not the P(k) metric's
+    k bins: both stop at k_N/2 and read the same modes, but not bin for bin.
+
     Parameters
     ----------
     real : ndarray (N, n, n[, n])
