@@ -739,7 +739,8 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         x_fake = run.sample(len(x_eval), c_eval, seed=args.seed + 1 + j, batch_size=256)
         gen_wall = time.perf_counter() - t0
-        fit_power = None if power_fit is None else fitted_power(power_fit, np.array([[om, s8]]))[0]
+        point = {"omega_m": om, "sigma8": s8}  # in the run's column order: the fit was made on its conditions
+        fit_power = None if power_fit is None else fitted_power(power_fit, np.array([[point[n] for n in run.condition_names]]))[0]
         res = compare(x_eval, x_fake, x_floor, attrs, train=train_sets.get((om, s8)), fit_power=fit_power)
         res.update({"omega_m": om, "sigma8": s8, "kind": kind, "generate_wall_s": gen_wall})
         per_cosmo.append(res)
