@@ -310,6 +310,26 @@ def test_critic_with_minkowski_summaries_builds_and_old_statistics_are_refused()
         build_critic(dataclasses.replace(spec, data_stats=stats))
 
 
+def test_moment_matching_can_pin_the_minkowski_functionals_alone():
+    """moment_summaries='minkowski': the moment features are the critic's soft Minkowski columns, nothing else."""
+    from physgan.domains.nbody.model import moment_features
+
+    x = _lognormal(16)
+    spec, t = _spec(x, critic_width=0, mf_summaries=True, moment_summaries="minkowski")
+    y = t.forward(torch.from_numpy(x))
+    full = build_critic(spec).summaries(y)
+    only = moment_features(spec)(y)
+    n_mf = 2 * len(t.stats["mf_thresholds"])
+    assert only.shape == (16, n_mf)
+    torch.testing.assert_close(only, full[:, -n_mf:])
+    assert moment_features(_spec(x)[0])(y).shape[1] == n_summaries(16)  # default: every summary, without the functionals
+    spec_mf_off, _ = _spec(x, moment_summaries="minkowski")  # the critic need not read them for the term to pin them
+    assert moment_features(spec_mf_off)(y).shape == (16, n_mf)
+    stats = {k: v for k, v in t.stats.items() if not k.startswith("mf_")}
+    with pytest.raises(ConfigError, match="moment_summaries"):
+        moment_features(dataclasses.replace(spec, data_stats=stats))
+
+
 def test_spectral_generator_starts_at_each_condition_s_spectrum():
     """amp_fit: at step 0 the generator's spectrum already follows the conditions as the training fields' does."""
     from physgan.train.conditions import ConditionNormaliser

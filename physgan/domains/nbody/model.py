@@ -493,14 +493,16 @@ class StandardisedSummaries(nn.Module):
     (:mod:`physgan.train.moments`, :func:`moment_features`) pins at every condition: one mechanism for both.
     Runs fitted before the density spectrum became a summary keep their shorter summary vector. Option
     ``mf_summaries`` appends the soft Minkowski functionals of :func:`~physgan.domains.nbody.spectral.soft_minkowski`
-    (boundary measure and Euler characteristic at the training fields' quantile thresholds).
+    (boundary measure and Euler characteristic at the training fields' quantile thresholds); ``minkowski_only`` gives
+    those columns alone (what conditional moment matching pins with option ``moment_summaries='minkowski'``).
     """
 
-    def __init__(self, spec: ModelSpec):
+    def __init__(self, spec: ModelSpec, minkowski_only: bool = False):
         super().__init__()
         _, n = _geometry(spec)
         stats = _data_stats(spec)
         opts = typed_options(NbodyModelOptions, spec.options or {})
+        self.minkowski_only = bool(minkowski_only)  # only the soft Minkowski columns (what moment_summaries='minkowski' pins)
         self.mu, self.sd = float(stats["mu"]), float(stats["sd"])
         found = len(stats["summary_mean"])
         if found not in (n_summaries(n), n_summaries(n, density_power=False)):
@@ -509,19 +511,21 @@ class StandardisedSummaries(nn.Module):
         self.n_out = found
         self.register_buffer("s_mean", torch.as_tensor(stats["summary_mean"], dtype=torch.float32), persistent=False)
         self.register_buffer("s_std", torch.as_tensor(stats["summary_std"], dtype=torch.float32), persistent=False)
-        self.minkowski = bool(opts.mf_summaries)
+        self.minkowski = bool(opts.mf_summaries) or self.minkowski_only
         if self.minkowski:
             if "mf_thresholds" not in stats:
-                raise ConfigError("nbody model.options.mf_summaries needs a transform fitted with this version (no mf_thresholds)")
+                option = "moment_summaries='minkowski'" if self.minkowski_only else "mf_summaries"
+                raise ConfigError(f"nbody model.options.{option} needs a transform fitted with this version (no mf_thresholds)")
             for key in ("mf_thresholds", "mf_mean", "mf_std"):
                 self.register_buffer(key, torch.as_tensor(stats[key], dtype=torch.float32), persistent=False)
-            self.n_out += len(stats["mf_mean"])
+            self.n_out = (0 if self.minkowski_only else self.n_out) + len(stats["mf_mean"])
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
+        mf = (soft_minkowski(y, self.mf_thresholds) - self.mf_mean) / self.mf_std if self.minkowski else None
+        if self.minkowski_only:
+            return mf
         out = (field_summaries(y, self.mu, self.sd, self.density_power) - self.s_mean) / self.s_std
-        if not self.minkowski:
-            return out
-        return torch.cat([out, (soft_minkowski(y, self.mf_thresholds) - self.mf_mean) / self.mf_std], dim=1)
+        return out if mf is None else torch.cat([out, mf], dim=1)
 
 
 class SummaryFieldCritic(nn.Module):
@@ -560,10 +564,12 @@ class SummaryFieldCritic(nn.Module):
 
 
 def moment_features(spec: ModelSpec) -> nn.Module:
-    """The summaries conditional moment matching pins (spectral runs): :class:`StandardisedSummaries`."""
+    """The summaries conditional moment matching pins (spectral runs): :class:`StandardisedSummaries`, all of them or,
+    with option ``moment_summaries='minkowski'``, the soft Minkowski functionals alone."""
     if _arch(spec) != "spectral":
         raise ConfigError("nbody: train.moment_weight > 0 needs the spectral model (transform kind 'gauss')")
-    return StandardisedSummaries(spec)
+    opts = typed_options(NbodyModelOptions, spec.options or {})
+    return StandardisedSummaries(spec, minkowski_only=opts.moment_summaries == "minkowski")
 
 
 def _arch(spec: ModelSpec) -> str:

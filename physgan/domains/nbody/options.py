@@ -61,6 +61,10 @@ class NbodyModelOptions:
     # Minkowski functionals depend on), linearly: smooth between the training cosmologies by construction. Measured
     # against the embedding on lognormal slabs: no better (moments) or worse (variance): bench/RESULTS.md §11, 29th session
     residual_condition: Literal["embedding", "variance", "moments"] = "embedding"
+    # what conditional moment matching (train.moment_weight > 0) pins: every critic summary, or the soft Minkowski
+    # functionals alone (light-tailed, unlike the heavy-tailed density power whose noise made the full set a negative three
+    # times, bench/RESULTS.md §11; needs the transform's mf statistics, as mf_summaries does)
+    moment_summaries: Literal["all", "minkowski"] = "all"
 
 
 @dataclass(frozen=True)
