@@ -63,7 +63,8 @@ class NbodyModelOptions:
     residual_condition: Literal["embedding", "variance", "moments"] = "embedding"
     # what conditional moment matching (train.moment_weight > 0) pins: every critic summary, or the soft Minkowski
     # functionals alone (light-tailed, unlike the heavy-tailed density power whose noise made the full set a negative three
-    # times, bench/RESULTS.md §11; needs the transform's mf statistics, as mf_summaries does)
+    # times, bench/RESULTS.md §11; needs the transform's mf statistics, as mf_summaries does). Negative too at weights 2 and
+    # 10 on lognormal slabs: a batch's estimate of the functionals' moments is noise that swamps the critic's gradient (31st session)
     moment_summaries: Literal["all", "minkowski"] = "all"
 
 
