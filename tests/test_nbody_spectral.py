@@ -310,6 +310,75 @@ def test_critic_with_minkowski_summaries_builds_and_old_statistics_are_refused()
         build_critic(dataclasses.replace(spec, data_stats=stats))
 
 
+def test_lattice_harmonics_tell_axes_from_diagonals():
+    from physgan.domains.nbody.spectral import lattice_harmonics
+
+    u = lattice_harmonics((8, 8))  # rfftn layout (8, 5), flattened
+    idx = lambda i, j: i * 5 + j  # noqa: E731
+    assert u[idx(0, 0)].tolist() == [0.0, 0.0]  # the mean has no direction
+    np.testing.assert_allclose(u[idx(0, 3), 0], 0.25)  # along an axis: s4 = 1, minus its average 3/4
+    np.testing.assert_allclose(u[idx(3, 0), 0], 0.25)
+    np.testing.assert_allclose(u[idx(2, 2), 0], -0.25)  # along a diagonal: s4 = 1/2
+    np.testing.assert_allclose(u[idx(8 - 2, 2), 0], -0.25)  # reflections do not change it
+    np.testing.assert_allclose(u[:, 1], u[:, 0] ** 2)
+    u3 = lattice_harmonics((4, 4, 4))
+    assert u3.shape == (4 * 4 * 3, 2) and np.isclose(u3[1 * 4 * 3 + 1 * 3 + 1, 0], 1 / 3 - 3 / 5)  # the body diagonal
+
+
+def _anisotropic_fields(n_fields, grid, strength, seed=0):
+    """Gaussian fields whose power is |m|^-1.5 (1 + strength cos 4 theta) for |m| >= 1, densities exp(0.5 g)."""
+    m = np.fft.fftfreq(grid, 1.0 / grid)
+    kx, ky = np.meshgrid(m, m, indexing="ij")
+    k2 = kx**2 + ky**2
+    cos4 = np.divide((kx**2 - ky**2) ** 2 - 4 * kx**2 * ky**2, k2**2, out=np.zeros_like(k2), where=k2 > 0)
+    power = np.where(k2 > 0, np.maximum(k2, 1.0) ** -0.75 * (1 + strength * cos4), 0.0)
+    noise = np.random.default_rng(seed).standard_normal((n_fields, grid, grid))
+    g = np.fft.ifft2(np.fft.fft2(noise) * np.sqrt(power)).real
+    return np.exp(0.5 * g / g.std()).astype(np.float32), cos4
+
+
+def _axial_over_diagonal(y, cos4, lo=0.25):
+    """Mean power of the modes with |m| > lo n along the axes (cos 4 theta > 0.9) over the diagonals' (< -0.9)."""
+    grid = y.shape[-1]
+    p = (np.abs(np.fft.fft2(y)) ** 2).mean(axis=0)
+    m = np.fft.fftfreq(grid, 1.0 / grid)
+    far = np.hypot(*np.meshgrid(m, m, indexing="ij")) > lo * grid
+    return p[far & (cos4 > 0.9)].mean() / p[far & (cos4 < -0.9)].mean()
+
+
+def test_lattice_anisotropy_is_fitted_from_the_data_and_reproduced_by_the_generator():
+    """Power that depends on a mode's direction: isotropic colouring misses it, option lattice_anisotropy carries it, on a
+    larger latent too; isotropic data give (near) zero coefficients."""
+    x, cos4 = _anisotropic_fields(300, 16, 0.4)
+    spec, t = _spec(x, residual=False)
+    coef = np.array(t.stats["lattice_aniso"])
+    assert coef.shape == (len(t.stats["pk_node"]), 2) and np.abs(coef[3:8, 0]).min() > 0.5  # log power ~ 2 x 0.4 x 4 u
+    x_iso = _anisotropic_fields(300, 16, 0.0)[0]
+    iso, t_iso = _spec(x_iso, residual=False)
+    assert np.abs(np.array(iso.data_stats["lattice_aniso"])[3:8, 0]).max() < 0.3
+    # the selection's axial and diagonal modes sit at different |m|: ratios read against isotropic fields' own
+    reference = _axial_over_diagonal(t_iso.forward(torch.from_numpy(x_iso))[:, 0].numpy(), cos4)
+    target = _axial_over_diagonal(t.forward(torch.from_numpy(x))[:, 0].numpy(), cos4)
+    assert target / reference > 1.8  # (1.4 / 0.6 = 2.3 in the fields' log, less after the exp and back)
+    c = torch.zeros(400, 2)
+    ratios = {}
+    for on in (False, True):
+        g = build_generator(dataclasses.replace(spec, options={**spec.options, "lattice_anisotropy": on}))
+        with torch.no_grad():
+            y = g(torch.randn((400, *g.latent_shape(1)), generator=torch.Generator().manual_seed(1)), c)[:, 0].numpy()
+        ratios[on] = _axial_over_diagonal(y, cos4)
+    assert abs(ratios[False] / reference - 1) < 0.15  # the isotropic colouring
+    assert abs(ratios[True] / target - 1) < 0.15, (ratios, target)
+    g = build_generator(dataclasses.replace(spec, options={**spec.options, "lattice_anisotropy": True}))
+    with torch.no_grad():
+        y2 = g(torch.randn((100, *g.latent_shape(2)), generator=torch.Generator().manual_seed(2)), c[:100])[:, 0].numpy()
+    _, cos4_32 = _anisotropic_fields(1, 32, 0.0)
+    assert abs(_axial_over_diagonal(y2, cos4_32) / target - 1) < 0.15  # the same physical modes on a twice larger grid
+    stats = {k: v for k, v in t.stats.items() if k != "lattice_aniso"}
+    with pytest.raises(ConfigError, match="lattice_anisotropy"):
+        build_generator(dataclasses.replace(spec, data_stats=stats, options={**spec.options, "lattice_anisotropy": True}))
+
+
 def test_moment_matching_can_pin_the_minkowski_functionals_alone():
     """moment_summaries='minkowski': the moment features are the critic's soft Minkowski columns, nothing else."""
     from physgan.domains.nbody.model import moment_features

@@ -35,6 +35,7 @@ from physgan.domains.nbody.calibration import GRID_EDGE, calibrate_generator, gr
 from physgan.domains.nbody.options import NbodyModelOptions
 from physgan.domains.nbody.spectral import (
     field_summaries,
+    lattice_harmonics,
     low_modes,
     n_summaries,
     shell_interpolation,
@@ -243,7 +244,9 @@ class SpectralFieldGenerator(nn.Module):
     (default true: with ``amp_degree``, ``log A`` starts from the training fields' own least-squares dependence on
     the conditions, ``data_stats['amp_fit']``, so the networks learn a correction rather than the whole response) and
     ``calibrate`` (default false: after training, :meth:`calibrate_statistics` sets the mean density and the density power
-    to the training fields' at every condition, :mod:`physgan.domains.nbody.calibration`).
+    to the training fields' at every condition, :mod:`physgan.domains.nbody.calibration`) and ``lattice_anisotropy``
+    (default false: the coloured power depends on a mode's direction as the training fields' does near the grid scale,
+    ``data_stats['lattice_aniso']``; fixed, not learned).
     """
 
     def __init__(self, spec: ModelSpec):
@@ -295,6 +298,16 @@ class SpectralFieldGenerator(nn.Module):
             self.register_buffer("af_offset", torch.as_tensor(fit["offset"], dtype=torch.float32), persistent=False)
             self.register_buffer("af_mean", torch.as_tensor(fit["c_mean"], dtype=torch.float32), persistent=False)
             self.register_buffer("af_std", torch.as_tensor(fit["c_std"], dtype=torch.float32), persistent=False)
+        lattice_coef = None  # option lattice_anisotropy: (n_nodes, 2) of the data's direction dependence
+        if opts.lattice_anisotropy:
+            coef = stats.get("lattice_aniso")
+            if coef is None or len(coef) != self.n_nodes:
+                raise ConfigError(
+                    "nbody model.options.lattice_anisotropy needs data_stats['lattice_aniso'] with one row per shell node "
+                    "(a transform fitted with this version)"
+                )
+            lattice_coef = torch.as_tensor(coef, dtype=torch.float32)
+        self.register_buffer("lattice_coef", lattice_coef, persistent=False)
         self.mu, self.sd, self.eps = float(stats["mu"]), float(stats["sd"]), float(stats.get("eps", 1e-3))
         y_max = stats.get("y_max")
         self.y_max = float(y_max) if y_max is not None and opts.density_cap else None  # the output's ceiling
@@ -449,6 +462,10 @@ class SpectralFieldGenerator(nn.Module):
         lo, hi, w = (t.to(z.device) for t in shell_interpolation(spatial, self.n, self.n_nodes))
         log_a_nodes = self.log_amplitude(e, c)  # (B, nodes, C)
         log_a = log_a_nodes[:, lo] * (1 - w)[None, :, None] + log_a_nodes[:, hi] * w[None, :, None]  # (B, modes, C)
+        if self.lattice_coef is not None:  # the direction dependence, at the same physical wavenumbers on any grid
+            u = torch.as_tensor(lattice_harmonics(spatial), dtype=log_a.dtype, device=z.device)
+            coef = self.lattice_coef[lo] * (1 - w)[:, None] + self.lattice_coef[hi] * w[:, None]
+            log_a = log_a + 0.5 * (u * coef).sum(dim=1)[None, :, None]
         dims = tuple(range(2, z.ndim))
         f = torch.fft.rfftn(z[:, : self.channels], dim=dims, norm="ortho")
         amp = torch.exp(log_a).transpose(1, 2).reshape(f.shape)

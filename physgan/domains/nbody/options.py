@@ -61,6 +61,10 @@ class NbodyModelOptions:
     # Minkowski functionals depend on), linearly: smooth between the training cosmologies by construction. Measured
     # against the embedding on lognormal slabs: no better (moments) or worse (variance): bench/RESULTS.md §11, 29th session
     residual_condition: Literal["embedding", "variance", "moments"] = "embedding"
+    # spectral generator: the coloured field's power depends on a mode's direction as the training fields' does near the grid
+    # scale (their mass assignment's window: data_stats['lattice_aniso'], physgan.domains.nbody.spectral.fit_lattice_anisotropy),
+    # not only on |k|; fixed by the data, not learned (the critic's shells average over directions)
+    lattice_anisotropy: bool = False
     # what conditional moment matching (train.moment_weight > 0) pins: every critic summary, or the soft Minkowski
     # functionals alone (light-tailed, unlike the heavy-tailed density power whose noise made the full set a negative three
     # times, bench/RESULTS.md §11; needs the transform's mf statistics, as mf_summaries does). Negative too at weights 2 and

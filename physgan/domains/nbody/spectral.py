@@ -47,6 +47,8 @@ __all__ = [
     "soft_minkowski",
     "fit_amplitude_response",
     "node_power",
+    "lattice_harmonics",
+    "fit_lattice_anisotropy",
 ]
 
 #: Quantile levels of the one-point distribution in :func:`field_summaries` (sorted values: differentiable, and
@@ -139,6 +141,71 @@ def low_modes(shape: tuple[int, ...], n_train: int, cut: float) -> torch.Tensor:
     """
     kmag, _ = _index(tuple(int(s) for s in shape))
     return torch.as_tensor(kmag * n_train / shape[0] < cut)
+
+
+@lru_cache(maxsize=16)
+def lattice_harmonics(shape: tuple[int, ...]) -> np.ndarray:
+    """Direction features of each flattened rfftn mode of a field of spatial ``shape`` that the grid's cubic symmetry allows
+    -> (n_modes, 2) float64: ``u = s4 - 3 / (d + 2)`` and ``u^2``, with ``s4 = sum_i m_i^4 / |m|^4``.
+
+    ``s4`` is the lowest polynomial of a direction invariant under the lattice's reflections and axis swaps (in 2-D
+    ``(3 + cos 4 theta) / 4``: 1 along an axis, 1/2 along a diagonal); ``3 / (d + 2)`` is its average over directions, so
+    ``u`` is centred. The mean (``m = 0``) has no direction: zero. Cached per grid (callers must not modify it).
+    """
+    shape = tuple(int(v) for v in shape)
+    d = len(shape)
+    freqs = [np.fft.fftfreq(v, 1.0 / v) for v in shape[:-1]] + [np.fft.rfftfreq(shape[-1], 1.0 / shape[-1])]
+    grids = [g.ravel() for g in np.meshgrid(*freqs, indexing="ij")]
+    m2 = sum(g**2 for g in grids)
+    s4 = np.divide(sum(g**4 for g in grids), m2**2, out=np.full(m2.shape, 3.0 / (d + 2)), where=m2 > 0)
+    u = s4 - 3.0 / (d + 2)
+    return np.stack([u, u**2], axis=1)
+
+
+def fit_lattice_anisotropy(power: np.ndarray, shape: tuple[int, ...], pk_node: np.ndarray, ridge: float = 1e-6) -> np.ndarray:
+    """How the mean power of each mode departs from the isotropic spectrum, as :func:`lattice_harmonics` per shell node.
+
+    A pixelised simulator's fields are not isotropic near the grid scale: the mass assignment's window and aliasing
+    depend on the direction of ``m``, not only on ``|m|`` (64^2 lognormal slabs: diagonal over axial power 1.10 at
+    ``|m| = 28``, 1.47 at 32), while a spectrum per shell is the same in every direction (bench/RESULTS.md §11,
+    thirty-first session). Least squares (multiplicity-weighted, ``ridge`` relative to the normal matrix's scale) of
+    ``log power - log P_iso`` with ``P_iso`` the node powers interpolated as the generator interpolates them
+    (:func:`shell_interpolation`), on ``sum_h u_h(m) a_h(|m|)`` with ``a_h`` linear between the nodes.
+
+    Parameters
+    ----------
+    power : ndarray (n_modes,)
+        Mean power of each flattened rfftn mode of the training fields.
+    shape : tuple of int
+        Their spatial shape (the training grid).
+    pk_node : ndarray (n_nodes,)
+        The node powers of :func:`node_power`.
+    ridge : float
+        Tikhonov weight (nodes without modes stay at zero).
+
+    Returns
+    -------
+    ndarray (n_nodes, 2)
+        ``a_h`` at each node: the log power's anisotropy; the generator adds half of ``sum_h u_h a_h`` to its log
+        amplitude.
+    """
+    shape = tuple(int(v) for v in shape)
+    n_nodes = len(pk_node)
+    lo, hi, w = (t.numpy() for t in shell_interpolation(shape, shape[0], n_nodes))
+    w = w.astype(np.float64)
+    log_node = np.log(np.maximum(np.asarray(pk_node, dtype=np.float64), 1e-300))
+    r = np.log(np.maximum(np.asarray(power, dtype=np.float64), 1e-300)) - ((1 - w) * log_node[lo] + w * log_node[hi])
+    u = lattice_harmonics(shape)
+    n_h = u.shape[1]
+    x = np.zeros((len(r), n_nodes * n_h))
+    rows = np.arange(len(r))
+    for h in range(n_h):
+        np.add.at(x, (rows, lo * n_h + h), u[:, h] * (1 - w))
+        np.add.at(x, (rows, hi * n_h + h), u[:, h] * w)
+    sw = _index(shape)[1].ravel()
+    normal = x.T @ (x * sw[:, None])
+    normal[np.diag_indices_from(normal)] += ridge * max(float(np.trace(normal)) / len(normal), 1e-12)
+    return np.linalg.solve(normal, x.T @ (sw * r)).reshape(n_nodes, n_h)
 
 
 def n_summaries(n: int, density_power: bool = True) -> int:
@@ -360,8 +427,9 @@ def fit_spectral_stats(y: np.ndarray, mu: float, sd: float, batch: int = 512, c:
     ``pk_node``: the node powers that reproduce it through the generator's interpolation (:func:`node_power`;
     the generator's initial spectrum); ``summary_mean`` / ``summary_std``: of :func:`field_summaries`;
     ``mf_thresholds`` (the pooled values' quantiles at :data:`MF_LEVELS`) and ``mf_mean`` / ``mf_std``: of
-    :func:`soft_minkowski` at those thresholds; with conditions ``c`` (N, k), ``amp_fit``: the spectrum's
-    dependence on them (:func:`fit_amplitude_response`), the spectral generator's starting point.
+    :func:`soft_minkowski` at those thresholds; ``lattice_aniso``: the power's dependence on a mode's direction
+    (:func:`fit_lattice_anisotropy`); with conditions ``c`` (N, k), ``amp_fit``: the spectrum's dependence on them
+    (:func:`fit_amplitude_response`), the spectral generator's starting point.
     """
     y = np.asarray(y, dtype=np.float32)
     thresholds = torch.as_tensor(np.quantile(y[: min(len(y), 256)], MF_LEVELS), dtype=torch.float32)
@@ -373,6 +441,7 @@ def fit_spectral_stats(y: np.ndarray, mu: float, sd: float, batch: int = 512, c:
     mult = mult.ravel()
     power = np.zeros(n_nodes)
     weight = np.zeros(n_nodes)
+    mode_power = np.zeros(shell.size)
     rows, mf_rows = [], []
     with torch.no_grad():
         for i in range(0, len(y), batch):
@@ -381,12 +450,15 @@ def fit_spectral_stats(y: np.ndarray, mu: float, sd: float, batch: int = 512, c:
             p = (f.real**2 + f.imag**2).flatten(1).numpy().astype(np.float64)
             np.add.at(power, shell, (p * mult).sum(axis=0))
             np.add.at(weight, shell, mult * len(p))
+            mode_power += p.sum(axis=0)
             rows.append(field_summaries(t[:, None], mu, sd).numpy().astype(np.float64))
             mf_rows.append(soft_minkowski(t[:, None], thresholds).numpy().astype(np.float64))
     filled = weight > 0
     pk = np.interp(np.arange(n_nodes), np.flatnonzero(filled), power[filled] / weight[filled])
     s = np.concatenate(rows)
     mf = np.concatenate(mf_rows)
+    pk_node = np.maximum(node_power(np.maximum(pk, 1e-12), spatial), 1e-12)
+    aniso = fit_lattice_anisotropy(mode_power / len(y), spatial, pk_node)
     extra = {}
     if c is not None and np.asarray(c).size and len(y) > 10:
         extra["amp_fit"] = fit_amplitude_response(y, c, n_nodes, degree=2, batch=batch)
@@ -396,7 +468,8 @@ def fit_spectral_stats(y: np.ndarray, mu: float, sd: float, batch: int = 512, c:
         "mf_mean": [float(v) for v in mf.mean(axis=0)],
         "mf_std": [float(v) for v in np.maximum(mf.std(axis=0), 1e-6)],
         "pk_shell": [float(v) for v in np.maximum(pk, 1e-12)],
-        "pk_node": [float(v) for v in np.maximum(node_power(np.maximum(pk, 1e-12), spatial), 1e-12)],
+        "pk_node": [float(v) for v in pk_node],
+        "lattice_aniso": [[float(v) for v in row] for row in aniso],
         "summary_mean": [float(v) for v in s.mean(axis=0)],
         "summary_std": [float(v) for v in np.maximum(s.std(axis=0), 1e-6)],
     }
