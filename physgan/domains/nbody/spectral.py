@@ -196,16 +196,20 @@ def fit_lattice_anisotropy(power: np.ndarray, shape: tuple[int, ...], pk_node: n
     log_node = np.log(np.maximum(np.asarray(pk_node, dtype=np.float64), 1e-300))
     r = np.log(np.maximum(np.asarray(power, dtype=np.float64), 1e-300)) - ((1 - w) * log_node[lo] + w * log_node[hi])
     u = lattice_harmonics(shape)
-    n_h = u.shape[1]
-    x = np.zeros((len(r), n_nodes * n_h))
-    rows = np.arange(len(r))
-    for h in range(n_h):
-        np.add.at(x, (rows, lo * n_h + h), u[:, h] * (1 - w))
-        np.add.at(x, (rows, hi * n_h + h), u[:, h] * w)
+    n_h, n_par = u.shape[1], n_nodes * u.shape[1]
+    # each mode's row of the design matrix has 2 n_h non-zeros (its two nodes x the harmonics): the normal equations are
+    # accumulated from those alone (a dense design matrix is modes x parameters: 2 GB at 128^3)
+    cols = np.concatenate([lo[:, None] * n_h + np.arange(n_h), hi[:, None] * n_h + np.arange(n_h)], axis=1)  # (M, 2H)
+    vals = np.concatenate([u * (1 - w)[:, None], u * w[:, None]], axis=1)
     sw = _index(shape)[1].ravel()
-    normal = x.T @ (x * sw[:, None])
-    normal[np.diag_indices_from(normal)] += ridge * max(float(np.trace(normal)) / len(normal), 1e-12)
-    return np.linalg.solve(normal, x.T @ (sw * r)).reshape(n_nodes, n_h)
+    normal = np.zeros(n_par * n_par)
+    pairs = (cols[:, :, None] * n_par + cols[:, None, :]).ravel()
+    np.add.at(normal, pairs, (sw[:, None, None] * vals[:, :, None] * vals[:, None, :]).ravel())
+    normal = normal.reshape(n_par, n_par)
+    rhs = np.zeros(n_par)
+    np.add.at(rhs, cols.ravel(), (sw[:, None] * vals * r[:, None]).ravel())
+    normal[np.diag_indices_from(normal)] += ridge * max(float(np.trace(normal)) / n_par, 1e-12)
+    return np.linalg.solve(normal, rhs).reshape(n_nodes, n_h)
 
 
 def n_summaries(n: int, density_power: bool = True) -> int:
