@@ -42,6 +42,7 @@ __all__ = [
     "physgan_cmd",
     "cpu_env",
     "add_training_args",
+    "run_with_budget",
     "train_with_budget",
 ]
 
@@ -268,6 +269,58 @@ def add_training_args(p: argparse.ArgumentParser, preset: str = "quick", minutes
     return p
 
 
+def run_with_budget(cmd: list[str], env: dict[str, str], log: Any, minutes: float, grace_s: float = 300.0) -> tuple[bool, int]:
+    """Run ``cmd`` (a ``physgan train`` command) to its end, sending it SIGTERM after ``minutes`` of wall time.
+
+    A benchmark stopped by SIGTERM or Ctrl-C stops its training the same way first (SIGTERM: physgan checkpoints and
+    exits, so a rerun resumes) and waits up to ``grace_s`` for it (then kills it). Killed alone, a benchmark left its
+    training running with no budget on the core of the next run (bench/RESULTS.md §11, thirty-first session).
+
+    Parameters
+    ----------
+    cmd : list of str
+        The command.
+    env : dict
+        Its environment.
+    log : file
+        Where its output goes.
+    minutes : float
+        The wall-clock budget.
+    grace_s : float
+        How long a stopped child may take to checkpoint.
+
+    Returns
+    -------
+    (bool, int)
+        Whether the budget stopped it; its exit status.
+    """
+
+    def stop(signum: int, frame: Any) -> None:
+        raise SystemExit(f"benchmark stopped by {signal.Signals(signum).name}; its training was checkpointed (rerun to resume)")
+
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    previous = signal.signal(signal.SIGTERM, stop) if threading.current_thread() is threading.main_thread() else None
+    deadline = time.perf_counter() + 60 * minutes
+    stopped = False
+    try:
+        while proc.poll() is None:
+            if time.perf_counter() > deadline and not stopped:
+                proc.send_signal(signal.SIGTERM)
+                stopped = True
+            time.sleep(0.2)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+        if proc.poll() is None:  # the benchmark itself was stopped: so is its training (a repeated SIGTERM is harmless)
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=grace_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    return stopped, proc.returncode
+
+
 def train_with_budget(domain: str, data: Path, run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     """``physgan train DOMAIN`` in a subprocess, stopped by SIGTERM after ``args.train_minutes``.
 
@@ -297,18 +350,12 @@ def train_with_budget(domain: str, data: Path, run_dir: Path, args: argparse.Nam
     with open(log_path, "a") as log:
         log.write("$ physgan " + " ".join(argv) + "\n")
         log.flush()
-        proc = subprocess.Popen(physgan_cmd(*argv), env=cpu_env(args.threads), stdout=log, stderr=subprocess.STDOUT)
-        deadline = t0 + 60 * args.train_minutes
-        while proc.poll() is None:
-            if time.perf_counter() > deadline and not stopped:
-                proc.send_signal(signal.SIGTERM)
-                stopped = True
-            time.sleep(1)
+        stopped, returncode = run_with_budget(physgan_cmd(*argv), cpu_env(args.threads), log, args.train_minutes)
     wall = time.perf_counter() - t0
     usage1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (usage1.ru_utime + usage1.ru_stime) - (usage0.ru_utime + usage0.ru_stime)
-    if proc.returncode != 0:
-        raise SystemExit(f"training failed (exit {proc.returncode}); see {log_path}")
+    if returncode != 0:
+        raise SystemExit(f"training failed (exit {returncode}); see {log_path}")
     sessions = run_dir / "benchmark_train_sessions.jsonl"
     with open(sessions, "a") as fh:
         fh.write(json.dumps({"wall_s": wall, "cpu_s": cpu, "stopped_by_budget": stopped}) + "\n")
