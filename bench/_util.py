@@ -296,7 +296,8 @@ def run_with_budget(cmd: list[str], env: dict[str, str], log: Any, minutes: floa
     """
 
     def stop(signum: int, frame: Any) -> None:
-        raise SystemExit(f"benchmark stopped by {signal.Signals(signum).name}; its training was checkpointed (rerun to resume)")
+        name = signal.Signals(signum).name
+        raise SystemExit(f"benchmark stopped by {name}; its training was told to checkpoint and stop (rerun to resume)")
 
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
     previous = signal.signal(signal.SIGTERM, stop) if threading.current_thread() is threading.main_thread() else None

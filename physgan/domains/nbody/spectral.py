@@ -64,11 +64,16 @@ MF_WIDTH = 0.2
 
 
 @lru_cache(maxsize=16)
+def _wave_vectors(shape: tuple[int, ...]) -> list[np.ndarray]:
+    """The integer wave vector ``m`` of each rfftn mode of a spatial ``shape``: one array (rfftn layout) per axis."""
+    freqs = [np.fft.fftfreq(s, 1.0 / s) for s in shape[:-1]] + [np.fft.rfftfreq(shape[-1], 1.0 / shape[-1])]
+    return np.meshgrid(*freqs, indexing="ij")
+
+
+@lru_cache(maxsize=16)
 def _index(shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
     """(|m| of each rfftn mode, its full-space multiplicity) for a spatial ``shape``."""
-    freqs = [np.fft.fftfreq(s, 1.0 / s) for s in shape[:-1]] + [np.fft.rfftfreq(shape[-1], 1.0 / shape[-1])]
-    grids = np.meshgrid(*freqs, indexing="ij")
-    kmag = np.sqrt(sum(g**2 for g in grids))
+    kmag = np.sqrt(sum(g**2 for g in _wave_vectors(shape)))
     mult = np.full(kmag.shape, 2.0)
     mult[..., 0] = 1.0
     if shape[-1] % 2 == 0:
@@ -154,8 +159,7 @@ def lattice_harmonics(shape: tuple[int, ...]) -> np.ndarray:
     """
     shape = tuple(int(v) for v in shape)
     d = len(shape)
-    freqs = [np.fft.fftfreq(v, 1.0 / v) for v in shape[:-1]] + [np.fft.rfftfreq(shape[-1], 1.0 / shape[-1])]
-    grids = [g.ravel() for g in np.meshgrid(*freqs, indexing="ij")]
+    grids = [g.ravel() for g in _wave_vectors(shape)]
     m2 = sum(g**2 for g in grids)
     s4 = np.divide(sum(g**4 for g in grids), m2**2, out=np.full(m2.shape, 3.0 / (d + 2)), where=m2 > 0)
     u = s4 - 3.0 / (d + 2)
