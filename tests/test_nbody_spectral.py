@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage
 
 from physgan.domains.base import ModelSpec
 from physgan.domains.nbody.model import SpectralFieldGenerator, SummaryFieldCritic, build_critic, build_generator
@@ -307,6 +308,54 @@ def test_critic_with_minkowski_summaries_builds_and_old_statistics_are_refused()
     assert torch.isfinite(s).all() and s[:, base.summaries.n_out :].abs().max() < 10  # standardised by the training spread
     stats = {k: v for k, v in t.stats.items() if not k.startswith("mf_")}
     with pytest.raises(ConfigError, match="mf_summaries"):
+        build_critic(dataclasses.replace(spec, data_stats=stats))
+
+
+def _singletons_by_labelling(a: np.ndarray) -> tuple[int, int]:
+    """One-cell components of a periodic 0/1 field ``a``: of the set (3^d - 1 neighbours) and of its complement
+    (face neighbours), by scipy's labelling of the field tiled three times along each axis (the middle copy's)."""
+    d = a.ndim
+    centre = tuple(slice(s, 2 * s) for s in a.shape)
+    counts = []
+    for mask, structure in ((a, np.ones((3,) * d)), (~a, ndimage.generate_binary_structure(d, 1))):
+        lab, _ = ndimage.label(np.tile(mask, (3,) * d), structure=structure)
+        sizes = np.bincount(lab.ravel())
+        counts.append(int(((sizes[lab[centre]] == 1) & mask).sum()))
+    return counts[0], counts[1]
+
+
+@pytest.mark.parametrize("dim,n", [(2, 20), (3, 8)])
+def test_soft_singletons_count_one_cell_islands_and_holes(dim, n):
+    from physgan.domains.nbody.spectral import soft_singletons
+
+    rng = np.random.default_rng(2)
+    u = rng.normal(size=(2,) + (n,) * dim).astype(np.float32)
+    thr = np.array([-0.9, 0.3, 1.4], dtype=np.float32) + 1e-4  # no cell exactly at a threshold
+    soft = soft_singletons(torch.tensor(u)[:, None], torch.tensor(thr), width=1e-6).numpy() * n**dim
+    assert soft.shape == (2, 6)
+    for i in range(2):
+        for t, nu in enumerate(thr):
+            islands, holes = _singletons_by_labelling(u[i] >= nu)
+            np.testing.assert_allclose(soft[i, t], islands, atol=1e-3)
+            np.testing.assert_allclose(soft[i, 3 + t], holes, atol=1e-3)
+    assert soft[:, 2].min() > 0 and soft[:, 3].min() > 0  # islands at the high level, holes at the low one: not all zero
+    yy = torch.tensor(u)[:, None].requires_grad_(True)
+    (grad,) = torch.autograd.grad(soft_singletons(yy, torch.tensor(thr)).sum(), yy)
+    assert torch.isfinite(grad).all() and float(grad.abs().sum()) > 0
+
+
+def test_critic_with_singleton_summaries_builds_and_old_statistics_are_refused():
+    x = _lognormal(16)
+    spec, t = _spec(x, critic_width=0, mf_singletons=True)
+    base = build_critic(_spec(x, critic_width=0)[0])
+    critic = build_critic(spec)
+    assert critic.summaries.n_out == base.summaries.n_out + 2 * len(t.stats["mf_thresholds"])
+    s = critic.summaries(t.forward(torch.from_numpy(x)))
+    assert torch.isfinite(s).all() and s[:, base.summaries.n_out :].abs().max() < 10  # standardised by the training spread
+    both = build_critic(_spec(x, critic_width=0, mf_singletons=True, mf_summaries=True)[0])
+    assert both.summaries.n_out == base.summaries.n_out + 4 * len(t.stats["mf_thresholds"])
+    stats = {k: v for k, v in t.stats.items() if not k.startswith("singleton_")}
+    with pytest.raises(ConfigError, match="mf_singletons"):
         build_critic(dataclasses.replace(spec, data_stats=stats))
 
 

@@ -41,6 +41,7 @@ from physgan.domains.nbody.spectral import (
     shell_interpolation,
     shell_multiplicity,
     soft_minkowski,
+    soft_singletons,
 )
 from physgan.errors import ConfigError
 from physgan.nn.conditioning import ConditionEmbedding, FiLM, ProjectionHead
@@ -511,7 +512,8 @@ class StandardisedSummaries(nn.Module):
     Runs fitted before the density spectrum became a summary keep their shorter summary vector. Option
     ``mf_summaries`` appends the soft Minkowski functionals of :func:`~physgan.domains.nbody.spectral.soft_minkowski`
     (boundary measure and Euler characteristic at the training fields' quantile thresholds); ``minkowski_only`` gives
-    those columns alone (what conditional moment matching pins with option ``moment_summaries='minkowski'``).
+    those columns alone (what conditional moment matching pins with option ``moment_summaries='minkowski'``); option
+    ``mf_singletons`` appends the soft counts of one-cell islands and holes (:func:`~physgan.domains.nbody.spectral.soft_singletons`).
     """
 
     def __init__(self, spec: ModelSpec, minkowski_only: bool = False):
@@ -536,13 +538,26 @@ class StandardisedSummaries(nn.Module):
             for key in ("mf_thresholds", "mf_mean", "mf_std"):
                 self.register_buffer(key, torch.as_tensor(stats[key], dtype=torch.float32), persistent=False)
             self.n_out = (0 if self.minkowski_only else self.n_out) + len(stats["mf_mean"])
+        self.singletons = bool(opts.mf_singletons) and not self.minkowski_only
+        if self.singletons:
+            if "singleton_mean" not in stats:
+                raise ConfigError("nbody model.options.mf_singletons needs a transform fitted with this version (no singleton_mean)")
+            if not self.minkowski:
+                self.register_buffer("mf_thresholds", torch.as_tensor(stats["mf_thresholds"], dtype=torch.float32), persistent=False)
+            for key in ("singleton_mean", "singleton_std"):
+                self.register_buffer(key, torch.as_tensor(stats[key], dtype=torch.float32), persistent=False)
+            self.n_out += len(stats["singleton_mean"])
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         mf = (soft_minkowski(y, self.mf_thresholds) - self.mf_mean) / self.mf_std if self.minkowski else None
         if self.minkowski_only:
             return mf
-        out = (field_summaries(y, self.mu, self.sd, self.density_power) - self.s_mean) / self.s_std
-        return out if mf is None else torch.cat([out, mf], dim=1)
+        cols = [(field_summaries(y, self.mu, self.sd, self.density_power) - self.s_mean) / self.s_std]
+        if mf is not None:
+            cols.append(mf)
+        if self.singletons:
+            cols.append((soft_singletons(y, self.mf_thresholds) - self.singleton_mean) / self.singleton_std)
+        return torch.cat(cols, dim=1)
 
 
 class SummaryFieldCritic(nn.Module):

@@ -27,6 +27,9 @@ class NbodyModelOptions:
     res_blocks: int = 2
     summary_hidden: int = 64
     mf_summaries: bool = False  # summary critic: also the soft Minkowski functionals (boundary, Euler characteristic)
+    # summary critic: also the soft counts of one-cell islands and holes of the excursion sets (spectral.soft_singletons), where
+    # the Euler characteristic's miss on lognormal slabs sits (bench/RESULTS.md §11, thirty-first and thirty-second sessions)
+    mf_singletons: bool = False
     amp_fit: bool = True  # spectral generator with amp_degree: log A starts from the data's fitted dependence on the conditions
     amp_degree: int | None = None  # spectral generator: learned log A polynomial degree (0, 1, 2) in the conditions (None: MLP)
     # spectral generator: the learned correction b' of the mean-holding offset: a function of the conditions (runs made
