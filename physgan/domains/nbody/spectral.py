@@ -26,11 +26,11 @@ References
 
 from __future__ import annotations
 
-import itertools
 from functools import lru_cache
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from physgan.nn.topology import soft_euler_characteristic
 
@@ -318,15 +318,17 @@ def soft_singletons(y: torch.Tensor, thresholds: torch.Tensor, width: float = MF
     d = y.ndim - 2
     dims = tuple(range(2, 2 + d))
     n_cells = float(np.prod(y.shape[2:]))
-    s = torch.sigmoid((y.float() - thresholds.view(1, -1, *([1] * d))) / width)  # (B, T, *spatial)
-    empty = 1 - s
-    island = s
-    for shift in itertools.product((-1, 0, 1), repeat=d):
-        if any(shift):
-            island = island * torch.roll(empty, shift, dims=dims)
-    hole = empty
+    x = (y.float() - thresholds.view(1, -1, *([1] * d))) / width  # (B, T, *spatial)
+    # in logs, products of memberships are sums: log s = -softplus(-x), log(1 - s) = -softplus(x) (stable at any x);
+    # the 3^d block's sum is separable, one pair of rolls per axis
+    log_empty = -F.softplus(x)
+    log_full = -F.softplus(-x)
+    block = log_empty
     for a in dims:
-        hole = hole * torch.roll(s, 1, dims=a) * torch.roll(s, -1, dims=a)
+        block = block + torch.roll(block, 1, dims=a) + torch.roll(block, -1, dims=a)
+    island = torch.exp(log_full + block - log_empty)
+    faces = sum(torch.roll(log_full, 1, dims=a) + torch.roll(log_full, -1, dims=a) for a in dims)
+    hole = torch.exp(log_empty + faces)
     return torch.cat([island.sum(dim=dims) / n_cells, hole.sum(dim=dims) / n_cells], dim=1)
 
 
