@@ -1700,6 +1700,33 @@ def test_occupancy_pinned_keeps_each_cells_hit_rate_whatever_the_shifts_mean_and
             build_generator(ModelSpec(**{**spec.__dict__, "options": options}))
 
 
+def test_occupancy_pinned_groups_pins_only_the_first_groups():
+    """Option ``occupancy_pinned_groups``: the first N groups' probits are the data's and their shift is centred (no
+    gradient on its constant), the other groups' probits and shift constants learn as without pinning."""
+    from physgan.errors import ConfigError
+
+    opts = {"cell_noise": True, "noise_head": "layer", "occupancy": True, "occupancy_slope": True,
+            "occupancy_mean_preserving": True, "occupancy_pinned": True}
+    _, spec = _occupancy_model(3, 2, **opts)
+    torch.manual_seed(0)
+    g = build_generator(ModelSpec(**{**spec.__dict__, "options": {**opts, "occupancy_pinned_groups": 1}}))
+    assert g.n_groups == 3
+    with torch.no_grad():
+        g.occupancy_shift.weight.normal_(std=0.6, generator=torch.Generator().manual_seed(1))
+    g.train()
+    g(torch.randn(64, *g.latent_shape()), torch.randn(64, 1)).sum().backward()
+    frozen = [p.requires_grad for p in (*g.occupancy_logit, *g.occupancy_slope)]
+    assert frozen == [False, True, True, False, True, True]
+    assert g.occupancy_logit[1].grad is not None and g.occupancy_logit[1].grad.abs().sum() > 0
+    bias_grad = g.occupancy_shift.bias.grad.abs()
+    assert float(bias_grad[0]) < 1e-4 * float(g.occupancy_shift.weight.grad.abs().max())  # group 0 centred
+    assert float(bias_grad[1:].min()) > 1e-3  # groups 1 and 2 free
+    for options, match in (({**opts, "occupancy_pinned_groups": 4}, "occupancy_pinned_groups must be in 0..3"),
+                           ({**opts, "occupancy_pinned": False, "occupancy_pinned_groups": 1}, "needs occupancy_pinned")):
+        with pytest.raises(ConfigError, match=match):
+            build_generator(ModelSpec(**{**spec.__dict__, "options": options}))
+
+
 def test_calibrate_statistics_sets_the_shift_tables_from_the_generators_own_shifts():
     """``calibrate_statistics`` (called by the training loop on the EMA generator before validating and saving): the
     per-bin variance (and, pinned, the mean) of the hit shift become this generator's own at each bin's centre, whatever

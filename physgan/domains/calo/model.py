@@ -748,12 +748,22 @@ class CaloGenerator(nn.Module):
             # Negative on dataset 2 so far (twenty-third session): the EMA generator that samples has its own shift mean,
             # up to 0.4 probit off the running table it inherits, and layers 5-16's widths went to separation 0.3
             self.occupancy_pinned = bool(_opt(spec, "occupancy_pinned", False))
+            if int(_opt(spec, "occupancy_pinned_groups", 0)) and not self.occupancy_pinned:
+                raise ConfigError("calo model: occupancy_pinned_groups needs occupancy_pinned")
             if self.occupancy_pinned:
                 if not (self.occupancy_mean_preserving and self.occupancy_slope is not None):
                     raise ConfigError("calo model: occupancy_pinned needs occupancy_mean_preserving and occupancy_slope "
                                       "(the data's hit-rate lines and the shift's statistics at fixed energy)")
-                for p in [*self.occupancy_logit, *self.occupancy_slope]:
-                    p.requires_grad_(False)
+                # option occupancy_pinned_groups: only the first N groups (on dataset 2 the pinned rates helped layer 0, the
+                # thin first layer, and cost layers 4-16's centres: bench/RESULTS.md §13, twenty-third session)
+                n_pinned = int(_opt(spec, "occupancy_pinned_groups", 0))
+                if not 0 <= n_pinned <= self.n_groups:
+                    raise ConfigError(f"calo model: occupancy_pinned_groups must be in 0..{self.n_groups} (0: all), got {n_pinned}")
+                n_pinned = n_pinned or self.n_groups
+                for k in range(n_pinned):
+                    self.occupancy_logit[k].requires_grad_(False)
+                    self.occupancy_slope[k].requires_grad_(False)
+                self.register_buffer("occupancy_pinned_mask", (torch.arange(self.n_groups) < n_pinned).float(), persistent=False)
                 self.register_buffer("occupancy_shift_mean", torch.zeros(self.n_groups, SHIFT_VAR_BINS))
             shift_in = spec.embed_dim if self.occupancy_from_condition else width
             shift_in = spec.embed_dim + self.n_groups if self.occupancy_from_shares else shift_in
@@ -915,7 +925,8 @@ class CaloGenerator(nn.Module):
             mean = x @ beta
         else:
             mean = torch.stack([self._binned_at(self.occupancy_shift_mean, c[:, 0], k) for k in range(g)], dim=1)
-        return torch.cat([level - mean.to(level.dtype), occ_shift[:, g:]], dim=1)
+        mean = mean.to(level.dtype) * self.occupancy_pinned_mask.to(level.dtype)  # groups not pinned keep their shift
+        return torch.cat([level - mean, occ_shift[:, g:]], dim=1)
 
     @torch.no_grad()
     def _track_shift_var(self, level: torch.Tensor, c: torch.Tensor, momentum: float = 0.02) -> None:
