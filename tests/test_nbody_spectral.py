@@ -339,21 +339,26 @@ def test_soft_singletons_count_one_cell_islands_and_holes(dim, n):
             np.testing.assert_allclose(soft[i, t], islands, atol=1e-3)
             np.testing.assert_allclose(soft[i, 3 + t], holes, atol=1e-3)
     assert soft[:, 2].min() > 0 and soft[:, 3].min() > 0  # islands at the high level, holes at the low one: not all zero
+    split = soft_singletons(torch.tensor(u)[:, None], torch.tensor(thr[1:]), torch.tensor(thr[:1]), width=1e-6).numpy()
+    np.testing.assert_allclose(split * n**dim, soft[:, [1, 2, 3]], atol=1e-3)  # islands at two levels, holes at another
     yy = torch.tensor(u)[:, None].requires_grad_(True)
     (grad,) = torch.autograd.grad(soft_singletons(yy, torch.tensor(thr)).sum(), yy)
     assert torch.isfinite(grad).all() and float(grad.abs().sum()) > 0
 
 
 def test_critic_with_singleton_summaries_builds_and_old_statistics_are_refused():
+    from physgan.domains.nbody.spectral import SINGLETON_HOLE_LEVELS, SINGLETON_ISLAND_LEVELS
+
     x = _lognormal(16)
     spec, t = _spec(x, critic_width=0, mf_singletons=True)
     base = build_critic(_spec(x, critic_width=0)[0])
     critic = build_critic(spec)
-    assert critic.summaries.n_out == base.summaries.n_out + 2 * len(t.stats["mf_thresholds"])
+    n_single = len(SINGLETON_ISLAND_LEVELS) + len(SINGLETON_HOLE_LEVELS)
+    assert critic.summaries.n_out == base.summaries.n_out + n_single == base.summaries.n_out + len(t.stats["singleton_mean"])
     s = critic.summaries(t.forward(torch.from_numpy(x)))
     assert torch.isfinite(s).all() and s[:, base.summaries.n_out :].abs().max() < 10  # standardised by the training spread
     both = build_critic(_spec(x, critic_width=0, mf_singletons=True, mf_summaries=True)[0])
-    assert both.summaries.n_out == base.summaries.n_out + 4 * len(t.stats["mf_thresholds"])
+    assert both.summaries.n_out == base.summaries.n_out + 2 * len(t.stats["mf_thresholds"]) + n_single
     stats = {k: v for k, v in t.stats.items() if not k.startswith("singleton_")}
     with pytest.raises(ConfigError, match="mf_singletons"):
         build_critic(dataclasses.replace(spec, data_stats=stats))

@@ -54,3 +54,24 @@ def test_soft_euler_density_has_gradients_and_refuses_degenerate_windows():
         soft_euler_density(torch.rand(4, 1, 5), 2)
     with pytest.raises(ValueError, match="ndim"):
         soft_euler_density(torch.rand(4, 5), 3)
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_vacancy_products_are_one_where_every_voxel_sharing_the_cell_is_empty(ndim):
+    """For a 0/1 field, the product over the voxels that share a cell across the axes A is 1 exactly where all 2^|A| of
+    them (offsets 0 / -1 along A, periodic) are empty: checked against a direct loop over the offsets."""
+    import itertools
+
+    from physgan.nn.topology import vacancy_products
+
+    rng = np.random.default_rng(ndim)
+    full = torch.as_tensor(rng.random((2,) + (5,) * ndim) < 0.3, dtype=torch.float64)
+    dims = tuple(range(1, ndim + 1))
+    products = vacancy_products(1 - full, dims)
+    assert len(products) == 2**ndim
+    for shared, got in products.items():
+        want = torch.ones_like(full, dtype=torch.bool)
+        for offsets in itertools.product((0, 1), repeat=len(shared)):
+            want &= torch.roll(full, offsets, dims=shared) == 0 if shared else full == 0
+        assert torch.equal(got, want.double()), shared
+    assert 0 < float(products[dims].mean()) < 1  # some cells with every voxel empty, some without

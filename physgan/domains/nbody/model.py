@@ -40,6 +40,7 @@ from physgan.domains.nbody.spectral import (
     n_summaries,
     shell_interpolation,
     shell_multiplicity,
+    singleton_thresholds,
     soft_minkowski,
     soft_singletons,
 )
@@ -542,8 +543,9 @@ class StandardisedSummaries(nn.Module):
         if self.singletons:
             if "singleton_mean" not in stats:
                 raise ConfigError("nbody model.options.mf_singletons needs a transform fitted with this version (no singleton_mean)")
-            if not self.minkowski:
-                self.register_buffer("mf_thresholds", torch.as_tensor(stats["mf_thresholds"], dtype=torch.float32), persistent=False)
+            islands, holes = singleton_thresholds(stats["mf_thresholds"])
+            self.register_buffer("island_thresholds", islands, persistent=False)
+            self.register_buffer("hole_thresholds", holes, persistent=False)
             for key in ("singleton_mean", "singleton_std"):
                 self.register_buffer(key, torch.as_tensor(stats[key], dtype=torch.float32), persistent=False)
             self.n_out += len(stats["singleton_mean"])
@@ -556,7 +558,7 @@ class StandardisedSummaries(nn.Module):
         if mf is not None:
             cols.append(mf)
         if self.singletons:
-            cols.append((soft_singletons(y, self.mf_thresholds) - self.singleton_mean) / self.singleton_std)
+            cols.append((soft_singletons(y, self.island_thresholds, self.hole_thresholds) - self.singleton_mean) / self.singleton_std)
         return torch.cat(cols, dim=1)
 
 
