@@ -66,7 +66,9 @@ class NbodyModelOptions:
     residual_condition: Literal["embedding", "variance", "moments"] = "embedding"
     # spectral generator: the coloured field's power depends on a mode's direction as the training fields' does near the grid
     # scale (their mass assignment's window: data_stats['lattice_aniso'], physgan.domains.nbody.spectral.fit_lattice_anisotropy),
-    # not only on |k|; fixed by the data, not learned (the critic's shells average over directions)
+    # not only on |k|; fixed by the data, not learned (the critic's shells average over directions). Off: trained on lognormal
+    # slabs over three data seeds it moved the Minkowski functionals within the run-to-run spread, 8 of 18 cosmologies within
+    # 3x their floor against the default's 11 (bench/RESULTS.md §11, thirty-second session)
     lattice_anisotropy: bool = False
     # what conditional moment matching (train.moment_weight > 0) pins: every critic summary, or the soft Minkowski
     # functionals alone (light-tailed, unlike the heavy-tailed density power whose noise made the full set a negative three
