@@ -2,7 +2,7 @@
 
 ::
 
-    python -m bench.nbody_critic_cost [--grid 64] [--batch 32] [--rounds 5] [--quick]
+    python -m bench.nbody_critic_cost [--grid 64] [--batch 32] [--steps 5] [--rounds 3] [--quick]
 
 Builds the default preset's summary critic (``critic_width 0``) on lognormal slabs through the domain's factory,
 three times: the field summaries alone (``mf_summaries`` off: the baseline), with the soft Minkowski functionals (the
@@ -23,7 +23,8 @@ from bench._util import add_common_args, env_info, interleave, load, markdown_ta
 
 
 def lognormal_slabs(n: int, grid: int, seed: int = 0) -> np.ndarray:
-    """``n`` 2-D lognormal fields (box 2 grid Mpc/h, a power law with a turnover), as the benchmark's simulator makes them."""
+    """``n`` 2-D lognormal fields of a power law with a turnover, 2 Mpc/h cells: not the benchmark's cosmology (a 3-D
+    linear spectrum on a 2-D grid has no lognormal field), but what a critic step costs does not depend on the fields."""
     from physgan.sim import nbody as sim
 
     def pk(k):

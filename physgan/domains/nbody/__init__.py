@@ -75,14 +75,15 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     "default": {  # 64^2 slabs on one CPU core (bench.nbody_benchmark)
         "train": {"steps": 20000, "batch_size": 32, "val_every": 500, "ckpt_every": 500, **_TRAIN},
-        # mf_summaries: the critic also reads the soft Minkowski functionals; at 64² (40 min, one seed) the Euler characteristic curve's
-        # deviation fell from 4-11x its floor to 1.8-3.0x, P(k) and mean density unchanged, 1.6x the CPU per step (bench/RESULTS.md §11,
-        # sixth session); since they come from one set of vacancy products the preset makes 3640 steps in the benchmark's 40 min instead of
-        # 2169 (thirty-second session). residual_highpass 2: the residual's modes with |m| < 2 zeroed, so the largest scales are the
-        # coloured field's; against the preset without it on two data seeds, same 40 min (2000-2124 steps): P(k) within 5 % at the training
-        # cosmologies in both (without: 5.8 % at the corner (0.25, 0.9) on one), Minkowski functionals over 3x their floor at 0 / 1
-        # cosmologies (without: 4 / 1), response within 5 % for 13 / 11 of 15 pairs (without: 11 / 10) (bench/RESULTS.md §11, nineteenth and
-        # twentieth sessions)
+        # mf_summaries: the critic also reads the soft Minkowski functionals; at 64² (40 min, one seed) the Euler
+        # characteristic curve's deviation fell from 4-11x its floor to 1.8-3.0x, P(k) and mean density unchanged, 1.6x
+        # the CPU per step (bench/RESULTS.md §11, sixth session); since they come from one set of vacancy products the
+        # preset makes 3640 steps in the benchmark's 40 min instead of 2169 (thirty-second session). residual_highpass 2:
+        # the residual's modes with |m| < 2 zeroed, so the largest scales are the coloured field's; against the preset
+        # without it on two data seeds, same 40 min (2000-2124 steps): P(k) within 5 % at the training cosmologies in both
+        # (without: 5.8 % at the corner (0.25, 0.9) on one), Minkowski functionals over 3x their floor at 0 / 1
+        # cosmologies (without: 4 / 1), response within 5 % for 13 / 11 of 15 pairs (without: 11 / 10) (bench/RESULTS.md
+        # §11, nineteenth and twentieth sessions)
         "model": {"z_dim": 8, "width": 8, "depth": 3, "embed_dim": 32,
                   "options": {"critic_width": 0, "amp_degree": 2, "mf_summaries": True, "residual_highpass": 2, **_MEAN}},
         "data": {"val_fraction": 0.1, "transform": {**_TRANSFORM}},

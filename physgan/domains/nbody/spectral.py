@@ -323,8 +323,8 @@ def soft_singletons(
     hole_thresholds : Tensor (T_h,), optional
         Levels whose holes are counted (default: ``island_thresholds``). The critic counts islands at its high
         thresholds and holes at its low ones (:data:`SINGLETON_ISLAND_LEVELS`, :data:`SINGLETON_HOLE_LEVELS`), where
-        they are common enough to measure: each set costs as much as :func:`soft_minkowski` in the penalty's
-        double backward.
+        their misses are (bench/RESULTS.md §11, thirty-second session): those six columns cost about as much as the
+        twelve of :func:`soft_minkowski` in the penalty's double backward (``python -m bench.nbody_critic_cost``).
     width : float
         Softness of the indicator (units of ``y``).
 
