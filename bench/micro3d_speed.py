@@ -19,7 +19,9 @@ domain's presets):
 * ``new``: the ``default`` preset now (see ``physgan.domains.micro.PRESETS``);
 * ``lazy``, ``reuse``, ``lazy+reuse``: ``new`` with ``train.gp_every=2`` (the penalty on every
   second critic update at twice the weight) and / or ``train.reuse_fake`` (the generator update
-  reuses the last critic update's fakes).
+  reuses the last critic update's fakes);
+* ``bf16``: ``new`` with ``train.precision=bf16`` (bf16 autocast on the CPU; oneDNN's bf16
+  convolutions where the CPU has AVX512-BF16 or AMX, emulated and slower where it does not).
 
 Each configuration is timed for ``--steps`` steps after one warm-up step (the old one,
 which is slow, for ``--old-steps`` after its first, by default only its first step);
@@ -69,6 +71,7 @@ CONFIGS = {
     "lazy": _variant(gp_every=2),
     "reuse": _variant(reuse_fake=True),
     "lazy+reuse": _variant(gp_every=2, reuse_fake=True),
+    "bf16": _variant(precision="bf16"),
 }
 
 
