@@ -488,7 +488,9 @@ def test_spectral_generator_starts_at_each_condition_s_spectrum():
     assert flat[0] > 1.5 and flat[2] < 0.8, ratios  # too much power at the low amplitude, too little at the high
 
 
-@pytest.mark.parametrize("mode, weight, bias", [("conditional", True, True), ("constant", False, True), ("none", False, False)])
+@pytest.mark.parametrize(
+    "mode, weight, bias", [("conditional", True, True), ("constant", False, True), ("none", False, False), ("exact", False, False)]
+)
 def test_mean_offset_option_freezes_the_learned_correction(mode, weight, bias):
     """``mean_offset``: which parts of the learned mean correction b'(theta) train (frozen ones get no gradient)."""
     x = _lognormal(16)
@@ -498,6 +500,30 @@ def test_mean_offset_option_freezes_the_learned_correction(mode, weight, bias):
     g(torch.randn(4, *g.latent_shape()), torch.randn(4, 2)).square().mean().backward()
     assert (g.offset.weight.grad is not None) == weight and (g.offset.bias.grad is not None) == bias
     assert all(p.grad is not None for p in g.res_out.parameters())  # the rest of G still trains
+
+
+def test_exact_mean_offset_leaves_each_field_mean_density_to_the_coloured_field():
+    """``mean_offset='exact'``: a residual that reshapes the density (here: widens it, which raises the mean of exp) leaves
+    every field's mean density where the coloured field alone puts it; with the constant offset the same residual moves it."""
+    x = _lognormal(16)
+    z = torch.randn(3, 4, 16, 16, generator=torch.Generator().manual_seed(0))
+    c = torch.randn(3, 2, generator=torch.Generator().manual_seed(1))
+    ratio = {}
+    for mode in ("constant", "exact"):
+        spec, _ = _spec(x, mean_offset=mode, zero_mean_residual=True, density_cap=False)
+        torch.manual_seed(0)
+        g = build_generator(spec)
+        with torch.no_grad():
+            g.res_out.weight.normal_(0.0, 5.0, generator=torch.Generator().manual_seed(2))  # a zero-mean residual of size ~0.3
+            y_res = g(z, c)
+            assert float((y_res - g(z, c)).abs().max()) == 0.0  # deterministic
+            g.res_out.weight.zero_()
+            y_plain = g(z, c)
+        assert float((y_res - y_plain).std()) > 0.1  # the residual does reshape the fields
+        mean_density = [torch.exp(g.sd * y).mean(dim=(1, 2, 3)) for y in (y_res, y_plain)]
+        ratio[mode] = mean_density[0] / mean_density[1]
+    torch.testing.assert_close(ratio["exact"], torch.ones(3), atol=1e-5, rtol=0)
+    assert float((ratio["constant"] - 1).abs().min()) > 0.01
 
 
 def test_zero_mean_residual_leaves_each_field_mean_to_the_offset():

@@ -228,7 +228,11 @@ class SpectralFieldGenerator(nn.Module):
        energy bookkeeping: for the transform ``x = exp(mu + sd y) - eps`` and a Gaussian ``g_0`` of variance
        ``var`` (known from its own amplitudes), ``b = (log(1 + eps) - mu - sd^2 var / 2) / sd`` gives
        ``E[x] = 1`` at every cosmology; a learned correction ``b'`` (starting at zero) absorbs what the
-       residual changes: a function of the conditions, one constant or none (option ``mean_offset``). With
+       residual changes: a function of the conditions, one constant or none (option ``mean_offset``); or, with
+       ``mean_offset='exact'``, no learned correction: each field's ``y`` is lowered by ``(log <exp(sd (g_0 + r))> -
+       log <exp(sd g_0)>) / sd`` (``<.>``: the mean over its cells), so that its mean density is exactly what its coloured
+       field alone gives and ``E[x] = 1`` holds at every cosmology whatever the residual does to the density's
+       distribution (a constant ``b'`` holds it on average over the training conditions only). With
        ``zero_mean_residual`` the residual has zero mean in every field, so only ``b`` sets the mean density; with
        ``residual_highpass`` its modes below that ``|m|`` are removed (the mean among them), so the large scales are
        the coloured field's alone. Option ``residual`` false builds no residual (``y = b + g_0``: a log-Gaussian
@@ -330,7 +334,8 @@ class SpectralFieldGenerator(nn.Module):
         # sigma8, 1.01 at low: the density power's sigma8 response came out 15 % weak, bench/RESULTS.md §11); the
         # presets keep it constant or off. Frozen parameters stay at zero (and in the state dict, for old runs).
         self.offset.weight.requires_grad_(opts.mean_offset == "conditional")
-        self.offset.bias.requires_grad_(opts.mean_offset != "none")
+        self.offset.bias.requires_grad_(opts.mean_offset in ("conditional", "constant"))
+        self.mean_exact = opts.mean_offset == "exact"
         # a residual free to move each field's mean learns a condition-dependent mean density (0.986 at high sigma8,
         # 1.005 at low, with b' off) and weakens the same response; without its mean it only shapes the field
         self.zero_mean_residual = bool(opts.zero_mean_residual)
@@ -485,8 +490,16 @@ class SpectralFieldGenerator(nn.Module):
                 # move them by a few per cent: the residual would act as at another cosmology)
                 e = 4.0 * (self._log_moments(log_a_nodes, (self.n,) * self.dim).detach() - self.moment_ref)
                 e = e[:, :1] if self.residual_condition == "variance" else e
-            y = y + self._residual(g, z, e, spatial, dims)
+            r = self._residual(g, z, e, spatial, dims)
+            y = y + (r - self._mean_shift(g[:, :1], r, dims) if self.mean_exact else r)
         return y if self.y_max is None else y.clamp(max=self.y_max)
+
+    def _mean_shift(self, g0: torch.Tensor, r: torch.Tensor, dims: tuple) -> torch.Tensor:
+        """Per field, the constant (in ``y``) by which the residual ``r`` raises the mean over cells of ``exp(sd y)``
+        above the coloured field ``g0``'s alone (option ``mean_offset='exact'``), shaped to broadcast over ``r``."""
+        flat = (g0.shape[0], -1)
+        shift = torch.logsumexp(self.sd * (g0 + r).reshape(flat), dim=1) - torch.logsumexp(self.sd * g0.reshape(flat), dim=1)
+        return (shift / self.sd).view((-1,) + (1,) * (r.ndim - 1))
 
     def _residual(self, g: torch.Tensor, z: torch.Tensor, e: torch.Tensor, spatial: tuple, dims: tuple) -> torch.Tensor:
         """The local residual ``r`` of the coloured channels ``g`` and the noise channels of ``z`` (option ``residual``)."""

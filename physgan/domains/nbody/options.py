@@ -33,8 +33,10 @@ class NbodyModelOptions:
     amp_fit: bool = True  # spectral generator with amp_degree: log A starts from the data's fitted dependence on the conditions
     amp_degree: int | None = None  # spectral generator: learned log A polynomial degree (0, 1, 2) in the conditions (None: MLP)
     # spectral generator: the learned correction b' of the mean-holding offset: a function of the conditions (runs made
-    # before the option), one constant, or none (the analytic offset alone)
-    mean_offset: Literal["conditional", "constant", "none"] = "conditional"
+    # before the option), one constant, or none (the analytic offset alone); "exact": none, and each field is shifted in log
+    # density by what its residual adds to its mean density, so the ensemble mean density is the cosmic mean at every
+    # condition by construction, not by a learned constant (see the generator's docstring, step 3)
+    mean_offset: Literal["conditional", "constant", "none", "exact"] = "conditional"
     # spectral generator: remove each field's mean from the residual (it shapes the field; the mean is the offset's)
     zero_mean_residual: bool = False
     # spectral generator: the residual's modes below this |m| (training grid units) are removed, so the large-scale power is
