@@ -35,7 +35,9 @@ class NbodyModelOptions:
     # spectral generator: the learned correction b' of the mean-holding offset: a function of the conditions (runs made
     # before the option), one constant, or none (the analytic offset alone); "exact": none, and each field is shifted in log
     # density by what its residual adds to its mean density, so the ensemble mean density is the cosmic mean at every
-    # condition by construction, not by a learned constant (see the generator's docstring, step 3)
+    # condition by construction, not by a learned constant (see the generator's docstring, step 3). Neutral against the
+    # presets' "constant" on lognormal slabs over two data seeds (Minkowski 8 of 12 cosmologies within 3x either way;
+    # bench/RESULTS.md §11, thirty-third session)
     mean_offset: Literal["conditional", "constant", "none", "exact"] = "conditional"
     # spectral generator: remove each field's mean from the residual (it shapes the field; the mean is the offset's)
     zero_mean_residual: bool = False
