@@ -20,8 +20,8 @@ domain's presets):
 * ``lazy``, ``reuse``, ``lazy+reuse``: ``new`` with ``train.gp_every=2`` (the penalty on every
   second critic update at twice the weight) and / or ``train.reuse_fake`` (the generator update
   reuses the last critic update's fakes);
-* ``bf16``: ``new`` with ``train.precision=bf16`` (bf16 autocast on the CPU; oneDNN's bf16
-  convolutions where the CPU has AVX512-BF16 or AMX, emulated and slower where it does not).
+* ``bf16``: ``new`` with ``train.precision=bf16`` (bf16 autocast on the CPU: oneDNN's bf16
+  convolutions, fast where the CPU has AVX512-BF16 or AMX; measured only on such a CPU).
 
 Each configuration is timed for ``--steps`` steps after one warm-up step (the old one,
 which is slow, for ``--old-steps`` after its first, by default only its first step);
@@ -155,13 +155,15 @@ def part_times(ts, t_cfg, objective, reps: int = 5) -> dict[str, float]:
     """Median seconds of the pieces a generator step is made of (``--parts``), on the state's fixed batch:
     a generator forward under no_grad, the critic's Wasserstein terms with their backward, the penalty with its
     double backward (:func:`physgan.train.losses.penalty_at`), and the generator update's forward and backward
-    through the frozen critic. Nothing is stepped, so the networks do not change between pieces."""
+    through the frozen critic, each under the configuration's ``train.precision`` as in training. Nothing is stepped, so
+    the networks do not change between pieces."""
+    from physgan.device import autocast
     from physgan.train.losses import interpolate, penalty_at
 
     G, D, (real, c) = ts.G, ts.D, ts.sampler.next()
     z = torch.randn((real.shape[0], *G.latent_shape(1)), generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        fake = G(z, c)
+    with torch.no_grad(), autocast(t_cfg.precision, torch.device("cpu")):
+        fake = G(z, c).float()
 
     def g_forward():
         with torch.no_grad():
@@ -183,12 +185,13 @@ def part_times(ts, t_cfg, objective, reps: int = 5) -> dict[str, float]:
     out = {}
     for name, fn in [("G forward, no_grad", g_forward), ("critic W terms + backward", critic_w),
                      ("penalty + double backward", penalty), ("G update (G and D forward + backward)", g_update)]:  # fmt: skip
-        fn()  # warm-up
-        times = []
-        for _ in range(reps):
-            t0 = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t0)
+        with autocast(t_cfg.precision, torch.device("cpu")):
+            fn()  # warm-up
+            times = []
+            for _ in range(reps):
+                t0 = time.perf_counter()
+                fn()
+                times.append(time.perf_counter() - t0)
         out[name] = float(np.median(times))
     for net in (G, D):
         net.zero_grad(set_to_none=True)

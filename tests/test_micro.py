@@ -644,3 +644,22 @@ def test_speed_bench_runs_the_training_loops_own_step_with_the_lazy_penalty_and_
 
     pieces = part_times(ts, t_cfg, objective, reps=1)
     assert len(pieces) == 4 and all(v > 0 for v in pieces.values())
+
+
+def test_speed_bench_bf16_configuration_trains_and_times_its_pieces_in_bf16():
+    """The ``bf16`` configuration is the preset with ``train.precision=bf16``: its step trains, and ``part_times`` runs
+    the pieces under that precision (the generator's forward comes out in bf16 there)."""
+    from bench.micro3d_speed import CONFIGS, build, part_times, train_step
+
+    ts, t_cfg, objective = build(CONFIGS["bf16"](), 16)
+    assert t_cfg.precision == "bf16"
+    before = [p.detach().clone() for p in ts.G.parameters()]
+    train_step(ts, t_cfg, objective)
+    assert any(not torch.equal(a, p) for a, p in zip(before, ts.G.parameters()))
+    conv = next(m for m in ts.G.modules() if isinstance(m, (torch.nn.ConvTranspose3d, torch.nn.Conv3d)))
+    dtypes = set()
+    hook = conv.register_forward_hook(lambda module, args, out: dtypes.add(out.dtype))
+    pieces = part_times(ts, t_cfg, objective, reps=1)
+    hook.remove()
+    assert len(pieces) == 4 and all(v > 0 for v in pieces.values())
+    assert dtypes == {torch.bfloat16}
