@@ -13,6 +13,7 @@ from physgan.domains.base import ModelSpec
 from physgan.domains.nbody.model import SpectralFieldGenerator, SummaryFieldCritic, build_critic, build_generator
 from physgan.domains.nbody.spectral import (
     field_summaries,
+    fit_amplitude_response,
     fit_spectral_stats,
     n_summaries,
     node_power,
@@ -698,3 +699,67 @@ def test_embedding_conditioned_residual_reads_the_conditions():
         z = torch.randn(1, *g.latent_shape(), generator=torch.Generator().manual_seed(1)).expand(2, -1, -1, -1)
         y = g(z, torch.tensor([[-1.0, -1.0], [1.0, 0.5]]))
     assert float((y[0] - y[1]).abs().max()) > 1e-2
+
+
+def _three_amplitudes(omega_m=0.3):
+    """Lognormal fields at sigma8 = 0.8 a for a = 0.875, 1.0, 1.125 (power a^2 times a tenth of the reference: mildly
+    non-linear, so the log field's power is near a power law in a, as the benchmark grid's is; the same seeds at each a,
+    so the response carries no sample noise), omega_m at three values that do not change them, their transform and
+    normaliser."""
+    from physgan.train.conditions import ConditionNormaliser
+
+    x, c = [], []
+    for a in (0.875, 1.0, 1.125):
+        for i in range(40):
+            x.append(1 + sim.lognormal_field(lambda k, a=a: 0.1 * a**2 * _pk2d(k), 16, 32.0, 2, seed=i))
+            c.append((omega_m + 0.05 * (i % 3), 0.8 * a))
+    x, c = np.stack(x).astype(np.float32), np.asarray(c)
+    t = make_transform({"kind": "gauss"}).fit(x, c)
+    norm = ConditionNormaliser(["omega_m", "sigma8"]).fit(c)
+    base = dict(sample_shape=(1, 16, 16), n_cond=2, condition_names=["omega_m", "sigma8"], z_dim=4, width=8, depth=2, embed_dim=8)
+    return x, c, t, norm, base
+
+
+def test_power_law_amplitude_form_is_linear_in_the_log_conditions():
+    """amp_form=power_law: the fitted start and the learned part of log A are linear in (log omega_m, log sigma8), so
+    along a line in log-condition space log A has no curvature; the quadratic form's does. Its start follows the data's
+    response; conditions that are not all > 0 have no power-law fit and the option is refused by name."""
+    x, c, t, norm, base = _three_amplitudes()
+    fit = t.stats["amp_fit_power_law"]
+    assert fit["log"] is True and fit["degree"] == 1 and t.stats["amp_fit"]["log"] is False
+    s = torch.linspace(-1.0, 1.0, 5)[:, None]
+    c_line = torch.cat([0.35 * torch.exp(0.1 * s), 0.8 * torch.exp(-0.25 * s)], dim=1)  # a line in log space
+    curvature, ratios = {}, {}
+    for form in ("power_law", "quadratic"):
+        spec = ModelSpec(**base, options={"amp_degree": 1, "amp_form": form}, data_stats=t.stats, condition_stats=norm.state_dict())
+        g = build_generator(spec)
+        assert g.amp_log == (form == "power_law")
+        cn = norm(torch.as_tensor(c, dtype=torch.float32))
+        torch.manual_seed(0)
+        with torch.no_grad():
+            y = g(torch.randn(len(x) // 3, *g.latent_shape()).repeat(3, *(1,) * (1 + g.dim)), cn)  # the same latents at each a
+        ratios[form] = [float(shell_power(y[rows], 8).mean()) for rows in np.split(np.arange(len(x)), 3)]
+        torch.manual_seed(2)
+        for p in g.amp_net.parameters():  # leave the zero start
+            torch.nn.init.normal_(p, std=0.5)
+        with torch.no_grad():
+            log_a = g.log_amplitude(g.embed(norm(c_line)), norm(c_line)).double()
+        curvature[form] = float((log_a[2:] - 2 * log_a[1:-1] + log_a[:-2]).abs().max())
+        assert float(log_a.std()) > 0.1
+    assert curvature["power_law"] < 1e-4 < 1e-2 < curvature["quadratic"], curvature
+    y_real = t.forward(torch.from_numpy(x))
+    data = [float(shell_power(y_real[rows], 8).mean()) for rows in np.split(np.arange(len(x)), 3)]
+    response = np.asarray(ratios["power_law"]) / ratios["power_law"][1] / (np.asarray(data) / data[1])
+    assert np.abs(response - 1).max() < 0.05, (ratios, data)
+    # a condition that is not > 0: no power-law fit, the option is refused by name
+    _, c0, _, _, _ = _three_amplitudes(omega_m=-0.05)
+    t0 = make_transform({"kind": "gauss"}).fit(x, c0)
+    assert "amp_fit_power_law" not in t0.stats and "amp_fit" in t0.stats
+    from physgan.train.conditions import ConditionNormaliser
+
+    norm0 = ConditionNormaliser(["omega_m", "sigma8"]).fit(c0)
+    spec0 = ModelSpec(**base, options={"amp_degree": 1, "amp_form": "power_law"}, data_stats=t0.stats, condition_stats=norm0.state_dict())
+    with pytest.raises(ConfigError, match="amp_form=power_law"):
+        build_generator(spec0)
+    with pytest.raises(ValueError, match="log_conditions"):
+        fit_amplitude_response(t0.forward(torch.from_numpy(x))[:, 0].numpy(), c0, 10, degree=1, log_conditions=True)

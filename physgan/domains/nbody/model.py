@@ -248,7 +248,9 @@ class SpectralFieldGenerator(nn.Module):
     (0, 1 or 2: the learned part of ``log A`` is a polynomial of that degree in the conditions, see
     :meth:`log_amplitude`; 0 learns one correction for all conditions on top of the fitted response) and ``amp_fit``
     (default true: with ``amp_degree``, ``log A`` starts from the training fields' own least-squares dependence on
-    the conditions, ``data_stats['amp_fit']``, so the networks learn a correction rather than the whole response) and
+    the conditions, ``data_stats['amp_fit']``, so the networks learn a correction rather than the whole response),
+    ``amp_form`` (``'quadratic'``, default; ``'power_law'``: the fitted start is a power law in the conditions and the
+    learned polynomial is in their normalised logarithms) and
     ``calibrate`` (default false: after training, :meth:`calibrate_statistics` sets the mean density and the density power
     to the training fields' at every condition, :mod:`physgan.domains.nbody.calibration`) and ``lattice_anisotropy``
     (default false: the coloured power depends on a mode's direction as the training fields' does near the grid scale,
@@ -292,14 +294,23 @@ class SpectralFieldGenerator(nn.Module):
         nn.init.zeros_(self.amp_net[-1].weight)
         nn.init.zeros_(self.amp_net[-1].bias)
         self.amp_fit = None
-        fit = stats.get("amp_fit")
-        if self.amp_degree is not None and fit is not None and opts.amp_fit and spec.n_cond:
+        # option amp_form: "power_law" puts the fitted start and the learned polynomial in the normalised log conditions
+        self.amp_log = opts.amp_form == "power_law" and self.amp_degree is not None and bool(spec.n_cond)
+        key = "amp_fit_power_law" if self.amp_log else "amp_fit"
+        fit = stats.get(key)
+        if self.amp_log and (fit is None or not spec.condition_stats):
+            raise ConfigError(
+                f"nbody model.options.amp_form=power_law needs data_stats['{key}'] (a transform fitted by this version on "
+                "conditions that are all > 0) and the conditions' normaliser state"
+            )
+        if self.amp_degree is not None and fit is not None and (opts.amp_fit or self.amp_log) and spec.n_cond:
             if len(fit["coef"]) != self.n_nodes:
-                raise ConfigError(f"nbody spectral generator: data_stats['amp_fit'] has {len(fit['coef'])} shells, expected {self.n_nodes}")
+                raise ConfigError(f"nbody spectral generator: data_stats['{key}'] has {len(fit['coef'])} shells, expected {self.n_nodes}")
             if not spec.condition_stats:
-                raise ConfigError("nbody spectral generator: data_stats['amp_fit'] needs the conditions' normaliser state")
+                raise ConfigError(f"nbody spectral generator: data_stats['{key}'] needs the conditions' normaliser state")
             self.amp_fit = ConditionNormaliser.from_state(spec.condition_stats)
             self.amp_fit_degree = int(fit["degree"])
+            self.amp_fit_used = bool(opts.amp_fit)  # power_law without amp_fit: the fit's log normalisation alone
             self.register_buffer("af_coef", torch.as_tensor(fit["coef"], dtype=torch.float32), persistent=False)
             self.register_buffer("af_offset", torch.as_tensor(fit["offset"], dtype=torch.float32), persistent=False)
             self.register_buffer("af_mean", torch.as_tensor(fit["c_mean"], dtype=torch.float32), persistent=False)
@@ -387,21 +398,25 @@ class SpectralFieldGenerator(nn.Module):
     def log_amplitude(self, e: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """``log A`` per shell node -> (B, n_nodes, channels), for condition embeddings ``e`` (B, E) and conditions ``c``.
 
-        With ``amp_degree`` (new runs) ``log A`` is a polynomial of that degree in the normalised conditions whose
-        coefficients are functions of the shell: smooth between the training cosmologies by construction. A
-        free MLP of the embedding (runs made before) fits the training grid's points and may bend anywhere
-        between them: held-out cosmologies came out up to 8 % off in amplitude while neighbouring training
-        points were right (bench/RESULTS.md §11).
+        With ``amp_degree`` (new runs) ``log A`` is a polynomial of that degree in the normalised conditions (their
+        normalised logarithms with ``amp_form='power_law'``) whose coefficients are functions of the shell: smooth
+        between the training cosmologies by construction. A free MLP of the embedding (runs made before) fits the
+        training grid's points and may bend anywhere between them: held-out cosmologies came out up to 8 % off in
+        amplitude while neighbouring training points were right (bench/RESULTS.md §11).
         """
         b = e.shape[0]
         if self.amp_degree is None:
             x = torch.cat([self.kfeat.expand(b, -1, -1), e[:, None, :].expand(-1, self.n_nodes, -1)], dim=2)
             return self.log_amp0[None, :, None] + self.amp_net(x)
         coef = self.amp_net(self.kfeat).view(self.n_nodes, self.channels, self.n_terms)
-        phi = condition_basis(c.float(), self.amp_degree)  # (B, T)
+        u = None
+        if self.amp_fit is not None:  # the fit's coordinates: normalised conditions, or their logarithms (amp_form)
+            c_phys = self.amp_fit.inverse(c.float())
+            u = (torch.log(c_phys.clamp_min(1e-30)) if self.amp_log else c_phys) - self.af_mean
+            u = u / self.af_std
+        phi = condition_basis(u if self.amp_log else c.float(), self.amp_degree)  # (B, T)
         log_a = self.log_amp0[None, :, None] + torch.einsum("nct,bt->bnc", coef, phi)
-        if self.amp_fit is not None:  # start from the training data's own dependence on the conditions
-            u = (self.amp_fit.inverse(c.float()) - self.af_mean) / self.af_std
+        if u is not None and self.amp_fit_used:  # start from the training data's own dependence on the conditions
             fitted = condition_basis(u, self.amp_fit_degree) @ self.af_coef.T - self.af_offset  # (B, nodes): log power
             log_a = log_a + 0.5 * fitted[:, :, None]
         if self.power_fit is not None:

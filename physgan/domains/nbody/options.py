@@ -32,6 +32,13 @@ class NbodyModelOptions:
     mf_singletons: bool = False
     amp_fit: bool = True  # spectral generator with amp_degree: log A starts from the data's fitted dependence on the conditions
     amp_degree: int | None = None  # spectral generator: learned log A polynomial degree (0, 1, 2) in the conditions (None: MLP)
+    # spectral generator with amp_degree: the form of log A's dependence on the conditions. "quadratic": the fitted start
+    # (data_stats['amp_fit']) is a quadratic and the learned part a polynomial of amp_degree in the normalised conditions;
+    # "power_law": both are in the normalised logarithms of the conditions (all > 0), the fitted start of degree 1, a power
+    # law per shell (data_stats['amp_fit_power_law']). Nine training points fitted with a quadratic's six terms keep the
+    # heavy-tailed power's noise: a power law fitted to the same training densities got 15, 12, 15 of the 15 response pairs
+    # within 5 % on three data seeds, the quadratic 15, 9, 11 (bench/RESULTS.md §11, thirty-third session)
+    amp_form: Literal["quadratic", "power_law"] = "quadratic"
     # spectral generator: the learned correction b' of the mean-holding offset: a function of the conditions (runs made
     # before the option), one constant, or none (the analytic offset alone); "exact": none, and each field is shifted in log
     # density by what its residual adds to its mean density, so the ensemble mean density is the cosmic mean at every

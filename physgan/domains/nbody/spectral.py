@@ -360,12 +360,20 @@ def singleton_thresholds(mf_thresholds) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def fit_amplitude_response(
-    y: np.ndarray, c: np.ndarray, n_nodes: int, degree: int = 2, batch: int = 512, statistic: str = "log"
+    y: np.ndarray,
+    c: np.ndarray,
+    n_nodes: int,
+    degree: int = 2,
+    batch: int = 512,
+    statistic: str = "log",
+    log_conditions: bool = False,
 ) -> dict[str, list]:
     """Least-squares fit of each shell's log power (or power) as a polynomial of the conditions, from the training fields.
 
     ``log P_j(field i) = sum_t beta_{j t} phi_t(u_i) + noise`` with ``u = (c - c_mean) / c_std`` and ``phi`` the
-    monomials up to ``degree`` (:func:`physgan.train.moments.condition_basis`). The estimator's bias (the mean log
+    monomials up to ``degree`` (:func:`physgan.train.moments.condition_basis`); with ``log_conditions``,
+    ``u = (log c - c_mean) / c_std`` (``c_mean``, ``c_std`` then of ``log c``), so degree 1 is a power law per shell,
+    ``P_j ∝ prod_i c_i^{b_ij}`` (the linear power spectrum scales exactly as sigma8^2). The estimator's bias (the mean log
     of a chi-squared power) depends on the shell's number of modes only, so it moves the constant term, not the
     dependence on the conditions; the generator takes the constant from the pooled spectrum instead.
 
@@ -385,18 +393,24 @@ def fit_amplitude_response(
         ``'log'``: fit ``log P`` with the constant column zero (the generator's starting point); ``'mean'``: fit ``P``
         itself, constant kept, so ``phi(u) . coef_j`` estimates the mean power at ``u`` without the log's bias (the
         calibration's target, :mod:`physgan.domains.nbody.calibration`; ``offset`` is then zero).
+    log_conditions : bool
+        Fit in the logarithms of the conditions (all must be > 0).
 
     Returns
     -------
     dict
-        ``c_mean``, ``c_std`` (k,), ``degree``, ``coef`` (n_nodes x n_terms, the constant column zero unless kept) and
-        ``offset`` (n_nodes,): ``log mean_i exp(phi(u_i) . coef_j)`` over the fitted fields, so that
-        ``phi(u) . coef_j - offset_j`` keeps the pooled spectrum.
+        ``c_mean``, ``c_std`` (k,), ``degree``, ``log`` (whether ``u`` is of ``log c``), ``coef`` (n_nodes x n_terms,
+        the constant column zero unless kept) and ``offset`` (n_nodes,): ``log mean_i exp(phi(u_i) . coef_j)`` over
+        the fitted fields, so that ``phi(u) . coef_j - offset_j`` keeps the pooled spectrum.
     """
     from physgan.train.moments import condition_basis
 
     y = np.asarray(y, dtype=np.float32)
     c = np.asarray(c, dtype=np.float64).reshape(len(y), -1)
+    if log_conditions:
+        if not np.all(c > 0):
+            raise ValueError(f"fit_amplitude_response: log_conditions needs conditions > 0, found {float(c.min()):.4g}")
+        c = np.log(c)
     spatial = tuple(y.shape[1:])
     c_mean = c.mean(axis=0)
     c_std = c.std(axis=0)
@@ -426,6 +440,7 @@ def fit_amplitude_response(
         "c_mean": c_mean.tolist(),
         "c_std": c_std.tolist(),
         "degree": int(degree),
+        "log": bool(log_conditions),
         "coef": coef.tolist(),
         "offset": offset.tolist(),
     }
@@ -444,11 +459,14 @@ def fitted_power(fit: dict, c: np.ndarray) -> np.ndarray:
     Returns
     -------
     ndarray (P, n_nodes)
-        ``phi(u) . coef_j`` with ``u = (c - c_mean) / c_std``, floored at 1e-30 (a fit is not a power where it dips below).
+        ``phi(u) . coef_j`` with ``u = (c - c_mean) / c_std`` (of ``log c`` for a fit in log conditions), floored at
+        1e-30 (a fit is not a power where it dips below).
     """
     from physgan.train.moments import condition_basis
 
     c = np.atleast_2d(np.asarray(c, dtype=np.float64))
+    if fit.get("log"):
+        c = np.log(np.maximum(c, 1e-30))
     u = (c - np.asarray(fit["c_mean"], dtype=np.float64)) / np.asarray(fit["c_std"], dtype=np.float64)
     phi = condition_basis(torch.as_tensor(u), int(fit["degree"])).numpy()
     return np.maximum(phi @ np.asarray(fit["coef"], dtype=np.float64).T, 1e-30)
@@ -512,7 +530,9 @@ def fit_spectral_stats(y: np.ndarray, mu: float, sd: float, batch: int = 512, c:
     :func:`soft_minkowski` at those thresholds; ``singleton_mean`` / ``singleton_std``: of :func:`soft_singletons` at
     the thresholds of :func:`singleton_thresholds`; ``lattice_aniso``: the power's dependence on a mode's direction
     (:func:`fit_lattice_anisotropy`); with conditions ``c`` (N, k), ``amp_fit``: the spectrum's dependence on them
-    (:func:`fit_amplitude_response`), the spectral generator's starting point.
+    (:func:`fit_amplitude_response`, a quadratic), the spectral generator's starting point, and where every condition
+    is > 0 ``amp_fit_power_law``: the same as a power law in them (degree 1 in their logarithms; model option
+    ``amp_form='power_law'``).
     """
     y = np.asarray(y, dtype=np.float32)
     thresholds = torch.as_tensor(np.quantile(y[: min(len(y), 256)], MF_LEVELS), dtype=torch.float32)
@@ -547,6 +567,8 @@ def fit_spectral_stats(y: np.ndarray, mu: float, sd: float, batch: int = 512, c:
     extra = {}
     if c is not None and np.asarray(c).size and len(y) > 10:
         extra["amp_fit"] = fit_amplitude_response(y, c, n_nodes, degree=2, batch=batch)
+        if np.all(np.asarray(c) > 0):
+            extra["amp_fit_power_law"] = fit_amplitude_response(y, c, n_nodes, degree=1, batch=batch, log_conditions=True)
     return {
         **extra,
         "mf_thresholds": [float(v) for v in thresholds],
