@@ -1085,6 +1085,50 @@ def _toy_with_empty_layer(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np
     return x, e[:, None], t
 
 
+def test_empty_draw_patterns_keep_which_groups_are_empty_together():
+    """``empty_draw_patterns``: in toy showers layers 1 and 2 are empty together (at the rate ``Phi(0.3 + 1.2 t)``);
+    drawn from the transform's bank of training patterns they still are, at the data's rate, where independent draws at
+    the same per-group rates split them in a quarter of the showers. The bank round-trips, and the option is refused
+    without ``empty_draw`` or without the bank."""
+    from physgan.domains.calo.transform import group_hit_patterns, unpack_hit_patterns
+    from physgan.errors import ConfigError
+
+    x, e, t_data = _toy_with_empty_layer(20000, 3)
+    groups = layer_groups(CALOGAN)
+    both = ~(x[:, groups[2]] > 0).any(1)
+    x[np.ix_(both, groups[1])] = 0.0  # layer 1 empty exactly where layer 2 is
+    t = CaloTransform().fit(x, e, CALOGAN.to_attrs())
+    e_group = np.stack([x[:, idx].sum(1) for idx in groups], 1)
+    pt, bits = group_hit_patterns(e_group, e[:, 0], max_patterns=1000)
+    assert len(bits) == 1000 and np.all(np.diff(pt) >= 0)
+    hit = unpack_hit_patterns(bits, 3)
+    assert hit[:, 0].all() and (hit[:, 1] == hit[:, 2]).all() and 0.2 < hit[:, 2].mean() < 0.9
+    np.testing.assert_array_equal(unpack_hit_patterns([5, 2**70 + 1], 71)[:, [0, 1, 2, 70]], [[1, 0, 1, 0], [1, 0, 0, 1]])
+    options = {"cell_noise": True, "noise_head": "layer", "occupancy": True, "extras_cap": True, "hit_floor": True,
+               "occupancy_slope": True, "empty_draw": True}
+    base = dict(sample_shape=t.model_shape((CALOGAN.n_features,)), n_cond=1, condition_names=["energy"], z_dim=8, width=24,
+                depth=2, embed_dim=8, attrs=CALOGAN.to_attrs(), data_stats=t.stats)
+    n = 20000
+    c = torch.as_tensor(t_data[:, None], dtype=torch.float32)  # the data's own energies
+    split, rate = {}, {}
+    for patterns in (True, False):
+        torch.manual_seed(0)
+        g = build_generator(ModelSpec(**base, options={**options, "empty_draw_patterns": patterns}))
+        with torch.no_grad():
+            u = g.physics(torch.randn(n, *g.latent_shape()), c)["u"]
+        empty = torch.stack([~(u[:, idx] > 0).any(1) for idx in groups], dim=1).numpy()
+        split[patterns] = float((empty[:, 1] != empty[:, 2]).mean())
+        rate[patterns] = float(empty[:, 2].mean())
+        assert not empty[:, 0].any()
+    assert split[True] == 0.0 and split[False] > 0.15, split
+    assert abs(rate[True] - both.mean()) < 0.02 and abs(rate[False] - both.mean()) < 0.02, (rate, both.mean())
+    with pytest.raises(ConfigError, match="needs empty_draw"):
+        build_generator(ModelSpec(**base, options={**options, "empty_draw": False, "empty_draw_patterns": True}))
+    stale = {k: v for k, v in t.stats.items() if not k.startswith("group_hit_pattern")}
+    with pytest.raises(ConfigError, match="group_hit_pattern"):
+        build_generator(ModelSpec(**{**base, "data_stats": stale}, options={**options, "empty_draw_patterns": True}))
+
+
 def test_empty_draw_empties_a_layer_at_the_datas_rate_and_the_trunk_sees_it():
     """The transform fits the probit curve of a layer group holding energy against the incident energy; with
     ``empty_draw`` the untrained generator leaves that group empty at the data's rate at low and at high energy, empty

@@ -45,7 +45,11 @@ their fractions, so the shower's sum stays ``response`` exactly; low-energy show
 Option ``empty_draw`` (instead): one more N(0, 1) latent value per group decides, before anything else, whether the
 group is empty, at the training data's rate for the shower's incident energy (a probit curve fitted by the transform,
 ``group_hit_curve``, not learned); the trunk takes the outcome as input, so the other groups' fractions and patterns
-can follow it, and an empty group's energy goes to the others as with ``empty_layers``. Option ``share_curve``: the
+can follow it, and an empty group's energy goes to the others as with ``empty_layers``. With ``empty_draw_patterns``
+the groups are not drawn one by one: the first of those latent values picks one of the :data:`PATTERN_WINDOW` training
+showers nearest in energy from the transform's bank (``group_hit_patterns``), and its empty groups are the shower's, so
+which groups are empty together is the data's (independent draws leave neighbouring deep layers of dataset 2 far less
+correlated than the data; bench/RESULTS.md §13, thirty-fourth session). Option ``share_curve``: the
 layer shares' logits add the data's log mean share of each group in the showers where it holds energy, a curve in the
 incident energy (``group_share_curve``), so a group drawn non-empty starts at what the data hold there.
 
@@ -148,6 +152,7 @@ from physgan.domains.calo.transform import (
     segment_moments,
     summary_coordinates,
     summary_count,
+    unpack_hit_patterns,
 )
 from physgan.errors import ConfigError
 from physgan.nn.conditioning import ConditionEmbedding, FiLM, ProjectionHead
@@ -190,6 +195,9 @@ GAMMA_BASE_FLOOR = 1e-3
 SHIFT_VAR_BINS = 8
 SHIFT_VAR_EDGE = 2.0
 SHIFT_VAR_WIDTH = 2.0 * SHIFT_VAR_EDGE / SHIFT_VAR_BINS
+#: Option ``empty_draw_patterns``: a shower's empty groups are drawn among this many training showers nearest in energy
+#: (of a bank of up to 16384 evenly spaced in energy rank: ~0.4 % of the energy range on either side)
+PATTERN_WINDOW = 64
 
 
 def _gamma_log_noise(sigma: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
@@ -663,6 +671,17 @@ class CaloGenerator(nn.Module):
             knots, probit = _knot_curve(data, "group_hit_probit", self.n_groups, "empty_draw")
             self.register_buffer("group_hit_knots", knots, persistent=False)
             self.register_buffer("group_hit_probit", probit, persistent=False)
+        # option empty_draw_patterns: the empty groups are a training shower's pattern at the same energy (see _drawn_empty)
+        self.empty_patterns = bool(_opt(spec, "empty_draw_patterns", False))
+        if self.empty_patterns:
+            bits, pattern_t = data.get("group_hit_pattern_bits"), data.get("group_hit_pattern_t")
+            if not self.empty_draw:
+                raise ConfigError("calo model: empty_draw_patterns needs empty_draw")
+            if bits is None or pattern_t is None or len(bits) != len(pattern_t) or len(bits) < PATTERN_WINDOW:
+                raise ConfigError("calo model: empty_draw_patterns needs the transform statistics 'group_hit_pattern_t' and "
+                                  f"'group_hit_pattern_bits' of this version (at least {PATTERN_WINDOW} showers); fit the transform again")
+            self.register_buffer("pattern_t", torch.as_tensor(np.asarray(pattern_t, dtype=np.float32)), persistent=False)
+            self.register_buffer("pattern_hit", torch.as_tensor(unpack_hit_patterns(bits, self.n_groups)), persistent=False)
         if self.occupancy:
             if not self.occupancy_temperature > 0:
                 raise ConfigError(f"calo model: occupancy_temperature must be > 0, got {self.occupancy_temperature}")
@@ -1014,8 +1033,20 @@ class CaloGenerator(nn.Module):
         of the data's fraction of showers whose group ``k`` holds any energy, linear between its knots and constant
         beyond them), independently per group. Should every group of a shower come out empty, none is.
         """
-        empty = draw >= _along_knots(self.group_hit_knots, self.group_hit_probit, c).to(draw.dtype)
+        if self.empty_patterns:
+            empty = ~self.pattern_hit[self._pattern_index(draw[:, 0], c)]
+        else:
+            empty = draw >= _along_knots(self.group_hit_knots, self.group_hit_probit, c).to(draw.dtype)
         return empty & ~empty.all(dim=1, keepdim=True)
+
+    def _pattern_index(self, draw: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """Option ``empty_draw_patterns``: the bank row of each shower, (B,) long: among the :data:`PATTERN_WINDOW`
+        training showers nearest in energy (condition 0), the one at the draw's normal quantile."""
+        m = len(self.pattern_t)
+        pos = torch.searchsorted(self.pattern_t, c[:, 0].to(self.pattern_t.dtype).contiguous())
+        start = (pos - PATTERN_WINDOW // 2).clamp(0, m - PATTERN_WINDOW)
+        u = torch.special.ndtr(draw.double())
+        return start + (u * PATTERN_WINDOW).long().clamp(0, PATTERN_WINDOW - 1)
 
     def _floor(self, k: int, wm: torch.Tensor, e_k: torch.Tensor,
                c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -50,6 +50,9 @@ class CaloModelOptions:
     empty_layers: bool = False  # with occupancy: a layer group whose every draw misses is empty (issue 19)
     response_noise: bool = False  # the response's own log-normal draw, spread from the data's line in the energy (issue 19)
     empty_draw: bool = False  # a layer group is empty at the data's rate for the shower's energy; the trunk sees it (issue 19)
+    # with empty_draw: the empty groups are a training shower's pattern at the shower's energy (the nearest in energy of
+    # the transform's bank, picked by one latent value), so their joint structure is the data's, not independent per group
+    empty_draw_patterns: bool = False
     share_curve: bool = False  # the layer shares start at the data's log mean share where each group is hit, by energy (issue 19)
     layer_noise: bool = False  # each layer group's share gets its own log-normal draw, from the data's spread (issue 19)
     layer_noise_floor: float = 0.5  # layer_noise: its learned factor on the data's spread is at least this (issue 19)

@@ -66,6 +66,8 @@ __all__ = [
     "group_share_curve",
     "group_share_noise_line",
     "group_hit_slope",
+    "group_hit_patterns",
+    "unpack_hit_patterns",
     "response_log_std_line",
 ]
 
@@ -635,6 +637,52 @@ def cell_hit_probit(u: np.ndarray, e_inc: np.ndarray, n_bins: int = 5) -> tuple[
     return a.astype(np.float32), b.astype(np.float32)
 
 
+def group_hit_patterns(e_group: np.ndarray, e_inc: np.ndarray, max_patterns: int = 16384) -> tuple[np.ndarray, list[int]]:
+    """Which layer groups hold energy, shower by shower, sorted by incident energy: the bank that option
+    ``empty_draw_patterns`` draws each generated shower's empty groups from.
+
+    :func:`group_hit_curve` gives each group's rate; drawn independently per group those rates lose how the groups'
+    emptiness goes together: in GFlash's dataset-2 showers the last eleven layers are all empty or all hit far more
+    often than independent draws give (neighbouring deep layers' hit correlation 0.18 / 0.28 / 0.50 in thirds of log
+    energy; independent draws: -0.01 / 0.04 / 0.23; bench/RESULTS.md §13, thirty-fourth session). The patterns keep
+    both the rates and their joint structure. At most ``max_patterns`` showers (evenly spaced in energy rank), so the
+    bank stays small in the run's statistics.
+
+    Parameters
+    ----------
+    e_group : numpy.ndarray
+        (N, n_groups) non-negative group energies (any unit).
+    e_inc : numpy.ndarray
+        (N,) incident energies (any unit).
+    max_patterns : int
+        Largest bank.
+
+    Returns
+    -------
+    t : numpy.ndarray
+        float32 (M,) the showers' standardised log incident energy (condition 0 as the engine normalises it, the
+        ``t`` of :func:`group_hit_curve`), increasing.
+    bits : list of int
+        (M,) each shower's hit pattern, bit ``k`` set where group ``k`` holds energy (a Python int: any group count).
+    """
+    hit = np.asarray(e_group) > 0
+    t, _ = _energy_bins(e_inc, 1)
+    order = np.argsort(t, kind="stable")
+    if len(order) > max_patterns:
+        order = order[np.linspace(0, len(order) - 1, max_patterns).round().astype(int)]
+    weights = [1 << k for k in range(hit.shape[1])]
+    bits = [sum(w for w, h in zip(weights, row) if h) for row in hit[order].tolist()]
+    return t[order].astype(np.float32), bits
+
+
+def unpack_hit_patterns(bits: list[int], n_groups: int) -> np.ndarray:
+    """The bool (M, n_groups) hit patterns of :func:`group_hit_patterns`'s ``bits``."""
+    if n_groups <= 63:  # vectorised
+        b = np.asarray(bits, dtype=np.uint64)[:, None]
+        return ((b >> np.arange(n_groups, dtype=np.uint64)[None, :]) & np.uint64(1)).astype(bool)
+    return np.asarray([[(b >> k) & 1 for k in range(n_groups)] for b in bits], dtype=bool).reshape(len(bits), n_groups)
+
+
 def group_hit_slope(e_group: np.ndarray, n_hit: np.ndarray, n_cells: np.ndarray, e_inc: np.ndarray, n_bins: int = 5,
                     min_count: int = 50) -> np.ndarray:
     """Per layer group, the slope of the probit of its hit-cell fraction against its log energy at fixed incident
@@ -929,6 +977,8 @@ class CaloTransform(Transform):
                 e_group = u @ member.astype(np.float64)
                 knots, probit = group_hit_curve(e_group, e)
                 stats.update(group_hit_knots=knots.tolist(), group_hit_probit=probit.tolist())
+                pattern_t, pattern_bits = group_hit_patterns(e_group, e)  # option empty_draw_patterns
+                stats.update(group_hit_pattern_t=pattern_t.tolist(), group_hit_pattern_bits=pattern_bits)
                 stats.update(group_share_log=group_share_curve(e_group, e)[1].tolist())  # option share_curve
                 noise_a, noise_b, noise_t = group_share_noise_line(e_group, e)  # option layer_noise
                 stats.update(group_share_noise_a=noise_a.tolist(), group_share_noise_b=noise_b.tolist(),
