@@ -1129,6 +1129,42 @@ def test_empty_draw_patterns_keep_which_groups_are_empty_together():
         build_generator(ModelSpec(**{**base, "data_stats": stale}, options={**options, "empty_draw_patterns": True}))
 
 
+def test_share_cap_keeps_each_group_under_the_datas_largest_share():
+    """``share_cap``: the transform records each group's largest share of the shower's energy by energy; an untrained
+    generator whose share head is scrambled puts far more than that into some group, with the cap no group exceeds it
+    by more than the rescaling of the others, and the shares still sum to one."""
+    from physgan.errors import ConfigError
+
+    x, e, t_data = _toy_with_empty_layer(20000, 3)
+    t = CaloTransform().fit(x, e, CALOGAN.to_attrs())
+    knots, log_max = np.asarray(t.stats["group_hit_knots"]), np.asarray(t.stats["group_share_max_log"])
+    assert log_max.shape == (len(knots), 3) and (log_max <= 0).all()
+    groups = layer_groups(CALOGAN)
+    e_group = np.stack([x[:, idx].sum(1) for idx in groups], 1)
+    share = e_group / e_group.sum(1, keepdims=True)
+    assert np.isclose(np.exp(log_max).max(axis=0), share.max(axis=0), rtol=1e-5).all()
+    options = {"cell_noise": True, "noise_head": "layer", "occupancy": True, "extras_cap": True, "hit_floor": True,
+               "occupancy_slope": True, "empty_draw": True}
+    base = dict(sample_shape=t.model_shape((CALOGAN.n_features,)), n_cond=1, condition_names=["energy"], z_dim=8, width=24,
+                depth=2, embed_dim=8, attrs=CALOGAN.to_attrs(), data_stats=t.stats)
+    c = torch.as_tensor(t_data[:4000, None], dtype=torch.float32)
+    ceiling = np.exp(np.stack([np.interp(c[:, 0].numpy(), knots, log_max[:, k]) for k in range(3)], 1))
+    over = {}
+    for cap in (False, True):
+        torch.manual_seed(0)
+        g = build_generator(ModelSpec(**base, options={**options, "share_cap": cap}))
+        with torch.no_grad():
+            g.fractions.weight.normal_(0, 3.0)
+            o = g.physics(torch.randn(len(c), *g.latent_shape()), c)
+        f = o["fractions"].numpy()
+        np.testing.assert_allclose(f.sum(1), 1.0, rtol=1e-5)
+        over[cap] = float((f / ceiling).max())
+    assert over[False] > 1.5 and over[True] < 1.2, over
+    stale = {k: v for k, v in t.stats.items() if k != "group_share_max_log"}
+    with pytest.raises(ConfigError, match="group_share_max_log"):
+        build_generator(ModelSpec(**{**base, "data_stats": stale}, options={**options, "share_cap": True}))
+
+
 def test_empty_draw_empties_a_layer_at_the_datas_rate_and_the_trunk_sees_it():
     """The transform fits the probit curve of a layer group holding energy against the incident energy; with
     ``empty_draw`` the untrained generator leaves that group empty at the data's rate at low and at high energy, empty

@@ -49,7 +49,9 @@ can follow it, and an empty group's energy goes to the others as with ``empty_la
 the groups are not drawn one by one: the first of those latent values picks one of the :data:`PATTERN_WINDOW` training
 showers nearest in energy from the transform's bank (``group_hit_patterns``), and its empty groups are the shower's, so
 which groups are empty together is the data's (independent draws leave neighbouring deep layers of dataset 2 far less
-correlated than the data; bench/RESULTS.md §13, thirty-fourth session). Option ``share_curve``: the
+correlated than the data; bench/RESULTS.md §13, thirty-fourth session). Option ``share_cap``: no group's share above
+the largest any training shower of that energy holds (``group_share_ceiling``; the groups under their ceiling take up
+the rest in proportion), against a tail of far too late showers. Option ``share_curve``: the
 layer shares' logits add the data's log mean share of each group in the showers where it holds energy, a curve in the
 incident energy (``group_share_curve``), so a group drawn non-empty starts at what the data hold there.
 
@@ -255,6 +257,25 @@ def _without_groups(fractions: torch.Tensor, empty: torch.Tensor) -> torch.Tenso
     keep = ~empty | empty.all(dim=1, keepdim=True)
     kept = fractions * keep
     return kept / kept.sum(dim=1, keepdim=True)
+
+
+def _capped_shares(fractions: torch.Tensor, ceiling: torch.Tensor, n_iter: int = 40) -> torch.Tensor:
+    """Shares (B, G) summing to 1 moved under per-group ceilings (B, G): ``min(lam f, m)`` with the one ``lam >= 1`` per
+    shower that keeps the sum at 1 (the groups under their ceiling share what the capped ones give up, in proportion),
+    found by bisection in ``log lam`` without gradient; renormalised at the end, so a shower whose ceilings cannot hold
+    its energy (their sum over its non-empty groups below 1) keeps its proportions beyond them."""
+    with torch.no_grad():
+        f, m = fractions.detach().double(), ceiling.detach().double()
+        lo = torch.zeros(len(f), 1, dtype=f.dtype, device=f.device)
+        hi = torch.full_like(lo, 30.0)
+        for _ in range(int(n_iter)):
+            mid = 0.5 * (lo + hi)
+            over = torch.minimum(f * torch.exp(mid), m).sum(dim=1, keepdim=True) > 1.0
+            hi = torch.where(over, mid, hi)
+            lo = torch.where(over, lo, mid)
+        lam = torch.exp(lo).to(fractions.dtype)
+    capped = torch.minimum(fractions * lam, ceiling)
+    return capped / capped.sum(dim=1, keepdim=True).clamp_min(1e-12)
 
 
 def geometry_for_spec(spec: ModelSpec) -> CaloGeometry:
@@ -495,6 +516,12 @@ class CaloGenerator(nn.Module):
         # difference in 4000 steps (their energies 0.3-1 decade low). Measured on dataset 2 over two seeds: the deep
         # layers' medians come out right, their spread stays too wide, layers 0-1 narrow, AUC 0.917 / 0.938 against
         # 0.915 / 0.917 without: no gain, in no preset (bench/RESULTS.md §13, nineteenth session)
+        # option share_cap: each group's share at most the largest the data hold at the shower's energy (see physics())
+        self.share_cap = bool(_opt(spec, "share_cap", False))
+        if self.share_cap:
+            knots, log_max = _knot_curve(data, "group_share_max_log", self.n_groups, "share_cap")
+            self.register_buffer("share_cap_knots", knots, persistent=False)
+            self.register_buffer("group_share_max_log", log_max, persistent=False)
         self.share_curve = bool(_opt(spec, "share_curve", False))
         if self.share_curve:
             knots, log_share = _knot_curve(data, "group_share_log", self.n_groups, "share_curve")
@@ -1153,6 +1180,9 @@ class CaloGenerator(nn.Module):
         fractions = torch.softmax(share_logits, dim=1)
         if drawn_empty is not None:  # the empty groups' cells then hold exact zeros (their group energy is 0)
             fractions = _without_groups(fractions, drawn_empty)
+        if self.share_cap:
+            ceiling = torch.exp(_along_knots(self.share_cap_knots, self.group_share_max_log, c)).to(fractions.dtype)
+            fractions = _capped_shares(fractions, ceiling)
         s = None if self.occupancy else S_MAX * torch.sigmoid(self.thresholds(h))  # < 1: the hottest cell survives
         # the per-layer noise head: sigma = exp(log_scale_i) exp(shift_g(h)), applied as (n exp(log_scale)) exp(shift)
         # (no exp over a (B, cells) array); one occupancy shift per group, computed once
