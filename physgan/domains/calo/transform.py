@@ -344,6 +344,13 @@ def _curve_bins(e_inc: np.ndarray, n_bins: int, min_count: int) -> tuple[np.ndar
     return np.asarray([t[sel].mean() for sel in bins], np.float32), bins
 
 
+def _group_shares(e_group: np.ndarray) -> np.ndarray:
+    """Each group's share of its shower's summed group energy, float64 (N, n_groups) (0 in a shower without energy)."""
+    e_group = np.asarray(e_group, dtype=np.float64)
+    total = e_group.sum(axis=1, keepdims=True)
+    return np.divide(e_group, total, out=np.zeros_like(e_group), where=total > 0)
+
+
 def group_share_curve(e_group: np.ndarray, e_inc: np.ndarray, n_bins: int = 16, min_count: int = 30,
                       min_hits: int = 5) -> tuple[np.ndarray, np.ndarray]:
     """Per layer group, the log of its mean share of the shower's energy over the showers where it holds energy, as
@@ -377,8 +384,7 @@ def group_share_curve(e_group: np.ndarray, e_inc: np.ndarray, n_bins: int = 16, 
         float32 (K, n_groups).
     """
     e_group = np.asarray(e_group, dtype=np.float64)
-    total = e_group.sum(axis=1, keepdims=True)
-    share = np.divide(e_group, total, out=np.zeros_like(e_group), where=total > 0)
+    share = _group_shares(e_group)
     hit = e_group > 0
     knots, bins = _curve_bins(e_inc, n_bins, min_count)
     n_hit = np.stack([hit[sel].sum(axis=0) for sel in bins])
@@ -653,9 +659,7 @@ def group_share_ceiling(e_group: np.ndarray, e_inc: np.ndarray, n_bins: int = 16
     log_max : numpy.ndarray
         float32 (K, n_groups), ``<= 0``.
     """
-    e_group = np.asarray(e_group, dtype=np.float64)
-    total = e_group.sum(axis=1, keepdims=True)
-    share = np.divide(e_group, total, out=np.zeros_like(e_group), where=total > 0)
+    share = _group_shares(e_group)
     knots, bins = _curve_bins(e_inc, n_bins, min_count)
     top = np.stack([share[sel].max(axis=0) for sel in bins])  # (K, n_groups)
     wide = np.stack([top[max(k - 1, 0) : k + 2].max(axis=0) for k in range(len(top))])
