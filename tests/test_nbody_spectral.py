@@ -761,5 +761,7 @@ def test_power_law_amplitude_form_is_linear_in_the_log_conditions():
     spec0 = ModelSpec(**base, options={"amp_degree": 1, "amp_form": "power_law"}, data_stats=t0.stats, condition_stats=norm0.state_dict())
     with pytest.raises(ConfigError, match="amp_form=power_law"):
         build_generator(spec0)
+    with pytest.raises(ConfigError, match="needs model.options.amp_degree"):  # the form of a polynomial that is not there
+        build_generator(ModelSpec(**base, options={"amp_form": "power_law"}, data_stats=t.stats, condition_stats=norm.state_dict()))
     with pytest.raises(ValueError, match="log_conditions"):
         fit_amplitude_response(t0.forward(torch.from_numpy(x))[:, 0].numpy(), c0, 10, degree=1, log_conditions=True)

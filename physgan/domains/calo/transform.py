@@ -1012,8 +1012,8 @@ class CaloTransform(Transform):
                 knots, probit = group_hit_curve(e_group, e)
                 stats.update(group_hit_knots=knots.tolist(), group_hit_probit=probit.tolist())
                 pattern_t, pattern_bits = group_hit_patterns(e_group, e)  # option empty_draw_patterns
-                stats.update(group_share_max_log=group_share_ceiling(e_group, e)[1].tolist())  # option share_cap
                 stats.update(group_hit_pattern_t=pattern_t.tolist(), group_hit_pattern_bits=pattern_bits)
+                stats.update(group_share_max_log=group_share_ceiling(e_group, e)[1].tolist())  # option share_cap
                 stats.update(group_share_log=group_share_curve(e_group, e)[1].tolist())  # option share_curve
                 noise_a, noise_b, noise_t = group_share_noise_line(e_group, e)  # option layer_noise
                 stats.update(group_share_noise_a=noise_a.tolist(), group_share_noise_b=noise_b.tolist(),

@@ -295,7 +295,9 @@ class SpectralFieldGenerator(nn.Module):
         nn.init.zeros_(self.amp_net[-1].bias)
         self.amp_fit = None
         # option amp_form: "power_law" puts the fitted start and the learned polynomial in the normalised log conditions
-        self.amp_log = opts.amp_form == "power_law" and self.amp_degree is not None and bool(spec.n_cond)
+        if opts.amp_form == "power_law" and self.amp_degree is None:
+            raise ConfigError("nbody model.options.amp_form=power_law needs model.options.amp_degree (0, 1 or 2)")
+        self.amp_log = opts.amp_form == "power_law" and bool(spec.n_cond)
         key = "amp_fit_power_law" if self.amp_log else "amp_fit"
         fit = stats.get(key)
         if self.amp_log and (fit is None or not spec.condition_stats):
