@@ -1726,6 +1726,36 @@ def test_critic_ring_hits_counts_each_ring_s_hit_cells(geom):
     assert torch.isfinite(g2).all() and g2.abs().sum() > 0
 
 
+@pytest.mark.parametrize("geom", [CALOGAN, calochallenge_geometry("calochallenge-ds2")], ids=["calogan", "ds2"])
+def test_critic_depth_width_is_the_energy_weighted_spread_of_the_layer_index(geom):
+    """Option ``critic_depth_width``: one more physics column, 4 x the standard deviation of the layer index weighted by
+    the layer energies, over (layers - 1); a shower in one layer has width ~0, one split evenly between the first and
+    last layer 0.5 (x 4 = 2); the critic stays twice differentiable (gradient penalty)."""
+    d, d0 = build_critic(_spec(geom, critic_depth_width=True)), build_critic(_spec(geom))
+    assert d.n_phys == d0.n_phys + 1
+    rng = np.random.default_rng(5)
+    u = np.where(rng.random((8, geom.n_features)) < 0.3, rng.uniform(1e-4, 1e-2, (8, geom.n_features)), 0.0)
+    u[:, geom.n_cells :] = 0.0
+    first, last = geom.layer_slice(0), geom.layer_slice(geom.n_layers - 1)
+    u[0] = 0.0
+    u[0, first.start] = 0.05  # one layer: no spread
+    u[1] = 0.0
+    u[1, first.start], u[1, last.start] = 0.05, 0.05  # half in the first layer, half in the last
+    y = fractions_to_model(torch.as_tensor(u), d.eps).float()
+    got = d.depth_width_features(y).detach().numpy()[:, 0]
+    e = np.stack([u[:, geom.layer_slice(i)].sum(axis=1) for i in range(geom.n_layers)], axis=1)
+    pos = np.arange(geom.n_layers) / (geom.n_layers - 1)
+    mean = (e @ pos) / e.sum(axis=1)
+    want = 4.0 * np.sqrt((e @ pos**2) / e.sum(axis=1) - mean**2)
+    np.testing.assert_allclose(got, want, rtol=0.02, atol=0.01)
+    assert got[0] < 0.01 and abs(got[1] - 2.0) < 0.02
+    spec = _spec(geom, critic_depth_width=True)
+    y = torch.cat([y, torch.zeros(8, spec.sample_shape[0] - geom.n_features)], dim=1).requires_grad_(True)
+    (g1,) = torch.autograd.grad(d(y, torch.zeros(8, 1)).sum(), y, create_graph=True)
+    (g2,) = torch.autograd.grad(g1.norm(), y)
+    assert torch.isfinite(g2).all() and g2.abs().sum() > 0
+
+
 def test_occupancy_pinned_keeps_each_cells_hit_rate_whatever_the_shifts_mean_and_does_not_learn_it():
     """Option ``occupancy_pinned``: the shift's running mean at fixed energy is taken off as its variance is scaled in,
     so a shift with a mean and a spread leaves every rare cell's hit rate at the data's line, where mean-preserving

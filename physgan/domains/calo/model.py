@@ -1350,7 +1350,7 @@ class CaloCritic(nn.Module):
     spec : ModelSpec
         ``width``, ``depth`` (hidden layers of the cell MLP), ``embed_dim``; ``options``: ``eps``,
         ``critic_norm`` ('none' default, or 'layer'), ``occupancy_sharpness`` (default 10), ``critic_spectrum``,
-        ``critic_ring_hits`` (default false), ``critic_spatial``, ``critic_layer_stream``.
+        ``critic_ring_hits`` (default false), ``critic_depth_width`` (default false), ``critic_spatial``, ``critic_layer_stream``.
     """
 
     def __init__(self, spec: ModelSpec):
@@ -1415,6 +1415,11 @@ class CaloCritic(nn.Module):
             rings, _ = ring_members(geom)
             self.ring_hits = SegmentMatrix(rings, segs)
             n_phys += rings.shape[1]
+        # option critic_depth_width: the shower's longitudinal width (the energy-weighted spread of the layer index)
+        # beside its depth; on dataset 2 the generated width spread 0.61-0.65 layers at the top energies against the
+        # data's 0.50-0.54 with only the depth in the critic (bench/RESULTS.md §13, thirty-fifth session)
+        self.depth_width = bool(_opt(spec, "critic_depth_width", False))
+        n_phys += int(self.depth_width)
         self.n_phys = n_phys
 
         def mlp(n_in: int, n_hidden: int, n_layers: int) -> nn.Sequential:
@@ -1520,6 +1525,16 @@ class CaloCritic(nn.Module):
         """
         return torch.log1p(self.ring_hits(torch.tanh(self.kappa * (y + 1.0))))
 
+    def depth_width_features(self, y: torch.Tensor) -> torch.Tensor:
+        """Option ``critic_depth_width``: ``(B, 1)``, the energy-weighted standard deviation of the layer index of
+        model-space showers ``y``, in units of the number of layers less one, times 4 (O(1); the depth's unit)."""
+        e_layers = model_to_fractions(y, self.eps, snap=False).clamp(min=0) @ self.member
+        total = e_layers.sum(dim=1, keepdim=True) + 1e-7
+        pos = torch.arange(self.n_layers, dtype=y.dtype, device=y.device) / max(1, self.n_layers - 1)
+        mean = (e_layers @ pos)[:, None] / total
+        var = (e_layers @ (pos * pos))[:, None] / total - mean * mean
+        return 4.0 * torch.sqrt(var.clamp(min=0) + 1e-6)
+
     def forward(self, y: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """Critic scores ``(B,)`` for model-space showers ``y`` with normalised conditions ``c``."""
         cells, summaries = y[:, : self.n_cells_model], y[:, self.n_cells_model :]
@@ -1554,6 +1569,8 @@ class CaloCritic(nn.Module):
             phys.append(self.spectrum_features(cells_physics, c))
         if self.ring_hits is not None:
             phys.append(self.ring_hit_features(cells_physics))
+        if self.depth_width:
+            phys.append(self.depth_width_features(cells_physics))
         phys = torch.cat(phys, dim=1)
         parts = [self.cell_net(cells), self.phys_net(phys)]
         if self.layer_stream is not None:

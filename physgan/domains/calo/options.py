@@ -66,6 +66,7 @@ class CaloModelOptions:
     critic_spectrum: Literal["none", "counts", "shares"] = "none"  # critic: cells above multiples of the hit floor (issue 19)
     critic_spectrum_layers: tuple[int, ...] | None = None  # layers whose spectrum the critic sees (None: all; issue 19)
     critic_ring_hits: bool = False  # critic: soft number of hit cells per layer and ring (sparsity by radius; issue 19)
+    critic_depth_width: bool = False  # critic: the shower's longitudinal width beside its depth (issue 19)
     critic_norm: Literal["none", "layer"] = "none"  # critic hidden-layer normalisation
     occupancy_sharpness: float = 10.0  # critic's soft occupancy
 
