@@ -9,6 +9,7 @@ from physgan.cli import main
 from physgan.domains.calo import CHALLENGE_G_OPTIONS, PRESETS
 from physgan.domains.calo.geometry import calochallenge_geometry
 from physgan.domains.calo.model import SHIFT_VAR_BINS
+from physgan.domains.calo.transform import unpack_hit_patterns
 from physgan.run import load_run
 
 
@@ -36,6 +37,13 @@ def test_calochallenge_preset_trains_on_dataset_2_with_its_recipe_and_samples_sh
     assert not np.allclose(state["G"]["occupancy_shift_var"].numpy(), var)
     x = run.sample(64, {"energy": 5.0e4}, seed=0)
     assert x.shape == (64, ds2.n_features) and np.isfinite(x).all() and (x >= 0).all()
+    # empty_draw_patterns: which layers are empty is a training shower's pattern; share_cap: no layer holds more of the
+    # shower than the largest share the data hold (in the groups' energies, before the cells' readout)
+    layers = np.stack([x[:, ds2.layer_slice(i)].sum(axis=1) for i in range(ds2.n_layers)], axis=1)
+    bank = {tuple(row) for row in unpack_hit_patterns(run.transform.stats["group_hit_pattern_bits"], ds2.n_layers).tolist()}
+    assert {tuple(row) for row in (layers > 0).tolist()} <= bank
+    cap = np.exp(np.max(run.transform.stats["group_share_max_log"], axis=0))
+    assert (layers / layers.sum(axis=1, keepdims=True) <= cap * 1.05 + 1e-6).all()
     totals = x.sum(axis=1)
     assert (totals > 0).all() and (totals < 1.5 * 5.0e4).all()  # a shower of a 50 GeV electron, in MeV
     again = run.sample(64, {"energy": 5.0e4}, seed=0)

@@ -1127,6 +1127,13 @@ def test_empty_draw_patterns_keep_which_groups_are_empty_together():
     stale = {k: v for k, v in t.stats.items() if not k.startswith("group_hit_pattern")}
     with pytest.raises(ConfigError, match="group_hit_pattern"):
         build_generator(ModelSpec(**{**base, "data_stats": stale}, options={**options, "empty_draw_patterns": True}))
+    # a bank smaller than the window (a small file): every shower takes one of its patterns, whatever the energy
+    small = {**t.stats, "group_hit_pattern_t": t.stats["group_hit_pattern_t"][:10], "group_hit_pattern_bits": t.stats["group_hit_pattern_bits"][:10]}
+    g = build_generator(ModelSpec(**{**base, "data_stats": small}, options={**options, "empty_draw_patterns": True}))
+    with torch.no_grad():
+        u = g.physics(torch.randn(2000, *g.latent_shape()), c[:2000])["u"]
+    got = {tuple(r) for r in torch.stack([(u[:, idx] > 0).any(1) for idx in groups], dim=1).tolist()}
+    assert got <= {tuple(r) for r in unpack_hit_patterns(small["group_hit_pattern_bits"], 3).astype(bool).tolist()}
 
 
 def test_share_cap_keeps_each_group_under_the_datas_largest_share():

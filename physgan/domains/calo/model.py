@@ -704,9 +704,11 @@ class CaloGenerator(nn.Module):
             bits, pattern_t = data.get("group_hit_pattern_bits"), data.get("group_hit_pattern_t")
             if not self.empty_draw:
                 raise ConfigError("calo model: empty_draw_patterns needs empty_draw")
-            if bits is None or pattern_t is None or len(bits) != len(pattern_t) or len(bits) < PATTERN_WINDOW:
+            if bits is None or pattern_t is None or len(bits) != len(pattern_t) or not len(bits):
                 raise ConfigError("calo model: empty_draw_patterns needs the transform statistics 'group_hit_pattern_t' and "
-                                  f"'group_hit_pattern_bits' of this version (at least {PATTERN_WINDOW} showers); fit the transform again")
+                                  "'group_hit_pattern_bits' of this version; fit the transform again")
+            # a file of fewer training showers than the window picks among all of them (at any energy)
+            self.pattern_window = min(PATTERN_WINDOW, len(bits))
             self.register_buffer("pattern_t", torch.as_tensor(np.asarray(pattern_t, dtype=np.float32)), persistent=False)
             self.register_buffer("pattern_hit", torch.as_tensor(unpack_hit_patterns(bits, self.n_groups)), persistent=False)
         if self.occupancy:
@@ -1068,12 +1070,12 @@ class CaloGenerator(nn.Module):
 
     def _pattern_index(self, draw: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """Option ``empty_draw_patterns``: the bank row of each shower, (B,) long: among the :data:`PATTERN_WINDOW`
-        training showers nearest in energy (condition 0), the one at the draw's normal quantile."""
-        m = len(self.pattern_t)
+        training showers nearest in energy (condition 0; all of them in a smaller bank), the one at the draw's normal quantile."""
+        m, w = len(self.pattern_t), self.pattern_window
         pos = torch.searchsorted(self.pattern_t, c[:, 0].to(self.pattern_t.dtype).contiguous())
-        start = (pos - PATTERN_WINDOW // 2).clamp(0, m - PATTERN_WINDOW)
+        start = (pos - w // 2).clamp(0, m - w)
         u = torch.special.ndtr(draw.double())
-        return start + (u * PATTERN_WINDOW).long().clamp(0, PATTERN_WINDOW - 1)
+        return start + (u * w).long().clamp(0, w - 1)
 
     def _floor(self, k: int, wm: torch.Tensor, e_k: torch.Tensor,
                c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
