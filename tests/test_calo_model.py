@@ -1128,7 +1128,7 @@ def test_empty_draw_patterns_keep_which_groups_are_empty_together():
     with pytest.raises(ConfigError, match="group_hit_pattern"):
         build_generator(ModelSpec(**{**base, "data_stats": stale}, options={**options, "empty_draw_patterns": True}))
     # a bank smaller than the window (a small file): every shower takes one of its patterns, whatever the energy
-    small = {**t.stats, "group_hit_pattern_t": t.stats["group_hit_pattern_t"][:10], "group_hit_pattern_bits": t.stats["group_hit_pattern_bits"][:10]}
+    small = {**t.stats, **{k: t.stats[k][:10] for k in ("group_hit_pattern_t", "group_hit_pattern_bits")}}
     g = build_generator(ModelSpec(**{**base, "data_stats": small}, options={**options, "empty_draw_patterns": True}))
     with torch.no_grad():
         u = g.physics(torch.randn(2000, *g.latent_shape()), c[:2000])["u"]
