@@ -38,7 +38,8 @@ def test_calochallenge_preset_trains_on_dataset_2_with_its_recipe_and_samples_sh
     x = run.sample(64, {"energy": 5.0e4}, seed=0)
     assert x.shape == (64, ds2.n_features) and np.isfinite(x).all() and (x >= 0).all()
     # empty_draw_patterns: which layers are empty is a training shower's pattern; share_cap: no layer holds more of the
-    # shower than the largest share the data hold (in the groups' energies, before the cells' readout)
+    # shower than the largest share the data hold at any energy (the cap acts on the groups' energies before the cells'
+    # readout threshold, which can move a share a little: 5 % slack)
     layers = np.stack([x[:, ds2.layer_slice(i)].sum(axis=1) for i in range(ds2.n_layers)], axis=1)
     bank = {tuple(row) for row in unpack_hit_patterns(run.transform.stats["group_hit_pattern_bits"], ds2.n_layers).tolist()}
     assert {tuple(row) for row in (layers > 0).tolist()} <= bank

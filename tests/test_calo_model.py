@@ -1749,7 +1749,8 @@ def test_critic_depth_width_is_the_energy_weighted_spread_of_the_layer_index(geo
     u[1] = 0.0
     u[1, first.start], u[1, last.start] = 0.05, 0.05  # half in the first layer, half in the last
     y = fractions_to_model(torch.as_tensor(u), d.eps).float()
-    got = d.depth_width_features(y).detach().numpy()[:, 0]
+    got = d.physics_features(y).detach().numpy()[:, -1]  # the last column
+    np.testing.assert_array_equal(d.physics_features(y)[:, :-1].detach().numpy(), d0.physics_features(y).detach().numpy())
     e = np.stack([u[:, geom.layer_slice(i)].sum(axis=1) for i in range(geom.n_layers)], axis=1)
     pos = np.arange(geom.n_layers) / (geom.n_layers - 1)
     mean = (e @ pos) / e.sum(axis=1)

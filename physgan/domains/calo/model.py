@@ -1460,6 +1460,8 @@ class CaloCritic(nn.Module):
         ``sqrt(var + 1e-6)`` in units of the layer's largest cell-centre coordinate; the moments divide by the
         layer energy plus ``MOMENT_FLOOR`` times the training data's mean layer energy (1e-7 without data
         statistics), so a nearly empty layer's centre tends to 0 instead of amplifying its cells by ``1 / E_l``.
+        With option ``critic_depth_width`` a last column: 4 x the energy-weighted standard deviation of the layer
+        index over (layers - 1), the shower's longitudinal width.
         """
         u = model_to_fractions(y, self.eps, snap=False).clamp(min=0)
         e_layers = u @ self.member  # (B, L) energy per layer / E_inc
@@ -1471,7 +1473,12 @@ class CaloCritic(nn.Module):
         mean = (u @ self.moment_1) / el
         var = (u @ self.moment_2) / el - mean * mean
         width = torch.sqrt(var.clamp(min=0) + 1e-6)
-        return torch.cat([10.0 * torch.log(total + 1e-6), depth, torch.log(e_layers + 1e-6) / 4.0, occupancy, mean, width], dim=1)
+        cols = [10.0 * torch.log(total + 1e-6), depth, torch.log(e_layers + 1e-6) / 4.0, occupancy, mean, width]
+        if self.depth_width:  # the spread of the layer index around the depth, in the depth's unit, times 4 (O(1))
+            pos_n = pos / max(1, self.n_layers - 1)
+            spread = (e_layers @ (pos_n * pos_n))[:, None] / (total + 1e-7) - depth * depth
+            cols.append(4.0 * torch.sqrt(spread.clamp(min=0) + 1e-6))
+        return torch.cat(cols, dim=1)
 
     def layer_stream_features(self, phys: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """Option ``critic_layer_stream``: the pooled output ``(B, channels)`` of the stream over the layers
@@ -1527,16 +1534,6 @@ class CaloCritic(nn.Module):
         """
         return torch.log1p(self.ring_hits(torch.tanh(self.kappa * (y + 1.0))))
 
-    def depth_width_features(self, y: torch.Tensor) -> torch.Tensor:
-        """Option ``critic_depth_width``: ``(B, 1)``, the energy-weighted standard deviation of the layer index of
-        model-space showers ``y``, in units of the number of layers less one, times 4 (O(1); the depth's unit)."""
-        e_layers = model_to_fractions(y, self.eps, snap=False).clamp(min=0) @ self.member
-        total = e_layers.sum(dim=1, keepdim=True) + 1e-7
-        pos = torch.arange(self.n_layers, dtype=y.dtype, device=y.device) / max(1, self.n_layers - 1)
-        mean = (e_layers @ pos)[:, None] / total
-        var = (e_layers @ (pos * pos))[:, None] / total - mean * mean
-        return 4.0 * torch.sqrt(var.clamp(min=0) + 1e-6)
-
     def forward(self, y: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """Critic scores ``(B,)`` for model-space showers ``y`` with normalised conditions ``c``."""
         cells, summaries = y[:, : self.n_cells_model], y[:, self.n_cells_model :]
@@ -1571,8 +1568,6 @@ class CaloCritic(nn.Module):
             phys.append(self.spectrum_features(cells_physics, c))
         if self.ring_hits is not None:
             phys.append(self.ring_hit_features(cells_physics))
-        if self.depth_width:
-            phys.append(self.depth_width_features(cells_physics))
         phys = torch.cat(phys, dim=1)
         parts = [self.cell_net(cells), self.phys_net(phys)]
         if self.layer_stream is not None:
