@@ -269,6 +269,30 @@ def add_training_args(p: argparse.ArgumentParser, preset: str = "quick", minutes
     return p
 
 
+def add_checkpoint_arg(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """``--checkpoint``: which checkpoint of a trained workdir a benchmark evaluates (see :func:`checkpoint_suffix`)."""
+    p.add_argument(
+        "--checkpoint", default="best",
+        help="checkpoint evaluated: best (default; else last), last, or a file in run/checkpoints (e.g. step-0004000.pt) "
+        "of a trained workdir; other than best, the report, figures and results get the suffix _<name>",
+    )  # fmt: skip
+    return p
+
+
+def checkpoint_to_load(run_dir: Path, requested: str) -> str:
+    """The checkpoint :func:`physgan.run.load_run` is given: ``requested``, except ``best`` falls back to ``last``
+    when the run kept no best (no validation split)."""
+    if requested == "best" and not (Path(run_dir) / "checkpoints" / "best.pt").exists():
+        return "last"
+    return requested
+
+
+def checkpoint_suffix(requested: str) -> str:
+    """``""`` for the default ``best`` (its outputs keep their plain names), else ``_<stem>`` (``_last``,
+    ``_step-0004000``): an evaluation of another checkpoint never overwrites the best's results."""
+    return "" if requested == "best" else f"_{Path(requested).stem}"
+
+
 def run_with_budget(cmd: list[str], env: dict[str, str], log: Any, minutes: float, grace_s: float = 300.0) -> tuple[bool, int]:
     """Run ``cmd`` (a ``physgan train`` command) to its end, sending it SIGTERM after ``minutes`` of wall time.
 

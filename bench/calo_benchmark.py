@@ -48,7 +48,19 @@ from typing import Any
 
 import numpy as np
 
-from bench._util import add_training_args, cpu_env, env_info, load, paired_rates, paired_rates_line, physgan_cmd, train_with_budget
+from bench._util import (
+    add_checkpoint_arg,
+    add_training_args,
+    checkpoint_suffix,
+    checkpoint_to_load,
+    cpu_env,
+    env_info,
+    load,
+    paired_rates,
+    paired_rates_line,
+    physgan_cmd,
+    train_with_budget,
+)
 
 #: Issue 19's goals per geometry: goal 1 (CaloGAN, 100k e+ at 1-100 GeV) and goal 2 (CaloChallenge dataset 2, 30k e-
 #: at 1-1000 GeV log-uniform: E_layer < 0.01, centres and widths < 0.02, AUC < 0.90; the rest is not asked there).
@@ -165,11 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     add_training_args(p, preset="the geometry's: default on calogan, calochallenge on calochallenge-ds2")
     p.set_defaults(preset=None, max_steps=None)
     p.add_argument("--workdir", default="bench/_calo_benchmark")
-    p.add_argument(
-        "--checkpoint", default="best",
-        help="checkpoint evaluated: best (default; else last), last, or a file in run/checkpoints (e.g. step-0004000.pt) "
-        "of a trained workdir; other than best, the report and results go to <workdir>/report_<name>, results_<name>.json",
-    )  # fmt: skip
+    add_checkpoint_arg(p)
     p.add_argument("--out", help="write the results as JSON here (default <workdir>/results.json; results_<name>.json with --checkpoint)")
     args = p.parse_args(argv)
 
@@ -214,9 +222,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(len(os.sched_getaffinity(0)) if args.device == "cpu" else args.threads)  # the cores this process may use
     print("[3/4] generating and evaluating", flush=True)
-    ckpt = args.checkpoint
-    if ckpt == "best" and not (run_dir / "checkpoints" / "best.pt").exists():
-        ckpt = "last"
+    ckpt = checkpoint_to_load(run_dir, args.checkpoint)
     run = load_run(run_dir, checkpoint=ckpt, device=args.device)
     src = open_source(files["eval"])
     x_eval, c_eval = read_all(src)
@@ -226,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     x_fake = run.sample(len(x_eval), c_eval, seed=args.seed + 1)
     gen_wall = time.perf_counter() - t0
     ev = evaluate(files["eval"], (x_fake, c_eval, attrs), domain="calo", real2=files["floor"], seed=args.seed, run=run_dir)
-    ev.to_html(work / ("report" if args.checkpoint == "best" else f"report_{Path(ckpt).stem}"), overwrite=True)
+    ev.to_html(work / f"report{checkpoint_suffix(args.checkpoint)}", overwrite=True)
     metrics = ev.to_dict()["metrics"]
 
     print("[4/4] generation speed", flush=True)
@@ -248,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         "speed": speed,
         "speed_vs_gflash": speed_vs_gflash,
     }
-    default_out = work / ("results.json" if args.checkpoint == "best" else f"results_{Path(ckpt).stem}.json")  # best's kept
+    default_out = work / f"results{checkpoint_suffix(args.checkpoint)}.json"  # best's kept
     Path(args.out or default_out).write_text(json.dumps(results, indent=1))
     print(report(results))
     return 0

@@ -23,7 +23,8 @@ Steps, each timed and each skipped when its output already exists in ``<workdir>
    porosity and blobiness).
 2. ``physgan train micro --preset P`` in a subprocess with a wall-clock budget: SIGTERM after
    ``--train-minutes`` (physgan's preemption path: checkpoint, exit 0).
-3. The run's best checkpoint (else its last) generates volumes of side 2C (``latent_scale=2``).
+3. The run's best checkpoint (else its last; ``--checkpoint last`` or ``step-0004000.pt`` evaluates another of a trained
+   workdir, into ``results_<name>.json``) generates volumes of side 2C (``latent_scale=2``).
    They are compared with real volumes of side 2C:
 
    * ``berea``: disjoint (non-overlapping) 2C^3 crops of the same 400^3 volume, shuffled and split
@@ -73,7 +74,18 @@ from typing import Any
 
 import numpy as np
 
-from bench._util import add_training_args, cpu_env, env_info, load, markdown_table, physgan_cmd, train_with_budget
+from bench._util import (
+    add_checkpoint_arg,
+    add_training_args,
+    checkpoint_suffix,
+    checkpoint_to_load,
+    cpu_env,
+    env_info,
+    load,
+    markdown_table,
+    physgan_cmd,
+    train_with_budget,
+)
 
 __all__ = [
     "GOALS",
@@ -487,10 +499,10 @@ def generation_speed(
 # -- cases --------------------------------------------------------------------------------------------------------------
 
 
-def _load_run(run_dir: Path, device: str):
+def _load_run(run_dir: Path, device: str, checkpoint: str = "best"):
     from physgan.run import load_run
 
-    ckpt = "best" if (run_dir / "checkpoints" / "best.pt").exists() else "last"
+    ckpt = checkpoint_to_load(run_dir, checkpoint)
     return load_run(run_dir, checkpoint=ckpt, device=device), ckpt
 
 
@@ -534,7 +546,7 @@ def _train_and_load(args: argparse.Namespace, data: Path, work: Path):
     print(f"[2/4] training (preset {args.preset}, {args.train_minutes:g} min budget, {args.threads} thread(s), {args.device})", flush=True)
     budget = train_with_budget("micro", data, work / "run", args)
     torch.set_num_threads(args.threads)
-    run, ckpt = _load_run(work / "run", args.device)
+    run, ckpt = _load_run(work / "run", args.device, args.checkpoint)
     return budget, run, ckpt
 
 
@@ -562,15 +574,15 @@ def run_berea(args: argparse.Namespace, work: Path) -> dict[str, Any] | None:
             cond = {"porosity": float(np.mean(fh["conditions/porosity"][:]))}
     data_info["requested"] = cond
     if args.figures_only:
-        run, _ = _load_run(work / "run", args.device)
+        run, _ = _load_run(work / "run", args.device, args.checkpoint)
         real_a, _, fake, _, _ = _berea_sets(args, src, run, cond)
-        print("\n".join(write_figures(work, real_a, fake, "berea")))
+        print("\n".join(write_figures(work, real_a, fake, "berea" + checkpoint_suffix(args.checkpoint))))
         return None
     budget, run, ckpt = _train_and_load(args, data, work)
     print("[3/4] generating 2x volumes and comparing with disjoint real crops", flush=True)
     side = 2 * args.crop
     real_a, real_b, fake, gen_wall, values = _berea_sets(args, src, run, cond)
-    figures = write_figures(work, real_a, fake, "berea")
+    figures = write_figures(work, real_a, fake, "berea" + checkpoint_suffix(args.checkpoint))
     cmp = compare_sets(real_a, real_b, fake, None, args.n_tau, tuple(args.tau_axes), args.device, not args.no_extras)
     print("[4/4] generation speed", flush=True)
     speed = generation_speed(run, cond, side, args.speed_batch, args.device, args.seed)
@@ -705,7 +717,7 @@ def run_separator(args: argparse.Namespace, work: Path) -> dict[str, Any] | None
     print(f"[3/4] generating {args.crop}^3 volumes and comparing with disjoint real crops, per axis", flush=True)
     real_a, real_b = disjoint_crops(labels, args.crop, 2, args.n_eval, args.seed + 7)
     fake, gen_wall = _fake(run, len(real_a), None, args.seed + 1, args.gen_batch, latent_scale=1)
-    figures = write_figures(work, real_a, fake, "separator")
+    figures = write_figures(work, real_a, fake, "separator" + checkpoint_suffix(args.checkpoint))
     cmp = compare_sets(real_a, real_b, fake, None, args.n_tau, tuple(args.tau_axes), args.device, not args.no_extras)
     cmp["s2_axis"] = axis_s2_errors(real_a, real_b, fake)
     n_vol = max(64, len(fake))  # generated volumes are cheap: the comparison with the whole volume uses more
@@ -771,7 +783,7 @@ def run_blobs(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         gen_wall += w
         cmp = compare_sets(real_a, real_b, fake, float(t), args.n_tau, tuple(args.tau_axes), args.device, not args.no_extras)
         comparisons.append(cmp)
-        figures += write_figures(work, real_a, fake, f"t{t:g}")
+        figures += write_figures(work, real_a, fake, f"t{t:g}{checkpoint_suffix(args.checkpoint)}")
         msg = f"fake porosity {cmp['porosity_fake']:.4f}, S2 err {cmp['s2_max_abs_err']:.4g}, tau ratio {cmp['tau_ratio']:.3g}"
         print(f"  target {t:g}: {msg}", flush=True)
     print("[4/4] generation speed", flush=True)
@@ -980,6 +992,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--speed-batch", type=int, default=8, help="generator batch for the speed figure (besides 1)")
     p.add_argument("--no-extras", action="store_true", help="skip SSA, chords and Euler")
     p.add_argument("--workdir", default="bench/_micro_benchmark")
+    add_checkpoint_arg(p)
     p.add_argument("--out", help="also write the results as JSON here")
     p.add_argument("--report-only", action="store_true", help="print the tables of an earlier run's results.json and exit")
     p.add_argument("--figures-only", action="store_true", help="berea: write the figures of an earlier run's trained generator and exit")
@@ -992,8 +1005,9 @@ def main(argv: list[str] | None = None) -> int:
         args.n_tau = min(args.n_eval, 16)
     key = f"{args.case}_c{args.crop}" + ("_porosity" if args.case == "berea" and args.conditions != "none" else "")
     work = Path(args.workdir) / key
+    results_name = f"results{checkpoint_suffix(args.checkpoint)}.json"  # another checkpoint's never overwrite best's
     if args.report_only:
-        print(report(json.loads((work / "results.json").read_text())))
+        print(report(json.loads((work / results_name).read_text())))
         return 0
     work.mkdir(parents=True, exist_ok=True)
 
@@ -1005,15 +1019,15 @@ def main(argv: list[str] | None = None) -> int:
     res["load"] = load()
     res["total_wall_s"] = time.perf_counter() - t0
     res["argv"] = sys.argv[1:] if argv is None else list(argv)
-    _atomic_json(work / "results.json", res)
+    _atomic_json(work / results_name, res)
     allres = Path(args.workdir) / "results.json"
     merged = json.loads(allres.read_text()) if allres.exists() else {}
-    merged[key] = res
+    merged[key + checkpoint_suffix(args.checkpoint)] = res
     _atomic_json(allres, merged)
     if args.out:
         _atomic_json(Path(args.out), res)
     print(report(res))
-    print(f"\nresults: {work / 'results.json'} (and {allres}); total {res['total_wall_s'] / 60:.1f} min")
+    print(f"\nresults: {work / results_name} (and {allres}); total {res['total_wall_s'] / 60:.1f} min")
     return 0
 
 
