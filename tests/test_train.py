@@ -289,6 +289,30 @@ def test_torchrun_resume_continues_each_ranks_own_random_stream(ring_file, tmp_p
 
 
 @pytest.mark.slow
+def test_a_finished_torchrun_rank_holds_no_ddp_wrapper(ring_file, tmp_path):
+    """The DDP wrappers (which hold the process group) sit in reference cycles; train() frees them before it ends the
+    group, so they are not left to a collection during interpreter shutdown (a rank then aborted at exit, now and then)."""
+    script = tmp_path / "rank.py"
+    script.write_text(
+        "import gc, os, sys\n"
+        "from pathlib import Path\n"
+        "from torch.nn.parallel import DistributedDataParallel as DDP\n"
+        "from physgan.config import resolve_config\n"
+        "from physgan.train.loop import train\n"
+        "cfg = resolve_config('array', overrides=sys.argv[2:])\n"
+        "gc.disable()  # only train() itself may collect\n"
+        "train(cfg, Path(sys.argv[1]), progress=False)\n"
+        "alive = sum(isinstance(o, DDP) for o in gc.get_objects())\n"
+        "Path(sys.argv[1], f'alive{os.environ[\"RANK\"]}.txt').write_text(str(alive))\n"
+    )
+    overrides = [f"data.path={ring_file}", *TINY, "train.steps=2", "train.ckpt_every=2", "train.val_every=0"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(script), str(tmp_path / "run")]
+    proc = subprocess.run(cmd + overrides, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert [(tmp_path / "run" / f"alive{r}.txt").read_text() for r in (0, 1)] == ["0", "0"]
+
+
+@pytest.mark.slow
 def test_torchrun_two_processes_keep_identical_parameters(ring_file, tmp_path):
     run = tmp_path / "ddp"
     cmd = [

@@ -19,6 +19,7 @@ checkpoint and exit cleanly (exit code 0).
 from __future__ import annotations
 
 import copy
+import gc
 import json
 import math
 import shutil
@@ -389,6 +390,13 @@ def _train(
             sampler.close()
         runlog.close()
         barrier(dist_info)
+        if dist_info.enabled:
+            # the DDP wrappers hold the process group and sit in reference cycles: left to the cyclic collector, they
+            # (and the group's gloo worker threads) could be freed during interpreter shutdown, where freeing a tensor
+            # has no Python to take the GIL from: a finished rank then aborted at exit ("terminate called without an
+            # active exception", SIGABRT), now and then. Freed here, the group really ends in cleanup_distributed.
+            G_train = D_train = None
+            gc.collect()
         cleanup_distributed()
 
 
