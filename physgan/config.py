@@ -112,6 +112,9 @@ class TrainConfig:
     val_every: int = 500  # validation metrics every this many steps (0: never)
     ckpt_every: int = 500  # checkpoint every this many steps
     keep_snapshots: int = 3  # numbered snapshots kept besides last.pt and best.pt
+    # write best.pt when the validation score improves (False: the score is still logged, but a run's best is its last
+    # checkpoint; for models whose score stops following what matters, e.g. micro 3-D tortuosity, RESULTS §12.34)
+    keep_best: bool = True
     max_rollbacks: int = 3  # divergence: roll back this many times before giving up
     lr_decay_on_rollback: float = 0.5  # learning rates are multiplied by this on each rollback
     lr_final: float = 1.0  # learning rates fall linearly over train.steps to this fraction of lr_g / lr_d (1: constant)

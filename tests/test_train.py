@@ -47,6 +47,23 @@ def _cfg(path, *extra):
     return resolve_config("array", overrides=[f"data.path={path}", *TINY, *extra])
 
 
+def test_keep_best_false_validates_but_generates_from_the_last_checkpoint(ring_file, tmp_path):
+    from physgan.run import load_run
+
+    run = tmp_path / "run"
+    res = train(_cfg(ring_file, "train.steps=4", "train.val_every=2", "train.ckpt_every=2", "train.keep_best=false"), run, progress=False)
+    assert res.best_score is not None  # the score is still computed and logged
+    assert "validation score" in (run / "log.txt").read_text()
+    assert {p.name for p in (run / "checkpoints").iterdir()} == {"last.pt", "step-0000002.pt", "step-0000004.pt"}
+    assert load_run(run, checkpoint="best", device="cpu").step == 4  # "best" (generate's default) reads the last
+
+
+def test_the_micro_3d_default_preset_keeps_no_best():
+    assert resolve_config("micro", preset="default").train.keep_best is False
+    assert resolve_config("micro", preset="quick").train.keep_best is True
+    assert resolve_config("calo").train.keep_best is True
+
+
 def test_run_directory_contents(ring_file, tmp_path):
     res = train(_cfg(ring_file, "train.steps=4", "train.val_every=2", "train.ckpt_every=2"), tmp_path / "run", progress=False)
     run = tmp_path / "run"

@@ -366,7 +366,8 @@ def _train(
                 ts.last_metrics = metrics
                 if better:
                     ts.best_score = metrics["score"]
-                    _checkpoint(ts, saved, run_dir, "best", t_cfg, dist_info)
+                    if t_cfg.keep_best:
+                        _checkpoint(ts, saved, run_dir, "best", t_cfg, dist_info)
 
             # ---- checkpoints and preemption ---------------------------------------------------
             if ts.step % t_cfg.ckpt_every == 0 or ts.step == t_cfg.steps:

@@ -66,6 +66,10 @@ def detect(header: Any) -> bool:
 #: much; at matched time (800 ttur steps in 24 s against 400 old-recipe steps in 21 s) it is better on S2 (0.011 vs
 #: 0.020), one-pixel islands (0.88 vs 1.13 per image, real 0.64) and chord lengths (0.012 vs 0.018), worse on surface
 #: area (-5.3 % vs -2.3 %) (§12.27, fifteenth session). The 2-D quickstart uses ``quick``.
+#: ``default`` generates from the run's last checkpoint (``train.keep_best: false``): the validation score plateaus after
+#: ~2500 steps of the hour on Berea while the tortuosity keeps falling, so the score's best (the low point of a noisy
+#: plateau) was the worse checkpoint: +33.6 % / +13.1 % / +0.1 % / +3.6 % at steps 2500 (best) / 3000 / 3500 / 3950
+#: (last) of one fp32 hour, +15.9 % at best (4000) against +2.7 % at last (5048) of a bf16 hour (RESULTS §12.34).
 #: A recipe named with ``--recipe`` replaces a preset's.
 _CPU_3D = {"z_dim": 8, "width": 16, "embed_dim": 16}
 _CPU_OPTS = {"max_channels": 64, "slices_per_axis": 4, "exact_fractions": True}
@@ -73,7 +77,7 @@ _CPU_TRAIN = {"recipe": "gulrajani2017-lr2e-4", "batch_size": 4, "log_every": 10
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {
         "model": {**_CPU_3D, "options": {"isotropic": True, **_CPU_OPTS, "critic_volume": 32}},
-        "train": {**_CPU_TRAIN, "recipe": "gulrajani2017-ttur"},
+        "train": {**_CPU_TRAIN, "recipe": "gulrajani2017-ttur", "keep_best": False},
     },
     "slicegan": {
         "model": {"z_dim": 16, "width": 64, "embed_dim": 32, "options": {"isotropic": True, "exact_fractions": True}},
