@@ -56,6 +56,15 @@ def test_keep_best_false_validates_but_generates_from_the_last_checkpoint(ring_f
     assert "validation score" in (run / "log.txt").read_text()
     assert {p.name for p in (run / "checkpoints").iterdir()} == {"last.pt", "step-0000002.pt", "step-0000004.pt"}
     assert load_run(run, checkpoint="best", device="cpu").step == 4  # "best" (generate's default) reads the last
+    # a run trained with best.pt, resumed with keep_best off: its old best.pt is not left for generate to read
+    old = tmp_path / "old"
+    train(_cfg(ring_file, "train.steps=2", "train.val_every=2", "train.ckpt_every=2"), old, progress=False)
+    assert (old / "checkpoints" / "best.pt").exists()
+    cfg = _cfg(ring_file, "train.steps=4", "train.val_every=2", "train.ckpt_every=2", "train.keep_best=false")
+    train(cfg, old, resume="auto", progress=False)
+    assert not (old / "checkpoints" / "best.pt").exists()
+    assert load_run(old, checkpoint="best", device="cpu").step == 4
+    assert "removed checkpoints/best.pt" in (old / "log.txt").read_text()
 
 
 def test_the_micro_3d_default_preset_keeps_no_best():

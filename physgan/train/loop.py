@@ -211,6 +211,10 @@ def _train(
     runlog = RunLog(run_dir / "log.txt" if is_main else None, prog)
     for text in notes:
         runlog.notice(text)
+    stale_best = run_dir / "checkpoints" / "best.pt"
+    if not t_cfg.keep_best and is_main and stale_best.exists():  # else generate would read it, not the new last
+        stale_best.unlink()
+        runlog.notice("train.keep_best is false: removed checkpoints/best.pt of the earlier training (generate reads last.pt)")
 
     # ---- data: split, transform and condition normalisation, sampler --------------------------
     if not d_cfg.path:
