@@ -1845,6 +1845,40 @@ def test_occupancy_pinned_groups_pins_only_the_first_groups():
             build_generator(ModelSpec(**{**spec.__dict__, "options": options}))
 
 
+def test_occupancy_level_bound_keeps_every_showers_hit_level_within_the_bound():
+    """Option ``occupancy_level_bound``: each group's hit level is ``b tanh(level / b)``: a trunk whose levels spread
+    well past ``b`` gives levels inside ``(-b, b)`` with the same sign and order, the hit counts follow the bounded level,
+    gradients still reach the shift; a negative bound or one without occupancy is a clear error."""
+    from physgan.errors import ConfigError
+
+    opts = {"cell_noise": True, "noise_head": "layer", "occupancy": True, "occupancy_slope": True}
+    _, spec = _occupancy_model(3, 2, **opts)
+    levels = {}
+    for bound in (0.0, 0.5):
+        torch.manual_seed(0)
+        g = build_generator(ModelSpec(**{**spec.__dict__, "options": {**opts, "occupancy_level_bound": bound}}))
+        with torch.no_grad():
+            g.occupancy_shift.weight.normal_(std=2.0, generator=torch.Generator().manual_seed(1))
+        z = torch.randn(512, *g.latent_shape(), generator=torch.Generator().manual_seed(2))
+        g._level_sink = []
+        with torch.no_grad():
+            g.physics(z, torch.zeros(512, 1))
+        levels[bound] = torch.cat(g._level_sink)
+        g._level_sink = None
+    free, bounded = levels[0.0], levels[0.5]
+    assert float(free.abs().max()) > 1.5  # the unbounded levels spread far past the bound
+    assert float(bounded.abs().max()) <= 0.5
+    torch.testing.assert_close(bounded, 0.5 * torch.tanh(free / 0.5))
+    g.train()
+    g(z[:64], torch.zeros(64, 1)).sum().backward()
+    assert g.occupancy_shift.weight.grad is not None and float(g.occupancy_shift.weight.grad.abs().sum()) > 0
+    for options, match in (({**opts, "occupancy_level_bound": -1.0}, "occupancy_level_bound must be >= 0"),
+                           ({**opts, "occupancy_level_bound": float("nan")}, "occupancy_level_bound must be >= 0"),
+                           ({**opts, "occupancy": False, "occupancy_level_bound": 1.0}, "needs occupancy")):
+        with pytest.raises(ConfigError, match=match):
+            build_generator(ModelSpec(**{**spec.__dict__, "options": options}))
+
+
 def test_calibrate_statistics_sets_the_shift_tables_from_the_generators_own_shifts():
     """``calibrate_statistics`` (called by the training loop on the EMA generator before validating and saving): the
     per-bin variance (and, pinned, the mean) of the hit shift become this generator's own at each bin's centre, whatever

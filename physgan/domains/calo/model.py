@@ -678,6 +678,9 @@ class CaloGenerator(nn.Module):
         if self.occupancy_mean_preserving and not self.occupancy:
             raise ConfigError("calo model: occupancy_mean_preserving needs occupancy (the per-cell hit draws)")
         self.occupancy_pinned = False  # option occupancy_pinned: see below
+        self.occupancy_level_bound = 0.0  # option occupancy_level_bound: see below
+        if float(_opt(spec, "occupancy_level_bound", 0.0)) and not self.occupancy:
+            raise ConfigError("calo model: occupancy_level_bound needs occupancy (the per-cell hit draws)")
         self._level_sink: list[torch.Tensor] | None = None  # calibrate_statistics collects the hit shifts here
         if bool(_opt(spec, "occupancy_pinned", False)) and not self.occupancy:
             raise ConfigError("calo model: occupancy_pinned needs occupancy (the per-cell hit draws)")
@@ -813,6 +816,14 @@ class CaloGenerator(nn.Module):
                     self.occupancy_slope[k].requires_grad_(False)
                 self.register_buffer("occupancy_pinned_mask", (torch.arange(self.n_groups) < n_pinned).float(), persistent=False)
                 self.register_buffer("occupancy_shift_mean", torch.zeros(self.n_groups, SHIFT_VAR_BINS))
+            # option occupancy_level_bound (b > 0): each group's hit level (the shift, with layer_noise_hits its layer
+            # draw's term included) is b tanh(level / b), so no shower's level lies more than b probit from 0. Why: on
+            # dataset 2 layer 1's level spread wider with training (top energy third, 5-95 % -1.27 .. 0.83 at 4000 steps,
+            # -2.46 .. 1.21 at 6500) while the critic let it, and the showers at the low end hit only the innermost ring
+            # (35.5 % against the data's 10.6 %; bench/RESULTS.md §13, thirty-sixth session)
+            self.occupancy_level_bound = float(_opt(spec, "occupancy_level_bound", 0.0))
+            if not (math.isfinite(self.occupancy_level_bound) and self.occupancy_level_bound >= 0):
+                raise ConfigError(f"calo model: occupancy_level_bound must be >= 0 (0: unbounded), got {self.occupancy_level_bound}")
             shift_in = spec.embed_dim if self.occupancy_from_condition else width
             shift_in = spec.embed_dim + self.n_groups if self.occupancy_from_shares else shift_in
             self.occupancy_shift = nn.Linear(shift_in, self.n_groups * (2 if self.occupancy_radial else 1))
@@ -1201,6 +1212,10 @@ class CaloGenerator(nn.Module):
         if occ_shift is not None and self.layer_noise_hits:  # the level columns come first (then the radial slopes)
             moved = occ_shift[:, : self.n_groups] + self.layer_hit_slope * layer_dev
             occ_shift = torch.cat([moved, occ_shift[:, self.n_groups :]], dim=1) if self.occupancy_radial else moved
+        if occ_shift is not None and self.occupancy_level_bound > 0:
+            bound, g = self.occupancy_level_bound, self.n_groups
+            level = bound * torch.tanh(occ_shift[:, :g] / bound)
+            occ_shift = torch.cat([level, occ_shift[:, g:]], dim=1) if occ_shift.shape[1] > g else level
         if occ_shift is not None and self.occupancy_mean_preserving and grad and self.training:
             self._track_shift_var(occ_shift[:, : self.n_groups].detach(), c)
         if occ_shift is not None and self._level_sink is not None:
