@@ -36,6 +36,17 @@ def ring_only_and_hits(x: np.ndarray, geom, layer: int) -> tuple[np.ndarray, np.
     return only_inner, hit.sum(axis=1)
 
 
+def _hit_quantiles(n_hit: np.ndarray, sel: np.ndarray) -> str:
+    """10 / 50 / 90 % quantiles of the hit counts of the selected showers that hit the layer."""
+    v = n_hit[sel & (n_hit > 0)]
+    return "/".join(f"{a:.0f}" for a in np.quantile(v, [0.1, 0.5, 0.9])) if len(v) else "-"
+
+
+def _share(flag: np.ndarray, n_hit: np.ndarray, sel: np.ndarray) -> str:
+    """Percentage of the selected showers that hit the layer for which ``flag`` holds."""
+    return f"{100 * flag[sel].sum() / max(1, (sel & (n_hit > 0)).sum()):.1f} %"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--run", required=True)
@@ -76,10 +87,9 @@ def main(argv: list[str] | None = None) -> int:
         only_g, n_g = ring_only_and_hits(x_fake, geom, layer)
         for t, name in enumerate(("low", "middle", "top")):
             m = third == t
-            q = lambda v: "/".join(f"{a:.0f}" for a in np.quantile(v[m & (v > 0)], [0.1, 0.5, 0.9])) if (m & (v > 0)).any() else "-"  # noqa: E731
-            frac = lambda o, n: f"{100 * o[m].sum() / max(1, (m & (n > 0)).sum()):.1f} %"  # noqa: E731
             lev = "/".join(f"{a:+.2f}" for a in np.quantile(level[m, layer], [0.05, 0.5, 0.95])) if level is not None else "-"
-            print(f"| {layer} | {name} | {q(n_r)} | {q(n_g)} | {frac(only_r, n_r)} | {frac(only_g, n_g)} | {lev} |")
+            print(f"| {layer} | {name} | {_hit_quantiles(n_r, m)} | {_hit_quantiles(n_g, m)} | {_share(only_r, n_r, m)} | "
+                  f"{_share(only_g, n_g, m)} | {lev} |")
     return 0
 
 
