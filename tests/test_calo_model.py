@@ -1840,7 +1840,34 @@ def test_occupancy_pinned_groups_pins_only_the_first_groups():
     assert float(bias_grad[0]) < 1e-4 * float(g.occupancy_shift.weight.grad.abs().max())  # group 0 centred
     assert float(bias_grad[1:].min()) > 1e-3  # groups 1 and 2 free
     for options, match in (({**opts, "occupancy_pinned_groups": 4}, "occupancy_pinned_groups must be in 0..3"),
-                           ({**opts, "occupancy_pinned": False, "occupancy_pinned_groups": 1}, "needs occupancy_pinned")):
+                           ({**opts, "occupancy_pinned": False, "occupancy_pinned_groups": 1}, "need occupancy_pinned")):
+        with pytest.raises(ConfigError, match=match):
+            build_generator(ModelSpec(**{**spec.__dict__, "options": options}))
+
+
+def test_occupancy_pinned_layers_pins_the_chosen_groups_only():
+    """Option ``occupancy_pinned_layers``: the listed groups (here the middle one) keep the data's probits and a centred
+    shift, the others learn; indices out of range, repeated, or given beside ``occupancy_pinned_groups`` are refused."""
+    from physgan.errors import ConfigError
+
+    opts = {"cell_noise": True, "noise_head": "layer", "occupancy": True, "occupancy_slope": True,
+            "occupancy_mean_preserving": True, "occupancy_pinned": True}
+    _, spec = _occupancy_model(3, 2, **opts)
+    torch.manual_seed(0)
+    g = build_generator(ModelSpec(**{**spec.__dict__, "options": {**opts, "occupancy_pinned_layers": [1]}}))
+    with torch.no_grad():
+        g.occupancy_shift.weight.normal_(std=0.6, generator=torch.Generator().manual_seed(1))
+    g.train()
+    g(torch.randn(64, *g.latent_shape()), torch.randn(64, 1)).sum().backward()
+    assert [p.requires_grad for p in g.occupancy_logit] == [True, False, True]
+    assert [p.requires_grad for p in g.occupancy_slope] == [True, False, True]
+    bias_grad = g.occupancy_shift.bias.grad.abs()
+    assert float(bias_grad[1]) < 1e-4 * float(g.occupancy_shift.weight.grad.abs().max())  # group 1 centred
+    assert float(bias_grad[0]) > 1e-3 and float(bias_grad[2]) > 1e-3  # groups 0 and 2 free
+    for options, match in (({**opts, "occupancy_pinned_layers": [3]}, "distinct group indices in \\[0, 2\\]"),
+                           ({**opts, "occupancy_pinned_layers": [1, 1]}, "distinct group indices"),
+                           ({**opts, "occupancy_pinned_layers": [1], "occupancy_pinned_groups": 1}, "set one"),
+                           ({**opts, "occupancy_pinned": False, "occupancy_pinned_layers": [1]}, "need occupancy_pinned")):
         with pytest.raises(ConfigError, match=match):
             build_generator(ModelSpec(**{**spec.__dict__, "options": options}))
 

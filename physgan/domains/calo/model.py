@@ -799,8 +799,9 @@ class CaloGenerator(nn.Module):
             # Negative on dataset 2 so far (twenty-third session): the EMA generator that samples has its own shift mean,
             # up to 0.4 probit off the running table it inherits, and layers 5-16's widths went to separation 0.3
             self.occupancy_pinned = bool(_opt(spec, "occupancy_pinned", False))
-            if int(_opt(spec, "occupancy_pinned_groups", 0)) and not self.occupancy_pinned:
-                raise ConfigError("calo model: occupancy_pinned_groups needs occupancy_pinned")
+            pinned_layers = _opt(spec, "occupancy_pinned_layers", None)
+            if (int(_opt(spec, "occupancy_pinned_groups", 0)) or pinned_layers is not None) and not self.occupancy_pinned:
+                raise ConfigError("calo model: occupancy_pinned_groups and occupancy_pinned_layers need occupancy_pinned")
             if self.occupancy_pinned:
                 if not (self.occupancy_mean_preserving and self.occupancy_slope is not None):
                     raise ConfigError("calo model: occupancy_pinned needs occupancy_mean_preserving and occupancy_slope "
@@ -810,11 +811,26 @@ class CaloGenerator(nn.Module):
                 n_pinned = int(_opt(spec, "occupancy_pinned_groups", 0))
                 if not 0 <= n_pinned <= self.n_groups:
                     raise ConfigError(f"calo model: occupancy_pinned_groups must be in 0..{self.n_groups} (0: all), got {n_pinned}")
-                n_pinned = n_pinned or self.n_groups
-                for k in range(n_pinned):
+                pinned = list(range(n_pinned or self.n_groups))
+                # option occupancy_pinned_layers: these layer groups only (by index; group k < n_layers is layer k). Why:
+                # on dataset 2 layer 1's hit level kept a negative mean at high energies (-0.10 at 4000 steps, -0.16 at
+                # 5000, top third), its outer rings ~30 % too rarely hit, more showers with the whole layer in the
+                # innermost ring with training (bench/RESULTS.md §13, thirty-seventh session); pinning layer 0 had cost
+                # layer 0 (thirty-fourth session), so layer 1 alone is the experiment
+                if pinned_layers is not None:
+                    if n_pinned:
+                        raise ConfigError("calo model: occupancy_pinned_groups and occupancy_pinned_layers both choose the "
+                                          "pinned groups; set one")
+                    pinned = [int(v) for v in pinned_layers]
+                    if not pinned or len(set(pinned)) != len(pinned) or not all(0 <= v < self.n_groups for v in pinned):
+                        raise ConfigError(f"calo model: occupancy_pinned_layers must be distinct group indices in "
+                                          f"[0, {self.n_groups - 1}], got {pinned}")
+                for k in pinned:
                     self.occupancy_logit[k].requires_grad_(False)
                     self.occupancy_slope[k].requires_grad_(False)
-                self.register_buffer("occupancy_pinned_mask", (torch.arange(self.n_groups) < n_pinned).float(), persistent=False)
+                mask = torch.zeros(self.n_groups)
+                mask[pinned] = 1.0
+                self.register_buffer("occupancy_pinned_mask", mask, persistent=False)
                 self.register_buffer("occupancy_shift_mean", torch.zeros(self.n_groups, SHIFT_VAR_BINS))
             # option occupancy_level_bound (b > 0): each group's hit level (the shift, with layer_noise_hits its layer
             # draw's term included) is b tanh(level / b), so no shower's level lies more than b probit from 0. Why: on

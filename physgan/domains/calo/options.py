@@ -45,6 +45,7 @@ class CaloModelOptions:
     occupancy_mean_preserving: bool = False  # with occupancy: the hit shift's spread does not raise the mean hit rate (issue 19)
     occupancy_pinned: bool = False  # with mean-preserving: each cell's hit rate is the data's line, not learned (issue 19)
     occupancy_pinned_groups: int = 0  # with occupancy_pinned: only the first N layer groups are pinned (0: every group)
+    occupancy_pinned_layers: tuple[int, ...] | None = None  # with occupancy_pinned: only these layer groups (None: occupancy_pinned_groups)
     occupancy_level_bound: float = 0.0  # with occupancy: each group's hit level is b tanh(level / b) (0: unbounded; issue 19)
     occupancy_summary_st: bool = False  # straight-through of the hit draw also into the summary coordinates (issue 19)
     hit_floor: bool = False  # with occupancy: every hit cell holds at least the data's smallest hit energy (issue 19)
