@@ -8,7 +8,8 @@ For each listed layer and each third of the log incident energy (the showers of 
 energies): the 10 / 50 / 90 % quantiles of the number of hit cells (real, generated), the fraction of the showers
 that hit the layer whose energy lies entirely in its innermost radial ring (real, generated), and the 5 / 50 / 95 %
 quantiles of the generator's hit level for that layer's group (the occupancy shift that moves all its cells' hit
-probits together; models with ``occupancy``). On dataset 2, layer 1's level spread wider with training and the
+probits together; models with ``occupancy``; with ``occupancy_pinned`` the pinned groups' level is shown before its
+mean at each energy is taken off, so only its spread within an energy third means anything there). On dataset 2, layer 1's level spread wider with training and the
 showers at its low end hit only the innermost ring (``bench/RESULTS.md`` §13, thirty-sixth session).
 
 Prints a markdown table; nothing is asserted.
