@@ -9,8 +9,8 @@ energies): the 10 / 50 / 90 % quantiles of the number of hit cells (real, genera
 that hit the layer whose energy lies entirely in its innermost radial ring (real, generated), and the 5 / 50 / 95 %
 quantiles of the generator's hit level for that layer's group (the occupancy shift that moves all its cells' hit
 probits together; models with ``occupancy``; with ``occupancy_pinned`` the pinned groups' level is shown before its
-mean at each energy is taken off, so only its spread within an energy third means anything there). On dataset 2, layer 1's level spread wider with training and the
-showers at its low end hit only the innermost ring (``bench/RESULTS.md`` §13, thirty-sixth session).
+mean at each energy is taken off, so it is not the level the hits see). On dataset 2, layer 1's outer rings are hit
+too rarely after long training (``bench/RESULTS.md`` §13, thirty-sixth and thirty-seventh sessions).
 
 Prints a markdown table; nothing is asserted.
 """
