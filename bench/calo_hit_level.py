@@ -26,9 +26,8 @@ import torch
 def ring_only_and_hits(x: np.ndarray, geom, layer: int) -> tuple[np.ndarray, np.ndarray]:
     """Per shower: whether layer ``layer`` is hit with all of its energy in its innermost ring (bool, False when the
     layer is empty) and its number of hit cells; ``x`` (n, n_features) in the file's layout."""
-    lo = int(sum(lay.n_cells for lay in geom.layers[:layer]))
     lay = geom.layers[layer]
-    cells = x[:, lo : lo + lay.n_cells]
+    cells = x[:, geom.layer_slice(layer)]
     r = np.asarray(lay.r_mm, dtype=np.float64).reshape(-1)
     inner = np.isclose(r, r.min())
     total = cells.sum(axis=1)

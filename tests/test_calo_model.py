@@ -1874,8 +1874,8 @@ def test_occupancy_pinned_layers_pins_the_chosen_groups_only():
 
 def test_occupancy_level_bound_keeps_every_showers_hit_level_within_the_bound():
     """Option ``occupancy_level_bound``: each group's hit level is ``b tanh(level / b)``: a trunk whose levels spread
-    well past ``b`` gives levels inside ``(-b, b)`` with the same sign and order, the hit counts follow the bounded level,
-    gradients still reach the shift; a negative bound or one without occupancy is a clear error."""
+    well past ``b`` gives exactly ``b tanh(level / b)`` (inside ``[-b, b]``, same sign and order), gradients still reach
+    the shift; a negative or NaN bound, or one without occupancy, is a clear error."""
     from physgan.errors import ConfigError
 
     opts = {"cell_noise": True, "noise_head": "layer", "occupancy": True, "occupancy_slope": True}

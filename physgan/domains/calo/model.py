@@ -816,7 +816,9 @@ class CaloGenerator(nn.Module):
                 # on dataset 2 layer 1's hit level kept a negative mean at high energies (-0.10 at 4000 steps, -0.16 at
                 # 5000, top third), its outer rings ~30 % too rarely hit, more showers with the whole layer in the
                 # innermost ring with training (bench/RESULTS.md §13, thirty-seventh session); pinning layer 0 had cost
-                # layer 0 (thirty-fourth session), so layer 1 alone is the experiment
+                # layer 0 (thirty-fourth session), so layer 1 alone was tried. Negative on both seeds (same session): the
+                # pinned group's raw level is free once its mean is taken off, ran to -8 .. -12 with a steep energy
+                # trend the sampling table cannot follow; seed 0 AUC 0.986 (layer 0 broke), seed 1 0.928 (layer 1 worst)
                 if pinned_layers is not None:
                     if n_pinned:
                         raise ConfigError("calo model: occupancy_pinned_groups and occupancy_pinned_layers both choose the "
@@ -836,7 +838,10 @@ class CaloGenerator(nn.Module):
             # draw's term included) is b tanh(level / b), so no shower's level lies more than b probit from 0. Why: on
             # dataset 2 layer 1's level spread wider with training (top energy third, 5-95 % -1.27 .. 0.83 at 4000 steps,
             # -2.46 .. 1.21 at 6500) while the critic let it, and the showers at the low end hit only the innermost ring
-            # (35.5 % against the data's 10.6 %; bench/RESULTS.md §13, thirty-sixth session)
+            # (35.5 % against the data's 10.6 %; bench/RESULTS.md §13, thirty-sixth session). Measured with b = 1.0
+            # (thirty-seventh session, seed 0): neutral at 4000 steps (AUC 0.896 against 0.897); at 6000 AUC 0.874 and
+            # layer 1's lateral items < 0.025, but the deep layers' energies worse; the innermost-ring showers still grow
+            # (the level's mean drifts, not only its spread), so off
             self.occupancy_level_bound = float(_opt(spec, "occupancy_level_bound", 0.0))
             if not (math.isfinite(self.occupancy_level_bound) and self.occupancy_level_bound >= 0):
                 raise ConfigError(f"calo model: occupancy_level_bound must be >= 0 (0: unbounded), got {self.occupancy_level_bound}")
