@@ -1906,6 +1906,90 @@ def test_occupancy_level_bound_keeps_every_showers_hit_level_within_the_bound():
             build_generator(ModelSpec(**{**spec.__dict__, "options": options}))
 
 
+def test_occupancy_level_mean_weight_pulls_the_levels_mean_at_fixed_energy_to_zero_and_keeps_its_spread():
+    """Option ``occupancy_level_mean_weight``: a training forward leaves ``w * sum_g mean_b m_g(t_b)^2`` (``m_g`` the
+    batch's least-squares quadratic of group g's hit level in the energy) for ``take_auxiliary_loss``, once; a no-grad
+    or eval forward leaves none. Descending that term alone takes every group's level mean at fixed energy from ~1
+    probit to ~0 while the spread at fixed energy does not collapse; a negative or NaN weight, or one without occupancy, is refused."""
+    from physgan.errors import ConfigError
+
+    opts = {"cell_noise": True, "noise_head": "layer", "occupancy": True, "occupancy_slope": True,
+            "occupancy_mean_preserving": True, "occupancy_level_mean_weight": 2.0}
+    _, spec = _occupancy_model(3, 2, **opts)
+    torch.manual_seed(0)
+    g = build_generator(spec)
+    with torch.no_grad():
+        g.occupancy_shift.bias.copy_(torch.tensor([1.0, -1.0, 0.8]))
+        g.occupancy_shift.weight.normal_(std=0.3, generator=torch.Generator().manual_seed(1))
+    z = torch.randn(256, *g.latent_shape(), generator=torch.Generator().manual_seed(2))
+    c = torch.linspace(-1.5, 1.5, 256)[:, None]
+
+    def levels() -> torch.Tensor:
+        g._level_sink = []
+        with torch.no_grad():
+            g.physics(z, c)
+        out, g._level_sink = torch.cat(g._level_sink), None
+        return out
+
+    level = levels().double().numpy()
+    t = c[:, 0].double().numpy()
+    fitted = np.stack([np.polyval(np.polyfit(t, level[:, k], 2), t) for k in range(level.shape[1])], axis=1)
+    g.train()
+    g(z, c)
+    loss = g.take_auxiliary_loss()
+    assert loss is not None and g.take_auxiliary_loss() is None  # handed over once
+    assert float(loss.detach()) == pytest.approx(2.0 * float((fitted**2).mean(axis=0).sum()), rel=1e-3)
+    assert float(loss.detach()) > 1.0
+    with torch.no_grad():
+        g(z, c)
+    assert g.take_auxiliary_loss() is None
+    g.eval()
+    g(z, c)
+    assert g.take_auxiliary_loss() is None
+    spread_before = np.std(level - fitted, axis=0)
+    g.train()
+    opt = torch.optim.SGD(g.occupancy_shift.parameters(), lr=0.2)
+    for _ in range(300):
+        g(z, c)
+        opt.zero_grad()
+        g.take_auxiliary_loss().backward()
+        opt.step()
+    level = levels().double().numpy()
+    fitted = np.stack([np.polyval(np.polyfit(t, level[:, k], 2), t) for k in range(level.shape[1])], axis=1)
+    assert float(np.abs(fitted).max()) < 0.05  # the means at every energy, from ~1 probit
+    # the spread at fixed energy is not the target: it moves with the weights the mean shares, but does not collapse
+    assert float((np.std(level - fitted, axis=0) / spread_before).min()) > 0.7
+    for options, match in (({**opts, "occupancy_level_mean_weight": -1.0}, "occupancy_level_mean_weight must be >= 0"),
+                           ({**opts, "occupancy_level_mean_weight": float("nan")}, "occupancy_level_mean_weight must be >= 0"),
+                           ({"occupancy": False, "occupancy_level_mean_weight": 1.0}, "occupancy_level_mean_weight needs occupancy")):
+        with pytest.raises(ConfigError, match=match):
+            build_generator(ModelSpec(**{**spec.__dict__, "options": options}))
+
+
+def test_training_adds_the_generators_own_term_to_its_loss(tmp_path):
+    """The training step adds ``take_auxiliary_loss()`` of the generator to its loss and logs it as ``Loss/G_aux``
+    (here the calorimeter's ``occupancy_level_mean_weight`` on a tiny dataset-2 file); without the option no such term."""
+    import json
+    import math
+
+    from physgan.config import resolve_config
+    from physgan.domains.calo.make import make_dataset
+    from physgan.train.loop import train
+
+    data = make_dataset(tmp_path / "ds2.h5", geometry="calochallenge-ds2", energy_gev=(1, 100), n=48, seed=1, progress=False)
+    small = [f"data.path={data}", "train.steps=2", "train.batch_size=8", "train.n_critic=1", "train.log_every=1",
+             "train.val_every=0", "data.val_size=8"]
+    for weight, run in ((1.0, "on"), (0.0, "off")):
+        cfg = resolve_config("calo", "calochallenge", overrides=[*small, f"model.options.occupancy_level_mean_weight={weight}"])
+        train(cfg, tmp_path / run, progress=False)
+        rows = [json.loads(line) for line in (tmp_path / run / "stats.jsonl").read_text().splitlines()]
+        vals = [r["Loss/G_aux"] for r in rows if "Loss/G_aux" in r]
+        if weight:
+            assert len(vals) == 2 and all(math.isfinite(v) and v > 0 for v in vals)
+        else:
+            assert vals == []
+
+
 def test_calibrate_statistics_sets_the_shift_tables_from_the_generators_own_shifts():
     """``calibrate_statistics`` (called by the training loop on the EMA generator before validating and saving): the
     per-bin variance (and, pinned, the mean) of the hit shift become this generator's own at each bin's centre, whatever

@@ -21,7 +21,10 @@ Conventions every domain follows
   of shape ``(B, *transform.model_shape)``, ``c`` the *normalised* conditions
   ``(B, k)``, and a method ``latent_shape(scale=1) -> tuple`` giving the shape of
   one latent ``z`` (scale > 1 asks fully convolutional generators for a larger
-  output, e.g. bigger N-body boxes or microstructure volumes).
+  output, e.g. bigger N-body boxes or microstructure volumes). Optionally a
+  method ``take_auxiliary_loss() -> Tensor | None``: a term of the generator's
+  own from its last training forward, which the training step adds to the
+  generator's loss once (the calorimeter's ``occupancy_level_mean_weight``).
 * ``build_critic(spec)`` returns an ``nn.Module`` ``D(y, c) -> (B,)`` scores; no
   batch norm (it breaks the per-sample gradient penalty).
 * ``features(x, c, attrs)`` returns per-sample high-level features (physical

@@ -511,6 +511,11 @@ def _generator_step(
             fake = G_train(z, c)
     with autocast(t_cfg.precision, device):
         loss_g, st = objective.generator_loss(D, fake, c)
+    take = getattr(G, "take_auxiliary_loss", None)  # a generator's own term from this forward (optional)
+    aux = take() if take is not None else None
+    if aux is not None:
+        loss_g = loss_g + aux
+        st["Loss/G_aux"] = aux.detach()
     if moments is not None:  # the summaries' means at these conditions (physgan.train.moments)
         loss_m = conditional_moment_loss(moments(fake.float()), moments(real.float()), c.float(), t_cfg.moment_degree)
         loss_g = loss_g + t_cfg.moment_weight * loss_m

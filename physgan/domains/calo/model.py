@@ -251,6 +251,15 @@ def _along_knots(knots: torch.Tensor, values: torch.Tensor, c: torch.Tensor) -> 
     return torch.lerp(values[hi - 1], values[hi], w)
 
 
+def _mean_along_energy(level: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """The batch's least-squares quadratic of ``level`` (B, G) in condition 0 (the normalised log incident energy),
+    evaluated at each row: each column's mean at its shower's energy, with its gradient. Needs B > 3."""
+    t = c[:, :1].to(level.dtype)
+    x = torch.cat([torch.ones_like(t), t, t * t], dim=1)
+    beta = torch.linalg.solve(x.T @ x + 1e-6 * torch.eye(3, dtype=x.dtype, device=x.device), x.T @ level)
+    return x @ beta
+
+
 def _without_groups(fractions: torch.Tensor, empty: torch.Tensor) -> torch.Tensor:
     """``fractions`` (B, G) with the ``empty`` (bool, B x G) groups at 0 and the others sharing their part in proportion
     to their own, so each row still sums to 1; a row whose every group is marked keeps them all."""
@@ -682,6 +691,12 @@ class CaloGenerator(nn.Module):
         if float(_opt(spec, "occupancy_level_bound", 0.0)) and not self.occupancy:
             raise ConfigError("calo model: occupancy_level_bound needs occupancy (the per-cell hit draws)")
         self._level_sink: list[torch.Tensor] | None = None  # calibrate_statistics collects the hit shifts here
+        self.occupancy_level_mean_weight = float(_opt(spec, "occupancy_level_mean_weight", 0.0))  # see below
+        if not (math.isfinite(self.occupancy_level_mean_weight) and self.occupancy_level_mean_weight >= 0):
+            raise ConfigError(f"calo model: occupancy_level_mean_weight must be >= 0 (0: off), got {self.occupancy_level_mean_weight}")
+        if self.occupancy_level_mean_weight and not self.occupancy:
+            raise ConfigError("calo model: occupancy_level_mean_weight needs occupancy (the per-cell hit draws)")
+        self._auxiliary_loss: torch.Tensor | None = None  # take_auxiliary_loss hands it to the training step
         if bool(_opt(spec, "occupancy_pinned", False)) and not self.occupancy:
             raise ConfigError("calo model: occupancy_pinned needs occupancy (the per-cell hit draws)")
         # option empty_layers: a layer group none of whose draws hits is empty, and the other groups share its energy;
@@ -843,6 +858,14 @@ class CaloGenerator(nn.Module):
             # layer 1's lateral items < 0.025, but the deep layers' energies worse; the innermost-ring showers still grow
             # (the level's mean drifts, not only its spread), so off
             self.occupancy_level_bound = float(_opt(spec, "occupancy_level_bound", 0.0))
+            # option occupancy_level_mean_weight (w > 0): a generator training term w * sum over groups of the batch mean
+            # of the squared hit level's mean at each shower's energy (_mean_along_energy: the batch's quadratic in the
+            # energy), which pulls each group's level towards mean 0 at fixed energy, where occupancy_mean_preserving
+            # makes every cell's hit rate the data's probit line's, and leaves its spread to the critic. Why: on
+            # dataset 2 layer 1's level drifted to a mean of -0.10 / -0.16 / -0.23 (top energy third, 4000 / 5000 / 6000
+            # steps), every outer ring hit ~30 % too rarely, while its energy shares stayed right (bench/RESULTS.md
+            # §13, thirty-seventh session); pinning the mean by construction (occupancy_pinned) freed the raw level
+            # to run away, a penalty keeps the level the network's own and near 0
             if not (math.isfinite(self.occupancy_level_bound) and self.occupancy_level_bound >= 0):
                 raise ConfigError(f"calo model: occupancy_level_bound must be >= 0 (0: unbounded), got {self.occupancy_level_bound}")
             shift_in = spec.embed_dim if self.occupancy_from_condition else width
@@ -998,11 +1021,8 @@ class CaloGenerator(nn.Module):
         """
         g = self.n_groups
         level = occ_shift[:, :g]
-        t = c[:, :1].to(level.dtype)
         if batch and len(level) > 3:
-            x = torch.cat([torch.ones_like(t), t, t * t], dim=1)
-            beta = torch.linalg.solve(x.T @ x + 1e-6 * torch.eye(3, dtype=x.dtype, device=x.device), x.T @ level)
-            mean = x @ beta
+            mean = _mean_along_energy(level, c)
         else:
             mean = torch.stack([self._binned_at(self.occupancy_shift_mean, c[:, 0], k) for k in range(g)], dim=1)
         mean = mean.to(level.dtype) * self.occupancy_pinned_mask.to(level.dtype)  # groups not pinned keep their shift
@@ -1237,6 +1257,9 @@ class CaloGenerator(nn.Module):
             bound, g = self.occupancy_level_bound, self.n_groups
             level = bound * torch.tanh(occ_shift[:, :g] / bound)
             occ_shift = torch.cat([level, occ_shift[:, g:]], dim=1) if occ_shift.shape[1] > g else level
+        if occ_shift is not None and self.occupancy_level_mean_weight > 0 and grad and self.training and len(c) > 3:
+            mean = _mean_along_energy(occ_shift[:, : self.n_groups].float(), c.float())
+            self._auxiliary_loss = self.occupancy_level_mean_weight * mean.pow(2).mean(dim=0).sum()
         if occ_shift is not None and self.occupancy_mean_preserving and grad and self.training:
             self._track_shift_var(occ_shift[:, : self.n_groups].detach(), c)
         if occ_shift is not None and self._level_sink is not None:
@@ -1341,6 +1364,12 @@ class CaloGenerator(nn.Module):
             out["hit_st"] = self._to_flat(st_parts)
             out["u_hit"] = self._to_flat(hit_parts)
         return out
+
+    def take_auxiliary_loss(self) -> torch.Tensor | None:
+        """The generator's own training term from its last training forward (option ``occupancy_level_mean_weight``),
+        handed over once: the training step adds it to the generator's loss. None when there is none."""
+        loss, self._auxiliary_loss = self._auxiliary_loss, None
+        return loss
 
     def forward(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """Model-space showers ``(B, n_features [+ n_summaries])``: ``fractions_to_model(u)`` [and the summaries].
