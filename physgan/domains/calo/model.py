@@ -251,13 +251,33 @@ def _along_knots(knots: torch.Tensor, values: torch.Tensor, c: torch.Tensor) -> 
     return torch.lerp(values[hi - 1], values[hi], w)
 
 
+def _energy_basis(c: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``(B, 3)``: 1, t, t^2 of condition 0 (the normalised log incident energy)."""
+    t = c[:, :1].to(dtype)
+    return torch.cat([torch.ones_like(t), t, t * t], dim=1)
+
+
+def _quadratic_fit(x: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
+    """Least-squares coefficients ``(3, G)`` of ``level`` (B, G) on the basis ``x`` (B, 3), with their gradient."""
+    return torch.linalg.solve(x.T @ x + 1e-6 * torch.eye(3, dtype=x.dtype, device=x.device), x.T @ level)
+
+
 def _mean_along_energy(level: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
     """The batch's least-squares quadratic of ``level`` (B, G) in condition 0 (the normalised log incident energy),
     evaluated at each row: each column's mean at its shower's energy, with its gradient. Needs B > 3."""
-    t = c[:, :1].to(level.dtype)
-    x = torch.cat([torch.ones_like(t), t, t * t], dim=1)
-    beta = torch.linalg.solve(x.T @ x + 1e-6 * torch.eye(3, dtype=x.dtype, device=x.device), x.T @ level)
-    return x @ beta
+    x = _energy_basis(c, level.dtype)
+    return x @ _quadratic_fit(x, level)
+
+
+def _squared_mean_along_energy(level: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """Unbiased estimate of ``sum_g mean_b m_g(t_b)^2``, ``m_g`` the mean of column g of ``level`` (B, G) at energy t
+    (a quadratic in condition 0): the quadratics fitted to the even and to the odd rows, multiplied at every row's
+    energy. The square of one fit would add each column's variance at fixed energy times 3 / B, a pull towards less
+    spread (as :mod:`physgan.train.moments` splits its batch for the same reason). Needs B >= 8."""
+    x = _energy_basis(c, level.dtype)
+    m_even = x @ _quadratic_fit(x[0::2], level[0::2])
+    m_odd = x @ _quadratic_fit(x[1::2], level[1::2])
+    return (m_even * m_odd).mean(dim=0).sum()
 
 
 def _without_groups(fractions: torch.Tensor, empty: torch.Tensor) -> torch.Tensor:
@@ -859,8 +879,8 @@ class CaloGenerator(nn.Module):
             # (the level's mean drifts, not only its spread), so off
             self.occupancy_level_bound = float(_opt(spec, "occupancy_level_bound", 0.0))
             # option occupancy_level_mean_weight (w > 0): a generator training term w * sum over groups of the batch mean
-            # of the squared hit level's mean at each shower's energy (_mean_along_energy: the batch's quadratic in the
-            # energy), which pulls each group's level towards mean 0 at fixed energy, where occupancy_mean_preserving
+            # of the squared hit level's mean at each shower's energy (_squared_mean_along_energy: quadratics in the
+            # energy, unbiased), which pulls each group's level towards mean 0 at fixed energy, where occupancy_mean_preserving
             # makes every cell's hit rate the data's probit line's, and leaves its spread to the critic. Why: on
             # dataset 2 layer 1's level drifted to a mean of -0.10 / -0.16 / -0.23 (top energy third, 4000 / 5000 / 6000
             # steps), every outer ring hit ~30 % too rarely, while its energy shares stayed right (bench/RESULTS.md
@@ -1257,9 +1277,9 @@ class CaloGenerator(nn.Module):
             bound, g = self.occupancy_level_bound, self.n_groups
             level = bound * torch.tanh(occ_shift[:, :g] / bound)
             occ_shift = torch.cat([level, occ_shift[:, g:]], dim=1) if occ_shift.shape[1] > g else level
-        if occ_shift is not None and self.occupancy_level_mean_weight > 0 and grad and self.training and len(c) > 3:
-            mean = _mean_along_energy(occ_shift[:, : self.n_groups].float(), c.float())
-            self._auxiliary_loss = self.occupancy_level_mean_weight * mean.pow(2).mean(dim=0).sum()
+        if occ_shift is not None and self.occupancy_level_mean_weight > 0 and grad and self.training and len(c) >= 8:
+            sq = _squared_mean_along_energy(occ_shift[:, : self.n_groups].float(), c.float())
+            self._auxiliary_loss = self.occupancy_level_mean_weight * sq
         if occ_shift is not None and self.occupancy_mean_preserving and grad and self.training:
             self._track_shift_var(occ_shift[:, : self.n_groups].detach(), c)
         if occ_shift is not None and self._level_sink is not None:
