@@ -1910,15 +1910,20 @@ def test_occupancy_level_mean_weight_pulls_the_levels_mean_at_fixed_energy_to_ze
     """Option ``occupancy_level_mean_weight``: a training forward leaves ``w * sum_g mean_b m_g(t_b)^2`` (``m_g`` group
     g's hit-level mean as a quadratic in the energy; estimated without bias as the product of the even rows' and the odd
     rows' least-squares fits) for ``take_auxiliary_loss``, once; a no-grad or eval forward leaves none. Descending that
-    term alone (fresh latents each step) takes every group's level mean at fixed energy from ~1 probit to ~0 while the
-    spread at fixed energy does not collapse; a negative or NaN weight, or one without occupancy, is refused."""
+    term alone (fresh latents each step) takes the level mean at fixed energy of every group that is (almost) never
+    empty from ~1 probit to ~0, while the spread at fixed energy does not collapse, and leaves the group that is empty
+    in half the showers alone; a negative or NaN weight, or one without occupancy, is refused."""
     from physgan.errors import ConfigError
 
     opts = {"cell_noise": True, "noise_head": "layer", "occupancy": True, "occupancy_slope": True,
             "occupancy_mean_preserving": True, "occupancy_level_mean_weight": 2.0}
     _, spec = _occupancy_model(3, 2, **opts)
+    stats = dict(spec.data_stats)  # group 2 holds energy in only half the showers: its level is left alone
+    stats["group_hit_probit"] = [[*row[:2], 0.0] for row in stats["group_hit_probit"]]
+    spec = ModelSpec(**{**spec.__dict__, "data_stats": stats})
     torch.manual_seed(0)
     g = build_generator(spec)
+    assert g.level_mean_groups.tolist() == [0, 1]
     with torch.no_grad():
         g.occupancy_shift.bias.copy_(torch.tensor([1.0, -1.0, 0.8]))
         g.occupancy_shift.weight.normal_(std=0.3, generator=torch.Generator().manual_seed(1))
@@ -1947,7 +1952,7 @@ def test_occupancy_level_mean_weight_pulls_the_levels_mean_at_fixed_energy_to_ze
     assert loss is not None and g.take_auxiliary_loss() is None  # handed over once
     halves = [np.stack([np.polyval(np.polyfit(t[h::2], level[h::2, k], 2), t) for k in range(level.shape[1])], axis=1)
               for h in (0, 1)]
-    assert float(loss.detach()) == pytest.approx(2.0 * float((halves[0] * halves[1]).mean(axis=0).sum()), rel=1e-3)
+    assert float(loss.detach()) == pytest.approx(2.0 * float((halves[0] * halves[1])[:, :2].mean(axis=0).sum()), rel=1e-3)
     assert float(loss.detach()) > 1.0
     with torch.no_grad():
         g(z, c)
@@ -1964,7 +1969,8 @@ def test_occupancy_level_mean_weight_pulls_the_levels_mean_at_fixed_energy_to_ze
         g.take_auxiliary_loss().backward()
         opt.step()
     level, fitted = levels(z_eval, c_eval)
-    assert float(np.abs(fitted).max()) < 0.08 and float(np.abs(fitted).mean()) < 0.03  # the means, from ~1 probit
+    assert float(np.abs(fitted[:, :2]).max()) < 0.08 and float(np.abs(fitted[:, :2]).mean()) < 0.03  # from ~1 probit
+    assert float(np.abs(fitted[:, 2]).mean()) > 0.5  # the group often empty keeps its mean
     # the spread at fixed energy is not the target: it moves with the weights the mean shares, but does not collapse
     assert float((np.std(level - fitted, axis=0) / spread_before).min()) > 0.7
     for options, match in (({**opts, "occupancy_level_mean_weight": -1.0}, "occupancy_level_mean_weight must be >= 0"),

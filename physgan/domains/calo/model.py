@@ -200,6 +200,9 @@ SHIFT_VAR_WIDTH = 2.0 * SHIFT_VAR_EDGE / SHIFT_VAR_BINS
 #: Option ``empty_draw_patterns``: a shower's empty groups are drawn among this many training showers nearest in energy
 #: (of a bank of up to 16384 evenly spaced in energy rank: ~0.4 % of the energy range on either side)
 PATTERN_WINDOW = 64
+#: Option ``occupancy_level_mean_weight``: the groups whose hit level is pulled to mean 0 hold energy in at least this
+#: share of the training showers at every energy (a group often empty needs a positive level where it is hit)
+LEVEL_MEAN_MIN_HIT = 0.97
 
 
 def _gamma_log_noise(sigma: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
@@ -885,7 +888,15 @@ class CaloGenerator(nn.Module):
             # dataset 2 layer 1's level drifted to a mean of -0.10 / -0.16 / -0.23 (top energy third, 4000 / 5000 / 6000
             # steps), every outer ring hit ~30 % too rarely, while its energy shares stayed right (bench/RESULTS.md
             # §13, thirty-seventh session); pinning the mean by construction (occupancy_pinned) freed the raw level
-            # to run away, a penalty keeps the level the network's own and near 0
+            # to run away, a penalty keeps the level the network's own and near 0. Only the groups that hold energy in
+            # at least LEVEL_MEAN_MIN_HIT of the training showers at every energy (the transform's group_hit_probit):
+            # the cells' probit lines are their rates over all showers, so a group that is often empty needs a positive
+            # level where it is hit; pulled to 0 on every group, dataset 2's layer 0 (empty in up to 43 % of the
+            # showers) broke, centres 0.16-0.19 at step 3500 (thirty-eighth session)
+            if self.occupancy_level_mean_weight:
+                _, hit_probit = _knot_curve(data, "group_hit_probit", self.n_groups, "occupancy_level_mean_weight")
+                held = hit_probit.min(dim=0).values >= float(torch.special.ndtri(torch.tensor(LEVEL_MEAN_MIN_HIT)))
+                self.register_buffer("level_mean_groups", torch.nonzero(held).flatten(), persistent=False)
             if not (math.isfinite(self.occupancy_level_bound) and self.occupancy_level_bound >= 0):
                 raise ConfigError(f"calo model: occupancy_level_bound must be >= 0 (0: unbounded), got {self.occupancy_level_bound}")
             shift_in = spec.embed_dim if self.occupancy_from_condition else width
@@ -1278,7 +1289,7 @@ class CaloGenerator(nn.Module):
             level = bound * torch.tanh(occ_shift[:, :g] / bound)
             occ_shift = torch.cat([level, occ_shift[:, g:]], dim=1) if occ_shift.shape[1] > g else level
         if occ_shift is not None and self.occupancy_level_mean_weight > 0 and grad and self.training and len(c) >= 8:
-            sq = _squared_mean_along_energy(occ_shift[:, : self.n_groups].float(), c.float())
+            sq = _squared_mean_along_energy(occ_shift[:, self.level_mean_groups].float(), c.float())
             self._auxiliary_loss = self.occupancy_level_mean_weight * sq
         if occ_shift is not None and self.occupancy_mean_preserving and grad and self.training:
             self._track_shift_var(occ_shift[:, : self.n_groups].detach(), c)
