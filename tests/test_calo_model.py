@@ -1980,6 +1980,65 @@ def test_occupancy_level_mean_weight_pulls_the_levels_mean_at_fixed_energy_to_ze
             build_generator(ModelSpec(**{**spec.__dict__, "options": options}))
 
 
+def test_occupancy_level_mean_running_pushes_each_level_by_the_running_mean_at_its_energy():
+    """Option ``occupancy_level_mean_running``: the term is ``w * sum_g mean_b level_bg * m_g(t_b)`` with ``m_g`` the
+    running mean of the group's level per energy bin (tracked by the training forwards beside its variance, not
+    differentiated); descending it alone takes the level means at fixed energy from ~1 probit to ~0 and the spread at
+    fixed energy does not collapse; without the weight or the mean-preserving statistics it is refused."""
+    from physgan.errors import ConfigError
+
+    opts = {"cell_noise": True, "noise_head": "layer", "occupancy": True, "occupancy_slope": True,
+            "occupancy_mean_preserving": True, "occupancy_level_mean_weight": 2.0, "occupancy_level_mean_running": True}
+    _, spec = _occupancy_model(3, 2, **opts)
+    torch.manual_seed(0)
+    g = build_generator(spec)
+    with torch.no_grad():
+        g.occupancy_shift.bias.copy_(torch.tensor([1.0, -1.0, 0.8]))
+        g.occupancy_shift.weight.normal_(std=0.3, generator=torch.Generator().manual_seed(1))
+    z_eval = torch.randn(8192, *g.latent_shape(), generator=torch.Generator().manual_seed(4))
+    c_eval = torch.linspace(-1.5, 1.5, 8192)[:, None]
+
+    def levels() -> tuple[np.ndarray, np.ndarray]:
+        g._level_sink = []
+        with torch.no_grad():
+            g.physics(z_eval, c_eval)
+        level, g._level_sink = torch.cat(g._level_sink).double().numpy(), None
+        tt = c_eval[:, 0].double().numpy()
+        return level, np.stack([np.polyval(np.polyfit(tt, level[:, k], 2), tt) for k in range(level.shape[1])], axis=1)
+
+    level, fitted = levels()
+    spread_before = np.std(level - fitted, axis=0)
+    g.train()
+    zgen = torch.Generator().manual_seed(3)
+    c = torch.linspace(-1.5, 1.5, 256)[:, None]
+    for _ in range(3):  # the running mean is tracked by the training forwards
+        g(torch.randn(256, *g.latent_shape(), generator=zgen), c)
+        g.take_auxiliary_loss()
+    z = torch.randn(256, *g.latent_shape(), generator=zgen)
+    mean_b = torch.stack([g._binned_at(g.occupancy_shift_mean, c[:, 0], k) for k in range(3)], dim=1)  # before it moves
+    g._level_sink = []
+    with torch.no_grad():
+        g.physics(z, c)
+    level_b, g._level_sink = torch.cat(g._level_sink), None
+    g(z, c)
+    loss = g.take_auxiliary_loss()
+    assert float(loss.detach()) == pytest.approx(2.0 * float((level_b * mean_b).mean(dim=0).sum()), rel=1e-4)
+    assert float(mean_b.abs().mean()) > 0.5  # the table holds the levels' means (~1 probit)
+    opt = torch.optim.SGD(g.occupancy_shift.parameters(), lr=0.02)
+    for _ in range(1500):  # slowly: the running mean lags the level by ~50 forwards
+        g(torch.randn(256, *g.latent_shape(), generator=zgen), c[torch.randperm(256, generator=zgen)])
+        opt.zero_grad()
+        g.take_auxiliary_loss().backward()
+        opt.step()
+    level, fitted = levels()
+    assert float(np.abs(fitted).max()) < 0.08 and float(np.abs(fitted).mean()) < 0.03  # from ~1 probit
+    assert float((np.std(level - fitted, axis=0) / spread_before).min()) > 0.7  # the spread does not collapse
+    for options, match in (({**opts, "occupancy_level_mean_weight": 0.0}, "occupancy_level_mean_running needs"),
+                           ({**opts, "occupancy_mean_preserving": False}, "occupancy_level_mean_running needs")):
+        with pytest.raises(ConfigError, match=match):
+            build_generator(ModelSpec(**{**spec.__dict__, "options": options}))
+
+
 def test_training_adds_the_generators_own_term_to_its_loss(tmp_path):
     """The training step adds ``take_auxiliary_loss()`` of the generator to its loss and logs it as ``Loss/G_aux``
     (here the calorimeter's ``occupancy_level_mean_weight`` on a tiny dataset-2 file); without the option no such term."""

@@ -48,6 +48,7 @@ class CaloModelOptions:
     occupancy_pinned_layers: tuple[int, ...] | None = None  # with occupancy_pinned: only these layer groups (None: occupancy_pinned_groups)
     occupancy_level_bound: float = 0.0  # with occupancy: each group's hit level is b tanh(level / b) (0: unbounded; issue 19)
     occupancy_level_mean_weight: float = 0.0  # with occupancy: training term on each group's hit-level mean at fixed energy (0: off)
+    occupancy_level_mean_running: bool = False  # that term against the level's running mean at fixed energy, not the batch's
     occupancy_summary_st: bool = False  # straight-through of the hit draw also into the summary coordinates (issue 19)
     hit_floor: bool = False  # with occupancy: every hit cell holds at least the data's smallest hit energy (issue 19)
     empty_layers: bool = False  # with occupancy: a layer group whose every draw misses is empty (issue 19)
