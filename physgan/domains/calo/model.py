@@ -893,7 +893,9 @@ class CaloGenerator(nn.Module):
             # at least LEVEL_MEAN_MIN_HIT of the training showers at every energy (the transform's group_hit_probit):
             # the cells' probit lines are their rates over all showers, so a group that is often empty needs a positive
             # level where it is hit; pulled to 0 on every group, dataset 2's layer 0 (empty in up to 43 % of the
-            # showers) broke, centres 0.16-0.19 at step 3500 (thirty-eighth session)
+            # showers) broke, centres 0.16-0.19 at step 3500 (thirty-eighth session). Measured (seed 0, 4000 steps, layers
+            # 1-10): the batch form at w = 1 AUC 0.917 (preset 0.897); the running form below at w = 10 AUC 0.899, layer
+            # 1's hit counts the data's in every energy third; the long run it is for not yet measured, so off
             if self.occupancy_level_mean_weight:
                 _, hit_probit = _knot_curve(data, "group_hit_probit", self.n_groups, "occupancy_level_mean_weight")
                 held = hit_probit.min(dim=0).values >= float(torch.special.ndtri(torch.tensor(LEVEL_MEAN_MIN_HIT)))
