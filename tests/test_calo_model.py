@@ -1906,6 +1906,17 @@ def test_occupancy_level_bound_keeps_every_showers_hit_level_within_the_bound():
             build_generator(ModelSpec(**{**spec.__dict__, "options": options}))
 
 
+def _levels_and_fits(g, z: torch.Tensor, c: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Generator ``g``'s hit levels (B, n_groups) at latents ``z`` and conditions ``c``, and each group's least-squares
+    quadratic in the energy (condition 0) at every row."""
+    g._level_sink = []
+    with torch.no_grad():
+        g.physics(z, c)
+    level, g._level_sink = torch.cat(g._level_sink).double().numpy(), None
+    t = c[:, 0].double().numpy()
+    return level, np.stack([np.polyval(np.polyfit(t, level[:, k], 2), t) for k in range(level.shape[1])], axis=1)
+
+
 def test_occupancy_level_mean_weight_pulls_the_levels_mean_at_fixed_energy_to_zero_and_keeps_its_spread():
     """Option ``occupancy_level_mean_weight``: a training forward leaves ``w * sum_g mean_b m_g(t_b)^2`` (``m_g`` group
     g's hit-level mean as a quadratic in the energy; estimated without bias as the product of the even rows' and the odd
@@ -1931,13 +1942,7 @@ def test_occupancy_level_mean_weight_pulls_the_levels_mean_at_fixed_energy_to_ze
     c = torch.linspace(-1.5, 1.5, 256)[:, None]
 
     def levels(zz: torch.Tensor, cc: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        """The groups' levels (B, G) and their least-squares quadratics in the energy at each row."""
-        g._level_sink = []
-        with torch.no_grad():
-            g.physics(zz, cc)
-        level, g._level_sink = torch.cat(g._level_sink).double().numpy(), None
-        tt = cc[:, 0].double().numpy()
-        return level, np.stack([np.polyval(np.polyfit(tt, level[:, k], 2), tt) for k in range(level.shape[1])], axis=1)
+        return _levels_and_fits(g, zz, cc)
 
     z_eval = torch.randn(8192, *g.latent_shape(), generator=torch.Generator().manual_seed(4))
     c_eval = torch.linspace(-1.5, 1.5, 8192)[:, None]
@@ -1999,12 +2004,7 @@ def test_occupancy_level_mean_running_pushes_each_level_by_the_running_mean_at_i
     c_eval = torch.linspace(-1.5, 1.5, 8192)[:, None]
 
     def levels() -> tuple[np.ndarray, np.ndarray]:
-        g._level_sink = []
-        with torch.no_grad():
-            g.physics(z_eval, c_eval)
-        level, g._level_sink = torch.cat(g._level_sink).double().numpy(), None
-        tt = c_eval[:, 0].double().numpy()
-        return level, np.stack([np.polyval(np.polyfit(tt, level[:, k], 2), tt) for k in range(level.shape[1])], axis=1)
+        return _levels_and_fits(g, z_eval, c_eval)
 
     level, fitted = levels()
     spread_before = np.std(level - fitted, axis=0)
