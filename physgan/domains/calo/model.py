@@ -893,18 +893,22 @@ class CaloGenerator(nn.Module):
             # at least LEVEL_MEAN_MIN_HIT of the training showers at every energy (the transform's group_hit_probit):
             # the cells' probit lines are their rates over all showers, so a group that is often empty needs a positive
             # level where it is hit; pulled to 0 on every group, dataset 2's layer 0 (empty in up to 43 % of the
-            # showers) broke, centres 0.16-0.19 at step 3500 (thirty-eighth session). Measured (seed 0, 4000 steps, layers
-            # 1-10): the batch form at w = 1 AUC 0.917 (preset 0.897); the running form below at w = 10 AUC 0.899, layer
-            # 1's hit counts the data's in every energy third; the long run it is for not yet measured, so off
+            # showers) broke, centres 0.16-0.19 at step 3500 (thirty-eighth session). Measured (seed 0, layers 1-10): the
+            # batch form at w = 1 AUC 0.917 at 4000 steps (preset 0.897); the running form below at w = 10 AUC 0.899 at
+            # 4000, layer 1's hit counts the data's in every energy third, and at 6500 AUC 0.865 (preset 0.885), centres
+            # and widths over 0.02 7 -> 1, but layers' energies under 0.01 38 -> 33; one seed, so off
             if self.occupancy_level_mean_weight:
                 _, hit_probit = _knot_curve(data, "group_hit_probit", self.n_groups, "occupancy_level_mean_weight")
                 held = hit_probit.min(dim=0).values >= float(torch.special.ndtri(torch.tensor(LEVEL_MEAN_MIN_HIT)))
                 self.register_buffer("level_mean_groups", torch.nonzero(held).flatten(), persistent=False)
+                self._level_mean_group_list = self.level_mean_groups.tolist()  # for the per-group table reads, no sync
             # option occupancy_level_mean_running: the term is w * sum_g mean_b level_bg * m_g(t_b), m_g the running mean
             # of the group's level at fixed energy (per energy bin, kept as the variance is, not differentiated): each
             # shower's level is pushed by the mean at its energy, the same push for every shower of one energy, where the
-            # batch's estimate above is noisy: at w = 10 the levels' spread at fixed energy collapsed (layer 1, top
-            # energy third, 5-95 % -0.29 .. 0.27 against -0.88 .. 0.68 at 4000 steps; thirty-eighth session)
+            # batch's estimate above is noisy. Why: the batch form at w = 10 on every group left the levels' spread at
+            # fixed energy collapsed at 4000 steps (layer 1, top energy third, 5-95 % -0.29 .. 0.27 against -0.88 .. 0.68;
+            # thirty-eighth session); whether its noise or the broken layer 0 did that is not separated (at w = 1 on
+            # layers 1-10 the batch form kept the spread)
             self.level_mean_running = bool(_opt(spec, "occupancy_level_mean_running", False))
             if self.level_mean_running and not (self.occupancy_level_mean_weight and self.occupancy_mean_preserving):
                 raise ConfigError("calo model: occupancy_level_mean_running needs occupancy_level_mean_weight > 0 and "
@@ -1305,8 +1309,8 @@ class CaloGenerator(nn.Module):
         if occ_shift is not None and self.occupancy_level_mean_weight > 0 and grad and self.training and len(c) >= 8:
             level = occ_shift[:, self.level_mean_groups].float()
             if self.level_mean_running:
-                mean = torch.stack([self._binned_at(self.occupancy_shift_mean, c[:, 0].float(), int(k))
-                                    for k in self.level_mean_groups.tolist()], dim=1)
+                mean = torch.stack([self._binned_at(self.occupancy_shift_mean, c[:, 0].float(), k)
+                                    for k in self._level_mean_group_list], dim=1)
                 sq = (level * mean).mean(dim=0).sum()
             else:
                 sq = _squared_mean_along_energy(level, c.float())
