@@ -2041,7 +2041,8 @@ def test_occupancy_level_mean_running_pushes_each_level_by_the_running_mean_at_i
 
 def test_training_adds_the_generators_own_term_to_its_loss(tmp_path):
     """The training step adds ``take_auxiliary_loss()`` of the generator to its loss and logs it as ``Loss/G_aux``
-    (here the calorimeter's ``occupancy_level_mean_weight`` on a tiny dataset-2 file); without the option no such term."""
+    (here the calorimeter's ``occupancy_level_mean_weight`` or ``share_quantile_weight`` on a tiny dataset-2 file, whose
+    transform the run fits); without either option no such term."""
     import json
     import math
 
@@ -2052,8 +2053,9 @@ def test_training_adds_the_generators_own_term_to_its_loss(tmp_path):
     data = make_dataset(tmp_path / "ds2.h5", geometry="calochallenge-ds2", energy_gev=(1, 100), n=48, seed=1, progress=False)
     small = [f"data.path={data}", "train.steps=2", "train.batch_size=8", "train.n_critic=1", "train.log_every=1",
              "train.val_every=0", "data.val_size=8"]
-    for weight, run in ((1.0, "on"), (0.0, "off")):
-        cfg = resolve_config("calo", "calochallenge", overrides=[*small, f"model.options.occupancy_level_mean_weight={weight}"])
+    for weight, run in ((1.0, "on"), (0.0, "off"), (1.0, "share_quantile_weight")):
+        option = run if run == "share_quantile_weight" else "occupancy_level_mean_weight"
+        cfg = resolve_config("calo", "calochallenge", overrides=[*small, f"model.options.{option}={weight}"])
         train(cfg, tmp_path / run, progress=False)
         rows = [json.loads(line) for line in (tmp_path / run / "stats.jsonl").read_text().splitlines()]
         vals = [r["Loss/G_aux"] for r in rows if "Loss/G_aux" in r]
@@ -2099,3 +2101,101 @@ def test_calibrate_statistics_sets_the_shift_tables_from_the_generators_own_shif
     before = {k: v.clone() for k, v in plain.state_dict().items()}
     plain.calibrate_statistics()
     assert all(torch.equal(before[k], v) for k, v in plain.state_dict().items()) and not plain.calibrated
+
+
+def test_group_energy_quantiles_reads_each_groups_log_energy_given_a_hit_along_the_energy():
+    """``group_energy_quantiles``: at every knot, a group's quantiles are those of its log energy in the showers where
+    it holds energy (a log-normal whose median follows the energy here); a knot with too few such showers takes its
+    neighbours' (held constant beyond the end ones), a group never holding energy is marked invalid."""
+    from scipy.stats import norm
+
+    from physgan.domains.calo.transform import _curve_bins, group_energy_quantiles
+
+    rng = np.random.default_rng(0)
+    n = 40000
+    e_inc = np.exp(rng.uniform(0.0, np.log(1000.0), n))
+    t = (np.log(e_inc) - np.log(e_inc).mean()) / np.log(e_inc).std()
+    g0 = np.exp(-3.0 + 0.5 * t + 0.4 * rng.standard_normal(n))
+    g1 = np.where(rng.random(n) < np.clip(t, 0.0, 1.0), np.exp(-5.0 + 0.2 * rng.standard_normal(n)), 0.0)  # only at high E
+    knots, q, valid = group_energy_quantiles(np.stack([g0, g1, np.zeros(n)], axis=1), e_inc, n_levels=8)
+    assert knots.tolist() == _curve_bins(e_inc, 16, 30)[0].tolist()
+    assert q.shape == (len(knots), 3, 8) and valid.tolist() == [True, True, False]
+    assert (np.diff(q[:, :2], axis=2) > 0).all() and (q[:, 2] == 0).all()
+    levels = (np.arange(8) + 0.5) / 8
+    # group 0: within a knot's bin the median moves with t, which widens the spread a little; the middle levels hold
+    np.testing.assert_allclose(q[:, 0, 4], -3.0 + 0.5 * knots + 0.4 * norm.ppf(levels[4]), atol=0.06)
+    np.testing.assert_allclose(q[:, 0, 7] - q[:, 0, 0], 0.8 * norm.ppf(levels[7]), rtol=0.15)
+    low = knots < 0  # group 1 never holds energy there: its quantiles are those of the first knot that has them
+    first = np.flatnonzero(~low)[0]
+    assert np.allclose(q[low, 1], q[first, 1])
+    np.testing.assert_allclose(q[~low, 1, 4], -5.0 + 0.2 * norm.ppf(levels[4]), atol=0.05)
+
+
+def test_quantile_levels_and_the_uniform_energy_score():
+    """``_quantile_levels`` maps each quantile of a table to its level and extends the end segments linearly;
+    ``_uniform_energy_score`` is 0 on average over uniform values (unbiased) and clearly positive for too wide or too
+    narrow ones, per masked column."""
+    from physgan.domains.calo.model import _quantile_levels, _uniform_energy_score
+
+    q = torch.tensor([[[0.0, 1.0, 3.0, 4.0]]])  # levels 1/8, 3/8, 5/8, 7/8
+    v = torch.tensor([[0.0], [1.0], [2.0], [4.0], [5.0], [-1.0]]).expand(6, 1)
+    u = _quantile_levels(v, q.expand(6, 1, 4).contiguous())
+    torch.testing.assert_close(u[:, 0], torch.tensor([1 / 8, 3 / 8, 1 / 2, 7 / 8, 9 / 8, -1 / 8]))
+    gen = torch.Generator().manual_seed(0)
+    uniform = torch.rand(400, 64, 3, generator=gen)
+    mask = torch.ones(64, 3, dtype=torch.bool)
+    mask[32:, 2] = False  # the third column: half its rows
+    scores = torch.stack([_uniform_energy_score(b, mask) for b in uniform])
+    mean, se = scores.mean(0), scores.std(0) / 20
+    assert (mean.abs() < 4 * se).all()
+    wide = _uniform_energy_score(2 * uniform.reshape(-1, 3)[:4096] - 0.5, torch.ones(4096, 3, dtype=torch.bool))
+    narrow = _uniform_energy_score(0.25 + 0.5 * uniform.reshape(-1, 3)[:4096], torch.ones(4096, 3, dtype=torch.bool))
+    assert (wide > 0.03).all() and (narrow > 0.01).all()  # 1/12 and 1/48 exactly, up to the sample's noise
+    assert _uniform_energy_score(uniform[0], torch.zeros(64, 3, dtype=torch.bool)).abs().sum() == 0
+
+
+def test_share_quantile_weight_pulls_each_groups_energy_given_a_hit_to_the_datas_distribution():
+    """Option ``share_quantile_weight``: a training forward leaves ``w`` times the summed energy score of the group
+    energies' levels in the data's quantile tables for ``take_auxiliary_loss`` (none in eval or without gradients);
+    descending that term alone (fresh latents each step) moves the generated log group energies' quantiles at fixed
+    energy to the data's table, which they start far from; a negative weight is refused."""
+    from physgan.domains.calo.model import _along_knots, _quantile_levels
+    from physgan.errors import ConfigError
+
+    opts = {"cell_noise": True, "noise_head": "layer", "occupancy": True, "layer_noise": True, "share_quantile_weight": 3.0}
+    _, spec = _occupancy_model(3, 2, **opts)
+    torch.manual_seed(0)
+    g = build_generator(spec)
+    assert g.quantile_groups.tolist() == [0, 1, 2]
+    zgen = torch.Generator().manual_seed(1)
+    c_eval = torch.linspace(-1.5, 1.5, 4096)[:, None]
+    z_eval = torch.randn(4096, *g.latent_shape(), generator=zgen)
+
+    def spread_of_levels() -> np.ndarray:
+        """Per group: the 10-90 % range of the generated energies' levels (0.8 when they follow the table)."""
+        with torch.no_grad():
+            e = g.physics(z_eval, c_eval)["group_energy"]
+        u = _quantile_levels(torch.log(e), _along_knots(g.quantile_knots, g.group_energy_quantiles, c_eval).contiguous())
+        return np.diff(np.quantile(u.numpy(), [0.1, 0.9], axis=0), axis=0)[0]
+
+    before = spread_of_levels()
+    assert (np.abs(before - 0.8) > 0.2).any()
+    g.train()
+    c = torch.linspace(-1.5, 1.5, 256)[:, None]
+    g(torch.randn(256, *g.latent_shape(), generator=zgen), c)
+    loss = g.take_auxiliary_loss()
+    assert loss is not None and loss.requires_grad and g.take_auxiliary_loss() is None
+    opt = torch.optim.Adam(g.parameters(), lr=3e-3)
+    for _ in range(300):
+        g(torch.randn(256, *g.latent_shape(), generator=zgen), c)
+        opt.zero_grad()
+        g.take_auxiliary_loss().backward()
+        opt.step()
+    g.eval()
+    after = spread_of_levels()
+    np.testing.assert_allclose(after, 0.8, atol=0.08)
+    with torch.no_grad():
+        g(z_eval[:64], c_eval[:64])
+    assert g.take_auxiliary_loss() is None
+    with pytest.raises(ConfigError, match="share_quantile_weight"):
+        build_generator(_occupancy_model(3, 2, **{**opts, "share_quantile_weight": -1.0})[1])
