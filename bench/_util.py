@@ -351,7 +351,10 @@ def train_with_budget(domain: str, data: Path, run_dir: Path, args: argparse.Nam
 
     SIGTERM is physgan's preemption path (checkpoint, exit 0), so the budget ends training the way a
     batch scheduler would. An existing ``last.pt`` is resumed and the wall time of every session is
-    summed; ``benchmark_train.json`` in ``run_dir`` marks the step done (a rerun returns it).
+    summed; ``benchmark_train.json`` in ``run_dir`` marks the step done: a rerun returns it, unless that training
+    ended at its own ``--max-steps`` and this one asks for more steps, which trains on from the last checkpoint within
+    what is left of ``args.train_minutes`` after the earlier sessions (so a finished run can be extended, e.g. 4000 ->
+    6500 steps, by the same command with a larger ``--max-steps``).
 
     Returns
     -------
@@ -360,8 +363,14 @@ def train_with_budget(domain: str, data: Path, run_dir: Path, args: argparse.Nam
         sessions), ``sessions``, ``stopped_by_budget``, ``device``, ``preset``, ``threads``, ``overrides``.
     """
     done = run_dir / "benchmark_train.json"
+    minutes = args.train_minutes
     if done.exists():
-        return json.loads(done.read_text())
+        record = json.loads(done.read_text())
+        reached = not record.get("stopped_by_budget", True) and record.get("steps", 0) >= record.get("max_steps", record.get("steps", 0))
+        minutes = args.train_minutes - record.get("wall_s", 0.0) / 60.0
+        if not (reached and args.max_steps > record.get("steps", 0) and minutes > 0):
+            return record
+        print(f"training on from step {record['steps']} to {args.max_steps} ({minutes:.1f} of {args.train_minutes} min left)")
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     argv = ["train", domain, "--data", str(data), "--run", str(run_dir), "--preset", args.preset, "--steps", str(args.max_steps)]
     argv += ["--device", args.device, "--seed", str(args.seed), "--quiet"]
@@ -375,7 +384,7 @@ def train_with_budget(domain: str, data: Path, run_dir: Path, args: argparse.Nam
     with open(log_path, "a") as log:
         log.write("$ physgan " + " ".join(argv) + "\n")
         log.flush()
-        stopped, returncode = run_with_budget(physgan_cmd(*argv), cpu_env(args.threads), log, args.train_minutes)
+        stopped, returncode = run_with_budget(physgan_cmd(*argv), cpu_env(args.threads), log, minutes)
     wall = time.perf_counter() - t0
     usage1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (usage1.ru_utime + usage1.ru_stime) - (usage0.ru_utime + usage0.ru_stime)
@@ -399,6 +408,7 @@ def train_with_budget(domain: str, data: Path, run_dir: Path, args: argparse.Nam
         "cpu_s": sum(r.get("cpu_s", float("nan")) for r in records),  # CPU time the training used (contention shows here)
         "sessions": len(walls),
         "stopped_by_budget": stopped,
+        "max_steps": args.max_steps,
         "device": args.device,
         "preset": args.preset,
         "threads": args.threads,

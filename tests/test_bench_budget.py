@@ -77,3 +77,31 @@ def test_stopping_the_benchmark_stops_its_training(tmp_path):
     except ProcessLookupError:
         alive = False
     assert not alive
+
+
+def test_a_finished_benchmark_training_is_extended_by_a_larger_max_steps_and_otherwise_returned(tmp_path):
+    """``train_with_budget``: a rerun with the same ``--max-steps`` returns the recorded training; a larger one trains
+    on from the last checkpoint (one more session, the steps reached, the wall time summed); a training that its budget
+    stopped is returned as it is, whatever ``--max-steps`` asks."""
+    import argparse
+    import json
+
+    from bench._util import add_training_args, train_with_budget
+    from physgan.domains.calo.make import make_dataset
+
+    data = make_dataset(tmp_path / "calo.h5", geometry="calogan", energy_gev=(10, 50), n=64, seed=0, progress=False)
+    small = ["train.batch_size=8", "train.n_critic=1", "train.val_every=0", "data.val_size=8", "train.ckpt_every=1"]
+    p = add_training_args(argparse.ArgumentParser())
+    run = tmp_path / "work" / "run"
+    sets = [f"--set={s}" for s in small]
+    first = train_with_budget("calo", data, run, p.parse_args(["--max-steps", "2", "--train-minutes", "5", *sets]))
+    assert first["steps"] == 2 and first["sessions"] == 1 and first["max_steps"] == 2 and not first["stopped_by_budget"]
+    again = train_with_budget("calo", data, run, p.parse_args(["--max-steps", "2", "--train-minutes", "5"]))
+    assert again == first
+    longer = train_with_budget("calo", data, run, p.parse_args(["--max-steps", "4", "--train-minutes", "5", *sets]))
+    assert longer["steps"] == 4 and longer["sessions"] == 2 and longer["wall_s"] > first["wall_s"]
+    assert "--resume auto" in longer["command"]
+    record = run / "benchmark_train.json"
+    stopped = {**longer, "stopped_by_budget": True}
+    record.write_text(json.dumps(stopped))
+    assert train_with_budget("calo", data, run, p.parse_args(["--max-steps", "8", "--train-minutes", "5"])) == stopped
