@@ -2155,8 +2155,9 @@ def test_quantile_levels_and_the_uniform_energy_score():
 
 
 def test_share_quantile_weight_pulls_each_groups_energy_given_a_hit_to_the_datas_distribution():
-    """Option ``share_quantile_weight``: a training forward leaves ``w`` times the summed energy score of the group
-    energies' levels in the data's quantile tables for ``take_auxiliary_loss`` (none in eval or without gradients);
+    """Option ``share_quantile_weight``: a training forward leaves ``w`` times the energy scores of the group energies'
+    levels in the data's quantile tables, summed over the groups in log-energy units, for ``take_auxiliary_loss`` (none
+    in eval or without gradients);
     descending that term alone (fresh latents each step) moves the generated log group energies' quantiles at fixed
     energy to the data's table, which they start far from; a negative weight is refused."""
     from physgan.domains.calo.model import _along_knots, _quantile_levels
