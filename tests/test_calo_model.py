@@ -2103,23 +2103,25 @@ def test_calibrate_statistics_sets_the_shift_tables_from_the_generators_own_shif
     assert all(torch.equal(before[k], v) for k, v in plain.state_dict().items()) and not plain.calibrated
 
 
-def test_group_energy_quantiles_reads_each_groups_log_energy_given_a_hit_along_the_energy():
-    """``group_energy_quantiles``: at every knot, a group's quantiles are those of its log energy in the showers where
-    it holds energy (a log-normal whose median follows the energy here); a knot with too few such showers takes its
-    neighbours' (held constant beyond the end ones), a group never holding energy is marked invalid."""
+def test_group_share_quantiles_reads_each_groups_log_share_given_a_hit_along_the_energy():
+    """``group_share_quantiles``: at every knot, a group's quantiles are those of its log share of the shower's summed
+    group energy in the showers where it holds energy (a log-normal whose median follows the energy here, whatever the
+    showers' totals); a knot with too few such showers takes its neighbours' (held constant beyond the end ones), a
+    group never holding energy is marked invalid."""
     from scipy.stats import norm
 
-    from physgan.domains.calo.transform import _curve_bins, group_energy_quantiles
+    from physgan.domains.calo.transform import _curve_bins, group_share_quantiles
 
     rng = np.random.default_rng(0)
     n = 40000
     e_inc = np.exp(rng.uniform(0.0, np.log(1000.0), n))
     t = (np.log(e_inc) - np.log(e_inc).mean()) / np.log(e_inc).std()
-    g0 = np.exp(-3.0 + 0.5 * t + 0.4 * rng.standard_normal(n))
-    g1 = np.where(rng.random(n) < np.clip(t, 0.0, 1.0), np.exp(-5.0 + 0.2 * rng.standard_normal(n)), 0.0)  # only at high E
-    knots, q, valid = group_energy_quantiles(np.stack([g0, g1, np.zeros(n)], axis=1), e_inc, n_levels=8)
+    s0 = np.exp(-3.0 + 0.5 * t + 0.4 * rng.standard_normal(n))
+    s1 = np.where(rng.random(n) < np.clip(t, 0.0, 1.0), np.exp(-5.0 + 0.2 * rng.standard_normal(n)), 0.0)  # only at high E
+    shares = np.stack([s0, s1, np.zeros(n), 1.0 - s0 - s1], axis=1)
+    knots, q, valid = group_share_quantiles(shares * rng.uniform(0.5, 2.0, (n, 1)) * e_inc[:, None], e_inc, n_levels=8)
     assert knots.tolist() == _curve_bins(e_inc, 16, 30)[0].tolist()
-    assert q.shape == (len(knots), 3, 8) and valid.tolist() == [True, True, False]
+    assert q.shape == (len(knots), 4, 8) and valid.tolist() == [True, True, False, True]
     assert (np.diff(q[:, :2], axis=2) > 0).all() and (q[:, 2] == 0).all()
     levels = (np.arange(8) + 0.5) / 8
     # group 0: within a knot's bin the median moves with t, which widens the spread a little; the middle levels hold
@@ -2168,15 +2170,17 @@ def test_share_quantile_weight_pulls_each_groups_energy_given_a_hit_to_the_datas
     torch.manual_seed(0)
     g = build_generator(spec)
     assert g.quantile_groups.tolist() == [0, 1, 2]
+    with torch.no_grad():  # each layer draw ~2x the data's spread: the shares start far too wide
+        g.layer_noise_shift.fill_(1.0)
     zgen = torch.Generator().manual_seed(1)
     c_eval = torch.linspace(-1.5, 1.5, 4096)[:, None]
     z_eval = torch.randn(4096, *g.latent_shape(), generator=zgen)
 
     def spread_of_levels() -> np.ndarray:
-        """Per group: the 10-90 % range of the generated energies' levels (0.8 when they follow the table)."""
+        """Per group: the 10-90 % range of the generated shares' levels (0.8 when they follow the table)."""
         with torch.no_grad():
-            e = g.physics(z_eval, c_eval)["group_energy"]
-        u = _quantile_levels(torch.log(e), _along_knots(g.quantile_knots, g.group_energy_quantiles, c_eval).contiguous())
+            f = g.physics(z_eval, c_eval)["fractions"]
+        u = _quantile_levels(torch.log(f), _along_knots(g.quantile_knots, g.group_share_quantiles, c_eval).contiguous())
         return np.diff(np.quantile(u.numpy(), [0.1, 0.9], axis=0), axis=0)[0]
 
     before = spread_of_levels()
@@ -2200,3 +2204,59 @@ def test_share_quantile_weight_pulls_each_groups_energy_given_a_hit_to_the_datas
     assert g.take_auxiliary_loss() is None
     with pytest.raises(ConfigError, match="share_quantile_weight"):
         build_generator(_occupancy_model(3, 2, **{**opts, "share_quantile_weight": -1.0})[1])
+
+
+def test_share_calibration_maps_each_groups_share_to_the_datas_quantiles_and_keeps_ranks_and_response():
+    """Option ``share_calibration``: before calibration the map is the identity (the own table starts as the data's);
+    ``calibrate_statistics`` sets the own table from the generator's outputs, after which sampled group shares given a
+    hit take the data's quantiles at each energy (closer than the raw ones, whose levels spread far too wide) while each
+    group's ranks across showers of one energy and every shower's response stay the generator's; training forwards are
+    not mapped; a checkpoint without the own table loads with the identity."""
+    from scipy.stats import spearmanr
+
+    from physgan.domains.calo.model import _along_knots, _quantile_levels
+
+    opts = {"cell_noise": True, "noise_head": "layer", "occupancy": True, "layer_noise": True}
+    _, spec = _occupancy_model(3, 2, **opts, share_calibration=True)
+    torch.manual_seed(0)
+    g = build_generator(spec)
+    with torch.no_grad():  # each layer draw ~2x the data's spread: the shares far too wide
+        g.layer_noise_shift.fill_(1.0)
+    raw = build_generator(ModelSpec(**{**spec.__dict__, "options": opts}))
+    raw.load_state_dict({k: v for k, v in g.state_dict().items() if k != "group_share_quantiles_own"})
+    assert g.calibrated and not raw.calibrated
+    g.eval()
+    raw.eval()
+    z = torch.randn(4096, *g.latent_shape(), generator=torch.Generator().manual_seed(1))
+    c = torch.linspace(-1.5, 1.5, 4096)[:, None]
+
+    def physics(model) -> dict[str, torch.Tensor]:
+        with torch.no_grad():
+            return model.physics(z, c)
+
+    out_raw = physics(raw)
+    torch.testing.assert_close(physics(g)["fractions"], out_raw["fractions"], rtol=1e-4, atol=1e-9)  # the identity
+
+    def level_range(f: torch.Tensor) -> np.ndarray:
+        u = _quantile_levels(torch.log(f), _along_knots(g.quantile_knots, g.group_share_quantiles, c).contiguous())
+        return np.diff(np.quantile(u.numpy(), [0.1, 0.9], axis=0), axis=0)[0]
+
+    before = level_range(out_raw["fractions"])
+    assert (np.abs(before - 0.8) > 0.2).all()  # the raw generator is far from the data's quantiles
+    g.calibrate_statistics(n_per_bin=4096, seed=3)
+    assert not g.training
+    out = physics(g)
+    after = level_range(out["fractions"])
+    assert (np.abs(after - 0.8) < np.maximum(0.5 * np.abs(before - 0.8), 0.1)).all(), (before, after)
+    torch.testing.assert_close(out["response"], out_raw["response"])
+    torch.testing.assert_close(out["fractions"].sum(dim=1), torch.ones(len(c)))
+    same_energy = slice(0, 200)  # nearly one energy: a group's order across showers is kept (up to the renormalisation)
+    for k in range(out["fractions"].shape[1]):
+        assert spearmanr(out_raw["fractions"][same_energy, k], out["fractions"][same_energy, k])[0] > 0.95
+    g.train()
+    with torch.no_grad():
+        torch.testing.assert_close(g.physics(z[:64], c[:64])["fractions"], out_raw["fractions"][:64], rtol=1e-4, atol=1e-9)
+    state = {k: v for k, v in g.state_dict().items() if k != "group_share_quantiles_own"}
+    fresh = build_generator(spec)
+    fresh.load_state_dict(state)  # strict: the missing own table starts as the data's
+    torch.testing.assert_close(fresh.group_share_quantiles_own, fresh.group_share_quantiles)

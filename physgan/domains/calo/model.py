@@ -200,6 +200,8 @@ SHIFT_VAR_WIDTH = 2.0 * SHIFT_VAR_EDGE / SHIFT_VAR_BINS
 #: Option ``empty_draw_patterns``: a shower's empty groups are drawn among this many training showers nearest in energy
 #: (of a bank of up to 16384 evenly spaced in energy rank: ~0.4 % of the energy range on either side)
 PATTERN_WINDOW = 64
+#: Option ``share_calibration``: the fewest generated showers holding energy in a group at a knot for its own quantiles
+CALIBRATION_MIN_HITS = 64
 #: Option ``occupancy_level_mean_weight``: the groups whose hit level is pulled to mean 0 hold energy in at least this
 #: share of the training showers at every energy (a group often empty needs a positive level where it is hit)
 LEVEL_MEAN_MIN_HIT = 0.97
@@ -263,6 +265,16 @@ def _quantile_levels(v: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     lo, hi = q.gather(-1, idx - 1), q.gather(-1, idx)
     step = (v.unsqueeze(-1) - lo) / (hi - lo).clamp(min=1e-6)
     return ((idx - 1).to(v.dtype) + 0.5 + step).squeeze(-1) / n_levels
+
+
+def _quantile_values(u: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """The inverse of :func:`_quantile_levels`: values (B, G) at levels ``u`` (B, G) in per-row quantile tables ``q``
+    (B, G, J) at levels ``(j + 1/2) / J``, piecewise linear and extended linearly beyond the end quantiles."""
+    n_levels = q.shape[-1]
+    x = u * n_levels - 0.5
+    idx = x.floor().clamp(0, n_levels - 2).long().unsqueeze(-1)
+    lo, hi = q.gather(-1, idx), q.gather(-1, idx + 1)
+    return (lo + (x.unsqueeze(-1) - idx.to(u.dtype)) * (hi - lo)).squeeze(-1)
 
 
 def _uniform_energy_score(u: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
@@ -580,27 +592,41 @@ class CaloGenerator(nn.Module):
             self.register_buffer("share_cap_knots", knots, persistent=False)
             self.register_buffer("group_share_max_log", log_max, persistent=False)
         # option share_quantile_weight (w > 0): a generator training term w * sum over groups of the energy score between
-        # the uniform distribution and the levels of the batch's group energies (over the incident energy, in the showers
-        # where the group holds energy) in the data's quantile table at each shower's energy (group_energy_quantiles),
-        # each times its table's span in log energy (see _share_quantile_score):
-        # the levels are uniform exactly when each group's energy given a hit follows the data's at every energy, which
-        # is what the E_layer separations measure. Why: on dataset 2 the deep layers' energies given a hit spread too
-        # wide at 6000-6500 steps (layers 34-44, middle energy third: sd of log10 E 0.54-0.61 against the data's
-        # 0.37-0.39), E_layer 0.010-0.024 where the floor is 0.001-0.003, with the empty layers the data's (empty_draw_patterns)
+        # the uniform distribution and the levels of the batch's group shares (in the showers where the group holds
+        # energy) in the data's quantile table at each shower's energy (group_share_quantiles), each times its table's
+        # span in log share (see _share_quantile_score): the levels are uniform exactly when each group's share given a
+        # hit follows the data's at every energy, which (with the response) is what the E_layer separations measure. Why:
+        # on dataset 2 the deep layers' energies given a hit spread too wide at 6000-6500 steps (layers 34-44, middle
+        # energy third: sd of log10 E 0.42-0.66 against the data's 0.39-0.42), E_layer 0.010-0.027 where the floor is
+        # 0.001-0.003, with the empty layers the data's (empty_draw_patterns). Measured on top of the running level-mean
+        # term (seed 0): unscaled it broke layer 0 by 2500 steps (validation score 0.0295 against 0.0184; bench/RESULTS.md
+        # §13, thirty-ninth session), so off
         self.share_quantile_weight = float(_opt(spec, "share_quantile_weight", 0.0))
         if not (math.isfinite(self.share_quantile_weight) and self.share_quantile_weight >= 0):
             raise ConfigError(f"calo model: share_quantile_weight must be >= 0 (0: off), got {self.share_quantile_weight}")
-        if self.share_quantile_weight:
+        # option share_calibration: at sampling (not in training), each group's share where it holds energy is mapped
+        # through its level at the shower's energy in the generator's own quantile table (group_share_quantiles_own, set
+        # by calibrate_statistics from the generator's outputs) to the data's quantile at that level, then the shares are
+        # scaled together to sum to 1 again (the response is the generator's); the map is monotone per group and energy,
+        # so each layer's ranks across showers, and with them the generator's correlations between layers, are kept,
+        # while each layer's share given a hit takes the data's distribution. The own table starts as the data's (the map
+        # is then the identity)
+        self.share_calibration = bool(_opt(spec, "share_calibration", False))
+        self._calibrating = False  # calibrate_statistics samples the raw shares
+        if self.share_quantile_weight or self.share_calibration:
+            option = "share_quantile_weight" if self.share_quantile_weight else "share_calibration"
             knots = data.get("group_hit_knots")
-            table = np.asarray(data.get("group_energy_quantiles", []), dtype=np.float32)
-            valid = np.asarray(data.get("group_energy_quantile_valid", []), dtype=bool)
+            table = np.asarray(data.get("group_share_quantiles", []), dtype=np.float32)
+            valid = np.asarray(data.get("group_share_quantile_valid", []), dtype=bool)
             if knots is None or table.ndim != 3 or table.shape[:2] != (len(knots), self.n_groups) or valid.shape != (self.n_groups,):
-                raise ConfigError("calo model: share_quantile_weight needs the transform statistics 'group_hit_knots', "
-                                  "'group_energy_quantiles' and 'group_energy_quantile_valid' of this version; fit the "
+                raise ConfigError(f"calo model: {option} needs the transform statistics 'group_hit_knots', "
+                                  "'group_share_quantiles' and 'group_share_quantile_valid' of this version; fit the "
                                   "transform again")
             self.register_buffer("quantile_knots", torch.as_tensor(np.asarray(knots, dtype=np.float32)), persistent=False)
-            self.register_buffer("group_energy_quantiles", torch.as_tensor(table), persistent=False)
+            self.register_buffer("group_share_quantiles", torch.as_tensor(table), persistent=False)
             self.register_buffer("quantile_groups", torch.as_tensor(np.flatnonzero(valid)), persistent=False)
+        if self.share_calibration:
+            self.register_buffer("group_share_quantiles_own", torch.as_tensor(table).clone())
         self.share_curve = bool(_opt(spec, "share_curve", False))
         if self.share_curve:
             knots, log_share = _knot_curve(data, "group_share_log", self.n_groups, "share_curve")
@@ -1057,13 +1083,16 @@ class CaloGenerator(nn.Module):
 
     @property
     def calibrated(self) -> bool:
-        """Whether :meth:`calibrate_statistics` sets anything (option ``occupancy_mean_preserving``)."""
-        return self.occupancy_mean_preserving
+        """Whether :meth:`calibrate_statistics` sets anything (options ``occupancy_mean_preserving``,
+        ``share_calibration``)."""
+        return self.occupancy_mean_preserving or self.share_calibration
 
     @torch.no_grad()
     def calibrate_statistics(self, n_per_bin: int = 2048, seed: int = 0, scale: int = 1) -> None:
         """Option ``occupancy_mean_preserving``: set the per-energy-bin tables of the hit shift (its variance, and with
-        ``occupancy_pinned`` its mean) from this generator's own shifts at each bin's centre; no-op without the option.
+        ``occupancy_pinned`` its mean) from this generator's own shifts at each bin's centre; option ``share_calibration``:
+        then set the own quantile table of the group energies from ``n_per_bin / 2 * scale`` showers at each of its knots;
+        no-op without either option.
 
         The training loop calls it on the EMA generator before each validation and checkpoint. The EMA generator
         inherits the training generator's running tables with the other buffers, but its averaged weights spread the
@@ -1081,12 +1110,22 @@ class CaloGenerator(nn.Module):
         scale : int
             Batches per bin (``physgan calibrate --scale``: more draws than the training loop spends).
         """
-        if not self.occupancy_mean_preserving:
+        if not self.calibrated:
             return
-        device = self.occupancy_shift_var.device
         gen = torch.Generator(device="cpu").manual_seed(int(seed))
         was_training = self.training
         self.eval()
+        try:
+            if self.occupancy_mean_preserving:
+                self._calibrate_shift_tables(n_per_bin, scale, gen)
+            if self.share_calibration:  # after the hit shifts, which the group energies follow
+                self._calibrate_share_table(n_per_bin // 2 * max(1, int(scale)), gen)
+        finally:
+            self.train(was_training)
+
+    def _calibrate_shift_tables(self, n_per_bin: int, scale: int, gen: torch.Generator) -> None:
+        """Option ``occupancy_mean_preserving``: the hit-shift tables of :meth:`calibrate_statistics`."""
+        device = self.occupancy_shift_var.device
         self._level_sink = []
         try:
             for b in range(SHIFT_VAR_BINS):
@@ -1103,7 +1142,6 @@ class CaloGenerator(nn.Module):
             self.occupancy_shift_seen.fill_(True)
         finally:
             self._level_sink = None
-            self.train(was_training)
 
     def _centred_shift(self, occ_shift: torch.Tensor, c: torch.Tensor, batch: bool) -> torch.Tensor:
         """Option ``occupancy_pinned``: the hit shift's level columns less their mean at each shower's energy.
@@ -1374,9 +1412,11 @@ class CaloGenerator(nn.Module):
         if self.empty_layers and draws is not None:  # the hit draws first: which groups are empty
             full = (response[:, None] * fractions).detach() if grad else None
             fractions, masks = self._empty_groups(fractions, occ_shift, c, draws)
+        if self.share_calibration and not self.training and not self._calibrating:
+            fractions = self._calibrated_fractions(fractions, c)
         group_energy = response[:, None] * fractions
         if self.share_quantile_weight > 0 and grad and self.training and len(c) >= 8:
-            aux.append(self.share_quantile_weight * self._share_quantile_score(group_energy, c))
+            aux.append(self.share_quantile_weight * self._share_quantile_score(fractions, c))
         if aux:
             self._auxiliary_loss = torch.stack(aux).sum()
         x_shift = self.extra_noise_shift(h) if shift is not None and self.extras_noise else None
@@ -1472,19 +1512,62 @@ class CaloGenerator(nn.Module):
             out["u_hit"] = self._to_flat(hit_parts)
         return out
 
-    def _share_quantile_score(self, group_energy: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    def _calibrated_fractions(self, fractions: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """Option ``share_calibration``: the group shares (B, n_groups) mapped, where not 0, from the own quantile table
+        to the data's at each shower's energy (a group without a table keeps its share), then scaled to sum to 1."""
+        hit = fractions > 0
+        v = torch.log(torch.where(hit, fractions, torch.ones_like(fractions))).float()
+        u = _quantile_levels(v, _along_knots(self.quantile_knots, self.group_share_quantiles_own, c).contiguous())
+        mapped = torch.exp(_quantile_values(u, _along_knots(self.quantile_knots, self.group_share_quantiles, c)))
+        mapped = torch.where(hit, mapped.to(fractions.dtype), torch.zeros_like(fractions))
+        return mapped / mapped.sum(dim=1, keepdim=True).clamp(min=1e-30)
+
+    def _calibrate_share_table(self, n: int, gen: torch.Generator) -> None:
+        """Option ``share_calibration``: the own quantile table from ``n`` raw showers at each knot's energy (other
+        conditions at 0); where a group holds energy in fewer than :data:`CALIBRATION_MIN_HITS` of them (or has no data
+        table), the data's quantiles are kept (the identity map)."""
+        own = self.group_share_quantiles.clone()
+        n_levels = own.shape[-1]
+        levels = (torch.arange(n_levels, dtype=torch.float64) + 0.5) / n_levels
+        groups = self.quantile_groups.tolist()
+        self._calibrating = True
+        try:
+            for k, t in enumerate(self.quantile_knots.tolist()):
+                z = torch.randn(n, *self.latent_shape(), generator=gen).to(own.device)
+                c = torch.zeros(n, self.n_cond, device=own.device)
+                c[:, 0] = t
+                f = self.physics(z, c)["fractions"].double().cpu()
+                for g in groups:
+                    v = f[:, g][f[:, g] > 0]
+                    if len(v) >= CALIBRATION_MIN_HITS:
+                        own[k, g] = torch.quantile(torch.log(v), levels).to(own.dtype)
+        finally:
+            self._calibrating = False
+        # strictly increasing along the levels (a share that repeats one value would give flat steps)
+        own = torch.cummax(own, dim=-1).values + 1e-6 * torch.arange(n_levels, dtype=own.dtype, device=own.device)
+        self.group_share_quantiles_own.copy_(own)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
+        """A checkpoint made without option ``share_calibration`` has no own quantile table: it starts as the data's
+        (the identity map) until :meth:`calibrate_statistics` sets it."""
+        key = prefix + "group_share_quantiles_own"
+        if self.share_calibration and key not in state_dict:
+            state_dict[key] = self.group_share_quantiles.clone()
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
+
+    def _share_quantile_score(self, fractions: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """Option ``share_quantile_weight``: the sum over the groups with a quantile table of the energy score between
-        the uniform distribution and the levels of the batch's group energies ``group_energy`` (B, n_groups; over the
-        incident energy) that are not 0, each in the data's table at its shower's energy (linear between the knots,
-        constant beyond them), times the table's span in log energy there."""
-        e = group_energy[:, self.quantile_groups].float()
-        q = _along_knots(self.quantile_knots, self.group_energy_quantiles[:, self.quantile_groups], c)
-        hit = e > 0
-        u = _quantile_levels(torch.log(torch.where(hit, e, torch.ones_like(e))), q.contiguous())
-        # each group's score in units of its log energy: times the span of its table (first to last quantile) averaged
-        # over the batch's showers that hold energy in it, so a group whose energy varies little at fixed energy (middle
+        the uniform distribution and the levels of the batch's group shares ``fractions`` (B, n_groups) that are not 0,
+        each in the data's table at its shower's energy (linear between the knots, constant beyond them), times the
+        table's span in log share there."""
+        f = fractions[:, self.quantile_groups].float()
+        q = _along_knots(self.quantile_knots, self.group_share_quantiles[:, self.quantile_groups], c)
+        hit = f > 0
+        u = _quantile_levels(torch.log(torch.where(hit, f, torch.ones_like(f))), q.contiguous())
+        # each group's score in units of its log share: times the span of its table (first to last quantile) averaged
+        # over the batch's showers that hold energy in it, so a group whose share varies little at fixed energy (middle
         # layers of dataset 2: a span of 0.4-0.5 against 3-7 for layers 0 and 30-44) is not pushed ~10x harder per unit
-        # of log energy, and with it the batch's noise
+        # of log share, and with it the batch's noise
         m = hit.float()
         span = ((q[..., -1] - q[..., 0]) * m).sum(dim=0) / m.sum(dim=0).clamp(min=1.0)
         return (_uniform_energy_score(u, hit) * span).sum()

@@ -64,7 +64,7 @@ __all__ = [
     "cell_hit_floor",
     "group_hit_curve",
     "group_share_curve",
-    "group_energy_quantiles",
+    "group_share_quantiles",
     "group_share_noise_line",
     "group_hit_slope",
     "group_hit_patterns",
@@ -400,20 +400,21 @@ def group_share_curve(e_group: np.ndarray, e_inc: np.ndarray, n_bins: int = 16, 
     return knots, out.astype(np.float32)
 
 
-def group_energy_quantiles(e_group: np.ndarray, e_inc: np.ndarray, n_levels: int = 16, n_bins: int = 16,
-                           min_count: int = 30, min_hits: int = 40) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per layer group, the quantiles of its log energy over the incident energy in the showers where it holds energy,
-    at levels ``(j + 1/2) / n_levels``, on :func:`group_hit_curve`'s knots of the standardised log incident energy.
+def group_share_quantiles(e_group: np.ndarray, e_inc: np.ndarray, n_levels: int = 16, n_bins: int = 16,
+                          min_count: int = 30, min_hits: int = 40) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per layer group, the quantiles of its log share of the shower's summed group energy in the showers where it holds
+    energy, at levels ``(j + 1/2) / n_levels``, on :func:`group_hit_curve`'s knots of the standardised log incident
+    energy.
 
-    The generator's option ``share_quantile_weight`` maps each generated group energy through this table to its level
-    (a probability integral transform), which is uniform when the generated energies at that incident energy follow
-    the data's. Where a knot has fewer than ``min_hits`` showers holding energy in the group, its quantiles are
-    interpolated along ``t`` from the knots that have them (held constant beyond the end ones).
+    The generator's options ``share_quantile_weight`` and ``share_calibration`` map each generated group share through
+    this table to its level (a probability integral transform), which is uniform when the generated shares at that
+    incident energy follow the data's. Where a knot has fewer than ``min_hits`` showers holding energy in the group, its
+    quantiles are interpolated along ``t`` from the knots that have them (held constant beyond the end ones).
 
     Parameters
     ----------
     e_group : numpy.ndarray
-        (N, n_groups) non-negative group energies over the incident energy.
+        (N, n_groups) non-negative group energies (any unit).
     e_inc : numpy.ndarray
         (N,) incident energies (any unit).
     n_levels : int
@@ -433,15 +434,15 @@ def group_energy_quantiles(e_group: np.ndarray, e_inc: np.ndarray, n_levels: int
     valid : numpy.ndarray
         bool (n_groups,): the groups whose quantiles were measured at some knot.
     """
-    e_group = np.asarray(e_group, dtype=np.float64)
+    share = _group_shares(e_group)
     knots, bins = _curve_bins(e_inc, n_bins, min_count)
     levels = (np.arange(n_levels) + 0.5) / n_levels
-    n_groups = e_group.shape[1]
+    n_groups = share.shape[1]
     q = np.zeros((len(knots), n_groups, n_levels))
     ok = np.zeros((len(knots), n_groups), dtype=bool)
     for k, sel in enumerate(bins):
         for g in range(n_groups):
-            v = e_group[sel, g]
+            v = share[sel, g]
             v = v[v > 0]
             if len(v) >= min_hits:
                 q[k, g], ok[k, g] = np.quantile(np.log(v), levels), True
@@ -1068,8 +1069,8 @@ class CaloTransform(Transform):
                 stats.update(group_hit_pattern_t=pattern_t.tolist(), group_hit_pattern_bits=pattern_bits)
                 stats.update(group_share_max_log=group_share_ceiling(e_group, e)[1].tolist())  # option share_cap
                 stats.update(group_share_log=group_share_curve(e_group, e)[1].tolist())  # option share_curve
-                _, quantiles, valid = group_energy_quantiles(e_group, e)  # option share_quantile_weight
-                stats.update(group_energy_quantiles=quantiles.tolist(), group_energy_quantile_valid=valid.tolist())
+                _, quantiles, valid = group_share_quantiles(e_group, e)  # options share_quantile_weight, share_calibration
+                stats.update(group_share_quantiles=quantiles.tolist(), group_share_quantile_valid=valid.tolist())
                 noise_a, noise_b, noise_t = group_share_noise_line(e_group, e)  # option layer_noise
                 stats.update(group_share_noise_a=noise_a.tolist(), group_share_noise_b=noise_b.tolist(),
                              group_share_noise_t=noise_t.tolist())
