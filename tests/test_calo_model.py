@@ -2053,9 +2053,13 @@ def test_training_adds_the_generators_own_term_to_its_loss(tmp_path):
     data = make_dataset(tmp_path / "ds2.h5", geometry="calochallenge-ds2", energy_gev=(1, 100), n=48, seed=1, progress=False)
     small = [f"data.path={data}", "train.steps=2", "train.batch_size=8", "train.n_critic=1", "train.log_every=1",
              "train.val_every=0", "data.val_size=8"]
+    level_off = ["model.options.occupancy_level_mean_weight=0", "model.options.occupancy_level_mean_running=false"]
     for weight, run in ((1.0, "on"), (0.0, "off"), (1.0, "share_quantile_weight")):
-        option = run if run == "share_quantile_weight" else "occupancy_level_mean_weight"
-        cfg = resolve_config("calo", "calochallenge", overrides=[*small, f"model.options.{option}={weight}"])
+        sets = [f"model.options.occupancy_level_mean_weight={weight}", "model.options.occupancy_level_mean_running=false"]
+        sets = sets if run == "on" else level_off  # the batch form: non-zero from the first step (the running mean starts at 0)
+        if run == "share_quantile_weight":
+            sets = [*level_off, f"model.options.share_quantile_weight={weight}"]
+        cfg = resolve_config("calo", "calochallenge", overrides=[*small, *sets])
         train(cfg, tmp_path / run, progress=False)
         rows = [json.loads(line) for line in (tmp_path / run / "stats.jsonl").read_text().splitlines()]
         vals = [r["Loss/G_aux"] for r in rows if "Loss/G_aux" in r]
