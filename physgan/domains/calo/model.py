@@ -1369,8 +1369,7 @@ class CaloGenerator(nn.Module):
         if drawn_empty is not None:  # the empty groups' cells then hold exact zeros (their group energy is 0)
             fractions = _without_groups(fractions, drawn_empty)
         if self.share_cap:
-            ceiling = torch.exp(_along_knots(self.share_cap_knots, self.group_share_max_log, c)).to(fractions.dtype)
-            fractions = _capped_shares(fractions, ceiling)
+            fractions = self._capped(fractions, c)
         s = None if self.occupancy else S_MAX * torch.sigmoid(self.thresholds(h))  # < 1: the hottest cell survives
         # the per-layer noise head: sigma = exp(log_scale_i) exp(shift_g(h)), applied as (n exp(log_scale)) exp(shift)
         # (no exp over a (B, cells) array); one occupancy shift per group, computed once
@@ -1414,6 +1413,8 @@ class CaloGenerator(nn.Module):
             fractions, masks = self._empty_groups(fractions, occ_shift, c, draws)
         if self.share_calibration and not self.training and not self._calibrating:
             fractions = self._calibrated_fractions(fractions, c)
+            if self.share_cap:  # the map's linear tails can reach past the largest share the data hold
+                fractions = self._capped(fractions, c)
         group_energy = response[:, None] * fractions
         if self.share_quantile_weight > 0 and grad and self.training and len(c) >= 8:
             aux.append(self.share_quantile_weight * self._share_quantile_score(fractions, c))
@@ -1511,6 +1512,11 @@ class CaloGenerator(nn.Module):
             out["hit_st"] = self._to_flat(st_parts)
             out["u_hit"] = self._to_flat(hit_parts)
         return out
+
+    def _capped(self, fractions: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """Option ``share_cap``: no group's share above the largest the data hold at the shower's energy."""
+        ceiling = torch.exp(_along_knots(self.share_cap_knots, self.group_share_max_log, c)).to(fractions.dtype)
+        return _capped_shares(fractions, ceiling)
 
     def _calibrated_fractions(self, fractions: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """Option ``share_calibration``: the group shares (B, n_groups) mapped, where not 0, from the own quantile table
