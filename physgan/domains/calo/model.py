@@ -53,7 +53,10 @@ correlated than the data; bench/RESULTS.md §13, thirty-fourth session). Option 
 the largest any training shower of that energy holds (``group_share_ceiling``; the groups under their ceiling take up
 the rest in proportion), against a tail of far too late showers. Option ``share_curve``: the
 layer shares' logits add the data's log mean share of each group in the showers where it holds energy, a curve in the
-incident energy (``group_share_curve``), so a group drawn non-empty starts at what the data hold there.
+incident energy (``group_share_curve``), so a group drawn non-empty starts at what the data hold there. Option
+``share_calibration`` (sampling only): each layer share where the layer holds energy is mapped from its quantile in the
+generator's own table at the shower's energy (set by :meth:`CaloGenerator.calibrate_statistics`) to the data's
+(``group_share_quantiles``), monotone per layer, so the generator's correlations between layers stay.
 
 Noise head (option ``noise_head``): ``'cell'`` (the default, runs made before it) predicts ``log sigma`` per
 cell with a ``Linear(width, cells)`` per group; ``'layer'`` (every preset) learns a per-cell log-scale (starting
