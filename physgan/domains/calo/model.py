@@ -1549,7 +1549,7 @@ class CaloGenerator(nn.Module):
                 for g in groups:
                     v = f[:, g][f[:, g] > 0]
                     if len(v) >= CALIBRATION_MIN_HITS:
-                        own[k, g] = torch.quantile(torch.log(v), levels).to(own.dtype)
+                        own[k, g] = torch.quantile(torch.log(v), levels).to(own.device, own.dtype)
         finally:
             self._calibrating = False
         # strictly increasing along the levels (a share that repeats one value would give flat steps)
