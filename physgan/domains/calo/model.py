@@ -1529,6 +1529,9 @@ class CaloGenerator(nn.Module):
         u = _quantile_levels(v, _along_knots(self.quantile_knots, self.group_share_quantiles_own, c).contiguous())
         mapped = torch.exp(_quantile_values(u, _along_knots(self.quantile_knots, self.group_share_quantiles, c)))
         mapped = torch.where(hit, mapped.to(fractions.dtype), torch.zeros_like(fractions))
+        without = torch.ones(fractions.shape[1], dtype=torch.bool, device=fractions.device)
+        without[self.quantile_groups] = False  # never hit often enough in the data for a table: kept as generated
+        mapped = torch.where(without, fractions, mapped)
         return mapped / mapped.sum(dim=1, keepdim=True).clamp(min=1e-30)
 
     def _calibrate_share_table(self, n: int, gen: torch.Generator) -> None:
