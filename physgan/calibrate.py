@@ -2,7 +2,8 @@
 
 Some generators set statistics of their own outputs after training (``calibrate_statistics``: the N-body generator's
 mean density and density power, :mod:`physgan.domains.nbody.calibration`; the calorimeter generator's hit-shift tables
-and, with ``share_calibration``, its own quantile table of the layer shares).
+and, with ``share_calibration``, its own quantile table of the layer shares; with ``ring_calibration``, its rings' hit
+probit offsets and pattern weights).
 The training loop does it before each validation and checkpoint with samples sized for a few tens of seconds, so what
 the final checkpoint carries holds their sampling noise: on particle-mesh slabs the calibrated power moved by ~1.5 %
 between calibration seeds with 2048 fields per point (bench/RESULTS.md §11, twenty-seventh session). This step spends

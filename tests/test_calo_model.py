@@ -2264,3 +2264,79 @@ def test_share_calibration_maps_each_groups_share_to_the_datas_quantiles_and_kee
     fresh = build_generator(spec)
     fresh.load_state_dict(state)  # strict: the missing own table starts as the data's
     torch.testing.assert_close(fresh.group_share_quantiles_own, fresh.group_share_quantiles)
+
+
+def test_ring_calibration_moves_each_rings_hit_rate_and_share_to_the_datas():
+    """Option ``ring_calibration``: the tables start at 0 (sampling is the raw generator's); with layer 0's outer rings
+    hit too rarely and its energy pulled into the inner rings, ``calibrate_statistics`` moves each ring's hit rate and
+    mean share of its layer (where the layer holds energy) to the training data's at every knot, measured with the same
+    function; training forwards are not moved; a checkpoint without the tables loads with them at 0."""
+    from physgan.domains.calo.transform import ring_layer_stats
+
+    opts = {"cell_noise": True, "noise_head": "layer", "occupancy": True}
+    _, spec = _occupancy_model(5, 2, **opts, ring_calibration=True)
+    torch.manual_seed(0)
+    g = build_generator(spec)
+    r = np.asarray(CALOGAN.layers[0].r_mm, dtype=np.float64)
+    radius = torch.as_tensor(3.0 * r / r.max(), dtype=torch.float32)
+    cells = len(radius)
+    with torch.no_grad():  # layer 0 (its cells, then its overflow): outer cells rarer and cooler than the data's
+        g.occupancy_logit[0][:cells] -= 0.5 * radius
+        g.patterns[0].bias[:cells] -= 1.0 * radius
+    raw = build_generator(ModelSpec(**{**spec.__dict__, "options": opts}))
+    raw.load_state_dict({k: v for k, v in g.state_dict().items() if not k.startswith("ring_")})
+    assert g.calibrated
+    g.eval()
+    raw.eval()
+    n, knots = 4096, g.ring_knots.tolist()
+    rate_data, share_data = g.ring_hit_rate.double().numpy(), g.ring_share.double().numpy()
+
+    def errors(model, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per knot, the largest absolute differences of layer 0's ring hit rates and shares from the data's."""
+        gen = torch.Generator().manual_seed(seed)
+        rate_err, share_err = [], []
+        for k, t in enumerate(knots):
+            with torch.no_grad():
+                u = model.physics(torch.randn(n, *model.latent_shape(), generator=gen), torch.full((n, 1), t))["u"]
+            rate, share, _, _ = ring_layer_stats(u.double().numpy(), g._ring_members, g._ring_group, g._feature_group)
+            layer0 = g._ring_group == 0
+            rate_err.append(np.abs(rate - rate_data[k])[layer0].max())
+            share_err.append(np.abs(share - share_data[k])[layer0].max())
+        return np.array(rate_err), np.array(share_err)
+
+    z = torch.randn(512, *g.latent_shape(), generator=torch.Generator().manual_seed(1))
+    c = torch.linspace(-1.5, 1.5, 512)[:, None]
+    with torch.no_grad():
+        torch.testing.assert_close(g.physics(z, c)["u"], raw.physics(z, c)["u"])  # the identity before calibration
+    rate_before, share_before = errors(raw, 7)
+    assert rate_before.min() > 0.05 and share_before.min() > 0.05, (rate_before, share_before)
+    g.calibrate_statistics(n_per_bin=4096, seed=3, scale=3)
+    assert not g.training and g.ring_probit_offset.abs().max() > 0.2 and g.ring_log_weight.abs().max() > 0.2
+    assert (g.ring_probit_offset[:, -1] == 0).all() and (g.ring_log_weight[:, -1] == 0).all()  # extras: no ring
+    rate_after, share_after = errors(g, 7)
+    assert (rate_after < 0.3 * rate_before).all() and (rate_after < 0.03).all(), (rate_before, rate_after)
+    assert (share_after < 0.3 * share_before).all() and (share_after < 0.03).all(), (share_before, share_after)
+    g.train()
+    with torch.no_grad():
+        torch.testing.assert_close(g.physics(z[:64], c[:64])["u"], raw.physics(z[:64], c[:64])["u"])
+    fresh = build_generator(spec)
+    fresh.load_state_dict({k: v for k, v in g.state_dict().items() if not k.startswith("ring_")})  # strict
+    assert (fresh.ring_probit_offset == 0).all() and (fresh.ring_log_weight == 0).all()
+
+
+def test_ring_layer_stats_counts_rates_and_shares_where_the_layer_holds_energy():
+    """:func:`ring_layer_stats` by hand: two groups; a ring's rate and share and a cell's rate average over the showers
+    whose group holds energy only; extras count in the group's energy but in no ring."""
+    from physgan.domains.calo.transform import ring_layer_stats
+
+    # features 0-1: ring 0, 2: ring 1 (group 0); 3-4: ring 2 (group 1); 5: group 1's extra
+    rings = np.zeros((6, 3))
+    rings[[0, 1], 0] = rings[2, 1] = rings[[3, 4], 2] = 1.0
+    fg = np.array([0, 0, 0, 1, 1, 1])
+    u = np.array([[1.0, 0.0, 1.0, 0.0, 0.0, 0.0],    # group 1 empty
+                  [2.0, 2.0, 0.0, 1.0, 0.0, 1.0]])
+    rate, share, n, cell_rate = ring_layer_stats(u, rings, np.array([0, 0, 1]), fg)
+    np.testing.assert_array_equal(n, [2, 2, 1])
+    np.testing.assert_allclose(cell_rate, [1.0, 0.5, 0.5, 1.0, 0.0, 1.0])
+    np.testing.assert_allclose(rate, [(0.5 + 1.0) / 2, (1.0 + 0.0) / 2, 0.5])
+    np.testing.assert_allclose(share, [(0.5 + 1.0) / 2, (0.5 + 0.0) / 2, 0.5])

@@ -153,6 +153,7 @@ from physgan.domains.calo.transform import (
     lateral_moments,
     layer_bounds,
     model_to_fractions,
+    ring_layer_stats,
     ring_members,
     segment_moments,
     summary_coordinates,
@@ -205,6 +206,11 @@ SHIFT_VAR_WIDTH = 2.0 * SHIFT_VAR_EDGE / SHIFT_VAR_BINS
 PATTERN_WINDOW = 64
 #: Option ``share_calibration``: the fewest generated showers holding energy in a group at a knot for its own quantiles
 CALIBRATION_MIN_HITS = 64
+#: Option ``ring_calibration``: rounds of :meth:`CaloGenerator._calibrate_ring_tables` per calibration (times its scale),
+#: the largest step of a ring's probit offset or log weight in one round, and the largest value either takes
+RING_CALIBRATION_ROUNDS = 1
+RING_CALIBRATION_STEP = 1.0
+RING_CALIBRATION_BOUND = 3.0
 #: Option ``occupancy_level_mean_weight``: the groups whose hit level is pulled to mean 0 hold energy in at least this
 #: share of the training showers at every energy (a group often empty needs a positive level where it is hit)
 LEVEL_MEAN_MIN_HIT = 0.97
@@ -630,6 +636,36 @@ class CaloGenerator(nn.Module):
             self.register_buffer("quantile_groups", torch.as_tensor(np.flatnonzero(valid)), persistent=False)
         if self.share_calibration:
             self.register_buffer("group_share_quantiles_own", torch.as_tensor(table).clone())
+        # option ring_calibration: at sampling (not in training), each ring's cells (the cells of a layer at one distance
+        # from the shower axis, transform.ring_members) get a probit offset on their hit draws and a log weight on their
+        # share of the layer's energy, both per ring and incident-energy knot, set by calibrate_statistics until the
+        # generator's own showers hit each ring's cells as often as the training data and give it the data's mean share
+        # of its layer, in the showers where the layer holds energy (transform.ring_hit_curves). Why: with every layer's
+        # energy right, dataset 2's layers 0-1 kept radial centres and widths 0.02-0.05 from the data's at 60 min, their
+        # outer rings hit 2-3x too rarely (layer 0) or the innermost ring holding 3x the data's share (layer 1)
+        # (bench/RESULTS.md §13, thirty-ninth session). The offsets start at 0 (the map is the identity)
+        self.ring_calibration = bool(_opt(spec, "ring_calibration", False))
+        if self.ring_calibration:
+            if not (bool(_opt(spec, "occupancy", False)) and self.sparsify):
+                raise ConfigError("calo model: ring_calibration needs options occupancy and sparsify (hit draws)")
+            rate = np.asarray(data.get("ring_hit_rate", []), dtype=np.float32)
+            rings, _ = ring_members(geom)
+            knots = data.get("group_hit_knots")
+            if knots is None or rate.shape != (len(knots), rings.shape[1]):
+                raise ConfigError("calo model: ring_calibration needs the transform statistics 'ring_hit_rate', "
+                                  "'ring_share' and 'ring_valid' of this version; fit the transform again")
+            col = np.where(rings.any(axis=1), rings.argmax(axis=1), rings.shape[1])  # R: no ring (extras)
+            self.register_buffer("ring_knots", torch.as_tensor(np.asarray(knots, dtype=np.float32)), persistent=False)
+            self.register_buffer("ring_hit_rate", torch.as_tensor(rate), persistent=False)
+            self.register_buffer("ring_share", torch.as_tensor(np.asarray(data["ring_share"], dtype=np.float32)),
+                                 persistent=False)
+            self.register_buffer("ring_valid", torch.as_tensor(np.asarray(data["ring_valid"], dtype=bool)), persistent=False)
+            self.register_buffer("ring_cell_col", torch.as_tensor(np.concatenate([col[idx] for idx in groups])),
+                                 persistent=False)
+            self._feature_group = feature_groups(geom)  # for the calibration's own statistics (numpy)
+            self._ring_members, self._ring_group = rings, self._feature_group[rings.argmax(axis=0)]
+            self.register_buffer("ring_probit_offset", torch.zeros(len(knots), rings.shape[1] + 1))
+            self.register_buffer("ring_log_weight", torch.zeros(len(knots), rings.shape[1] + 1))
         self.share_curve = bool(_opt(spec, "share_curve", False))
         if self.share_curve:
             knots, log_share = _knot_curve(data, "group_share_log", self.n_groups, "share_curve")
@@ -1041,8 +1077,8 @@ class CaloGenerator(nn.Module):
         return (self.z_dim + self.n_features * (int(self.cell_noise) + int(self.occupancy)) + n_groups
                 + int(self.response_log_sd is not None),)
 
-    def _hit_mask(self, k: int, occ_shift: torch.Tensor, c: torch.Tensor,
-                  draw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _hit_mask(self, k: int, occ_shift: torch.Tensor, c: torch.Tensor, draw: torch.Tensor,
+                  ring_offset: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Miss mask of group ``k`` (bool, ``True``: missed) and, when gradients are on, the zero-valued straight-through
         term of its hit draws.
 
@@ -1051,7 +1087,8 @@ class CaloGenerator(nn.Module):
         ``occupancy_from_condition``, of it and the groups' log shares with ``occupancy_from_shares``), plus the layer
         draws' term with ``layer_noise_hits``: (B, n_groups), with ``occupancy_radial`` followed by each group's radial
         slope (B, n_groups), times the cells' normalised radii. The caller sets the group's hottest cell to hit, so the
-        group keeps its energy. The relaxation is ``soft = sigmoid((o - n) / T)`` (``occupancy_temperature``), whose
+        group keeps its energy. ``ring_offset`` (B, group size), option ``ring_calibration`` at sampling: each cell's
+        ring's probit offset. The relaxation is ``soft = sigmoid((o - n) / T)`` (``occupancy_temperature``), whose
         expected slope tends to ``dP(hit)/do``.
         """
         if self.occupancy_mean_preserving:  # the cells' own probits scaled, then the shower's shift
@@ -1067,6 +1104,8 @@ class CaloGenerator(nn.Module):
             logit = logit + occ_shift[:, g + k : g + k + 1] * self.cell_radius[lo:hi]
         if self.occupancy_slope is not None and not self.occupancy_mean_preserving:  # condition 0: normalised log E_inc
             logit = logit + c[:, :1] * self.occupancy_slope[k]
+        if ring_offset is not None:
+            logit = logit + ring_offset
         miss = draw >= logit
         if not torch.is_grad_enabled():
             return miss, None
@@ -1087,15 +1126,16 @@ class CaloGenerator(nn.Module):
     @property
     def calibrated(self) -> bool:
         """Whether :meth:`calibrate_statistics` sets anything (options ``occupancy_mean_preserving``,
-        ``share_calibration``)."""
-        return self.occupancy_mean_preserving or self.share_calibration
+        ``share_calibration``, ``ring_calibration``)."""
+        return self.occupancy_mean_preserving or self.share_calibration or self.ring_calibration
 
     @torch.no_grad()
     def calibrate_statistics(self, n_per_bin: int = 2048, seed: int = 0, scale: int = 1) -> None:
         """Option ``occupancy_mean_preserving``: set the per-energy-bin tables of the hit shift (its variance, and with
         ``occupancy_pinned`` its mean) from this generator's own shifts at each bin's centre; option ``share_calibration``:
         then set the own quantile table of the group energies from ``n_per_bin / 2 * scale`` showers at each of its knots;
-        no-op without either option.
+        option ``ring_calibration``: then move the rings' probit offsets and log weights, in
+        ``RING_CALIBRATION_ROUNDS * scale`` rounds of ``n_per_bin / 2`` showers at each knot; no-op without any.
 
         The training loop calls it on the EMA generator before each validation and checkpoint. The EMA generator
         inherits the training generator's running tables with the other buffers, but its averaged weights spread the
@@ -1123,6 +1163,8 @@ class CaloGenerator(nn.Module):
                 self._calibrate_shift_tables(n_per_bin, scale, gen)
             if self.share_calibration:  # after the hit shifts, which the group energies follow
                 self._calibrate_share_table(n_per_bin // 2 * max(1, int(scale)), gen)
+            if self.ring_calibration:  # last: its showers are sampled as they will be, shares calibrated
+                self._calibrate_ring_tables(n_per_bin // 2, RING_CALIBRATION_ROUNDS * max(1, int(scale)), gen)
         finally:
             self.train(was_training)
 
@@ -1206,8 +1248,9 @@ class CaloGenerator(nn.Module):
                 for buf, _ in tables:
                     buf[:, b] = buf[:, idx[(idx - b).abs().argmin()]]
 
-    def _empty_groups(self, fractions: torch.Tensor, occ_shift: torch.Tensor, c: torch.Tensor,
-                      draws: torch.Tensor) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor | None] | None]]:
+    def _empty_groups(self, fractions: torch.Tensor, occ_shift: torch.Tensor, c: torch.Tensor, draws: torch.Tensor,
+                      ring: tuple[torch.Tensor, torch.Tensor] | None = None
+                      ) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor | None] | None]]:
         """Option ``empty_layers``: the hit draws of every sparse group and the layer fractions with the empty groups'
         shares given to the others (renormalised), so the shower's energy stays ``response`` exactly.
 
@@ -1228,7 +1271,8 @@ class CaloGenerator(nn.Module):
                 masks.append(None)
                 continue
             lo, hi = self.noise_offsets[k], self.noise_offsets[k + 1]
-            masks.append(self._hit_mask(k, occ_shift, c, draws[:, lo:hi]))
+            masks.append(self._hit_mask(k, occ_shift, c, draws[:, lo:hi],
+                                        None if ring is None else ring[0][:, self.ring_cell_col[lo:hi]]))
             empty[:, k] = masks[k][0].all(dim=1)
         return _without_groups(fractions, empty), masks
 
@@ -1410,10 +1454,11 @@ class CaloGenerator(nn.Module):
         if occ_shift is not None and self.occupancy_pinned:
             occ_shift = self._centred_shift(occ_shift, c, batch=grad and self.training)
         masks: list[tuple[torch.Tensor, torch.Tensor | None] | None] = [None] * self.n_groups
+        ring = self._ring_tables(c) if draws is not None else None
         full = None  # with empty_layers: the groups' energies had none been empty (the straight-through's counterfactual)
         if self.empty_layers and draws is not None:  # the hit draws first: which groups are empty
             full = (response[:, None] * fractions).detach() if grad else None
-            fractions, masks = self._empty_groups(fractions, occ_shift, c, draws)
+            fractions, masks = self._empty_groups(fractions, occ_shift, c, draws, ring)
         if self.share_calibration and not self.training and not self._calibrating:
             fractions = self._calibrated_fractions(fractions, c)
             if self.share_cap:  # the map's linear tails can reach past the largest share the data hold
@@ -1474,10 +1519,17 @@ class CaloGenerator(nn.Module):
             e_k = group_energy[:, k : k + 1]
             st = None
             if self.group_sparse[k] and draws is not None:
-                miss, st = masks[k] if masks[k] is not None else self._hit_mask(k, occ_shift, c, draws[:, lo:hi])
+                if masks[k] is not None:
+                    miss, st = masks[k]
+                else:
+                    offset = None if ring is None else ring[0][:, self.ring_cell_col[lo:hi]]
+                    miss, st = self._hit_mask(k, occ_shift, c, draws[:, lo:hi], offset)
                 if st is not None:
                     hit_parts.append(w.detach())  # rescaled below, once the group's sum is known
                 wm = (w.masked_fill_(miss, 0.0) if not grad else w.masked_fill(miss, 0.0)).scatter_(1, hottest, 1.0)
+                if ring is not None:  # option ring_calibration: each ring's weight in the layer's pattern
+                    ring_w = torch.exp(ring[1][:, self.ring_cell_col[lo:hi]]).to(wm.dtype)
+                    wm = wm.mul_(ring_w) if not grad else wm * ring_w
                 floor = self._floor(k, wm, e_k, c) if self.hit_floor else None
                 # with the floor, the pattern shares what the hit cells' floors leave of the group's energy
                 scale = (e_k if floor is None else e_k - floor[1]) / wm.sum(dim=1, keepdim=True)
@@ -1559,12 +1611,74 @@ class CaloGenerator(nn.Module):
         own = torch.cummax(own, dim=-1).values + 1e-6 * torch.arange(n_levels, dtype=own.dtype, device=own.device)
         self.group_share_quantiles_own.copy_(own)
 
+    def _ring_tables(self, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Option ``ring_calibration``, at sampling only (None otherwise): each ring's probit offset and log weight at
+        each shower's energy, (B, R + 1) each, column R (cells in no ring: extras) 0."""
+        if not self.ring_calibration or self.training:
+            return None
+        both = _along_knots(self.ring_knots, torch.stack([self.ring_probit_offset, self.ring_log_weight], dim=1), c)
+        return both[:, 0], both[:, 1]
+
+    def _calibrate_ring_tables(self, n: int, rounds: int, gen: torch.Generator) -> None:
+        """Option ``ring_calibration``: ``rounds`` times, sample ``n`` showers at each knot's energy (other conditions at
+        0) as they will be sampled and, over the showers whose layer holds energy
+        (:func:`~physgan.domains.calo.transform.ring_layer_stats`), move each ring's probit offset by the shift that
+        brings its cells' mean hit rate to the data's, each cell's rate taken as ``Phi(Phi^-1(own rate) + shift)``, and
+        its log weight by the log ratio of the data's mean share of the layer to this generator's. A ring without data
+        values, or held by fewer than :data:`CALIBRATION_MIN_HITS` of the showers, keeps its values. Steps are bounded by
+        :data:`RING_CALIBRATION_STEP` and the values by :data:`RING_CALIBRATION_BOUND`.
+
+        A ring's cells hit at different rates, so one probit shift moves their mean by less than the probit of the
+        means says (a toy ring of 1 %, 30 % and 90 % cells closed half its gap per round); the per-cell model closes
+        most of it, the spread of the shower's hit shift leaves ~20 % per round, and the training loop's calls
+        accumulate as the generator changes."""
+        from scipy.special import ndtr, ndtri
+
+        members = self._ring_members.astype(np.float64)
+        size = np.maximum(members.sum(axis=0), 1.0)
+        valid = self.ring_valid.cpu().numpy()
+        rate_data = np.clip(self.ring_hit_rate.double().cpu().numpy(), 1e-4, 1.0 - 1e-4)
+        share_data = self.ring_share.double().cpu().numpy()
+        n_rings, device = members.shape[1], self.ring_probit_offset.device
+        in_ring = members.any(axis=1)
+        for _ in range(max(1, int(rounds))):
+            offset = self.ring_probit_offset.double().cpu().numpy()
+            log_w = self.ring_log_weight.double().cpu().numpy()
+            for k, t in enumerate(self.ring_knots.tolist()):
+                z = torch.randn(n, *self.latent_shape(), generator=gen).to(device)
+                c = torch.zeros(n, self.n_cond, device=device)
+                c[:, 0] = t
+                u = self.physics(z, c)["u"].double().cpu().numpy()
+                _, share, held, cell_rate = ring_layer_stats(u, self._ring_members, self._ring_group, self._feature_group)
+                ok = valid & (held >= CALIBRATION_MIN_HITS)
+                low = 0.5 / (held[np.argmax(members, axis=1)] + 1.0)  # a cell never hit reads as half a hit
+                q = ndtri(np.clip(cell_rate, low, 1.0 - low))[in_ring]
+                lo_s = np.full(n_rings, -RING_CALIBRATION_STEP)
+                hi_s = np.full(n_rings, RING_CALIBRATION_STEP)
+                m = members[in_ring]
+                for _ in range(30):  # bisection: the shift whose ring mean of Phi(q + shift) is the data's rate
+                    mid = 0.5 * (lo_s + hi_s)
+                    above = (ndtr(q + m @ mid) @ m) / size > rate_data[k]
+                    hi_s, lo_s = np.where(above, mid, hi_s), np.where(above, lo_s, mid)
+                offset[k, :n_rings] += np.where(ok, 0.5 * (lo_s + hi_s), 0.0)
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    step = np.log(np.maximum(share_data[k], 1e-12)) - np.log(np.maximum(share, 1e-12))
+                ok &= share_data[k] > 0
+                log_w[k, :n_rings] += np.where(ok, np.clip(step, -RING_CALIBRATION_STEP, RING_CALIBRATION_STEP), 0.0)
+            bound = RING_CALIBRATION_BOUND
+            self.ring_probit_offset.copy_(torch.as_tensor(np.clip(offset, -bound, bound), dtype=self.ring_probit_offset.dtype))
+            self.ring_log_weight.copy_(torch.as_tensor(np.clip(log_w, -bound, bound), dtype=self.ring_log_weight.dtype))
+
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
         """A checkpoint made without option ``share_calibration`` has no own quantile table: it starts as the data's
-        (the identity map) until :meth:`calibrate_statistics` sets it."""
+        (the identity map) until :meth:`calibrate_statistics` sets it; one without ``ring_calibration``'s tables starts
+        with them at 0 (also the identity)."""
         key = prefix + "group_share_quantiles_own"
         if self.share_calibration and key not in state_dict:
             state_dict[key] = self.group_share_quantiles.clone()
+        for name in ("ring_probit_offset", "ring_log_weight"):  # option ring_calibration: 0, the identity
+            if self.ring_calibration and prefix + name not in state_dict:
+                state_dict[prefix + name] = torch.zeros_like(getattr(self, name))
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
 
     def _share_quantile_score(self, fractions: torch.Tensor, c: torch.Tensor) -> torch.Tensor:

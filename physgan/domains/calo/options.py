@@ -62,6 +62,7 @@ class CaloModelOptions:
     share_cap: bool = False
     share_quantile_weight: float = 0.0  # training term: each group's energy given a hit follows the data's quantiles (0: off)
     share_calibration: bool = False  # at sampling, each group's energy given a hit mapped to the data's quantiles (issue 19)
+    ring_calibration: bool = False  # at sampling, each ring's hit probits and pattern weights moved to the data's (issue 19)
     share_curve: bool = False  # the layer shares start at the data's log mean share where each group is hit, by energy (issue 19)
     layer_noise: bool = False  # each layer group's share gets its own log-normal draw, from the data's spread (issue 19)
     layer_noise_floor: float = 0.5  # layer_noise: its learned factor on the data's spread is at least this (issue 19)

@@ -59,6 +59,8 @@ __all__ = [
     "cell_log_std_line",
     "layer_bounds",
     "ring_members",
+    "ring_layer_stats",
+    "ring_hit_curves",
     "cell_hit_stats",
     "cell_hit_probit",
     "cell_hit_floor",
@@ -451,6 +453,96 @@ def group_share_quantiles(e_group: np.ndarray, e_inc: np.ndarray, n_levels: int 
         for j in range(n_levels):
             q[:, g, j] = np.interp(knots, knots[ok[:, g]], q[ok[:, g], g, j])
     return knots, q.astype(np.float32), valid
+
+
+def ring_layer_stats(u: np.ndarray, rings: np.ndarray, ring_group: np.ndarray,
+                     feature_group: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per ring, over the showers whose ring's layer group holds energy: the mean fraction of the ring's cells that are
+    hit, and the ring's mean share of the group's energy; and per feature, its hit fraction over the showers whose
+    group holds energy.
+
+    Used for the training data (:func:`ring_hit_curves`) and for a generator's own showers (option
+    ``ring_calibration`` of the calorimeter generator), so both are measured alike.
+
+    Parameters
+    ----------
+    u : numpy.ndarray
+        (N, n_features) non-negative energies (any unit).
+    rings : numpy.ndarray
+        (n_features, R) ring indicator (:func:`ring_members`).
+    ring_group : numpy.ndarray
+        (R,) layer group of each ring.
+    feature_group : numpy.ndarray
+        (n_features,) group of each feature.
+
+    Returns
+    -------
+    rate, share : numpy.ndarray
+        float64 (R,); 0 where no shower holds energy in the ring's group.
+    n : numpy.ndarray
+        int64 (R,): the showers whose ring's group holds energy.
+    cell_rate : numpy.ndarray
+        float64 (n_features,); 0 where no shower holds energy in the feature's group.
+    """
+    fg = np.asarray(feature_group, dtype=np.int64)
+    rings = np.asarray(rings, dtype=np.float64)
+    ring_group = np.asarray(ring_group, dtype=np.int64)
+    member = group_member_matrix(fg, int(fg.max()) + 1).astype(np.float64)
+    hits = np.zeros(len(fg))
+    share = np.zeros(rings.shape[1])
+    held = np.zeros(member.shape[1], dtype=np.int64)
+    for i in range(0, len(u), 4096):  # row blocks: no (N, n_features) float64 copy of the mask
+        ub = np.asarray(u[i : i + 4096], dtype=np.float64)
+        e_group = ub @ member
+        on = e_group > 0
+        hits += ((ub > 0) & on[:, fg]).sum(axis=0)
+        e_ring = e_group[:, ring_group]
+        share += np.divide(ub @ rings, e_ring, out=np.zeros_like(e_ring), where=e_ring > 0).sum(axis=0)
+        held += on.sum(axis=0)
+    cell_rate = hits / np.maximum(held[fg], 1)
+    n = held[ring_group]
+    return (cell_rate @ rings) / np.maximum(rings.sum(axis=0), 1.0), share / np.maximum(n, 1), n, cell_rate
+
+
+def ring_hit_curves(u: np.ndarray, e_inc: np.ndarray, rings: np.ndarray, ring_group: np.ndarray,
+                    feature_group: np.ndarray, n_bins: int = 16, min_count: int = 30,
+                    min_hits: int = 40) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`ring_layer_stats` on :func:`group_hit_curve`'s knots of the standardised log incident energy.
+
+    The calorimeter generator's option ``ring_calibration`` moves each ring's hit probits and pattern weights, at
+    sampling, until its own rings show these. Where a knot has fewer than ``min_hits`` showers holding energy in a
+    ring's group, its values are interpolated along ``t`` from the knots that have them (constant beyond the end ones).
+
+    Parameters
+    ----------
+    u, rings, ring_group, feature_group
+        As :func:`ring_layer_stats`.
+    e_inc : numpy.ndarray
+        (N,) incident energies (any unit).
+    n_bins, min_count : int
+        As :func:`group_hit_curve`'s (the same knots).
+    min_hits : int
+        The fewest showers holding energy in the ring's group that a knot's values need.
+
+    Returns
+    -------
+    knots : numpy.ndarray
+        float32 (K,).
+    rate, share : numpy.ndarray
+        float32 (K, R).
+    valid : numpy.ndarray
+        bool (R,): the rings measured at some knot.
+    """
+    knots, bins = _curve_bins(e_inc, n_bins, min_count)
+    stats = [ring_layer_stats(np.asarray(u)[sel], rings, ring_group, feature_group) for sel in bins]
+    rate, share = np.stack([s[0] for s in stats]), np.stack([s[1] for s in stats])  # per ring: the cells' not kept
+    ok = np.stack([s[2] for s in stats]) >= min_hits
+    valid = ok.any(axis=0)
+    for r in np.flatnonzero(valid):
+        rate[:, r] = np.interp(knots, knots[ok[:, r]], rate[ok[:, r], r])
+        share[:, r] = np.interp(knots, knots[ok[:, r]], share[ok[:, r], r])
+    rate[:, ~valid], share[:, ~valid] = 0.0, 0.0
+    return knots, rate.astype(np.float32), share.astype(np.float32), valid
 
 
 def _line(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -1071,6 +1163,11 @@ class CaloTransform(Transform):
                 stats.update(group_share_log=group_share_curve(e_group, e)[1].tolist())  # option share_curve
                 _, quantiles, valid = group_share_quantiles(e_group, e)  # options share_quantile_weight, share_calibration
                 stats.update(group_share_quantiles=quantiles.tolist(), group_share_quantile_valid=valid.tolist())
+                rings, _ = ring_members(geom)  # option ring_calibration
+                ring_group = fg[rings.argmax(axis=0)]
+                _, ring_rate, ring_share, ring_valid = ring_hit_curves(u, e, rings, ring_group, fg)
+                stats.update(ring_hit_rate=ring_rate.tolist(), ring_share=ring_share.tolist(),
+                             ring_valid=ring_valid.tolist())
                 noise_a, noise_b, noise_t = group_share_noise_line(e_group, e)  # option layer_noise
                 stats.update(group_share_noise_a=noise_a.tolist(), group_share_noise_b=noise_b.tolist(),
                              group_share_noise_t=noise_t.tolist())
