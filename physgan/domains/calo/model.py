@@ -206,9 +206,10 @@ SHIFT_VAR_WIDTH = 2.0 * SHIFT_VAR_EDGE / SHIFT_VAR_BINS
 PATTERN_WINDOW = 64
 #: Option ``share_calibration``: the fewest generated showers holding energy in a group at a knot for its own quantiles
 CALIBRATION_MIN_HITS = 64
-#: Option ``ring_calibration``: rounds of :meth:`CaloGenerator._calibrate_ring_tables` per calibration (times its scale),
+#: Option ``ring_calibration``: rounds of :meth:`CaloGenerator._calibrate_ring_tables` per calibration (times its scale;
+#: each training calibration starts from 0, as the EMA update copies the training generator's buffers over the tables),
 #: the largest step of a ring's probit offset or log weight in one round, and the largest value either takes
-RING_CALIBRATION_ROUNDS = 1
+RING_CALIBRATION_ROUNDS = 2
 RING_CALIBRATION_STEP = 1.0
 RING_CALIBRATION_BOUND = 3.0
 #: Option ``occupancy_level_mean_weight``: the groups whose hit level is pulled to mean 0 hold energy in at least this
@@ -1630,8 +1631,9 @@ class CaloGenerator(nn.Module):
 
         A ring's cells hit at different rates, so one probit shift moves their mean by less than the probit of the
         means says (a toy ring of 1 %, 30 % and 90 % cells closed half its gap per round); the per-cell model closes
-        most of it, the spread of the shower's hit shift leaves ~20 % per round, and the training loop's calls
-        accumulate as the generator changes."""
+        most of it, and the spread of the shower's hit shift leaves ~20 % per round, so a calibration takes
+        :data:`RING_CALIBRATION_ROUNDS` rounds (times its ``scale``). Each training calibration starts again from 0 (the
+        EMA update copies the training generator's buffers)."""
         from scipy.special import ndtr, ndtri
 
         members = self._ring_members.astype(np.float64)
