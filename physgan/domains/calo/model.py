@@ -147,6 +147,7 @@ from physgan.domains.calo.segments import SegmentMatrix, geometry_segments
 from physgan.domains.calo.spatial import LayerConvStream
 from physgan.domains.calo.transform import (
     DEFAULT_EPS,
+    energy_to_mev_factor,
     extra_indicator,
     fractions_to_model,
     group_member_matrix,
@@ -162,6 +163,7 @@ from physgan.domains.calo.transform import (
 )
 from physgan.errors import ConfigError
 from physgan.nn.conditioning import ConditionEmbedding, FiLM, ProjectionHead
+from physgan.train.conditions import ConditionNormaliser
 
 __all__ = ["CaloGenerator", "CaloCritic", "build_generator", "build_critic", "layer_groups", "feature_groups", "geometry_for_spec"]
 
@@ -664,6 +666,16 @@ class CaloGenerator(nn.Module):
             self.register_buffer("ring_cell_col", torch.as_tensor(np.concatenate([col[idx] for idx in groups])),
                                  persistent=False)
             self._feature_group = feature_groups(geom)  # for the calibration's own statistics (numpy)
+            # the data's statistics were read with the readout threshold (transform option readout_threshold), so the
+            # generator's own are too: cells below it in MeV at the knot's incident energy count as empty
+            self._ring_readout = None
+            threshold = float(data.get("readout_threshold_mev", 0.0) or 0.0)
+            if threshold > 0:
+                if not spec.condition_stats:
+                    raise ConfigError("calo model: ring_calibration with a readout threshold needs the conditions' "
+                                      "normaliser state (the incident energy in MeV)")
+                to_mev = energy_to_mev_factor(str(data.get("energy_units", "MeV")))
+                self._ring_readout = (ConditionNormaliser.from_state(spec.condition_stats), threshold / to_mev, geom.n_cells)
             self._ring_members, self._ring_group = rings, self._feature_group[rings.argmax(axis=0)]
             self.register_buffer("ring_probit_offset", torch.zeros(len(knots), rings.shape[1] + 1))
             self.register_buffer("ring_log_weight", torch.zeros(len(knots), rings.shape[1] + 1))
@@ -1651,6 +1663,10 @@ class CaloGenerator(nn.Module):
                 c = torch.zeros(n, self.n_cond, device=device)
                 c[:, 0] = t
                 u = self.physics(z, c)["u"].double().cpu().numpy()
+                if self._ring_readout is not None:  # as the data's statistics were read
+                    normaliser, threshold, n_cells = self._ring_readout
+                    e_inc = normaliser.inverse(c.cpu())[:, :1].double().numpy()
+                    u[:, :n_cells][u[:, :n_cells] * e_inc < threshold] = 0.0
                 _, share, held, cell_rate = ring_layer_stats(u, self._ring_members, self._ring_group, self._feature_group)
                 ok = valid & (held >= CALIBRATION_MIN_HITS)
                 low = 0.5 / (held[np.argmax(members, axis=1)] + 1.0)  # a cell never hit reads as half a hit
