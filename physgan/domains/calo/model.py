@@ -56,7 +56,11 @@ layer shares' logits add the data's log mean share of each group in the showers 
 incident energy (``group_share_curve``), so a group drawn non-empty starts at what the data hold there. Option
 ``share_calibration`` (sampling only): each layer share where the layer holds energy is mapped from its quantile in the
 generator's own table at the shower's energy (set by :meth:`CaloGenerator.calibrate_statistics`) to the data's
-(``group_share_quantiles``), monotone per layer, so the generator's correlations between layers stay.
+(``group_share_quantiles``), monotone per layer, so the generator's correlations between layers stay. Option
+``ring_calibration`` (sampling only): each ring of each layer (cells at one distance from the axis) gets a probit offset
+on its cells' hit draws and a weight on their share of the layer's energy, per energy knot, set by
+:meth:`CaloGenerator.calibrate_statistics` until the generator's rings show the data's hit rates and mean layer shares
+(``ring_hit_curves``).
 
 Noise head (option ``noise_head``): ``'cell'`` (the default, runs made before it) predicts ``log sigma`` per
 cell with a ``Linear(width, cells)`` per group; ``'layer'`` (every preset) learns a per-cell log-scale (starting
@@ -652,7 +656,7 @@ class CaloGenerator(nn.Module):
             if not (bool(_opt(spec, "occupancy", False)) and self.sparsify):
                 raise ConfigError("calo model: ring_calibration needs options occupancy and sparsify (hit draws)")
             rate = np.asarray(data.get("ring_hit_rate", []), dtype=np.float32)
-            rings, _ = ring_members(geom)
+            rings, ring_group = ring_members(geom)  # a layer's group is its index (layer_groups)
             knots = data.get("group_hit_knots")
             if knots is None or rate.shape != (len(knots), rings.shape[1]):
                 raise ConfigError("calo model: ring_calibration needs the transform statistics 'ring_hit_rate', "
@@ -676,7 +680,7 @@ class CaloGenerator(nn.Module):
                                       "normaliser state (the incident energy in MeV)")
                 to_mev = energy_to_mev_factor(str(data.get("energy_units", "MeV")))
                 self._ring_readout = (ConditionNormaliser.from_state(spec.condition_stats), threshold / to_mev, geom.n_cells)
-            self._ring_members, self._ring_group = rings, self._feature_group[rings.argmax(axis=0)]
+            self._ring_members, self._ring_group = rings, np.asarray(ring_group, dtype=np.int64)
             self.register_buffer("ring_probit_offset", torch.zeros(len(knots), rings.shape[1] + 1))
             self.register_buffer("ring_log_weight", torch.zeros(len(knots), rings.shape[1] + 1))
         self.share_curve = bool(_opt(spec, "share_curve", False))

@@ -1163,9 +1163,8 @@ class CaloTransform(Transform):
                 stats.update(group_share_log=group_share_curve(e_group, e)[1].tolist())  # option share_curve
                 _, quantiles, valid = group_share_quantiles(e_group, e)  # options share_quantile_weight, share_calibration
                 stats.update(group_share_quantiles=quantiles.tolist(), group_share_quantile_valid=valid.tolist())
-                rings, _ = ring_members(geom)  # option ring_calibration
-                ring_group = fg[rings.argmax(axis=0)]
-                _, ring_rate, ring_share, ring_valid = ring_hit_curves(u, e, rings, ring_group, fg)
+                rings, ring_group = ring_members(geom)  # option ring_calibration; a layer's group is its index
+                _, ring_rate, ring_share, ring_valid = ring_hit_curves(u, e, rings, np.asarray(ring_group), fg)
                 stats.update(ring_hit_rate=ring_rate.tolist(), ring_share=ring_share.tolist(),
                              ring_valid=ring_valid.tolist())
                 noise_a, noise_b, noise_t = group_share_noise_line(e_group, e)  # option layer_noise
